@@ -1,0 +1,1 @@
+"""The lowest layer: serialization and the other building blocks every layer shares."""

@@ -1,0 +1,93 @@
+"""Serialization: pickle protocol 5 first, cloudpickle when pickle refuses.
+
+Theory of operation
+-------------------
+Every message plait moves between processes is a pickle of protocol 5. The C pickler
+is fast and handles almost everything a program sends; what it refuses is code that
+cannot be named by an import path: lambdas, closures, classes and functions defined
+inside functions, and (in a child that did not import the parent's ``__main__``)
+functions of an interactive session. For those we fall back to cloudpickle, which
+pickles code by value. The fallback is taken only after the C pickler failed, so the
+common case pays nothing, and cloudpickle is imported lazily so that a child process
+that never needs it never pays its import time.
+
+Out-of-band buffers: with ``dumps_oob`` the large buffers of a message (``bytes`` and
+``bytearray`` over the threshold, ``memoryview``, numpy arrays: anything that hands
+pickle a ``PickleBuffer``) are not copied into the pickle stream; they are returned
+beside it so the transport can send them as they are (``sendmsg`` of many buffers, or
+shared memory) and ``loads`` rebuilds the objects on top of the received memory.
+
+Errors: an object that neither pickler can serialize raises ``pickle.PicklingError``
+whose message names the type of the object and the reason the picklers gave.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["PROTOCOL", "dumps", "dumps_oob", "loads", "PicklingError", "UnpicklingError"]
+
+PROTOCOL = 5
+PicklingError = pickle.PicklingError
+UnpicklingError = pickle.UnpicklingError
+
+# What the C pickler raises for objects it cannot name: PicklingError for lambdas and
+# objects whose attribute lookup fails, AttributeError for "local object" (3.10-3.13),
+# TypeError for objects with no reducer at all (locks, sockets, generators).
+_REFUSALS = (pickle.PicklingError, AttributeError, TypeError)
+
+_dumps = pickle.dumps
+_loads = pickle.loads
+
+
+def _cloudpickle():
+    import cloudpickle  # noqa: PLC0415 - imported on first need, see module docstring
+
+    return cloudpickle
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialize ``obj`` to bytes (protocol 5); large buffers are copied in-band.
+
+    Raises ``pickle.PicklingError`` naming the object's type when neither the C pickler
+    nor cloudpickle can serialize it.
+    """
+    try:
+        return _dumps(obj, PROTOCOL)
+    except _REFUSALS as first:
+        return _by_value(obj, first, None)
+
+
+def dumps_oob(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """Serialize ``obj``, keeping its large buffers out of band.
+
+    Returns ``(payload, buffers)``; pass both to ``loads`` on the other side, the
+    buffers as any objects supporting the buffer protocol, in the same order.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        return _dumps(obj, PROTOCOL, buffer_callback=buffers.append), buffers
+    except _REFUSALS as first:
+        buffers.clear()  # the failed attempt may have collected some
+        return _by_value(obj, first, buffers.append), buffers
+
+
+def _by_value(obj: Any, first: BaseException, buffer_callback) -> bytes:
+    try:
+        return _cloudpickle().dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
+    except Exception as second:
+        raise pickle.PicklingError(
+            f"cannot pickle {type(obj).__qualname__!s} object: {first}"
+            + ("" if str(second) == str(first) else f"; cloudpickle: {second}")
+        ) from second
+
+
+def loads(data: bytes | bytearray | memoryview, buffers: Iterable[Any] | None = None) -> Any:
+    """Rebuild an object from ``dumps``/``dumps_oob`` output.
+
+    Raises ``pickle.UnpicklingError`` (or the error the object's reducer raised) for a
+    corrupt payload.
+    """
+    return _loads(data, buffers=buffers)

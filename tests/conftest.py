@@ -1,0 +1,64 @@
+"""Shared fixtures: leak checks for fds, child processes and threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+
+def open_fds() -> set[int]:
+    """The fds this process holds now (from /proc/self/fd)."""
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # the fd listdir itself used
+        fds.add(fd)
+    return fds
+
+
+def child_pids() -> set[int]:
+    """Pids whose parent is this process, zombies included (from /proc)."""
+    me = os.getpid()
+    pids = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after ")".
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if int(fields[1]) == me:
+            pids.add(int(name))
+    return pids
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture
+def no_leaks():
+    """Fail the test if it leaves fds, child processes or threads behind."""
+    fds = open_fds()
+    threads = set(threading.enumerate())
+    yield
+    assert wait_until(lambda: not child_pids(), 10), f"children left: {child_pids()}"
+    assert wait_until(lambda: set(threading.enumerate()) <= threads, 10), (
+        f"threads left: {set(threading.enumerate()) - threads}"
+    )
+    assert wait_until(lambda: open_fds() <= fds, 5), f"fds left: {open_fds() - fds}"
