@@ -1,0 +1,362 @@
+"""Echo servers side by side: plait.coro beside asyncio, uvloop, trio, curio, selectors.
+
+Every server runs in its own process (started once, all idle while another is measured)
+and answers ping-pong: a client sends a message, waits for all of it to come back, sends
+the next. The same client drives every server: one process, plain non-blocking sockets
+on one epoll (no library of the ones compared), N connections, each with one message in
+flight. Per call it warms up for ``WARMUP`` s, then counts completed round trips for
+``DURATION`` s and measures its own CPU time. On 2 cores the client needs most of one,
+so a server whose client column says ~100% is client-bound: the figure is a floor for
+that server, not its limit.
+
+    python benchmarks/bench_echo.py            # the four cases, 3 rounds
+    python benchmarks/bench_echo.py --quick    # 64 B / 100 connections only
+
+Cases: 64 B and 16 KiB messages, 100 and 1,000 connections; figure: requests per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import resource
+import select
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import Bench  # noqa: E402
+
+WARMUP = 0.3
+DURATION = 1.0
+BACKLOG = 2048
+READ_SIZE = 65536
+SERVERS = [
+    "plait streams",
+    "plait sockets",
+    "asyncio streams",
+    "asyncio protocols",
+    "uvloop streams",
+    "uvloop protocols",
+    "trio",
+    "curio",
+    "selectors",
+]
+
+
+# -- the servers (each runs in its own process: `bench_echo.py serve NAME`) ------------
+
+
+def _listen() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(BACKLOG)
+    return sock
+
+
+def serve_plait(use_streams: bool, sock: socket.socket) -> None:
+    from plait import coro
+
+    async def echo_stream(client, addr):
+        stream = client.as_stream()
+        read, write = stream.read, stream.write
+        while True:
+            data = await read(READ_SIZE)
+            if not data:
+                break
+            await write(data)
+
+    async def echo_socket(client, addr):
+        recv, sendall = client.recv, client.sendall
+        while True:
+            data = await recv(READ_SIZE)
+            if not data:
+                break
+            await sendall(data)
+
+    coro.run(coro.serve, coro.Socket(sock), echo_stream if use_streams else echo_socket)
+
+
+def serve_asyncio(loop_kind: str, protocols: bool, sock: socket.socket) -> None:
+    import asyncio
+
+    if loop_kind == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+    async def echo_stream(reader, writer):
+        while True:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        if protocols:
+            server = await loop.create_server(Echo, sock=sock, backlog=BACKLOG)
+        else:
+            server = await asyncio.start_server(echo_stream, sock=sock, backlog=BACKLOG)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def serve_trio(sock: socket.socket) -> None:
+    import trio
+
+    async def echo(stream):
+        try:
+            while True:
+                data = await stream.receive_some(READ_SIZE)
+                if not data:
+                    break
+                await stream.send_all(data)
+        except trio.BrokenResourceError:
+            pass
+
+    async def main():
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        await trio.serve_listeners(echo, [listener])
+
+    trio.run(main)
+
+
+def serve_curio(sock: socket.socket) -> None:
+    import curio
+    from curio.io import Socket as CurioSocket
+
+    async def echo(client, addr):
+        while True:
+            data = await client.recv(READ_SIZE)
+            if not data:
+                break
+            await client.sendall(data)
+
+    curio.run(curio.network.run_server, CurioSocket(sock), echo)
+
+
+def serve_selectors(sock: socket.socket) -> None:
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sock.setblocking(False)
+    sel.register(sock, selectors.EVENT_READ, None)
+    pending: dict[socket.socket, bytes] = {}
+    while True:
+        for key, events in sel.select():
+            s = key.fileobj
+            if s is sock:
+                try:
+                    client, _ = sock.accept()
+                except BlockingIOError:
+                    continue
+                client.setblocking(False)
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sel.register(client, selectors.EVENT_READ, None)
+                continue
+            if events & selectors.EVENT_WRITE:
+                rest = pending.pop(s)
+                n = s.send(rest)
+                if n < len(rest):
+                    pending[s] = rest[n:]
+                else:
+                    sel.modify(s, selectors.EVENT_READ)
+                continue
+            try:
+                data = s.recv(READ_SIZE)
+            except (BlockingIOError, ConnectionError):
+                data = None if not isinstance(sys.exc_info()[1], ConnectionError) else b""
+            if data is None:
+                continue
+            if not data:
+                sel.unregister(s)
+                s.close()
+                continue
+            try:
+                n = s.send(data)
+            except BlockingIOError:
+                n = 0
+            if n < len(data):
+                pending[s] = data[n:]
+                sel.modify(s, selectors.EVENT_WRITE)
+
+
+def serve(name: str) -> None:
+    sock = _listen()
+    print(sock.getsockname()[1], flush=True)
+    if name.startswith("plait"):
+        serve_plait(name == "plait streams", sock)
+    elif name.startswith(("asyncio", "uvloop")):
+        kind, style = name.split()
+        serve_asyncio(kind, style == "protocols", sock)
+    elif name == "trio":
+        serve_trio(sock)
+    elif name == "curio":
+        serve_curio(sock)
+    else:
+        serve_selectors(sock)
+
+
+# -- the client (`bench_echo.py client PORT CONNECTIONS SIZE`) --------------------------
+
+
+def client(port: int, connections: int, size: int, warmup: float, duration: float) -> None:
+    """Ping-pong on ``connections`` sockets; print 'round_trips cpu_seconds wall_seconds'."""
+    message = os.urandom(size)
+    socks = []
+    for _ in range(connections):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        socks.append(s)
+    ep = select.epoll()
+    by_fd = {}
+    for s in socks:
+        ep.register(s.fileno(), select.EPOLLIN)
+        by_fd[s.fileno()] = [s, 0]  # socket, bytes of the reply received so far
+        s.send(message)
+    done = 0
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop = measure_from + duration
+    counted = None
+    cpu0 = None
+    poll = ep.poll
+    while True:
+        now = time.perf_counter()
+        if counted is None and now >= measure_from:
+            counted, cpu0 = done, os.times()
+            t0 = now
+        if now >= stop:
+            break
+        for fd, _ in poll(0.1):
+            entry = by_fd[fd]
+            s = entry[0]
+            try:
+                data = s.recv(READ_SIZE)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise ConnectionError("the server closed a connection")
+            entry[1] += len(data)
+            if entry[1] >= size:
+                entry[1] = 0
+                done += 1
+                s.setblocking(True)
+                s.sendall(message)
+                s.setblocking(False)
+    cpu1 = os.times()
+    wall = time.perf_counter() - t0
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    for s in socks:
+        s.close()
+    ep.close()
+    print(done - counted, cpu, wall, done, flush=True)
+
+
+# -- the driver --------------------------------------------------------------------------
+
+
+def start_servers(names: list[str]) -> dict[str, tuple[subprocess.Popen, int]]:
+    servers = {}
+    for name in names:
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "serve", name], stdout=subprocess.PIPE, text=True
+        )
+        servers[name] = (proc, int(proc.stdout.readline()))
+    return servers
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (from /proc)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_client(
+    server: subprocess.Popen, port: int, connections: int, size: int, notes: dict
+) -> float:
+    """One measured client run against ``port``; returns round trips per second."""
+    before = cpu_seconds(server.pid)
+    out = subprocess.run(
+        [sys.executable, __file__, "client", str(port), str(connections), str(size)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    server_cpu = cpu_seconds(server.pid) - before
+    trips, cpu, wall, total = int(out[0]), float(out[1]), float(out[2]), int(out[3])
+    notes["client"].append(cpu / wall)
+    notes["server"].append(server_cpu / total * 1e6)
+    return trips / wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="64 B, 100 connections only")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (min(16384, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),) * 2
+    )
+    bench = Bench(
+        "echo servers: ping-pong round trips per second, one client process",
+        packages=["uvloop", "trio", "curio"],
+        rounds=args.rounds,
+        cap=30.0,
+    )
+    print(f"# client: one process, epoll, {WARMUP:g} s warm-up then {DURATION:g} s counted")
+    servers = start_servers(SERVERS)
+    cases = [(64, 100)] if args.quick else [(64, 100), (64, 1000), (16384, 100), (16384, 1000)]
+    try:
+        for size, conns in cases:
+            notes = {name: {"client": [], "server": []} for name in SERVERS}
+            variants = {
+                name: functools.partial(run_client, proc, port, conns, size, notes[name])
+                for name, (proc, port) in servers.items()
+            }
+            bench.case(f"echo {size} B, {conns} connections", variants, unit="req/s")
+            print(
+                "  medians per server: client CPU use (~100% = client-bound) | "
+                "server CPU per request"
+            )
+            for name, note in notes.items():
+                if note["client"]:
+                    print(
+                        f"    {name:<26}{statistics.median(note['client']) * 100:>6.0f}%"
+                        f"{statistics.median(note['server']):>10.1f} µs"
+                    )
+    finally:
+        for proc, _ in servers.values():
+            proc.kill()
+            proc.wait()
+        bench.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        serve(sys.argv[2])
+    elif len(sys.argv) > 1 and sys.argv[1] == "client":
+        client(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), WARMUP, DURATION)
+    else:
+        main()

@@ -1,0 +1,108 @@
+"""plait.coro: a coroutine kernel for servers with thousands of sockets in one thread.
+
+``run(main)`` drives ``async def`` tasks (and classic generator-style tasks) by ``send()``-ing
+into them; a task suspends where it awaits one of plait's traps (``traps.py``): waiting
+for a socket, a timer, another task or a thread. Modules, bottom up:
+
+- ``errors``     the exceptions (cancellation, timeouts, closed resources)
+- ``traps``      the only doors between a task and the kernel
+- ``task``       Task, spawn, current_task, TaskGroup
+- ``kernel``     the loop: epoll, timers, cancellation, signals; ``run``
+- ``timeouts``   sleep, timeout_after, ignore_after
+- ``sync``       Lock, Event, Semaphore, BoundedSemaphore, Condition
+- ``queues``     Queue, LifoQueue, PriorityQueue
+- ``sockets``    Socket: try the system call, wait only when it would block
+- ``streams``    SocketStream, tcp/unix servers and connections, TLS
+- ``threads``    run_in_thread on a bounded pool
+- ``universal``  UniversalQueue, UniversalEvent: coroutines and threads at once
+- ``signals``    SignalQueue, wait_signal
+- ``monitor``    ps()
+
+Blocking points (where a cancellation or an expired timeout is delivered): every
+``await`` on ``sleep``, ``Task.join``/``wait``/``cancel``, a ``TaskGroup`` exit,
+``Lock``/``Semaphore``/``Condition`` acquire and wait, ``Event.wait``, queue ``get``/``put``/
+``join``, every socket and stream operation except ``close``, ``run_in_thread``,
+the ``*_async`` methods of the universal objects, and ``SignalQueue.get``. Nothing else
+suspends a task, so code between two of them runs without interruption.
+
+Every blocking call can be bounded with ``async with timeout_after(seconds):``.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ClosedResourceError,
+    IncompleteRead,
+    NoKernelError,
+    ResourceBusy,
+    SlowStepWarning,
+    TaskCancelled,
+    TaskTimeout,
+    TimeoutCancelled,
+)
+from .kernel import Kernel, run
+from .monitor import TaskInfo, format_ps, ps
+from .queues import LifoQueue, PriorityQueue, Queue
+from .signals import SignalQueue, wait_signal
+from .sockets import Socket
+from .streams import (
+    SocketStream,
+    open_connection,
+    open_unix_connection,
+    serve,
+    tcp_server,
+    tcp_server_socket,
+    unix_server,
+    unix_server_socket,
+)
+from .sync import BoundedSemaphore, Condition, Event, Lock, Semaphore
+from .task import Task, TaskGroup, current_task, spawn
+from .threads import run_in_thread
+from .timeouts import clock, ignore_after, sleep, timeout_after
+from .universal import UniversalEvent, UniversalQueue
+
+__all__ = [
+    "BoundedSemaphore",
+    "ClosedResourceError",
+    "Condition",
+    "Event",
+    "IncompleteRead",
+    "Kernel",
+    "LifoQueue",
+    "Lock",
+    "NoKernelError",
+    "PriorityQueue",
+    "Queue",
+    "ResourceBusy",
+    "Semaphore",
+    "SignalQueue",
+    "SlowStepWarning",
+    "Socket",
+    "SocketStream",
+    "Task",
+    "TaskCancelled",
+    "TaskGroup",
+    "TaskInfo",
+    "TaskTimeout",
+    "TimeoutCancelled",
+    "UniversalEvent",
+    "UniversalQueue",
+    "clock",
+    "current_task",
+    "format_ps",
+    "ignore_after",
+    "open_connection",
+    "open_unix_connection",
+    "ps",
+    "run",
+    "run_in_thread",
+    "serve",
+    "sleep",
+    "spawn",
+    "tcp_server",
+    "tcp_server_socket",
+    "timeout_after",
+    "unix_server",
+    "unix_server_socket",
+    "wait_signal",
+]

@@ -1,0 +1,591 @@
+"""The kernel: one thread, many tasks, one epoll.
+
+Theory of operation. ``run(main)`` makes a :class:`Kernel`, turns ``main`` into the first
+task and loops:
+
+1. ask epoll which files are ready (timeout 0 if some task is ready to run, else until
+   the nearest timer), and move the tasks waiting for them to the ready queue, all the
+   events of one ``poll()`` in one batch;
+2. fire the timers that are due (sleeps end, timeout scopes expire);
+3. run every task that was ready at the start of this step. Running a task means
+   ``send()``-ing it a value (or ``throw()``-ing an exception) until it yields a trap
+   (see ``traps.py``) that makes it wait, or it ends.
+
+The loop stops when the main task and every non-daemon task have ended; daemon tasks are
+then cancelled and waited for.
+
+epoll registrations. A fd is registered (level-triggered) the first time a task waits
+for it and stays registered across waits: a server that answers a request, finds the next
+one not there yet (the socket methods always try the system call first) and waits again
+costs no ``epoll_ctl`` at all. When epoll reports an event nobody waits for, that
+interest is dropped (``modify``; ``unregister`` when no interest is left, because EPOLLHUP
+is reported even for an empty mask). Closing a ``Socket`` calls :meth:`Kernel.release_fd`,
+which unregisters it and wakes its waiters with ``ClosedResourceError``. Each registration
+remembers its owner object: if a fd number comes back with another owner (the first
+socket was dropped without ``close``), the registration is renewed rather than trusted.
+
+Timers. One heap of ``(deadline, seq, target)``; ``target`` is a sleeping task or a
+timeout scope. Cancelling a timer is free: the task or scope just stops matching ``seq``,
+and a stale entry is skipped when it comes up. When stale entries are more than half the
+heap, the heap is rebuilt without them, so short scopes around long deadlines cannot
+grow it without bound.
+
+Cancellation is delivered at blocking points only. ``cancel(task, exc)`` on a waiting
+task takes it out of what it waits for and reschedules it with ``exc``; on a task that is
+running or already ready (its answer is on its way) the exception is kept as *pending*
+and thrown at the task's next trap. An explicit cancellation replaces a pending timeout,
+never the other way round.
+
+Threads and signals share one wake-up pipe: a thread that hands a result to a task
+appends it to the inbox and writes ``b"\\0"``; the C signal handler writes the signal
+number (``signal.set_wakeup_fd``). Ctrl-C (SIGINT) cancels the main task, lets its
+``finally`` blocks run, and ``run()`` then raises ``KeyboardInterrupt``.
+
+Hot loop style: the loop caches bound methods and attributes in locals because it runs
+once per request of every connection; the I/O traps are dispatched inline for the same
+reason, the others through small methods.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import select
+import signal
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import traps
+from .errors import (
+    ClosedResourceError,
+    ResourceBusy,
+    SlowStepWarning,
+    TaskCancelled,
+    TimeoutCancelled,
+)
+from .task import (
+    RUNNING,
+    WAIT_EXTERNAL,
+    WAIT_PARK,
+    WAIT_READ,
+    WAIT_SLEEP,
+    WAIT_WRITE,
+    Task,
+    as_coroutine,
+    report_crash,
+)
+
+__all__ = ["Kernel", "run"]
+
+log = logging.getLogger("plait.coro")
+
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_READABLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
+_WRITABLE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+
+_READ_WAIT = traps.READ_WAIT
+_WRITE_WAIT = traps.WRITE_WAIT
+_PARK = traps.PARK
+_SLEEP = traps.SLEEP
+_SUSPEND = traps.SUSPEND
+
+
+def _ignore_signal(signo: int, frame: Any) -> None:
+    """Python-level handler: the signal is acted on through the wake-up pipe instead."""
+
+
+class Kernel:
+    """The scheduler. Use :func:`run`; a kernel runs one ``main`` and is then closed.
+
+    ``slow_step``: if set (seconds), warn with :class:`SlowStepWarning` whenever one step
+    of a task keeps the kernel busy longer than that. ``max_threads`` bounds the worker
+    threads of ``run_in_thread``.
+    """
+
+    def __init__(self, *, slow_step: float | None = None, max_threads: int = 16) -> None:
+        self.slow_step = slow_step
+        self.max_threads = max_threads
+        self.current: Task | None = None
+        self.tasks: dict[int, Task] = {}
+        self.closers: list[Callable[[], None]] = []
+        self.signal_watchers: dict[int, list[Any]] = {}
+        self.thread_pool: Any = None
+        self._epoll = select.epoll()
+        # fd -> [registered mask, reader task, writer task, owner]
+        self._fds: dict[int, list] = {}
+        self._ready: deque[Task] = deque()
+        self._timers: list[tuple[float, int, Any]] = []
+        self._stale_timers = 0
+        self._seq = itertools.count()
+        self._nondaemon = 0
+        self._inbox: deque = deque()
+        self._notified = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        self._crashed: weakref.WeakSet[Task] = weakref.WeakSet()
+        self._main: Task | None = None
+        self._interrupted = False
+        self._closed = False
+
+    # -- the public face of the kernel for the other modules of plait.coro -------------
+
+    def start(self, coro: Any, name: str, daemon: bool, group: Any = None) -> Task:
+        """Make ``coro`` a task, ready to run. Never blocks."""
+        task = Task(coro, name, daemon)
+        task._group = group
+        self.tasks[task.id] = task
+        if not daemon:
+            self._nondaemon += 1
+        self._ready.append(task)
+        return task
+
+    def wake(self, task: Task, value: Any = None, exc: BaseException | None = None) -> None:
+        """Make a waiting task ready; it will get ``value`` (or ``exc``) from its trap."""
+        task._value = value
+        task._exc = exc
+        task._wait_kind = RUNNING
+        task._wait_obj = None
+        task._wait_cancel = None
+        task.state = "READY"
+        self._ready.append(task)
+
+    def wake_threadsafe(
+        self, task: Task, token: object, value: Any = None, exc: BaseException | None = None
+    ) -> None:
+        """From any thread: end ``task``'s ``SUSPEND`` wait on ``token`` with this answer.
+
+        Ignored if the task no longer waits on ``token`` (it was cancelled meanwhile).
+        """
+        self._inbox.append((task, token, value, exc))
+        if not self._notified:
+            self._notified = True
+            try:
+                os.write(self._wake_w, b"\0")
+            except (BlockingIOError, OSError):
+                pass  # the pipe is full (a wake-up is pending anyway) or the kernel closed
+
+    def cancel(self, task: Task, exc: BaseException) -> None:
+        """Deliver ``exc`` to ``task`` at its current or next blocking point."""
+        if task.terminated:
+            return
+        if task._wait_kind == RUNNING or not self._unwait(task):
+            pending = task._cancel_pending
+            if pending is None or (
+                isinstance(pending, TimeoutCancelled) and not isinstance(exc, TimeoutCancelled)
+            ):
+                task._cancel_pending = exc
+            return
+        self.wake(task, None, exc)
+
+    def call_at(self, deadline: float, scope: Any) -> int:
+        """Arm a timer that calls ``scope.expire(seq)`` at ``deadline``; returns ``seq``."""
+        seq = next(self._seq)
+        heapq.heappush(self._timers, (deadline, seq, scope))
+        return seq
+
+    def timer_cancelled(self) -> None:
+        """A timer became stale (its scope closed early); rebuild the heap if worth it."""
+        self._stale_timers += 1
+        if self._stale_timers > 64 and self._stale_timers * 2 > len(self._timers):
+            self._timers = [t for t in self._timers if t[2].timer_live(t[1])]
+            heapq.heapify(self._timers)
+            self._stale_timers = 0
+
+    def release_fd(self, fileno: int) -> None:
+        """Forget ``fileno`` before it is closed; its waiters get ``ClosedResourceError``."""
+        entry = self._fds.pop(fileno, None)
+        if entry is None:
+            return
+        try:
+            self._epoll.unregister(fileno)
+        except OSError:
+            pass  # already gone from the epoll set (closed behind our back)
+        for task in (entry[1], entry[2]):
+            if task is not None:
+                self.wake(
+                    task, None, ClosedResourceError(f"file {fileno}, closed while waited on,")
+                )
+
+    # -- waiting and unwaiting ---------------------------------------------------------
+
+    def _unwait(self, task: Task) -> bool:
+        """Take a waiting task out of what it waits for. False: its answer is on its way."""
+        kind = task._wait_kind
+        obj = task._wait_obj
+        if kind == WAIT_READ or kind == WAIT_WRITE:
+            entry = self._fds.get(obj)
+            if entry is not None and entry[kind] is task:
+                entry[kind] = None
+        elif kind == WAIT_PARK:
+            try:
+                obj.remove(task)
+            except ValueError:
+                pass
+        elif kind == WAIT_SLEEP:
+            self._stale_timers += 1
+        elif kind == WAIT_EXTERNAL:
+            cancel = task._wait_cancel
+            if cancel is not None and cancel() is False:
+                return False
+        return True
+
+    def _register(self, task: Task, fd: int, owner: object, kind: int) -> None:
+        """File ``task`` as the reader (kind 1) or writer (kind 2) of ``fd``."""
+        fds = self._fds
+        entry = fds.get(fd)
+        want = _EPOLLIN if kind == WAIT_READ else _EPOLLOUT
+        if entry is None or entry[3] is not owner:
+            if entry is not None:
+                self.release_fd(fd)  # a stale registration of a fd number now reused
+            entry = fds[fd] = [want, None, None, owner]
+            try:
+                self._epoll.register(fd, want)
+            except FileExistsError:
+                self._epoll.modify(fd, want)
+        elif entry[kind] is not None:
+            raise ResourceBusy(
+                f"task {entry[kind].id} already waits to {'read' if kind == 1 else 'write'} "
+                f"fd {fd}; two tasks cannot wait for the same event of one socket"
+            )
+        elif not entry[0] & want:
+            entry[0] |= want
+            self._epoll.modify(fd, entry[0])
+        entry[kind] = task
+        task._wait_kind = kind
+        task._wait_obj = fd
+        task.state = "READ_WAIT" if kind == WAIT_READ else "WRITE_WAIT"
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self, main: Any, *args: Any) -> Any:
+        """Run ``main(*args)`` and every task it spawns; return main's result or raise.
+
+        Blocks until main and all non-daemon tasks have ended. Raises ``KeyboardInterrupt``
+        if Ctrl-C cancelled the main task, and ``RuntimeError`` if a kernel already runs in
+        this thread.
+        """
+        if self._closed:
+            raise RuntimeError("this kernel has already run; make a new one")
+        if traps.state.kernel is not None:
+            self._close()
+            raise RuntimeError("a plait kernel already runs in this thread; await instead")
+        try:
+            coro, name = as_coroutine(main, args)
+        except BaseException:
+            self._close()
+            raise
+        traps.state.kernel = self
+        old_sigint = old_wakeup = None
+        try:
+            if threading.current_thread() is threading.main_thread():
+                old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    old_sigint = signal.signal(signal.SIGINT, _ignore_signal)
+            self._main = main_task = self.start(coro, name, False)
+            main_task._observed = True
+            self._loop(lambda: self._nondaemon > 0)
+            for task in list(self.tasks.values()):
+                self.cancel(task, TaskCancelled("the kernel is shutting down"))
+            self._loop(lambda: bool(self.tasks))
+        finally:
+            if old_sigint is not None:
+                signal.signal(signal.SIGINT, old_sigint)
+            if old_wakeup is not None:
+                signal.set_wakeup_fd(old_wakeup)
+            traps.state.kernel = None
+            self._close()
+        if self._interrupted and main_task.cancelled:
+            raise KeyboardInterrupt
+        if main_task.cancelled:
+            raise main_task._exception or TaskCancelled("the main task was cancelled")
+        return main_task.result
+
+    def _close(self) -> None:
+        self._closed = True
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:
+                log.exception("closing a kernel resource failed")
+        self.closers.clear()
+        for task in list(self._crashed):
+            if not task._observed:
+                report_crash(task)
+        for task in list(self.tasks.values()):
+            task.coro.close()
+        self._fds.clear()
+        self._epoll.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._timers.clear()
+
+    def _handle_wakeup(self) -> None:
+        """The wake-up pipe is readable: threads handed results or signals arrived."""
+        signals = b""
+        while True:
+            try:
+                chunk = os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                break
+            signals += chunk
+            if len(chunk) < 4096:
+                break
+        self._notified = False
+        inbox = self._inbox
+        while inbox:
+            task, token, value, exc = inbox.popleft()
+            if task._wait_kind == WAIT_EXTERNAL and task._wait_obj is token:
+                self.wake(task, value, exc)
+        for signo in signals.replace(b"\0", b""):
+            watchers = self.signal_watchers.get(signo)
+            if watchers:
+                for watcher in list(watchers):
+                    watcher.deliver(signo)
+            elif signo == signal.SIGINT and self._main is not None:
+                self._interrupted = True
+                self.cancel(self._main, TaskCancelled("interrupted by SIGINT (Ctrl-C)"))
+
+    def _fire_timers(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, seq, target = heapq.heappop(timers)
+            if target.__class__ is Task:
+                if target._wait_kind == WAIT_SLEEP and target._wait_obj == seq:
+                    self.wake(target, None)
+                else:
+                    self._stale_timers -= 1
+            elif target.timer_live(seq):
+                target.expire(self)
+            else:
+                self._stale_timers -= 1
+        if self._stale_timers < 0:
+            self._stale_timers = 0
+
+    def _finish(self, task: Task, result: Any, exc: BaseException | None) -> None:
+        task.terminated = True
+        task.state = "TERMINATED"
+        task._wait_kind = RUNNING
+        task._cancel_pending = None
+        if exc is None:
+            task._result = result
+        elif isinstance(exc, TaskCancelled):
+            task.cancelled = True
+        else:
+            task._exception = exc
+            self._crashed.add(task)
+        del self.tasks[task.id]
+        if not task.daemon:
+            self._nondaemon -= 1
+        joiners = task._joiners
+        while joiners:
+            self.wake(joiners.popleft(), None)
+        if task._group is not None:
+            task._group.task_done(task)
+
+    def _trap(self, task: Task, trap: Any) -> tuple[bool, Any, BaseException | None]:
+        """The traps that are not dispatched inline. Returns (suspended, value, exc)."""
+        if trap.__class__ is not tuple or not trap:
+            return (
+                False,
+                None,
+                TypeError(
+                    f"task {task.id} ({task.name}) yielded {trap!r}, which is not a plait trap "
+                    "(was an asyncio or trio object awaited inside plait.coro?)"
+                ),
+            )
+        code = trap[0]
+        if code == _PARK:
+            trap[1].append(task)
+            task._wait_kind = WAIT_PARK
+            task._wait_obj = trap[1]
+            task.state = trap[2]
+            return True, None, None
+        if code == _SLEEP:
+            seconds = trap[1]
+            if seconds <= 0:
+                self.wake(task, None)
+                return True, None, None
+            seq = next(self._seq)
+            heapq.heappush(self._timers, (time.monotonic() + seconds, seq, task))
+            task._wait_kind = WAIT_SLEEP
+            task._wait_obj = seq
+            task.state = "SLEEP"
+            return True, None, None
+        if code == _SUSPEND:
+            task._wait_kind = WAIT_EXTERNAL
+            task.state = trap[1]
+            task._wait_obj = trap[2]
+            task._wait_cancel = trap[3]
+            return True, None, None
+        if code == _READ_WAIT or code == _WRITE_WAIT:
+            try:
+                self._register(
+                    task, trap[1], trap[2], WAIT_READ if code == _READ_WAIT else WAIT_WRITE
+                )
+            except (ResourceBusy, OSError) as e:
+                return False, None, e
+            return True, None, None
+        return False, None, TypeError(f"task {task.id} ({task.name}) yielded unknown trap {trap!r}")
+
+    def _loop(self, keep_going: Callable[[], bool]) -> None:
+        ready = self._ready
+        popleft = ready.popleft
+        append = ready.append
+        fds = self._fds
+        poll = self._epoll.poll
+        modify = self._epoll.modify
+        unregister = self._epoll.unregister
+        monotonic = time.monotonic
+        wake_r = self._wake_r
+        trap_other = self._trap
+        finish = self._finish
+        slow_step = self.slow_step
+        perf_counter = time.perf_counter
+
+        while keep_going():
+            timers = self._timers
+            if ready:
+                timeout = 0
+            elif timers:
+                timeout = max(0.0, timers[0][0] - monotonic())
+            else:
+                timeout = -1
+            for fd, ev in poll(timeout):
+                entry = fds.get(fd)
+                if entry is None:
+                    if fd == wake_r:
+                        self._handle_wakeup()
+                    continue
+                drop = 0
+                if ev & _READABLE:
+                    task = entry[1]
+                    if task is not None:
+                        entry[1] = None
+                        task._value = task._exc = None
+                        task._wait_kind = RUNNING
+                        task.state = "READY"
+                        append(task)
+                    elif entry[0] & _EPOLLIN:
+                        drop = _EPOLLIN
+                if ev & _WRITABLE:
+                    task = entry[2]
+                    if task is not None:
+                        entry[2] = None
+                        task._value = task._exc = None
+                        task._wait_kind = RUNNING
+                        task.state = "READY"
+                        append(task)
+                    elif entry[0] & _EPOLLOUT:
+                        drop |= _EPOLLOUT
+                if drop:
+                    mask = entry[0] & ~drop
+                    if mask:
+                        entry[0] = mask
+                        modify(fd, mask)
+                    else:
+                        del fds[fd]
+                        unregister(fd)
+            if timers and timers[0][0] <= monotonic():
+                self._fire_timers(monotonic())
+
+            for _ in range(len(ready)):
+                task = popleft()
+                self.current = task
+                task.state = "RUNNING"
+                value = task._value
+                exc = task._exc
+                task._value = task._exc = None
+                send = task._send
+                if slow_step is not None:
+                    started = perf_counter()
+                while True:
+                    try:
+                        if exc is None:
+                            trap = send(value)
+                        else:
+                            trap = task._throw(exc)
+                    except StopIteration as stop:
+                        finish(task, stop.value, None)
+                        break
+                    except BaseException as error:
+                        finish(task, None, error)
+                        break
+                    exc = task._cancel_pending
+                    if exc is not None:
+                        task._cancel_pending = None
+                        value = None
+                        continue
+                    # inline: the read wait, the most frequent trap of a server
+                    if trap.__class__ is tuple and trap[0] == _READ_WAIT:
+                        fd = trap[1]
+                        entry = fds.get(fd)
+                        if entry is not None and entry[3] is trap[2] and entry[1] is None:
+                            if not entry[0] & _EPOLLIN:
+                                entry[0] |= _EPOLLIN
+                                modify(fd, entry[0])
+                            entry[1] = task
+                            task._wait_kind = WAIT_READ
+                            task._wait_obj = fd
+                            task.state = "READ_WAIT"
+                            break
+                    suspended, value, exc = trap_other(task, trap)
+                    if suspended:
+                        break
+                if slow_step is not None:
+                    elapsed = perf_counter() - started
+                    if elapsed > slow_step:
+                        warnings.warn(
+                            SlowStepWarning(
+                                f"task {task.id} ({task.name}) held the kernel for "
+                                f"{elapsed * 1e3:.1f} ms in one step (threshold "
+                                f"{slow_step * 1e3:.1f} ms); it now waits at {where(task)}"
+                            ),
+                            stacklevel=1,
+                        )
+            self.current = None
+
+
+def where(task: Task) -> str:
+    """``file:line (function)`` of the innermost frame of ``task`` outside plait.coro."""
+    frames = []
+    obj = task.coro
+    while obj is not None:
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        obj = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
+    here = os.path.dirname(__file__)
+    for frame in reversed(frames):
+        if os.path.dirname(frame.f_code.co_filename) != here:
+            summary = traceback.FrameSummary(
+                frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name
+            )
+            return f"{summary.filename}:{summary.lineno} ({summary.name})"
+    if frames:
+        frame = frames[-1]
+        return f"{frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
+    return "-"
+
+
+def run(main: Any, *args: Any, slow_step: float | None = None, max_threads: int = 16) -> Any:
+    """Run the coroutine (or generator-style task) ``main(*args)`` in a new kernel.
+
+    Blocks until ``main`` and every non-daemon task it spawned have ended, then cancels
+    daemon tasks, closes every thread, fd and timer of the kernel, logs tasks that
+    crashed unobserved, and returns main's result (or raises its exception).
+
+        async def main():
+            await sleep(0.1)
+            return 42
+        assert run(main) == 42
+    """
+    return Kernel(slow_step=slow_step, max_threads=max_threads).run(main, *args)

@@ -1,0 +1,252 @@
+"""Sockets for tasks: the standard socket API, awaited, and never blocking the kernel.
+
+:class:`Socket` wraps a ``socket.socket`` (or an ``ssl.SSLSocket``) in non-blocking mode.
+Every operation first makes the system call; only when it would block (``EAGAIN``, or
+TLS's want-read/want-write) does the task wait on epoll, and then it tries again. For a
+server that keeps up with its clients most calls never wait, and a wait costs no
+``epoll_ctl`` because the kernel keeps registrations across waits.
+
+Blocking points: ``accept``, ``connect``, ``recv*``, ``send*``, ``do_handshake`` — each can
+be cancelled or timed out there. ``close`` never blocks: it tells the kernel to forget the
+fd, wakes any task still waiting on it with :class:`ClosedResourceError`, and closes. Any
+later operation raises :class:`ClosedResourceError` (an ``OSError`` with ``EBADF``).
+Only one task at a time may wait to read (and one to write) on a socket; a second one
+gets :class:`ResourceBusy`.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as _socket
+import ssl as _ssl
+from typing import Any
+
+from . import traps
+from .errors import ClosedResourceError
+
+__all__ = ["Socket", "WOULD_BLOCK_READ", "WOULD_BLOCK_WRITE", "wrap"]
+
+# What a non-blocking call raises when it must wait for readability/writability. A TLS
+# socket may need to read in order to write and the other way round.
+WOULD_BLOCK_READ = (BlockingIOError, InterruptedError, _ssl.SSLWantReadError)
+WOULD_BLOCK_WRITE = (BlockingIOError, InterruptedError, _ssl.SSLWantWriteError)
+
+_read_wait = traps.read_wait
+_write_wait = traps.write_wait
+
+
+class Socket:
+    """An awaitable socket. ``Socket(sock)`` takes ownership of ``sock``.
+
+    sock = Socket(socket.socket())
+    await sock.connect(("127.0.0.1", 8000))
+    await sock.sendall(b"ping")
+    reply = await sock.recv(100)
+    """
+
+    __slots__ = ("_socket", "_fileno", "_recv", "_recv_into", "_send", "_name", "__weakref__")
+
+    def __init__(self, sock: _socket.socket) -> None:
+        if isinstance(sock, Socket):
+            raise TypeError("this socket is already a plait.coro Socket")
+        sock.setblocking(False)
+        self._socket = sock
+        self._fileno = sock.fileno()
+        self._recv = sock.recv
+        self._recv_into = sock.recv_into
+        self._send = sock.send
+        self._name = f"socket fd {self._fileno}"
+
+    def __repr__(self) -> str:
+        return f"<plait.coro.Socket {self._socket!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        # Non-blocking parts of the standard API (family, getsockname, setsockopt, ...).
+        return getattr(self._socket, name)
+
+    def fileno(self) -> int:
+        """The fd, or -1 once closed."""
+        return self._fileno
+
+    @property
+    def socket(self) -> _socket.socket:
+        """The underlying (non-blocking) standard socket."""
+        return self._socket
+
+    def as_stream(self) -> Any:
+        """A buffered :class:`SocketStream` over this socket (which it then owns)."""
+        from .streams import SocketStream
+
+        return SocketStream(self)
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def recv(self, maxsize: int, flags: int = 0) -> bytes:
+        """Receive up to ``maxsize`` bytes; ``b""`` at end of stream. Blocks until data."""
+        while True:
+            try:
+                return self._recv(maxsize, flags)
+            except WOULD_BLOCK_READ:
+                await _read_wait(self._fileno, self)
+            except _ssl.SSLWantWriteError:
+                await _write_wait(self._fileno, self)
+
+    async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """Receive into ``buffer``; return the count (0 at end of stream)."""
+        while True:
+            try:
+                return self._recv_into(buffer, nbytes, flags)
+            except WOULD_BLOCK_READ:
+                await _read_wait(self._fileno, self)
+            except _ssl.SSLWantWriteError:
+                await _write_wait(self._fileno, self)
+
+    async def recvfrom(self, maxsize: int, flags: int = 0) -> tuple[bytes, Any]:
+        """Receive a datagram and its sender's address."""
+        while True:
+            try:
+                return self._checked().recvfrom(maxsize, flags)
+            except WOULD_BLOCK_READ:
+                await _read_wait(self._fileno, self)
+
+    async def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
+        """Receive a datagram into ``buffer``; return (count, address)."""
+        while True:
+            try:
+                return self._checked().recvfrom_into(buffer, nbytes, flags)
+            except WOULD_BLOCK_READ:
+                await _read_wait(self._fileno, self)
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def send(self, data: Any, flags: int = 0) -> int:
+        """Send some of ``data``; return how many bytes went. Blocks until some can go."""
+        while True:
+            try:
+                return self._send(data, flags)
+            except WOULD_BLOCK_WRITE:
+                await _write_wait(self._fileno, self)
+            except _ssl.SSLWantReadError:
+                await _read_wait(self._fileno, self)
+
+    async def sendall(self, data: Any, flags: int = 0) -> None:
+        """Send all of ``data``. Blocks while the peer's window is full (backpressure).
+
+        If cancelled midway, the bytes already sent are not taken back; the exception
+        carries ``bytes_sent``.
+        """
+        try:
+            sent = self._send(data, flags)
+        except WOULD_BLOCK_WRITE:
+            sent = 0
+        except _ssl.SSLWantReadError:
+            sent = 0
+        if sent != len(data):
+            await self.send_rest(data, sent, flags)
+
+    async def send_rest(self, data: Any, sent: int, flags: int = 0) -> None:
+        """Send ``data[sent:]`` (the slow part of ``sendall``)."""
+        with memoryview(data).cast("B") as view:
+            total = len(view)
+            try:
+                while sent < total:
+                    try:
+                        sent += self._send(view[sent:], flags)
+                    except WOULD_BLOCK_WRITE:
+                        await _write_wait(self._fileno, self)
+                    except _ssl.SSLWantReadError:
+                        await _read_wait(self._fileno, self)
+            except BaseException as e:
+                e.bytes_sent = sent
+                raise
+
+    async def sendto(self, data: Any, address: Any, flags: int = 0) -> int:
+        """Send a datagram to ``address``."""
+        while True:
+            try:
+                return self._checked().sendto(data, flags, address)
+            except WOULD_BLOCK_WRITE:
+                await _write_wait(self._fileno, self)
+
+    # -- connections -------------------------------------------------------------------
+
+    async def accept(self) -> tuple[Socket, Any]:
+        """Wait for a connection; return ``(Socket, address)``."""
+        while True:
+            try:
+                client, addr = self._checked()._accept()
+                return Socket(
+                    _socket.socket(
+                        fileno=client,
+                        family=self._socket.family,
+                        type=self._socket.type,
+                        proto=self._socket.proto,
+                    )
+                ), addr
+            except WOULD_BLOCK_READ:
+                await _read_wait(self._fileno, self)
+
+    async def connect(self, address: Any) -> None:
+        """Connect to ``address``; raises ``ConnectionRefusedError`` etc. naming it."""
+        sock = self._checked()
+        try:
+            sock.connect(address)
+            return
+        except WOULD_BLOCK_WRITE:
+            pass
+        await _write_wait(self._fileno, self)
+        err = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+        if err:
+            raise OSError(err, f"connect to {address!r} failed: {errno.errorcode.get(err, err)}")
+
+    async def do_handshake(self) -> None:
+        """Run the TLS handshake of an ``ssl.SSLSocket`` (``do_handshake_on_connect=False``)."""
+        sock = self._checked()
+        while True:
+            try:
+                sock.do_handshake()
+                return
+            except WOULD_BLOCK_READ:
+                await _read_wait(self._fileno, self)
+            except _ssl.SSLWantWriteError:
+                await _write_wait(self._fileno, self)
+
+    def shutdown(self, how: int) -> None:
+        """Shut down one or both directions (never blocks)."""
+        self._checked().shutdown(how)
+
+    # -- closing -----------------------------------------------------------------------
+
+    def _checked(self) -> _socket.socket:
+        if self._fileno < 0:
+            raise ClosedResourceError(self._name)
+        return self._socket
+
+    def _closed(self, *args: Any) -> Any:
+        raise ClosedResourceError(self._name)
+
+    async def close(self) -> None:
+        """Close the socket (never blocks). Tasks waiting on it get ClosedResourceError."""
+        self.close_nowait()
+
+    def close_nowait(self) -> None:
+        """``close`` for synchronous code that runs inside the kernel's thread."""
+        if self._fileno < 0:
+            return
+        k = traps.state.kernel
+        if k is not None:
+            k.release_fd(self._fileno)
+        self._fileno = -1
+        self._recv = self._recv_into = self._send = self._closed
+        self._socket.close()
+
+    async def __aenter__(self) -> Socket:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close_nowait()
+
+
+def wrap(sock: _socket.socket | Socket) -> Socket:
+    """``sock`` as a :class:`Socket` (unchanged if it already is one)."""
+    return sock if isinstance(sock, Socket) else Socket(sock)

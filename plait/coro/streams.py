@@ -1,0 +1,376 @@
+"""Streams and servers: buffered byte streams over sockets, and the accept loop.
+
+:class:`SocketStream` adds a read buffer to a :class:`Socket`: ``read``, ``read_exactly``,
+``readline`` (and ``async for line in stream``) and ``write``. ``write`` is awaited and
+returns only when every byte is in the kernel's socket buffer, so a writer that outruns
+its peer waits there (backpressure); there is no unbounded write buffer. With an empty
+buffer ``read`` is a single ``recv`` straight into the caller's hands, tried before any
+wait, which is what makes an echo server on streams as fast as one on bare sockets.
+
+Servers: ``tcp_server_socket``/``unix_server_socket`` make a listening :class:`Socket`
+(errors name the address: "port in use" says which port); ``serve`` accepts forever and
+runs ``handler(client, address)`` as a task per connection. A handler that raises is
+logged with the client's address and the server goes on; its connection is closed when
+the handler ends, however it ends. Cancelling the server cancels its handlers and waits
+for them. ``tcp_server``/``unix_server`` are listen + serve in one call.
+
+Clients: ``open_connection(host, port)``/``open_unix_connection(path)`` return a connected
+:class:`Socket`. TLS: pass an ``ssl.SSLContext`` as ``ssl=`` on either side; the handshake
+runs before the handler or the caller gets the socket.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket as _socket
+import ssl as _ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import traps
+from .errors import IncompleteRead, TaskCancelled
+from .sockets import WOULD_BLOCK_READ, WOULD_BLOCK_WRITE, Socket
+from .task import spawn
+
+__all__ = [
+    "SocketStream",
+    "open_connection",
+    "open_unix_connection",
+    "serve",
+    "tcp_server",
+    "tcp_server_socket",
+    "unix_server",
+    "unix_server_socket",
+]
+
+log = logging.getLogger("plait.coro")
+
+_read_wait = traps.read_wait
+_write_wait = traps.write_wait
+
+
+class SocketStream:
+    """A buffered byte stream over a :class:`Socket` (which the stream then owns)."""
+
+    __slots__ = ("_sock", "_buffer")
+
+    def __init__(self, sock: Socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def __repr__(self) -> str:
+        return f"<plait.coro.SocketStream {self._sock!r}>"
+
+    @property
+    def socket(self) -> Socket:
+        """The :class:`Socket` under the stream."""
+        return self._sock
+
+    async def _recv(self, maxsize: int) -> bytes:
+        sock = self._sock
+        while True:
+            try:
+                return sock._recv(maxsize)
+            except WOULD_BLOCK_READ:
+                await _read_wait(sock._fileno, sock)
+            except _ssl.SSLWantWriteError:
+                await _write_wait(sock._fileno, sock)
+
+    async def read(self, maxbytes: int = -1) -> bytes:
+        """Up to ``maxbytes`` bytes (all until end of stream if negative); ``b""`` at end.
+
+        Blocks until at least one byte (or end of stream) is there.
+        """
+        buffer = self._buffer
+        if buffer:
+            if maxbytes < 0 or maxbytes >= len(buffer):
+                data = bytes(buffer)
+                buffer.clear()
+            else:
+                data = bytes(buffer[:maxbytes])
+                del buffer[:maxbytes]
+            if maxbytes >= 0:
+                return data
+            return data + await self.read(-1)
+        if maxbytes >= 0:
+            # the hot path: one recv, tried before any wait
+            sock = self._sock
+            while True:
+                try:
+                    return sock._recv(maxbytes)
+                except WOULD_BLOCK_READ:
+                    await _read_wait(sock._fileno, sock)
+                except _ssl.SSLWantWriteError:
+                    await _write_wait(sock._fileno, sock)
+        chunks = []
+        while True:
+            chunk = await self._recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    async def read_exactly(self, nbytes: int) -> bytes:
+        """Exactly ``nbytes`` bytes; raises :class:`IncompleteRead` (``EOFError``) if the
+        stream ends first (``partial`` holds what came). Blocks until they are all there.
+        """
+        buffer = self._buffer
+        while len(buffer) < nbytes:
+            chunk = await self._recv(max(65536, nbytes - len(buffer)))
+            if not chunk:
+                partial = bytes(buffer)
+                buffer.clear()
+                raise IncompleteRead(partial, nbytes)
+            buffer += chunk
+        data = bytes(buffer[:nbytes])
+        del buffer[:nbytes]
+        return data
+
+    async def readline(self, limit: int = 65536) -> bytes:
+        """One line, ``b"\\n"`` included (the rest of the stream if it ends without one).
+
+        Blocks until a whole line is there. Raises ``ValueError`` naming the limit if no
+        newline comes within ``limit`` bytes (the bytes stay buffered).
+        """
+        buffer = self._buffer
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end >= 0:
+                end += 1
+                line = bytes(buffer[:end])
+                del buffer[:end]
+                return line
+            if len(buffer) >= limit:
+                raise ValueError(f"no newline within {limit} bytes (readline limit)")
+            start = len(buffer)
+            chunk = await self._recv(65536)
+            if not chunk:
+                line = bytes(buffer)
+                buffer.clear()
+                return line
+            buffer += chunk
+
+    def __aiter__(self) -> SocketStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of ``data``; blocks while the peer does not keep up (backpressure)."""
+        sock = self._sock
+        try:
+            sent = sock._send(data)
+        except WOULD_BLOCK_WRITE:
+            sent = 0
+        except _ssl.SSLWantReadError:
+            sent = 0
+        if sent != len(data):
+            await sock.send_rest(data, sent)
+
+    async def writelines(self, lines: Any) -> None:
+        """``write`` each item of ``lines`` in turn."""
+        for line in lines:
+            await self.write(line)
+
+    async def close(self) -> None:
+        """Close the stream and its socket (never blocks)."""
+        self._sock.close_nowait()
+
+    async def __aenter__(self) -> SocketStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._sock.close_nowait()
+
+
+Handler = Callable[[Socket, Any], Awaitable[Any]]
+
+
+def tcp_server_socket(
+    host: str,
+    port: int,
+    *,
+    backlog: int = 1024,
+    reuse_address: bool = True,
+    family: int = _socket.AF_INET,
+) -> Socket:
+    """A listening TCP :class:`Socket` on ``host:port`` (port 0: any free port).
+
+    Raises ``OSError`` naming the address if it cannot listen (for instance the port is
+    in use).
+    """
+    sock = _socket.socket(family, _socket.SOCK_STREAM)
+    try:
+        if reuse_address:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as e:
+        sock.close()
+        reason = "address already in use" if e.errno == errno.EADDRINUSE else e.strerror
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {reason}") from e
+    return Socket(sock)
+
+
+def unix_server_socket(path: str, *, backlog: int = 1024) -> Socket:
+    """A listening Unix-domain :class:`Socket` at ``path`` (a stale socket file is
+    replaced; any other existing file is an error naming the path)."""
+    if os.path.exists(path):
+        import stat
+
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise FileExistsError(errno.EEXIST, f"{path} exists and is not a socket")
+        os.unlink(path)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(backlog)
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"cannot listen on {path}: {e.strerror}") from e
+    return Socket(sock)
+
+
+async def _serve_client(
+    handler: Handler,
+    client: Socket,
+    address: Any,
+    context: _ssl.SSLContext | None,
+    clients: set,
+) -> None:
+    """Run one handler; log its failure with the client's address; always close."""
+    try:
+        if context is not None:
+            raw = context.wrap_socket(
+                client.socket, server_side=True, do_handshake_on_connect=False
+            )
+            client = Socket(raw)  # the SSL socket took over the fd
+            await client.do_handshake()
+        await handler(client, address)
+    except TaskCancelled:
+        raise
+    except ConnectionError as e:  # the client vanished: normal life for a server
+        log.debug("client %r went away: %s", address, e)
+    except Exception:
+        log.exception("handler %r failed for client %r; the server goes on", handler, address)
+    finally:
+        client.close_nowait()
+        clients.discard(traps.kernel().current)
+
+
+async def serve(server: Socket, handler: Handler, *, ssl: _ssl.SSLContext | None = None) -> None:
+    """Accept connections on ``server`` forever, one ``handler(client, address)`` task each.
+
+    Blocks until cancelled; then cancels the handlers still running, waits for them,
+    and closes ``server``.
+    """
+    clients: set = set()
+    try:
+        while True:
+            client, address = await server.accept()
+            if client.family != _socket.AF_UNIX:
+                client.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            clients.add(
+                await spawn(_serve_client, handler, client, address, ssl, clients, daemon=True)
+            )
+    finally:
+        server.close_nowait()
+        for task in list(clients):
+            await task.cancel()
+
+
+async def tcp_server(
+    host: str,
+    port: int,
+    handler: Handler,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    backlog: int = 1024,
+    reuse_address: bool = True,
+) -> None:
+    """Listen on ``host:port`` and :func:`serve` forever (until cancelled)."""
+    sock = tcp_server_socket(host, port, backlog=backlog, reuse_address=reuse_address)
+    await serve(sock, handler, ssl=ssl)
+
+
+async def unix_server(path: str, handler: Handler, *, backlog: int = 1024) -> None:
+    """Listen on the Unix socket ``path`` and :func:`serve` forever (until cancelled)."""
+    await serve(unix_server_socket(path, backlog=backlog), handler)
+
+
+async def open_connection(
+    host: str,
+    port: int,
+    *,
+    ssl: _ssl.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    source_addr: tuple[str, int] | None = None,
+) -> Socket:
+    """Connect to ``host:port`` and return the :class:`Socket`. Blocks until connected.
+
+    ``ssl=True`` uses ``ssl.create_default_context()``. Name resolution of a host that is
+    not an address literal runs in a worker thread. Raises ``OSError`` naming the address.
+    """
+    try:
+        infos = [(_socket.AF_INET6 if ":" in host else _socket.AF_INET, (host, port))]
+        _socket.inet_pton(infos[0][0], host)
+    except OSError:
+        from .threads import run_in_thread
+
+        found = await run_in_thread(_socket.getaddrinfo, host, port, 0, _socket.SOCK_STREAM)
+        infos = [(family, addr) for family, _, _, _, addr in found]
+    error: OSError | None = None
+    for family, addr in infos:
+        sock = Socket(_socket.socket(family, _socket.SOCK_STREAM))
+        try:
+            if source_addr is not None:
+                sock.bind(source_addr)
+            await sock.connect(addr)
+        except OSError as e:
+            sock.close_nowait()
+            error = e
+            continue
+        except BaseException:
+            sock.close_nowait()
+            raise
+        if family != _socket.AF_UNIX:
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        if ssl:
+            return await _client_tls(sock, ssl, server_hostname or host)
+        return sock
+    raise OSError(
+        error.errno if error else errno.EHOSTUNREACH,
+        f"cannot connect to {host}:{port}: {error.strerror if error else 'no address'}",
+    )
+
+
+async def _client_tls(sock: Socket, ssl: _ssl.SSLContext | bool, hostname: str) -> Socket:
+    context = _ssl.create_default_context() if ssl is True else ssl
+    raw = context.wrap_socket(sock.socket, server_hostname=hostname, do_handshake_on_connect=False)
+    tls = Socket(raw)
+    try:
+        await tls.do_handshake()
+    except BaseException:
+        tls.close_nowait()
+        raise
+    return tls
+
+
+async def open_unix_connection(path: str) -> Socket:
+    """Connect to the Unix socket at ``path``. Raises ``OSError`` naming the path."""
+    sock = Socket(_socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM))
+    try:
+        await sock.connect(path)
+    except OSError as e:
+        sock.close_nowait()
+        raise OSError(e.errno, f"cannot connect to {path}: {e.strerror}") from e
+    except BaseException:
+        sock.close_nowait()
+        raise
+    return sock

@@ -1,0 +1,254 @@
+"""Queues and events shared by coroutines and ordinary threads at the same time.
+
+The state (items, flag) sits behind one ``threading.Lock``. Threads wait the ordinary way,
+on a ``threading.Condition`` of that lock, with a timeout. Coroutines must never block the
+kernel's thread, so a coroutine that has to wait files ``(kernel, task)`` in a waiter list
+and suspends with the ``SUSPEND`` trap; whoever changes the state (a thread or a task, of
+this kernel or another one) pops a waiter under the lock and wakes it with
+``Kernel.wake_threadsafe``, handing it the item directly. Because the item is handed over
+under the lock, an item is never lost: if the coroutine is cancelled after it was chosen,
+its cancel hook answers "too late", it receives the item, and the cancellation waits for
+its next blocking point.
+
+Names: the thread side is the standard ``queue.Queue``/``threading.Event`` API (``put``,
+``get``, ``wait`` with ``block``/``timeout``, raising ``queue.Empty``/``queue.Full``); the
+coroutine side is the same name with ``_async`` (``await q.get_async()``).
+"""
+
+from __future__ import annotations
+
+import queue as _queue
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from . import traps
+
+__all__ = ["UniversalEvent", "UniversalQueue"]
+
+
+class _Waiter:
+    """A coroutine parked on a universal object: its kernel, its task, and its answer."""
+
+    __slots__ = ("kernel", "task", "item", "chosen")
+
+    def __init__(self, item: Any = None) -> None:
+        k = traps.kernel()
+        self.kernel = k
+        self.task = k.current
+        self.item = item
+        self.chosen = False
+
+    def wake(self, value: Any = None) -> None:
+        self.chosen = True
+        self.kernel.wake_threadsafe(self.task, self, value)
+
+
+class UniversalQueue:
+    """A FIFO queue for threads (blocking ``put``/``get``) and coroutines (``await
+    put_async``/``get_async``) at once. ``maxsize <= 0`` means unbounded.
+
+        q = UniversalQueue()
+        threading.Thread(target=lambda: q.put(42)).start()
+        item = await q.get_async()       # in a task; the kernel keeps running
+    """
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self.maxsize = maxsize
+        self._items: deque = deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._all_done = threading.Condition(self._lock)
+        self._getters: deque[_Waiter] = deque()  # coroutines waiting for an item
+        self._putters: deque[_Waiter] = deque()  # coroutines waiting for room, with item
+        self._joiners: list[_Waiter] = []
+        self._unfinished = 0
+
+    def __repr__(self) -> str:
+        return f"<UniversalQueue size={self.qsize()} maxsize={self.maxsize}>"
+
+    def qsize(self) -> int:
+        """Number of items now in the queue."""
+        return len(self._items)
+
+    def empty(self) -> bool:
+        """True if the queue holds no item now."""
+        return not self._items
+
+    def full(self) -> bool:
+        """True if a ``put`` would wait now."""
+        return 0 < self.maxsize <= len(self._items)
+
+    # -- under the lock ----------------------------------------------------------------
+
+    def _put_locked(self, item: Any) -> None:
+        self._unfinished += 1
+        if self._getters:
+            self._getters.popleft().wake(item)
+            return
+        self._items.append(item)
+        self._not_empty.notify()
+
+    def _get_locked(self) -> Any:
+        item = self._items.popleft()
+        if self._putters:
+            putter = self._putters.popleft()
+            self._items.append(putter.item)
+            self._unfinished += 1
+            putter.wake()
+            self._not_empty.notify()
+        else:
+            self._not_full.notify()
+        return item
+
+    def _has_room(self) -> bool:
+        return self.maxsize <= 0 or len(self._items) < self.maxsize
+
+    # -- the thread side ---------------------------------------------------------------
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Put ``item``; if full, block up to ``timeout`` s, then raise ``queue.Full``."""
+        with self._not_full:
+            if not self._has_room() or self._putters:
+                if not block:
+                    raise _queue.Full
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while not self._has_room():
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise _queue.Full
+                    self._not_full.wait(remaining)
+            self._put_locked(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return an item; if empty, block up to ``timeout`` s, then raise
+        ``queue.Empty``."""
+        with self._not_empty:
+            if not self._items:
+                if not block:
+                    raise _queue.Empty
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while not self._items:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise _queue.Empty
+                    self._not_empty.wait(remaining)
+            return self._get_locked()
+
+    def put_nowait(self, item: Any) -> None:
+        """Put without waiting; raises ``queue.Full``. Safe from threads and tasks."""
+        self.put(item, block=False)
+
+    def get_nowait(self) -> Any:
+        """Get without waiting; raises ``queue.Empty``. Safe from threads and tasks."""
+        return self.get(block=False)
+
+    def task_done(self) -> None:
+        """Mark one gotten item as processed; raises ``ValueError`` if called too often."""
+        with self._lock:
+            if self._unfinished <= 0:
+                raise ValueError("task_done() called more times than there were items")
+            self._unfinished -= 1
+            if self._unfinished == 0:
+                self._all_done.notify_all()
+                for waiter in self._joiners:
+                    waiter.wake()
+                self._joiners.clear()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Block until every item put was marked ``task_done``; False if ``timeout`` ran out."""
+        with self._lock:
+            return self._all_done.wait_for(lambda: self._unfinished == 0, timeout)
+
+    # -- the coroutine side ------------------------------------------------------------
+
+    def _withdraw(self, waiters: Any, waiter: _Waiter) -> bool:
+        with self._lock:
+            if waiter.chosen:
+                return False
+            waiters.remove(waiter)
+            return True
+
+    async def get_async(self) -> Any:
+        """Remove and return an item; blocks the task (not the kernel) while empty."""
+        with self._lock:
+            if self._items:
+                return self._get_locked()
+            waiter = _Waiter()
+            self._getters.append(waiter)
+        return await traps.suspend(
+            "UNIVERSAL_GET", waiter, lambda: self._withdraw(self._getters, waiter)
+        )
+
+    async def put_async(self, item: Any) -> None:
+        """Put ``item``; blocks the task (not the kernel) while the queue is full."""
+        with self._lock:
+            if self._has_room() and not self._putters:
+                self._put_locked(item)
+                return
+            waiter = _Waiter(item)
+            self._putters.append(waiter)
+        await traps.suspend("UNIVERSAL_PUT", waiter, lambda: self._withdraw(self._putters, waiter))
+
+    async def join_async(self) -> None:
+        """Block the task until every item put was marked ``task_done``."""
+        with self._lock:
+            if self._unfinished == 0:
+                return
+            waiter = _Waiter()
+            self._joiners.append(waiter)
+        await traps.suspend("UNIVERSAL_JOIN", waiter, lambda: self._withdraw(self._joiners, waiter))
+
+
+class UniversalEvent:
+    """An event for threads (``wait(timeout)``) and coroutines (``await wait_async()``)."""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiters: list[_Waiter] = []
+
+    def __repr__(self) -> str:
+        return f"<UniversalEvent {'set' if self._flag else 'unset'}>"
+
+    def is_set(self) -> bool:
+        """True once ``set`` was called (and not ``clear``-ed since)."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter, thread or task. Never blocks."""
+        with self._lock:
+            self._flag = True
+            self._cond.notify_all()
+            for waiter in self._waiters:
+                waiter.wake()
+            self._waiters.clear()
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        with self._lock:
+            self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block the thread until set; return the flag (False if ``timeout`` ran out)."""
+        with self._lock:
+            return self._cond.wait_for(lambda: self._flag, timeout)
+
+    def _withdraw(self, waiter: _Waiter) -> bool:
+        with self._lock:
+            if waiter.chosen:
+                return False
+            self._waiters.remove(waiter)
+            return True
+
+    async def wait_async(self) -> None:
+        """Block the task (not the kernel) until the event is set."""
+        with self._lock:
+            if self._flag:
+                return
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        await traps.suspend("UNIVERSAL_EVENT", waiter, lambda: self._withdraw(waiter))

@@ -1,0 +1,306 @@
+"""The kernel: tasks, joins, cancellation, generator tasks, crash reports, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import logging
+import os
+import signal
+import threading
+import time
+import warnings
+
+import pytest
+
+from plait import coro
+
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(30)]
+
+
+def test_run_returns_main_result_and_passes_arguments():
+    async def main(a, b):
+        await coro.sleep(0)
+        return a + b
+
+    assert coro.run(main, 2, 3) == 5
+
+
+def test_run_raises_main_exception():
+    async def main():
+        await coro.sleep(0.001)
+        raise KeyError("lost")
+
+    with pytest.raises(KeyError, match="lost"):
+        coro.run(main)
+
+
+def test_spawn_join_result_exception_cancelled():
+    async def child(x):
+        await coro.sleep(0.01)
+        return x * 2
+
+    async def crash():
+        await coro.sleep(0)
+        raise ValueError("child failed")
+
+    async def forever():
+        await coro.sleep(60)
+
+    async def main():
+        t = await coro.spawn(child, 21)
+        assert await t.join() == 42
+        assert t.result == 42 and t.exception is None and not t.cancelled
+        c = await coro.spawn(crash)
+        with pytest.raises(ValueError, match="child failed"):
+            await c.join()
+        assert isinstance(c.exception, ValueError)
+        f = await coro.spawn(forever)
+        await coro.sleep(0)
+        await f.cancel()
+        assert f.cancelled and f.terminated
+        with pytest.raises(concurrent.futures.CancelledError):
+            await f.join()
+        return "ok"
+
+    assert coro.run(main) == "ok"
+
+
+def test_current_task_and_sleep_order():
+    order = []
+
+    async def sleeper(n):
+        await coro.sleep(n / 100)
+        order.append(n)
+        return coro.current_task().name
+
+    async def main():
+        tasks = [await coro.spawn(sleeper, n) for n in (3, 1, 2)]
+        names = [await t.join() for t in tasks]
+        assert coro.current_task().name.endswith("main")
+        return names
+
+    assert coro.run(main) == ["test_current_task_and_sleep_order.<locals>.sleeper"] * 3
+    assert order == [1, 2, 3]
+
+
+def test_generator_style_tasks_yield_traps_and_awaitables():
+    async def double(x):
+        await coro.sleep(0)
+        return 2 * x
+
+    def classic(x):
+        yield from coro.sleep(0.001)  # a trap, passed straight to the kernel
+        y = yield double(x)  # an awaitable, driven for the generator
+        return y + 1
+
+    def failing():
+        yield from coro.sleep(0)
+        try:
+            yield double("not a number") if False else _raise()
+        except RuntimeError as e:
+            return f"caught {e}"
+
+    async def _raise_coro():
+        raise RuntimeError("inside")
+
+    def _raise():
+        return _raise_coro()
+
+    async def main():
+        t = await coro.spawn(classic, 20)
+        u = await coro.spawn(failing)
+        return await t.join(), await u.join()
+
+    assert coro.run(main) == (41, "caught inside")
+    assert coro.run(classic, 1) == 3
+
+
+def test_cancellation_is_delivered_at_the_next_blocking_point():
+    steps = []
+
+    async def worker():
+        steps.append("started")
+        # no blocking point here: a cancel requested meanwhile must wait
+        total = sum(range(1000))
+        steps.append(total)
+        try:
+            await coro.sleep(60)
+        except coro.TaskCancelled:
+            steps.append("cancelled")
+            raise
+        finally:
+            steps.append("finally")
+
+    async def main():
+        t = await coro.spawn(worker)
+        await t.cancel(blocking=False)  # before the worker ever ran
+        await t.wait()
+        return t.cancelled
+
+    # cancelled before its first step: it never starts (the first send is a blocking point
+    # only once it reaches one), or it starts and is cancelled at sleep; both must end it
+    assert coro.run(main) is True
+    assert steps in ([], ["started", 499500, "cancelled", "finally"])
+
+
+def test_cancel_a_task_that_is_running_a_thread_call_goes_on_at_once():
+    release = threading.Event()
+
+    async def main():
+        t = await coro.spawn(coro.run_in_thread, release.wait, 10)
+        await coro.sleep(0.05)
+        await t.cancel()
+        release.set()
+        return t.cancelled
+
+    assert coro.run(main) is True
+
+
+def test_daemon_tasks_are_cancelled_nondaemon_tasks_are_waited_for():
+    seen = []
+
+    async def daemon():
+        try:
+            await coro.sleep(60)
+        finally:
+            seen.append("daemon finally")
+
+    async def worker():
+        await coro.sleep(0.02)
+        seen.append("worker done")
+
+    async def main():
+        await coro.spawn(daemon, daemon=True)
+        await coro.spawn(worker)
+        return "main done"
+
+    assert coro.run(main) == "main done"
+    assert seen == ["worker done", "daemon finally"]
+
+
+def test_a_crashed_task_never_joined_is_reported(caplog):
+    async def crash():
+        raise ZeroDivisionError("nobody listens")
+
+    async def main():
+        t = await coro.spawn(crash)
+        await coro.sleep(0.01)
+        return t  # keep it alive past run(): the report then comes at shutdown
+
+    with caplog.at_level(logging.ERROR, logger="plait.coro"):
+        task = coro.run(main)
+    del task
+    gc.collect()
+    reports = [r for r in caplog.records if "never joined" in r.getMessage()]
+    assert len(reports) == 1
+    assert "ZeroDivisionError" in caplog.text
+
+
+def test_a_joined_crash_is_not_reported(caplog):
+    async def crash():
+        raise ZeroDivisionError
+
+    async def main():
+        t = await coro.spawn(crash)
+        with pytest.raises(ZeroDivisionError):
+            await t.join()
+
+    with caplog.at_level(logging.ERROR, logger="plait.coro"):
+        coro.run(main)
+    gc.collect()
+    assert "never joined" not in caplog.text
+
+
+def test_trap_outside_the_kernel_names_the_cause():
+    with pytest.raises(coro.NoKernelError, match=r"plait\.coro\.run\(\)"):
+        asyncio.run(coro.sleep(0.01))
+    with pytest.raises(coro.NoKernelError):
+        coro.current_task()
+
+
+def test_foreign_awaitable_inside_the_kernel_is_a_clear_error():
+    async def main():
+        await asyncio.sleep(0.01)
+
+    with pytest.raises((TypeError, RuntimeError), match="asyncio|trap|loop"):
+        coro.run(main)
+
+
+def test_run_inside_run_is_refused():
+    async def inner():
+        return 1
+
+    async def main():
+        coro.run(inner)
+
+    with pytest.raises(RuntimeError, match="already runs"):
+        coro.run(main)
+
+
+def test_ctrl_c_cancels_main_and_runs_finally():
+    seen = []
+
+    async def main():
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            await coro.sleep(10)
+        finally:
+            seen.append("finally ran")
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        coro.run(main)
+    assert seen == ["finally ran"]
+    assert time.monotonic() - t0 < 9  # not the whole sleep (a liveness bound, not timing)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_wait_for_a_signal_inside_a_coroutine():
+    async def main():
+        async with coro.SignalQueue(signal.SIGUSR1, signal.SIGUSR2) as signals:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            first = await signals.get()
+            threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+            second = await signals.get()
+        return first, second
+
+    before = signal.getsignal(signal.SIGUSR1)
+    assert coro.run(main) == (signal.SIGUSR2, signal.SIGUSR1)
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_ps_lists_tasks_state_and_where_they_wait():
+    async def waiter(ev):
+        await ev.wait()
+
+    async def main():
+        ev = coro.Event()
+        t = await coro.spawn(waiter, ev)
+        await coro.sleep(0)
+        rows = {info.id: info for info in coro.ps()}
+        table = coro.format_ps()
+        ev.set()
+        await t.join()
+        return rows[t.id], rows[coro.current_task().id], table
+
+    waiting, me, table = coro.run(main)
+    assert waiting.state == "EVENT_WAIT"
+    assert "test_kernel.py" in waiting.where and "waiter" in waiting.where
+    assert me.state == "RUNNING"
+    assert "EVENT_WAIT" in table
+
+
+def test_slow_step_warning_is_opt_in():
+    async def hog():
+        time.sleep(0.05)  # blocks the kernel: exactly what the warning is for
+        await coro.sleep(0)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        coro.run(hog)
+        assert not [w for w in caught if issubclass(w.category, coro.SlowStepWarning)]
+        coro.run(hog, slow_step=0.01)
+    slow = [w for w in caught if issubclass(w.category, coro.SlowStepWarning)]
+    assert slow and "hog" in str(slow[0].message)

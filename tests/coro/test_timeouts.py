@@ -1,0 +1,96 @@
+"""Timeout scopes: nesting (the nearest deadline wins), ignore_after, stale timers."""
+
+from __future__ import annotations
+
+import pytest
+
+from plait import coro
+
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(30)]
+
+
+def test_inner_deadline_first_raises_inner_timeout_outer_continues():
+    async def main():
+        async with coro.timeout_after(5) as outer:
+            try:
+                async with coro.timeout_after(0.02) as inner:
+                    await coro.sleep(5)
+            except coro.TaskTimeout as e:
+                assert e.seconds == 0.02
+                assert inner.expired and not outer.expired
+            await coro.sleep(0.001)  # the outer scope is still alive and well
+        return "outer finished"
+
+    assert coro.run(main) == "outer finished"
+
+
+def test_outer_deadline_first_passes_through_the_inner_scope():
+    async def main():
+        try:
+            async with coro.timeout_after(0.02) as outer:
+                async with coro.timeout_after(5) as inner:
+                    await coro.sleep(5)
+        except coro.TaskTimeout as e:
+            return e.seconds, outer.expired, inner.expired
+
+    assert coro.run(main) == (0.02, True, False)
+
+
+def test_timeout_is_a_timeout_error_and_ignore_after_swallows():
+    async def main():
+        with pytest.raises(TimeoutError):
+            async with coro.timeout_after(0.01):
+                await coro.Event().wait()
+        async with coro.ignore_after(0.01) as scope:
+            await coro.Queue().get()
+        assert scope.expired
+        async with coro.ignore_after(5) as quick:
+            await coro.sleep(0)
+        assert not quick.expired
+        return "ok"
+
+    assert coro.run(main) == "ok"
+
+
+def test_nested_ignore_inside_timeout():
+    async def main():
+        async with coro.timeout_after(5):
+            async with coro.ignore_after(0.01) as scope:
+                await coro.sleep(5)
+        return scope.expired
+
+    assert coro.run(main) is True
+
+
+def test_an_expired_scope_left_without_blocking_does_not_leak_its_cancel():
+    """The deadline passes while the task computes; the scope ends before any await."""
+    import time
+
+    async def main():
+        async with coro.timeout_after(0.01):
+            time.sleep(0.03)  # no blocking point inside the scope
+        await coro.sleep(0.001)  # must not receive the stale expiry
+        return "survived"
+
+    assert coro.run(main) == "survived"
+
+
+def test_many_short_scopes_keep_the_timer_heap_small():
+    async def main():
+        for _ in range(5000):
+            async with coro.timeout_after(60):
+                await coro.sleep(0)
+        from plait.coro import traps
+
+        return len(traps.kernel()._timers)
+
+    assert coro.run(main) < 200
+
+
+def test_bad_timeout_value_names_it():
+    async def main():
+        async with coro.timeout_after(None):
+            pass
+
+    with pytest.raises(ValueError, match="seconds"):
+        coro.run(main)
