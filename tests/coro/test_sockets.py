@@ -1,0 +1,330 @@
+"""Sockets and streams on real 127.0.0.1 (and Unix) sockets: echo, errors, TLS, leaks."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+
+import pytest
+
+from plait import coro
+
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(30)]
+
+
+async def echo_handler(client, addr):
+    stream = client.as_stream()
+    while True:
+        data = await stream.read(65536)
+        if not data:
+            break
+        await stream.write(data)
+
+
+async def start_echo(handler=echo_handler, **kwargs):
+    """Listen on a free port of 127.0.0.1; return (server task, port)."""
+    listener = coro.tcp_server_socket("127.0.0.1", 0)
+    port = listener.getsockname()[1]
+    return await coro.spawn(functools.partial(coro.serve, listener, handler, **kwargs)), port
+
+
+def test_echo_with_sockets_and_streams():
+    async def main():
+        server, port = await start_echo()
+        async with coro.timeout_after(10):
+            sock = await coro.open_connection("127.0.0.1", port)
+            async with sock:
+                await sock.sendall(b"hello")
+                assert await sock.recv(100) == b"hello"
+                stream = sock.as_stream()
+                await stream.write(b"line one\nline two\n12345")
+                assert await stream.readline() == b"line one\n"
+                assert [await stream.readline()] == [b"line two\n"]
+                assert await stream.read_exactly(5) == b"12345"
+                big = os.urandom(1 << 20)
+                writer = await coro.spawn(stream.write, big)
+                assert await stream.read_exactly(len(big)) == big
+                await writer.join()
+        await server.cancel()
+        return "ok"
+
+    assert coro.run(main) == "ok"
+
+
+def test_read_exactly_at_end_of_stream_raises_incomplete_read():
+    async def short_reply(client, addr):
+        await client.sendall(b"abc")
+
+    async def main():
+        server, port = await start_echo(short_reply)
+        async with coro.timeout_after(10):
+            stream = (await coro.open_connection("127.0.0.1", port)).as_stream()
+            async with stream:
+                with pytest.raises(coro.IncompleteRead) as info:
+                    await stream.read_exactly(10)
+                assert isinstance(info.value, EOFError)
+                assert info.value.partial == b"abc"
+                assert await stream.read() == b""
+        await server.cancel()
+
+    coro.run(main)
+
+
+def test_cancelling_a_task_blocked_in_recv():
+    async def main():
+        a, b = socket.socketpair()
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        reader = await coro.spawn(sa.recv, 100)
+        await coro.sleep(0.01)
+        assert reader.state == "READ_WAIT"
+        await reader.cancel()
+        assert reader.cancelled
+        # the socket still works after the cancelled wait
+        await sb.sendall(b"after")
+        async with coro.timeout_after(5):
+            data = await sa.recv(100)
+        await sa.close()
+        await sb.close()
+        return data
+
+    assert coro.run(main) == b"after"
+
+
+def test_timeout_on_recv():
+    async def main():
+        a, b = socket.socketpair()
+        async with coro.Socket(a) as sa, coro.Socket(b):
+            with pytest.raises(coro.TaskTimeout):
+                async with coro.timeout_after(0.02):
+                    await sa.recv(10)
+
+    coro.run(main)
+
+
+def test_closed_socket_names_the_cause_and_wakes_its_waiter():
+    async def main():
+        a, b = socket.socketpair()
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        reader = await coro.spawn(sa.recv, 100)
+        await coro.sleep(0.01)
+        await sa.close()  # another task closes the socket under the reader
+        with pytest.raises(coro.ClosedResourceError, match="closed"):
+            await reader.join()
+        with pytest.raises(OSError) as info:
+            await sa.recv(10)
+        assert info.value.errno == errno.EBADF
+        with pytest.raises(coro.ClosedResourceError):
+            await sa.sendall(b"x")
+        await sb.close()
+
+    coro.run(main)
+
+
+def test_two_readers_on_one_socket_is_resource_busy():
+    async def main():
+        a, b = socket.socketpair()
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        first = await coro.spawn(sa.recv, 10)
+        await coro.sleep(0.01)
+        with pytest.raises(coro.ResourceBusy, match="already waits to read"):
+            await sa.recv(10)
+        await first.cancel()
+        await sa.close()
+        await sb.close()
+
+    coro.run(main)
+
+
+def test_port_in_use_names_the_port():
+    async def main():
+        first = coro.tcp_server_socket("127.0.0.1", 0, reuse_address=False)
+        port = first.getsockname()[1]
+        try:
+            with pytest.raises(OSError, match=f"127.0.0.1:{port}.*in use") as info:
+                coro.tcp_server_socket("127.0.0.1", port, reuse_address=False)
+            assert info.value.errno == errno.EADDRINUSE
+        finally:
+            await first.close()
+
+    coro.run(main)
+
+
+def test_connection_refused_names_the_address():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+
+    async def main():
+        with pytest.raises(ConnectionRefusedError, match=f"127.0.0.1:{port}"):
+            await coro.open_connection("127.0.0.1", port)
+
+    coro.run(main)
+
+
+def test_a_failing_handler_is_logged_and_the_server_keeps_serving(caplog):
+    async def picky(client, addr):
+        data = await client.recv(100)
+        if data == b"bad":
+            raise ValueError("handler choked on bad input")
+        await client.sendall(data.upper())
+
+    async def main():
+        server, port = await start_echo(picky)
+        async with coro.timeout_after(10):
+            bad = await coro.open_connection("127.0.0.1", port)
+            await bad.sendall(b"bad")
+            assert await bad.recv(10) == b""  # the server closed that connection
+            await bad.close()
+            good = await coro.open_connection("127.0.0.1", port)
+            await good.sendall(b"good")
+            reply = await good.recv(10)
+            await good.close()
+        await server.cancel()
+        return reply
+
+    with caplog.at_level(logging.ERROR, logger="plait.coro"):
+        assert coro.run(main) == b"GOOD"
+    assert "handler choked on bad input" in caplog.text
+    assert "the server goes on" in caplog.text
+
+
+def test_a_client_that_vanishes_mid_read_disturbs_nobody():
+    async def main():
+        server, port = await start_echo()
+        async with coro.timeout_after(10):
+            # a client that sends part of a message and is reset (SO_LINGER 0)
+            rude = socket.create_connection(("127.0.0.1", port))
+            rude.sendall(b"half a mess")
+            rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            rude.close()
+            good = await coro.open_connection("127.0.0.1", port)
+            await good.sendall(b"still here")
+            reply = await good.recv(100)
+            await good.close()
+        await server.cancel()
+        return reply
+
+    assert coro.run(main) == b"still here"
+
+
+def test_unix_sockets(tmp_path):
+    path = str(tmp_path / "echo.sock")
+
+    async def main():
+        server = await coro.spawn(coro.unix_server, path, echo_handler)
+        async with coro.timeout_after(10):
+            while not os.path.exists(path):
+                await coro.sleep(0.001)
+            sock = await coro.open_unix_connection(path)
+            await sock.sendall(b"over unix")
+            reply = await sock.recv(100)
+            await sock.close()
+        await server.cancel()
+        return reply
+
+    assert coro.run(main) == b"over unix"
+
+
+def test_write_waits_when_the_peer_does_not_read():
+    """Backpressure: write blocks (the task, not the kernel) until the peer reads."""
+
+    async def main():
+        a, b = socket.socketpair()
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        stream = sa.as_stream()
+        writer = await coro.spawn(stream.write, b"x" * (8 << 20))
+        await coro.sleep(0.05)
+        assert writer.state == "WRITE_WAIT" and not writer.terminated
+        got = 0
+        async with coro.timeout_after(10):
+            while got < (8 << 20):
+                got += len(await sb.recv(1 << 20))
+            await writer.join()
+        await sa.close()
+        await sb.close()
+        return got
+
+    assert coro.run(main) == 8 << 20
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(d / "key.pem"),
+            "-out",
+            str(d / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return str(d / "cert.pem"), str(d / "key.pem")
+
+
+def test_tls_echo(certificate):
+    cert, key = certificate
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+
+    async def main():
+        server, port = await start_echo(ssl=server_ctx)
+        async with coro.timeout_after(10):
+            sock = await coro.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            stream = sock.as_stream()
+            payload = os.urandom(200_000)
+            writer = await coro.spawn(stream.write, payload)
+            echoed = await stream.read_exactly(len(payload))
+            await writer.join()
+            version = sock.socket.version()
+            await stream.close()
+        await server.cancel()
+        return echoed == payload, version
+
+    ok, version = coro.run(main)
+    assert ok and version.startswith("TLS")
+
+
+def test_tls_with_an_untrusted_certificate_fails_clearly(certificate):
+    cert, key = certificate
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def main():
+        server, port = await start_echo(ssl=server_ctx)
+        try:
+            async with coro.timeout_after(10):
+                with pytest.raises(ssl.SSLCertVerificationError):
+                    await coro.open_connection(
+                        "127.0.0.1", port, ssl=True, server_hostname="localhost"
+                    )
+        finally:
+            await server.cancel()
+
+    coro.run(main)
