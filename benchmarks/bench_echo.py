@@ -266,7 +266,15 @@ def client(port: int, connections: int, size: int, warmup: float, duration: floa
     cpu1 = os.times()
     wall = time.perf_counter() - t0
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    for s in socks:
+    # end politely: take the reply still in flight on each connection, then close
+    for s, received in by_fd.values():
+        s.setblocking(True)
+        s.settimeout(10)
+        while received < size:
+            chunk = s.recv(READ_SIZE)
+            if not chunk:
+                break
+            received += len(chunk)
         s.close()
     ep.close()
     print(done - counted, cpu, wall, done, flush=True)
