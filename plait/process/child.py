@@ -1,0 +1,109 @@
+"""Child handles: what a started ``Process`` holds on to, one class per kind of parenthood.
+
+``DirectChild`` is a child this process created itself (``fork`` and ``spawn``). Its
+sentinel is a *pidfd* (``os.pidfd_open``, Linux 5.3+): it becomes readable when the
+child has ended, it can be passed to ``select``/``poll``/``wait`` like any fd, it does not
+depend on pipes the child might pass on to its own children (a grandchild holding the
+write end of a sentinel pipe keeps such a sentinel silent), and signals go through it
+(``pidfd_send_signal``), so a recycled pid can never receive our SIGTERM.
+
+Reaping: ``poll`` calls ``waitpid(pid, WNOHANG)`` under a lock, so two threads that join
+the same child cannot both reap it (the loser would get ``ECHILD`` and lose the status).
+Blocking waits poll the pidfd first and never block inside ``waitpid``, which keeps
+``is_alive`` in other threads responsive. If something else reaped the child (a program
+that calls ``os.wait()`` or sets SIGCHLD to SIG_IGN), the status is lost: the exit code
+becomes 255, as ``multiprocessing`` reports a child it cannot account for, instead of
+``join`` waiting forever.
+"""
+
+from __future__ import annotations
+
+import _thread
+import math
+import os
+import select
+import signal
+
+from plait.process import lifeline
+
+__all__ = ["DirectChild", "wait_readable"]
+
+_POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
+UNKNOWN_EXITCODE = 255
+
+
+def wait_readable(fd: int, timeout: float | None) -> bool:
+    """Block until ``fd`` is readable or ``timeout`` seconds pass (``None``: no limit).
+
+    A negative timeout does not wait. Returns whether the fd is readable.
+    """
+    poller = select.poll()
+    poller.register(fd, _POLLIN)
+    if timeout is None:
+        ms = None
+    else:
+        ms = max(0, math.ceil(timeout * 1000))
+    return bool(poller.poll(ms))
+
+
+class DirectChild:
+    """A child of this process: its pid, a pidfd as sentinel, and its exit code once reaped."""
+
+    def __init__(self, pid: int, holds_lifeline: bool) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self.sentinel = os.pidfd_open(pid)
+        self._lock = _thread.allocate_lock()
+        self._holds_lifeline = holds_lifeline
+
+    def poll(self) -> int | None:
+        """The exit code if the child has ended (reaping it), else ``None``; never blocks."""
+        if self.returncode is None:
+            with self._lock:
+                if self.returncode is None:
+                    self._reap()
+        return self.returncode
+
+    def _reap(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            if self.sentinel >= 0 and wait_readable(self.sentinel, 0):
+                self.returncode = UNKNOWN_EXITCODE
+            pid = 0
+        if pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
+        if self.returncode is not None and self._holds_lifeline:
+            self._holds_lifeline = False
+            lifeline.release()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the child ends or ``timeout`` passes; return the exit code or ``None``."""
+        if self.returncode is None:
+            if not wait_readable(self.sentinel, timeout):
+                return None
+        return self.poll()
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the child unless it has ended; never reaches a recycled pid."""
+        if self.returncode is None:
+            try:
+                signal.pidfd_send_signal(self.sentinel, signum)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Close the sentinel."""
+        if self.sentinel >= 0:
+            os.close(self.sentinel)
+            self.sentinel = -1
+
+    def __del__(self) -> None:
+        if self.sentinel >= 0:
+            os.close(self.sentinel)

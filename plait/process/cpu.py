@@ -1,0 +1,107 @@
+"""``cpu_count``: how many CPUs this process may actually use.
+
+``os.cpu_count()`` (and ``multiprocessing.cpu_count()``, which returns it) counts the
+CPUs of the machine. In a container or under ``taskset`` a process may run on fewer:
+the affinity mask restricts *which* CPUs it may run on, and a cgroup CPU quota
+restricts *how much* CPU time it gets per period (``docker --cpus=2`` on a 64-core host
+is a quota of 2). A pool sized by ``os.cpu_count()`` there starts 64 workers that
+fight over 2 CPUs. ``cpu_count`` returns the smallest of the three limits.
+
+Quotas are read from the cgroup of this process and of every ancestor cgroup (a limit
+set on a parent cgroup applies to its children): ``cpu.max`` ("<quota> <period>" or
+"max <period>") under cgroup v2, ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota
+-1: none) under v1. A quota of 1.5 CPUs counts as 2: the work of 2 workers fits in it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+__all__ = ["cpu_count"]
+
+
+def cpu_count() -> int:
+    """The number of CPUs this process can use: affinity mask and cgroup quota honoured.
+
+    Unlike ``os.cpu_count()``, which counts every CPU of the machine, this is at most
+    ``len(os.sched_getaffinity(0))`` and at most the CPU quota of the process's cgroup
+    (v1 or v2, the tightest of its ancestors too), rounded up; never less than 1.
+    Raises ``NotImplementedError`` if the count cannot be determined, like
+    ``multiprocessing.cpu_count``.
+    """
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count()
+    if not count:
+        raise NotImplementedError("cannot determine number of cpus")
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, max(1, math.ceil(quota)))
+    return count
+
+
+def cgroup_cpu_quota(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup"):
+    """The tightest CPU quota (in CPUs, a float) of this process's cgroups, or ``None``.
+
+    ``proc_cgroup`` and ``root`` name the files to read; they exist for tests.
+    """
+    try:
+        with open(proc_cgroup) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            limits += _v2_limits(root, path)
+        elif "cpu" in controllers.split(","):
+            limits += _v1_limits(root, controllers, path)
+    return min(limits, default=None)
+
+
+def _ancestors(base: str, path: str) -> list[str]:
+    """``base/path`` and every directory above it, up to and including ``base``."""
+    dirs = [base]
+    parts = [p for p in path.split("/") if p]
+    for i in range(len(parts)):
+        dirs.append(os.path.join(base, *parts[: i + 1]))
+    return dirs
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _v2_limits(root: str, path: str) -> list[float]:
+    base = os.path.join(root, "unified") if os.path.isdir(os.path.join(root, "unified")) else root
+    limits = []
+    for d in _ancestors(base, path):
+        text = _read(os.path.join(d, "cpu.max"))
+        if text:
+            quota, _, period = text.partition(" ")
+            if quota != "max" and period and int(period) > 0:
+                limits.append(int(quota) / int(period))
+    return limits
+
+
+def _v1_limits(root: str, controllers: str, path: str) -> list[float]:
+    for name in (controllers, "cpu,cpuacct", "cpu"):
+        base = os.path.join(root, name)
+        if os.path.isdir(base):
+            break
+    else:
+        return []
+    limits = []
+    for d in _ancestors(base, path):
+        quota = _read(os.path.join(d, "cpu.cfs_quota_us"))
+        period = _read(os.path.join(d, "cpu.cfs_period_us"))
+        if quota and period and int(quota) > 0 and int(period) > 0:
+            limits.append(int(quota) / int(period))
+    return limits

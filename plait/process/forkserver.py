@@ -1,0 +1,324 @@
+"""The ``forkserver`` start method: a small server process forks the children.
+
+Theory of operation
+-------------------
+The first ``forkserver`` start in a process spawns the *server*: a lean interpreter
+(the same ``-S`` child command as ``spawn``) that imports the child bootstrap, applies
+the parent's preparation data once (``sys.path``, cwd, and the parent's ``__main__``
+re-run as ``__mp_main__``, which ``multiprocessing`` calls preloading ``__main__``), and
+then waits on one ``SOCK_SEQPACKET`` socketpair, the *control* socket. Forking that
+small, already prepared process is fast, and the child inherits nothing of the parent
+but what it is sent.
+
+A start, seen from the parent (``ForkServerChild``):
+
+1. make a stream socketpair ``(mine, theirs)`` for this child;
+2. send ``theirs`` (and, for a daemon, a fresh lifeline reader) to the server with
+   ``SCM_RIGHTS`` in one control message: one ``sendmsg`` on a seqpacket socket is one
+   record, so threads that start processes at once need no lock;
+3. write the payload (``spawn.dumps_payload``) to ``mine``; read the child's pid (8 bytes).
+
+The server forks per request. The child closes every fd of the server (control socket,
+the other children's sockets and pidfds), reads its payload from ``theirs``, runs the
+``Process`` and ``os._exit``s. The server writes the pid to ``theirs``, watches the
+child's pidfd, and when the child ends reaps it and writes the exit code (4 bytes) to
+``theirs`` and closes it. So ``mine`` is the sentinel: it becomes readable exactly when
+the exit code is there to read. If the server dies, ``mine`` reads EOF and the exit code
+is 255, as in ``multiprocessing``.
+
+Lifetime: the server exits when the control socket reports EOF, that is when the parent
+is gone, however it died. Only the parent holds the control socket: it is close-on-exec,
+and an at-fork hook closes it in any process forked from the parent (which starts its
+own server when it needs one). ``stop_server`` ends the server on demand (tests use it
+to prove nothing leaks). A server that died is replaced by the next start.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import select
+import signal
+import socket
+import struct
+
+from plait.process import lifeline
+from plait.process.child import UNKNOWN_EXITCODE, wait_readable
+from plait.process.process import Process, flush_std_streams
+from plait.process.spawn import (
+    STDIN_FROM_DEVNULL,
+    child_command,
+    dumps_payload,
+    load_and_run,
+    preparation_data,
+    prepare,
+)
+
+__all__ = ["ForkServerChild", "stop_server", "serve"]
+
+_PID = struct.Struct("q")
+_CODE = struct.Struct("i")
+_LENGTH = struct.Struct("Q")
+
+_lock = _thread.allocate_lock()
+_control: socket.socket | None = None
+_server_pid: int | None = None
+
+
+class ForkServerChild:
+    """A child forked by the fork server; exit code and sentinel come through a socket."""
+
+    method = "forkserver"
+
+    def __init__(self, process_obj: Process) -> None:
+        payload = dumps_payload(process_obj, self.method)
+        self._holds_lifeline = bool(process_obj.daemon)
+        mine, theirs = socket.socketpair()
+        try:
+            fds = [theirs.fileno()]
+            if self._holds_lifeline:
+                fds.append(lifeline.reader())
+            try:
+                _request(fds)
+            finally:
+                for fd in fds[1:]:
+                    os.close(fd)
+                theirs.close()
+            mine.sendall(_LENGTH.pack(len(payload)) + payload)
+            pid = _read_exactly(mine.fileno(), _PID.size)
+            if len(pid) < _PID.size:
+                raise OSError("the fork server closed the connection before reporting a pid")
+        except BaseException:
+            mine.close()
+            if self._holds_lifeline:
+                lifeline.release()
+            raise
+        self.pid = _PID.unpack(pid)[0]
+        self.returncode: int | None = None
+        self.sentinel = mine.detach()
+        self._lock = _thread.allocate_lock()
+
+    def poll(self) -> int | None:
+        """The exit code if the child has ended, else ``None``; never blocks."""
+        if self.returncode is None:
+            with self._lock:
+                if self.returncode is None and wait_readable(self.sentinel, 0):
+                    data = _read_exactly(self.sentinel, _CODE.size)
+                    if len(data) == _CODE.size:
+                        self.returncode = _CODE.unpack(data)[0]
+                    else:
+                        self.returncode = UNKNOWN_EXITCODE  # the server died
+                    if self._holds_lifeline:
+                        self._holds_lifeline = False
+                        lifeline.release()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the child ends or ``timeout`` passes; return the exit code or ``None``."""
+        if self.returncode is None and not wait_readable(self.sentinel, timeout):
+            return None
+        return self.poll()
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.sentinel >= 0:
+            os.close(self.sentinel)
+            self.sentinel = -1
+
+    def __del__(self) -> None:
+        if self.sentinel >= 0:
+            os.close(self.sentinel)
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    """Read ``n`` bytes from ``fd``, fewer only at EOF (blocks until then)."""
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _request(fds: list[int]) -> None:
+    """Ask the server to fork a child for the socket ``fds[0]``; start a server if needed."""
+    for attempt in (1, 2):
+        control = _ensure_server()
+        try:
+            socket.send_fds(control, [b"F"], fds)
+            return
+        except (BrokenPipeError, ConnectionResetError):
+            if attempt == 2:
+                raise
+            _discard_server(control)
+
+
+def _ensure_server() -> socket.socket:
+    global _control, _server_pid
+    with _lock:
+        if _control is not None:
+            return _control
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fd = theirs.fileno()
+        try:
+            argv = child_command(f"from plait.process.forkserver import serve;serve({fd})")
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                os.environ,
+                file_actions=[STDIN_FROM_DEVNULL, (os.POSIX_SPAWN_DUP2, fd, fd)],
+            )
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        from plait._core import serialization  # noqa: PLC0415 - parents only
+
+        mine.sendall(serialization.dumps(preparation_data("forkserver")))
+        _control, _server_pid = mine, pid
+        return mine
+
+
+def _discard_server(control: socket.socket) -> None:
+    global _control, _server_pid
+    with _lock:
+        if _control is control:
+            _control.close()
+            _reap_server(_server_pid, 0)
+            _control = _server_pid = None
+
+
+def _reap_server(pid: int | None, timeout: float) -> bool:
+    if pid is None:
+        return True
+    fd = os.pidfd_open(pid)
+    try:
+        wait_readable(fd, timeout)
+    finally:
+        os.close(fd)
+    return os.waitpid(pid, os.WNOHANG)[0] != 0
+
+
+def stop_server(timeout: float = 5.0) -> bool:
+    """Stop this process's fork server, if any; return whether it has exited and been reaped.
+
+    Children it forked keep running (their exit codes are then reported as 255). Blocks
+    up to ``timeout`` seconds for the server to exit.
+    """
+    global _control, _server_pid
+    with _lock:
+        control, pid = _control, _server_pid
+        _control = _server_pid = None
+    if control is None:
+        return True
+    control.close()
+    return _reap_server(pid, timeout)
+
+
+def _forget_in_child() -> None:
+    global _control, _server_pid
+    if _control is not None:
+        _control.close()
+    _control = _server_pid = None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+# -- the server --------------------------------------------------------------------
+
+
+def serve(control_fd: int) -> None:
+    """Main loop of the fork server (see the module docstring); exits on control EOF."""
+    import _pickle  # noqa: PLC0415 - see spawn.load_and_run
+
+    # Ctrl-C in a terminal signals the whole process group: the parent decides what
+    # happens to its children, the server must not die of it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    control = socket.socket(fileno=control_fd)
+    first = control.recv(1 << 24)
+    if not first:
+        return
+    try:
+        prepare(_pickle.loads(first))
+    except Exception:
+        pass  # a child that needs the failed part fails visibly when it runs it
+    poller = select.poll()
+    poller.register(control_fd, select.POLLIN)
+    children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, connection fd)
+    while True:
+        for fd, _ in poller.poll():
+            if fd != control_fd:
+                pid, conn = children.pop(fd)
+                poller.unregister(fd)
+                _, status = os.waitpid(pid, 0)
+                try:
+                    os.write(conn, _CODE.pack(os.waitstatus_to_exitcode(status)))
+                except OSError:
+                    pass  # the parent closed its end: nobody waits for this code
+                os.close(conn)
+                os.close(fd)
+                continue
+            try:
+                _, fds, _, _ = socket.recv_fds(control, 16, 2)
+            except ConnectionResetError:
+                fds = []
+            if not fds:
+                return  # the parent is gone
+            conn = fds[0]
+            lifeline_fd = fds[1] if len(fds) > 1 else -1
+            flush_std_streams()
+            pid = os.fork()
+            if pid == 0:
+                _run_child(conn, lifeline_fd, control, children)
+            if lifeline_fd >= 0:
+                os.close(lifeline_fd)
+            pidfd = os.pidfd_open(pid)
+            try:
+                os.write(conn, _PID.pack(pid))
+            except OSError:
+                pass
+            children[pidfd] = (pid, conn)
+            poller.register(pidfd, select.POLLIN)
+
+
+def _run_child(conn: int, lifeline_fd: int, control: socket.socket, children: dict) -> None:
+    """In a child forked by the server: drop the server's fds, run the process, exit."""
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        control.close()
+        for pidfd, (_, other) in children.items():
+            os.close(pidfd)
+            os.close(other)
+        children.clear()
+        if lifeline_fd >= 0:
+            lifeline.arm(lifeline_fd)
+        header = _read_exactly(conn, _LENGTH.size)
+        payload = _read_exactly(conn, _LENGTH.unpack(header)[0]) if header else b""
+        os.close(conn)
+        if payload:
+            code = load_and_run(payload)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback  # noqa: PLC0415 - only a failing child pays for it
+
+        traceback.print_exc()
+    finally:
+        flush_std_streams()
+        os._exit(code)

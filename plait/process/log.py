@@ -1,0 +1,75 @@
+"""The process layer's logger: ``get_logger`` and ``log_to_stderr``, as in ``multiprocessing``.
+
+``logging`` costs a child several milliseconds to import, so nothing here imports it
+until a program asks for the logger; until then ``debug``/``info`` are a global lookup
+and a ``None`` test. The logger is named ``plait`` and does not propagate to the root
+logger (``multiprocessing`` does the same with its own logger). Records carry the plait
+process name in ``%(processName)s`` (``logging`` itself only knows about
+``multiprocessing``'s processes). Children started by spawn or forkserver inherit the
+``log_to_stderr`` setting of their parent.
+"""
+
+from __future__ import annotations
+
+# Annotations only: importing typing would cost every child ~10 ms (see spawn).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["LOGGER_NAME", "DEFAULT_LOGGING_FORMAT", "get_logger", "log_to_stderr"]
+
+LOGGER_NAME = "plait"
+DEFAULT_LOGGING_FORMAT = "[%(levelname)s/%(processName)s] %(message)s"
+
+_logger = None
+_stderr_level: int | str | None = None  # set once log_to_stderr was called; children copy it
+
+
+def get_logger() -> Any:
+    """Return the ``plait`` logger (a ``logging.Logger``), creating it on first call."""
+    global _logger
+    if _logger is None:
+        import logging  # noqa: PLC0415 - see module docstring
+
+        logger = logging.getLogger(LOGGER_NAME)
+        logger.propagate = False
+        _logger = logger
+    return _logger
+
+
+def log_to_stderr(level: int | str | None = None) -> Any:
+    """Send the ``plait`` logger's records to stderr; set its level if given. Returns it.
+
+    logger = log_to_stderr(logging.INFO)
+    """
+    global _stderr_level
+    import logging  # noqa: PLC0415 - see module docstring
+
+    logger = get_logger()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
+    handler.addFilter(_with_process_name)
+    logger.addHandler(handler)
+    if level:
+        logger.setLevel(level)
+    _stderr_level = level if level else logging.NOTSET
+    return logger
+
+
+def _with_process_name(record: Any) -> bool:
+    from plait.process.process import current_process  # noqa: PLC0415 - cycle
+
+    record.processName = current_process().name
+    return True
+
+
+def debug(msg: str, *args: object) -> None:
+    """Log at DEBUG level if a program created the logger."""
+    if _logger is not None:
+        _logger.debug(msg, *args)
+
+
+def info(msg: str, *args: object) -> None:
+    """Log at INFO level if a program created the logger."""
+    if _logger is not None:
+        _logger.info(msg, *args)

@@ -1,0 +1,269 @@
+"""The ``spawn`` start method: a fresh interpreter that rebuilds the process and runs it.
+
+Theory of operation
+-------------------
+The parent ``posix_spawn``s ``python -S -c "...; main(fd, lifeline_fd)"`` (the same
+interpreter and interpreter flags as the parent) with a pipe's read end as ``fd``, and
+writes one pickle into the pipe: ``(preparation data, pickled Process)``. The child reads
+it to EOF, applies the preparation data (``sys.path``, ``sys.argv``, the working
+directory, the parent's ``__main__`` re-run as ``__mp_main__``), then unpickles the
+``Process`` and runs ``Process._bootstrap``. Two pickles, because the ``Process`` can
+only be unpickled once ``sys.path`` and ``__main__`` are in place.
+
+Where the time goes, and what we do about it
+--------------------------------------------
+A bare ``python -c pass`` costs ~22 ms here, and most of it is ``site``: it processes
+every ``.pth`` file of the environment, and some of them import a lot (an editable
+install's finder pulls in ``pathlib``, ``re``, ``urllib``...). The child does not need
+that work to find modules, because it receives the parent's finished ``sys.path``.
+So the child starts with ``-S`` and *defers* site: it installs the builtins ``site`` adds
+(``exit``, ``quit``, ``help``...), copies ``sys.prefix``/``sys.exec_prefix`` from the
+parent, and puts a finder at the end of ``sys.meta_path`` (``_SiteOnDemand``) that runs
+``site.main()`` the first time an import fails to find its module, then retries that
+import. A package that only a ``.pth`` import hook can find therefore still imports;
+a program whose imports all resolve through ``sys.path`` never pays for ``site``. What a
+deferred ``site`` changes, visibly: ``sitecustomize`` runs late or never, and
+``sys.flags.no_site`` is 1 in the child.
+
+The rest is kept small: the child imports ``_pickle`` (not ``pickle``, which drags in
+``re``), this module and ``process``; ``logging``, ``cloudpickle``, ``runpy`` and
+``traceback`` are imported only when used. Main scripts that are plain files are run
+with ``compile``/``exec`` instead of ``runpy``. No resource-tracker process is started.
+
+``__main__``: a parent started as ``python script.py`` has its script re-run in the
+child under the name ``__mp_main__`` (so the ``if __name__ == "__main__":`` block does
+not run again) and registered as ``__main__`` too, so that functions pickled as
+``__main__.f`` are found. A parent started as ``python -m pkg.mod`` has ``pkg.mod``
+re-run the same way. A parent whose ``__main__`` cannot be re-run (``python -c``, an
+interactive session, a notebook) has its ``Process`` pickled with cloudpickle, which
+sends functions and classes of ``__main__`` by value. These are the rules
+``multiprocessing`` follows, plus the last one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from plait.process import lifeline, log
+from plait.process.child import DirectChild
+from plait.process.process import Process
+
+# Annotations only: importing typing would cost every child ~10 ms (see spawn).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["SpawnChild", "preparation_data", "prepare", "child_command", "main"]
+
+
+def preparation_data(start_method: str) -> dict[str, Any]:
+    """What a child needs to look like its parent before it unpickles the ``Process``."""
+    data: dict[str, Any] = {
+        "sys_path": list(sys.path),
+        "sys_argv": list(sys.argv),
+        "dir": os.getcwd(),
+        "prefix": (sys.prefix, sys.exec_prefix),
+        "site": not sys.flags.no_site,
+        "start_method": start_method,
+    }
+    if log._stderr_level is not None:
+        data["log_level"] = log._stderr_level
+    main_module = sys.modules["__main__"]
+    main_name = getattr(getattr(main_module, "__spec__", None), "name", None)
+    if main_name is not None:
+        data["main_name"] = main_name
+    else:
+        main_path = getattr(main_module, "__file__", None)
+        if main_path is not None:
+            data["main_path"] = os.path.normpath(os.path.abspath(main_path))
+    return data
+
+
+def dumps_process(process_obj: Process, data: dict[str, Any]) -> bytes:
+    """Pickle the ``Process``; by value for ``__main__`` objects the child cannot re-import."""
+    if "main_name" in data or "main_path" in data:
+        from plait._core import serialization  # noqa: PLC0415 - parents only
+
+        return serialization.dumps(process_obj)
+    import cloudpickle  # noqa: PLC0415 - only for parents without a main script
+
+    return cloudpickle.dumps(process_obj, protocol=5)
+
+
+def dumps_payload(process_obj: Process, start_method: str) -> bytes:
+    """The one message a spawned (or forkserver) child reads before it runs."""
+    from plait._core import serialization  # noqa: PLC0415 - parents only
+
+    data = preparation_data(start_method)
+    return serialization.dumps((data, dumps_process(process_obj, data)))
+
+
+_flags: list[str] | None = None
+STDIN_FROM_DEVNULL = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
+
+
+def child_command(call: str) -> list[str]:
+    """argv of a lean child interpreter that runs ``call`` (Python source) after import.
+
+    ``call`` runs with ``plait`` importable whatever the child's ``sys.path`` would be.
+    """
+    global _flags
+    if _flags is None:
+        import subprocess  # noqa: PLC0415 - parents only, once
+
+        _flags = [f for f in subprocess._args_from_interpreter_flags() if f != "-S"]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not sys.executable:
+        raise OSError("cannot spawn a child: sys.executable is empty")
+    code = f"import sys;sys.path[:0]=[{root!r}];{call}"
+    return [sys.executable, *_flags, "-S", "-c", code]
+
+
+class SpawnChild(DirectChild):
+    """Start a fresh interpreter that rebuilds ``process_obj`` and runs it."""
+
+    method = "spawn"
+
+    def __init__(self, process_obj: Process) -> None:
+        payload = dumps_payload(process_obj, self.method)
+        lifeline_fd = lifeline.reader() if process_obj.daemon else -1
+        r, w = os.pipe()
+        try:
+            actions = [STDIN_FROM_DEVNULL, (os.POSIX_SPAWN_DUP2, r, r)]
+            if lifeline_fd >= 0:
+                actions.append((os.POSIX_SPAWN_DUP2, lifeline_fd, lifeline_fd))
+            argv = child_command(f"from plait.process.spawn import main;main({r},{lifeline_fd})")
+            pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+        except BaseException:
+            os.close(w)
+            if lifeline_fd >= 0:
+                lifeline.release()
+            raise
+        finally:
+            os.close(r)
+            if lifeline_fd >= 0:
+                os.close(lifeline_fd)
+        super().__init__(pid, lifeline_fd >= 0)
+        try:
+            with open(w, "wb", closefd=True) as pipe:
+                pipe.write(payload)
+        except BrokenPipeError:
+            pass  # the child died before reading; its exit code tells why
+
+
+def read_to_eof(fd: int) -> bytes:
+    """Read ``fd`` until EOF (blocks while the writer holds it open)."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def prepare(data: dict[str, Any]) -> None:
+    """In a child: adopt the parent's ``sys.path``, ``sys.argv``, cwd and ``__main__``."""
+    sys.path[:] = data["sys_path"]
+    sys.argv[:] = data["sys_argv"]
+    sys.prefix, sys.exec_prefix = data["prefix"]
+    if data["site"] and sys.flags.no_site:
+        _defer_site()
+    if "log_level" in data:
+        log.log_to_stderr(data["log_level"])
+    os.chdir(data["dir"])
+    from plait.process import context  # noqa: PLC0415 - context imports the start methods
+
+    context.force_start_method(data["start_method"])
+    if "main_name" in data:
+        _run_main_module(data["main_name"])
+    elif "main_path" in data:
+        _run_main_path(data["main_path"])
+
+
+_site_deferred = False
+
+
+def _defer_site() -> None:
+    global _site_deferred
+    if _site_deferred:
+        return  # a forkserver child: its server did this already
+    _site_deferred = True
+    import site  # noqa: PLC0415 - cheap with -S: main() is not run
+
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
+    sys.meta_path.append(_SiteOnDemand)
+
+
+class _SiteOnDemand:
+    """Last finder on ``sys.meta_path``: on the first miss, run ``site.main()`` and retry."""
+
+    @classmethod
+    def find_spec(cls, name: str, path: Any = None, target: Any = None) -> Any:
+        sys.meta_path.remove(cls)
+        import site  # noqa: PLC0415 - see module docstring
+
+        site.main()
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            spec = find_spec(name, path, target) if find_spec else None
+            if spec is not None:
+                return spec
+        return None
+
+
+def _install_main(module: Any) -> None:
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+
+
+def _run_main_path(path: str) -> None:
+    main = sys.modules["__main__"]
+    if os.path.splitext(os.path.basename(path))[0] == "ipython":
+        return
+    if getattr(main, "__file__", None) == path:
+        return  # already run (a forkserver child of a server that preloaded it)
+    module = type(sys)("__mp_main__")
+    if path.endswith((".pyz", ".zip")) or not os.path.isfile(path):
+        import runpy  # noqa: PLC0415 - zip apps and directories only
+
+        module.__dict__.update(runpy.run_path(path, run_name="__mp_main__"))
+        _install_main(module)
+        return
+    import io  # noqa: PLC0415 - already loaded at interpreter start-up
+
+    with io.open_code(path) as f:
+        code = compile(f.read(), path, "exec")
+    module.__file__ = path
+    _install_main(module)
+    exec(code, module.__dict__)
+
+
+def _run_main_module(name: str) -> None:
+    if name == "__main__" or name.endswith(".__main__"):
+        return
+    if getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) == name:
+        return
+    import runpy  # noqa: PLC0415 - only for parents started with -m
+
+    module = type(sys)("__mp_main__")
+    module.__dict__.update(runpy.run_module(name, run_name="__mp_main__", alter_sys=True))
+    _install_main(module)
+
+
+def load_and_run(payload: bytes) -> int:
+    """In a child: prepare from ``payload``, rebuild the ``Process``, run it; the exit code."""
+    import _pickle  # noqa: PLC0415 - the C unpickler without pickle.py's imports
+
+    data, blob = _pickle.loads(payload)
+    prepare(data)
+    process_obj = _pickle.loads(blob)
+    return process_obj._bootstrap()
+
+
+def main(fd: int, lifeline_fd: int) -> None:
+    """Entry point of a spawned child (see ``child_command``); never returns."""
+    if lifeline_fd >= 0:
+        lifeline.arm(lifeline_fd)
+    payload = read_to_eof(fd)
+    os.close(fd)
+    sys.exit(load_and_run(payload))
