@@ -3,7 +3,8 @@
 Every server runs in its own process (started once, all idle while another is measured)
 and answers ping-pong: a client sends a message, waits for all of it to come back, sends
 the next. The same client drives every server: one process, plain non-blocking sockets
-on one epoll (no library of the ones compared), N connections, each with one message in
+on one epoll (no library of the ones compared), pinned to one core while the servers
+are pinned to the other, N connections, each with one message in
 flight. Per call it warms up for ``WARMUP`` s, then counts completed round trips for
 ``DURATION`` s and measures its own CPU time. On 2 cores the client needs most of one,
 so a server whose client column says ~100% is client-bound: the figure is a floor for
@@ -33,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Bench  # noqa: E402
 
 WARMUP = 0.3
-DURATION = 1.0
+DURATION = 2.0
 BACKLOG = 2048
 READ_SIZE = 65536
 SERVERS = [
@@ -199,7 +200,15 @@ def serve_selectors(sock: socket.socket) -> None:
                 sel.modify(s, selectors.EVENT_WRITE)
 
 
+def pin(role: str) -> None:
+    """Client on the first usable core, servers on the last: no migrations, no sharing."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) > 1:
+        os.sched_setaffinity(0, {cores[0] if role == "client" else cores[-1]})
+
+
 def serve(name: str) -> None:
+    pin("server")
     sock = _listen()
     print(sock.getsockname()[1], flush=True)
     if name.startswith("plait"):
@@ -220,6 +229,7 @@ def serve(name: str) -> None:
 
 def client(port: int, connections: int, size: int, warmup: float, duration: float) -> None:
     """Ping-pong on ``connections`` sockets; print 'round_trips cpu_seconds wall_seconds'."""
+    pin("client")
     message = os.urandom(size)
     socks = []
     for _ in range(connections):

@@ -133,7 +133,7 @@ class Kernel:
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self._crashed: weakref.WeakSet[Task] = weakref.WeakSet()
         self._main: Task | None = None
-        self._interrupted = False
+        self._interrupted: bool | str = False
         self._closed = False
 
     # -- the public face of the kernel for the other modules of plait.coro -------------
@@ -155,7 +155,6 @@ class Kernel:
         task._wait_kind = RUNNING
         task._wait_obj = None
         task._wait_cancel = None
-        task.state = "READY"
         self._ready.append(task)
 
     def wake_threadsafe(
@@ -165,6 +164,8 @@ class Kernel:
 
         Ignored if the task no longer waits on ``token`` (it was cancelled meanwhile).
         """
+        if self._closed:
+            return
         self._inbox.append((task, token, value, exc))
         if not self._notified:
             self._notified = True
@@ -262,7 +263,6 @@ class Kernel:
         entry[kind] = task
         task._wait_kind = kind
         task._wait_obj = fd
-        task.state = "READ_WAIT" if kind == WAIT_READ else "WRITE_WAIT"
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -303,7 +303,7 @@ class Kernel:
                 signal.set_wakeup_fd(old_wakeup)
             traps.state.kernel = None
             self._close()
-        if self._interrupted and main_task.cancelled:
+        if self._interrupted == "late" or (self._interrupted and main_task.cancelled):
             raise KeyboardInterrupt
         if main_task.cancelled:
             raise main_task._exception or TaskCancelled("the main task was cancelled")
@@ -351,8 +351,16 @@ class Kernel:
                 for watcher in list(watchers):
                     watcher.deliver(signo)
             elif signo == signal.SIGINT and self._main is not None:
-                self._interrupted = True
-                self.cancel(self._main, TaskCancelled("interrupted by SIGINT (Ctrl-C)"))
+                # Ctrl-C cancels the main task; once main is over (run() is waiting for
+                # non-daemon tasks), it cancels them all.
+                if self._main.terminated:
+                    self._interrupted = "late"
+                    targets = list(self.tasks.values())
+                else:
+                    self._interrupted = True
+                    targets = [self._main]
+                for task in targets:
+                    self.cancel(task, TaskCancelled("interrupted by SIGINT (Ctrl-C)"))
 
     def _fire_timers(self, now: float) -> None:
         timers = self._timers
@@ -372,7 +380,6 @@ class Kernel:
 
     def _finish(self, task: Task, result: Any, exc: BaseException | None) -> None:
         task.terminated = True
-        task.state = "TERMINATED"
         task._wait_kind = RUNNING
         task._cancel_pending = None
         if exc is None:
@@ -407,7 +414,7 @@ class Kernel:
             trap[1].append(task)
             task._wait_kind = WAIT_PARK
             task._wait_obj = trap[1]
-            task.state = trap[2]
+            task._wait_state = trap[2]
             return True, None, None
         if code == _SLEEP:
             seconds = trap[1]
@@ -418,11 +425,10 @@ class Kernel:
             heapq.heappush(self._timers, (time.monotonic() + seconds, seq, task))
             task._wait_kind = WAIT_SLEEP
             task._wait_obj = seq
-            task.state = "SLEEP"
             return True, None, None
         if code == _SUSPEND:
             task._wait_kind = WAIT_EXTERNAL
-            task.state = trap[1]
+            task._wait_state = trap[1]
             task._wait_obj = trap[2]
             task._wait_cancel = trap[3]
             return True, None, None
@@ -469,10 +475,9 @@ class Kernel:
                 if ev & _READABLE:
                     task = entry[1]
                     if task is not None:
+                        # an I/O waiter's _value and _exc are None already
                         entry[1] = None
-                        task._value = task._exc = None
                         task._wait_kind = RUNNING
-                        task.state = "READY"
                         append(task)
                     elif entry[0] & _EPOLLIN:
                         drop = _EPOLLIN
@@ -480,9 +485,7 @@ class Kernel:
                     task = entry[2]
                     if task is not None:
                         entry[2] = None
-                        task._value = task._exc = None
                         task._wait_kind = RUNNING
-                        task.state = "READY"
                         append(task)
                     elif entry[0] & _EPOLLOUT:
                         drop |= _EPOLLOUT
@@ -500,10 +503,10 @@ class Kernel:
             for _ in range(len(ready)):
                 task = popleft()
                 self.current = task
-                task.state = "RUNNING"
                 value = task._value
                 exc = task._exc
-                task._value = task._exc = None
+                if value is not None or exc is not None:
+                    task._value = task._exc = None
                 send = task._send
                 if slow_step is not None:
                     started = perf_counter()
@@ -535,7 +538,6 @@ class Kernel:
                             entry[1] = task
                             task._wait_kind = WAIT_READ
                             task._wait_obj = fd
-                            task.state = "READ_WAIT"
                             break
                     suspended, value, exc = trap_other(task, trap)
                     if suspended:

@@ -4,8 +4,9 @@
 ``readline`` (and ``async for line in stream``) and ``write``. ``write`` is awaited and
 returns only when every byte is in the kernel's socket buffer, so a writer that outruns
 its peer waits there (backpressure); there is no unbounded write buffer. With an empty
-buffer ``read`` is a single ``recv`` straight into the caller's hands, tried before any
-wait, which is what makes an echo server on streams as fast as one on bare sockets.
+buffer ``read`` is a single ``recv`` straight into the caller's hands (tried before any
+wait unless the last read drained the socket, see ``sockets``), which is what makes an
+echo server on streams as fast as one on bare sockets.
 
 Servers: ``tcp_server_socket``/``unix_server_socket`` make a listening :class:`Socket`
 (errors name the address: "port in use" says which port); ``serve`` accepts forever and
@@ -70,9 +71,15 @@ class SocketStream:
 
     async def _recv(self, maxsize: int) -> bytes:
         sock = self._sock
+        if sock._drained:
+            sock._drained = False
+            await _read_wait(sock._fileno, sock)
         while True:
             try:
-                return sock._recv(maxsize)
+                data = sock._recv(maxsize)
+                if len(data) < maxsize:
+                    sock._drained = sock._plain
+                return data
             except WOULD_BLOCK_READ:
                 await _read_wait(sock._fileno, sock)
             except _ssl.SSLWantWriteError:
@@ -95,11 +102,17 @@ class SocketStream:
                 return data
             return data + await self.read(-1)
         if maxbytes >= 0:
-            # the hot path: one recv, tried before any wait
+            # the hot path: one recv (see "drained" in plait.coro.sockets)
             sock = self._sock
+            if sock._drained:
+                sock._drained = False
+                await _read_wait(sock._fileno, sock)
             while True:
                 try:
-                    return sock._recv(maxbytes)
+                    data = sock._recv(maxbytes)
+                    if len(data) < maxbytes:
+                        sock._drained = sock._plain
+                    return data
                 except WOULD_BLOCK_READ:
                     await _read_wait(sock._fileno, sock)
                 except _ssl.SSLWantWriteError:

@@ -50,6 +50,7 @@ WAIT_WRITE = 2
 WAIT_SLEEP = 3
 WAIT_PARK = 4
 WAIT_EXTERNAL = 5
+_STATE_NAMES = {WAIT_READ: "READ_WAIT", WAIT_WRITE: "WRITE_WAIT", WAIT_SLEEP: "SLEEP"}
 
 
 class Task:
@@ -67,13 +68,13 @@ class Task:
         "_wait_kind",
         "_wait_obj",
         "_wait_cancel",
+        "_wait_state",
         "_cancel_pending",
         "_joiners",
         "_group",
         "_result",
         "_exception",
         "_observed",
-        "state",
         "cancelled",
         "terminated",
         "__weakref__",
@@ -91,18 +92,30 @@ class Task:
         self._wait_kind = RUNNING
         self._wait_obj: Any = None
         self._wait_cancel: Callable[[], bool | None] | None = None
+        self._wait_state = ""
         self._cancel_pending: BaseException | None = None
         self._joiners: deque = deque()
         self._group: TaskGroup | None = None
         self._result: Any = None
         self._exception: BaseException | None = None
         self._observed = False
-        self.state = "READY"
         self.cancelled = False
         self.terminated = False
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.name} {self.state}>"
+
+    @property
+    def state(self) -> str:
+        """What the task does: READY, RUNNING, TERMINATED, or the wait it is in
+        (READ_WAIT, WRITE_WAIT, SLEEP, TASK_JOIN, QUEUE_GET, THREAD_WAIT, ...)."""
+        if self.terminated:
+            return "TERMINATED"
+        kind = self._wait_kind
+        if kind == RUNNING:
+            k = traps.state.kernel
+            return "RUNNING" if k is not None and k.current is self else "READY"
+        return _STATE_NAMES.get(kind) or self._wait_state
 
     @property
     def result(self) -> Any:

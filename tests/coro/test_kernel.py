@@ -304,3 +304,16 @@ def test_slow_step_warning_is_opt_in():
         coro.run(hog, slow_step=0.01)
     slow = [w for w in caught if issubclass(w.category, coro.SlowStepWarning)]
     assert slow and "hog" in str(slow[0].message)
+
+
+def test_ctrl_c_while_run_waits_for_non_daemon_tasks_cancels_them():
+    async def straggler():
+        await coro.sleep(30)
+
+    async def main():
+        await coro.spawn(straggler)
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return "main done"
+
+    with pytest.raises(KeyboardInterrupt):
+        coro.run(main)

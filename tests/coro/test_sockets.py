@@ -328,3 +328,29 @@ def test_tls_with_an_untrusted_certificate_fails_clearly(certificate):
             await server.cancel()
 
     coro.run(main)
+
+
+def test_a_read_after_a_short_read_still_sees_data_that_arrived_meanwhile():
+    """A drained socket waits before reading; data already there must come at once."""
+
+    async def main():
+        a, b = socket.socketpair()
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        stream = sa.as_stream()
+        got = []
+        async with coro.timeout_after(5):
+            await sb.sendall(b"one")
+            got.append(await stream.read(100))  # short read: the socket is now drained
+            await sb.sendall(b"two")  # arrives before the next read
+            got.append(await stream.read(100))
+            await sb.sendall(b"three")
+            got.append(await sa.recv(100))
+            await sb.sendall(b"four")
+            buf = bytearray(100)
+            got.append(bytes(buf[: await sa.recv_into(buf)]))
+            await sb.close()
+            got.append(await stream.read(100))  # end of stream after a drained read
+        await sa.close()
+        return got
+
+    assert coro.run(main) == [b"one", b"two", b"three", b"four", b""]
