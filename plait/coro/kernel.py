@@ -216,6 +216,17 @@ class Kernel:
                     task, None, ClosedResourceError(f"file {fileno}, closed while waited on,")
                 )
 
+    def statistics(self) -> dict[str, int]:
+        """Counts for monitoring: tasks, ready tasks, registered fds, timers (stale too)."""
+        return {
+            "tasks": len(self.tasks),
+            "ready": len(self._ready),
+            "fds_registered": len(self._fds),
+            "timers": len(self._timers),
+            "stale_timers": self._stale_timers,
+            "thread_results_pending": len(self._inbox),
+        }
+
     # -- waiting and unwaiting ---------------------------------------------------------
 
     def _unwait(self, task: Task) -> bool:

@@ -81,6 +81,17 @@ class UniversalQueue:
         """True if a ``put`` would wait now."""
         return 0 < self.maxsize <= len(self._items)
 
+    def statistics(self) -> dict[str, int]:
+        """Counts for monitoring: items, unfinished items, coroutines waiting."""
+        with self._lock:
+            return {
+                "size": len(self._items),
+                "maxsize": self.maxsize,
+                "unfinished": self._unfinished,
+                "coroutine_getters_waiting": len(self._getters),
+                "coroutine_putters_waiting": len(self._putters),
+            }
+
     # -- under the lock ----------------------------------------------------------------
 
     def _put_locked(self, item: Any) -> None:

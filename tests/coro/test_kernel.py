@@ -317,3 +317,25 @@ def test_ctrl_c_while_run_waits_for_non_daemon_tasks_cancels_them():
 
     with pytest.raises(KeyboardInterrupt):
         coro.run(main)
+
+
+def test_spawn_of_something_that_is_not_a_task_names_it():
+    async def main():
+        with pytest.raises(TypeError, match="42"):
+            await coro.spawn(42)
+        with pytest.raises(TypeError, match="neither a coroutine nor a generator"):
+            await coro.spawn(lambda: 7)
+        return "ok"
+
+    assert coro.run(main) == "ok"
+
+
+def test_kernel_statistics_and_cleanup():
+    from plait.coro import traps
+
+    async def main():
+        await coro.sleep(0)
+        return traps.kernel().statistics()
+
+    stats = coro.run(main)
+    assert stats["tasks"] == 1 and stats["fds_registered"] == 0
