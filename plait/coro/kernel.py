@@ -197,9 +197,15 @@ class Kernel:
         """A timer became stale (its scope closed early); rebuild the heap if worth it."""
         self._stale_timers += 1
         if self._stale_timers > 64 and self._stale_timers * 2 > len(self._timers):
-            self._timers = [t for t in self._timers if t[2].timer_live(t[1])]
+            self._timers = [t for t in self._timers if self._timer_live(t[2], t[1])]
             heapq.heapify(self._timers)
             self._stale_timers = 0
+
+    @staticmethod
+    def _timer_live(target: Any, seq: int) -> bool:
+        if target.__class__ is Task:
+            return target._wait_kind == WAIT_SLEEP and target._wait_obj == seq
+        return target.timer_live(seq)
 
     def release_fd(self, fileno: int) -> None:
         """Forget ``fileno`` before it is closed; its waiters get ``ClosedResourceError``."""

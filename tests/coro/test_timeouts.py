@@ -94,3 +94,28 @@ def test_bad_timeout_value_names_it():
 
     with pytest.raises(ValueError, match="seconds"):
         coro.run(main)
+
+
+def test_heap_rebuild_keeps_sleepers_and_live_scopes():
+    """Stale timers are dropped when they pile up; live sleeps and scopes must survive."""
+
+    async def sleeper(n, woke):
+        await coro.sleep(0.05 + n / 1000)
+        woke.append(n)
+
+    async def main():
+        woke = []
+        sleepers = [await coro.spawn(sleeper, n, woke) for n in range(20)]
+        try:
+            async with coro.timeout_after(0.2):
+                for _ in range(3000):  # each leaves a stale timer behind
+                    async with coro.timeout_after(60):
+                        await coro.sleep(0)
+                await coro.sleep(5)
+        except coro.TaskTimeout:
+            pass
+        for t in sleepers:
+            await t.join()
+        return sorted(woke)
+
+    assert coro.run(main) == list(range(20))
