@@ -1,0 +1,162 @@
+"""Passing file descriptors: SCM_RIGHTS messages, and fds inside pickles.
+
+Theory of operation
+-------------------
+A Unix socket can carry open file descriptors beside its bytes (``SCM_RIGHTS``): the
+kernel installs a new fd in the receiver that refers to the same open file. plait uses
+that for two things: shared-memory segments (a ``memfd`` holding a large message) and
+objects that own an fd (a ``Connection``) sent inside a pickle.
+
+An object that owns an fd pickles it by calling ``reduce_fd(fd)`` from its
+``__reduce__``. That only works while someone is collecting: the sender of a message
+(or a process start method preparing a child's arguments) wraps ``dumps`` in
+``with FdCollector() as fds:``; ``reduce_fd`` dups the fd into the collector and returns
+its index, which is what goes into the pickle. The collector's ``fds`` then travel beside
+the payload (``sendmsg`` with ``SCM_RIGHTS``, or inheritance by a spawned child), and
+``close()`` drops the sender's dups once they are on their way. The receiver wraps
+``loads`` in ``with FdSupply(fds):``; the object's rebuild function calls
+``rebuild_fd(index)`` and owns the fd it gets. The supply closes every fd nobody took when
+the block ends, so a payload that fails to unpickle leaks nothing.
+
+Outside a collector ``reduce_fd`` raises ``pickle.PicklingError``: an fd number means
+nothing in another process unless the fd itself travels with it.
+
+The hook for start methods: while pickling a child's arguments under ``spawn``, do
+``with FdCollector() as c: data = dumps(obj)``, give the child ``c.fds`` (``pass_fds``),
+tell it their numbers, ``c.close()`` in the parent; in the child,
+``with FdSupply(numbers): obj = loads(data)``.
+
+State is per thread, so two threads pickling at once do not see each other's collectors.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import pickle
+import socket
+import threading
+from collections.abc import Iterable
+
+__all__ = [
+    "MAX_FDS",
+    "ANCILLARY_SIZE",
+    "FdCollector",
+    "FdSupply",
+    "reduce_fd",
+    "rebuild_fd",
+    "rights",
+    "fds_from_ancillary",
+    "close_all",
+]
+
+MAX_FDS = 32  # per message; far below the kernel's SCM_MAX_FD (253)
+ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+
+_state = threading.local()
+
+
+class FdCollector:
+    """Collects dups of the fds that ``reduce_fd`` meets while it is active.
+
+    Use as a context manager around ``dumps``; ``close()`` closes the dups.
+    """
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+        self._outer: FdCollector | None = None
+
+    def add(self, fd: int) -> int:
+        """Dup ``fd`` into the collection; return its index there."""
+        if len(self.fds) >= MAX_FDS:
+            raise pickle.PicklingError(f"a message can carry at most {MAX_FDS} fds")
+        self.fds.append(os.dup(fd))
+        return len(self.fds) - 1
+
+    def __enter__(self) -> FdCollector:
+        self._outer = getattr(_state, "collector", None)
+        _state.collector = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.collector = self._outer
+        self._outer = None
+
+    def close(self) -> None:
+        """Close the collected dups (after they were sent or inherited)."""
+        fds, self.fds = self.fds, []
+        close_all(fds)
+
+
+class FdSupply:
+    """Hands received fds to ``rebuild_fd`` while active; closes those not taken."""
+
+    def __init__(self, fds: Iterable[int]) -> None:
+        self._fds: list[int | None] = list(fds)
+        self._outer: FdSupply | None = None
+
+    def take(self, index: int) -> int:
+        """Give away the fd at ``index``; raise ``pickle.UnpicklingError`` if there is none."""
+        if not 0 <= index < len(self._fds) or self._fds[index] is None:
+            raise pickle.UnpicklingError(f"the message carries no fd number {index}")
+        fd, self._fds[index] = self._fds[index], None
+        return fd
+
+    def __enter__(self) -> FdSupply:
+        self._outer = getattr(_state, "supply", None)
+        _state.supply = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.supply = self._outer
+        self._outer = None
+        fds, self._fds = self._fds, []
+        close_all(fd for fd in fds if fd is not None)
+
+
+def reduce_fd(fd: int) -> int:
+    """From a ``__reduce__``: register ``fd`` to travel with the pickle; return its index.
+
+    Raises ``pickle.PicklingError`` when no ``FdCollector`` is active.
+    """
+    collector = getattr(_state, "collector", None)
+    if collector is None:
+        raise pickle.PicklingError(
+            "an object owning a file descriptor can only be pickled to send it through a "
+            "plait Connection over a Unix socket, or as an argument of a plait Process"
+        )
+    return collector.add(fd)
+
+
+def rebuild_fd(index: int) -> int:
+    """From a rebuild function: take the received fd registered under ``index``.
+
+    Raises ``pickle.UnpicklingError`` when no ``FdSupply`` is active or it lacks the fd.
+    """
+    supply = getattr(_state, "supply", None)
+    if supply is None:
+        raise pickle.UnpicklingError("no file descriptors arrived with this pickle")
+    return supply.take(index)
+
+
+def rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
+    """The ancillary data for ``sendmsg`` that sends ``fds``."""
+    return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+
+
+def fds_from_ancillary(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    """The fds installed in this process by a ``recvmsg``'s ancillary data."""
+    fds = array.array("i")
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return fds.tolist()
+
+
+def close_all(fds: Iterable[int]) -> None:
+    """Close every fd of ``fds``, ignoring those already closed."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

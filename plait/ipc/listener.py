@@ -1,0 +1,262 @@
+"""``Listener`` and ``Client``: connections between unrelated processes, as in
+``multiprocessing.connection``.
+
+Theory of operation
+-------------------
+A listener is a listening socket: ``AF_UNIX`` (a path, or an abstract name starting
+with a NUL byte; the default, in a fresh private directory) or ``AF_INET``/``AF_INET6``
+(a ``(host, port)`` tuple; port 0 picks a free one). Unix listeners use
+``SOCK_SEQPACKET``, so their connections are as fast as a ``Pipe`` and can carry fds;
+TCP ones are streams with ``TCP_NODELAY``. ``accept`` returns a ``Connection``, and so
+does ``Client``. The wire protocol is plait's (see ``plait._core.framing``): a plait
+client talks to a plait listener, not to the standard library's.
+
+With an ``authkey`` both ends run the handshake of ``auth`` (HMAC-SHA256 challenges in
+both directions) before ``accept`` or ``Client`` returns, so no byte is unpickled before
+both ends proved they hold the key. The handshake has a time limit
+(``handshake_timeout``) so that a silent client cannot hold ``accept`` for long; a client
+that fails it (wrong key, garbage, an enormous announced length, disconnecting midway)
+makes that ``accept`` raise ``AuthenticationError``, and the next ``accept`` serves the
+next client. Such errors are the caller's to catch: a server loop reads
+
+    while True:
+        try:
+            conn = listener.accept()
+        except AuthenticationError:
+            continue
+
+Failures name the address: a port in use, a path that exists, a dead address to
+connect to (``ConnectionRefusedError``/``FileNotFoundError`` at once, no retrying).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import socket
+import tempfile
+from typing import Any
+
+from plait._core.framing import MAX_MESSAGE_SIZE
+from plait.ipc import auth
+from plait.ipc.connection import Connection, _milliseconds
+
+__all__ = ["Listener", "Client", "address_type", "HANDSHAKE_TIMEOUT"]
+
+HANDSHAKE_TIMEOUT = 10.0
+_FAMILIES = ("AF_UNIX", "AF_INET", "AF_INET6")
+_default_family = "AF_UNIX"
+
+
+def address_type(address: Any) -> str:
+    """The family of ``address``: ``'AF_INET'`` for a tuple, ``'AF_UNIX'`` for a path.
+
+    Raises ``ValueError`` for anything else.
+    """
+    if isinstance(address, tuple):
+        return "AF_INET6" if len(address) == 4 else "AF_INET"
+    if isinstance(address, str | bytes):
+        return "AF_UNIX"
+    raise ValueError(f"address type of {address!r} unrecognized")
+
+
+def _check_family(family: str) -> socket.AddressFamily:
+    if family not in _FAMILIES:
+        raise ValueError(f"Family {family} is not recognized.")
+    return getattr(socket, family)
+
+
+def _is_abstract(address: Any) -> bool:
+    return isinstance(address, str | bytes) and address[:1] in ("\0", b"\0")
+
+
+def _new_socket(family: str) -> socket.socket:
+    kind = socket.SOCK_SEQPACKET if family == "AF_UNIX" else socket.SOCK_STREAM
+    return socket.socket(_check_family(family), kind)
+
+
+def _tune(sock: socket.socket) -> None:
+    if sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Listener:
+    """A listening socket whose ``accept`` returns (authenticated) connections.
+
+    ``Listener(address=None, family=None, backlog=1, authkey=None)`` as in the standard
+    library; keyword-only extras: ``handshake_timeout`` (seconds allowed for a client's
+    handshake) and ``max_message_size`` (of the accepted connections). Raises ``OSError``
+    naming the address when it cannot listen there (in use, no permission), ``TypeError``
+    for an authkey that is not bytes, ``ValueError`` for an unknown family.
+    """
+
+    def __init__(
+        self,
+        address: Any = None,
+        family: str | None = None,
+        backlog: int = 1,
+        authkey: bytes | None = None,
+        *,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+    ) -> None:
+        self._socket: socket.socket | None = None
+        self._tempdir: str | None = None
+        if authkey is not None and not isinstance(authkey, bytes):
+            raise TypeError("authkey should be a byte string")
+        family = family or (address_type(address) if address is not None else _default_family)
+        sock = _new_socket(family)
+        if address is None:
+            if family == "AF_UNIX":
+                self._tempdir = tempfile.mkdtemp(prefix="plait-")
+                address = os.path.join(self._tempdir, "listener")
+            else:
+                address = ("::1", 0) if family == "AF_INET6" else ("localhost", 0)
+        try:
+            if family != "AF_UNIX":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+        except OSError as exc:
+            sock.close()
+            self._remove_tempdir()
+            raise OSError(exc.errno, f"cannot listen on {address!r}: {exc.strerror}") from None
+        except BaseException:
+            sock.close()
+            self._remove_tempdir()
+            raise
+        self._socket = sock
+        self._family = family
+        self._address = sock.getsockname() if family != "AF_UNIX" else address
+        self._unlink = family == "AF_UNIX" and not _is_abstract(address)
+        self._authkey = authkey
+        self._handshake_timeout = handshake_timeout
+        self._max_message_size = max_message_size
+        self._last_accepted: Any = None
+
+    @property
+    def address(self) -> Any:
+        """The address the listener is bound to (the real port when 0 was asked)."""
+        return self._address
+
+    @property
+    def last_accepted(self) -> Any:
+        """The address of the last accepted connection's peer, or None."""
+        return self._last_accepted
+
+    def fileno(self) -> int:
+        """The listening socket's fd (readable when a client is waiting)."""
+        if self._socket is None:
+            raise OSError("listener is closed")
+        return self._socket.fileno()
+
+    def accept(self, *, timeout: float | None = None) -> Connection:
+        """Accept one client and, with an authkey, authenticate it.
+
+        Blocks until a client connects, or ``timeout`` seconds (``TimeoutError``; None
+        waits forever), then up to ``handshake_timeout`` for its handshake. Raises
+        ``AuthenticationError`` for a client that fails the handshake (it is
+        disconnected; the listener keeps serving), ``OSError`` if closed.
+        """
+        if self._socket is None:
+            raise OSError("listener is closed")
+        if timeout is not None:
+            poller = select.poll()
+            poller.register(self._socket.fileno(), select.POLLIN)
+            if not poller.poll(_milliseconds(timeout)):
+                raise TimeoutError(f"no client connected to {self._address!r} within {timeout} s")
+        sock, peer = self._socket.accept()
+        self._last_accepted = peer
+        try:
+            sock.setblocking(True)
+            _tune(sock)
+            conn = Connection(sock.detach(), max_message_size=self._max_message_size)
+        finally:
+            sock.close()
+        if self._authkey is not None:
+            try:
+                auth.serve_handshake(
+                    conn,
+                    self._authkey,
+                    self._handshake_timeout,
+                    f"client {peer!r} of {self.address!r}",
+                )
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def close(self) -> None:
+        """Stop listening (idempotent); removes the socket file of a Unix listener."""
+        sock, self._socket = self._socket, None
+        if sock is None:
+            return
+        sock.close()
+        if self._unlink:
+            try:
+                os.unlink(self._address)
+            except OSError:
+                pass
+        self._remove_tempdir()
+
+    def _remove_tempdir(self) -> None:
+        tempdir, self._tempdir = self._tempdir, None
+        if tempdir is not None:
+            shutil.rmtree(tempdir, ignore_errors=True)
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_socket", None) is not None:
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._socket is None else "listening"
+        return f"<plait.ipc.Listener {self._address!r} {state}>"
+
+
+def Client(  # noqa: N802 - the standard library's name
+    address: Any,
+    family: str | None = None,
+    authkey: bytes | None = None,
+    *,
+    timeout: float = HANDSHAKE_TIMEOUT,
+    max_message_size: int = MAX_MESSAGE_SIZE,
+) -> Connection:
+    """Connect to the listener at ``address``; with an ``authkey``, authenticate both ways.
+
+    Blocks up to ``timeout`` seconds to connect and as long again for the handshake.
+    Raises ``ConnectionRefusedError``/``FileNotFoundError`` (naming the address) at once
+    when nobody listens there, ``TimeoutError`` when the connection does not complete in
+    time, ``AuthenticationError`` when the handshake fails, ``TypeError`` for an authkey
+    that is not bytes.
+    """
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError("authkey should be a byte string")
+    family = family or address_type(address)
+    sock = _new_socket(family)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        except TimeoutError:
+            raise TimeoutError(f"cannot connect to {address!r} within {timeout:g} s") from None
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot connect to {address!r}: {exc.strerror}") from None
+        sock.setblocking(True)
+        _tune(sock)
+        conn = Connection(sock.detach(), max_message_size=max_message_size)
+    finally:
+        sock.close()
+    if authkey is not None:
+        try:
+            auth.client_handshake(conn, authkey, timeout, f"listener {address!r}")
+        except BaseException:
+            conn.close()
+            raise
+    return conn
