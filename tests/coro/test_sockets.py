@@ -354,3 +354,21 @@ def test_a_read_after_a_short_read_still_sees_data_that_arrived_meanwhile():
         return got
 
     assert coro.run(main) == [b"one", b"two", b"three", b"four", b""]
+
+
+def test_run_leaves_nothing_behind_even_with_a_daemon_server_still_running():
+    """A daemon server, a name lookup in a worker thread, an open client: after run()
+    returns, every fd, thread and epoll object of the kernel is gone (no_leaks checks)."""
+
+    async def main():
+        listener = coro.tcp_server_socket("127.0.0.1", 0)
+        port = listener.getsockname()[1]
+        await coro.spawn(functools.partial(coro.serve, listener, echo_handler), daemon=True)
+        async with coro.timeout_after(10):
+            sock = await coro.open_connection("localhost", port)  # resolved in a thread
+            await sock.sendall(b"ping")
+            reply = await sock.recv(10)
+            await sock.close()
+        return reply  # the server is still running: run() must cancel and close it
+
+    assert coro.run(main) == b"ping"
