@@ -1,0 +1,153 @@
+"""Queues between threads: FIFO, LIFO, priority and simple, with shutdown.
+
+Theory of operation
+-------------------
+The work is done in C, by ``plait._core._queue`` (read the comment at the top of
+``_queue.c``): with the storage's own methods pre-bound, an operation runs start to end
+under the GIL, takes no lock of its own and runs no Python code, so it cannot be seen
+half-done and cannot convoy; blocking sleeps on a per-thread waiter released by the thread
+that makes progress possible. This module gives the engine its standard face.
+
+The storage hooks of ``queue.Queue`` keep their meaning: ``_init(maxsize)`` creates
+``self.queue``, ``_qsize()``, ``_put(item)`` and ``_get()`` operate on it. Each class says
+in ``_hook_mode`` whether its hooks are the stock deque ("fifo") or list ("lifo") ones, which
+the engine replaces by the storage's bound ``append``/``popleft``/``pop``. A subclass whose
+hooks (wherever in its bases they come from) are not one of those two stock sets gets
+``_hook_mode = None`` (set in ``__init_subclass__``), and the engine then calls the hooks
+as Python methods under a lock of its own, as the standard library does.
+``PriorityQueue`` always runs that way: ``heappush`` compares items, which can run Python
+code.
+
+Differences from ``queue.Queue``, all additive except one: ``join(timeout=None)`` takes a
+timeout and returns whether every task was done; ``ShutDown`` and ``shutdown()`` exist on
+every supported Python (on 3.13+ ``ShutDown`` is ``queue.ShutDown`` itself); the attributes
+``mutex``, ``not_empty``, ``not_full`` and ``all_tasks_done`` do not exist, because there
+are no such locks to share.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from types import GenericAlias
+from typing import Any
+
+from plait._core import _queue
+
+__all__ = ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue", "Empty", "Full", "ShutDown"]
+
+Empty = _queue.Empty
+Full = _queue.Full
+ShutDown = _queue.ShutDown
+
+
+class Queue(_queue.QueueCore):
+    """A first-in first-out queue between threads, bounded by ``maxsize`` if > 0.
+
+    ``put`` blocks while the queue is full, ``get`` while it is empty; each takes
+    ``block`` and ``timeout``. Every item put counts as an unfinished task until a
+    consumer calls ``task_done()``; ``join()`` waits for all of them::
+
+        q = Queue(); q.put(1); assert q.get(timeout=1) == 1; q.task_done(); q.join()
+
+    Methods (implemented in C, documented here):
+
+    - ``put(item, block=True, timeout=None)``: add an item. Blocks while the queue is full
+      (``maxsize > 0``), up to ``timeout`` seconds; raises ``Full`` if it still is (at once
+      when ``block`` is false), ``ShutDown`` if the queue is shut down, ``ValueError`` for a
+      negative timeout.
+    - ``get(block=True, timeout=None)``: remove and return an item. Blocks while the queue
+      is empty, up to ``timeout`` seconds; raises ``Empty`` if it still is, ``ShutDown``
+      if the queue is shut down and empty, ``ValueError`` for a negative timeout.
+    - ``put_nowait(item)``, ``get_nowait()``: ``put``/``get`` with ``block=False``.
+    - ``qsize()``, ``empty()``, ``full()``: snapshots; never block.
+    - ``task_done()``: one item got earlier is processed; ``ValueError`` when called more
+      often than items were put.
+    - ``join(timeout=None)``: block until every item put was marked done, or ``timeout``
+      seconds pass; returns True if all were done.
+    - ``shutdown(immediate=False)``: from now on ``put`` raises ``ShutDown`` and ``get``
+      raises it once the queue is empty; blocked callers wake up. ``immediate`` also drops
+      the items left (counting them as done), so ``get`` raises at once and ``join``
+      returns.
+    """
+
+    _hook_mode: str | None = "fifo"
+    __class_getitem__ = classmethod(GenericAlias)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._hook_mode = _STOCK_HOOKS.get(_hooks_of(cls))
+
+    def __repr__(self) -> str:
+        state = " shut down" if self.is_shutdown else ""
+        return (
+            f"<{type(self).__module__}.{type(self).__qualname__} object at {id(self):#x}"
+            f" maxsize={self.maxsize} unfinished_tasks={self.unfinished_tasks}{state}>"
+        )
+
+    def _init(self, maxsize: int) -> None:
+        self.queue = deque()
+
+    def _qsize(self) -> int:
+        return len(self.queue)
+
+    def _put(self, item: Any) -> None:
+        self.queue.append(item)
+
+    def _get(self) -> Any:
+        return self.queue.popleft()
+
+
+def _hooks_of(cls: type) -> tuple[Any, ...]:
+    return tuple(getattr(cls, name) for name in ("_init", "_qsize", "_put", "_get"))
+
+
+# The hook sets the engine knows how to replace by the storage's own bound methods.
+_STOCK_HOOKS = {_hooks_of(Queue): "fifo"}
+
+
+class LifoQueue(Queue):
+    """A last-in first-out queue (a stack): ``get`` returns the newest item."""
+
+    def _init(self, maxsize: int) -> None:
+        self.queue = []
+
+    def _qsize(self) -> int:
+        return len(self.queue)
+
+    def _put(self, item: Any) -> None:
+        self.queue.append(item)
+
+    def _get(self) -> Any:
+        return self.queue.pop()
+
+
+_STOCK_HOOKS[_hooks_of(LifoQueue)] = "lifo"
+LifoQueue._hook_mode = "lifo"  # registered after __init_subclass__ ran for it
+
+
+class PriorityQueue(Queue):
+    """A queue that returns the smallest item first (entries are often ``(priority, data)``)."""
+
+    def _init(self, maxsize: int) -> None:
+        self.queue = []
+
+    def _qsize(self) -> int:
+        return len(self.queue)
+
+    def _put(self, item: Any) -> None:
+        heapq.heappush(self.queue, item)
+
+    def _get(self) -> Any:
+        return heapq.heappop(self.queue)
+
+
+class SimpleQueue(_queue.SimpleQueueCore):
+    """An unbounded FIFO queue without task tracking: ``put`` never blocks.
+
+    ``put(item, block=True, timeout=None)`` (``block`` and ``timeout`` are ignored, for
+    compatibility), ``get(block=True, timeout=None)`` blocks while empty and raises
+    ``Empty`` after ``timeout``; ``put_nowait``, ``get_nowait``, ``qsize``, ``empty``.
+    """
+
+    __class_getitem__ = classmethod(GenericAlias)

@@ -1,0 +1,404 @@
+"""Synchronization between threads: locks, conditions, semaphores, events, barriers.
+
+Theory of operation
+-------------------
+``Lock`` and ``RLock`` are the interpreter's C locks (``_thread``): nothing written in
+Python can beat them, and every other primitive here is built on them. They are factory
+functions, not classes, exactly as in ``threading``: while the lock-order checker is on
+(see ``lockorder``) they return a ``CheckedLock`` instead; while it is off they return the
+bare C lock, so the checker costs nothing.
+
+Every blocking primitive reduces to one mechanism, the *waiter*: a fresh C lock, taken
+once by its owner before it is published, and taken a second time to sleep. Whoever wants
+to wake the owner releases it. A waiter wakes exactly one thread, carries no lost-wakeup
+window (a release that happens before the sleep just makes the sleep return at once) and
+sleeps with a timeout in the kernel. ``Condition`` keeps a deque of waiters; ``Semaphore``,
+``Event`` and ``Barrier`` are written on ``Condition``, the way the standard library writes
+them, because their cost is dominated by the sleep and the wakeup, not by the bookkeeping.
+
+Semantics are the standard library's, call for call: the same return values, the same
+treatment of timeouts (``None`` waits forever; a ``Condition``/``Event`` wait with a
+timeout of zero or less polls), and the same exception classes for bad input, with
+messages that name the object.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from collections import deque
+from collections.abc import Callable
+from time import monotonic
+from typing import Any, TypeVar
+
+from plait.threads import lockorder
+
+__all__ = [
+    "Lock",
+    "RLock",
+    "Condition",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Event",
+    "Barrier",
+    "BrokenBarrierError",
+    "ThreadError",
+]
+
+T = TypeVar("T")
+
+BrokenBarrierError = threading.BrokenBarrierError
+ThreadError = _thread.error
+
+_allocate_lock = _thread.allocate_lock
+_CRLock = _thread.RLock
+
+
+def Lock() -> Any:
+    """A new non-reentrant lock: the interpreter's C lock (a checked one if checking is on).
+
+    ``acquire(blocking=True, timeout=-1)`` blocks until the lock is free or the timeout
+    passes; ``release()`` of an unlocked lock raises ``RuntimeError``.
+    """
+    if lockorder._enabled:
+        return lockorder.CheckedLock(reentrant=False)
+    return _allocate_lock()
+
+
+def RLock() -> Any:
+    """A new reentrant lock: the interpreter's C RLock (a checked one if checking is on).
+
+    The owning thread may take it again; it is free when released as often as taken.
+    ``release()`` by a thread that does not own it raises ``RuntimeError``.
+    """
+    if lockorder._enabled:
+        return lockorder.CheckedLock(reentrant=True)
+    return _CRLock()
+
+
+class Condition:
+    """A condition variable: threads wait on it until another thread notifies them.
+
+    The lock (an ``RLock()`` by default) must be held to wait or notify::
+
+        with cond:
+            cond.wait_for(lambda: queue_ready)
+    """
+
+    def __init__(self, lock: Any = None) -> None:
+        if lock is None:
+            lock = RLock()
+        self._lock = lock
+        self.acquire = lock.acquire
+        self.release = lock.release
+        # Locks with their own save/restore (C RLock, CheckedLock) release every level
+        # of a reentrant hold at once during wait(); a plain lock needs only one release.
+        self._release_save = getattr(lock, "_release_save", self._release_save_plain)
+        self._acquire_restore = getattr(lock, "_acquire_restore", self._acquire_restore_plain)
+        self._is_owned = getattr(lock, "_is_owned", self._is_owned_plain)
+        self._waiters: deque[Any] = deque()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+
+    def __repr__(self) -> str:
+        return f"<plait Condition({self._lock!r}, {len(self._waiters)} waiting)>"
+
+    def _release_save_plain(self) -> None:
+        self._lock.release()
+
+    def _acquire_restore_plain(self, _state: object) -> None:
+        self._lock.acquire()
+
+    def _is_owned_plain(self) -> bool:
+        if self._lock.acquire(False):
+            self._lock.release()
+            return False
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Release the lock, sleep until notified or ``timeout`` seconds pass, retake it.
+
+        Blocks. Returns False if the timeout passed, True otherwise. Raises
+        ``RuntimeError`` if the calling thread does not hold the lock.
+        """
+        if not self._is_owned():
+            raise RuntimeError(f"cannot wait on un-acquired lock of {self!r}")
+        waiter = _allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)
+        saved = self._release_save()
+        woken = False
+        try:
+            if timeout is None:
+                woken = waiter.acquire()
+            elif timeout > 0:
+                woken = waiter.acquire(True, timeout)
+            else:
+                woken = waiter.acquire(False)
+            return woken
+        finally:
+            self._acquire_restore(saved)
+            if not woken:
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value.
+
+        Blocks; the lock must be held (``RuntimeError`` otherwise).
+        """
+        deadline = None
+        result = predicate()
+        while not result:
+            if timeout is not None:
+                if deadline is None:
+                    deadline = monotonic() + timeout
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    break
+                self.wait(remaining)
+            else:
+                self.wait()
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiting threads. Never blocks; the lock must be held."""
+        if not self._is_owned():
+            raise RuntimeError(f"cannot notify on un-acquired lock of {self!r}")
+        waiters = self._waiters
+        while waiters and n > 0:
+            waiters.popleft().release()
+            n -= 1
+
+    def notify_all(self) -> None:
+        """Wake every waiting thread. Never blocks; the lock must be held."""
+        self.notify(len(self._waiters))
+
+
+class Semaphore:
+    """A counter that ``acquire`` decrements, waiting while it is zero; ``release`` adds.
+
+    ``Semaphore(value)`` raises ``ValueError`` if ``value`` is negative.
+    """
+
+    def __init__(self, value: int = 1) -> None:
+        if value < 0:
+            raise ValueError(f"semaphore initial value must be >= 0, got {value!r}")
+        self._cond = Condition(Lock())
+        self._value = value
+
+    def __repr__(self) -> str:
+        return f"<plait {type(self).__name__} value={self._value}>"
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Decrement the counter, blocking while it is zero (up to ``timeout`` seconds).
+
+        Returns True on success, False if non-blocking or timed out. Raises
+        ``ValueError`` if a timeout is given with ``blocking=False``.
+        """
+        if not blocking and timeout is not None:
+            raise ValueError(f"can't specify timeout for non-blocking acquire of {self!r}")
+        deadline = None
+        with self._cond:
+            while self._value == 0:
+                if not blocking:
+                    return False
+                if timeout is not None:
+                    if deadline is None:
+                        deadline = monotonic() + timeout
+                    else:
+                        timeout = deadline - monotonic()
+                    if timeout <= 0:
+                        return False
+                self._cond.wait(timeout)
+            self._value -= 1
+            return True
+
+    __enter__ = acquire
+
+    def release(self, n: int = 1) -> None:
+        """Add ``n`` to the counter and wake up to ``n`` waiters. Never blocks.
+
+        Raises ``ValueError`` if ``n`` is less than one.
+        """
+        if n < 1:
+            raise ValueError(f"n must be one or more, got {n!r} for {self!r}")
+        with self._cond:
+            self._value += n
+            self._cond.notify(n)
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class BoundedSemaphore(Semaphore):
+    """A semaphore that refuses to be released above its initial value.
+
+    ``release`` past the initial value raises ``ValueError``.
+    """
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        self._initial_value = value
+
+    def __repr__(self) -> str:
+        return f"<plait BoundedSemaphore value={self._value}/{self._initial_value}>"
+
+    def release(self, n: int = 1) -> None:
+        """Add ``n`` to the counter; ``ValueError`` if it would pass the initial value."""
+        if n < 1:
+            raise ValueError(f"n must be one or more, got {n!r} for {self!r}")
+        with self._cond:
+            if self._value + n > self._initial_value:
+                raise ValueError(f"Semaphore released too many times: {self!r}")
+            self._value += n
+            self._cond.notify(n)
+
+
+class Event:
+    """A flag threads can wait for: ``set`` wakes every waiter, ``clear`` lowers it."""
+
+    def __init__(self) -> None:
+        self._cond = Condition(Lock())
+        self._flag = False
+
+    def __repr__(self) -> str:
+        return f"<plait Event {'set' if self._flag else 'unset'}>"
+
+    def is_set(self) -> bool:
+        """Whether the flag is up. Never blocks."""
+        return self._flag
+
+    def set(self) -> None:
+        """Raise the flag and wake every waiting thread. Never blocks."""
+        with self._cond:
+            self._flag = True
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        """Lower the flag. Never blocks."""
+        with self._cond:
+            self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is up or ``timeout`` seconds pass; return the flag."""
+        with self._cond:
+            if not self._flag:
+                self._cond.wait(timeout)
+            return self._flag
+
+
+# Barrier states: threads arriving (filling), the trip's threads leaving (draining),
+# a reset() waiting for the draining threads to leave (resetting), broken.
+_FILLING, _DRAINING, _RESETTING, _BROKEN = 0, 1, -1, -2
+
+
+class Barrier:
+    """``parties`` threads wait until all have arrived, then all go on together.
+
+    ``wait()`` returns each thread a distinct index in ``range(parties)``; one of them
+    ran ``action`` first. A timeout, an exception in ``action`` or ``abort()`` breaks the
+    barrier: every waiter, present and future, gets ``BrokenBarrierError`` until
+    ``reset()``.
+    """
+
+    def __init__(
+        self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
+    ) -> None:
+        if parties < 1:
+            raise ValueError(f"parties must be >= 1, got {parties!r}")
+        self._cond = Condition(Lock())
+        self._action = action
+        self._timeout = timeout
+        self._parties = parties
+        self._state = _FILLING
+        self._count = 0
+
+    def __repr__(self) -> str:
+        if self._state == _BROKEN:
+            return f"<plait Barrier broken, parties={self._parties}>"
+        return f"<plait Barrier waiters={self._count}/{self._parties}>"
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until ``parties`` threads are waiting; return this thread's index.
+
+        Raises ``BrokenBarrierError`` if the barrier is or becomes broken (including by
+        this wait timing out, after ``timeout`` or the barrier's default timeout).
+        """
+        if timeout is None:
+            timeout = self._timeout
+        with self._cond:
+            # Let the threads of the previous trip (or a reset) leave first.
+            self._cond.wait_for(lambda: self._state not in (_DRAINING, _RESETTING))
+            if self._state != _FILLING:
+                raise BrokenBarrierError(f"{self!r} is broken")
+            index = self._count
+            self._count += 1
+            try:
+                if index + 1 == self._parties:
+                    self._trip()
+                else:
+                    if not self._cond.wait_for(lambda: self._state != _FILLING, timeout):
+                        self._break()
+                        raise BrokenBarrierError(f"{self!r}: wait timed out")
+                    if self._state < 0:
+                        raise BrokenBarrierError(f"{self!r} was broken while waiting")
+                return index
+            finally:
+                self._count -= 1
+                if self._count == 0 and self._state in (_DRAINING, _RESETTING):
+                    self._state = _FILLING
+                    self._cond.notify_all()
+
+    def _trip(self) -> None:
+        try:
+            if self._action is not None:
+                self._action()
+            self._state = _DRAINING
+            self._cond.notify_all()
+        except BaseException:
+            self._break()
+            raise
+
+    def _break(self) -> None:
+        self._state = _BROKEN
+        self._cond.notify_all()
+
+    def reset(self) -> None:
+        """Return the barrier to its empty state; current waiters get BrokenBarrierError."""
+        with self._cond:
+            if self._count > 0:
+                if self._state == _FILLING:
+                    self._state = _RESETTING
+                elif self._state == _BROKEN:
+                    self._state = _RESETTING
+            else:
+                self._state = _FILLING
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        """Break the barrier: current and future waiters get BrokenBarrierError."""
+        with self._cond:
+            self._break()
+
+    @property
+    def parties(self) -> int:
+        """The number of threads it takes to trip the barrier."""
+        return self._parties
+
+    @property
+    def n_waiting(self) -> int:
+        """The number of threads waiting now."""
+        return self._count if self._state == _FILLING else 0
+
+    @property
+    def broken(self) -> bool:
+        """Whether the barrier is broken."""
+        return self._state == _BROKEN

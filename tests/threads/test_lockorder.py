@@ -1,0 +1,122 @@
+"""The lock-order checker reports an ABBA pattern that did not deadlock, and costs nothing off."""
+
+import _thread
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+import plait.threading
+from plait import threads
+
+
+@pytest.fixture
+def checking():
+    threads.check_lock_order(True)
+    yield
+    threads.check_lock_order(False)
+
+
+def run_in_thread(fn, name):
+    t = plait.threading.Thread(target=fn, name=name)
+    t.start()
+    return t.result(timeout=10)
+
+
+def take_a_then_b(a, b):
+    with a:
+        with b:
+            pass
+
+
+def take_b_then_a(a, b):
+    with b:
+        with a:
+            pass
+
+
+@pytest.mark.timeout(20)
+def test_abba_without_deadlock_is_reported_with_both_stacks(checking, no_leaks):
+    a, b = plait.threading.Lock(), plait.threading.RLock()
+    before = len(threads.lock_order_reports())
+    run_in_thread(lambda: take_a_then_b(a, b), "first")
+    with pytest.warns(threads.LockOrderWarning, match="potential deadlock"):
+        # The two threads never overlap, so nothing deadlocks: only the order is wrong.
+        run_in_thread(lambda: take_b_then_a(a, b), "second")
+    reports = threads.lock_order_reports()[before:]
+    assert len(reports) == 1
+    report = reports[0]
+    assert report.first_thread == "first" and report.closing_thread == "second"
+    assert "take_a_then_b" in report.first_stack
+    assert "take_b_then_a" in report.closing_stack
+    assert report.cycle[0] == report.cycle[-1]
+
+
+@pytest.mark.timeout(20)
+def test_a_cycle_through_three_locks_and_a_condition(checking, no_leaks):
+    a, b, c = plait.threading.Lock(), plait.threading.Lock(), plait.threading.Lock()
+    cond = plait.threading.Condition(c)
+    before = len(threads.lock_order_reports())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", threads.LockOrderWarning)
+        run_in_thread(lambda: take_a_then_b(a, b), "ab")
+        run_in_thread(lambda: take_a_then_b(b, cond), "bc")
+        assert threads.lock_order_reports()[before:] == []
+        run_in_thread(lambda: take_a_then_b(cond, a), "ca")
+    (report,) = threads.lock_order_reports()[before:]
+    assert len(report.cycle) == 4
+
+
+@pytest.mark.timeout(20)
+def test_a_consistent_order_and_reentry_report_nothing(checking, no_leaks):
+    a, b = plait.threading.Lock(), plait.threading.RLock()
+    before = len(threads.lock_order_reports())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", threads.LockOrderWarning)
+        for name in ("one", "two"):
+            run_in_thread(lambda: take_a_then_b(a, b), name)
+        with a, b, b:  # taking b again while holding it orders nothing
+            pass
+        with b, b:
+            pass
+    assert threads.lock_order_reports()[before:] == []
+
+
+def test_checked_locks_keep_lock_semantics(checking):
+    lock, rlock = plait.threading.Lock(), plait.threading.RLock()
+    assert isinstance(lock, threads.CheckedLock)
+    assert lock.acquire() and not lock.acquire(False) and lock.locked()
+    lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    with pytest.raises(ValueError):
+        lock.acquire(timeout=-2)
+    with rlock, rlock:
+        assert rlock.locked()
+    assert not rlock.locked()
+    with pytest.raises(RuntimeError):
+        rlock.release()
+
+
+def test_off_it_hands_out_the_interpreters_own_locks():
+    assert not threads.lock_order_checking()
+    assert type(plait.threading.Lock()) is _thread.LockType
+    assert type(plait.threading.RLock()) is _thread.RLock
+
+
+@pytest.mark.timeout(60)
+def test_environment_variable_turns_it_on(tmp_path, no_leaks):
+    script = tmp_path / "abba.py"
+    script.write_text(
+        "import plait.threading as t\n"
+        "a, b = t.Lock(), t.Lock()\n"
+        "with a:\n    with b: pass\n"
+        "with b:\n    with a: pass\n"
+    )
+    env = {"PLAIT_CHECK_LOCKS": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=50
+    )
+    assert proc.returncode == 0
+    assert "LockOrderWarning: potential deadlock" in proc.stderr
