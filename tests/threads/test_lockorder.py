@@ -1,6 +1,7 @@
 """The lock-order checker reports an ABBA pattern that did not deadlock, and costs nothing off."""
 
 import _thread
+import os
 import subprocess
 import sys
 import warnings
@@ -114,7 +115,8 @@ def test_environment_variable_turns_it_on(tmp_path, no_leaks):
         "with a:\n    with b: pass\n"
         "with b:\n    with a: pass\n"
     )
-    env = {"PLAIT_CHECK_LOCKS": "1", "PATH": "/usr/bin:/bin"}
+    root = os.path.dirname(os.path.dirname(plait.threading.__file__))
+    env = dict(os.environ, PLAIT_CHECK_LOCKS="1", PYTHONPATH=root)
     proc = subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=50
     )
