@@ -237,8 +237,11 @@ class CheckedLock:
             return self._owner != 0
         return self._lock.locked()
 
-    # Condition uses these on an RLock so that wait() releases every level at once.
+    # Condition.wait() uses these: on an RLock they release every level at once.
     def _release_save(self) -> tuple[int, int]:
+        if not self._reentrant:
+            self.release()
+            return (1, 0)
         if self._owner != _thread.get_ident():
             raise RuntimeError(f"cannot wait on un-acquired lock {self!r}")
         state = (self._depth, self._owner)
@@ -250,6 +253,9 @@ class CheckedLock:
         return state
 
     def _acquire_restore(self, state: tuple[int, int]) -> None:
+        if not self._reentrant:
+            self.acquire()
+            return
         _note_acquire(self)
         for _ in range(state[0]):
             self._lock.acquire()

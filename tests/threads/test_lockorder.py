@@ -100,6 +100,35 @@ def test_checked_locks_keep_lock_semantics(checking):
         rlock.release()
 
 
+@pytest.mark.timeout(20)
+def test_primitives_built_on_checked_locks_still_work(checking, no_leaks):
+    event = plait.threading.Event()
+    cond = plait.threading.Condition(plait.threading.Lock())
+    rcond = plait.threading.Condition()
+    barrier = plait.threading.Barrier(2)
+    box = []
+
+    def other():
+        barrier.wait(10)
+        with cond:
+            box.append(1)
+            cond.notify()
+        with rcond, rcond:
+            box.append(2)
+            rcond.notify()
+        event.set()
+
+    t = plait.threading.Thread(target=other)
+    t.start()
+    with cond:
+        barrier.wait(10)
+        assert cond.wait_for(lambda: box, 10)
+    with rcond, rcond:
+        assert rcond.wait_for(lambda: len(box) == 2, 10)
+    assert event.wait(10)
+    t.result(10)
+
+
 def test_off_it_hands_out_the_interpreters_own_locks():
     assert not threads.lock_order_checking()
     assert type(plait.threading.Lock()) is _thread.LockType
