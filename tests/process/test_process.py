@@ -12,83 +12,19 @@ import time
 import pytest
 
 import plait.process
-from plait.process.context import ForkProcess, ForkServerProcess, SpawnProcess
 from tests.conftest import child_pids, open_fds, wait_until
 from tests.process.childresult import ChildDied, run_in_child
-
-# -- targets (module level, so that spawn and forkserver children can import them) ------
-
-
-def exit_with(code: int) -> None:
-    sys.exit(code)
-
-
-def raise_error() -> None:
-    raise RuntimeError("boom")
-
-
-def hard_exit(code: int) -> None:
-    os._exit(code)
-
-
-def signal_self(signum: int) -> None:
-    os.kill(os.getpid(), signum)
-    time.sleep(10)
-
-
-def sleep(seconds: float) -> None:
-    time.sleep(seconds)
-
-
-def nothing() -> None:
-    pass
-
-
-def identity() -> dict:
-    me = plait.process.current_process()
-    parent = plait.process.parent_process()
-    return {
-        "name": me.name,
-        "pid": me.pid,
-        "os_pid": os.getpid(),
-        "daemon": me.daemon,
-        "parent_pid": parent.pid,
-        "parent_name": parent.name,
-        "parent_alive": parent.is_alive(),
-        "stdin": sys.stdin.read(),
-        "start_method": plait.process.get_start_method(),
-    }
-
-
-def parent_pid() -> int:
-    return plait.process.parent_process().pid
-
-
-class Squarer(plait.process.Process):
-    """A subclass that overrides ``run``; reports through the exit code."""
-
-    def __init__(self, x: int) -> None:
-        super().__init__()
-        self.x = x
-
-    def run(self) -> None:
-        sys.exit(self.x * self.x)
-
-
-class ForkSquarer(Squarer, ForkProcess):
-    pass
-
-
-class SpawnSquarer(Squarer, SpawnProcess):
-    pass
-
-
-class ForkServerSquarer(Squarer, ForkServerProcess):
-    pass
-
-
-SQUARERS = {"fork": ForkSquarer, "spawn": SpawnSquarer, "forkserver": ForkServerSquarer}
-
+from tests.process.targets import (
+    SQUARERS,
+    exit_with,
+    hard_exit,
+    identity,
+    nothing,
+    parent_pid,
+    raise_error,
+    signal_self,
+    sleep,
+)
 
 # -- exit codes and signals -----------------------------------------------------------
 

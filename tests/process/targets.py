@@ -1,0 +1,133 @@
+"""Targets of the process tests: module level, importable by spawn and forkserver children.
+
+This module imports nothing heavy (no pytest), so a spawned child that unpickles a
+target here pays only for plait itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import plait.process
+from plait.process.context import ForkProcess, ForkServerProcess, SpawnProcess
+
+
+def exit_with(code: int) -> None:
+    sys.exit(code)
+
+
+def raise_error() -> None:
+    raise RuntimeError("boom")
+
+
+def hard_exit(code: int) -> None:
+    os._exit(code)
+
+
+def signal_self(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+    time.sleep(10)
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def nothing() -> None:
+    pass
+
+
+def identity() -> dict:
+    me = plait.process.current_process()
+    parent = plait.process.parent_process()
+    return {
+        "name": me.name,
+        "pid": me.pid,
+        "os_pid": os.getpid(),
+        "daemon": me.daemon,
+        "parent_pid": parent.pid,
+        "parent_name": parent.name,
+        "parent_alive": parent.is_alive(),
+        "stdin": sys.stdin.read(),
+        "start_method": plait.process.get_start_method(),
+    }
+
+
+def parent_pid() -> int:
+    return plait.process.parent_process().pid
+
+
+class Squarer(plait.process.Process):
+    """A subclass that overrides ``run``; reports through the exit code."""
+
+    def __init__(self, x: int) -> None:
+        super().__init__()
+        self.x = x
+
+    def run(self) -> None:
+        sys.exit(self.x * self.x)
+
+
+class ForkSquarer(Squarer, ForkProcess):
+    pass
+
+
+class SpawnSquarer(Squarer, SpawnProcess):
+    pass
+
+
+class ForkServerSquarer(Squarer, ForkServerProcess):
+    pass
+
+
+SQUARERS = {"fork": ForkSquarer, "spawn": SpawnSquarer, "forkserver": ForkServerSquarer}
+
+
+# -- for the compatibility tests: the same target under multiprocessing and plait -------
+
+
+def module(name: str):
+    """``multiprocessing`` or ``plait.process``, by name (module objects do not pickle)."""
+    import importlib
+
+    return importlib.import_module(name)
+
+
+def join_self(modname: str) -> None:
+    """Exit 5 if joining oneself raises AssertionError('can only join a child process')."""
+    try:
+        module(modname).current_process().join()
+    except AssertionError as exc:
+        sys.exit(5 if "can only join a child process" in str(exc) else 6)
+    sys.exit(7)
+
+
+def start_grandchild(modname: str, method: str) -> None:
+    """Exit 5 if a daemon may not start a child (AssertionError), else 6/7."""
+    try:
+        module(modname).get_context(method).Process(target=nothing).start()
+    except AssertionError as exc:
+        sys.exit(5 if "daemonic processes are not allowed" in str(exc) else 6)
+    sys.exit(7)
+
+
+def describe(modname: str, path: str) -> None:
+    """Write what a child sees of itself and its parent to ``path`` (as repr of a dict)."""
+    mod = module(modname)
+    me, parent = mod.current_process(), mod.parent_process()
+    facts = {
+        "name": me.name,
+        "pid_is_mine": me.pid == os.getpid(),
+        "daemon": me.daemon,
+        "authkey": me.authkey.hex(),
+        "parent_name": parent.name,
+        "parent_pid": parent.pid,
+        "parent_alive": parent.is_alive(),
+        "stdin": sys.stdin.read(),
+        "start_method": mod.get_start_method(),
+        "children": len(mod.active_children()),
+    }
+    with open(path, "w") as f:
+        f.write(repr(facts))
