@@ -137,14 +137,18 @@ def _path(start: int, goal: int) -> list[int] | None:
     return None
 
 
-def _note_acquire(lock: CheckedLock) -> None:
-    """Record edges held -> lock for every lock this thread holds; report new cycles."""
+def _note_acquire(lock: CheckedLock) -> list[CheckedLock]:
+    """Record edges held -> lock for every lock this thread holds; report new cycles.
+
+    Returns this thread's list of held locks, which now ends with ``lock``.
+    """
     held = _held_list()
     if held:
         new = [h for h in held if lock._serial not in _edges.get(h._serial, ())]
         if new:
             _add_edges(new, lock)
     held.append(lock)
+    return held
 
 
 def _add_edges(holders: list[CheckedLock], lock: CheckedLock) -> None:
@@ -168,8 +172,9 @@ def _add_edges(holders: list[CheckedLock], lock: CheckedLock) -> None:
         warnings.warn(str(violation), LockOrderWarning, stacklevel=4)
 
 
-def _note_release(lock: CheckedLock) -> None:
-    held = _held_list()
+def _forget(held: list[CheckedLock], lock: CheckedLock) -> None:
+    """Take ``lock`` off a thread's held list (that of the thread that took it: a plain
+    lock may be released by another thread)."""
     # Locks are usually released in reverse order; search from the end.
     for i in range(len(held) - 1, -1, -1):
         if held[i] is lock:
@@ -185,7 +190,7 @@ class CheckedLock:
     checker is on.
     """
 
-    __slots__ = ("_lock", "_serial", "_reentrant", "_depth", "_owner", "__weakref__")
+    __slots__ = ("_lock", "_serial", "_reentrant", "_depth", "_owner", "_held_by", "__weakref__")
 
     def __init__(self, reentrant: bool = False, name: str | None = None) -> None:
         self._lock = _thread.RLock() if reentrant else _thread.allocate_lock()
@@ -193,6 +198,7 @@ class CheckedLock:
         self._serial = next(_serials)
         self._depth = 0
         self._owner = 0
+        self._held_by: list[CheckedLock] = []
         kind = "RLock" if reentrant else "Lock"
         with _graph_lock:
             _names[self._serial] = name or f"{kind}#{self._serial}"
@@ -203,10 +209,11 @@ class CheckedLock:
             self._lock.acquire(blocking, timeout)
             self._depth += 1
             return True
-        _note_acquire(self)
+        held = _note_acquire(self)
         if not self._lock.acquire(blocking, timeout):
-            _note_release(self)
+            _forget(held, self)
             return False
+        self._held_by = held
         if self._reentrant:
             self._owner = _thread.get_ident()
             self._depth = 1
@@ -222,11 +229,12 @@ class CheckedLock:
             self._depth -= 1
             if self._depth == 0:
                 self._owner = 0
-                _note_release(self)
+                _forget(self._held_by, self)
             self._lock.release()
             return
-        self._lock.release()
-        _note_release(self)
+        held = self._held_by
+        self._lock.release()  # raises RuntimeError if unlocked
+        _forget(held, self)
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -247,7 +255,7 @@ class CheckedLock:
         state = (self._depth, self._owner)
         self._depth = 0
         self._owner = 0
-        _note_release(self)
+        _forget(self._held_by, self)
         for _ in range(state[0]):
             self._lock.release()
         return state
@@ -256,7 +264,7 @@ class CheckedLock:
         if not self._reentrant:
             self.acquire()
             return
-        _note_acquire(self)
+        self._held_by = _note_acquire(self)
         for _ in range(state[0]):
             self._lock.acquire()
         self._depth, self._owner = state

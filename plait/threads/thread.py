@@ -51,7 +51,7 @@ __all__ = [
 
 current_thread = threading.current_thread
 main_thread = threading.main_thread
-enumerate = threading.enumerate  # noqa: A001 - the standard name
+enumerate = threading.enumerate
 active_count = threading.active_count
 get_ident = threading.get_ident
 get_native_id = threading.get_native_id

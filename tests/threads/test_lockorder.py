@@ -84,6 +84,20 @@ def test_a_consistent_order_and_reentry_report_nothing(checking, no_leaks):
     assert threads.lock_order_reports()[before:] == []
 
 
+@pytest.mark.timeout(20)
+def test_a_lock_released_by_another_thread_is_no_longer_held(checking, no_leaks):
+    signal, other = plait.threading.Lock(), plait.threading.Lock()
+    before = len(threads.lock_order_reports())
+    signal.acquire()
+    run_in_thread(signal.release, "releaser")  # a plain lock used as a signal
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", threads.LockOrderWarning)
+        with other:
+            pass  # were signal still counted as held here, this would order it before other
+        run_in_thread(lambda: take_a_then_b(other, signal), "other-then-signal")
+    assert threads.lock_order_reports()[before:] == []
+
+
 def test_checked_locks_keep_lock_semantics(checking):
     lock, rlock = plait.threading.Lock(), plait.threading.RLock()
     assert isinstance(lock, threads.CheckedLock)
