@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import sys
 
 from plait.process import log
@@ -45,8 +44,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["Process", "current_process", "parent_process", "active_children"]
-
-_EXITCODE_TO_NAME = {-signum: f"-{signum.name}" for signum in signal.Signals}
 
 
 def _fail(message: str) -> None:
@@ -269,7 +266,7 @@ class Process:
         info.append(f"parent={self._parent_pid}")
         info.append(status)
         if exitcode is not None:
-            info.append(f"exitcode={_EXITCODE_TO_NAME.get(exitcode, exitcode)}")
+            info.append(f"exitcode={_exitcode_name(exitcode)}")
         if self.daemon:
             info.append("daemon")
         return f"<{' '.join(info)}>"
@@ -365,6 +362,18 @@ class _ParentProcess(Process):
         except AttributeError:
             self._sentinel = os.pidfd_open(self._pid)
             return self._sentinel
+
+
+def _exitcode_name(exitcode: int) -> str:
+    """``-SIGTERM`` for -15, as ``multiprocessing`` prints it; other codes as numbers."""
+    if exitcode < 0:
+        import signal  # noqa: PLC0415 - signal imports enum: ~4 ms a spawned child avoids
+
+        try:
+            return f"-{signal.Signals(-exitcode).name}"
+        except ValueError:
+            pass
+    return str(exitcode)
 
 
 def current_process() -> Process:
