@@ -13,6 +13,11 @@ A frame is a 16-byte header, a table of buffer lengths, and a body::
 lie in a sealed ``memfd`` (see ``segment``) sent as the first of the frame's ``nfds``
 fds. The other fds are those the payload's pickle refers to (see ``fdpass``).
 
+A frame that carries fds is announced by a lone header of kind ``FDS_NEXT`` (all other
+fields zero). That keeps the common read cheap: the receiver reads with a plain
+``recv_into`` and switches to ``recvmsg_into`` with room for ancillary data only after an
+announcement. Fds a peer sends unannounced are dropped (and closed) by the kernel.
+
 Two transports, chosen by the socket type:
 
 * ``SOCK_SEQPACKET`` (Unix sockets: ``Pipe``, Unix listeners) keeps record boundaries.
@@ -20,13 +25,15 @@ Two transports, chosen by the socket type:
   it lies (no joining). The first record holds the header and the table (and the fds)
   and at most ``RECORD_SIZE`` bytes: the receiver's first ``recvmsg_into`` reads it
   into a buffer allocated once per channel, so a small message arrives with one system
-  call, header and payload together, and never a byte of the next message: a connection
+  call (``recv_into`` with ``MSG_TRUNC``, so that a record too large for the buffer is
+  reported with its real length, not silently cut), header and payload together, and
+  never a byte of the next message: a connection
   never holds data the kernel does not show as readable, so ``poll`` and ``wait`` can
   ask the fd alone. The receiver then allocates the payload and each buffer once and
   scatters the following records straight into them; those records can be as large as
   the sender's socket buffer allows (up to 1 MiB), since the space they land in is
   exactly the rest of the frame. A record larger than the space offered would be cut by
-  the kernel: the sender never writes one, and a cut record (``MSG_TRUNC``) is an error.
+  the kernel: the sender never writes one, and a cut record is an error.
 * ``SOCK_STREAM`` (TCP) has no boundaries: the receiver reads exactly the header, then
   exactly the table, then scatters the body into its buffers.
 
@@ -65,6 +72,7 @@ __all__ = [
     "PLAIN",
     "INLINE",
     "SEGMENT",
+    "FDS_NEXT",
     "RECORD_SIZE",
     "MAX_BUFFERS",
     "MAX_MESSAGE_SIZE",
@@ -75,7 +83,7 @@ __all__ = [
 ]
 
 HEADER = struct.Struct("<BBHIQ")
-PLAIN, INLINE, SEGMENT = 1, 2, 3
+PLAIN, INLINE, SEGMENT, FDS_NEXT = 1, 2, 3, 4
 RECORD_SIZE = 64 * 1024  # well under the smallest default SO_SNDBUF (~200 KB)
 MAX_BUFFERS = 512  # the table then fits in the first record; callers pickle in-band past it
 MAX_MESSAGE_SIZE = 1 << 32  # default limit of payload + buffers, per message
@@ -85,6 +93,7 @@ _MSG_TRUNC = int(socket.MSG_TRUNC)
 _MSG_CTRUNC = int(socket.MSG_CTRUNC)
 _pack_header = HEADER.pack
 _unpack_header = HEADER.unpack_from
+_FDS_NEXT = HEADER.pack(FDS_NEXT, 0, 0, 0, 0)
 _SOCKET_BUFFER = 2 << 20
 _MAX_RECORD = 1 << 20
 _SCRATCH_MAX = 64 << 20
@@ -120,7 +129,7 @@ class Channel:
         self._segments = self.unix and segment.available()
         self._ancillary = fdpass.ANCILLARY_SIZE if self.unix else 0
         # Inline payloads up to this size go out as one record / one sendmsg.
-        self._small = RECORD_SIZE - HEADER.size if self.records else SEGMENT_THRESHOLD
+        self._small = RECORD_SIZE - HEADER.size
         self._chunk = bytearray(RECORD_SIZE if self.records else HEADER.size + 8 * MAX_BUFFERS)
         self._view = memoryview(self._chunk)
         self._first = [self._view]
@@ -130,7 +139,9 @@ class Channel:
         self._sendmsg = sock.sendmsg
         self._send = sock.send
         self._recvmsg_into = sock.recvmsg_into
-        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        self._recv_into = sock.recv_into
+        # Larger buffers for Unix sockets (TCP tunes its own, unless we set them).
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF) if self.unix else ():
             try:
                 if sock.getsockopt(socket.SOL_SOCKET, option) < _SOCKET_BUFFER:
                     sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
@@ -211,6 +222,8 @@ class Channel:
     def _write(self, parts: list[memoryview], ancillary) -> None:
         sendmsg = self._sendmsg
         if not self.records:  # a stream: each sendmsg takes what fits, loop over the rest
+            if ancillary:
+                self.sock.sendall(_FDS_NEXT)
             while parts:
                 batch, parts = _take(parts, 1 << 62)
                 unsent = _skip(batch, sendmsg(batch, ancillary))
@@ -220,6 +233,8 @@ class Channel:
         # The first record must fit the receiver's RECORD_SIZE buffer; the others land in
         # buffers of their exact size, so only our socket buffer bounds them.
         batch, parts = _take(parts, RECORD_SIZE)
+        if ancillary:
+            self._send(_FDS_NEXT)
         sendmsg(batch, ancillary)
         record = self._record
         while parts:
@@ -232,36 +247,52 @@ class Channel:
         """Receive one frame: ``(payload, buffers, fds)``.
 
         Blocks until the whole frame has arrived. The ``payload`` of a frame without
-        buffers may be a view of the channel's own memory, valid until the next ``recv``. The caller
-        owns ``fds``. Raises ``EOFError`` when the peer closed (at the start of a frame or
-        in its middle), ``MessageTooLarge`` when the frame exceeds ``limit`` (default: the
-        channel's ``max_message_size``), ``FrameError`` for a malformed frame.
+        buffers may be a view of the channel's own memory, valid until the next ``recv``.
+        The caller owns ``fds``. Raises ``EOFError`` when the peer closed (at the start
+        of a frame or in its middle), ``MessageTooLarge`` when the frame exceeds ``limit``
+        (default: the channel's ``max_message_size``), ``FrameError`` for a malformed frame.
         """
         view = self._view
         if self.records:
-            got, ancdata, flags, _ = self._recvmsg_into(self._first, self._ancillary)
-            if not ancdata and got >= HEADER.size and not flags & _MSG_TRUNC:
+            # MSG_TRUNC: the kernel returns the record's real length, so a cut is seen.
+            got = self._recv_into(view, 0, _MSG_TRUNC)
+            if HEADER.size <= got <= RECORD_SIZE:
                 kind, nfds, _, count, size = _unpack_header(view)
                 if kind == PLAIN and not nfds and not count and got == HEADER.size + size:
                     if size <= (self.max_message_size if limit is None else limit):
                         return view[HEADER.size : got], (), ()
-            fds = fdpass.fds_from_ancillary(ancdata) if ancdata else []
         else:
-            got = self._fill_header(view)
-            fds = []
-            flags = 0
+            got = self._read_header(view)
+        fds: list[int] = []
         try:
-            return self._recv_general(got, fds, flags, limit)
+            if got == HEADER.size and view[: HEADER.size] == _FDS_NEXT:
+                got, fds = self._recv_with_fds(view)
+            return self._recv_general(got, fds, limit)
         except BaseException:
             fdpass.close_all(fds)
             raise
 
-    def _recv_general(self, got, fds, flags, limit):
+    def _recv_with_fds(self, view: memoryview) -> tuple[int, list[int]]:
+        """After ``_FDS_NEXT``: receive the start of the frame and the fds beside it."""
+        size = RECORD_SIZE if self.records else HEADER.size
+        if self._deadline is not None:
+            self._refresh_timeout()
+        got, ancdata, flags, _ = self._recvmsg_into([view[:size]], self._ancillary, _MSG_TRUNC)
+        fds = fdpass.fds_from_ancillary(ancdata)
+        if flags & _MSG_CTRUNC:
+            fdpass.close_all(fds)
+            raise FrameError(f"the peer sent more than {fdpass.MAX_FDS} fds")
+        if not self.records and 0 < got < HEADER.size:
+            self._fill([view[got : HEADER.size]])
+            got = HEADER.size
+        return got, fds
+
+    def _recv_general(self, got, fds, limit):
         view = self._view
         if got == 0 and not fds:
             raise EOFError("the peer closed the connection")
-        if flags & (_MSG_TRUNC | _MSG_CTRUNC):
-            raise FrameError("the peer sent a record larger than a frame record, or too many fds")
+        if got > RECORD_SIZE:
+            raise FrameError(f"the peer sent a first record of {got} bytes, over {RECORD_SIZE}")
         if got < HEADER.size:
             raise FrameError(f"the peer sent a record of {got} bytes, shorter than a header")
         kind, nfds, zero, count, size = HEADER.unpack_from(view)
@@ -309,7 +340,7 @@ class Channel:
             self._fill(rest)
         return targets[0], targets[1:], fds
 
-    def _fill_header(self, view: memoryview) -> int:
+    def _read_header(self, view: memoryview) -> int:
         """Read exactly one header from a stream; 0 if the peer closed before it."""
         if self._deadline is not None:
             self._refresh_timeout()
@@ -328,8 +359,8 @@ class Channel:
             got, _, flags, _ = recvmsg_into(targets[:_IOV_MAX])
             if not got:
                 raise EOFError("the peer closed the connection in the middle of a message")
-            if flags & _MSG_TRUNC:
-                raise FrameError("the peer sent a record that overruns its frame")
+            if flags & (_MSG_TRUNC | _MSG_CTRUNC):
+                raise FrameError("the peer sent a record that overruns its frame, or fds")
             targets = _skip(targets, got)
 
 

@@ -79,13 +79,17 @@ class Connection:
         if max_message_size <= 0:
             raise ValueError(f"max_message_size must be positive, not {max_message_size}")
         self._sock: socket.socket | None = None
-        sock = socket.socket(fileno=handle)
+        try:
+            sock = socket.socket(fileno=handle)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"a Connection needs a socket; fd {handle}: {exc.strerror}"
+            ) from None
         sock.setblocking(True)
         self._sock = sock
         self._channel = framing.Channel(sock, max_message_size)
         self._readable = bool(readable)
         self._writable = bool(writable)
-        self._poller: select.poll | None = None
         self._oob: list[pickle.PickleBuffer] = []  # reused by send for the C pickler's buffers
 
     # -- state ----------------------------------------------------------------------
@@ -326,10 +330,9 @@ class Connection:
         """
         if self._sock is None or not self._readable:
             self._check_readable()
-        poller = self._poller
-        if poller is None:
-            poller = self._poller = select.poll()
-            poller.register(self._sock.fileno(), select.POLLIN)
+        # A poll object per call: two threads may poll one connection at once.
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLIN)
         return bool(poller.poll(_milliseconds(timeout)))
 
     def _wait_message(self, timeout: float) -> None:

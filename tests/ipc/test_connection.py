@@ -296,18 +296,37 @@ def test_garbage_frames_raise_frame_error(garbage):
     assert conn.closed
 
 
-def test_fds_smuggled_beside_a_frame_are_closed():
+def rights(*fds: int):
+    return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+
+
+def test_fds_smuggled_beside_a_frame_are_dropped():
+    raw, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    conn = plait.ipc.Connection(theirs.detach())
+    r, w = os.pipe()
+    with raw, conn:
+        payload = pickle.dumps("ok")
+        header = framing.HEADER.pack(framing.PLAIN, 0, 0, 0, len(payload))
+        raw.sendmsg([header, payload], rights(r, w))
+        os.close(r)
+        os.close(w)
+        assert conn.recv() == "ok"
+    # no_leaks checks that no fd of the two reached this process and stayed open
+
+
+def test_announced_fds_that_do_not_match_the_frame_are_closed():
     raw, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn = plait.ipc.Connection(theirs.detach())
     r, w = os.pipe()
     with raw:
-        header = framing.HEADER.pack(framing.PLAIN, 0, 0, 0, 1) + b"N"
-        raw.sendmsg([header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r, w]))])
+        raw.send(framing.HEADER.pack(framing.FDS_NEXT, 0, 0, 0, 0))
+        header = framing.HEADER.pack(framing.PLAIN, 1, 0, 0, 1) + b"N"  # says 1, sends 2
+        raw.sendmsg([header], rights(r, w))
         os.close(r)
         os.close(w)
         with pytest.raises(framing.FrameError, match="fds"):
             conn.recv()
-    # no_leaks checks that the two fds installed in this process were closed
+    assert conn.closed
 
 
 @pytest.mark.timeout(60)
@@ -395,3 +414,31 @@ def test_many_small_messages_keep_their_boundaries():
 def test_header_layout_is_sixteen_bytes():
     assert framing.HEADER.size == 16
     assert struct.unpack("<BBHIQ", framing.HEADER.pack(1, 2, 0, 3, 4)) == (1, 2, 0, 3, 4)
+
+
+def test_unix_stream_sockets_carry_connections_and_buffers():
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a = plait.ipc.Connection(left.detach())
+    b = plait.ipc.Connection(right.detach())
+    with a, b, pipe(plait.ipc) as (x, y):
+        arr = np.arange(300_000)
+        a.send(("one", x, arr))
+        label, x2, arr2 = b.recv()
+        assert label == "one" and (arr2 == arr).all()
+        with x2:
+            x2.send("through the copy")
+            assert y.recv() == "through the copy"
+
+
+@pytest.mark.timeout(30)
+def test_a_tcp_connection_refuses_to_carry_a_connection():
+    with plait.ipc.Listener(("127.0.0.1", 0)) as listener:
+        client = plait.ipc.Client(listener.address)
+        with client, listener.accept() as server, pipe(plait.ipc) as (x, _):
+            with pytest.raises(pickle.PicklingError):
+                client.send(x)
+            big = np.random.default_rng(3).random(1 << 19)
+            sender = threading.Thread(target=client.send, args=(big,))
+            sender.start()  # stream framing: header, table, then the body scattered
+            assert (server.recv() == big).all()
+            sender.join()
