@@ -131,3 +131,12 @@ def describe(modname: str, path: str) -> None:
     }
     with open(path, "w") as f:
         f.write(repr(facts))
+
+
+def grandchild_report(method: str) -> tuple:
+    """Start a grandchild with ``method``; return its exit code and who it saw as parent."""
+    me = plait.process.current_process()
+    p = plait.process.get_context(method).Process(target=exit_with, args=(os.getpid() % 100,))
+    p.start()
+    p.join(30)
+    return p.exitcode, os.getpid() % 100, me.name, len(plait.process.active_children())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import sys
@@ -17,6 +18,7 @@ from tests.process.childresult import ChildDied, run_in_child
 from tests.process.targets import (
     SQUARERS,
     exit_with,
+    grandchild_report,
     hard_exit,
     identity,
     nothing,
@@ -410,3 +412,59 @@ def _count_on_one_cpu() -> int:
 
 def test_cpu_count_follows_a_narrowed_affinity_mask():
     assert run_in_child(_count_on_one_cpu) == 1
+
+
+# -- nesting, concurrency, a fork server that dies ----------------------------------------
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("inner", ["fork", "spawn", "forkserver"])
+def test_a_child_starts_its_own_children(method, inner):
+    code, expected, name, left = run_in_child(grandchild_report, inner, method=method)
+    assert code == expected
+    assert re.fullmatch(r"\w+Process-\d+", name)
+    assert left == 0
+
+
+@pytest.mark.timeout(90)
+def test_threads_start_processes_at_once(method, no_leaks):
+    ctx = plait.process.get_context(method)
+    codes: dict[int, int | None] = {}
+
+    def starter(base):
+        procs = [ctx.Process(target=exit_with, args=(base + i,)) for i in range(4)]
+        for p in procs:
+            p.start()
+        for i, p in enumerate(procs):
+            p.join(30)
+            codes[base + i] = p.exitcode
+            p.close()
+
+    threads = [threading.Thread(target=starter, args=(10 * t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes == {code: code for code in codes} and len(codes) == 16
+
+
+@pytest.mark.timeout(60)
+def test_children_of_a_dead_fork_server_report_255_and_a_new_server_starts(no_leaks):
+    from plait.process import forkserver
+
+    ctx = plait.process.get_context("forkserver")
+    orphan = ctx.Process(target=sleep, args=(30,))
+    orphan.start()
+    old_server = forkserver._server_pid
+    os.kill(old_server, signal.SIGKILL)
+    orphan.join(30)
+    assert orphan.exitcode == 255  # as multiprocessing reports it: the status is lost
+    os.kill(orphan.pid, signal.SIGKILL)  # it was reparented, not killed: clean it up
+    assert wait_until(lambda: not pid_alive(orphan.pid), 10)
+    orphan.close()
+    fresh = ctx.Process(target=exit_with, args=(6,))
+    fresh.start()
+    fresh.join(30)
+    assert fresh.exitcode == 6
+    assert forkserver._server_pid not in (None, old_server)
+    fresh.close()
