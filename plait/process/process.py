@@ -46,6 +46,27 @@ if TYPE_CHECKING:
 __all__ = ["Process", "current_process", "parent_process", "active_children"]
 
 
+# True while a spawned child (or the fork server) re-runs its parent's main script: a
+# script without the ``if __name__ == "__main__":`` guard would otherwise start processes
+# from every child, recursively.
+importing_main = False
+
+_NOT_BOOTSTRAPPED = """
+        An attempt has been made to start a new process before the
+        current process has finished its bootstrapping phase.
+
+        This probably means that you are not using fork to start your
+        child processes and you have forgotten to use the proper idiom
+        in the main module:
+
+            if __name__ == '__main__':
+                freeze_support()
+                ...
+
+        The "freeze_support()" line can be omitted if the program
+        is not going to be frozen to produce an executable."""
+
+
 def _fail(message: str) -> None:
     raise AssertionError(message)
 
@@ -110,6 +131,8 @@ class Process:
             _fail("can only start a process object created by current process")
         if _current_process._config.get("daemon"):
             _fail("daemonic processes are not allowed to have children")
+        if importing_main:
+            raise RuntimeError(_NOT_BOOTSTRAPPED)
         _cleanup()
         from plait.process import context  # noqa: PLC0415 - context imports this module
 

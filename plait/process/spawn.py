@@ -45,7 +45,7 @@ from __future__ import annotations
 import os
 import sys
 
-from plait.process import lifeline, log
+from plait.process import lifeline, log, process
 from plait.process.child import DirectChild
 from plait.process.process import Process
 
@@ -173,10 +173,14 @@ def prepare(data: dict[str, Any]) -> None:
     from plait.process import context  # noqa: PLC0415 - context imports the start methods
 
     context.force_start_method(data["start_method"])
-    if "main_name" in data:
-        _run_main_module(data["main_name"])
-    elif "main_path" in data:
-        _run_main_path(data["main_path"])
+    process.importing_main = True
+    try:
+        if "main_name" in data:
+            _run_main_module(data["main_name"])
+        elif "main_path" in data:
+            _run_main_path(data["main_path"])
+    finally:
+        process.importing_main = False
 
 
 _site_deferred = False

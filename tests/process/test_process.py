@@ -468,3 +468,36 @@ def test_children_of_a_dead_fork_server_report_255_and_a_new_server_starts(no_le
     assert fresh.exitcode == 6
     assert forkserver._server_pid not in (None, old_server)
     fresh.close()
+
+
+UNGUARDED_SCRIPT = """
+import sys
+import plait.process
+
+def hello():
+    print("hello from", plait.process.current_process().name, flush=True)
+
+plait.process.set_start_method(sys.argv[1], force=True)
+p = plait.process.Process(target=hello)
+p.start()
+p.join(30)
+print("exitcode", p.exitcode, flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("start", ["spawn", "forkserver"])
+def test_script_without_main_guard_fails_in_the_child_instead_of_recursing(start, tmp_path):
+    import subprocess
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script), start], capture_output=True, text=True, timeout=50
+    )
+    assert out.returncode == 0, out.stderr
+    # Exactly one top-level start; nothing started from inside a re-run of the script.
+    assert out.stdout.count("exitcode") == 1
+    if start == "spawn":
+        assert out.stdout.splitlines()[-1] == "exitcode 1"
+        assert "finished its bootstrapping phase" in out.stderr
