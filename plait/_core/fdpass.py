@@ -18,7 +18,7 @@ the payload (``sendmsg`` with ``SCM_RIGHTS``, or inheritance by a spawned child)
 ``rebuild_fd(index)`` and owns the fd it gets. The supply closes every fd nobody took when
 the block ends, so a payload that fails to unpickle leaks nothing.
 
-Outside a collector ``reduce_fd`` raises ``pickle.PicklingError``: an fd number means
+Outside a collector ``reduce_fd`` raises ``PicklingError``: an fd number means
 nothing in another process unless the fd itself travels with it.
 
 The hook for start methods: while pickling a child's arguments under ``spawn``, do
@@ -31,11 +31,13 @@ State is per thread, so two threads pickling at once do not see each other's col
 
 from __future__ import annotations
 
+# The C modules, not ``pickle``/``socket``/``threading``: a spawned child that rebuilds
+# its arguments imports this module and should not pay for ``re`` or ``enum``.
 import array
 import os
-import pickle
-import socket
-import threading
+from _pickle import PicklingError, UnpicklingError
+from _socket import CMSG_SPACE, SCM_RIGHTS, SOL_SOCKET
+from _thread import _local
 from collections.abc import Iterable
 
 __all__ = [
@@ -51,9 +53,9 @@ __all__ = [
 ]
 
 MAX_FDS = 32  # per message; far below the kernel's SCM_MAX_FD (253)
-ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+ANCILLARY_SIZE = CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
 
-_state = threading.local()
+_state = _local()
 
 
 class FdCollector:
@@ -69,7 +71,7 @@ class FdCollector:
     def add(self, fd: int) -> int:
         """Dup ``fd`` into the collection; return its index there."""
         if len(self.fds) >= MAX_FDS:
-            raise pickle.PicklingError(f"a message can carry at most {MAX_FDS} fds")
+            raise PicklingError(f"a message can carry at most {MAX_FDS} fds")
         self.fds.append(os.dup(fd))
         return len(self.fds) - 1
 
@@ -96,9 +98,9 @@ class FdSupply:
         self._outer: FdSupply | None = None
 
     def take(self, index: int) -> int:
-        """Give away the fd at ``index``; raise ``pickle.UnpicklingError`` if there is none."""
+        """Give away the fd at ``index``; raise ``UnpicklingError`` if there is none."""
         if not 0 <= index < len(self._fds) or self._fds[index] is None:
-            raise pickle.UnpicklingError(f"the message carries no fd number {index}")
+            raise UnpicklingError(f"the message carries no fd number {index}")
         fd, self._fds[index] = self._fds[index], None
         return fd
 
@@ -117,13 +119,14 @@ class FdSupply:
 def reduce_fd(fd: int) -> int:
     """From a ``__reduce__``: register ``fd`` to travel with the pickle; return its index.
 
-    Raises ``pickle.PicklingError`` when no ``FdCollector`` is active.
+    Raises ``PicklingError`` when no ``FdCollector`` is active.
     """
     collector = getattr(_state, "collector", None)
     if collector is None:
-        raise pickle.PicklingError(
-            "an object owning a file descriptor can only be pickled to send it through a "
-            "plait Connection over a Unix socket, or as an argument of a plait Process"
+        raise PicklingError(
+            "an object owning a file descriptor can only be pickled while its fd travels "
+            "with it: sent through a plait Connection over a Unix socket (a child started "
+            "by fork inherits it without pickling)"
         )
     return collector.add(fd)
 
@@ -131,24 +134,24 @@ def reduce_fd(fd: int) -> int:
 def rebuild_fd(index: int) -> int:
     """From a rebuild function: take the received fd registered under ``index``.
 
-    Raises ``pickle.UnpicklingError`` when no ``FdSupply`` is active or it lacks the fd.
+    Raises ``UnpicklingError`` when no ``FdSupply`` is active or it lacks the fd.
     """
     supply = getattr(_state, "supply", None)
     if supply is None:
-        raise pickle.UnpicklingError("no file descriptors arrived with this pickle")
+        raise UnpicklingError("no file descriptors arrived with this pickle")
     return supply.take(index)
 
 
 def rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
     """The ancillary data for ``sendmsg`` that sends ``fds``."""
-    return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+    return [(SOL_SOCKET, SCM_RIGHTS, array.array("i", fds).tobytes())]
 
 
 def fds_from_ancillary(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
     """The fds installed in this process by a ``recvmsg``'s ancillary data."""
     fds = array.array("i")
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == SOL_SOCKET and kind == SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     return fds.tolist()
 

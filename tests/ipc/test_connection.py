@@ -442,3 +442,50 @@ def test_a_tcp_connection_refuses_to_carry_a_connection():
             sender.start()  # stream framing: header, table, then the body scattered
             assert (server.recv() == big).all()
             sender.join()
+
+
+def test_more_buffers_than_a_frame_holds_go_in_band():
+    with pipe(plait.ipc) as (a, b):
+        arrays = [np.full(10, i) for i in range(framing.MAX_BUFFERS + 5)]
+        a.send(arrays)
+        got = b.recv()
+        assert len(got) == len(arrays) and all(
+            (x == y).all() for x, y in zip(got, arrays, strict=True)
+        )
+
+
+def test_a_segment_and_a_connection_in_one_message(monkeypatch):
+    monkeypatch.setattr(framing, "SEGMENT_THRESHOLD", 1 << 12)
+    with pipe(plait.ipc) as (a, b), pipe(plait.ipc) as (x, y):
+        arr = np.arange(50_000)
+        a.send({"conn": x, "arr": arr})
+        got = b.recv()
+        with got["conn"] as x2:
+            assert (got["arr"] == arr).all()
+            x2.send_bytes(b"segment and fd")
+            assert y.recv_bytes() == b"segment and fd"
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_SEQPACKET, socket.SOCK_STREAM])
+def test_peer_closing_in_the_middle_of_a_frame_raises_eof(kind):
+    raw, theirs = socket.socketpair(socket.AF_UNIX, kind)
+    conn = plait.ipc.Connection(theirs.detach())
+    with conn:
+        with raw:
+            raw.send(framing.HEADER.pack(framing.PLAIN, 0, 0, 0, 200_000) + b"x" * 1000)
+        with pytest.raises(EOFError, match="middle"):
+            conn.recv_bytes()
+
+
+def test_an_unsealed_memfd_is_not_accepted_as_a_segment():
+    raw, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    conn = plait.ipc.Connection(theirs.detach())
+    fd = os.memfd_create("unsealed")
+    os.write(fd, b"x" * 100)
+    with raw:
+        raw.send(framing.HEADER.pack(framing.FDS_NEXT, 0, 0, 0, 0))
+        raw.sendmsg([framing.HEADER.pack(framing.SEGMENT, 1, 0, 0, 100)], rights(fd))
+        os.close(fd)
+        with pytest.raises(framing.FrameError, match="sealed"):
+            conn.recv()
+    assert conn.closed
