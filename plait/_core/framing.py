@@ -254,6 +254,8 @@ class Channel:
         """
         view = self._view
         if self.records:
+            if self._deadline is not None:
+                self._refresh_timeout()
             # MSG_TRUNC: the kernel returns the record's real length, so a cut is seen.
             got = self._recv_into(view, 0, _MSG_TRUNC)
             if HEADER.size <= got <= RECORD_SIZE:

@@ -262,8 +262,9 @@ class Connection:
     def recv_bytes(self, maxlength: int | None = None, *, timeout: float | None = None) -> bytes:
         """Receive one message as bytes (what ``send_bytes`` sent, or the pickle ``send`` made).
 
-        Blocks like ``recv``. A message longer than ``maxlength`` closes the connection
-        and raises ``OSError("bad message length")``, as the standard library does.
+        Blocks like ``recv``. A message longer than ``maxlength`` raises
+        ``OSError("bad message length")`` and, as in the standard library, leaves the
+        connection unable to receive again (closed, if it could only receive).
         """
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
@@ -390,20 +391,18 @@ def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
     Objects are connections, sockets, process sentinels: ints (fds) or anything with a
     ``fileno()``. Ready means readable, at end of file, or in error (a dead process's
     sentinel, a closed peer). Blocks up to ``timeout`` seconds (``None``: forever) and
-    returns an empty list when it passes. Raises ``OSError`` for a closed connection,
+    returns an empty list when it passes (an empty ``object_list`` just sleeps, as in the
+    standard library). Raises ``OSError`` for a closed connection,
     ``TypeError`` for an object that is neither an int nor has ``fileno()``.
     """
-    objects = list(object_list)
     by_fd: dict[int, list[Any]] = {}
     poller = select.poll()
-    for obj in objects:
+    for obj in object_list:
         fd = obj if isinstance(obj, int) else _fileno(obj)
         if fd not in by_fd:
             by_fd[fd] = []
             poller.register(fd, select.POLLIN)
         by_fd[fd].append(obj)
-    if not objects:
-        return []
     ready = poller.poll(_milliseconds(timeout))
     out = []
     for fd, _ in ready:
