@@ -93,9 +93,11 @@ class DirectChild:
                 pass
 
     def terminate(self) -> None:
+        """SIGTERM, unless the child has ended; does not wait."""
         self.send_signal(_signal.SIGTERM)
 
     def kill(self) -> None:
+        """SIGKILL, unless the child has ended; does not wait."""
         self.send_signal(_signal.SIGKILL)
 
     def close(self) -> None:
@@ -104,6 +106,6 @@ class DirectChild:
             os.close(self.sentinel)
             self.sentinel = -1
 
-    def __del__(self) -> None:
+    def __del__(self, _close=os.close) -> None:
         if self.sentinel >= 0:
-            os.close(self.sentinel)
+            _close(self.sentinel)

@@ -120,26 +120,30 @@ class ForkServerChild:
         return self.poll()
 
     def send_signal(self, signum: int) -> None:
-        if self.returncode is None:
+        """Signal the child by pid unless its exit code has arrived."""
+        if self.poll() is None:
             try:
                 os.kill(self.pid, signum)
             except ProcessLookupError:
                 pass
 
     def terminate(self) -> None:
+        """SIGTERM, unless the child has ended; does not wait."""
         self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
+        """SIGKILL, unless the child has ended; does not wait."""
         self.send_signal(signal.SIGKILL)
 
     def close(self) -> None:
+        """Close the sentinel."""
         if self.sentinel >= 0:
             os.close(self.sentinel)
             self.sentinel = -1
 
-    def __del__(self) -> None:
+    def __del__(self, _close=os.close) -> None:
         if self.sentinel >= 0:
-            os.close(self.sentinel)
+            _close(self.sentinel)
 
 
 def _read_exactly(fd: int, n: int) -> bytes:
@@ -230,7 +234,9 @@ def stop_server(timeout: float = 5.0) -> bool:
 
 
 def _forget_in_child() -> None:
-    global _control, _server_pid
+    """After ``fork``: the parent's server is not ours (and its lock may be held)."""
+    global _control, _server_pid, _lock
+    _lock = _thread.allocate_lock()
     if _control is not None:
         _control.close()
     _control = _server_pid = None

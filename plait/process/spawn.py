@@ -35,9 +35,9 @@ child under the name ``__mp_main__`` (so the ``if __name__ == "__main__":`` bloc
 not run again) and registered as ``__main__`` too, so that functions pickled as
 ``__main__.f`` are found. A parent started as ``python -m pkg.mod`` has ``pkg.mod``
 re-run the same way. A parent whose ``__main__`` cannot be re-run (``python -c``, an
-interactive session, a notebook) has its ``Process`` pickled with cloudpickle, which
-sends functions and classes of ``__main__`` by value. These are the rules
-``multiprocessing`` follows, plus the last one.
+interactive session, a notebook, ``python -m pkg`` whose main is ``pkg.__main__``) has
+its ``Process`` pickled with cloudpickle, which sends functions and classes of
+``__main__`` by value. These are the rules ``multiprocessing`` follows, plus the last.
 """
 
 from __future__ import annotations
@@ -80,13 +80,22 @@ def preparation_data(start_method: str) -> dict[str, Any]:
     return data
 
 
+def _main_is_rerun(data: dict[str, Any]) -> bool:
+    """Whether the child will re-run the parent's ``__main__`` (see ``prepare``)."""
+    name = data.get("main_name")
+    if name is not None:
+        return name != "__main__" and not name.endswith(".__main__")
+    path = data.get("main_path")
+    return path is not None and os.path.splitext(os.path.basename(path))[0] != "ipython"
+
+
 def dumps_process(process_obj: Process, data: dict[str, Any]) -> bytes:
     """Pickle the ``Process``; by value for ``__main__`` objects the child cannot re-import."""
-    if "main_name" in data or "main_path" in data:
+    if _main_is_rerun(data):
         from plait._core import serialization  # noqa: PLC0415 - parents only
 
         return serialization.dumps(process_obj)
-    import cloudpickle  # noqa: PLC0415 - only for parents without a main script
+    import cloudpickle  # noqa: PLC0415 - only for parents whose main is not re-run
 
     return cloudpickle.dumps(process_obj, protocol=5)
 
@@ -167,17 +176,19 @@ def prepare(data: dict[str, Any]) -> None:
     sys.prefix, sys.exec_prefix = data["prefix"]
     if data["site"] and sys.flags.no_site:
         _defer_site()
-    if "log_level" in data:
+    if "log_level" in data and log._stderr_level is None:  # a fork server may have done it
         log.log_to_stderr(data["log_level"])
     os.chdir(data["dir"])
     from plait.process import context  # noqa: PLC0415 - context imports the start methods
 
     context.force_start_method(data["start_method"])
+    if not _main_is_rerun(data):
+        return
     process.importing_main = True
     try:
         if "main_name" in data:
             _run_main_module(data["main_name"])
-        elif "main_path" in data:
+        else:
             _run_main_path(data["main_path"])
     finally:
         process.importing_main = False
@@ -222,8 +233,6 @@ def _install_main(module: Any) -> None:
 
 def _run_main_path(path: str) -> None:
     main = sys.modules["__main__"]
-    if os.path.splitext(os.path.basename(path))[0] == "ipython":
-        return
     if getattr(main, "__file__", None) == path:
         return  # already run (a forkserver child of a server that preloaded it)
     module = type(sys)("__mp_main__")
@@ -243,8 +252,6 @@ def _run_main_path(path: str) -> None:
 
 
 def _run_main_module(name: str) -> None:
-    if name == "__main__" or name.endswith(".__main__"):
-        return
     if getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) == name:
         return
     import runpy  # noqa: PLC0415 - only for parents started with -m

@@ -501,3 +501,39 @@ def test_script_without_main_guard_fails_in_the_child_instead_of_recursing(start
     if start == "spawn":
         assert out.stdout.splitlines()[-1] == "exitcode 1"
         assert "finished its bootstrapping phase" in out.stderr
+
+
+MODULE_MAIN = """
+import sys
+import plait.process
+
+def square(x):
+    sys.exit(x * x)
+
+if __name__ == "__main__":
+    p = plait.process.get_context(sys.argv[1]).Process(target=square, args=(5,))
+    p.start(); p.join(30)
+    print("result", p.exitcode, flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("start", ["spawn", "forkserver"])
+@pytest.mark.parametrize("layout", ["module", "package"])
+def test_programs_run_with_dash_m(start, layout, tmp_path):
+    import subprocess
+
+    if layout == "module":
+        (tmp_path / "squaring.py").write_text(MODULE_MAIN)
+    else:  # pkg/__main__.py is never re-run in children: its functions travel by value
+        (tmp_path / "squaring").mkdir()
+        (tmp_path / "squaring" / "__init__.py").write_text("")
+        (tmp_path / "squaring" / "__main__.py").write_text(MODULE_MAIN)
+    out = subprocess.run(
+        [sys.executable, "-m", "squaring", start],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=tmp_path,
+    )
+    assert out.stdout.strip() == "result 25", out.stderr
