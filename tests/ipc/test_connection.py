@@ -10,13 +10,15 @@ import pickle
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 
 import numpy as np
 import pytest
 
 import plait.ipc
-from plait._core import framing
+from plait._core import fdpass, framing
 from tests.ipc.children import child
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
@@ -489,3 +491,43 @@ def test_an_unsealed_memfd_is_not_accepted_as_a_segment():
         with pytest.raises(framing.FrameError, match="sealed"):
             conn.recv()
     assert conn.closed
+
+
+CHILD_REBUILDS_CONNECTION = """
+import pickle, sys
+from plait._core import fdpass
+fds = [int(x) for x in sys.argv[1:]]
+with fdpass.FdSupply(fds):
+    conn = pickle.loads(sys.stdin.buffer.read())
+conn.send(("rebuilt in a spawned child", conn.recv()))
+conn.close()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_the_spawn_hook_passes_a_connection_to_a_fresh_interpreter():
+    """What a spawn start method does: pickle under a collector, let the child inherit
+    the collected fds, rebuild under a supply."""
+    here, there = plait.ipc.Pipe()
+    with here:
+        with fdpass.FdCollector() as collector:
+            data = pickle.dumps(there)
+        there.close()
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-c", CHILD_REBUILDS_CONNECTION, *map(str, collector.fds)],
+                stdin=subprocess.PIPE,
+                pass_fds=collector.fds,
+            )
+        finally:
+            collector.close()
+        try:
+            with child.stdin:
+                child.stdin.write(data)
+            here.send("ping")
+            assert here.recv(timeout=30) == ("rebuilt in a spawned child", "ping")
+            assert child.wait(30) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
