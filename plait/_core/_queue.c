@@ -27,6 +27,13 @@
  *   them, so each operation also holds `mutex`, a plain OS lock. That is the standard
  *   library's cost, no worse.
  *
+ *   The standard queue hands its lock out as `q.mutex` (`with q.mutex: q.queue.clear()`
+ *   is a known idiom). The first time a program reads `q.mutex`, the queue starts taking
+ *   the mutex on every operation too ("locked"), so what the program does while holding
+ *   it is as safe as with queue.Queue. Switching is safe at any moment: in atomic mode no
+ *   operation is between a (skipped) lock and its unlock except inside sleep_on, which
+ *   pairs its own unlock and lock.
+ *
  *   Blocking uses waiters: a struct on the sleeping thread's C stack holding a fresh OS
  *   lock, taken once before it is linked into one of three lists (getters, putters,
  *   joiners). The thread then releases the GIL (and the mutex) and takes the lock a
@@ -63,11 +70,13 @@ typedef struct {
     PyObject *queue;     /* the storage: self.queue, set by _init */
     PyObject *put_fn;    /* atomic mode: bound queue.append; NULL in hooked mode */
     PyObject *get_fn;    /* atomic mode: bound queue.popleft / queue.pop */
-    PyThread_type_lock mutex; /* hooked mode only */
+    PyThread_type_lock mutex; /* taken by every operation when `locked` */
     Py_ssize_t maxsize;
     Py_ssize_t unfinished_tasks;
     char is_shutdown;
-    char hooked;
+    char hooked; /* storage through the Python hooks (implies locked) */
+    char locked; /* hooked, or q.mutex was handed out */
+    char mutex_out; /* q.mutex was handed out */
     waiter getters, putters, joiners; /* list heads (sentinels) */
 } QueueObject;
 
@@ -110,11 +119,11 @@ static void wake_all(waiter *head)
         wake_one(head);
 }
 
-/* ---- the mutex (hooked mode) -------------------------------------------------- */
+/* ---- the mutex (locked mode) -------------------------------------------------- */
 
 static void mutex_lock(QueueObject *q)
 {
-    if (!q->hooked || PyThread_acquire_lock(q->mutex, NOWAIT_LOCK))
+    if (!q->locked || PyThread_acquire_lock(q->mutex, NOWAIT_LOCK))
         return;
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(q->mutex, WAIT_LOCK);
@@ -123,7 +132,7 @@ static void mutex_lock(QueueObject *q)
 
 static void mutex_unlock(QueueObject *q)
 {
-    if (q->hooked)
+    if (q->locked)
         PyThread_release_lock(q->mutex);
 }
 
@@ -156,7 +165,7 @@ static double parse_timeout(PyObject *self, const char *method, PyObject *arg)
 
 /*
  * Sleep on a waiter list until woken or the deadline (-1: none) passes.
- * Called and returns with the GIL and (hooked mode) the mutex held. Returns 0 when woken
+ * Called and returns with the GIL and (locked mode) the mutex held. Returns 0 when woken
  * or timed out (the caller re-checks its condition and the clock), -1 with an exception
  * set when a signal handler raised.
  */
@@ -494,6 +503,31 @@ error:
     return NULL;
 }
 
+static Py_ssize_t list_length(waiter *head)
+{
+    Py_ssize_t n = 0;
+    for (waiter *w = head->next; w != head; w = w->next)
+        n++;
+    return n;
+}
+
+/* A snapshot of the queue's state, for monitoring and tests. */
+static PyObject *Queue_statistics(QueueObject *q, PyObject *unused)
+{
+    mutex_lock(q);
+    Py_ssize_t n = storage_size(q);
+    Py_ssize_t getters = list_length(&q->getters), putters = list_length(&q->putters);
+    Py_ssize_t joiners = list_length(&q->joiners), unfinished = q->unfinished_tasks;
+    int shut = q->is_shutdown;
+    mutex_unlock(q);
+    if (n < 0)
+        return NULL;
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:O}", "qsize", n, "maxsize", q->maxsize,
+                         "unfinished_tasks", unfinished, "getters_waiting", getters,
+                         "putters_waiting", putters, "joiners_waiting", joiners,
+                         "is_shutdown", shut ? Py_True : Py_False);
+}
+
 /* ---- life cycle ------------------------------------------------------------------- */
 
 static PyObject *Queue_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -509,7 +543,7 @@ static PyObject *Queue_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     list_init(&q->getters);
     list_init(&q->putters);
     list_init(&q->joiners);
-    q->hooked = 1; /* until __init__ has chosen the storage */
+    q->hooked = q->locked = 1; /* until __init__ has chosen the storage */
     return (PyObject *)q;
 }
 
@@ -519,7 +553,7 @@ static int choose_mode(QueueObject *q)
 {
     Py_CLEAR(q->put_fn);
     Py_CLEAR(q->get_fn);
-    q->hooked = 1;
+    q->hooked = q->locked = 1;
     PyObject *mode = PyObject_GetAttrString((PyObject *)Py_TYPE(q), "_hook_mode");
     if (mode == NULL)
         return -1;
@@ -537,6 +571,7 @@ static int choose_mode(QueueObject *q)
     if (q->put_fn == NULL || q->get_fn == NULL)
         return -1;
     q->hooked = 0;
+    q->locked = q->mutex_out;
     return 0;
 }
 
@@ -571,7 +606,7 @@ static int SimpleQueue_init(QueueObject *q, PyObject *args, PyObject *kwargs)
     Py_XSETREF(q->get_fn, PyObject_GetAttrString(q->queue, "popleft"));
     if (q->put_fn == NULL || q->get_fn == NULL)
         return -1;
-    q->hooked = 0;
+    q->hooked = q->locked = 0;
     return 0;
 }
 
@@ -602,6 +637,103 @@ static void Queue_dealloc(QueueObject *q)
     Py_TYPE(q)->tp_free((PyObject *)q);
 }
 
+/* ---- q.mutex: the queue's lock, as a lock object -------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    QueueObject *queue; /* strong; the queue does not point back, so no cycle */
+} MutexObject;
+
+static PyTypeObject Mutex_Type;
+
+static PyObject *Queue_get_mutex(QueueObject *q, void *closure)
+{
+    MutexObject *m = PyObject_New(MutexObject, &Mutex_Type);
+    if (m == NULL)
+        return NULL;
+    m->queue = (QueueObject *)Py_NewRef(q);
+    q->mutex_out = q->locked = 1;
+    return (PyObject *)m;
+}
+
+/* acquire(blocking=True, timeout=-1), with the checks and results of _thread.lock. */
+static PyObject *Mutex_acquire(MutexObject *m, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"blocking", "timeout", NULL};
+    int blocking = 1;
+    double timeout = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|pd:acquire", kwlist, &blocking, &timeout))
+        return NULL;
+    if (!blocking && timeout != -1)
+        return PyErr_Format(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+    if (timeout < 0 && timeout != -1)
+        return PyErr_Format(PyExc_ValueError, "timeout value must be a non-negative number");
+    PyThread_type_lock lock = m->queue->mutex;
+    if (PyThread_acquire_lock(lock, NOWAIT_LOCK))
+        Py_RETURN_TRUE;
+    if (!blocking)
+        Py_RETURN_FALSE;
+    PY_TIMEOUT_T us = timeout < 0 ? -1
+                      : timeout * 1e6 >= (double)PY_TIMEOUT_MAX ? PY_TIMEOUT_MAX
+                                                                 : (PY_TIMEOUT_T)(timeout * 1e6);
+    PyLockStatus st;
+    Py_BEGIN_ALLOW_THREADS
+    st = PyThread_acquire_lock_timed(lock, us, 0);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(st == PY_LOCK_ACQUIRED);
+}
+
+static PyObject *Mutex_release(MutexObject *m, PyObject *unused)
+{
+    if (PyThread_acquire_lock(m->queue->mutex, NOWAIT_LOCK)) {
+        PyThread_release_lock(m->queue->mutex);
+        return PyErr_Format(PyExc_RuntimeError, "release of the unlocked mutex of %R",
+                            (PyObject *)m->queue);
+    }
+    PyThread_release_lock(m->queue->mutex);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Mutex_locked(MutexObject *m, PyObject *unused)
+{
+    if (!PyThread_acquire_lock(m->queue->mutex, NOWAIT_LOCK))
+        Py_RETURN_TRUE;
+    PyThread_release_lock(m->queue->mutex);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *Mutex_exit(MutexObject *m, PyObject *args)
+{
+    return Mutex_release(m, NULL);
+}
+
+static void Mutex_dealloc(MutexObject *m)
+{
+    Py_DECREF(m->queue);
+    PyObject_Free(m);
+}
+
+static PyMethodDef Mutex_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))Mutex_acquire, METH_VARARGS | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=-1): take the queue's lock; True if taken."},
+    {"__enter__", (PyCFunction)(void (*)(void))Mutex_acquire, METH_VARARGS | METH_KEYWORDS,
+     "Take the queue's lock."},
+    {"release", (PyCFunction)Mutex_release, METH_NOARGS,
+     "Release the queue's lock; RuntimeError if it is not held."},
+    {"__exit__", (PyCFunction)Mutex_exit, METH_VARARGS, "Release the queue's lock."},
+    {"locked", (PyCFunction)Mutex_locked, METH_NOARGS, "Whether the lock is held."},
+    {NULL},
+};
+
+static PyTypeObject Mutex_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "plait._core._queue.QueueMutex",
+    .tp_basicsize = sizeof(MutexObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The lock of a plait queue (q.mutex): every operation of the queue takes it.",
+    .tp_dealloc = (destructor)Mutex_dealloc,
+    .tp_methods = Mutex_methods,
+};
+
 /* ---- type objects -------------------------------------------------------------------- */
 
 #define FASTKW (METH_FASTCALL | METH_KEYWORDS)
@@ -622,6 +754,8 @@ static PyMethodDef Queue_methods[] = {
      "join(timeout=None): wait until every item put has been marked task_done()."},
     {"shutdown", (PyCFunction)(void (*)(void))Queue_shutdown, METH_VARARGS | METH_KEYWORDS,
      "shutdown(immediate=False): make put() raise ShutDown, and get() once empty."},
+    {"statistics", (PyCFunction)Queue_statistics, METH_NOARGS,
+     "A dict: qsize, maxsize, unfinished_tasks, getters/putters/joiners_waiting, is_shutdown."},
     {NULL},
 };
 
@@ -643,16 +777,37 @@ static int Queue_set_queue(QueueObject *q, PyObject *value, void *closure)
     return q->put_fn != NULL ? choose_mode(q) : 0;
 }
 
+/* unfinished_tasks is writable, as in queue.Queue; setting it to zero releases join(). */
+static PyObject *Queue_get_unfinished(QueueObject *q, void *closure)
+{
+    return PyLong_FromSsize_t(q->unfinished_tasks);
+}
+
+static int Queue_set_unfinished(QueueObject *q, PyObject *value, void *closure)
+{
+    Py_ssize_t n = value == NULL ? -1 : PyNumber_AsSsize_t(value, PyExc_OverflowError);
+    if (n == -1 && (value == NULL || PyErr_Occurred())) {
+        if (value == NULL)
+            PyErr_SetString(PyExc_TypeError, "cannot delete unfinished_tasks");
+        return -1;
+    }
+    q->unfinished_tasks = n;
+    if (n <= 0)
+        wake_all(&q->joiners);
+    return 0;
+}
+
 static PyGetSetDef Queue_getset[] = {
+    {"unfinished_tasks", (getter)Queue_get_unfinished, (setter)Queue_set_unfinished,
+     "Items put and not yet marked task_done().", NULL},
     {"queue", (getter)Queue_get_queue, (setter)Queue_set_queue, "The storage (set by _init).",
      NULL},
+    {"mutex", (getter)Queue_get_mutex, NULL, "The queue's lock (see the top of _queue.c).", NULL},
     {NULL},
 };
 
 static PyMemberDef Queue_members[] = {
     {"maxsize", T_PYSSIZET, offsetof(QueueObject, maxsize), 0, "Bound; <= 0: none."},
-    {"unfinished_tasks", T_PYSSIZET, offsetof(QueueObject, unfinished_tasks), READONLY,
-     "Items put and not yet marked task_done()."},
     {"is_shutdown", T_BOOL, offsetof(QueueObject, is_shutdown), READONLY,
      "Whether shutdown() was called."},
     {NULL},
@@ -667,6 +822,8 @@ static PyMethodDef SimpleQueue_methods[] = {
     {"get_nowait", (PyCFunction)Queue_get_nowait, METH_NOARGS, "get(block=False)"},
     {"qsize", (PyCFunction)Queue_qsize, METH_NOARGS, "The number of items (a snapshot)."},
     {"empty", (PyCFunction)Queue_empty, METH_NOARGS, "Whether qsize() == 0 (a snapshot)."},
+    {"statistics", (PyCFunction)Queue_statistics, METH_NOARGS,
+     "A dict: qsize, getters_waiting (and fields that are constant for a SimpleQueue)."},
     {NULL},
 };
 
@@ -710,7 +867,8 @@ static struct PyModuleDef queue_module = {
 PyMODINIT_FUNC PyInit__queue(void)
 {
     PyObject *stdqueue = NULL, *collections = NULL, *m = NULL;
-    if (PyType_Ready(&QueueCore_Type) < 0 || PyType_Ready(&SimpleQueueCore_Type) < 0)
+    if (PyType_Ready(&QueueCore_Type) < 0 || PyType_Ready(&SimpleQueueCore_Type) < 0 ||
+        PyType_Ready(&Mutex_Type) < 0)
         return NULL;
     str_qsize = PyUnicode_InternFromString("_qsize");
     str_put = PyUnicode_InternFromString("_put");

@@ -18,11 +18,15 @@ as Python methods under a lock of its own, as the standard library does.
 ``PriorityQueue`` always runs that way: ``heappush`` compares items, which can run Python
 code.
 
-Differences from ``queue.Queue``, all additive except one: ``join(timeout=None)`` takes a
-timeout and returns whether every task was done; ``ShutDown`` and ``shutdown()`` exist on
-every supported Python (on 3.13+ ``ShutDown`` is ``queue.ShutDown`` itself); the attributes
-``mutex``, ``not_empty``, ``not_full`` and ``all_tasks_done`` do not exist, because there
-are no such locks to share.
+``q.mutex`` is the queue's lock, as in the standard library (``with q.mutex:
+q.queue.clear()``); the first time a program asks for it, the engine starts taking that
+lock on every operation, so what is done while holding it is safe.
+
+Differences from ``queue.Queue``, all additive except the last: ``join(timeout=None)``
+takes a timeout and returns whether every task was done; ``statistics()`` tells who is
+waiting; ``ShutDown`` and ``shutdown()`` exist on every supported Python (on 3.13+
+``ShutDown`` is ``queue.ShutDown`` itself); the conditions ``not_empty``, ``not_full`` and
+``all_tasks_done`` do not exist: the engine's waiters are not Conditions.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class Queue(_queue.QueueCore):
       raises it once the queue is empty; blocked callers wake up. ``immediate`` also drops
       the items left (counting them as done), so ``get`` raises at once and ``join``
       returns.
+    - ``statistics()``: a snapshot dict (``qsize``, ``maxsize``, ``unfinished_tasks``,
+      ``getters_waiting``, ``putters_waiting``, ``joiners_waiting``, ``is_shutdown``).
     """
 
     _hook_mode: str | None = "fifo"
@@ -147,7 +153,8 @@ class SimpleQueue(_queue.SimpleQueueCore):
 
     ``put(item, block=True, timeout=None)`` (``block`` and ``timeout`` are ignored, for
     compatibility), ``get(block=True, timeout=None)`` blocks while empty and raises
-    ``Empty`` after ``timeout``; ``put_nowait``, ``get_nowait``, ``qsize``, ``empty``.
+    ``Empty`` after ``timeout``; ``put_nowait``, ``get_nowait``, ``qsize``, ``empty``,
+    ``statistics()`` (as ``Queue.statistics``).
     """
 
     __class_getitem__ = classmethod(GenericAlias)

@@ -151,6 +151,31 @@ def test_blocked_put_is_woken_by_get(qmod, no_leaks):
     assert q.get(timeout=10) == 2
 
 
+@pytest.mark.timeout(10)
+def test_holding_the_mutex_excludes_other_threads(qmod, no_leaks):
+    q = qmod.Queue()
+    for i in range(3):
+        q.put(i)
+    with q.mutex:
+        q.queue.clear()  # the idiom for emptying a queue
+        putter = threading.Thread(target=q.put, args=("after",))
+        putter.start()
+        putter.join(0.05)
+        assert putter.is_alive()  # blocked on the mutex we hold
+        assert len(q.queue) == 0
+    putter.join(10)
+    assert not putter.is_alive()
+    assert list(q.queue) == ["after"] and q.get(timeout=1) == "after"
+    assert not q.mutex.locked()
+    with pytest.raises(RuntimeError):
+        q.mutex.release()
+    with q.mutex:
+        q.unfinished_tasks = 0  # the rest of the idiom: forget the dropped tasks
+        if qmod is queue:
+            q.all_tasks_done.notify_all()
+    q.join()
+
+
 def test_simple_queue(qmod):
     q = qmod.SimpleQueue()
     q.put(1)
@@ -322,6 +347,39 @@ def test_a_signal_handler_can_interrupt_a_blocked_get(qmod, no_leaks):
     finally:
         timer.join(5)
         signal.signal(signal.SIGUSR1, old)
+
+
+@pytest.mark.timeout(10)
+def test_statistics_show_who_waits(no_leaks):
+    q = plait.queue.Queue(maxsize=1)
+    q.put("x")
+    assert q.statistics() == {
+        "qsize": 1,
+        "maxsize": 1,
+        "unfinished_tasks": 1,
+        "getters_waiting": 0,
+        "putters_waiting": 0,
+        "joiners_waiting": 0,
+        "is_shutdown": False,
+    }
+    putter = threading.Thread(target=q.put, args=("y",), kwargs={"timeout": 10})
+    joiner = threading.Thread(target=q.join, kwargs={"timeout": 10})
+    putter.start()
+    joiner.start()
+    assert wait_until(lambda: q.statistics()["putters_waiting"] == 1)
+    assert wait_until(lambda: q.statistics()["joiners_waiting"] == 1)
+    for _ in range(2):
+        q.get(timeout=10)
+        q.task_done()
+    putter.join(10)
+    joiner.join(10)
+    assert q.statistics()["putters_waiting"] == q.statistics()["joiners_waiting"] == 0
+    simple = plait.queue.SimpleQueue()
+    getter = threading.Thread(target=simple.get, kwargs={"timeout": 10})
+    getter.start()
+    assert wait_until(lambda: simple.statistics()["getters_waiting"] == 1)
+    simple.put(1)
+    getter.join(10)
 
 
 @pytest.mark.timeout(30)

@@ -39,6 +39,12 @@ try:
     shut.get()
 except pq.ShutDown:
     pass
+locked = pq.Queue(3)
+with locked.mutex:
+    locked.queue.extend([1, 2])
+    locked.unfinished_tasks = 2
+locked.put(3)
+assert [locked.get() for _ in range(3)] == [1, 2, 3]
 cycle = pq.Queue()
 cycle.put(cycle)
 del cycle
