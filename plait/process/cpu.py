@@ -42,7 +42,9 @@ def cpu_count() -> int:
     return count
 
 
-def cgroup_cpu_quota(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup"):
+def cgroup_cpu_quota(
+    proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup"
+) -> float | None:
     """The tightest CPU quota (in CPUs, a float) of this process's cgroups, or ``None``.
 
     ``proc_cgroup`` and ``root`` name the files to read; they exist for tests.

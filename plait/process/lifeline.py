@@ -33,7 +33,8 @@ A parent that exits normally still terminates its daemon children with SIGTERM f
 (the ``atexit`` hook in ``process``), as ``multiprocessing`` does, so they can clean up;
 the lifeline is the backstop. Nothing else can keep a lifeline open by accident: the
 write end is close-on-exec, and the at-fork hook closes it in any forked process, whether
-plait or user code called ``os.fork``.
+plait or user code called ``os.fork``. The read end is close-on-exec too: a daemon child
+that replaces itself with ``os.exec*`` gives up its lifeline.
 """
 
 from __future__ import annotations

@@ -207,3 +207,38 @@ def test_start_method_functions_match():
 def test_cpu_count_never_exceeds_the_standard_one(mod):
     assert 1 <= plait.process.cpu_count() <= multiprocessing.cpu_count()
     assert mod.freeze_support() is None
+
+
+EXIT_WAITS_FOR_CHILDREN = """
+import atexit, importlib, sys, time
+mod = importlib.import_module(sys.argv[1])
+
+def slow():
+    time.sleep(0.5)
+    sys.exit(3)
+
+if __name__ == "__main__":
+    ctx = mod.get_context(sys.argv[2])
+    child = ctx.Process(target=slow)
+    daemon = ctx.Process(target=time.sleep, args=(60,), daemon=True)
+    # Registered before the first start, so it runs after the library's own exit hook.
+    atexit.register(lambda: print(child.exitcode, daemon.exitcode, flush=True))
+    child.start()
+    daemon.start()
+"""
+
+
+@pytest.mark.timeout(90)
+def test_exit_joins_children_and_terminates_daemons(method, tmp_path):
+    script = tmp_path / "exiting.py"
+    script.write_text(EXIT_WAITS_FOR_CHILDREN)
+    outputs = [
+        subprocess.run(
+            [sys.executable, str(script), mod.__name__, method],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for mod in MODULES
+    ]
+    assert [o.stdout for o in outputs] == [f"3 {-signal.SIGTERM}\n"] * 2, outputs
