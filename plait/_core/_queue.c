@@ -44,7 +44,7 @@
  *   queue: another thread may have taken the item first (barging is allowed, as with
  *   Condition), in which case it sleeps again.
  *
- * Invariants (under the GIL, plus mutex in hooked mode)
+ * Invariants (under the GIL, plus the mutex in locked mode)
  *   - a waiter is linked iff it has not been woken and its owner is still asleep or
  *     about to unlink itself;
  *   - a put that adds an item wakes one getter; a get that removes one wakes one putter;
