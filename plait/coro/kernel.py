@@ -39,7 +39,9 @@ never the other way round.
 Threads and signals share one wake-up pipe: a thread that hands a result to a task
 appends it to the inbox and writes ``b"\\0"``; the C signal handler writes the signal
 number (``signal.set_wakeup_fd``). Ctrl-C (SIGINT) cancels the main task, lets its
-``finally`` blocks run, and ``run()`` then raises ``KeyboardInterrupt``.
+``finally`` blocks run, and ``run()`` then raises ``KeyboardInterrupt``. A task that
+raises ``KeyboardInterrupt`` or ``SystemExit`` itself stops the kernel the same way: every
+task is cancelled and ``run()`` re-raises that exception.
 
 Hot loop style: the loop caches bound methods and attributes in locals because it runs
 once per request of every connection; the I/O traps are dispatched inline for the same
@@ -92,6 +94,9 @@ _EPOLLOUT = select.EPOLLOUT
 _READABLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 _WRITABLE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 
+# Raised by a task, these stop the whole kernel and come out of run().
+_FATAL = (KeyboardInterrupt, SystemExit)
+
 _READ_WAIT = traps.READ_WAIT
 _WRITE_WAIT = traps.WRITE_WAIT
 _PARK = traps.PARK
@@ -134,6 +139,7 @@ class Kernel:
         self._crashed: weakref.WeakSet[Task] = weakref.WeakSet()
         self._main: Task | None = None
         self._interrupted: bool | str = False
+        self._fatal: BaseException | None = None
         self._closed = False
 
     # -- the public face of the kernel for the other modules of plait.coro -------------
@@ -320,6 +326,8 @@ class Kernel:
                 signal.set_wakeup_fd(old_wakeup)
             traps.state.kernel = None
             self._close()
+        if self._fatal is not None:
+            raise self._fatal
         if self._interrupted == "late" or (self._interrupted and main_task.cancelled):
             raise KeyboardInterrupt
         if main_task.cancelled:
@@ -378,6 +386,16 @@ class Kernel:
                     targets = [self._main]
                 for task in targets:
                     self.cancel(task, TaskCancelled("interrupted by SIGINT (Ctrl-C)"))
+
+    def _stop(self, error: BaseException) -> None:
+        """A task raised KeyboardInterrupt or SystemExit: cancel everything, re-raise it."""
+        if self._fatal is None:
+            self._fatal = error
+            error_task = self.current
+            if error_task is not None:
+                error_task._observed = True
+        for task in list(self.tasks.values()):
+            self.cancel(task, TaskCancelled(f"stopping: a task raised {error!r}"))
 
     def _fire_timers(self, now: float) -> None:
         timers = self._timers
@@ -538,6 +556,8 @@ class Kernel:
                         break
                     except BaseException as error:
                         finish(task, None, error)
+                        if isinstance(error, _FATAL) and task is not self._main:
+                            self._stop(error)
                         break
                     exc = task._cancel_pending
                     if exc is not None:

@@ -339,3 +339,23 @@ def test_kernel_statistics_and_cleanup():
 
     stats = coro.run(main)
     assert stats["tasks"] == 1 and stats["fds_registered"] == 0
+
+
+def test_system_exit_in_a_task_stops_the_kernel_and_comes_out_of_run():
+    cleaned = []
+
+    async def quitter():
+        await coro.sleep(0.01)
+        raise SystemExit(3)
+
+    async def main():
+        await coro.spawn(quitter)
+        try:
+            await coro.sleep(30)
+        finally:
+            cleaned.append("main finally")
+
+    with pytest.raises(SystemExit) as info:
+        coro.run(main)
+    assert info.value.code == 3
+    assert cleaned == ["main finally"]
