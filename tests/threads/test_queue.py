@@ -74,6 +74,17 @@ def test_producers_consumers_and_join(qmod, kind, maxsize, no_leaks):
     assert q.empty() and q.unfinished_tasks == 0
 
 
+@pytest.mark.timeout(60)
+def test_fifo_keeps_each_producers_order(qmod, no_leaks):
+    q = qmod.Queue(maxsize=16)
+    n = 5000
+    producers = [lambda k=k: [q.put((k, i)) for i in range(n)] for k in range(3)]
+    got = []
+    run_threads([*producers, lambda: got.extend(q.get(timeout=30) for _ in range(3 * n))])
+    for k in range(3):
+        assert [i for (kk, i) in got if kk == k] == list(range(n))
+
+
 def test_order_of_each_kind(qmod):
     for kind, expected in [
         ("Queue", [3, 1, 2]),
