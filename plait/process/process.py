@@ -134,9 +134,7 @@ class Process:
         if importing_main:
             raise RuntimeError(_NOT_BOOTSTRAPPED)
         _cleanup()
-        from plait.process import context  # noqa: PLC0415 - context imports this module
-
-        self._popen = context.child_handle(self)
+        self._popen = _context.child_handle(self)
         self._sentinel = self._popen.sentinel
         # The child has its own copy; dropping ours frees what the target holds.
         del self._target, self._args, self._kwargs
@@ -301,12 +299,10 @@ class Process:
             _counter = itertools.count(1)
             _exiting = False
             _children = set()
-            _parent_process = _ParentProcess(self._parent_name, self._parent_pid)
+            _parent_process = None  # built on first use: a forked child pays per object
             _current_process = self
             if self._start_method is not None:
-                from plait.process import context  # noqa: PLC0415 - see start()
-
-                context.force_start_method(self._start_method)
+                _context.force_start_method(self._start_method)
             log.info("child process calling self.run()")
             try:
                 self.run()
@@ -328,9 +324,7 @@ class Process:
             sys.stderr.write(f"Process {self.name}:\n")
             traceback.print_exc()
         finally:
-            threading = sys.modules.get("threading")
-            if threading is not None:
-                threading._shutdown()
+            _wait_for_threads()
             log.info("process exiting with exitcode %d", exitcode)
             flush_std_streams()
         return exitcode
@@ -406,7 +400,22 @@ def current_process() -> Process:
 
 def parent_process() -> Process | None:
     """The parent of the calling process, or ``None`` in a process plait did not start."""
+    global _parent_process
+    if _parent_process is None and _current_process._parent_pid is not None:
+        me = _current_process
+        _parent_process = _ParentProcess(me._parent_name, me._parent_pid)
     return _parent_process
+
+
+def _wait_for_threads() -> None:
+    """Wait for the non-daemon threads of the child, as the interpreter does at exit.
+
+    ``threading._shutdown`` costs a forked child ~60 us of copy-on-write faults even with
+    no thread to wait for; the set of non-daemon thread locks tells whether there is one.
+    """
+    threading = sys.modules.get("threading")
+    if threading is not None and getattr(threading, "_shutdown_locks", True):
+        threading._shutdown()
 
 
 def active_children() -> list[Process]:
@@ -474,7 +483,7 @@ def _register_exit_hook() -> None:
 def _exit_function() -> None:
     """At exit: terminate daemon children, then join every child (reaping them all)."""
     global _exiting
-    if _exiting:
+    if _exiting or not _children:
         return
     _exiting = True
     log.info("process shutting down")
@@ -486,6 +495,8 @@ def _exit_function() -> None:
         log.info("calling join() for process %s", p.name)
         p.join()
 
+
+from plait.process import context as _context  # noqa: E402 - context imports this module
 
 _current_process: Process = _MainProcess()
 _parent_process: Process | None = None

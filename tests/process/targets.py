@@ -140,3 +140,15 @@ def grandchild_report(method: str) -> tuple:
     p.start()
     p.join(30)
     return p.exitcode, os.getpid() % 100, me.name, len(plait.process.active_children())
+
+
+def leave_a_thread_behind(path: str) -> None:
+    """Return at once, leaving a non-daemon thread that writes ``path`` a little later."""
+    import threading
+
+    def late_write():
+        time.sleep(0.3)
+        with open(path, "w") as f:
+            f.write("written")
+
+    threading.Thread(target=late_write).start()

@@ -21,6 +21,7 @@ from tests.process.targets import (
     grandchild_report,
     hard_exit,
     identity,
+    leave_a_thread_behind,
     nothing,
     parent_pid,
     raise_error,
@@ -537,3 +538,14 @@ def test_programs_run_with_dash_m(start, layout, tmp_path):
         cwd=tmp_path,
     )
     assert out.stdout.strip() == "result 25", out.stderr
+
+
+@pytest.mark.timeout(60)
+def test_child_waits_for_its_non_daemon_threads(method, tmp_path, no_leaks):
+    path = tmp_path / "late.txt"
+    p = plait.process.get_context(method).Process(target=leave_a_thread_behind, args=(str(path),))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    assert path.read_text() == "written"
+    p.close()
