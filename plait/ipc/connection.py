@@ -53,6 +53,7 @@ _pickle_loads = pickle.loads
 _BREAKING = (MessageTooLarge, framing.FrameError)
 _pickle_dumps = pickle.dumps
 _PROTOCOL = serialization.PROTOCOL
+_POLL_MAX_SECONDS = (2**31 - 1) / 1000
 
 
 class Connection:
@@ -360,10 +361,13 @@ def _rebuild_connection(index: int, readable: bool, writable: bool, max_message_
 
 
 def _milliseconds(timeout: float | None) -> int | None:
+    """A ``poll`` timeout: None blocks; past poll's range (~24 days, inf) blocks too."""
     if timeout is None:
         return None
     if timeout <= 0:
         return 0
+    if timeout >= _POLL_MAX_SECONDS:
+        return None
     return math.ceil(timeout * 1000)
 
 

@@ -31,6 +31,7 @@ connect to (``ConnectionRefusedError``/``FileNotFoundError`` at once, no retryin
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import shutil
@@ -247,7 +248,10 @@ def Client(  # noqa: N802 - the standard library's name
         except TimeoutError:
             raise TimeoutError(f"cannot connect to {address!r} within {timeout:g} s") from None
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot connect to {address!r}: {exc.strerror}") from None
+            hint = " (not a plait Listener?)" if exc.errno == errno.EPROTOTYPE else ""
+            raise OSError(
+                exc.errno, f"cannot connect to {address!r}: {exc.strerror}{hint}"
+            ) from None
         sock.setblocking(True)
         _tune(sock)
         conn = Connection(sock.detach(), max_message_size=max_message_size)

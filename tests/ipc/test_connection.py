@@ -531,3 +531,10 @@ def test_the_spawn_hook_passes_a_connection_to_a_fresh_interpreter():
             if child.poll() is None:
                 child.kill()
                 child.wait(10)
+
+
+def test_timeouts_too_long_for_poll_mean_forever():
+    with pipe(plait.ipc) as (a, b):
+        a.send(1)
+        assert b.poll(1e12) and b.poll(float("inf"))
+        assert plait.ipc.wait([b], float("inf")) == [b]

@@ -278,3 +278,12 @@ def test_unix_listener_connections_carry_connections():
 def test_authentication_error_is_a_process_error():
     assert issubclass(plait.ipc.AuthenticationError, plait.ipc.ProcessError)
     assert issubclass(plait.ipc.BufferTooShort, plait.ipc.ProcessError)
+
+
+def test_client_to_a_stream_unix_socket_says_it_may_not_be_a_plait_listener(tmp_path):
+    path = str(tmp_path / "stream")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(path)
+        other.listen(1)
+        with pytest.raises(OSError, match="not a plait Listener"):
+            plait.ipc.Client(path)
