@@ -22,20 +22,22 @@ Two transports, chosen by the socket type:
 
 * ``SOCK_SEQPACKET`` (Unix sockets: ``Pipe``, Unix listeners) keeps record boundaries.
   A frame goes out as records, each written by one ``sendmsg`` of the parts' memory as
-  it lies (no joining). The first record holds the header and the table (and the fds)
-  and at most ``RECORD_SIZE`` bytes: the receiver's first ``recvmsg_into`` reads it
-  into a buffer allocated once per channel, so a small message arrives with one system
-  call (``recv_into`` with ``MSG_TRUNC``, so that a record too large for the buffer is
+  it lies (no joining; a small message is joined to its header, one short copy being
+  cheaper than a two-part ``sendmsg``). The first record holds the header and the table
+  (and the fds) and at most ``RECORD_SIZE`` bytes: the receiver reads it into a buffer
+  allocated once per channel, so a small message arrives with one system call
+  (``recv_into`` with ``MSG_TRUNC``, so that a record too large for the buffer is
   reported with its real length, not silently cut), header and payload together, and
-  never a byte of the next message: a connection
-  never holds data the kernel does not show as readable, so ``poll`` and ``wait`` can
-  ask the fd alone. The receiver then allocates the payload and each buffer once and
+  never a byte of the next message: a connection never holds data the kernel does not
+  show as readable, so ``poll`` and ``wait`` can ask the fd alone.
+  The receiver then allocates the payload and each buffer once and
   scatters the following records straight into them; those records can be as large as
   the sender's socket buffer allows (up to 1 MiB), since the space they land in is
   exactly the rest of the frame. A record larger than the space offered would be cut by
   the kernel: the sender never writes one, and a cut record is an error.
-* ``SOCK_STREAM`` (TCP) has no boundaries: the receiver reads exactly the header, then
-  exactly the table, then scatters the body into its buffers.
+* ``SOCK_STREAM`` (TCP, or a Unix stream socket handed to ``Connection``) has no
+  boundaries: the receiver reads exactly the header, then exactly the table, then
+  scatters the body into its buffers.
 
 Very large messages (``SEGMENT_THRESHOLD``, 32 MiB, and up) over Unix sockets travel
 as segments: one copy into the ``memfd`` by the sender, none by the receiver, which maps
