@@ -16,6 +16,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import plait.ipc
 from plait._core import fdpass, framing
@@ -538,3 +540,42 @@ def test_timeouts_too_long_for_poll_mean_forever():
         a.send(1)
         assert b.poll(1e12) and b.poll(float("inf"))
         assert plait.ipc.wait([b], float("inf")) == [b]
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=60, deadline=None)
+@given(
+    records=st.lists(
+        st.one_of(
+            st.binary(max_size=64),
+            st.builds(
+                lambda kind, nfds, count, size, tail: (
+                    framing.HEADER.pack(kind, nfds, 0, count, size) + tail
+                ),
+                st.integers(0, 5),
+                st.integers(0, 2),
+                st.integers(0, 3),
+                st.integers(0, 1 << 21),
+                st.binary(max_size=64),
+            ),
+        ),
+        max_size=4,
+    ),
+    kind=st.sampled_from([socket.SOCK_SEQPACKET, socket.SOCK_STREAM]),
+)
+def test_garbage_records_raise_clean_errors_and_never_hang(records, kind):
+    raw, theirs = socket.socketpair(socket.AF_UNIX, kind)
+    conn = plait.ipc.Connection(theirs.detach(), max_message_size=1 << 20)
+    with conn:
+        with raw:
+            for record in records:
+                if record:
+                    raw.send(record)
+        for _ in range(len(records) + 1):
+            try:
+                conn.recv_bytes()
+            except (EOFError, framing.FrameError, plait.ipc.MessageTooLarge):
+                break
+            except OSError as exc:
+                assert conn.closed or "handle is closed" in str(exc)
+                break
