@@ -46,7 +46,7 @@ are faster (measured: 8 MB numpy arrays ~4 GB/s inline against ~2 GB/s as segmen
 a 2-core VM), because a fresh segment's pages must be allocated and faulted in, while
 the socket recycles hot kernel pages; at 64 MB segments win (~1.9 against ~1.3 GB/s).
 A payload without buffers is received into a scratch buffer the channel keeps (up to
-64 MiB), since the caller unpickles or copies it at once.
+16 MiB), since the caller unpickles or copies it at once.
 
 Limits: a frame whose payload plus buffers exceed the channel's ``max_message_size`` is
 refused by the sender before a byte is written (``MessageTooLarge``, a ``ValueError``),
@@ -98,7 +98,7 @@ _unpack_header = HEADER.unpack_from
 _FDS_NEXT = HEADER.pack(FDS_NEXT, 0, 0, 0, 0)
 _SOCKET_BUFFER = 2 << 20
 _MAX_RECORD = 1 << 20
-_SCRATCH_MAX = 64 << 20
+_SCRATCH_MAX = 16 << 20
 
 
 class MessageTooLarge(ValueError):
