@@ -183,10 +183,27 @@ def force_start_method(method: str) -> None:
 def child_handle(process_obj: Process) -> Any:
     """Start ``process_obj`` with its start method; return the handle of the child."""
     method = process_obj._start_method or _default.get_start_method()
-    if method == "fork":
-        from plait.process.fork import ForkChild as handle  # noqa: PLC0415 - on first use
-    elif method == "spawn":
-        from plait.process.spawn import SpawnChild as handle  # noqa: PLC0415 - on first use
-    else:
-        from plait.process.forkserver import ForkServerChild as handle  # noqa: PLC0415
+    try:
+        handle = _handles[method]
+    except KeyError:
+        handle = _handles[method] = _load_handle(method)
     return handle(process_obj)
+
+
+# Start method -> handle class, filled on first use (an import statement per start would
+# cost a forked child's parent copy-on-write faults in the import machinery).
+_handles: dict[str, Any] = {}
+
+
+def _load_handle(method: str) -> Any:
+    if method == "fork":
+        from plait.process.fork import ForkChild  # noqa: PLC0415 - on first use
+
+        return ForkChild
+    if method == "spawn":
+        from plait.process.spawn import SpawnChild  # noqa: PLC0415 - on first use
+
+        return SpawnChild
+    from plait.process.forkserver import ForkServerChild  # noqa: PLC0415 - on first use
+
+    return ForkServerChild

@@ -256,7 +256,7 @@ def serve(control_fd: int) -> None:
     # happens to its children, the server must not die of it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     control = socket.socket(fileno=control_fd)
-    first = control.recv(1 << 24)
+    first = control.recv(1 << 20)  # one seqpacket record: the preparation data
     if not first:
         return
     try:
