@@ -29,7 +29,126 @@ def demo_serialization() -> None:
     _done(t0, "done")
 
 
-DEMOS = [demo_serialization]
+def demo_threads() -> None:
+    import queue as std_queue
+    import threading as std_threading
+    import warnings
+
+    from plait import queue, threading, threads
+
+    t0 = _section("threads: results that are not lost, C-engine queues, lock-order checker")
+    hook, std_threading.excepthook = std_threading.excepthook, lambda args: None  # quiet
+    try:
+        t = threading.Thread(target=lambda: 1 / 0)
+        t.start()
+        try:
+            t.result(timeout=5)
+        except ZeroDivisionError as exc:
+            print(f"   a thread's exception, re-raised by result(): {exc!r}")
+    finally:
+        std_threading.excepthook = hook
+
+    q = queue.Queue(maxsize=100)
+    consumer = threading.Thread(target=lambda: sum(iter(q.get, None)))
+    consumer.start()
+    for i in range(100_000):
+        q.put(i)
+    q.put(None)
+    print(f"   100,000 items through a bounded Queue: sum = {consumer.result(timeout=30)}")
+    q.shutdown()
+    try:
+        q.put(1)
+    except queue.ShutDown:
+        print("   after shutdown(), put() raises ShutDown")
+
+    for mod in (queue, std_queue):
+        sq = mod.Queue()
+        start = time.perf_counter()
+        for i in range(200_000):
+            sq.put(i)
+        for _ in range(200_000):
+            sq.get()
+        rate = 200_000 / (time.perf_counter() - start)
+        print(f"   {mod.__name__}.Queue put+get in one thread: {rate / 1e6:.2f}M items/s")
+
+    def take(first, second):
+        with first, second:
+            pass
+
+    threads.check_lock_order(True)
+    try:
+        a, b = threading.Lock(), threading.Lock()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for pair in ((a, b), (b, a)):  # opposite orders, in threads that never overlap
+                worker = threading.Thread(target=take, args=pair)
+                worker.start()
+                worker.result(timeout=5)
+        print(f"   lock-order checker: {len(caught)} potential deadlock reported, no hang")
+    finally:
+        threads.check_lock_order(False)
+    _done(t0, "done")
+
+
+def _echo(conn) -> None:
+    while (msg := conn.recv()) is not None:
+        conn.send(msg)
+
+
+def demo_ipc() -> None:
+    import threading
+
+    from plait import ipc
+    from plait.process import get_context
+
+    t0 = _section("ipc: Pipe to a child, wait(), Listener/Client with two-way HMAC auth")
+    here, there = ipc.Pipe()
+    child = get_context("fork").Process(target=_echo, args=(there,))
+    child.start()
+    there.close()
+    n = 2000
+    t1 = time.perf_counter()
+    for i in range(n):
+        here.send(i)
+        here.recv()
+    print(f"   {n} round trips to a child: {(time.perf_counter() - t1) / n * 1e6:.1f} µs each")
+    big = bytearray(8 << 20)
+    t1 = time.perf_counter()
+    here.send(big)
+    assert here.recv() == big
+    print(f"   8 MB there and back in {(time.perf_counter() - t1) * 1e3:.1f} ms")
+    here.send(None)
+    seen = ipc.wait([child.sentinel], 10) != []
+    print(f"   wait() sees the child's sentinel when it exits: {seen}")
+    child.join(10)
+    here.close()
+    with ipc.Listener(("127.0.0.1", 0), authkey=b"secret", handshake_timeout=2) as listener:
+
+        refused = []
+
+        def serve():
+            for _ in range(2):
+                try:
+                    with listener.accept() as conn:
+                        conn.send(("hello", conn.recv()))
+                except ipc.AuthenticationError as exc:
+                    refused.append(exc)
+
+        server = threading.Thread(target=serve)
+        server.start()
+        try:
+            ipc.Client(listener.address, authkey=b"wrong")
+        except ipc.AuthenticationError as exc:
+            print(f"   client with the wrong key: {exc}")
+        with ipc.Client(listener.address, authkey=b"secret") as conn:
+            conn.send("right key")
+            print(f"   client with the right key got {conn.recv()!r}")
+        server.join(10)
+    print(f"   the server refused the first client: {refused[0]}")
+    _done(t0, "done")
+
+
+DEMOS = [demo_serialization, demo_ipc, demo_threads]
 
 
 def demo() -> int:
