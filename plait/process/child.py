@@ -9,11 +9,12 @@ write end of a sentinel pipe keeps such a sentinel silent), and signals go throu
 
 Reaping: ``poll`` calls ``waitpid(pid, WNOHANG)`` under a lock, so two threads that join
 the same child cannot both reap it (the loser would get ``ECHILD`` and lose the status).
-Blocking waits poll the pidfd first and never block inside ``waitpid``, which keeps
-``is_alive`` in other threads responsive. If something else reaped the child (a program
-that calls ``os.wait()`` or sets SIGCHLD to SIG_IGN), the status is lost: the exit code
-becomes 255, as ``multiprocessing`` reports a child it cannot account for, instead of
-``join`` waiting forever.
+Blocking waits never reap while they block: ``wait(None)`` sleeps in
+``waitid(P_PIDFD, WNOWAIT)``, ``wait(timeout)`` in ``poll`` on the pidfd, and both then
+reap through ``poll``, which keeps ``is_alive`` in other threads responsive. If something
+else reaped the child (a program that calls ``os.wait()`` or sets SIGCHLD to SIG_IGN),
+the status is lost: the exit code becomes 255, as ``multiprocessing`` reports a child it
+cannot account for, instead of ``join`` waiting forever.
 """
 
 from __future__ import annotations
@@ -80,7 +81,13 @@ class DirectChild:
     def wait(self, timeout: float | None = None) -> int | None:
         """Block until the child ends or ``timeout`` passes; return the exit code or ``None``."""
         if self.returncode is None:
-            if not wait_readable(self.sentinel, timeout):
+            if timeout is None:
+                # Wait for the exit without reaping (WNOWAIT): poll() reaps under the lock.
+                try:
+                    os.waitid(os.P_PIDFD, self.sentinel, os.WEXITED | os.WNOWAIT)
+                except ChildProcessError:
+                    pass  # another thread reaped it: poll() reports what it found
+            elif not wait_readable(self.sentinel, timeout):
                 return None
         return self.poll()
 

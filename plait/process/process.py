@@ -108,7 +108,7 @@ class Process:
         self._target = target
         self._args = tuple(args)
         self._kwargs = dict(kwargs or {})
-        self._name = name or f"{type(self).__name__}-{':'.join(str(i) for i in self._identity)}"
+        self._name = name or f"{type(self).__name__}-{':'.join(map(str, self._identity))}"
         if daemon is not None:
             self.daemon = daemon
 
@@ -308,7 +308,8 @@ class Process:
                 self.run()
                 exitcode = 0
             finally:
-                _exit_function()
+                if _children:
+                    _exit_function()
         except SystemExit as e:
             if e.code is None:
                 exitcode = 0
@@ -444,13 +445,8 @@ def stdin_from_devnull() -> None:
         os.dup2(fd, 0)
         os.close(fd)
     stdin = sys.stdin
-    if stdin is None:
-        return
-    try:
-        if stdin.fileno() == 0:
-            return
-    except (AttributeError, ValueError, OSError):
-        pass
+    if stdin is None or stdin is sys.__stdin__:
+        return  # the interpreter's own stream on fd 0: it now reads /dev/null
     try:
         stdin.close()
     except (OSError, ValueError):

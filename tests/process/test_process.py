@@ -549,3 +549,22 @@ def test_child_waits_for_its_non_daemon_threads(method, tmp_path, no_leaks):
     assert p.exitcode == 0
     assert path.read_text() == "written"
     p.close()
+
+
+@pytest.mark.timeout(60)
+def test_threads_joining_the_same_child_all_see_its_exit_code(method, no_leaks):
+    p = plait.process.get_context(method).Process(target=sleep, args=(0.3,))
+    p.start()
+    seen = []
+    timeouts = [None, None, 30, 30]
+    threads = [
+        threading.Thread(target=lambda t=t: (p.join(t), seen.append(p.exitcode))) for t in timeouts
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert seen == [0, 0, 0, 0]
+    p.join(30)
+    assert p.exitcode == 0 and not p.is_alive()
+    p.close()
