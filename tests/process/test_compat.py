@@ -242,3 +242,19 @@ def test_exit_joins_children_and_terminates_daemons(method, tmp_path):
         for mod in MODULES
     ]
     assert [o.stdout for o in outputs] == [f"3 {-signal.SIGTERM}\n"] * 2, outputs
+
+
+@pytest.mark.timeout(60)
+def test_sentinels_work_with_multiprocessing_connection_wait(method):
+    from multiprocessing.connection import wait
+
+    ctx = plait.process.get_context(method)
+    quick, slow = ctx.Process(target=nothing), ctx.Process(target=sleep, args=(30,))
+    quick.start()
+    slow.start()
+    assert wait([quick.sentinel, slow.sentinel], timeout=30) == [quick.sentinel]
+    slow.kill()
+    assert slow.sentinel in wait([slow.sentinel], timeout=30)
+    for p in (quick, slow):
+        p.join(30)
+        p.close()
