@@ -46,6 +46,13 @@ task is cancelled and ``run()`` re-raises that exception.
 Hot loop style: the loop caches bound methods and attributes in locals because it runs
 once per request of every connection; the I/O traps are dispatched inline for the same
 reason, the others through small methods.
+
+Measured (benchmarks/bench_echo.py, 64-byte echo, 100 connections, server CPU time per
+request, this design vs. the alternative in the same run): registrations kept across
+waits 7.8 µs vs. 12.8 µs when each wait registers and each wake-up unregisters; all
+events of a ``poll()`` in one batch 7.9-8.2 µs vs. 9.1-11.0 µs with one event per poll;
+waiting first after a drained read (see ``sockets``) 8.6 µs vs. 9.5 µs. A bare
+``selectors`` echo loop needs 6.7-6.8 µs on the same machine.
 """
 
 from __future__ import annotations

@@ -307,6 +307,8 @@ class TaskGroup:
                 cancelled = cancelled or e
                 self.cancel_remaining()
         self._closed = True
+        if isinstance(exc, TaskCancelled):
+            return False  # the block was cancelled first: that cancellation goes on
         if cancelled is not None:
             raise cancelled
         if exc is not None:
