@@ -24,6 +24,8 @@ from plait.process.context import (
     get_all_start_methods,
     get_context,
     get_start_method,
+    set_executable,
+    set_forkserver_preload,
     set_start_method,
 )
 from plait.process.cpu import cpu_count
@@ -43,5 +45,7 @@ __all__ = [
     "get_start_method",
     "log_to_stderr",
     "parent_process",
+    "set_executable",
+    "set_forkserver_preload",
     "set_start_method",
 ]

@@ -50,6 +50,8 @@ def wait_readable(fd: int, timeout: float | None) -> bool:
 class DirectChild:
     """A child of this process: its pid, a pidfd as sentinel, and its exit code once reaped."""
 
+    sentinel = -1  # until pidfd_open succeeded
+
     def __init__(self, pid: int, holds_lifeline: bool) -> None:
         self.pid = pid
         self.returncode: int | None = None

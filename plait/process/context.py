@@ -35,6 +35,8 @@ __all__ = [
     "set_start_method",
     "get_all_start_methods",
     "freeze_support",
+    "set_executable",
+    "set_forkserver_preload",
 ]
 
 START_METHODS = ("fork", "spawn", "forkserver")
@@ -98,6 +100,18 @@ class BaseContext:
 
     def set_start_method(self, method: str | None, force: bool = False) -> None:
         raise ValueError("cannot set start method of concrete context")
+
+    def set_executable(self, executable: str) -> None:
+        """The interpreter spawned children and fork servers run (``sys.executable``)."""
+        from plait.process.spawn import set_executable  # noqa: PLC0415 - on first use
+
+        set_executable(executable)
+
+    def set_forkserver_preload(self, module_names: list[str]) -> None:
+        """Modules a fork server imports before it forks children (see ``forkserver``)."""
+        from plait.process.forkserver import set_forkserver_preload  # noqa: PLC0415
+
+        set_forkserver_preload(module_names)
 
     def get_all_start_methods(self) -> list[str]:
         """The start methods this platform supports, the default first."""
@@ -173,6 +187,8 @@ get_context = _default.get_context
 get_start_method = _default.get_start_method
 set_start_method = _default.set_start_method
 get_all_start_methods = _default.get_all_start_methods
+set_executable = _default.set_executable
+set_forkserver_preload = _default.set_forkserver_preload
 
 
 def force_start_method(method: str) -> None:

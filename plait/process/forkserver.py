@@ -54,7 +54,7 @@ from plait.process.spawn import (
     prepare,
 )
 
-__all__ = ["ForkServerChild", "stop_server", "serve"]
+__all__ = ["ForkServerChild", "set_forkserver_preload", "stop_server", "serve"]
 
 _PID = struct.Struct("q")
 _CODE = struct.Struct("i")
@@ -63,12 +63,27 @@ _LENGTH = struct.Struct("Q")
 _lock = _thread.allocate_lock()
 _control: socket.socket | None = None
 _server_pid: int | None = None
+_preload: list[str] = []
+
+
+def set_forkserver_preload(module_names: list[str]) -> None:
+    """Modules the next fork server imports once, so its children start with them loaded.
+
+    The parent's ``__main__`` is always preloaded. A module that fails to import is
+    skipped (its children import it themselves, and fail visibly if they need it).
+    Raises ``TypeError`` unless ``module_names`` is a list of strings.
+    """
+    global _preload
+    if not isinstance(module_names, list) or not all(type(m) is str for m in module_names):
+        raise TypeError("module_names must be a list of strings")
+    _preload = list(module_names)
 
 
 class ForkServerChild:
     """A child forked by the fork server; exit code and sentinel come through a socket."""
 
     method = "forkserver"
+    sentinel = -1  # until the start succeeded
 
     def __init__(self, process_obj: Process) -> None:
         payload = dumps_payload(process_obj, self.method)
@@ -192,7 +207,9 @@ def _ensure_server() -> socket.socket:
             theirs.close()
         from plait._core import serialization  # noqa: PLC0415 - parents only
 
-        mine.sendall(serialization.dumps(preparation_data("forkserver")))
+        data = preparation_data("forkserver")
+        data["preload"] = _preload
+        mine.sendall(serialization.dumps(data))
         _control, _server_pid = mine, pid
         return mine
 
@@ -259,10 +276,16 @@ def serve(control_fd: int) -> None:
     first = control.recv(1 << 20)  # one seqpacket record: the preparation data
     if not first:
         return
+    data = _pickle.loads(first)
     try:
-        prepare(_pickle.loads(first))
+        prepare(data)
     except Exception:
         pass  # a child that needs the failed part fails visibly when it runs it
+    for name in data["preload"]:
+        try:
+            __import__(name)
+        except Exception:
+            pass  # as above
     poller = select.poll()
     poller.register(control_fd, select.POLLIN)
     children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, connection fd)

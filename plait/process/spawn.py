@@ -54,7 +54,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["SpawnChild", "preparation_data", "prepare", "child_command", "main"]
+__all__ = [
+    "SpawnChild",
+    "preparation_data",
+    "prepare",
+    "child_command",
+    "main",
+    "set_executable",
+]
 
 
 def preparation_data(start_method: str) -> dict[str, Any]:
@@ -109,6 +116,15 @@ def dumps_payload(process_obj: Process, start_method: str) -> bytes:
 
 
 _flags: list[str] | None = None
+_executable: str | None = None
+
+
+def set_executable(executable: str) -> None:
+    """Use ``executable`` instead of ``sys.executable`` for spawned children and servers."""
+    global _executable
+    _executable = os.fsdecode(executable)
+
+
 STDIN_FROM_DEVNULL = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
 
 
@@ -123,10 +139,11 @@ def child_command(call: str) -> list[str]:
 
         _flags = [f for f in subprocess._args_from_interpreter_flags() if f != "-S"]
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if not sys.executable:
-        raise OSError("cannot spawn a child: sys.executable is empty")
+    executable = _executable or sys.executable
+    if not executable:
+        raise OSError("cannot spawn a child: sys.executable is empty; see set_executable()")
     code = f"import sys;sys.path[:0]=[{root!r}];{call}"
-    return [sys.executable, *_flags, "-S", "-c", code]
+    return [executable, *_flags, "-S", "-c", code]
 
 
 class SpawnChild(DirectChild):

@@ -152,3 +152,8 @@ def leave_a_thread_behind(path: str) -> None:
             f.write("written")
 
     threading.Thread(target=late_write).start()
+
+
+def loaded_modules(*names: str) -> dict:
+    """Which of ``names`` were imported before this call, and the interpreter's path."""
+    return {"loaded": [n for n in names if n in sys.modules], "executable": sys.executable}

@@ -22,6 +22,7 @@ from tests.process.targets import (
     hard_exit,
     identity,
     leave_a_thread_behind,
+    loaded_modules,
     nothing,
     parent_pid,
     raise_error,
@@ -568,3 +569,30 @@ def test_threads_joining_the_same_child_all_see_its_exit_code(method, no_leaks):
     p.join(30)
     assert p.exitcode == 0 and not p.is_alive()
     p.close()
+
+
+@pytest.mark.timeout(60)
+def test_fork_server_preloads_modules(no_leaks):
+    from plait.process import forkserver
+
+    with pytest.raises(TypeError, match="list of strings"):
+        plait.process.set_forkserver_preload(["colorsys", 3])
+    forkserver.stop_server()
+    plait.process.set_forkserver_preload(["colorsys", "plait_no_such_module"])
+    try:
+        seen = run_in_child(loaded_modules, "colorsys", "wave", method="forkserver")
+    finally:
+        plait.process.set_forkserver_preload([])
+    assert seen["loaded"] == ["colorsys"]
+
+
+@pytest.mark.timeout(60)
+def test_set_executable_chooses_the_interpreter_of_spawned_children(tmp_path):
+    link = tmp_path / "python-link"
+    link.symlink_to(sys.executable)
+    plait.process.set_executable(str(link))
+    try:
+        seen = run_in_child(loaded_modules, method="spawn")
+    finally:
+        plait.process.set_executable(sys.executable)
+    assert seen["executable"] == str(link)
