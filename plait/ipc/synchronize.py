@@ -1,0 +1,506 @@
+"""Locks, semaphores, conditions, events and barriers shared between processes.
+
+Theory of operation
+-------------------
+Every primitive keeps its state in a small ``memfd`` mapped ``MAP_SHARED`` by each
+process that uses it (a ``_Block``); the words in it are operated on by the C core
+``plait._core._sync`` with atomic instructions and futex waits (its source opens with
+the essay on the algorithms). Nothing lives in a server process or a named semaphore:
+
+- a child started by ``fork`` inherits the mapping and the fd with the object;
+- pickling a primitive (a ``Process`` argument, a message through a plait
+  ``Connection``) sends the memfd itself (``fdpass.reduce_fd``); the receiver maps it
+  and operates on the same memory. Outside such a transfer pickling raises
+  ``PicklingError``, as the standard library refuses to pickle its locks except for a
+  child being spawned;
+- the memory is freed by the kernel when the last process that maps it is gone, also
+  after ``kill -9``: nothing is left in ``/dev/shm``.
+
+``Lock``, ``RLock``, ``Semaphore`` and ``BoundedSemaphore`` are the C type ``SemLock``
+itself (subclassed only for construction, pickling and ``repr``), so ``acquire``,
+``release`` and ``with`` cost one C call. ``Condition``, ``Event`` and ``Barrier`` are
+built on them in Python with the standard library's algorithms (``Condition`` counts
+sleepers and woken waiters in three semaphores, as ``multiprocessing`` does).
+
+The owner-died rule (beyond the standard library). A ``Lock`` or ``RLock`` whose holder
+process died (killed, crashed) does not block its waiters forever. A waiter that is
+blocked on it notices within 0.1 s of the death (it checks the holder's pid between
+sleeps); the first such waiter frees the lock and raises ``OwnerDiedError`` naming the
+dead ``pid``. That waiter does not hold the lock: it learns that the state the lock
+guarded may be half-updated, and may repair it after acquiring the lock again. Every
+other waiter simply gets the lock as if it had been released. A non-blocking
+``acquire(False)`` does not check, and returns ``False`` while the dead pid is in the
+lock. Semaphores have no owner, and no such rule.
+
+Semantics and errors follow ``multiprocessing.synchronize``: ``acquire(block=True,
+timeout=None)`` (a negative timeout polls), releasing an unheld ``Lock`` or an
+over-released ``BoundedSemaphore`` raises ``ValueError``, releasing an ``RLock`` held by
+another thread or process raises ``AssertionError``, a broken ``Barrier`` raises
+``threading.BrokenBarrierError``. Each primitive holds one fd (``Condition`` and
+``Event`` two or three: their lock and their own words).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from plait._core import fdpass
+from plait._core._sync import (
+    LOCK,
+    RECORD_SIZE,
+    RLOCK,
+    SEM_VALUE_MAX,
+    SEMAPHORE,
+    OwnerDiedError,
+    SemLock,
+)
+
+__all__ = [
+    "Barrier",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Lock",
+    "OwnerDiedError",
+    "RLock",
+    "Semaphore",
+    "SemLock",
+]
+
+_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+
+
+class _Block:
+    """A sealed ``memfd`` mapped shared: the memory of one primitive.
+
+    Owns the fd (closed when the block is collected) and the mapping (unmapped when
+    the last object built on it is collected).
+    """
+
+    __slots__ = ("fd", "mm", "size", "__weakref__")
+
+    def __init__(self, size: int, fd: int | None = None) -> None:
+        if fd is None:
+            fd = os.memfd_create("plait-sync", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            try:
+                os.ftruncate(fd, size)
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+            except BaseException:
+                os.close(fd)
+                raise
+        else:
+            actual = os.fstat(fd).st_size
+            if actual < size or not fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK:
+                os.close(fd)
+                raise ValueError(f"the fd sent as a {size}-byte sync block is not one")
+        self.fd = fd
+        self.size = size
+        try:
+            self.mm = mmap.mmap(fd, size)
+        except BaseException:
+            self.fd = -1
+            os.close(fd)
+            raise
+
+    def __reduce__(self):
+        return _rebuild_block, (fdpass.reduce_fd(self.fd), self.size)
+
+    def __del__(self) -> None:
+        fd, self.fd = getattr(self, "fd", -1), -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def _rebuild_block(index: int, size: int) -> _Block:
+    return _Block(size, fdpass.rebuild_fd(index))
+
+
+def _record(block: _Block, offset: int, *init: int) -> SemLock:
+    """A plain ``SemLock`` on the record at ``offset`` of ``block`` (initialized if
+    ``init`` = (kind, value, maxvalue) is given)."""
+    sem = SemLock()
+    sem._attach(block.mm, offset, *init)
+    return sem
+
+
+class _Primitive(SemLock):
+    """A ``SemLock`` that owns its block: construction, pickling, ``repr``."""
+
+    def _create(self, kind: int, value: int, maxvalue: int) -> None:
+        self._block = _Block(RECORD_SIZE)
+        self._attach(self._block.mm, 0, kind, value, maxvalue)
+
+    def __reduce__(self):
+        return _rebuild_primitive, (type(self), self._block)
+
+
+def _rebuild_primitive(cls: type, block: _Block) -> _Primitive:
+    obj = cls.__new__(cls)
+    obj._block = block
+    obj._attach(block.mm, 0)
+    return obj
+
+
+def _owner_text(sem: SemLock) -> str:
+    if sem._is_mine():
+        return "this thread"
+    pid = sem._owner()
+    if pid is None:
+        return "None"
+    return "this process, another thread" if pid == os.getpid() else f"pid {pid}"
+
+
+class Lock(_Primitive):
+    """A non-recursive lock shared between processes; any process may release it.
+
+    ``acquire(block=True, timeout=None)`` blocks until it is free, or ``timeout``
+    seconds (then returns False); raises ``OwnerDiedError`` when the holder died (see
+    the module's owner-died rule). ``release()`` raises ``ValueError`` if it is free.
+    """
+
+    def __init__(self) -> None:
+        self._create(LOCK, 1, 1)
+
+    def __repr__(self) -> str:
+        return f"<plait Lock(owner={_owner_text(self)})>"
+
+
+class RLock(_Primitive):
+    """A recursive lock shared between processes: only its holder thread releases it.
+
+    Blocks and raises like ``Lock``; ``release()`` by a thread that does not hold it
+    raises ``AssertionError`` (as ``multiprocessing.RLock``).
+    """
+
+    def __init__(self) -> None:
+        self._create(RLOCK, 1, 1)
+
+    def __repr__(self) -> str:
+        return f"<plait RLock(owner={_owner_text(self)}, count={self._count()})>"
+
+
+class Semaphore(_Primitive):
+    """A counting semaphore shared between processes.
+
+    ``acquire`` blocks while the count is 0 (up to ``timeout`` seconds, then False).
+    Raises ``ValueError`` for a negative ``value``.
+    """
+
+    def __init__(self, value: int = 1) -> None:
+        self._create(SEMAPHORE, _initial(value), SEM_VALUE_MAX)
+
+    def get_value(self) -> int:
+        """The current count."""
+        return self._get_value()
+
+    def __repr__(self) -> str:
+        return f"<plait {type(self).__name__}(value={self._get_value()})>"
+
+
+class BoundedSemaphore(Semaphore):
+    """A semaphore whose count may not exceed its initial value (``ValueError``)."""
+
+    def __init__(self, value: int = 1) -> None:
+        value = _initial(value)
+        if value == 0:
+            raise ValueError("a BoundedSemaphore needs an initial value >= 1")
+        self._create(SEMAPHORE, value, value)
+
+    def __repr__(self) -> str:
+        return f"<plait BoundedSemaphore(value={self._get_value()}, maxvalue={self.maxvalue})>"
+
+
+def _initial(value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"semaphore value must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError("semaphore initial value must be >= 0")
+    if value > SEM_VALUE_MAX:
+        raise ValueError(f"semaphore initial value must be <= {SEM_VALUE_MAX}")
+    return value
+
+
+class Condition:
+    """A condition variable shared between processes, on ``lock`` (default a new RLock).
+
+    ``wait`` must be called holding the lock; it releases it (all levels of an RLock),
+    blocks until notified or ``timeout`` seconds pass, and re-acquires it. ``notify(n)``
+    wakes up to ``n`` waiters and blocks until they have woken. Calling either without
+    holding the lock raises ``AssertionError``, as ``multiprocessing.Condition``.
+    """
+
+    def __init__(self, lock: Lock | RLock | None = None) -> None:
+        if lock is None:
+            lock = RLock()
+        elif not isinstance(lock, SemLock) or lock.kind == SEMAPHORE:
+            raise TypeError(f"a Condition needs a plait Lock or RLock, not {type(lock).__name__}")
+        self._setup(lock, _Block(3 * RECORD_SIZE), True)
+
+    def _setup(self, lock: SemLock, block: _Block, create: bool) -> None:
+        init = (SEMAPHORE, 0, SEM_VALUE_MAX) if create else ()
+        self._lock = lock
+        self._block = block
+        self._sleeping_count = _record(block, 0, *init)
+        self._woken_count = _record(block, RECORD_SIZE, *init)
+        self._wait_semaphore = _record(block, 2 * RECORD_SIZE, *init)
+        self.acquire = lock.acquire
+        self.release = lock.release
+
+    def __getstate__(self):
+        return self._lock, self._block
+
+    def __setstate__(self, state) -> None:
+        self._setup(*state, False)
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *args) -> None:
+        self._lock.__exit__(*args)
+
+    def __repr__(self) -> str:
+        waiters = self._sleeping_count._get_value() - self._woken_count._get_value()
+        return f"<plait Condition({self._lock!r}, {waiters})>"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Release the lock, block until notified or ``timeout``; re-acquire. True if notified."""
+        assert self._lock._is_mine(), "must acquire() condition before using wait()"
+        self._sleeping_count.release()  # this thread is about to sleep
+        count = self._lock._count()
+        for _ in range(count):
+            self._lock.release()
+        try:
+            return self._wait_semaphore.acquire(True, timeout)
+        finally:
+            self._woken_count.release()  # this thread has woken (or timed out)
+            for _ in range(count):
+                self._lock.acquire()
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiters; blocks until each of them has woken."""
+        assert self._lock._is_mine(), "lock is not owned"
+        assert not self._wait_semaphore.acquire(False)
+        # Waiters that timed out since the last notify: take them off the sleepers.
+        while self._woken_count.acquire(False):
+            res = self._sleeping_count.acquire(False)
+            assert res, "notify: sleeping_count out of step with woken_count"
+        sleepers = 0
+        while sleepers < n and self._sleeping_count.acquire(False):
+            self._wait_semaphore.release()  # wake one sleeper
+            sleepers += 1
+        if sleepers:
+            for _ in range(sleepers):
+                self._woken_count.acquire()  # wait for a sleeper to wake
+            # a waiter that timed out meanwhile left a wakeup unused: take it back
+            while self._wait_semaphore.acquire(False):
+                pass
+
+    def notify_all(self) -> None:
+        """Wake every waiter; blocks until they have woken."""
+        self.notify(SEM_VALUE_MAX)
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value."""
+        result = predicate()
+        if result:
+            return result
+        endtime = None if timeout is None else time.monotonic() + timeout
+        waittime = None
+        while not result:
+            if endtime is not None:
+                waittime = endtime - time.monotonic()
+                if waittime <= 0:
+                    break
+            self.wait(waittime)
+            result = predicate()
+        return result
+
+
+class Event:
+    """An event flag shared between processes: ``set``, ``clear``, ``is_set``, ``wait``.
+
+    ``wait(timeout=None)`` blocks until the flag is set or ``timeout`` seconds pass and
+    returns the flag.
+    """
+
+    def __init__(self) -> None:
+        self._cond = Condition(Lock())
+        self._flag = Semaphore(0)
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        with self._cond:
+            if self._flag.acquire(False):
+                self._flag.release()
+                return True
+            return False
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        with self._cond:
+            self._flag.acquire(False)
+            self._flag.release()
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        with self._cond:
+            self._flag.acquire(False)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set or ``timeout`` seconds pass; return the flag."""
+        with self._cond:
+            if self._flag.acquire(False):
+                self._flag.release()
+            else:
+                self._cond.wait(timeout)
+            if self._flag.acquire(False):
+                self._flag.release()
+                return True
+            return False
+
+    def __repr__(self) -> str:
+        return f"<plait Event({'set' if self.is_set() else 'unset'})>"
+
+
+# Barrier states, as in threading.Barrier.
+_FILLING, _DRAINING, _RESETTING, _BROKEN = 0, 1, -1, -2
+
+
+class Barrier:
+    """A barrier for ``parties`` threads or processes, as ``threading.Barrier``.
+
+    ``wait(timeout=None)`` blocks until ``parties`` callers wait (then returns each a
+    distinct index in ``range(parties)``; one of them first runs ``action``), or raises
+    ``threading.BrokenBarrierError`` when the barrier is broken, reset, or ``timeout``
+    passes (which breaks it). Raises ``ValueError`` for ``parties`` < 1.
+    """
+
+    def __init__(
+        self, parties: int, action: Callable[[], Any] | None = None, timeout: float | None = None
+    ) -> None:
+        if not isinstance(parties, int) or parties < 1:
+            raise ValueError(f"parties must be an int >= 1, not {parties!r}")
+        block = _Block(8)
+        self._setup(Condition(Lock()), block, parties, action, timeout)
+
+    def _setup(self, cond, block, parties, action, timeout) -> None:
+        self._cond = cond
+        self._block = block
+        self._ints = memoryview(block.mm).cast("i")  # [state, count], under the lock
+        self._parties = parties
+        self._action = action
+        self._timeout = timeout
+
+    def __getstate__(self):
+        return self._cond, self._block, self._parties, self._action, self._timeout
+
+    def __setstate__(self, state) -> None:
+        self._setup(*state)
+
+    @property
+    def _state(self) -> int:
+        return self._ints[0]
+
+    @_state.setter
+    def _state(self, value: int) -> None:
+        self._ints[0] = value
+
+    @property
+    def _count(self) -> int:
+        return self._ints[1]
+
+    @_count.setter
+    def _count(self, value: int) -> None:
+        self._ints[1] = value
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the others; return this caller's index (see the class docstring)."""
+        if timeout is None:
+            timeout = self._timeout
+        with self._cond:
+            self._enter()
+            index = self._count
+            self._count += 1
+            try:
+                if index + 1 == self._parties:
+                    self._release()
+                else:
+                    self._wait(timeout)
+                return index
+            finally:
+                self._count -= 1
+                self._exit()
+
+    def _enter(self) -> None:
+        while self._state in (_DRAINING, _RESETTING):
+            self._cond.wait()
+        if self._state < 0:
+            raise threading.BrokenBarrierError
+
+    def _release(self) -> None:
+        try:
+            if self._action:
+                self._action()
+            self._state = _DRAINING
+            self._cond.notify_all()
+        except BaseException:
+            self._break()
+            raise
+
+    def _wait(self, timeout: float | None) -> None:
+        if not self._cond.wait_for(lambda: self._state != _FILLING, timeout):
+            self._break()
+            raise threading.BrokenBarrierError
+        if self._state < 0:
+            raise threading.BrokenBarrierError
+
+    def _exit(self) -> None:
+        if self._count == 0 and self._state in (_RESETTING, _DRAINING):
+            self._state = _FILLING
+            self._cond.notify_all()
+
+    def reset(self) -> None:
+        """Return to the empty state; current waiters get ``BrokenBarrierError``."""
+        with self._cond:
+            if self._count > 0:
+                if self._state in (_FILLING, _BROKEN):
+                    self._state = _RESETTING
+            else:
+                self._state = _FILLING
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        """Break the barrier: current and future waiters get ``BrokenBarrierError``."""
+        with self._cond:
+            self._break()
+
+    def _break(self) -> None:
+        self._state = _BROKEN
+        self._cond.notify_all()
+
+    @property
+    def parties(self) -> int:
+        """The number of callers needed to pass the barrier."""
+        return self._parties
+
+    @property
+    def n_waiting(self) -> int:
+        """The number of callers waiting now."""
+        return self._count if self._state == _FILLING else 0
+
+    @property
+    def broken(self) -> bool:
+        """Whether the barrier is broken."""
+        return self._state == _BROKEN
+
+    def __repr__(self) -> str:
+        if self.broken:
+            return f"<plait Barrier(broken, parties={self._parties})>"
+        return f"<plait Barrier(waiters={self.n_waiting}/{self._parties})>"

@@ -1,0 +1,88 @@
+"""The two implementations every compatibility scenario runs on, and the leak check."""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import threading
+import types
+
+import pytest
+
+import plait.ipc.synchronize as sync
+import plait.process
+from tests.conftest import child_pids, open_fds, wait_until
+
+_STD = multiprocessing.get_context("fork")
+_PLAIT = plait.process.get_context("fork")
+
+STANDARD = types.SimpleNamespace(
+    name="multiprocessing",
+    Process=_STD.Process,
+    Lock=_STD.Lock,
+    RLock=_STD.RLock,
+    Semaphore=_STD.Semaphore,
+    BoundedSemaphore=_STD.BoundedSemaphore,
+    Condition=_STD.Condition,
+    Event=_STD.Event,
+    Barrier=_STD.Barrier,
+)
+PLAIT = types.SimpleNamespace(
+    name="plait",
+    Process=_PLAIT.Process,
+    Lock=sync.Lock,
+    RLock=sync.RLock,
+    Semaphore=sync.Semaphore,
+    BoundedSemaphore=sync.BoundedSemaphore,
+    Condition=sync.Condition,
+    Event=sync.Event,
+    Barrier=sync.Barrier,
+)
+
+
+@pytest.fixture(params=[STANDARD, PLAIT], ids=lambda api: api.name)
+def api(request):
+    """``multiprocessing`` (fork context) or plait: the same scenario runs on both."""
+    return request.param
+
+
+def shm_names() -> set[str]:
+    """The names in /dev/shm now."""
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+@pytest.fixture
+def no_shm_leaks(request):
+    """No fd, child process, thread or /dev/shm name left behind by the test.
+
+    The fd check is skipped for the standard library's variant of a scenario: its shared
+    heap (behind ``Barrier`` and ``Value``) keeps an arena fd for the life of the process.
+    """
+    standard = "api" in request.fixturenames and request.getfixturevalue("api") is STANDARD
+    fds, threads, names = open_fds(), set(threading.enumerate()), shm_names()
+    yield
+    assert wait_until(lambda: not child_pids(), 10), f"children left: {child_pids()}"
+    assert wait_until(
+        lambda: set(threading.enumerate()) <= threads, 10
+    ), f"threads left: {set(threading.enumerate()) - threads}"
+    assert wait_until(lambda: shm_names() <= names, 5), f"left in /dev/shm: {shm_names() - names}"
+    if not standard:
+        gc.collect()
+        assert wait_until(lambda: open_fds() <= fds, 5), f"fds left: {open_fds() - fds}"
+
+
+def run(api, target, *args, timeout: float = 20):
+    """Start ``target(*args)`` in a child of ``api``; return the process, started."""
+    process = api.Process(target=target, args=args)
+    process.start()
+    return process
+
+
+def finish(process, timeout: float = 20) -> int:
+    """Join ``process`` (kill it past ``timeout``); return its exit code."""
+    process.join(timeout)
+    if process.exitcode is None:
+        process.kill()
+        process.join(10)
+    return process.exitcode
