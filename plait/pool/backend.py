@@ -1,0 +1,79 @@
+"""The backend seam: how the scheduler starts, talks to and stops one worker.
+
+The scheduler (``scheduler``) knows a worker only through this small interface, so a
+cluster backend (a later issue: Dask, Ray) can stand where local processes stand:
+
+- ``Backend.start_worker()`` returns a started ``WorkerHandle``;
+- ``handle.conn`` is a ``Connection``-like channel: ``send(obj)``, ``recv()``,
+  ``poll(timeout)``, ``fileno()`` (it sits in the scheduler's ``wait``);
+- ``handle.sentinel`` is an fd that becomes readable when the worker is gone;
+- ``handle.pid``, ``handle.kill()``, ``handle.reap(timeout)`` (the exit code, or None
+  while it still runs), ``handle.close()``.
+
+``ProcessBackend`` is the local one: a daemon ``Process`` per worker, started with the
+pool's context, and a ``Pipe`` of its own (messages in ``worker``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plait.ipc import Pipe
+from plait.pool import worker
+from plait.process import get_context
+
+__all__ = ["ProcessBackend", "WorkerHandle"]
+
+
+class WorkerHandle:
+    """One local worker process and the scheduler's end of its pipe."""
+
+    def __init__(self, process: Any, conn: Any) -> None:
+        self.process = process
+        self.conn = conn
+        self.pid: int = process.pid
+        self.sentinel: int = process.sentinel
+
+    def kill(self) -> None:
+        """SIGKILL the worker (nothing if it already ended); does not wait."""
+        self.process.kill()
+
+    def reap(self, timeout: float | None = 0) -> int | None:
+        """Wait up to ``timeout`` seconds for the worker to end; its exit code or None."""
+        self.process.join(timeout)
+        return self.process.exitcode
+
+    def close(self) -> None:
+        """Close the pipe and release the process (kills and reaps it if still running)."""
+        self.conn.close()
+        if self.reap(0) is None:
+            self.process.kill()
+            self.process.join(5)
+        self.process.close()
+
+
+class ProcessBackend:
+    """Start local worker processes with ``context`` (a plait context or None: default)."""
+
+    def __init__(self, context: Any, initializer, initargs, maxtasks: int | None) -> None:
+        # Any context with the standard interface names a start method; the worker
+        # always runs on plait's own processes (its pipe end travels as an fd).
+        method = None if context is None else context.get_start_method()
+        self._context = get_context(method)
+        self._args = (initializer, tuple(initargs), maxtasks)
+
+    def start_worker(self) -> WorkerHandle:
+        """Start one worker; returns once it runs. Raises ``OSError`` when out of resources."""
+        ours, theirs = Pipe()
+        try:
+            process = self._context.Process(
+                target=worker.worker_main, args=(theirs, *self._args), daemon=True
+            )
+            process.name = process.name.replace("Process", "PoolWorker", 1)
+            process.start()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return WorkerHandle(process, ours)

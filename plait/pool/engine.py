@@ -1,0 +1,175 @@
+"""What both engines share: the queue of jobs with items to send, pool state, statistics.
+
+An *engine* runs a pool's jobs on its workers: ``scheduler.ProcessEngine`` on processes,
+``threadpool.ThreadEngine`` on threads. Callers' threads add work (``submit``,
+``add_items`` from an ``imap`` consumer) and the engine's own thread(s) take chunks
+(``take_chunk``) and report outcomes through the jobs. One re-entrant lock, ``lock``,
+guards the queue, the jobs' buffers and the statistics: re-entrant because a job's
+callback runs under it and may submit more work. ``wake()`` tells the engine there is
+something new; each engine says how it sleeps.
+
+States: ``RUN`` accepts work; ``CLOSE`` (after ``close()``) finishes what was accepted
+and then stops the workers; ``TERMINATE`` stops the workers now and fails whatever is
+pending with ``PoolTerminatedError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from collections import deque
+from threading import RLock
+
+from plait.pool.errors import PoolTerminatedError
+
+__all__ = ["Engine", "PoolStats", "RUN", "CLOSE", "TERMINATE"]
+
+RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of a pool's counters (``Pool.stats()``).
+
+    ``busy_seconds`` maps each worker (pid, or thread name) to the seconds it spent
+    computing tasks; workers that ended keep their entry.
+    """
+
+    workers: int
+    tasks_done: int
+    tasks_failed: int
+    in_flight: int
+    workers_replaced: int
+    busy_seconds: dict
+
+
+class Engine:
+    """The shared half of an engine; subclasses start workers and implement ``wake``."""
+
+    def __init__(self, workers: int) -> None:
+        self.lock = RLock()
+        self.state = RUN
+        self.workers_wanted = workers
+        self.ready: deque = deque()  # jobs with buffered items, oldest first
+        self.lazy_open: weakref.WeakSet = weakref.WeakSet()  # imap jobs still reading input
+        self.tasks_done = 0
+        self.tasks_failed = 0
+        self.in_flight = 0
+        self.workers_replaced = 0
+        self.busy: dict = {}
+
+    def wake(self) -> None:
+        raise NotImplementedError
+
+    # -- callers' side --------------------------------------------------------------
+
+    def check_running(self) -> None:
+        if self.state != RUN:
+            raise ValueError("Pool not running")
+
+    def submit(self, job) -> None:
+        """Queue a new job. Raises ``ValueError("Pool not running")`` after close/terminate."""
+        with self.lock:
+            self.check_running()
+            if job.lazy:
+                self.lazy_open.add(job)
+            if job.buffer:
+                self._queue(job)
+
+    def add_items(self, job, pairs) -> None:
+        """More input of a lazy job (read by its consumer)."""
+        with self.lock:
+            if self.state == TERMINATE:
+                for index, _ in pairs:
+                    job.deliver(index, [None], [(0, PoolTerminatedError("pool terminated"))])
+                return
+            job.buffer.extend(pairs)
+            self._queue(job)
+
+    def source_done(self, job) -> None:
+        """A lazy job read all its input."""
+        with self.lock:
+            self.lazy_open.discard(job)
+            self.wake()
+
+    def _queue(self, job) -> None:
+        if not job.queued and job.buffer:
+            job.queued = True
+            self.ready.append(job)
+            self.wake()
+
+    # -- engine side ----------------------------------------------------------------
+
+    def take_chunk(self, workers: int, timed_ok: bool, limit: int | None):
+        """The next chunk to send as ``(job, start, items)``, or None.
+
+        ``timed_ok``: the worker is idle, so a job with a per-task timeout may go to it
+        (a timed task must start when it is sent). ``limit`` caps the items (a worker's
+        remaining ``maxtasksperchild`` quota).
+        """
+        with self.lock:
+            ready = self.ready
+            while ready:
+                job = ready[0]
+                if job.done or not job.buffer:
+                    ready.popleft()
+                    job.queued = False
+                    continue
+                if job.timeout is not None and not timed_ok:
+                    return None
+                size = job.next_size(workers)
+                if limit is not None and size > limit:
+                    size = limit
+                start, items = job.take(size)
+                if not job.buffer:
+                    ready.popleft()
+                    job.queued = False
+                self.in_flight += len(items)
+                return job, start, items
+            return None
+
+    def has_unsent(self) -> bool:
+        with self.lock:
+            return any(job.buffer and not job.done for job in self.ready) or bool(self.lazy_open)
+
+    def outcome(self, job, start: int, values: list, errors: list | None, seconds: float):
+        """Record a chunk's outcome and hand it to its job (engine side)."""
+        with self.lock:
+            failed = len(errors) if errors else 0
+            self.in_flight -= len(values)
+            self.tasks_done += len(values) - failed
+            self.tasks_failed += failed
+            if seconds:
+                job.measure(len(values), seconds)
+            job.deliver(start, values, errors)
+            bar = job.progress
+            if bar is not None:
+                bar.update(len(values))
+                if job.done or (job.lazy and job.finished()):
+                    bar.close()
+                    job.progress = None
+
+    def fail_pending(self, exc: BaseException) -> None:
+        """Fail every job's unsent items and stop lazy jobs from reading more."""
+        with self.lock:
+            jobs = list(self.ready) + list(self.lazy_open)
+            self.ready.clear()
+            for job in jobs:
+                job.queued = False
+                if job.lazy:
+                    job.close_source(exc)
+                while job.buffer and not job.done:
+                    start, items = job.take(len(job.buffer))
+                    self.tasks_failed += len(items)
+                    job.fail_chunk(start, len(items), exc)
+
+    def stats(self, workers: int) -> PoolStats:
+        with self.lock:
+            return PoolStats(
+                workers=workers,
+                tasks_done=self.tasks_done,
+                tasks_failed=self.tasks_failed,
+                in_flight=self.in_flight,
+                workers_replaced=self.workers_replaced,
+                busy_seconds=dict(self.busy),
+            )

@@ -1,0 +1,391 @@
+"""``Pool`` and ``ThreadPool``: the ``multiprocessing.pool`` interface on plait's engines.
+
+The classes here check arguments, serialize the function once per call, make the job
+(``results``) and hand it to an engine: ``scheduler.ProcessEngine`` for ``Pool``,
+``threadpool.ThreadEngine`` for ``ThreadPool``. Everything that waits, waits on a job.
+
+Past the standard interface, all keyword-only: ``timeout=`` on ``apply``/``apply_async``
+and on the map-style calls is a *per-task* limit (the worker is killed and replaced, the
+task fails with ``TimeoutError``); ``progress=True`` on map-style calls shows a tqdm bar
+when tqdm is installed; ``chunksize=None`` (also the default of ``imap``) sizes chunks
+from measured task times; ``join(timeout)``; ``stats()``.
+
+Misuse raises what ``multiprocessing.pool`` raises: ``ValueError("Pool not running")``
+after ``close``/``terminate``, ``ValueError("Number of processes must be at least 1")``,
+``TypeError`` for a non-callable task or initializer.
+"""
+
+from __future__ import annotations
+
+import atexit
+import operator
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from plait._core import serialization
+from plait.pool import progress as _progress
+from plait.pool.backend import ProcessBackend
+from plait.pool.engine import RUN, PoolStats
+from plait.pool.results import (
+    ApplyResult,
+    IMapIterator,
+    IMapUnorderedIterator,
+    MapResult,
+    check_timeout,
+)
+from plait.pool.scheduler import ProcessEngine
+from plait.pool.threadpool import ThreadEngine
+from plait.process import cpu_count
+
+__all__ = ["Pool", "ThreadPool"]
+
+_live_engines: weakref.WeakSet = weakref.WeakSet()
+_atexit_registered = False
+
+
+def _terminate_live_pools() -> None:
+    """At exit: terminate pools still running, before the process layer reaps children."""
+    for engine in list(_live_engines):
+        engine.terminate()
+        engine.join(5.0)
+
+
+def _register(engine) -> None:
+    # Registered after the first workers started, so it runs before the process
+    # layer's exit hook (atexit runs hooks in reverse order).
+    global _atexit_registered
+    _live_engines.add(engine)
+    if not _atexit_registered:
+        atexit.register(_terminate_live_pools)
+        _atexit_registered = True
+
+
+def _check_callable(func: Any, what: str = "func") -> None:
+    if not callable(func):
+        raise TypeError(f"{what} must be callable, not {type(func).__name__} {func!r}")
+
+
+def _check_chunksize(chunksize: Any) -> int | None:
+    if chunksize is None:
+        return None
+    chunksize = operator.index(chunksize)
+    if chunksize < 1:
+        raise ValueError(f"Chunksize must be 1+, not {chunksize}")
+    return chunksize
+
+
+class Pool:
+    """A pool of worker processes that never hangs on a dead worker.
+
+    ``Pool(processes=None, initializer=None, initargs=(), maxtasksperchild=None,
+    context=None)``: ``processes`` defaults to ``cpu_count()``; ``initializer(*initargs)``
+    runs in each worker when it starts; a worker is replaced after
+    ``maxtasksperchild`` tasks; ``context`` chooses the start method.
+
+        with Pool(4) as pool:
+            print(pool.map(lambda x: x * x, range(10), timeout=5))
+    """
+
+    _thread_workers = False
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+    ) -> None:
+        if processes is None:
+            processes = cpu_count()
+        processes = operator.index(processes)
+        if processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if initializer is not None:
+            _check_callable(initializer, "initializer")
+        if maxtasksperchild is not None:
+            if (
+                not isinstance(maxtasksperchild, int)
+                or isinstance(maxtasksperchild, bool)
+                or maxtasksperchild <= 0
+            ):
+                raise ValueError("maxtasksperchild must be a positive int or None")
+        self._processes = processes
+        self._engine = self._make_engine(
+            processes, initializer, tuple(initargs), maxtasksperchild, context
+        )
+        _register(self._engine)
+        weakref.finalize(self, self._engine.terminate)
+
+    def _make_engine(self, processes, initializer, initargs, maxtasks, context):
+        backend = ProcessBackend(context, initializer, initargs, maxtasks)
+        return ProcessEngine(backend, processes, maxtasks)
+
+    def _func(self, func: Any) -> bytes:
+        _check_callable(func)
+        if self._thread_workers:
+            return b""
+        return serialization.dumps(func)
+
+    # -- single calls ---------------------------------------------------------------
+
+    def apply(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``func(*args, **kwds)`` in a worker and return its result (blocks).
+
+        Raises the task's exception, ``TimeoutError`` past the per-task ``timeout``,
+        ``WorkerLostError`` if the worker died.
+        """
+        return self.apply_async(func, args, kwds, timeout=timeout).get()
+
+    def apply_async(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ApplyResult:
+        """Start ``func(*args, **kwds)`` in a worker; return its ``AsyncResult`` at once.
+
+        ``callback``/``error_callback`` run in the pool's thread with the result or the
+        exception. Raises ``ValueError`` if the pool is not running.
+        """
+        self._engine.check_running()
+        timeout = check_timeout(timeout)
+        self._check_timeout_supported(timeout)
+        if kwds is None:
+            kwds = {}
+        job = ApplyResult(
+            self._engine, self._func(func), func, args, kwds, callback, error_callback, timeout
+        )
+        self._engine.submit(job)
+        return job
+
+    # -- map-style calls ------------------------------------------------------------
+
+    def map(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        timeout: float | None = None,
+        progress: bool = False,
+    ) -> list:
+        """``list(map(func, iterable))`` computed by the workers (blocks until all done).
+
+        Raises the first failed task's exception (the others are not waited for).
+        """
+        return self._map_async(
+            func, iterable, False, chunksize, None, None, timeout, progress
+        ).get()
+
+    def starmap(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        *,
+        timeout: float | None = None,
+        progress: bool = False,
+    ) -> list:
+        """Like ``map`` with each item unpacked as the arguments: ``func(*item)``."""
+        return self._map_async(func, iterable, True, chunksize, None, None, timeout, progress).get()
+
+    def map_async(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        callback=None,
+        error_callback=None,
+        *,
+        timeout: float | None = None,
+        progress: bool = False,
+    ) -> MapResult:
+        """Start ``map``; return a ``MapResult`` at once (the input is read now)."""
+        return self._map_async(
+            func, iterable, False, chunksize, callback, error_callback, timeout, progress
+        )
+
+    def starmap_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        callback=None,
+        error_callback=None,
+        *,
+        timeout: float | None = None,
+        progress: bool = False,
+    ) -> MapResult:
+        """Start ``starmap``; return a ``MapResult`` at once (the input is read now)."""
+        return self._map_async(
+            func, iterable, True, chunksize, callback, error_callback, timeout, progress
+        )
+
+    def _map_async(
+        self, func, iterable, star, chunksize, callback, error_callback, timeout, progress
+    ) -> MapResult:
+        self._engine.check_running()
+        chunksize = _check_chunksize(chunksize)
+        timeout = check_timeout(timeout)
+        self._check_timeout_supported(timeout)
+        func_bytes = self._func(func)
+        items = list(iterable)
+        job = MapResult(
+            self._engine,
+            func_bytes,
+            func,
+            items,
+            star,
+            chunksize,
+            callback,
+            error_callback,
+            timeout,
+        )
+        if progress:
+            job.progress = _progress.bar(len(items))
+        self._engine.submit(job)
+        return job
+
+    def imap(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        timeout: float | None = None,
+        progress: bool = False,
+    ) -> IMapIterator:
+        """An iterator over ``func(x)`` for each ``x``, in input order, reading input lazily.
+
+        ``next(timeout)`` on it raises ``TimeoutError`` when the next result is late.
+        """
+        return self._imap(IMapIterator, func, iterable, chunksize, timeout, progress)
+
+    def imap_unordered(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        timeout: float | None = None,
+        progress: bool = False,
+    ) -> IMapUnorderedIterator:
+        """Like ``imap``, yielding results in the order they complete."""
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, timeout, progress)
+
+    def _imap(self, cls, func, iterable, chunksize, timeout, progress):
+        self._engine.check_running()
+        chunksize = _check_chunksize(chunksize)
+        timeout = check_timeout(timeout)
+        self._check_timeout_supported(timeout)
+        job = cls(
+            self._engine,
+            self._func(func),
+            func,
+            iterable,
+            False,
+            chunksize,
+            timeout,
+            self._processes,
+        )
+        if progress:
+            job.progress = _progress.bar(_progress.length_hint(iterable))
+        self._engine.submit(job)
+        job.top_up()
+        return job
+
+    def _check_timeout_supported(self, timeout: float | None) -> None:
+        pass
+
+    # -- life cycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Accept no more work; the workers exit once the accepted work is done.
+
+        Unread input of ``imap`` iterators is read now, as the standard pool does.
+        """
+        engine = self._engine
+        with engine.lock:
+            lazy = list(engine.lazy_open) if engine.state == RUN else []
+        for job in lazy:
+            job.drain()
+        engine.close()
+
+    def terminate(self) -> None:
+        """Stop the workers now; pending results fail with ``PoolTerminatedError``.
+
+        Blocks until the workers are reaped (a few seconds at most).
+        """
+        self._engine.terminate()
+        self._engine.join(None)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the workers to exit, after ``close()`` or ``terminate()``.
+
+        Blocks up to ``timeout`` seconds (None: no limit). Raises ``ValueError`` if the
+        pool is still running.
+        """
+        timeout = check_timeout(timeout)
+        if self._engine.state == RUN:
+            raise ValueError("Pool is still running")
+        self._engine.join(timeout)
+
+    def stats(self) -> PoolStats:
+        """Counters: tasks done and failed, in flight, busy seconds per worker, replaced."""
+        return self._engine.stats(self._engine.worker_count())
+
+    def __enter__(self) -> Pool:
+        self._engine.check_running()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.terminate()
+
+    def __reduce__(self):
+        raise NotImplementedError("pool objects cannot be passed between processes or pickled")
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__module__}.{type(self).__qualname__} "
+            f"state={self._engine.state} pool_size={self._processes}>"
+        )
+
+
+class ThreadPool(Pool):
+    """``Pool``'s interface on threads of this process (nothing is pickled).
+
+    ``ThreadPool(processes=None, initializer=None, initargs=())``. A thread cannot be
+    stopped, so per-task ``timeout=`` raises ``ValueError`` here; use ``Pool`` for it.
+    """
+
+    _thread_workers = True
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+    ) -> None:
+        super().__init__(processes, initializer, initargs)
+
+    def _make_engine(self, processes, initializer, initargs, maxtasks, context):
+        return ThreadEngine(processes, initializer, initargs)
+
+    def _check_timeout_supported(self, timeout: float | None) -> None:
+        if timeout is not None:
+            raise ValueError(
+                "a ThreadPool cannot stop a running thread: per-task timeout= needs Pool"
+            )

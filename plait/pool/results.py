@@ -1,0 +1,381 @@
+"""Jobs: what a pool call submits, how it is cut into chunks, and how its result is waited for.
+
+Theory of operation
+-------------------
+Every call (``apply_async``, ``map_async``, ``imap``, ...) makes one *job*, which is also
+the object the caller holds (``AsyncResult``, ``MapResult``, ``IMapIterator``), as in
+``multiprocessing.pool``. A job has a *buffer* of ``(index, item)`` not yet sent; the
+engine (``scheduler`` for processes, ``threadpool`` for threads) cuts chunks from it with
+``take`` when a worker has room, and reports back with ``deliver`` (values and per-item
+errors of a chunk) or ``fail_chunk`` (the whole chunk: worker lost, timeout, terminate).
+All of that runs under the engine's lock; waiting callers sleep on the job's own
+condition.
+
+Chunk size: a fixed ``chunksize`` is honoured. Without one the job measures: the first
+chunks hold one item, and each delivery adds the compute seconds the worker measured, so
+later chunks hold about ``TARGET_SECONDS`` of work, never more than a fair share of
+what is left (so the tail is balanced), and at most ``MAX_CHUNK`` items. A job with a
+per-task ``timeout`` always sends single items (the deadline is per task).
+
+Laziness (``imap``): the input iterator is read by the *consumer's* thread, in
+``__next__``, up to ``window()`` items ahead of what it has consumed: an endless
+generator holds a bounded number of items, and a generator that blocks never blocks the
+engine. The window follows the chunk size, so adaptive chunks keep every worker fed.
+An input iterator that raises fails the item at that position, and the iteration ends
+after it, as in ``multiprocessing``.
+
+A ``MapResult`` resolves on its first failed item (the standard behaviour): its other
+chunks still unsent are dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from plait.pool.errors import TimeoutError
+from plait.pool.worker import APPLY, MAP, STAR
+
+__all__ = ["AsyncResult", "ApplyResult", "MapResult", "IMapIterator", "IMapUnorderedIterator"]
+
+TARGET_SECONDS = 0.01
+MAX_CHUNK = 100_000
+MAX_IMAP_CHUNK = 4096
+
+_counter = itertools.count()
+
+
+def check_timeout(timeout: float | None, what: str = "timeout") -> float | None:
+    """Return ``timeout`` as a float, or raise ``ValueError``/``TypeError`` naming it."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool):
+        raise TypeError(f"{what} must be a number of seconds or None, not {timeout!r}")
+    if timeout < 0 or math.isnan(timeout):
+        raise ValueError(f"{what} must be a non-negative number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+class _Job:
+    """The part every job shares: its function, the unsent buffer, chunk sizing."""
+
+    kind = MAP
+    lazy = False
+
+    def __init__(self, engine, func_bytes: bytes, func, chunksize, timeout) -> None:
+        self._engine = engine
+        self.id = next(_counter)
+        self.func_bytes = func_bytes
+        self.func = func
+        self.timeout = timeout
+        self.chunksize = 1 if timeout is not None else chunksize
+        self.buffer: deque = deque()
+        self.queued = False
+        self.done = False
+        self.progress = None  # a tqdm bar, advanced by the engine
+        self.remaining = 0  # items whose outcome is not known yet
+        self._seconds = 0.0
+        self._measured = 0
+        self._cond = threading.Condition(threading.Lock())
+
+    # -- engine side (under the engine's lock) ---------------------------------------
+
+    def next_size(self, workers: int) -> int:
+        if self.chunksize is not None:
+            return self.chunksize
+        if not self._measured:
+            return 1
+        per_item = self._seconds / self._measured
+        size = TARGET_SECONDS / per_item if per_item > 0 else MAX_CHUNK
+        share = math.ceil(len(self.buffer) / (2 * workers)) if not self.lazy else MAX_IMAP_CHUNK
+        return max(1, min(int(size), share, MAX_IMAP_CHUNK if self.lazy else MAX_CHUNK))
+
+    def take(self, size: int) -> tuple[int, list]:
+        """Cut up to ``size`` buffered items; return (index of the first, items)."""
+        buffer = self.buffer
+        start = buffer[0][0]
+        if size >= len(buffer):
+            items = [item for _, item in buffer]
+            buffer.clear()
+        else:
+            items = [buffer.popleft()[1] for _ in range(size)]
+        return start, items
+
+    def measure(self, count: int, seconds: float) -> None:
+        self._measured += count
+        self._seconds += seconds
+
+    def deliver(self, start: int, values: list, errors: list | None) -> None:
+        raise NotImplementedError
+
+    def fail_chunk(self, start: int, count: int, exc: BaseException) -> None:
+        self.deliver(start, [None] * count, [(i, exc) for i in range(count)])
+
+
+class ApplyResult(_Job):
+    """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``."""
+
+    kind = APPLY
+
+    def __init__(self, engine, func_bytes, func, args, kwds, callback, error_callback, timeout):
+        super().__init__(engine, func_bytes, func, 1, timeout)
+        self._callback = callback
+        self._error_callback = error_callback
+        self._success: bool | None = None
+        self._value: Any = None
+        self.remaining = 1
+        self.buffer.append((0, (tuple(args), dict(kwds or {}))))
+
+    def ready(self) -> bool:
+        """Whether the call has completed (never blocks)."""
+        return self.done
+
+    def successful(self) -> bool:
+        """Whether the call completed without raising; ``ValueError`` if not ready yet."""
+        if not self.done:
+            raise ValueError(f"{self!r} not ready")
+        return bool(self._success)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the result is ready or ``timeout`` seconds pass (``None``: no limit)."""
+        timeout = check_timeout(timeout)
+        with self._cond:
+            self._cond.wait_for(lambda: self.done, timeout)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Return the result; re-raise the task's exception (remote traceback as its cause).
+
+        Blocks until ready, or ``timeout`` seconds: then raises ``TimeoutError``
+        (``multiprocessing.TimeoutError`` to ``plait.multiprocessing`` users). A task
+        whose worker died raises ``WorkerLostError``; one that overran its per-task
+        timeout, ``TimeoutError``.
+        """
+        self.wait(timeout)
+        if not self.done:
+            raise TimeoutError(f"result not ready after {timeout} s")
+        if self._success:
+            return self._value
+        raise self._value
+
+    def _resolve(self, success: bool, value: Any) -> None:
+        with self._cond:
+            self._success, self._value = success, value
+            self.done = True
+            self._cond.notify_all()
+        callback = self._callback if success else self._error_callback
+        if callback is not None:
+            try:
+                callback(value)
+            except Exception:
+                sys.excepthook(*sys.exc_info())
+
+    def deliver(self, start, values, errors):
+        self.remaining = 0
+        if errors:
+            self._resolve(False, errors[0][1])
+        else:
+            self._resolve(True, values[0])
+
+    def __repr__(self) -> str:
+        state = "ready" if self.done else "pending"
+        return f"<{type(self).__name__} job={self.id} {state}>"
+
+
+AsyncResult = ApplyResult
+
+
+class MapResult(ApplyResult):
+    """The result of ``map_async``/``starmap_async``: a list in input order."""
+
+    def __init__(
+        self,
+        engine,
+        func_bytes,
+        func,
+        items: list,
+        star,
+        chunksize,
+        callback,
+        error_callback,
+        timeout,
+    ):
+        _Job.__init__(self, engine, func_bytes, func, chunksize, timeout)
+        self.kind = STAR if star else MAP
+        self._callback = callback
+        self._error_callback = error_callback
+        self._success = None
+        self.remaining = len(items)
+        self._values: list = [None] * len(items)
+        self.buffer.extend(enumerate(items))
+        if not items:
+            self._success, self._value, self.done = True, [], True
+
+    def deliver(self, start, values, errors):
+        if self.done:
+            return
+        if errors:
+            self.buffer.clear()
+            self.remaining = 0
+            self._resolve(False, errors[0][1])
+            return
+        self._values[start : start + len(values)] = values
+        self.remaining -= len(values)
+        if self.remaining == 0:
+            self._resolve(True, self._values)
+
+
+class IMapIterator(_Job):
+    """The iterator ``imap`` returns: results in input order, input read lazily.
+
+    ``next(timeout)`` raises ``TimeoutError`` when the next result is not ready in time,
+    re-raises a failed item's exception (the iteration then goes on with the next item).
+    """
+
+    lazy = True
+    _ordered = True
+
+    def __init__(
+        self, engine, func_bytes, func, iterable: Iterable, star, chunksize, timeout, workers: int
+    ):
+        super().__init__(engine, func_bytes, func, chunksize, timeout)
+        self.kind = STAR if star else MAP
+        self._source: Iterator | None = iter(iterable)
+        self._source_lock = threading.Lock()
+        self._workers = workers
+        self._pulled = 0  # items read from the source
+        self._yielded = 0  # results handed to the consumer
+        self._delivered = 0  # outcomes known
+        self._results: dict[int, tuple[bool, Any]] = {}
+        self._arrived: deque = deque()  # unordered: (success, value) in arrival order
+        self._index = 0  # ordered: the index the consumer waits for
+
+    def window(self) -> int:
+        size = self.next_size(self._workers)
+        return max(8, size * self._workers * 4)
+
+    def top_up(self) -> None:
+        """Read the source until ``window()`` items are pulled but not yet consumed."""
+        if self._source is None:
+            return
+        want = self.window() - (self._pulled - self._yielded)
+        if want <= 0:
+            return
+        self._pull(want)
+
+    def drain(self) -> None:
+        """Read the rest of the source now (``Pool.close`` does, as the standard pool)."""
+        self._pull(None)
+
+    def _pull(self, want: int | None) -> None:
+        with self._source_lock:
+            if self._source is None:
+                return
+            start = self._pulled
+            items: list = []
+            failure = None
+            try:
+                items.extend(itertools.islice(self._source, want))
+            except Exception as exc:
+                failure = exc
+            end = start + len(items)
+            if failure is not None or want is None or len(items) < want:
+                self._source = None
+            self._pulled = end
+            if failure is not None:
+                self._pulled = end + 1
+                self._store(end, False, failure)
+            if items:
+                self._engine.add_items(self, zip(range(start, end), items, strict=True))
+            if self._source is None:
+                self._engine.source_done(self)
+
+    def close_source(self, exc: BaseException) -> None:
+        """Stop reading input (the pool was terminated): ``exc`` ends the iteration."""
+        if self._source is None:
+            return
+        self._source = None
+        index = self._pulled
+        self._pulled = index + 1
+        self._store(index, False, exc)
+
+    def __iter__(self) -> IMapIterator:
+        return self
+
+    def next(self, timeout: float | None = None) -> Any:
+        """The next result; see the class docstring for what it raises."""
+        timeout = check_timeout(timeout)
+        self.top_up()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                item = self._pop()
+                if item is not None:
+                    break
+                if self._source is None and self._yielded >= self._pulled:
+                    raise StopIteration
+                if deadline is None:
+                    self._cond.wait()
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"no result within {timeout} s")
+                    self._cond.wait(left)
+            self._yielded += 1
+        self.top_up()
+        success, value = item
+        if success:
+            return value
+        raise value
+
+    __next__ = next
+
+    def _pop(self) -> tuple[bool, Any] | None:
+        if self._ordered:
+            item = self._results.pop(self._index, None)
+            if item is not None:
+                self._index += 1
+            return item
+        return self._arrived.popleft() if self._arrived else None
+
+    def finished(self) -> bool:
+        """Whether all input was read and every outcome is known."""
+        return self._source is None and self._delivered >= self._pulled
+
+    def _store(self, index: int, success: bool, value: Any) -> None:
+        with self._cond:
+            self._delivered += 1
+            if self._ordered:
+                self._results[index] = (success, value)
+            else:
+                self._arrived.append((success, value))
+            self._cond.notify()
+
+    def deliver(self, start, values, errors):
+        failed = dict(errors) if errors else {}
+        with self._cond:
+            self._delivered += len(values)
+            for i, value in enumerate(values):
+                if i in failed:
+                    item = (False, failed[i])
+                else:
+                    item = (True, value)
+                if self._ordered:
+                    self._results[start + i] = item
+                else:
+                    self._arrived.append(item)
+            self._cond.notify()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} job={self.id} yielded={self._yielded}>"
+
+
+class IMapUnorderedIterator(IMapIterator):
+    """The iterator ``imap_unordered`` returns: results as they complete."""
+
+    _ordered = False

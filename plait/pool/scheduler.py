@@ -1,0 +1,407 @@
+"""The process engine: one scheduler thread that feeds workers and watches them die.
+
+Theory of operation
+-------------------
+One thread in the parent, the scheduler, owns every worker's pipe end and sentinel and
+does all the talking. Its loop:
+
+    1. dispatch: while some worker has room, take a chunk (``Engine.take_chunk``) and
+       send it; a worker holds at most ``PREFETCH`` chunks, so it never waits for its
+       next chunk and the parent never holds much unsent work in pipes;
+    2. sleep in one ``plait.ipc.wait`` on every worker's pipe, every worker's sentinel
+       and the wake pipe, with the nearest per-task deadline as timeout;
+    3. handle what woke it: results (all that are waiting on that pipe), deaths, new
+       work, expired deadlines.
+
+Nothing polls: a worker's death wakes the scheduler through its pidfd sentinel, a new
+job through the wake pipe (written only when no wake-up is pending), a timeout through
+``wait``'s timeout.
+
+The crash-handling state machine, per worker:
+
+- A worker runs its chunks in the order sent (``outstanding``, FIFO). When its sentinel
+  fires, the scheduler first reads every result still in the pipe (the worker may have
+  answered and then died), then reaps it for the exit code. If chunks are still
+  outstanding, the oldest is the one the worker was running: it fails with
+  ``WorkerLostError(pid, exitcode)``. The others never started: they go back to the
+  front of the line (``retry``) and run on another worker. A replacement worker starts.
+- A worker that reached its ``maxtasksperchild`` quota is sent no more items, exits on
+  its own after its last result, and is replaced without counting as lost.
+- A chunk of a job with a per-task ``timeout`` is one item, is sent only to an idle
+  worker, and nothing else is sent to that worker until it answers (so the deadline
+  measures the task alone, and a kill costs no other task). At the deadline the worker
+  is SIGKILLed, the task fails with ``TimeoutError``, and the death is handled as above.
+- ``close()``: when nothing is unsent, in flight, or still to be read from an ``imap``
+  input, each worker gets the exit message and is reaped. ``terminate()``: every worker
+  is killed and reaped, everything pending fails with ``PoolTerminatedError``.
+
+Only this thread touches workers, chunks and pipes, so they need no lock; the engine's
+lock guards what callers share with it (the job queue, jobs, statistics).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections import deque
+
+from plait.ipc import wait
+from plait.pool.engine import CLOSE, RUN, TERMINATE, Engine
+from plait.pool.errors import PoolTerminatedError, TimeoutError, WorkerLostError
+
+__all__ = ["ProcessEngine"]
+
+PREFETCH = 2
+_JOIN_SECONDS = 5.0
+
+
+class _Chunk:
+    __slots__ = ("id", "job", "start", "items", "deadline")
+
+    def __init__(self, chunk_id: int, job, start: int, items: list) -> None:
+        self.id = chunk_id
+        self.job = job
+        self.start = start
+        self.items = items
+        self.deadline: float | None = None
+
+
+class _Worker:
+    __slots__ = ("handle", "outstanding", "exclusive", "quota", "timed_out", "stopped")
+
+    def __init__(self, handle, quota: int | None) -> None:
+        self.handle = handle
+        self.outstanding: deque[_Chunk] = deque()
+        self.exclusive = False  # running a timed task: nothing else is sent
+        self.quota = quota  # items it may still be sent (maxtasksperchild)
+        self.timed_out = False  # killed at a deadline; its outstanding chunks are settled
+        self.stopped = False  # its pipe broke: send it nothing more
+
+
+class ProcessEngine(Engine):
+    """Run jobs on worker processes started by ``backend`` (see the module docstring)."""
+
+    def __init__(self, backend, workers: int, maxtasks: int | None) -> None:
+        super().__init__(workers)
+        self._backend = backend
+        self._maxtasks = maxtasks
+        self._workers: list[_Worker] = []
+        self._retry: deque[_Chunk] = deque()
+        self._chunk_ids = 0
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_pending = False
+        self._waitables: list | None = None
+        try:
+            for _ in range(workers):
+                self._start_worker()
+        except BaseException:
+            self._kill_all()
+            self._close_wake()
+            raise
+        self._thread = threading.Thread(target=self._run, name="plait-pool-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- callers' side --------------------------------------------------------------
+
+    def wake(self) -> None:
+        with self.lock:
+            if not self._wake_pending:
+                self._wake_pending = True
+                try:
+                    os.write(self._wake_w, b"!")
+                except OSError:  # closed: the scheduler has ended
+                    pass
+
+    def close(self) -> None:
+        with self.lock:
+            if self.state == RUN:
+                self.state = CLOSE
+            self.wake()
+
+    def terminate(self) -> None:
+        with self.lock:
+            self.state = TERMINATE
+            self.wake()
+
+    def join(self, timeout: float | None) -> bool:
+        if threading.current_thread() is self._thread:
+            return False
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def pids(self) -> list[int]:
+        return [w.handle.pid for w in list(self._workers)]
+
+    def worker_count(self) -> int:
+        return len(self._workers)
+
+    # -- the scheduler thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            sys.excepthook(*sys.exc_info())
+            self.state = TERMINATE
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> None:
+        wake_r = self._wake_r
+        while True:
+            state = self.state
+            if state == TERMINATE:
+                return
+            self._dispatch()
+            if state == CLOSE and self._finished():
+                return
+            timeout = self._next_deadline()
+            if self._waitables is None:
+                self._waitables = self._make_waitables()
+            ready = wait(self._waitables, timeout)
+            deaths = []
+            for obj in ready:
+                if obj == wake_r:
+                    with self.lock:
+                        try:
+                            os.read(wake_r, 512)
+                        except BlockingIOError:
+                            pass
+                        self._wake_pending = False
+                elif isinstance(obj, int):
+                    deaths.append(obj)
+                else:
+                    self._receive(self._by_conn[obj])
+            for sentinel in deaths:
+                worker = self._by_sentinel.get(sentinel)
+                if worker is not None:
+                    self._on_death(worker)
+            if timeout is not None:
+                self._expire()
+
+    def _make_waitables(self) -> list:
+        self._by_conn = {w.handle.conn: w for w in self._workers}
+        self._by_sentinel = {w.handle.sentinel: w for w in self._workers}
+        return [self._wake_r, *self._by_conn, *self._by_sentinel]
+
+    def _finished(self) -> bool:
+        if self._retry or any(w.outstanding for w in self._workers):
+            return False
+        return not self.has_unsent()
+
+    # -- sending --------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        workers = self._workers
+        count = len(workers)
+        while True:
+            best = None
+            for w in workers:
+                n = len(w.outstanding)
+                if n >= PREFETCH or w.exclusive or w.quota == 0 or w.timed_out or w.stopped:
+                    continue
+                if best is None or n < len(best.outstanding):
+                    best = w
+            if best is None:
+                return
+            chunk = self._next_chunk(best, count)
+            if chunk is None:
+                return
+            self._send(best, chunk)
+
+    def _next_chunk(self, worker: _Worker, count: int) -> _Chunk | None:
+        retry = self._retry
+        while retry:
+            chunk = retry[0]
+            if chunk.job.done:
+                retry.popleft()
+                continue
+            if chunk.job.timeout is not None and worker.outstanding:
+                return None
+            if worker.quota is not None and len(chunk.items) > worker.quota:
+                return None
+            return retry.popleft()
+        taken = self.take_chunk(count, not worker.outstanding, worker.quota)
+        if taken is None:
+            return None
+        self._chunk_ids += 1
+        return _Chunk(self._chunk_ids, *taken)
+
+    def _send(self, worker: _Worker, chunk: _Chunk) -> None:
+        job = chunk.job
+        try:
+            worker.handle.conn.send((chunk.id, job.func_bytes, job.kind, chunk.items))
+        except (BrokenPipeError, ConnectionError, EOFError):
+            # The worker is dying; its sentinel will tell. The chunk never reached it.
+            self._retry.appendleft(chunk)
+            worker.stopped = True
+            return
+        except Exception as exc:  # the arguments cannot be pickled
+            self.outcome(
+                job,
+                chunk.start,
+                [None] * len(chunk.items),
+                [(i, exc) for i in range(len(chunk.items))],
+                0.0,
+            )
+            return
+        worker.outstanding.append(chunk)
+        if worker.quota is not None:
+            worker.quota -= len(chunk.items)
+        if job.timeout is not None:
+            worker.exclusive = True
+            chunk.deadline = time.monotonic() + job.timeout
+
+    # -- receiving ------------------------------------------------------------------
+
+    def _receive(self, worker: _Worker) -> None:
+        conn = worker.handle.conn
+        if worker.timed_out:  # a late answer of the killed task: already settled
+            try:
+                while conn.poll(0):
+                    conn.recv()
+            except (EOFError, OSError):
+                pass
+            return
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return  # the worker is gone: its sentinel fires next
+            self._on_result(worker, *message)
+            if not conn.poll(0):
+                return
+
+    def _on_result(self, worker: _Worker, chunk_id, values, errors, seconds) -> None:
+        chunk = worker.outstanding.popleft()
+        if chunk.id != chunk_id:
+            raise RuntimeError(
+                f"worker {worker.handle.pid} answered chunk {chunk_id}, " f"expected {chunk.id}"
+            )
+        pid = worker.handle.pid
+        self.busy[pid] = self.busy.get(pid, 0.0) + seconds
+        if chunk.deadline is not None:
+            worker.exclusive = False
+        self.outcome(chunk.job, chunk.start, values, errors, seconds)
+
+    def _on_death(self, worker: _Worker) -> None:
+        handle = worker.handle
+        if not worker.timed_out:
+            conn = handle.conn
+            try:
+                while worker.outstanding and conn.poll(0):
+                    self._on_result(worker, *conn.recv())
+            except (EOFError, OSError):
+                pass
+        exitcode = handle.reap(_JOIN_SECONDS)
+        retired = worker.quota == 0 and not worker.outstanding and not worker.timed_out
+        if worker.outstanding:
+            lost = worker.outstanding.popleft()
+            what = "task" if len(lost.items) == 1 else f"chunk of {len(lost.items)} tasks"
+            exc = WorkerLostError(handle.pid, exitcode, what)
+            self.outcome(
+                lost.job,
+                lost.start,
+                [None] * len(lost.items),
+                [(i, exc) for i in range(len(lost.items))],
+                0.0,
+            )
+            self._retry.extendleft(reversed(worker.outstanding))
+            worker.outstanding.clear()
+        self._workers.remove(worker)
+        self._waitables = None
+        handle.close()
+        if self.state == TERMINATE:
+            return
+        if not retired:
+            with self.lock:
+                self.workers_replaced += 1
+        if self.state == RUN or not self._finished():
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        handle = self._backend.start_worker()
+        self._workers.append(_Worker(handle, self._maxtasks))
+        self._waitables = None
+
+    # -- deadlines ------------------------------------------------------------------
+
+    def _next_deadline(self) -> float | None:
+        deadline = None
+        for w in self._workers:
+            if w.exclusive and w.outstanding:
+                d = w.outstanding[0].deadline
+                if d is not None and (deadline is None or d < deadline):
+                    deadline = d
+        if deadline is None:
+            return None
+        return max(0.0, deadline - time.monotonic())
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for w in self._workers:
+            if not (w.exclusive and w.outstanding) or w.timed_out:
+                continue
+            chunk = w.outstanding[0]
+            if chunk.deadline is None or chunk.deadline > now:
+                continue
+            w.handle.kill()
+            w.timed_out = True
+            w.outstanding.popleft()
+            exc = TimeoutError(
+                f"task {chunk.start} of job {chunk.job.id} ran over its timeout of "
+                f"{chunk.job.timeout} s; worker {w.handle.pid} was killed"
+            )
+            self.outcome(chunk.job, chunk.start, [None], [(0, exc)], 0.0)
+
+    # -- the end --------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        if self.state == TERMINATE:
+            self._kill_all()
+        else:
+            for w in self._workers:
+                try:
+                    w.handle.conn.send(None)
+                except OSError:
+                    w.handle.kill()
+            for w in self._workers:
+                if w.handle.reap(_JOIN_SECONDS) is None:
+                    w.handle.kill()
+        exc = PoolTerminatedError("pool terminated before the task finished")
+        for w in self._workers:
+            for chunk in w.outstanding:
+                self.outcome(
+                    chunk.job,
+                    chunk.start,
+                    [None] * len(chunk.items),
+                    [(i, exc) for i in range(len(chunk.items))],
+                    0.0,
+                )
+            w.handle.close()
+        self._workers.clear()
+        for chunk in self._retry:
+            self.outcome(
+                chunk.job,
+                chunk.start,
+                [None] * len(chunk.items),
+                [(i, exc) for i in range(len(chunk.items))],
+                0.0,
+            )
+        self._retry.clear()
+        self.fail_pending(exc)
+        self._close_wake()
+
+    def _kill_all(self) -> None:
+        for w in self._workers:
+            w.handle.kill()
+        for w in self._workers:
+            w.handle.reap(_JOIN_SECONDS)
+
+    def _close_wake(self) -> None:
+        with self.lock:
+            self._wake_pending = True  # nobody writes any more
+            os.close(self._wake_r)
+            os.close(self._wake_w)
