@@ -13,7 +13,8 @@ but what it is sent.
 A start, seen from the parent (``ForkServerChild``):
 
 1. make a stream socketpair ``(mine, theirs)`` for this child;
-2. send ``theirs`` (and, for a daemon, a fresh lifeline reader) to the server with
+2. send ``theirs`` (and, for a daemon, a fresh lifeline reader; and the fds that objects
+   among the arguments own, see ``plait._core.fdpass``) to the server with
    ``SCM_RIGHTS`` in one control message: one ``sendmsg`` on a seqpacket socket is one
    record, so threads that start processes at once need no lock;
 3. write the payload (``spawn.dumps_payload``) to ``mine``; read the child's pid (8 bytes).
@@ -42,6 +43,7 @@ import signal
 import socket
 import struct
 
+from plait._core.fdpass import MAX_FDS
 from plait.process import lifeline
 from plait.process.child import UNKNOWN_EXITCODE, wait_readable
 from plait.process.process import Process, flush_std_streams
@@ -86,18 +88,17 @@ class ForkServerChild:
     sentinel = -1  # until the start succeeded
 
     def __init__(self, process_obj: Process) -> None:
-        payload = dumps_payload(process_obj, self.method)
+        payload, collector = dumps_payload(process_obj, self.method)
         self._holds_lifeline = bool(process_obj.daemon)
         mine, theirs = socket.socketpair()
         try:
-            fds = [theirs.fileno()]
-            if self._holds_lifeline:
-                fds.append(lifeline.reader())
+            lifeline_fds = [lifeline.reader()] if self._holds_lifeline else []
             try:
-                _request(fds)
+                _request([theirs.fileno(), *lifeline_fds, *collector.fds], bool(lifeline_fds))
             finally:
-                for fd in fds[1:]:
+                for fd in lifeline_fds:
                     os.close(fd)
+                collector.close()
                 theirs.close()
             mine.sendall(_LENGTH.pack(len(payload)) + payload)
             pid = _read_exactly(mine.fileno(), _PID.size)
@@ -172,12 +173,16 @@ def _read_exactly(fd: int, n: int) -> bytes:
     return data
 
 
-def _request(fds: list[int]) -> None:
-    """Ask the server to fork a child for the socket ``fds[0]``; start a server if needed."""
+def _request(fds: list[int], with_lifeline: bool) -> None:
+    """Ask the server to fork a child for the socket ``fds[0]``; start a server if needed.
+
+    ``fds[1]`` is the child's lifeline if ``with_lifeline``; the rest travel with its
+    arguments (see ``fdpass``).
+    """
     for attempt in (1, 2):
         control = _ensure_server()
         try:
-            socket.send_fds(control, [b"F"], fds)
+            socket.send_fds(control, [b"L" if with_lifeline else b"F"], fds)
             return
         except (BrokenPipeError, ConnectionResetError):
             if attempt == 2:
@@ -303,19 +308,19 @@ def serve(control_fd: int) -> None:
                 os.close(fd)
                 continue
             try:
-                _, fds, _, _ = socket.recv_fds(control, 16, 2)
+                kind, fds, _, _ = socket.recv_fds(control, 16, 2 + MAX_FDS)
             except ConnectionResetError:
                 fds = []
             if not fds:
                 return  # the parent is gone
-            conn = fds[0]
-            lifeline_fd = fds[1] if len(fds) > 1 else -1
+            conn, rest = fds[0], fds[1:]
+            lifeline_fd = rest.pop(0) if kind == b"L" else -1
             flush_std_streams()
             pid = os.fork()
             if pid == 0:
-                _run_child(conn, lifeline_fd, control, children)
-            if lifeline_fd >= 0:
-                os.close(lifeline_fd)
+                _run_child(conn, lifeline_fd, rest, control, children)
+            for fd in rest + [lifeline_fd] * (lifeline_fd >= 0):
+                os.close(fd)
             pidfd = os.pidfd_open(pid)
             try:
                 os.write(conn, _PID.pack(pid))
@@ -325,7 +330,9 @@ def serve(control_fd: int) -> None:
             poller.register(pidfd, select.POLLIN)
 
 
-def _run_child(conn: int, lifeline_fd: int, control: socket.socket, children: dict) -> None:
+def _run_child(
+    conn: int, lifeline_fd: int, fds: list[int], control: socket.socket, children: dict
+) -> None:
     """In a child forked by the server: drop the server's fds, run the process, exit."""
     code = 1
     try:
@@ -341,7 +348,7 @@ def _run_child(conn: int, lifeline_fd: int, control: socket.socket, children: di
         payload = _read_exactly(conn, _LENGTH.unpack(header)[0]) if header else b""
         os.close(conn)
         if payload:
-            code = load_and_run(payload)
+            code = load_and_run(payload, fds)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:

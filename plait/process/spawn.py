@@ -8,7 +8,10 @@ writes one pickle into the pipe: ``(preparation data, pickled Process)``. The ch
 it to EOF, applies the preparation data (``sys.path``, ``sys.argv``, the working
 directory, the parent's ``__main__`` re-run as ``__mp_main__``), then unpickles the
 ``Process`` and runs ``Process._bootstrap``. Two pickles, because the ``Process`` can
-only be unpickled once ``sys.path`` and ``__main__`` are in place.
+only be unpickled once ``sys.path`` and ``__main__`` are in place. Objects among the
+arguments that own an fd (a ``Connection``) pickle it through ``plait._core.fdpass``:
+the parent collects dups of those fds while it pickles, the child inherits them at the
+same numbers (``posix_spawn`` dup2 actions), and the payload lists the numbers.
 
 Where the time goes, and what we do about it
 --------------------------------------------
@@ -107,12 +110,24 @@ def dumps_process(process_obj: Process, data: dict[str, Any]) -> bytes:
     return cloudpickle.dumps(process_obj, protocol=5)
 
 
-def dumps_payload(process_obj: Process, start_method: str) -> bytes:
-    """The one message a spawned (or forkserver) child reads before it runs."""
-    from plait._core import serialization  # noqa: PLC0415 - parents only
+def dumps_payload(process_obj: Process, start_method: str) -> tuple[bytes, Any]:
+    """The one message a spawned (or forkserver) child reads before it runs.
+
+    Returns ``(payload, collector)``: the ``fdpass.FdCollector`` holds dups of the fds
+    that objects among the arguments own (a ``Connection``); the caller passes them to
+    the child and then calls ``collector.close()``.
+    """
+    from plait._core import fdpass, serialization  # noqa: PLC0415 - parents only
 
     data = preparation_data(start_method)
-    return serialization.dumps((data, dumps_process(process_obj, data)))
+    collector = fdpass.FdCollector()
+    try:
+        with collector:
+            blob = dumps_process(process_obj, data)
+        return serialization.dumps((data, blob, collector.fds)), collector
+    except BaseException:
+        collector.close()
+        raise
 
 
 _flags: list[str] | None = None
@@ -152,13 +167,13 @@ class SpawnChild(DirectChild):
     method = "spawn"
 
     def __init__(self, process_obj: Process) -> None:
-        payload = dumps_payload(process_obj, self.method)
+        payload, collector = dumps_payload(process_obj, self.method)
         lifeline_fd = lifeline.reader() if process_obj.daemon else -1
         r, w = os.pipe()
         try:
-            actions = [STDIN_FROM_DEVNULL, (os.POSIX_SPAWN_DUP2, r, r)]
-            if lifeline_fd >= 0:
-                actions.append((os.POSIX_SPAWN_DUP2, lifeline_fd, lifeline_fd))
+            # DUP2 onto the same number clears close-on-exec: the child gets these fds.
+            inherited = [r, *collector.fds] + ([lifeline_fd] if lifeline_fd >= 0 else [])
+            actions = [STDIN_FROM_DEVNULL] + [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in inherited]
             argv = child_command(f"from plait.process.spawn import main;main({r},{lifeline_fd})")
             pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
         except BaseException:
@@ -168,6 +183,7 @@ class SpawnChild(DirectChild):
             raise
         finally:
             os.close(r)
+            collector.close()
             if lifeline_fd >= 0:
                 os.close(lifeline_fd)
         super().__init__(pid, lifeline_fd >= 0)
@@ -278,13 +294,25 @@ def _run_main_module(name: str) -> None:
     _install_main(module)
 
 
-def load_and_run(payload: bytes) -> int:
-    """In a child: prepare from ``payload``, rebuild the ``Process``, run it; the exit code."""
+def load_and_run(payload: bytes, fds: list[int] | None = None) -> int:
+    """In a child: prepare from ``payload``, rebuild the ``Process``, run it; the exit code.
+
+    ``fds`` are the fds that came with the payload, in the order the parent collected
+    them; ``None`` means they kept their numbers (spawn), which the payload lists.
+    """
     import _pickle  # noqa: PLC0415 - the C unpickler without pickle.py's imports
 
-    data, blob = _pickle.loads(payload)
+    data, blob, numbers = _pickle.loads(payload)
     prepare(data)
-    process_obj = _pickle.loads(blob)
+    if fds is None:
+        fds = numbers
+    if fds:
+        from plait._core.fdpass import FdSupply  # noqa: PLC0415 - only if fds came along
+
+        with FdSupply(fds):
+            process_obj = _pickle.loads(blob)
+    else:
+        process_obj = _pickle.loads(blob)
     return process_obj._bootstrap()
 
 

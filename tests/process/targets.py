@@ -157,3 +157,27 @@ def leave_a_thread_behind(path: str) -> None:
 def loaded_modules(*names: str) -> dict:
     """Which of ``names`` were imported before this call, and the interpreter's path."""
     return {"loaded": [n for n in names if n in sys.modules], "executable": sys.executable}
+
+
+class FdBox:
+    """An object that owns an fd and pickles it the way plait objects do (``fdpass``)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self):
+        from plait._core import fdpass
+
+        return _rebuild_box, (fdpass.reduce_fd(self.fd),)
+
+
+def _rebuild_box(index: int) -> FdBox:
+    from plait._core import fdpass
+
+    return FdBox(fdpass.rebuild_fd(index))
+
+
+def write_through(box: FdBox, data: bytes) -> None:
+    """Write ``data`` to the fd the box carried into this child."""
+    os.write(box.fd, data)
+    os.close(box.fd)

@@ -17,6 +17,7 @@ from tests.conftest import child_pids, open_fds, wait_until
 from tests.process.childresult import ChildDied, run_in_child
 from tests.process.targets import (
     SQUARERS,
+    FdBox,
     exit_with,
     grandchild_report,
     hard_exit,
@@ -28,6 +29,7 @@ from tests.process.targets import (
     raise_error,
     signal_self,
     sleep,
+    write_through,
 )
 
 # -- exit codes and signals -----------------------------------------------------------
@@ -596,3 +598,24 @@ def test_set_executable_chooses_the_interpreter_of_spawned_children(tmp_path):
     finally:
         plait.process.set_executable(sys.executable)
     assert seen["executable"] == str(link)
+
+
+@pytest.mark.timeout(60)
+def test_objects_owning_fds_travel_to_the_child(method, no_leaks):
+    r, w = os.pipe()
+    try:
+        p = plait.process.get_context(method).Process(
+            target=write_through, args=(FdBox(w), b"through the inherited fd")
+        )
+        p.start()
+        os.close(w)  # the child has its own copy now
+        w = -1
+        p.join(30)
+        assert p.exitcode == 0
+        assert os.read(r, 100) == b"through the inherited fd"
+        assert os.read(r, 100) == b""  # no other copy of the write end is left open
+        p.close()
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
