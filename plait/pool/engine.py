@@ -31,11 +31,12 @@ RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 class PoolStats:
     """A snapshot of a pool's counters (``Pool.stats()``).
 
+    ``workers`` names the live workers (pids; thread names in a ``ThreadPool``).
     ``busy_seconds`` maps each worker (pid, or thread name) to the seconds it spent
     computing tasks; workers that ended keep their entry.
     """
 
-    workers: int
+    workers: tuple
     tasks_done: int
     tasks_failed: int
     in_flight: int
@@ -163,7 +164,7 @@ class Engine:
                     self.tasks_failed += len(items)
                     job.fail_chunk(start, len(items), exc)
 
-    def stats(self, workers: int) -> PoolStats:
+    def stats(self, workers: tuple) -> PoolStats:
         with self.lock:
             return PoolStats(
                 workers=workers,

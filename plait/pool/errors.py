@@ -1,23 +1,26 @@
 """The errors of pools: what a task's result raises when the task could not finish.
 
-``TimeoutError`` is what ``multiprocessing.TimeoutError`` is to ``multiprocessing.pool``
-users (``AsyncResult.get(timeout)``) and also a builtin ``TimeoutError``, so both
-``except mp.TimeoutError`` (with plait's face) and ``except TimeoutError`` catch it; the
-same class reports a task that overran its per-task timeout. It belongs in
-``plait._core.errors`` beside ``ProcessError`` and lives here until it moves there.
+``TimeoutError`` derives from ``multiprocessing.TimeoutError`` (what
+``AsyncResult.get(timeout)`` raises in the standard pool) and from the builtin
+``TimeoutError``, so ``except multiprocessing.TimeoutError``, ``except TimeoutError``
+and ``except concurrent.futures.TimeoutError`` (3.11+) all catch it; the same class
+reports a task that overran its per-task timeout.
 
 ``WorkerLostError`` is new: the worker that held the task died (SIGKILL, a segfault,
 the OOM killer, ``os._exit``) and carries its pid, exit code and signal.
-``MaybeEncodingError`` has the standard name and attributes: a result (or exception)
-that cannot be pickled. ``PoolTerminatedError`` fails the results still pending when
-``terminate()`` ran, so nothing waits on them forever.
+``MaybeEncodingError`` is a subclass of the standard one, with its attributes: a
+result (or exception) that cannot be pickled. ``PoolTerminatedError`` fails the
+results still pending when ``terminate()`` ran, so nothing waits on them forever.
+``RemoteTraceback`` is the standard class itself.
 """
 
 from __future__ import annotations
 
 import builtins
 import signal
+from multiprocessing import pool as _standard_pool
 
+from plait._core import errors as _core
 from plait._core.errors import ProcessError
 
 __all__ = [
@@ -29,7 +32,7 @@ __all__ = [
 ]
 
 
-class TimeoutError(ProcessError, builtins.TimeoutError):  # noqa: A001 - the standard name
+class TimeoutError(_core.TimeoutError, builtins.TimeoutError):  # noqa: A001 - the standard name
     """A result was not ready in time, or a task overran its per-task timeout."""
 
 
@@ -57,34 +60,20 @@ class WorkerLostError(ProcessError):
         return type(self), (self.pid, self.exitcode)
 
 
-class MaybeEncodingError(ProcessError):
+class MaybeEncodingError(_standard_pool.MaybeEncodingError):
     """A task's result (or exception) could not be pickled to travel back.
 
     ``exc`` is the repr of the pickling error, ``value`` the repr of the object.
     """
 
     def __init__(self, exc: object, value: object) -> None:
-        self.exc = repr(exc)
-        self.value = repr(value)
-        super().__init__(self.exc, self.value)
-
-    def __str__(self) -> str:
-        return f"Error sending result: '{self.value}'. Reason: '{self.exc}'"
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__}: {self}>"
+        super().__init__(exc, value)
 
 
 class PoolTerminatedError(ProcessError):
     """The pool was terminated before the task finished."""
 
 
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in a worker; set as its ``__cause__``."""
-
-    def __init__(self, tb: str) -> None:
-        self.tb = tb
-        super().__init__(tb)
-
-    def __str__(self) -> str:
-        return self.tb
+# The traceback of an exception raised in a worker, set as its ``__cause__``: the
+# standard class itself, so tools that look for it find it.
+RemoteTraceback = _standard_pool.RemoteTraceback

@@ -344,8 +344,8 @@ class Pool:
         self._engine.join(timeout)
 
     def stats(self) -> PoolStats:
-        """Counters: tasks done and failed, in flight, busy seconds per worker, replaced."""
-        return self._engine.stats(self._engine.worker_count())
+        """Counters: workers, tasks done and failed, in flight, busy seconds, replaced."""
+        return self._engine.stats(self._engine.worker_names())
 
     def __enter__(self) -> Pool:
         self._engine.check_running()

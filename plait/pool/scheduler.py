@@ -131,11 +131,8 @@ class ProcessEngine(Engine):
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def pids(self) -> list[int]:
-        return [w.handle.pid for w in list(self._workers)]
-
-    def worker_count(self) -> int:
-        return len(self._workers)
+    def worker_names(self) -> tuple:
+        return tuple(w.handle.pid for w in list(self._workers))
 
     # -- the scheduler thread -------------------------------------------------------
 

@@ -86,8 +86,8 @@ class ThreadEngine(Engine):
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads if t is not me)
 
-    def worker_count(self) -> int:
-        return sum(t.is_alive() for t in self._threads)
+    def worker_names(self) -> tuple:
+        return tuple(t.name for t in self._threads if t.is_alive())
 
     def _work(self) -> None:
         if self._initializer is not None:

@@ -1,0 +1,87 @@
+"""Task functions the pool tests send to workers (importable by spawned workers too)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+
+def square(x):
+    return x * x
+
+
+def add(a, b):
+    return a + b
+
+
+def pid(_=None):
+    return os.getpid()
+
+
+def fail(x):
+    raise ValueError(f"bad item {x}")
+
+
+def fail_on_odd(x):
+    if x % 2:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def sleep_return(seconds, value=None):
+    time.sleep(seconds)
+    return value
+
+
+def kill_self_on(x, victim):
+    """Return ``x``, except for ``victim``: that item SIGKILLs its own worker."""
+    if x == victim:
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(10)
+    return x
+
+
+def exit_on(x, victim, code=3):
+    if x == victim:
+        os._exit(code)
+    return x
+
+
+def report_pid_and_sleep(path, seconds):
+    """Write this worker's pid to ``path`` then sleep: the test kills us from outside."""
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+    return "slept"
+
+
+def unpicklable_result(_=None):
+    return threading.Lock()
+
+
+class Unpicklable(Exception):
+    def __init__(self):
+        super().__init__("an exception holding a lock")
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable(_=None):
+    raise Unpicklable()
+
+
+def identity(x):
+    return x
+
+
+def set_global(value):
+    global INITIALIZED
+    INITIALIZED = value
+
+
+INITIALIZED = None
+
+
+def read_global(_=None):
+    return INITIALIZED

@@ -1,0 +1,179 @@
+"""The same scenarios on ``multiprocessing.pool`` and on plait: the same observable results."""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.pool
+
+import pytest
+
+import plait.multiprocessing.pool
+from plait.pool import TimeoutError as PlaitTimeoutError
+from tests.pool import tasks
+
+FACES = [
+    pytest.param(multiprocessing.pool, id="multiprocessing"),
+    pytest.param(plait.multiprocessing.pool, id="plait"),
+]
+
+
+def check_leaks(request, face) -> None:
+    """The leak check, for plait only: the standard pool frees its fds when collected."""
+    if face is plait.multiprocessing.pool:
+        request.getfixturevalue("no_leaks")
+
+
+@pytest.fixture(params=FACES)
+def pool(request):
+    check_leaks(request, request.param)
+    with request.param.Pool(2) as p:
+        yield p
+        p.close()
+        p.join()
+
+
+def test_face_exports_standard_names_and_classes():
+    face, standard = plait.multiprocessing.pool, multiprocessing.pool
+    assert not set(face.__all__) - set(dir(standard))
+    for name in face.__all__:
+        obj = getattr(face, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            assert issubclass(obj, getattr(standard, name)), name
+
+
+@pytest.mark.timeout(60)
+def test_calls_give_the_same_results(pool):
+    assert pool.apply(tasks.add, (2, 3)) == 5
+    assert pool.apply(tasks.add, (), {"a": 1, "b": 2}) == 3
+    assert pool.map(tasks.square, range(100)) == [x * x for x in range(100)]
+    assert pool.map(tasks.square, range(100), chunksize=7) == [x * x for x in range(100)]
+    assert pool.map(tasks.square, []) == []
+    assert list(pool.imap(tasks.square, range(50))) == [x * x for x in range(50)]
+    assert list(pool.imap(tasks.square, range(50), 3)) == [x * x for x in range(50)]
+    assert sorted(pool.imap_unordered(tasks.square, range(50))) == [x * x for x in range(50)]
+    assert pool.starmap(tasks.add, [(1, 2), (3, 4)]) == [3, 7]
+    assert pool.starmap_async(tasks.add, [(1, 2)]).get(30) == [3]
+    assert pool.map_async(tasks.square, range(5)).get(30) == [0, 1, 4, 9, 16]
+
+
+@pytest.mark.timeout(60)
+def test_async_result_and_callbacks(pool):
+    got, errors = [], []
+    r = pool.apply_async(tasks.square, (7,), callback=got.append)
+    assert r.get(30) == 49
+    assert r.ready() and r.successful()
+    r = pool.apply_async(tasks.fail, (1,), error_callback=errors.append)
+    r.wait(30)
+    assert r.ready() and not r.successful()
+    with pytest.raises(ValueError, match="bad item 1"):
+        r.get(30)
+    m = pool.map_async(tasks.square, range(4), callback=got.append)
+    m.wait(30)
+    assert got == [49, [0, 1, 4, 9]]
+    assert isinstance(errors[0], ValueError)
+
+
+@pytest.mark.timeout(60)
+def test_exceptions_carry_the_remote_traceback(pool):
+    with pytest.raises(ValueError) as info:
+        pool.map(tasks.fail, range(3))
+    cause = info.value.__cause__
+    assert isinstance(cause, multiprocessing.pool.RemoteTraceback)
+    assert "in fail" in str(cause)
+    # the pool keeps serving
+    assert pool.apply(tasks.square, (3,)) == 9
+
+
+@pytest.mark.timeout(60)
+def test_imap_raises_at_the_failed_item_and_goes_on(pool):
+    it = pool.imap(tasks.fail_on_odd, range(4), chunksize=1)
+    assert next(it) == 0
+    with pytest.raises(ValueError, match="bad item 1"):
+        next(it)
+    assert next(it) == 2
+    with pytest.raises(ValueError, match="bad item 3"):
+        next(it)
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+@pytest.mark.timeout(60)
+def test_get_timeout_raises_multiprocessing_timeout_error(pool):
+    r = pool.apply_async(tasks.sleep_return, (1.0, "late"))
+    with pytest.raises(multiprocessing.TimeoutError):
+        r.get(0.05)
+    assert not r.ready()
+    with pytest.raises(ValueError):
+        r.successful()
+    assert r.get(30) == "late"
+
+
+@pytest.mark.timeout(60)
+def test_unpicklable_result_and_exception_arrive_as_errors(pool):
+    with pytest.raises(multiprocessing.pool.MaybeEncodingError):
+        pool.apply(tasks.unpicklable_result)
+    r = pool.apply_async(tasks.raise_unpicklable)
+    with pytest.raises(Exception) as info:
+        r.get(30)
+    assert "lock" in str(info.value)
+    assert pool.apply(tasks.square, (4,)) == 16
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.timeout(60)
+def test_misuse_raises_what_multiprocessing_raises(face, request):
+    check_leaks(request, face)
+    with pytest.raises(ValueError, match="Number of processes must be at least 1"):
+        face.Pool(0)
+    with pytest.raises(TypeError):
+        face.Pool(1, initializer=5)
+    p = face.Pool(1)
+    p.close()
+    with pytest.raises(ValueError, match="Pool not running"):
+        p.apply_async(tasks.square, (1,))
+    with pytest.raises(ValueError, match="Pool not running"):
+        p.map(tasks.square, [1])
+    p.join()
+    p = face.Pool(1)
+    with pytest.raises(ValueError, match="Pool is still running"):
+        p.join()
+    p.terminate()
+    with pytest.raises(ValueError, match="Pool not running"):
+        p.imap(tasks.square, [1])
+    p.join()
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.timeout(60)
+def test_initializer_and_maxtasksperchild(face, request):
+    check_leaks(request, face)
+    with face.Pool(2, initializer=tasks.set_global, initargs=("ready",)) as p:
+        assert p.map(tasks.read_global, range(4)) == ["ready"] * 4
+    with face.Pool(1, maxtasksperchild=2) as p:
+        pids = [p.apply(tasks.pid) for _ in range(6)]
+        assert len(set(pids)) == 3
+        p.close()
+        p.join()
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.timeout(60)
+def test_thread_pool(face, request):
+    check_leaks(request, face)
+    unpicklable = []  # a ThreadPool passes objects as they are
+    with face.ThreadPool(3) as p:
+        assert p.map(tasks.square, range(20)) == [x * x for x in range(20)]
+        assert p.apply(unpicklable.append, (1,)) is None
+        assert list(p.imap(tasks.square, range(5), 2)) == [0, 1, 4, 9, 16]
+        assert sorted(p.imap_unordered(tasks.square, range(5))) == [0, 1, 4, 9, 16]
+        assert p.starmap(tasks.add, [(1, 2)]) == [3]
+        with pytest.raises(ValueError, match="bad item"):
+            p.apply(tasks.fail, (0,))
+        p.close()
+        p.join()
+    assert unpicklable == [1]
+
+
+def test_plait_timeout_error_is_every_standard_timeout():
+    assert issubclass(PlaitTimeoutError, multiprocessing.TimeoutError)
+    assert issubclass(PlaitTimeoutError, TimeoutError)
