@@ -32,9 +32,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from harness import Bench  # noqa: E402
+from harness import Bench
 
 WARMUP = 0.3
 DURATION = 1.5
