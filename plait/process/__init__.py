@@ -5,7 +5,8 @@ What lives here, one module per concept:
 - ``process``: the ``Process`` class, ``current_process``, ``parent_process``,
   ``active_children`` and the bootstrap a child runs;
 - ``child``: the handle of a child this process created (pidfd sentinel, reaping);
-- ``fork``, ``spawn``, ``forkserver``: the three start methods;
+- ``fork``, ``spawn``, ``forkserver``: the three start methods (``forkserver.stop_server``
+  ends this process's fork server on demand);
 - ``context``: ``get_context``, ``set_start_method`` and the default start method;
 - ``lifeline``: how daemon children die with their parent, even after SIGKILL;
 - ``cpu``: ``cpu_count`` that honours affinity masks and cgroup quotas;

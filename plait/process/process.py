@@ -420,7 +420,10 @@ def _wait_for_threads() -> None:
 
 
 def active_children() -> list[Process]:
-    """The children started by this process that are still running; reaps ended ones."""
+    """The children started by this process that are still running; reaps ended ones.
+
+    Never blocks: each child is polled once (``waitpid(WNOHANG)``).
+    """
     _cleanup()
     return list(_children)
 
