@@ -19,5 +19,11 @@ setup(
             depends=["plait/_core/_futex.h"],
             extra_compile_args=_FLAGS,
         ),
+        Extension(
+            "plait._core._ring",
+            sources=["plait/_core/_ring.c"],
+            depends=["plait/_core/_futex.h"],
+            extra_compile_args=_FLAGS,
+        ),
     ]
 )

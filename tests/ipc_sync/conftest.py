@@ -10,6 +10,7 @@ import types
 
 import pytest
 
+import plait.ipc.queues as queues
 import plait.ipc.synchronize as sync
 import plait.process
 from tests.conftest import child_pids, open_fds, wait_until
@@ -27,6 +28,9 @@ STANDARD = types.SimpleNamespace(
     Condition=_STD.Condition,
     Event=_STD.Event,
     Barrier=_STD.Barrier,
+    Queue=_STD.Queue,
+    JoinableQueue=_STD.JoinableQueue,
+    SimpleQueue=_STD.SimpleQueue,
 )
 PLAIT = types.SimpleNamespace(
     name="plait",
@@ -38,6 +42,9 @@ PLAIT = types.SimpleNamespace(
     Condition=sync.Condition,
     Event=sync.Event,
     Barrier=sync.Barrier,
+    Queue=queues.Queue,
+    JoinableQueue=queues.JoinableQueue,
+    SimpleQueue=queues.SimpleQueue,
 )
 
 

@@ -1,0 +1,322 @@
+"""Queues between processes: ``Queue``, ``JoinableQueue``, ``SimpleQueue``.
+
+Theory of operation
+-------------------
+A queue is a ring buffer in a shared ``memfd`` (the C core ``plait._core._ring``, whose
+source explains the ring, its lock and how sleepers wake) plus a Unix socket pair for
+the rare items that do not travel in the ring. ``put`` pickles the item (protocol 5,
+large buffers out of band) and copies it into the ring in the caller's thread; ``get``
+copies it out and unpickles it. There is no feeder thread: when ``put`` returns the item
+is in shared memory, owned by no process, so
+
+- a process that put items can always be joined, and exits at once (the standard
+  library's feeder-thread deadlock cannot happen), and ``join_thread`` and
+  ``cancel_join_thread`` have nothing to do;
+- a producer killed in the middle of ``put`` leaves no trace (an entry is published by
+  one store at the end), and a consumer killed in ``get`` before it took the item leaves
+  it for the next one. The ring's lock, if the killed process held it, is recovered by
+  the next user. ``statistics()`` reports ``lost`` (items known lost that way; only a
+  segment whose fd a consumer had already received when it died) and ``owner_deaths``.
+
+Where an item goes:
+
+- small items and items up to a third of the ring (``capacity``, 32 MiB by default,
+  so 8 MB numpy arrays): into the ring; their out-of-band buffers are copied straight
+  from the array to the ring and from the ring into one ``bytearray`` the arrays of the
+  item are rebuilt on (two copies in all, no pipe);
+- larger items, and items of an unbounded queue whose ring is full: into a sealed
+  ``memfd`` segment (``plait._core.segment``), whose fd is sent over the queue's socket
+  while a small entry in the ring holds its place in line. The receiver maps it: the
+  arrays it gets are the segment's pages, not a copy. The kernel keeps the fd alive in
+  the socket while it is in flight, also after its producer exited, and frees it with
+  the last user. So ``put`` on an unbounded queue does not wait for consumers until the
+  socket holds about as many segments as the process may open files; then it waits (up to
+  its ``timeout``).
+
+Bounds: ``maxsize`` counts items, as in the standard library; ``put`` on a full queue
+blocks (up to ``timeout``, then ``queue.Full``). ``get`` on an empty queue blocks (then
+``queue.Empty``). A negative timeout polls, as in ``multiprocessing``. Items must be
+picklable and must not own fds (a ``Connection`` or ``Lock`` inside an item raises
+``PicklingError``: pass those as ``Process`` arguments).
+
+Pickling a queue (as a ``Process`` argument, or through a plait ``Connection``) sends
+its memfd and sockets; a forked child inherits them. Each queue holds three fds.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import pickle
+import select
+import socket
+import struct
+import time
+from queue import Empty, Full
+from typing import Any
+
+from plait._core import fdpass, segment, serialization
+from plait._core._ring import HEADER_SIZE, PARTS, PLAIN, SEGMENT, Ring
+from plait.ipc.synchronize import _Block
+
+__all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
+
+DEFAULT_CAPACITY = 32 * 1024 * 1024
+_PROTOCOL = serialization.PROTOCOL
+_dumps = pickle.dumps
+_loads = pickle.loads
+
+
+class _Socket:
+    """One end of the queue's segment socket pair: an fd that pickles by travelling."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self):
+        return _rebuild_socket, (fdpass.reduce_fd(self.fd),)
+
+    def __del__(self) -> None:
+        fd, self.fd = getattr(self, "fd", -1), -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def _rebuild_socket(index: int) -> _Socket:
+    return _Socket(fdpass.rebuild_fd(index))
+
+
+class Queue:
+    """A FIFO queue between processes, as ``multiprocessing.Queue``.
+
+    ``maxsize`` <= 0 means unbounded. ``capacity`` is the ring's size in bytes (a power
+    of two, at least 64 KiB); items over a third of it travel in segments. Raises
+    ``TypeError`` for a ``maxsize`` that is not an int, ``ValueError`` for a bad
+    ``capacity``.
+    """
+
+    _joinable = False
+
+    def __init__(self, maxsize: int = 0, *, capacity: int = DEFAULT_CAPACITY) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+        capacity = operator.index(capacity)
+        if capacity < 65536 or capacity & (capacity - 1):
+            raise ValueError(f"capacity must be a power of two >= 65536, not {capacity}")
+        block = _Block(HEADER_SIZE + capacity)
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        send, recv = _Socket(a.detach()), _Socket(b.detach())
+        self._setup(block, send, recv, max(maxsize, 0), True)
+
+    def _setup(self, block: _Block, send: _Socket, recv: _Socket, maxsize: int, create: bool):
+        self._block, self._send, self._recv = block, send, recv
+        self._maxsize = maxsize
+        self._ring = Ring()
+        self._ring._attach(
+            block.mm, send.fd, recv.fd, create=create, maxsize=maxsize, joinable=self._joinable
+        )
+        self._inline_max = (block.size - HEADER_SIZE) // 3
+        self._closed = False
+        self._oob: list[pickle.PickleBuffer] = []
+
+    def __getstate__(self):
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        return self._block, self._send, self._recv, self._maxsize
+
+    def __setstate__(self, state) -> None:
+        self._setup(*state, False)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"qsize={self._ring.qsize()}"
+        return f"<plait {type(self).__name__}(maxsize={self._maxsize}, {state})>"
+
+    # -- putting --------------------------------------------------------------------
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Put ``obj`` into the queue.
+
+        Blocks while the queue holds ``maxsize`` items, up to ``timeout`` seconds, then
+        raises ``queue.Full`` (at once if ``block`` is false). An unbounded queue does not
+        block (see the module's essay). Raises ``ValueError`` if the queue is closed,
+        ``pickle.PicklingError`` if ``obj`` cannot be pickled (nothing is put).
+        """
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        oob = self._oob
+        try:
+            payload = _dumps(obj, _PROTOCOL, buffer_callback=oob.append)
+        except Exception:
+            oob.clear()
+            payload, buffers = serialization.dumps_oob(obj)
+            oob.extend(buffers)
+        if not oob:
+            parts = (payload,)
+            kind = PLAIN
+            size = len(payload)
+        else:
+            try:
+                parts = (payload, *[b.raw() for b in oob])
+            except BufferError:  # not contiguous: let pickle copy it in-band
+                parts = (serialization.dumps(obj),)
+            finally:
+                oob.clear()
+            kind = PARTS if len(parts) > 1 else PLAIN
+            size = sum(memoryview(p).nbytes for p in parts)
+        if size > self._inline_max:
+            self._put_segment(parts, block, timeout)
+        elif self._maxsize:
+            if not self._ring.put(kind, parts, block, timeout):
+                raise Full
+        elif not self._ring.put(kind, parts, False):
+            self._put_segment(parts, block, timeout)  # the ring is full: spill
+
+    def _put_segment(self, parts: tuple, block: bool, timeout: float | None) -> None:
+        deadline = None if timeout is None or not block else time.monotonic() + timeout
+        views = [memoryview(p).cast("B") for p in parts]
+        table = struct.pack(f"{len(views)}Q", *[v.nbytes for v in views])
+        fd = segment.create(views, "plait-queue")
+        try:
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done = self._ring.put(SEGMENT, (table,), block, left, fd)
+                if done:
+                    return
+                if done is False or not block:
+                    raise Full
+                # The socket holds as many segments as the kernel allows: wait for room.
+                poller = select.poll()
+                poller.register(self._send.fd, select.POLLOUT)
+                if not poller.poll(100 if left is None else min(100, int(left * 1000) + 1)):
+                    if left is not None and deadline - time.monotonic() <= 0:
+                        raise Full
+        finally:
+            os.close(fd)
+
+    def put_nowait(self, obj: Any) -> None:
+        """``put(obj, False)``: raises ``queue.Full`` at once if the queue is full."""
+        self.put(obj, False)
+
+    # -- getting --------------------------------------------------------------------
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return the oldest item.
+
+        Blocks while the queue is empty, up to ``timeout`` seconds, then raises
+        ``queue.Empty`` (at once if ``block`` is false). Raises ``ValueError`` if the
+        queue is closed; the unpickling error of an item that cannot be rebuilt here (the
+        item is consumed).
+        """
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        entry = self._ring.get(block, timeout)
+        if entry.__class__ is bytes:
+            return _loads(entry)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while entry is None:  # an entry whose segment was lost (see the essay): skip it
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            entry = self._ring.get(block, left)
+            if entry.__class__ is bytes:
+                return _loads(entry)
+        if entry is False:
+            raise Empty
+        kind, data, fd = entry
+        if kind == PARTS:
+            (count,) = struct.unpack_from("Q", data)
+            lengths = struct.unpack_from(f"{count}Q", data, 8)
+            view = memoryview(data)
+            start = 8 + 8 * count
+            parts = []
+            for n in lengths:
+                parts.append(view[start : start + n])
+                start += n
+            return _loads(parts[0], buffers=parts[1:])
+        try:
+            lengths = struct.unpack(f"{len(data) // 8}Q", data)
+            parts = segment.map_views(fd, lengths)
+        finally:
+            os.close(fd)
+        return _loads(parts[0], buffers=parts[1:])
+
+    def get_nowait(self) -> Any:
+        """``get(False)``: raises ``queue.Empty`` at once if the queue is empty."""
+        return self.get(False)
+
+    # -- state ----------------------------------------------------------------------
+
+    def qsize(self) -> int:
+        """The number of items in the queue now."""
+        return self._ring.qsize()
+
+    def empty(self) -> bool:
+        """Whether the queue is empty now."""
+        return self._ring.qsize() == 0
+
+    def full(self) -> bool:
+        """Whether the queue holds ``maxsize`` items now."""
+        return bool(self._maxsize) and self._ring.qsize() >= self._maxsize
+
+    def statistics(self) -> dict[str, int]:
+        """Counters of the queue: items, bytes_used, capacity, maxsize, lost, owner_deaths,
+        unfinished_tasks, getters_waiting, putters_waiting."""
+        return self._ring.statistics()
+
+    def close(self) -> None:
+        """Close this process's handle: ``put`` and ``get`` then raise ``ValueError``.
+
+        Items already put stay in the queue for other processes (nothing to flush: there
+        is no feeder thread). Idempotent.
+        """
+        self._closed = True
+
+    def join_thread(self) -> None:
+        """Nothing to wait for (no feeder thread); as the standard library, call after
+        ``close``: raises ``AssertionError`` before."""
+        assert self._closed, f"Queue {self!r} not closed"
+
+    def cancel_join_thread(self) -> None:
+        """Nothing to cancel: a process exits without waiting for its items to be read."""
+
+
+class JoinableQueue(Queue):
+    """A ``Queue`` that counts unfinished tasks: ``task_done`` and ``join``."""
+
+    _joinable = True
+
+    def task_done(self) -> None:
+        """Mark one item got from the queue as processed.
+
+        Raises ``ValueError`` if called more times than items were put.
+        """
+        self._ring.task_done()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Block until every item put has been marked done by ``task_done``.
+
+        Raises ``TimeoutError`` naming the count of unfinished tasks if ``timeout``
+        seconds pass first.
+        """
+        if not self._ring.join(timeout):
+            left = self._ring.statistics()["unfinished_tasks"]
+            raise TimeoutError(f"{left} tasks still unfinished after {timeout} s")
+
+
+class SimpleQueue(Queue):
+    """An unbounded queue with ``put``, ``get``, ``empty`` and ``close``.
+
+    ``get(timeout=None)`` blocks until an item arrives (or ``timeout`` passes:
+    ``queue.Empty``).
+    """
+
+    def __init__(self, *, capacity: int = DEFAULT_CAPACITY) -> None:
+        super().__init__(0, capacity=capacity)
+
+    def put(self, obj: Any, *, timeout: float | None = None) -> None:
+        """Put ``obj``; see ``Queue.put`` (an unbounded queue does not wait for readers)."""
+        super().put(obj, True, timeout)
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        """Remove and return the oldest item; blocks while empty (see the class)."""
+        return super().get(True, timeout)
