@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from .errors import (
     ClosedResourceError,
+    DeadlockError,
     IncompleteRead,
     NoKernelError,
     ResourceBusy,
@@ -65,6 +66,7 @@ __all__ = [
     "BoundedSemaphore",
     "ClosedResourceError",
     "Condition",
+    "DeadlockError",
     "Event",
     "IncompleteRead",
     "Kernel",

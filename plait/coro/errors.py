@@ -13,6 +13,7 @@ import errno
 
 __all__ = [
     "ClosedResourceError",
+    "DeadlockError",
     "IncompleteRead",
     "NoKernelError",
     "ResourceBusy",
@@ -50,6 +51,12 @@ class TaskTimeout(TimeoutError):
 
 class NoKernelError(RuntimeError):
     """A plait trap was awaited outside ``plait.coro.run()`` (or in a foreign event loop)."""
+
+
+class DeadlockError(RuntimeError):
+    """Every task waits and nothing can wake any of them (no socket, timer, thread or
+    signal is waited on). ``run()`` cancels them all and raises this, naming each task and
+    what it waits for, instead of hanging forever."""
 
 
 class ResourceBusy(RuntimeError):

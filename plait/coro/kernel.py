@@ -36,6 +36,12 @@ running or already ready (its answer is on its way) the exception is kept as *pe
 and thrown at the task's next trap. An explicit cancellation replaces a pending timeout,
 never the other way round.
 
+Deadlock. When no task is ready, no timer is armed, no fd is registered, and no task
+waits for a thread or a signal, nothing can ever wake a task again: instead of sleeping
+in ``poll()`` forever the kernel cancels every task and ``run()`` raises
+:class:`DeadlockError`, naming each task and where it waits. (With sockets registered the
+kernel cannot tell a deadlock from a quiet server, and waits.)
+
 Threads and signals share one wake-up pipe: a thread that hands a result to a task
 appends it to the inbox and writes ``b"\\0"``; the C signal handler writes the signal
 number (``signal.set_wakeup_fd``). Ctrl-C (SIGINT) cancels the main task, lets its
@@ -75,6 +81,7 @@ from typing import Any
 from . import traps
 from .errors import (
     ClosedResourceError,
+    DeadlockError,
     ResourceBusy,
     SlowStepWarning,
     TaskCancelled,
@@ -147,6 +154,7 @@ class Kernel:
         self._main: Task | None = None
         self._interrupted: bool | str = False
         self._fatal: BaseException | None = None
+        self._deadlock: DeadlockError | None = None
         self._closed = False
 
     # -- the public face of the kernel for the other modules of plait.coro -------------
@@ -335,6 +343,8 @@ class Kernel:
             self._close()
         if self._fatal is not None:
             raise self._fatal
+        if self._deadlock is not None and (main_task.cancelled or main_task._exception):
+            raise self._deadlock from main_task._exception
         if self._interrupted == "late" or (self._interrupted and main_task.cancelled):
             raise KeyboardInterrupt
         if main_task.cancelled:
@@ -393,6 +403,25 @@ class Kernel:
                     targets = [self._main]
                 for task in targets:
                     self.cancel(task, TaskCancelled("interrupted by SIGINT (Ctrl-C)"))
+
+    def _deadlocked(self) -> bool:
+        """Called when nothing is ready, no timer is armed and no fd is registered: if no
+        task waits for a thread or a signal either, nothing can ever wake a task. Then
+        cancel them all (their ``finally`` blocks run) and make run() raise."""
+        if any(t._wait_kind == WAIT_EXTERNAL for t in self.tasks.values()):
+            return False
+        if any(self.signal_watchers.values()):
+            return False
+        if self._deadlock is None:
+            table = "; ".join(
+                f"task {t.id} ({t.name}) {t.state} at {where(t)}" for t in self.tasks.values()
+            )
+            self._deadlock = DeadlockError(
+                f"deadlock: every task waits and nothing can wake one: {table}"
+            )
+        for task in list(self.tasks.values()):
+            self.cancel(task, TaskCancelled("deadlock: cancelled by the kernel"))
+        return True
 
     def _stop(self, error: BaseException) -> None:
         """A task raised KeyboardInterrupt or SystemExit: cancel everything, re-raise it."""
@@ -507,6 +536,8 @@ class Kernel:
                 timeout = max(0.0, timers[0][0] - monotonic())
             else:
                 timeout = -1
+                if not fds and self._deadlocked():
+                    continue
             for fd, ev in poll(timeout):
                 entry = fds.get(fd)
                 if entry is None:

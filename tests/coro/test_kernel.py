@@ -359,3 +359,45 @@ def test_system_exit_in_a_task_stops_the_kernel_and_comes_out_of_run():
         coro.run(main)
     assert info.value.code == 3
     assert cleaned == ["main finally"]
+
+
+def test_a_deadlock_is_reported_instead_of_hanging():
+    cleaned = []
+
+    async def consumer(q):
+        try:
+            await q.get()  # nobody will ever put
+        finally:
+            cleaned.append("consumer finally")
+
+    async def main():
+        q = coro.Queue()
+        t = await coro.spawn(consumer, q)
+        await t.join()
+
+    with pytest.raises(coro.DeadlockError, match=r"main\) TASK_JOIN.*consumer\) QUEUE_GET"):
+        coro.run(main)
+    assert cleaned == ["consumer finally"]
+
+
+def test_waiting_for_a_thread_or_a_timer_is_not_a_deadlock():
+    async def main():
+        ev = coro.Event()
+
+        async def setter():
+            await coro.run_in_thread(time.sleep, 0.05)
+            ev.set()
+
+        await coro.spawn(setter)
+        await ev.wait()
+        ev2 = coro.Event()
+
+        async def later():
+            await coro.sleep(0.02)
+            ev2.set()
+
+        await coro.spawn(later)
+        await ev2.wait()
+        return "no deadlock"
+
+    assert coro.run(main) == "no deadlock"
