@@ -118,6 +118,10 @@ class Engine:
                     continue
                 if job.timeout is not None and not timed_ok:
                     return None
+                if not job.claim():
+                    ready.popleft()
+                    job.queued = False
+                    continue
                 size = job.next_size(workers)
                 if limit is not None and size > limit:
                     size = limit
@@ -128,6 +132,14 @@ class Engine:
                 self.in_flight += len(items)
                 return job, start, items
             return None
+
+    def cancel_pending(self) -> None:
+        """Cancel the futures of jobs not sent yet (``shutdown(cancel_futures=True)``)."""
+        with self.lock:
+            for job in self.ready:
+                future = getattr(job, "future", None)
+                if future is not None and future.cancel():
+                    job.done = True
 
     def has_unsent(self) -> bool:
         with self.lock:

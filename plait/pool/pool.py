@@ -29,6 +29,7 @@ from plait.pool.backend import ProcessBackend
 from plait.pool.engine import RUN, PoolStats
 from plait.pool.results import (
     ApplyResult,
+    FutureJob,
     IMapIterator,
     IMapUnorderedIterator,
     MapResult,
@@ -286,7 +287,7 @@ class Pool:
         """Like ``imap``, yielding results in the order they complete."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize, timeout, progress)
 
-    def _imap(self, cls, func, iterable, chunksize, timeout, progress):
+    def _imap(self, cls, func, iterable, chunksize, timeout, progress, star=False):
         self._engine.check_running()
         chunksize = _check_chunksize(chunksize)
         timeout = check_timeout(timeout)
@@ -296,7 +297,7 @@ class Pool:
             self._func(func),
             func,
             iterable,
-            False,
+            star,
             chunksize,
             timeout,
             self._processes,
@@ -309,6 +310,29 @@ class Pool:
 
     def _check_timeout_supported(self, timeout: float | None) -> None:
         pass
+
+    def _submit_future(self, func, args, kwds, timeout, future) -> None:
+        """Run ``func(*args, **kwds)``; settle the ``concurrent.futures.Future`` with it.
+
+        The future is marked running when its task is sent, and a cancelled future's
+        task is never sent (``plait.pool.executor``).
+        """
+        self._engine.check_running()
+        job = FutureJob(
+            self._engine,
+            self._func(func),
+            func,
+            args,
+            kwds,
+            future.set_result,
+            future.set_exception,
+            timeout,
+        )
+        job.future = future
+        self._engine.submit(job)
+
+    def _cancel_pending_futures(self) -> None:
+        self._engine.cancel_pending()
 
     # -- life cycle -----------------------------------------------------------------
 

@@ -42,7 +42,14 @@ from typing import Any
 from plait.pool.errors import TimeoutError
 from plait.pool.worker import APPLY, MAP, STAR
 
-__all__ = ["AsyncResult", "ApplyResult", "MapResult", "IMapIterator", "IMapUnorderedIterator"]
+__all__ = [
+    "AsyncResult",
+    "ApplyResult",
+    "FutureJob",
+    "MapResult",
+    "IMapIterator",
+    "IMapUnorderedIterator",
+]
 
 TARGET_SECONDS = 0.01
 MAX_CHUNK = 100_000
@@ -106,6 +113,10 @@ class _Job:
         else:
             items = [buffer.popleft()[1] for _ in range(size)]
         return start, items
+
+    def claim(self) -> bool:
+        """Whether the job may still be sent (False: its caller cancelled it)."""
+        return True
 
     def measure(self, count: int, seconds: float) -> None:
         self._measured += count
@@ -188,6 +199,18 @@ class ApplyResult(_Job):
 
 
 AsyncResult = ApplyResult
+
+
+class FutureJob(ApplyResult):
+    """An ``apply`` whose outcome settles a ``concurrent.futures.Future`` (executors)."""
+
+    future = None
+
+    def claim(self) -> bool:
+        if self.future.set_running_or_notify_cancel():
+            return True
+        self.done = True  # cancelled: never sent, nothing to settle
+        return False
 
 
 class MapResult(ApplyResult):

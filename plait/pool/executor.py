@@ -1,0 +1,166 @@
+"""``ProcessPoolExecutor`` and ``ThreadPoolExecutor``: the futures API on plait's pools.
+
+An executor is a ``Pool`` (or ``ThreadPool``) behind the ``concurrent.futures``
+interface. ``submit`` returns a real ``concurrent.futures.Future``, so ``as_completed``,
+``wait`` and ``asyncio.wrap_future`` work on it; the future turns *running* when its
+task is sent to a worker, and a future cancelled before that is never sent.
+
+Where the standard executors break, these do not: a worker killed in the middle of a
+task fails that future alone with ``WorkerLostError`` (no ``BrokenProcessPool`` for the
+rest), a replacement starts, and the executor stays usable. ``task_timeout=`` (process
+executor only) is a per-task limit: the worker is killed and replaced, the future fails
+with ``TimeoutError``.
+
+``map(fn, *iterables, timeout=None, chunksize=None)`` reads its input lazily (the
+standard one submits everything at once); ``timeout`` counts from the call, as in the
+standard library, and ``chunksize=None`` sizes chunks from measured task times.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from plait.pool.pool import Pool, ThreadPool
+from plait.pool.results import IMapIterator, check_timeout
+
+__all__ = ["ProcessPoolExecutor", "ThreadPoolExecutor"]
+
+
+class _Executor:
+    """What both executors share: ``submit``, ``map``, ``shutdown``, context manager."""
+
+    _pool: Pool
+    _task_timeout: float | None = None
+
+    def __init__(self) -> None:
+        self._shutdown = False
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future:
+        """Schedule ``fn(*args, **kwargs)``; return its ``Future`` at once.
+
+        Raises ``RuntimeError`` after ``shutdown``, ``TypeError`` if ``fn`` is not
+        callable, ``pickle.PicklingError`` if a process executor cannot send ``fn``.
+        """
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._pool._submit_future(fn, args, kwargs, self._task_timeout, future)
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator[Any]:
+        """``map(fn, *iterables)`` run by the workers; results in input order.
+
+        The iterator raises a task's exception at its position, and
+        ``TimeoutError`` when a result is not there ``timeout`` seconds after this call.
+        Raises ``RuntimeError`` after ``shutdown``.
+        """
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        results = self._pool._imap(
+            IMapIterator,
+            fn,
+            zip(*iterables, strict=False),
+            chunksize,
+            self._task_timeout,
+            False,
+            star=True,
+        )
+        return _results(results, deadline)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Accept no more work; with ``cancel_futures`` cancel the futures not started.
+
+        With ``wait`` blocks until the running and queued tasks are done and the
+        workers have exited.
+        """
+        if not self._shutdown:
+            self._shutdown = True
+            if cancel_futures:
+                self._pool._cancel_pending_futures()
+            self._pool.close()
+        if wait:
+            self._pool.join()
+
+    def stats(self):
+        """The pool's counters (see ``Pool.stats``)."""
+        return self._pool.stats()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown(wait=True)
+
+
+def _results(results: IMapIterator, deadline: float | None) -> Iterator[Any]:
+    while True:
+        try:
+            if deadline is None:
+                yield results.next()
+            else:
+                yield results.next(max(0.0, deadline - time.monotonic()))
+        except StopIteration:
+            return
+
+
+class ProcessPoolExecutor(_Executor):
+    """A ``concurrent.futures`` executor on worker processes that never breaks.
+
+    ``ProcessPoolExecutor(max_workers=None, mp_context=None, initializer=None,
+    initargs=(), max_tasks_per_child=None, *, task_timeout=None)``.
+
+        with ProcessPoolExecutor(task_timeout=10) as ex:
+            print(ex.submit(pow, 2, 10).result())
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        max_tasks_per_child: int | None = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        if max_workers is not None and max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        self._task_timeout = check_timeout(task_timeout, "task_timeout")
+        self._pool = Pool(max_workers, initializer, initargs, max_tasks_per_child, mp_context)
+
+
+class ThreadPoolExecutor(_Executor):
+    """A ``concurrent.futures`` executor on threads of this process.
+
+    ``ThreadPoolExecutor(max_workers=None, thread_name_prefix="", initializer=None,
+    initargs=())``; ``max_workers`` defaults to ``min(32, cpu_count + 4)`` as in the
+    standard library.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+    ) -> None:
+        super().__init__()
+        if max_workers is None:
+            max_workers = min(32, (os.cpu_count() or 1) + 4)
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        self._pool = ThreadPool(max_workers, initializer, initargs)
