@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard plait/_core/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m compileall -q plait
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
@@ -29,6 +30,7 @@ test: lint
 	$(PY) -m pytest
 
 bench: $(BENCH_STAMP)
+	$(PY) -m compileall -q plait  # spawned children then load .pyc like the stdlib's
 	$(PY) -m plait bench
 
 clean:

@@ -90,6 +90,34 @@ def demo_threads() -> None:
     _done(t0, "done")
 
 
+def demo_process() -> None:
+    import plait.process
+
+    t0 = _section("processes: fork, spawn, forkserver; exit codes, signals and lambdas")
+    print(f"   cpu_count() = {plait.process.cpu_count()} (affinity mask and cgroup quota)")
+    for method in plait.process.get_all_start_methods():
+        ctx = plait.process.get_context(method)
+        start = time.perf_counter()
+        p = ctx.Process(target=sys.exit, args=(7,))
+        p.start()
+        p.join(30)
+        ms = (time.perf_counter() - start) * 1e3
+        q = ctx.Process(target=lambda n=len(method): sys.exit(n), daemon=True)
+        q.start()
+        q.join(30)
+        r = ctx.Process(target=time.sleep, args=(60,), daemon=True)
+        r.start()
+        r.terminate()
+        r.join(30)
+        print(
+            f"   {method:>10}: sys.exit(7) -> {p.exitcode} ({ms:.1f} ms), "
+            f"a lambda -> {q.exitcode}, terminate() -> {r.exitcode}"
+        )
+        for proc in (p, q, r):
+            proc.close()
+    _done(t0, "done")
+
+
 def _echo(conn) -> None:
     while (msg := conn.recv()) is not None:
         conn.send(msg)
@@ -123,7 +151,6 @@ def demo_ipc() -> None:
     child.join(10)
     here.close()
     with ipc.Listener(("127.0.0.1", 0), authkey=b"secret", handshake_timeout=2) as listener:
-
         refused = []
 
         def serve():
@@ -148,7 +175,7 @@ def demo_ipc() -> None:
     _done(t0, "done")
 
 
-DEMOS = [demo_serialization, demo_ipc, demo_threads]
+DEMOS = [demo_serialization, demo_process, demo_ipc, demo_threads]
 
 
 def demo() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -57,6 +58,9 @@ def no_leaks():
     fds = open_fds()
     threads = set(threading.enumerate())
     yield
+    forkserver = sys.modules.get("plait.process.forkserver")
+    if forkserver is not None:  # the fork server is a child of this process too
+        forkserver.stop_server(timeout=10)
     assert wait_until(lambda: not child_pids(), 10), f"children left: {child_pids()}"
     assert wait_until(lambda: set(threading.enumerate()) <= threads, 10), (
         f"threads left: {set(threading.enumerate()) - threads}"
