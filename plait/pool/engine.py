@@ -77,14 +77,16 @@ class Engine:
             if job.buffer:
                 self._queue(job)
 
-    def add_items(self, job, pairs) -> None:
-        """More input of a lazy job (read by its consumer)."""
+    def add_items(self, job, start: int, items: list) -> None:
+        """More input of a lazy job (read by its consumer), ``start`` its first index."""
         with self.lock:
             if self.state == TERMINATE:
-                for index, _ in pairs:
-                    job.deliver(index, [None], [(0, PoolTerminatedError("pool terminated"))])
+                exc = PoolTerminatedError("pool terminated")
+                job.fail_chunk(start, len(items), exc)
                 return
-            job.buffer.extend(pairs)
+            if not job.buffer:
+                job.buffer.next_index = start
+            job.buffer.extend(items)
             self._queue(job)
 
     def source_done(self, job) -> None:

@@ -243,7 +243,8 @@ class Pool:
         timeout = check_timeout(timeout)
         self._check_timeout_supported(timeout)
         func_bytes = self._func(func)
-        items = list(iterable)
+        # A range stays a range: its chunks are ranges, which pickle in O(1).
+        items = iterable if type(iterable) is range else list(iterable)
         job = MapResult(
             self._engine,
             func_bytes,

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Every call (``apply_async``, ``map_async``, ``imap``, ...) makes one *job*, which is also
 the object the caller holds (``AsyncResult``, ``MapResult``, ``IMapIterator``), as in
-``multiprocessing.pool``. A job has a *buffer* of ``(index, item)`` not yet sent; the
+``multiprocessing.pool``. A job has a *buffer* of items not yet sent (``Buffer``); the
 engine (``scheduler`` for processes, ``threadpool`` for threads) cuts chunks from it with
 ``take`` when a worker has room, and reports back with ``deliver`` (values and per-item
 errors of a chunk) or ``fail_chunk`` (the whole chunk: worker lost, timeout, terminate).
@@ -14,7 +14,8 @@ condition.
 Chunk size: a fixed ``chunksize`` is honoured. Without one the job measures: the first
 chunks hold one item, and each delivery adds the compute seconds the worker measured, so
 later chunks hold about ``TARGET_SECONDS`` of work, never more than a fair share of
-what is left (so the tail is balanced), and at most ``MAX_CHUNK`` items. A job with a
+what is left (so the tail is balanced) unless that is under ``MIN_SECONDS`` of work,
+and at most ``MAX_CHUNK`` items. A job with a
 per-task ``timeout`` always sends single items (the deadline is per task).
 
 Laziness (``imap``): the input iterator is read by the *consumer's* thread, in
@@ -52,8 +53,10 @@ __all__ = [
 ]
 
 TARGET_SECONDS = 0.01
+MIN_SECONDS = 0.001
 MAX_CHUNK = 100_000
 MAX_IMAP_CHUNK = 4096
+MIN_WINDOW = 256  # items an imap reads ahead of its consumer, at the least
 
 _counter = itertools.count()
 
@@ -69,6 +72,62 @@ def check_timeout(timeout: float | None, what: str = "timeout") -> float | None:
     return float(timeout)
 
 
+class Buffer:
+    """Items not sent yet, as whole lists: cutting a chunk is a slice, not a loop per item.
+
+    Items enter at the end in input order and leave from the front, so the index of an
+    item is the count of items that left before it (``next_index``).
+    """
+
+    __slots__ = ("_segments", "_offset", "_len", "next_index")
+
+    def __init__(self) -> None:
+        self._segments: deque[list] = deque()
+        self._offset = 0  # items of the first segment already taken
+        self._len = 0
+        self.next_index = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def extend(self, items: list) -> None:
+        if items:
+            self._segments.append(items)
+            self._len += len(items)
+
+    def take(self, size: int) -> tuple[int, list]:
+        """Remove up to ``size`` items from the front; return (index of the first, items)."""
+        segments = self._segments
+        start = self.next_index
+        out: list | None = None
+        while size > 0 and segments:
+            seg = segments[0]
+            offset = self._offset
+            avail = len(seg) - offset
+            if avail <= size:
+                piece = seg[offset:] if offset or out is not None else seg
+                segments.popleft()
+                self._offset = 0
+            else:
+                piece = seg[offset : offset + size]
+                self._offset = offset + size
+            if out is None:
+                out = piece
+            else:
+                out.extend(piece)
+            size -= len(piece)
+        out = out if out is not None else []
+        self._len -= len(out)
+        self.next_index += len(out)
+        return start, out
+
+    def clear(self) -> None:
+        self.next_index += self._len
+        self._segments.clear()
+        self._offset = 0
+        self._len = 0
+
+
 class _Job:
     """The part every job shares: its function, the unsent buffer, chunk sizing."""
 
@@ -82,7 +141,7 @@ class _Job:
         self.func = func
         self.timeout = timeout
         self.chunksize = 1 if timeout is not None else chunksize
-        self.buffer: deque = deque()
+        self.buffer = Buffer()
         self.queued = False
         self.done = False
         self.progress = None  # a tqdm bar, advanced by the engine
@@ -98,21 +157,19 @@ class _Job:
             return self.chunksize
         if not self._measured:
             return 1
-        per_item = self._seconds / self._measured
-        size = TARGET_SECONDS / per_item if per_item > 0 else MAX_CHUNK
-        share = math.ceil(len(self.buffer) / (2 * workers)) if not self.lazy else MAX_IMAP_CHUNK
-        return max(1, min(int(size), share, MAX_IMAP_CHUNK if self.lazy else MAX_CHUNK))
+        per_item = max(self._seconds / self._measured, 1e-9)
+        limit = MAX_IMAP_CHUNK if self.lazy else MAX_CHUNK
+        size = min(int(TARGET_SECONDS / per_item), limit)
+        if not self.lazy:
+            # Balance the tail: a fair share of what is left, but never a chunk of less
+            # than MIN_SECONDS of work, below which splitting costs more than it evens.
+            share = math.ceil(len(self.buffer) / (2 * workers))
+            size = min(size, max(share, int(MIN_SECONDS / per_item)))
+        return max(1, size)
 
     def take(self, size: int) -> tuple[int, list]:
         """Cut up to ``size`` buffered items; return (index of the first, items)."""
-        buffer = self.buffer
-        start = buffer[0][0]
-        if size >= len(buffer):
-            items = [item for _, item in buffer]
-            buffer.clear()
-        else:
-            items = [buffer.popleft()[1] for _ in range(size)]
-        return start, items
+        return self.buffer.take(size)
 
     def claim(self) -> bool:
         """Whether the job may still be sent (False: its caller cancelled it)."""
@@ -141,7 +198,7 @@ class ApplyResult(_Job):
         self._success: bool | None = None
         self._value: Any = None
         self.remaining = 1
-        self.buffer.append((0, (tuple(args), dict(kwds or {}))))
+        self.buffer.extend([(tuple(args), dict(kwds or {}))])
 
     def ready(self) -> bool:
         """Whether the call has completed (never blocks)."""
@@ -235,7 +292,7 @@ class MapResult(ApplyResult):
         self._success = None
         self.remaining = len(items)
         self._values: list = [None] * len(items)
-        self.buffer.extend(enumerate(items))
+        self.buffer.extend(items)
         if not items:
             self._success, self._value, self.done = True, [], True
 
@@ -280,16 +337,21 @@ class IMapIterator(_Job):
 
     def window(self) -> int:
         size = self.next_size(self._workers)
-        return max(8, size * self._workers * 4)
+        return max(MIN_WINDOW, size * self._workers * 4)
 
     def top_up(self) -> None:
-        """Read the source until ``window()`` items are pulled but not yet consumed."""
+        """Read the source until ``window()`` items are pulled but not yet consumed.
+
+        Reads only once less than half the window is left, so the source is read (and
+        the engine woken) in batches, not once per consumed item.
+        """
         if self._source is None:
             return
-        want = self.window() - (self._pulled - self._yielded)
-        if want <= 0:
+        window = self.window()
+        ahead = self._pulled - self._yielded
+        if ahead > window // 2:
             return
-        self._pull(want)
+        self._pull(window - ahead)
 
     def drain(self) -> None:
         """Read the rest of the source now (``Pool.close`` does, as the standard pool)."""
@@ -314,7 +376,7 @@ class IMapIterator(_Job):
                 self._pulled = end + 1
                 self._store(end, False, failure)
             if items:
-                self._engine.add_items(self, zip(range(start, end), items, strict=True))
+                self._engine.add_items(self, start, items)
             if self._source is None:
                 self._engine.source_done(self)
 
