@@ -270,6 +270,8 @@ async def _serve_client(
         raise
     except ConnectionError as e:  # the client vanished: normal life for a server
         log.debug("client %r went away: %s", address, e)
+    except _ssl.SSLError as e:  # a client that cannot speak TLS with us: its problem
+        log.warning("TLS with client %r failed: %s", address, e)
     except Exception:
         log.exception("handler %r failed for client %r; the server goes on", handler, address)
     finally:
