@@ -175,7 +175,64 @@ def demo_ipc() -> None:
     _done(t0, "done")
 
 
-DEMOS = [demo_serialization, demo_process, demo_ipc, demo_threads]
+def demo_coro() -> None:
+    import functools
+    import resource
+    import threading
+
+    from plait import coro
+
+    t0 = _section("coroutines: 1,000 connections in one thread, timeouts, threads meet tasks")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2200 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2200, hard))
+        soft = 2200
+    clients = 1000 if soft >= 2200 else 300
+
+    async def echo(client, address):
+        async with client.as_stream() as stream:
+            async for line in stream:
+                await stream.write(line)
+
+    async def client(port, n):
+        sock = await coro.open_connection("127.0.0.1", port)
+        async with sock.as_stream() as stream:
+            for r in range(5):
+                await stream.write(b"%d %d\n" % (n, r))
+                assert await stream.readline() == b"%d %d\n" % (n, r)
+        return 5
+
+    async def main():
+        listener = coro.tcp_server_socket("127.0.0.1", 0)
+        port = listener.getsockname()[1]
+        server = await coro.spawn(functools.partial(coro.serve, listener, echo))
+        async with coro.timeout_after(30), coro.TaskGroup() as group:
+            for n in range(clients):
+                await group.spawn(client, port, n)
+        lines = sum(t.result for t in group.tasks)
+        print(f"   {lines} lines echoed over {clients} connections, one thread")
+        await server.cancel()
+        async with coro.ignore_after(0.05) as scope:
+            await coro.sleep(10)
+        print(f"   ignore_after(0.05) around sleep(10): expired={scope.expired}")
+        q = coro.UniversalQueue()
+
+        def produce():
+            for n in range(25):
+                q.put(n)
+
+        threads = [threading.Thread(target=produce) for _ in range(4)]
+        for t in threads:
+            t.start()
+        got = [await q.get_async() for _ in range(100)]
+        await coro.run_in_thread(lambda: [t.join() for t in threads])
+        print(f"   a UniversalQueue fed by 4 threads gave {len(got)} items to a task")
+
+    coro.run(main)
+    _done(t0, "done")
+
+
+DEMOS = [demo_serialization, demo_process, demo_ipc, demo_threads, demo_coro]
 
 
 def demo() -> int:
