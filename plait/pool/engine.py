@@ -58,6 +58,7 @@ class Engine:
         self.in_flight = 0
         self.workers_replaced = 0
         self.busy: dict = {}
+        self.costs: dict = {}  # seconds per item of each function, last measured
 
     def wake(self) -> None:
         raise NotImplementedError

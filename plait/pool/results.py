@@ -12,7 +12,8 @@ All of that runs under the engine's lock; waiting callers sleep on the job's own
 condition.
 
 Chunk size: a fixed ``chunksize`` is honoured. Without one the job measures: the first
-chunks hold one item, and each delivery adds the compute seconds the worker measured, so
+chunks hold one item (unless the engine measured the same function before: ``costs``),
+and each delivery adds the compute seconds the worker measured, so
 later chunks hold about ``TARGET_SECONDS`` of work, never more than a fair share of
 what is left (so the tail is balanced) unless that is under ``MIN_SECONDS`` of work,
 and at most ``MAX_CHUNK`` items. A job with a
@@ -148,6 +149,7 @@ class _Job:
         self.remaining = 0  # items whose outcome is not known yet
         self._seconds = 0.0
         self._measured = 0
+        self.cost_key = func_bytes or func  # thread pools send no bytes
         self._cond = threading.Condition(threading.Lock())
 
     # -- engine side (under the engine's lock) ---------------------------------------
@@ -155,9 +157,10 @@ class _Job:
     def next_size(self, workers: int) -> int:
         if self.chunksize is not None:
             return self.chunksize
-        if not self._measured:
+        per_item = self.per_item()
+        if per_item is None:
             return 1
-        per_item = max(self._seconds / self._measured, 1e-9)
+        per_item = max(per_item, 1e-9)
         limit = MAX_IMAP_CHUNK if self.lazy else MAX_CHUNK
         size = min(int(TARGET_SECONDS / per_item), limit)
         if not self.lazy:
@@ -171,6 +174,17 @@ class _Job:
         """Cut up to ``size`` buffered items; return (index of the first, items)."""
         return self.buffer.take(size)
 
+    def per_item(self) -> float | None:
+        """Measured seconds per item: this job's, else the last job's of the same function."""
+        if self._measured:
+            return self._seconds / self._measured
+        return self._engine.costs.get(self.cost_key)
+
+    def estimate(self, count: int) -> float | None:
+        """Seconds ``count`` items should take, from what was measured (None: unknown)."""
+        per_item = self.per_item()
+        return None if per_item is None else count * per_item
+
     def claim(self) -> bool:
         """Whether the job may still be sent (False: its caller cancelled it)."""
         return True
@@ -178,6 +192,7 @@ class _Job:
     def measure(self, count: int, seconds: float) -> None:
         self._measured += count
         self._seconds += seconds
+        self._engine.costs[self.cost_key] = self._seconds / self._measured
 
     def deliver(self, start: int, values: list, errors: list | None) -> None:
         raise NotImplementedError

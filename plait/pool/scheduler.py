@@ -5,9 +5,13 @@ Theory of operation
 One thread in the parent, the scheduler, owns every worker's pipe end and sentinel and
 does all the talking. Its loop:
 
-    1. dispatch: while some worker has room, take a chunk (``Engine.take_chunk``) and
-       send it; a worker holds at most ``PREFETCH`` chunks, so it never waits for its
-       next chunk and the parent never holds much unsent work in pipes;
+    1. dispatch: while some worker has room, take chunks (``Engine.take_chunk``) and
+       send them to it as one batch. A worker holds ``PREFETCH`` chunks, so it never
+       waits for its next one; chunks whose measured cost is small (a ``chunksize=1``
+       map of tiny tasks) are held up to ``MAX_INFLIGHT`` per worker, as long as their
+       estimated work stays under ``BATCH_SECONDS``: one message then carries many
+       chunks, and the parent, which is the bottleneck of tiny tasks, makes one system
+       call for them all;
     2. sleep in one ``plait.ipc.wait`` on every worker's pipe, every worker's sentinel
        and the wake pipe, with the nearest per-task deadline as timeout;
     3. handle what woke it: results (all that are waiting on that pipe), deaths, new
@@ -54,11 +58,13 @@ from plait.pool.errors import PoolTerminatedError, TimeoutError, WorkerLostError
 __all__ = ["ProcessEngine"]
 
 PREFETCH = 2
+MAX_INFLIGHT = 64
+BATCH_SECONDS = 0.005
 _JOIN_SECONDS = 5.0
 
 
 class _Chunk:
-    __slots__ = ("id", "job", "start", "items", "deadline")
+    __slots__ = ("id", "job", "start", "items", "deadline", "estimate")
 
     def __init__(self, chunk_id: int, job, start: int, items: list) -> None:
         self.id = chunk_id
@@ -66,10 +72,20 @@ class _Chunk:
         self.start = start
         self.items = items
         self.deadline: float | None = None
+        self.estimate: float | None = job.estimate(len(items))
 
 
 class _Worker:
-    __slots__ = ("handle", "outstanding", "exclusive", "quota", "timed_out", "stopped")
+    __slots__ = (
+        "handle",
+        "outstanding",
+        "exclusive",
+        "quota",
+        "timed_out",
+        "stopped",
+        "estimated",
+        "unknown",
+    )
 
     def __init__(self, handle, quota: int | None) -> None:
         self.handle = handle
@@ -78,6 +94,32 @@ class _Worker:
         self.quota = quota  # items it may still be sent (maxtasksperchild)
         self.timed_out = False  # killed at a deadline; its outstanding chunks are settled
         self.stopped = False  # its pipe broke: send it nothing more
+        self.estimated = 0.0  # estimated seconds of its outstanding chunks...
+        self.unknown = 0  # ...except these many, whose cost is not known yet
+
+    def hold(self, chunk: _Chunk) -> None:
+        self.outstanding.append(chunk)
+        if chunk.estimate is None:
+            self.unknown += 1
+        else:
+            self.estimated += chunk.estimate
+
+    def release(self) -> _Chunk:
+        chunk = self.outstanding.popleft()
+        if chunk.estimate is None:
+            self.unknown -= 1
+        else:
+            self.estimated -= chunk.estimate
+        return chunk
+
+    def room(self, batched: int) -> bool:
+        """Whether one more chunk may go to it, ``batched`` being already on their way."""
+        if self.exclusive or self.quota == 0 or self.timed_out or self.stopped:
+            return False
+        n = len(self.outstanding) + batched
+        if n < PREFETCH:
+            return True
+        return n < MAX_INFLIGHT and not self.unknown and self.estimated < BATCH_SECONDS
 
 
 class ProcessEngine(Engine):
@@ -196,60 +238,75 @@ class ProcessEngine(Engine):
         while True:
             best = None
             for w in workers:
-                n = len(w.outstanding)
-                if n >= PREFETCH or w.exclusive or w.quota == 0 or w.timed_out or w.stopped:
-                    continue
-                if best is None or n < len(best.outstanding):
+                if w.room(0) and (best is None or len(w.outstanding) < len(best.outstanding)):
                     best = w
             if best is None:
                 return
-            chunk = self._next_chunk(best, count)
-            if chunk is None:
+            batch: list[_Chunk] = []
+            estimated, unknown = best.estimated, best.unknown
+            while best.room(len(batch)):
+                chunk = self._next_chunk(best, count, batch)
+                if chunk is None:
+                    break
+                batch.append(chunk)
+                if chunk.job.timeout is not None:
+                    break  # a timed task travels alone
+                if chunk.estimate is not None:  # counted while the batch grows
+                    best.estimated += chunk.estimate
+                else:
+                    best.unknown += 1
+            best.estimated, best.unknown = estimated, unknown  # hold() counts them again
+            if not batch:
                 return
-            self._send(best, chunk)
+            self._send(best, batch)
 
-    def _next_chunk(self, worker: _Worker, count: int) -> _Chunk | None:
+    def _next_chunk(self, worker: _Worker, count: int, batch: list) -> _Chunk | None:
+        idle = not worker.outstanding and not batch
+        quota = worker.quota
+        if quota is not None:
+            quota -= sum(len(c.items) for c in batch)  # counted when sent
         retry = self._retry
         while retry:
             chunk = retry[0]
             if chunk.job.done:
                 retry.popleft()
                 continue
-            if chunk.job.timeout is not None and worker.outstanding:
+            if chunk.job.timeout is not None and not idle:
                 return None
-            if worker.quota is not None and len(chunk.items) > worker.quota:
+            if quota is not None and len(chunk.items) > quota:
                 return None
             return retry.popleft()
-        taken = self.take_chunk(count, not worker.outstanding, worker.quota)
+        taken = self.take_chunk(count, idle, quota)
         if taken is None:
             return None
         self._chunk_ids += 1
         return _Chunk(self._chunk_ids, *taken)
 
-    def _send(self, worker: _Worker, chunk: _Chunk) -> None:
-        job = chunk.job
+    def _send(self, worker: _Worker, batch: list[_Chunk]) -> None:
+        message = [(c.id, c.job.func_bytes, c.job.kind, c.items) for c in batch]
         try:
-            worker.handle.conn.send((chunk.id, job.func_bytes, job.kind, chunk.items))
+            worker.handle.conn.send(message)
         except (BrokenPipeError, ConnectionError, EOFError):
-            # The worker is dying; its sentinel will tell. The chunk never reached it.
-            self._retry.appendleft(chunk)
+            # The worker is dying; its sentinel will tell. The batch never reached it.
+            self._retry.extendleft(reversed(batch))
             worker.stopped = True
             return
-        except Exception as exc:  # the arguments cannot be pickled
-            self.outcome(
-                job,
-                chunk.start,
-                [None] * len(chunk.items),
-                [(i, exc) for i in range(len(chunk.items))],
-                0.0,
-            )
+        except Exception as exc:  # some arguments cannot be pickled
+            if len(batch) > 1:
+                for chunk in batch:  # find the chunk that fails; send the others
+                    self._send(worker, [chunk])
+                return
+            chunk = batch[0]
+            n = len(chunk.items)
+            self.outcome(chunk.job, chunk.start, [None] * n, [(i, exc) for i in range(n)], 0.0)
             return
-        worker.outstanding.append(chunk)
-        if worker.quota is not None:
-            worker.quota -= len(chunk.items)
-        if job.timeout is not None:
-            worker.exclusive = True
-            chunk.deadline = time.monotonic() + job.timeout
+        for chunk in batch:
+            worker.hold(chunk)
+            if worker.quota is not None:
+                worker.quota -= len(chunk.items)
+            if chunk.job.timeout is not None:
+                worker.exclusive = True
+                chunk.deadline = time.monotonic() + chunk.job.timeout
 
     # -- receiving ------------------------------------------------------------------
 
@@ -272,7 +329,7 @@ class ProcessEngine(Engine):
                 return
 
     def _on_result(self, worker: _Worker, chunk_id, values, errors, seconds) -> None:
-        chunk = worker.outstanding.popleft()
+        chunk = worker.release()
         if chunk.id != chunk_id:
             raise RuntimeError(
                 f"worker {worker.handle.pid} answered chunk {chunk_id}, " f"expected {chunk.id}"
@@ -295,7 +352,7 @@ class ProcessEngine(Engine):
         exitcode = handle.reap(_JOIN_SECONDS)
         retired = worker.quota == 0 and not worker.outstanding and not worker.timed_out
         if worker.outstanding:
-            lost = worker.outstanding.popleft()
+            lost = worker.release()
             what = "task" if len(lost.items) == 1 else f"chunk of {len(lost.items)} tasks"
             exc = WorkerLostError(handle.pid, exitcode, what)
             self.outcome(
@@ -346,7 +403,7 @@ class ProcessEngine(Engine):
                 continue
             w.handle.kill()
             w.timed_out = True
-            w.outstanding.popleft()
+            w.release()
             exc = TimeoutError(
                 f"task {chunk.start} of job {chunk.job.id} ran over its timeout of "
                 f"{chunk.job.timeout} s; worker {w.handle.pid} was killed"

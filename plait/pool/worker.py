@@ -4,8 +4,12 @@ Theory of operation
 -------------------
 A worker owns one end of a ``Pipe``; the pool's scheduler owns the other. Messages are:
 
-    scheduler -> worker   (chunk_id, func, kind, items)   or None: "exit now"
-    worker -> scheduler   (chunk_id, values, errors, seconds)
+    scheduler -> worker   [(chunk_id, func, kind, items), ...]   or None: "exit now"
+    worker -> scheduler   (chunk_id, values, errors, seconds)       one per chunk
+
+The scheduler sends chunks in batches (one message, one system call, for many small
+chunks), but every chunk is answered on its own, so the scheduler always knows which
+chunks a worker finished and which one it was running.
 
 ``func`` travels as the bytes ``serialization.dumps`` made of it once per job (cloudpickle
 for lambdas and closures), so a chunk's list of arguments always takes the C pickler's
@@ -115,12 +119,14 @@ def _reader(conn, inbox: deque, ready: threading.Semaphore) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             message = None
-        except Exception as exc:  # a chunk that cannot be unpickled here
-            message = ("unpicklable", exc)
-        inbox.append(message)
-        ready.release()
+        except Exception as exc:  # a batch that cannot be unpickled here
+            message = [("unpicklable", exc)]
         if message is None:
+            inbox.append(None)
+            ready.release()
             return
+        inbox.extend(message)
+        ready.release(len(message))
 
 
 def _send(conn, chunk_id: int, values: list, errors: list | None, seconds: float) -> None:
