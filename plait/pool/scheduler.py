@@ -61,6 +61,7 @@ PREFETCH = 2
 MAX_INFLIGHT = 64
 BATCH_SECONDS = 0.005
 _JOIN_SECONDS = 5.0
+_YIELD_SECONDS = 0.001  # the wait before starting a replacement: lets the caller run
 
 
 class _Chunk:
@@ -135,6 +136,7 @@ class ProcessEngine(Engine):
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake_pending = False
         self._waitables: list | None = None
+        self._to_start = 0  # replacements owed
         try:
             for _ in range(workers):
                 self._start_worker()
@@ -196,7 +198,7 @@ class ProcessEngine(Engine):
             self._dispatch()
             if state == CLOSE and self._finished():
                 return
-            timeout = self._next_deadline()
+            timeout = _YIELD_SECONDS if self._to_start else self._next_deadline()
             if self._waitables is None:
                 self._waitables = self._make_waitables()
             ready = wait(self._waitables, timeout)
@@ -219,6 +221,9 @@ class ProcessEngine(Engine):
                     self._on_death(worker)
             if timeout is not None:
                 self._expire()
+            while self._to_start and self.state != TERMINATE:
+                self._to_start -= 1
+                self._start_worker()
 
     def _make_waitables(self) -> list:
         self._by_conn = {w.handle.conn: w for w in self._workers}
@@ -373,7 +378,9 @@ class ProcessEngine(Engine):
             with self.lock:
                 self.workers_replaced += 1
         if self.state == RUN or not self._finished():
-            self._start_worker()
+            # Started on the next turn of the loop, after a wait that releases the GIL:
+            # the caller woken by the failure above gets it first, not after a fork.
+            self._to_start += 1
 
     def _start_worker(self) -> None:
         handle = self._backend.start_worker()
