@@ -1,0 +1,108 @@
+"""Functions, classes and programs the manager tests run in children (importable by spawn)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def set_item(d, key, value):
+    d[key] = value
+
+
+def add_to_shared(d, lock, key, times):
+    for _ in range(times):
+        with lock:
+            d[key] = d.get(key, 0) + 1
+
+
+def append_pid(items):
+    items.append(os.getpid())
+
+
+def create_then_block(manager_address, authkey, ready, q):
+    """Make objects of its own, say so, then sit in a call on the server (to be killed)."""
+    from plait.managers import SyncManager
+
+    m = SyncManager(address=manager_address, authkey=authkey)
+    m.connect()
+    mine = [m.list(range(10)), m.dict(a=1)]
+    ready.set()
+    q.get(timeout=60)  # blocks on the server until the test kills this process
+    del mine
+
+
+def slow_then_never_reached(counter):
+    counter.slow(30)
+
+
+class Counter:
+    """A custom shared type."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.value = start
+
+    def add(self, n: int = 1) -> int:
+        self.value += n
+        return self.value
+
+    def get(self) -> int:
+        return self.value
+
+    def slow(self, seconds: float) -> int:
+        time.sleep(seconds)
+        return self.value
+
+    def fail(self) -> None:
+        raise KeyError("no such counter")
+
+    def _hidden(self) -> str:
+        return "hidden"
+
+
+SERVER_PROGRAM = """
+import sys
+from plait.managers import BaseManager
+sys.path.insert(0, {tests!r})
+from managers.targets import Counter
+
+class CounterManager(BaseManager):
+    pass
+
+CounterManager.register("Counter", Counter)
+CounterManager.register("shared", callable=lambda: SHARED)
+SHARED = Counter(100)
+
+manager = CounterManager(address=("127.0.0.1", 0), authkey=b"tcp key")
+server = manager.get_server()
+print(server.address[1], flush=True)
+server.serve_forever()
+"""
+
+CLIENT_PROGRAM = """
+import sys
+from plait.managers import BaseManager
+
+class CounterManager(BaseManager):
+    pass
+
+CounterManager.register("Counter")
+CounterManager.register("shared")
+
+manager = CounterManager(address=("127.0.0.1", int(sys.argv[1])), authkey=sys.argv[2].encode())
+try:
+    manager.connect()
+except Exception as exc:
+    print(type(exc).__name__, exc)
+    sys.exit(3)
+c = manager.Counter(5)
+c.add(2)
+shared = manager.shared()
+shared.add(1)
+print(c.get(), shared.get(), type(c).__name__)
+try:
+    c._callmethod("_hidden")
+except AttributeError as exc:
+    print("AttributeError", exc)
+manager.shutdown()
+"""

@@ -1,0 +1,163 @@
+"""The same scenarios on ``multiprocessing.managers`` and plait: the same observable results."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import pytest
+
+import plait.multiprocessing.managers
+
+from . import targets
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_face_exports_standard_names_only():
+    import multiprocessing.managers as standard
+
+    face = plait.multiprocessing.managers
+    assert set(face.__all__) <= set(dir(standard))
+    for name in face.__all__:
+        assert not getattr(face, name).__module__.startswith("multiprocessing"), name
+
+
+def test_dict_mutated_by_8_children(family, plait_no_leaks):
+    with family.manager() as m:
+        d = m.dict()
+        lock = m.Lock()
+        ps = [
+            family.mp.Process(target=targets.add_to_shared, args=(d, lock, "n", 10))
+            for _ in range(8)
+        ]
+        ps += [family.mp.Process(target=targets.set_item, args=(d, i, i * i)) for i in range(8)]
+        for p in ps:
+            p.start()
+        for p in ps:
+            p.join(30)
+        assert [p.exitcode for p in ps] == [0] * 16
+        assert d.copy() == {"n": 80, **{i: i * i for i in range(8)}}
+        del d, lock
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_proxies_pickled_to_children_under_every_start_method(family, method, plait_no_leaks):
+    ctx = family.mp.get_context(method)
+    with family.managers.SyncManager(ctx=ctx) as m:
+        items = m.list()
+        ps = [ctx.Process(target=targets.append_pid, args=(items,)) for _ in range(3)]
+        for p in ps:
+            p.start()
+        for p in ps:
+            p.join(30)
+        assert sorted(items) == sorted(p.pid for p in ps)
+        del items
+
+
+def test_standard_types_behave_alike(family):
+    with family.manager() as m:
+        d = m.dict(a=1)
+        d.update(b=2)
+        assert sorted(d.keys()) == ["a", "b"]
+        assert sorted(d.items()) == [("a", 1), ("b", 2)]
+        assert sorted(iter(d)) == ["a", "b"]
+        assert d.get("zz", 7) == 7
+        with pytest.raises(KeyError):
+            d["zz"]
+        items = m.list([3, 1, 2])
+        items.sort()
+        items += [4]
+        assert items[:] == [1, 2, 3, 4] and len(items) == 4 and 4 in items
+        assert str(items) == "[1, 2, 3, 4]"
+        d["nested"] = items
+        d["nested"].append(5)
+        assert items[-1] == 5 and d["nested"][:] == [1, 2, 3, 4, 5]
+        ns = m.Namespace(x=1)
+        ns.y = 2
+        assert (ns.x, ns.y) == (1, 2)
+        with pytest.raises(AttributeError):
+            _ = ns.missing
+        v = m.Value("i", 3)
+        v.value += 1
+        assert v.value == 4 and v.get() == 4
+        a = m.Array("i", [1, 2, 3])
+        a[0] = 9
+        assert (len(a), a[0], list(a[:])) == (3, 9, [9, 2, 3])
+        assert copy.deepcopy(items) == [1, 2, 3, 4, 5]
+
+
+def test_synchronization_types(family):
+    with family.manager() as m:
+        lock, rlock = m.Lock(), m.RLock()
+        assert lock.acquire(timeout=1) and not lock.acquire(timeout=0.01)
+        lock.release()
+        with rlock:
+            with rlock:
+                pass
+        sem = m.BoundedSemaphore(1)
+        assert sem.acquire(timeout=1)
+        sem.release()
+        with pytest.raises(ValueError):
+            sem.release()
+        ev = m.Event()
+        assert not ev.wait(0.01)
+        ev.set()
+        assert ev.is_set() and ev.wait(1)
+        cond = m.Condition()
+        with cond:
+            assert not cond.wait(0.01)
+            assert cond.wait_for(lambda: True, 0.01)
+        barrier = m.Barrier(1)
+        assert barrier.wait(1) == 0 and barrier.parties == 1
+        q = m.Queue()
+        q.put(1)
+        assert q.get(timeout=1) == 1
+        with pytest.raises(Exception) as info:
+            q.get(timeout=0.01)
+        assert type(info.value).__name__ == "Empty"
+        jq = m.JoinableQueue()
+        jq.put(1)
+        jq.get()
+        jq.task_done()
+        jq.join()
+
+
+def test_remote_exceptions_and_unexposed_methods(family):
+    class CounterManager(family.managers.BaseManager):
+        pass
+
+    CounterManager.register("Counter", targets.Counter)
+    with CounterManager(ctx=family.mp.get_context("fork")) as m:
+        c = m.Counter(1)
+        assert c.add(2) == 3
+        with pytest.raises(KeyError, match="no such counter"):
+            c.fail()
+        # The standard library wraps it in RemoteError; plait raises the AttributeError.
+        with pytest.raises((AttributeError, family.managers.RemoteError), match="_hidden"):
+            c._callmethod("_hidden")
+        assert not hasattr(c, "_hidden")
+
+
+def test_proxy_used_from_several_threads(family):
+    with family.manager() as m:
+        d = m.dict()
+
+        def work(k):
+            for j in range(50):
+                d[(k, j)] = j
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(d) == 200
+
+
+def test_pool(family):
+    with family.manager() as m:
+        with m.Pool(2) as pool:
+            assert pool.map(abs, [-1, -2, -3]) == [1, 2, 3]
+            assert pool.apply_async(abs, (-4,)).get(10) == 4
+            assert list(pool.imap(abs, [-5, -6])) == [5, 6]

@@ -1,0 +1,290 @@
+"""plait managers under hostile or unlucky conditions: keys, garbage, kills, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import plait.multiprocessing as pmp
+from plait._core.framing import HEADER, PLAIN
+from plait.ipc import Client
+from plait.managers import BaseManager, ManagerGoneError, SyncManager, batch
+from tests.conftest import wait_until
+
+from . import targets
+
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEY = b"tcp key"
+
+
+class CounterManager(BaseManager):
+    pass
+
+
+CounterManager.register("Counter", targets.Counter)
+
+
+@pytest.fixture
+def tcp_manager():
+    m = CounterManager(address=("127.0.0.1", 0), authkey=KEY, ctx=pmp.get_context("fork"))
+    m.start()
+    yield m
+    m.shutdown()
+
+
+@pytest.fixture
+def tcp_server_program():
+    """The server program of ``targets``, in its own process tree; yields its port."""
+    program = targets.SERVER_PROGRAM.format(tests=TESTS_DIR)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", program], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def run_client(port: int, key: bytes) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", targets.CLIENT_PROGRAM, str(port), key.decode()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.timeout(90)
+def test_custom_class_served_on_tcp_to_an_unrelated_process(tcp_server_program):
+    done = run_client(tcp_server_program, KEY)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "7 101 AutoProxy[Counter]"
+    assert lines[1].startswith("AttributeError") and "'_hidden'" in lines[1]
+    again = run_client(tcp_server_program, KEY)  # the shared object kept its state
+    assert again.stdout.splitlines()[0] == "7 102 AutoProxy[Counter]"
+
+
+@pytest.mark.timeout(90)
+def test_wrong_key_is_refused_and_the_server_serves_on(tcp_server_program):
+    done = run_client(tcp_server_program, b"wrong key")
+    assert done.returncode == 3
+    assert done.stdout.startswith("AuthenticationError")
+    assert run_client(tcp_server_program, KEY).returncode == 0
+
+
+@pytest.mark.timeout(60)
+def test_tcp_needs_a_key_and_errors_name_the_cause():
+    with pytest.raises(ValueError, match="authkey"):
+        SyncManager(address=("127.0.0.1", 0))
+    with pytest.raises(ValueError, match="authkey"):
+        SyncManager(address=("127.0.0.1", 0), authkey=b"")
+    with pytest.raises(ValueError, match="serializer"):
+        SyncManager(serializer="xmlrpclib")
+    with pytest.raises(ValueError, match="'Counter'"):
+        CounterManager.register("Counter", targets.Counter)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    m = SyncManager(address=("127.0.0.1", port), authkey=KEY)
+    with pytest.raises(ConnectionRefusedError, match=str(port)):
+        m.connect()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(garbage=st.binary(min_size=0, max_size=600))
+def test_garbage_never_disturbs_the_server(tcp_manager, garbage):
+    with socket.create_connection(tcp_manager.address, timeout=10) as raw:
+        raw.sendall(garbage)
+    c = tcp_manager.Counter(1)
+    assert c.add(1) == 2
+
+
+@pytest.mark.timeout(60)
+def test_garbage_and_oversized_frames_from_an_authenticated_client(tcp_manager):
+    c = tcp_manager.Counter(0)
+    conn = Client(tcp_manager.address, authkey=KEY)
+    conn.send(("#hello", b"x" * 12))
+    conn.send_bytes(b"not a pickle")
+    kind, (exc, _) = conn.recv(timeout=10)
+    assert "unpickle" in str(exc)
+    conn.send(("not", "a", "request"))
+    assert "malformed" in str(conn.recv(timeout=10)[1][0])
+    raw = socket.socket(fileno=os.dup(conn.fileno()))
+    raw.sendall(HEADER.pack(PLAIN, 0, 0, 0, 1 << 40))  # announces a terabyte
+    raw.settimeout(10)
+    assert raw.recv(100) == b""  # the server dropped that connection...
+    raw.close()
+    conn.close()
+    assert c.add(5) == 5  # ...and only that one
+
+
+@pytest.mark.timeout(90)
+def test_client_killed_mid_call_others_work_and_its_objects_are_released(leak_free):
+    ctx = pmp.get_context("fork")
+    with SyncManager(ctx=ctx, authkey=b"k") as m:
+        q, ready = m.Queue(), m.Event()
+        before = m._number_of_objects()
+        child = ctx.Process(target=targets.create_then_block, args=(m.address, b"k", ready, q))
+        child.start()
+        assert ready.wait(30)
+        assert m._number_of_objects() == before + 2
+        counter_user = m.dict()
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        assert child.exitcode == -signal.SIGKILL
+        counter_user["still"] = "working"
+        assert counter_user["still"] == "working"
+        q.put("wake the served thread")  # the dead client's call returns; its reply fails
+        assert wait_until(lambda: m._number_of_objects() == before + 1, 10)
+        del q, ready, counter_user
+
+
+@pytest.mark.timeout(60)
+def test_killed_during_a_slow_method(leak_free):
+    ctx = pmp.get_context("fork")
+    with CounterManager(ctx=ctx) as m:
+        c = m.Counter()
+        child = ctx.Process(target=targets.slow_then_never_reached, args=(c,))
+        child.start()
+        time.sleep(0.2)
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        assert c.add(1) == 1  # served by another thread while the slow call sleeps
+        del c
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_with_live_proxies_gives_a_clear_error(leak_free):
+    m = SyncManager(ctx=pmp.get_context("fork"))
+    m.start()
+    d = m.dict(a=1)
+    address = m.address
+    m.shutdown()
+    with pytest.raises(ManagerGoneError, match="__getitem__") as info:
+        d["a"]
+    assert repr(address) in str(info.value) and "'dict'" in str(info.value)
+    assert isinstance(info.value, ConnectionError)
+    with pytest.raises(Exception, match="shut down"):
+        m.dict()
+    del d
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_seen_from_another_process(leak_free):
+    m = SyncManager(ctx=pmp.get_context("fork"))
+    m.start()
+    d = m.dict(a=1)
+    here, there = pmp.Pipe()
+    pid = os.fork()
+    if pid == 0:  # uses d, waits until the server is gone, uses d again
+        code = 1
+        try:
+            there.send(d["a"])
+            there.recv(timeout=30)
+            d["a"]
+        except ManagerGoneError as exc:
+            there.send(str(exc))
+            code = 0
+        finally:
+            os._exit(code)
+    there.close()
+    assert here.recv(timeout=30) == 1
+    m.shutdown()
+    here.send("go")
+    assert "is gone" in here.recv(timeout=30)
+    assert os.waitpid(pid, 0)[1] == 0
+    here.close()
+    del d
+
+
+@pytest.mark.timeout(60)
+def test_batch_sends_many_calls_in_one_round_trip(leak_free):
+    with SyncManager(ctx=pmp.get_context("fork")) as m:
+        d = m.dict()
+        with batch():
+            futures = [d.__setitem__(i, i * i) for i in range(3000)]
+            got = d.get(2)
+        assert all(f.result() is None for f in futures)
+        assert got.result() == 4 and len(d) == 3000
+        with pytest.raises(KeyError):
+            with batch():
+                d["missing"]
+                later = d.get(1)
+        assert later.result() == 1
+        del d
+
+
+@pytest.mark.timeout(60)
+def test_objects_of_dropped_proxies_are_released(leak_free):
+    with SyncManager(ctx=pmp.get_context("fork")) as m:
+        lists = [m.list([i]) for i in range(5)]
+        assert m._number_of_objects() == 5
+        d = m.dict()
+        d["kept"] = lists[0]  # the dict holds this one on the server
+        del lists
+        m.dict()  # any request carries the drops
+        assert m._number_of_objects() == 2
+        assert d["kept"][:] == [0]
+        del d
+        m._number_of_objects()
+        assert m._number_of_objects() == 0
+
+
+@pytest.mark.timeout(60)
+def test_proxy_pickled_to_a_spawned_child_outlives_the_parents_copy(leak_free):
+    ctx = pmp.get_context("spawn")
+    with SyncManager(ctx=ctx) as m:
+        p = ctx.Process(target=targets.append_pid, args=(m.list(),))
+        m.dict()  # the parent's drop of its only proxy reaches the server now
+        p.start()
+        p.join(30)
+        assert p.exitcode == 0
+
+
+def test_server_in_this_process_with_get_server(leak_free):
+    import threading
+
+    m = CounterManager(authkey=b"local")
+    server = m.get_server()
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        client = CounterManager(address=server.address, authkey=b"local")
+        client.connect()
+        c = client.Counter(3)
+        assert c.add(1) == 4
+        del c
+        client.shutdown()
+    finally:
+        server.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_program_with_a_manager_exits_cleanly():
+    program = textwrap.dedent(
+        """
+        from plait.managers import Manager
+        m = Manager()
+        d = m.dict(x=1)
+        print(d["x"])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout == "1\n", done.stderr
