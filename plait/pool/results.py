@@ -16,7 +16,8 @@ chunks hold one item (unless the engine measured the same function before: ``cos
 and each delivery adds the compute seconds the worker measured, so
 later chunks hold about ``TARGET_SECONDS`` of work, never more than a fair share of
 what is left (so the tail is balanced) unless that is under ``MIN_SECONDS`` of work,
-and at most ``MAX_CHUNK`` items. A job with a
+and at most ``MAX_CHUNK`` items, or ``CHUNK_BYTES`` when items are big (as
+``sys.getsizeof`` of the first one says: arrays and bytes, which go out of band). A job with a
 per-task ``timeout`` always sends single items (the deadline is per task).
 
 Laziness (``imap``): the input iterator is read by the *consumer's* thread, in
@@ -55,6 +56,7 @@ __all__ = [
 
 TARGET_SECONDS = 0.01
 MIN_SECONDS = 0.001
+CHUNK_BYTES = 8 << 20  # big items (arrays, bytes) travel a few per chunk: no huge message
 MAX_CHUNK = 100_000
 MAX_IMAP_CHUNK = 4096
 MIN_WINDOW = 256  # items an imap reads ahead of its consumer, at the least
@@ -122,6 +124,10 @@ class Buffer:
         self.next_index += len(out)
         return start, out
 
+    def first(self) -> Any:
+        """The item at the front (the buffer must not be empty)."""
+        return self._segments[0][self._offset]
+
     def clear(self) -> None:
         self.next_index += self._len
         self._segments.clear()
@@ -150,6 +156,7 @@ class _Job:
         self._seconds = 0.0
         self._measured = 0
         self.cost_key = func_bytes or func  # thread pools send no bytes
+        self._item_bytes: int | None = None  # size of the first item, for big items
         self._cond = threading.Condition(threading.Lock())
 
     # -- engine side (under the engine's lock) ---------------------------------------
@@ -162,6 +169,10 @@ class _Job:
             return 1
         per_item = max(per_item, 1e-9)
         limit = MAX_IMAP_CHUNK if self.lazy else MAX_CHUNK
+        if self._item_bytes is None and self.buffer:
+            self._item_bytes = max(1, sys.getsizeof(self.buffer.first()))
+        if self._item_bytes:
+            limit = min(limit, max(1, CHUNK_BYTES // self._item_bytes))
         size = min(int(TARGET_SECONDS / per_item), limit)
         if not self.lazy:
             # Balance the tail: a fair share of what is left, but never a chunk of less

@@ -53,7 +53,12 @@ from collections import deque
 
 from plait.ipc import wait
 from plait.pool.engine import CLOSE, RUN, TERMINATE, Engine
-from plait.pool.errors import PoolTerminatedError, TimeoutError, WorkerLostError
+from plait.pool.errors import (
+    MaybeEncodingError,
+    PoolTerminatedError,
+    TimeoutError,
+    WorkerLostError,
+)
 
 __all__ = ["ProcessEngine"]
 
@@ -329,6 +334,12 @@ class ProcessEngine(Engine):
                 message = conn.recv()
             except (EOFError, OSError):
                 return  # the worker is gone: its sentinel fires next
+            except Exception as exc:
+                # An answer that does not unpickle here: it was for the oldest chunk.
+                chunk = worker.outstanding[0]
+                error = MaybeEncodingError(exc, f"the answer to chunk {chunk.id}")
+                n = len(chunk.items)
+                message = (chunk.id, [None] * n, [(i, error) for i in range(n)], 0.0)
             self._on_result(worker, *message)
             if not conn.poll(0):
                 return

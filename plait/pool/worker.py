@@ -77,8 +77,8 @@ def _remote(exc: BaseException) -> object:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     tb = f'\n"""\n{tb}"""'
     wrapped = RemoteException(exc, tb)
-    try:
-        serialization.dumps(wrapped)
+    try:  # an exception whose class cannot be rebuilt from its args fails on loads
+        serialization.loads(serialization.dumps(wrapped))
     except Exception as why:
         return RemoteException(MaybeEncodingError(why, exc), tb)
     return wrapped

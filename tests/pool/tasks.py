@@ -89,3 +89,27 @@ def read_global(_=None):
 
 def kill_self_on_7(x):
     return kill_self_on(x, 7)
+
+
+class NeedsTwoArgs(Exception):
+    """Pickles, but cannot be rebuilt: ``__init__`` wants two arguments, args holds one."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a} and {b}")
+
+
+def raise_needs_two_args(_=None):
+    raise NeedsTwoArgs(1, 2)
+
+
+class BreaksOnLoad:
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("this object refuses to be rebuilt")
+
+
+def result_that_breaks_on_load(_=None):
+    return BreaksOnLoad()

@@ -198,3 +198,12 @@ def test_close_and_join_finish_accepted_work_including_imap(no_leaks):
     assert list(it) == [x * x for x in range(100)]
     assert r.get(0) == [x * x for x in range(100)]
     assert pool.stats().workers == ()
+
+
+@pytest.mark.timeout(60)
+def test_answers_that_do_not_unpickle_arrive_as_errors(pool):
+    with pytest.raises(Exception, match="1 and 2|NeedsTwoArgs"):
+        pool.apply(tasks.raise_needs_two_args)
+    with pytest.raises(Exception, match="refuses to be rebuilt"):
+        pool.apply(tasks.result_that_breaks_on_load)
+    assert pool.map(tasks.square, range(4)) == [0, 1, 4, 9]

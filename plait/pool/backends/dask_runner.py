@@ -90,14 +90,14 @@ class DaskRunner:
                 dashboard_address=None,
             )
             try:
-                self._client = Client(self._cluster)
+                self._client = Client(self._cluster, set_as_default=False)
             except BaseException:
                 self._cluster.close()
                 raise
         elif isinstance(address, str):
             timeout = options["connect_timeout"]
             try:
-                self._client = Client(address, timeout=timeout)
+                self._client = Client(address, timeout=timeout, set_as_default=False)
             except (OSError, TimeoutError) as exc:
                 raise SchedulerUnreachableError("dask", address, timeout, str(exc)) from exc
         else:
