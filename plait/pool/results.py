@@ -360,6 +360,7 @@ class IMapIterator(_Job):
         self._results: dict[int, tuple[bool, Any]] = {}
         self._arrived: deque = deque()  # unordered: (success, value) in arrival order
         self._index = 0  # ordered: the index the consumer waits for
+        self._low_water = MIN_WINDOW  # read more input once this little is left ahead
 
     def window(self) -> int:
         size = self.next_size(self._workers)
@@ -372,10 +373,12 @@ class IMapIterator(_Job):
         the engine woken) in batches, not once per consumed item.
         """
         if self._source is None:
+            self._low_water = -1  # nothing more to read: next() stops checking
             return
         window = self.window()
+        self._low_water = window // 2
         ahead = self._pulled - self._yielded
-        if ahead > window // 2:
+        if ahead > self._low_water:
             return
         self._pull(window - ahead)
 
@@ -420,8 +423,10 @@ class IMapIterator(_Job):
 
     def next(self, timeout: float | None = None) -> Any:
         """The next result; see the class docstring for what it raises."""
-        timeout = check_timeout(timeout)
-        self.top_up()
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        if self._pulled - self._yielded <= self._low_water:
+            self.top_up()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
@@ -438,7 +443,8 @@ class IMapIterator(_Job):
                         raise TimeoutError(f"no result within {timeout} s")
                     self._cond.wait(left)
             self._yielded += 1
-        self.top_up()
+        if self._pulled - self._yielded <= self._low_water:
+            self.top_up()
         success, value = item
         if success:
             return value

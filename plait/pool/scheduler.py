@@ -46,6 +46,7 @@ lock guards what callers share with it (the job queue, jobs, statistics).
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 import time
@@ -91,6 +92,7 @@ class _Worker:
         "stopped",
         "estimated",
         "unknown",
+        "poller",
     )
 
     def __init__(self, handle, quota: int | None) -> None:
@@ -102,6 +104,10 @@ class _Worker:
         self.stopped = False  # its pipe broke: send it nothing more
         self.estimated = 0.0  # estimated seconds of its outstanding chunks...
         self.unknown = 0  # ...except these many, whose cost is not known yet
+        # "Is another answer waiting?" after each one: a poll object made once, not
+        # per call as Connection.poll makes it.
+        self.poller = select.poll()
+        self.poller.register(handle.conn.fileno(), select.POLLIN)
 
     def hold(self, chunk: _Chunk) -> None:
         self.outstanding.append(chunk)
@@ -341,7 +347,7 @@ class ProcessEngine(Engine):
                 n = len(chunk.items)
                 message = (chunk.id, [None] * n, [(i, error) for i in range(n)], 0.0)
             self._on_result(worker, *message)
-            if not conn.poll(0):
+            if not worker.poller.poll(0):
                 return
 
     def _on_result(self, worker: _Worker, chunk_id, values, errors, seconds) -> None:
