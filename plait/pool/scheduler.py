@@ -68,6 +68,7 @@ MAX_INFLIGHT = 64
 BATCH_SECONDS = 0.005
 _JOIN_SECONDS = 5.0
 _YIELD_SECONDS = 0.001  # the wait before starting a replacement: lets the caller run
+_MAX_BACKOFF = 1.0  # the longest wait before replacing workers that keep dying at once
 
 
 class _Chunk:
@@ -93,6 +94,7 @@ class _Worker:
         "estimated",
         "unknown",
         "poller",
+        "answered",
     )
 
     def __init__(self, handle, quota: int | None) -> None:
@@ -104,6 +106,7 @@ class _Worker:
         self.stopped = False  # its pipe broke: send it nothing more
         self.estimated = 0.0  # estimated seconds of its outstanding chunks...
         self.unknown = 0  # ...except these many, whose cost is not known yet
+        self.answered = False  # it sent at least one answer
         # "Is another answer waiting?" after each one: a poll object made once, not
         # per call as Connection.poll makes it.
         self.poller = select.poll()
@@ -148,6 +151,8 @@ class ProcessEngine(Engine):
         self._wake_pending = False
         self._waitables: list | None = None
         self._to_start = 0  # replacements owed
+        self._start_at = 0.0  # not before this time (monotonic): see _on_death
+        self._backoff = 0.0
         try:
             for _ in range(workers):
                 self._start_worker()
@@ -209,7 +214,10 @@ class ProcessEngine(Engine):
             self._dispatch()
             if state == CLOSE and self._finished():
                 return
-            timeout = _YIELD_SECONDS if self._to_start else self._next_deadline()
+            timeout = self._next_deadline()
+            if self._to_start:
+                delay = max(_YIELD_SECONDS, self._start_at - time.monotonic())
+                timeout = delay if timeout is None else min(timeout, delay)
             if self._waitables is None:
                 self._waitables = self._make_waitables()
             ready = wait(self._waitables, timeout)
@@ -232,7 +240,7 @@ class ProcessEngine(Engine):
                     self._on_death(worker)
             if timeout is not None:
                 self._expire()
-            while self._to_start and self.state != TERMINATE:
+            while self._to_start and self.state != TERMINATE and time.monotonic() >= self._start_at:
                 self._to_start -= 1
                 self._start_worker()
 
@@ -351,6 +359,7 @@ class ProcessEngine(Engine):
                 return
 
     def _on_result(self, worker: _Worker, chunk_id, values, errors, seconds) -> None:
+        worker.answered = True
         chunk = worker.release()
         if chunk.id != chunk_id:
             raise RuntimeError(
@@ -398,6 +407,13 @@ class ProcessEngine(Engine):
             # Started on the next turn of the loop, after a wait that releases the GIL:
             # the caller woken by the failure above gets it first, not after a fork.
             self._to_start += 1
+            # A worker that died before answering anything (its initializer raised, or
+            # it cannot start) would be replaced in a tight loop: wait longer each time.
+            if worker.answered or worker.timed_out:
+                self._backoff = 0.0
+            else:
+                self._backoff = min(_MAX_BACKOFF, max(_YIELD_SECONDS, self._backoff * 2))
+            self._start_at = time.monotonic() + self._backoff
 
     def _start_worker(self) -> None:
         handle = self._backend.start_worker()

@@ -113,3 +113,7 @@ def _refuse():
 
 def result_that_breaks_on_load(_=None):
     return BreaksOnLoad()
+
+
+def broken_initializer():
+    raise RuntimeError("this initializer always fails")

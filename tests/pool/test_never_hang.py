@@ -207,3 +207,15 @@ def test_answers_that_do_not_unpickle_arrive_as_errors(pool):
     with pytest.raises(Exception, match="refuses to be rebuilt"):
         pool.apply(tasks.result_that_breaks_on_load)
     assert pool.map(tasks.square, range(4)) == [0, 1, 4, 9]
+
+
+@pytest.mark.timeout(60)
+def test_an_initializer_that_always_fails_fails_the_tasks_not_the_caller(no_leaks, capfd):
+    with Pool(2, initializer=tasks.broken_initializer) as pool:
+        r = pool.apply_async(tasks.square, (3,))
+        with pytest.raises(WorkerLostError, match="exited with code 1"):
+            r.get(30)
+        time.sleep(0.5)
+        # replacements back off instead of being forked in a tight loop
+        assert pool.stats().workers_replaced < 40
+    assert "this initializer always fails" in capfd.readouterr().err
