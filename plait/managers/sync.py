@@ -57,6 +57,8 @@ __all__ = [
 class Namespace:
     """A bag of attributes, shared through ``NamespaceProxy``."""
 
+    _plait_inline_ = True  # no method blocks: the server's loop serves it
+
     def __init__(self, /, **kwds: Any) -> None:
         self.__dict__.update(kwds)
 
@@ -68,6 +70,8 @@ class Namespace:
 class Value:
     """A value with ``get``/``set`` and a ``value`` property (``lock`` is accepted, unused:
     the proxy's calls are already one at a time on the server's object)."""
+
+    _plait_inline_ = True  # no method blocks: the server's loop serves it
 
     def __init__(self, typecode: str, value: Any, lock: Any = True) -> None:
         self._typecode = typecode
@@ -88,6 +92,9 @@ class Value:
 def Array(typecode: str, sequence: Any, lock: Any = True) -> array.array:  # noqa: N802
     """An ``array.array`` of ``typecode`` (``lock`` accepted for compatibility)."""
     return array.array(typecode, sequence)
+
+
+Array._plait_inline_ = True
 
 
 def _pool(*args: Any, **kwds: Any) -> Any:

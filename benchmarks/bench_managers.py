@@ -1,0 +1,193 @@
+"""Managers: plait's ``Manager()`` beside the standard library's, in one run.
+
+Cases (each manager is started once, before the first round: warm):
+- managed dict, ``d[k] = v`` then ``d[k]``, from this process (1 client) and from 4
+  client processes at once (forked before the timing starts; each waits for "go");
+- managed queue, ``q.put(x)`` then ``q.get()``, from 1 and from 4 clients;
+- many small writes at once: ``d.update(mapping)`` of 1,000 keys (one call on both),
+  and 1,000 ``d[k] = v`` in a ``plait.managers.batch()`` block beside the same 1,000
+  writes one by one on the standard library (it has no batching).
+
+Every variant checks what the server holds afterwards (outside the timed region); the
+figures are operations per second (a set and a get count as two).
+
+Run: python benchmarks/bench_managers.py [--quick]
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+
+from harness import Bench
+
+import plait.managers
+
+QUICK = "--quick" in sys.argv
+ROUNDS = 3 if QUICK else 5
+OPS = 2000 if QUICK else 5000
+CLIENTS = 4
+KEYS = 100
+
+
+def dict_work(d, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        k = i % KEYS
+        d[k] = i
+        d[k]
+
+
+def queue_work(q, count: int) -> None:
+    for i in range(count):
+        q.put(i)
+        q.get()
+
+
+def client(work, args, go, done) -> None:
+    """A client process: wait for "go", run the work, say when it finished."""
+    go.recv()
+    work(*args)
+    done.send(time.perf_counter())
+
+
+def one_client_dict(d):
+    def run():
+        d.clear()
+        t0 = time.perf_counter()
+        dict_work(d, 0, OPS)
+        rate = 2 * OPS / (time.perf_counter() - t0)
+        return rate, sorted(d.items())
+
+    return run
+
+
+def one_client_queue(q):
+    def run():
+        t0 = time.perf_counter()
+        queue_work(q, OPS)
+        rate = 2 * OPS / (time.perf_counter() - t0)
+        return rate, q.qsize()
+
+    return run
+
+
+def many_clients(make_args, work, check):
+    """``CLIENTS`` forked processes run ``work`` at once; ops/s from "go" to the last end."""
+    ctx = multiprocessing.get_context("fork")
+
+    def run():
+        per = OPS // CLIENTS
+        pipes, procs = [], []
+        for c in range(CLIENTS):
+            go_r, go_w = ctx.Pipe(False)
+            done_r, done_w = ctx.Pipe(False)
+            p = ctx.Process(target=client, args=(work, make_args(c, per), go_r, done_w))
+            p.start()
+            pipes.append((go_w, done_r))
+            procs.append(p)
+        time.sleep(0.2)  # let them settle: their start is not what is measured
+        t0 = time.perf_counter()
+        for go_w, _ in pipes:
+            go_w.send(None)
+        end = max(done_r.recv() for _, done_r in pipes)
+        for p in procs:
+            p.join(30)
+        return 2 * per * CLIENTS / (end - t0), check()
+
+    return run
+
+
+def update_case(d):
+    mapping = {i: str(i) for i in range(1000)}
+
+    def run():
+        d.clear()
+        t0 = time.perf_counter()
+        d.update(mapping)
+        rate = len(mapping) / (time.perf_counter() - t0)
+        return rate, len(d)
+
+    return run
+
+
+def writes_batched(d):
+    def run():
+        d.clear()
+        t0 = time.perf_counter()
+        with plait.managers.batch():
+            for i in range(1000):
+                d[i] = i
+        rate = 1000 / (time.perf_counter() - t0)
+        return rate, len(d)
+
+    return run
+
+
+def writes_one_by_one(d):
+    def run():
+        d.clear()
+        t0 = time.perf_counter()
+        for i in range(1000):
+            d[i] = i
+        rate = 1000 / (time.perf_counter() - t0)
+        return rate, len(d)
+
+    return run
+
+
+def main() -> None:
+    bench = Bench("managers: plait.managers.Manager vs multiprocessing.Manager", rounds=ROUNDS)
+    pm = plait.managers.Manager()
+    sm = multiprocessing.Manager()
+    try:
+        pd, sd = pm.dict(), sm.dict()
+        pq, sq = pm.Queue(), sm.Queue()
+        bench.case(
+            "dict d[k]=v, d[k]: 1 client",
+            {"plait": one_client_dict(pd), "multiprocessing": one_client_dict(sd)},
+        )
+        bench.case(
+            f"dict d[k]=v, d[k]: {CLIENTS} client processes",
+            {
+                "plait": many_clients(
+                    lambda c, per: (pd, c * per, per), dict_work, lambda: len(pd)
+                ),
+                "multiprocessing": many_clients(
+                    lambda c, per: (sd, c * per, per), dict_work, lambda: len(sd)
+                ),
+            },
+        )
+        bench.case(
+            "queue put, get: 1 client",
+            {"plait": one_client_queue(pq), "multiprocessing": one_client_queue(sq)},
+        )
+        bench.case(
+            f"queue put, get: {CLIENTS} client processes",
+            {
+                "plait": many_clients(lambda c, per: (pq, per), queue_work, pq.qsize),
+                "multiprocessing": many_clients(lambda c, per: (sq, per), queue_work, sq.qsize),
+            },
+        )
+        bench.case(
+            "d.update(1,000 keys)",
+            {"plait": update_case(pd), "multiprocessing": update_case(sd)},
+            unit="keys/s",
+        )
+        bench.case(
+            "1,000 d[k]=v: plait batch() vs one by one",
+            {
+                "plait batch()": writes_batched(pd),
+                "plait one by one": writes_one_by_one(pd),
+                "multiprocessing": writes_one_by_one(sd),
+            },
+            unit="writes/s",
+        )
+    finally:
+        pm.shutdown()
+        sm.shutdown()
+    bench.close()
+
+
+if __name__ == "__main__":
+    main()
