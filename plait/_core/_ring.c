@@ -287,16 +287,19 @@ Ring_put(RingObject *self, PyObject *args, PyObject *kwds)
     }
     uint64_t need = round8(ENTRY_HEADER + body);
     struct ring_header *h = self->h;
-    if (body > UINT32_MAX || need > h->capacity) {
+    if (body > UINT32_MAX || need > h->capacity - h->capacity / 8) {
         PyErr_Format(PyExc_ValueError, "an entry of %llu bytes does not fit a ring of %llu",
                      (unsigned long long)need, (unsigned long long)h->capacity);
         goto done;
     }
+    /* An eighth of the ring is kept for the small entries of segments, so that an
+     * unbounded queue whose ring is full of items can still spill (see queues.py). */
+    uint64_t reserve = kind == KIND_SEGMENT ? 0 : h->capacity / 8;
     if (ring_lock(self) < 0)
         goto done;
     for (;;) {
         int full = (h->maxsize && h->items >= h->maxsize) ||
-                   h->capacity - (h->tail - h->head) < need;
+                   h->capacity - (h->tail - h->head) < need + reserve;
         if (!full)
             break;
         uint32_t seq = h->gets;

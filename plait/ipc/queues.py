@@ -30,8 +30,9 @@ Where an item goes:
   arrays it gets are the segment's pages, not a copy. The kernel keeps the fd alive in
   the socket while it is in flight, also after its producer exited, and frees it with
   the last user. So ``put`` on an unbounded queue does not wait for consumers until the
-  socket holds about as many segments as the process may open files; then it waits (up to
-  its ``timeout``).
+  ring is full and the socket holds as many segments as its buffer allows (about one per
+  kB of ``net.core.wmem_max``, thousands on a default Linux); then it waits (up to its
+  ``timeout``, then ``queue.Full``).
 
 Bounds: ``maxsize`` counts items, as in the standard library; ``put`` on a full queue
 blocks (up to ``timeout``, then ``queue.Full``). ``get`` on an empty queue blocks (then
@@ -62,6 +63,7 @@ from plait.ipc.synchronize import _Block
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
 
 DEFAULT_CAPACITY = 32 * 1024 * 1024
+_SPILL_BUFFER = 64 * 1024 * 1024
 _PROTOCOL = serialization.PROTOCOL
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -107,6 +109,9 @@ class Queue:
             raise ValueError(f"capacity must be a power of two >= 65536, not {capacity}")
         block = _Block(HEADER_SIZE + capacity)
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Segments in flight are charged to the sender's buffer (~1 kB each): ask for as
+        # much as the system allows (net.core.wmem_max caps it silently).
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SPILL_BUFFER)
         send, recv = _Socket(a.detach()), _Socket(b.detach())
         self._setup(block, send, recv, max(maxsize, 0), True)
 
