@@ -1,0 +1,87 @@
+"""What users ask for: start methods, lambdas everywhere, progress bars, statistics."""
+
+from __future__ import annotations
+
+import pytest
+
+import plait.process
+from plait.pool import Pool, ThreadPool, WorkerLostError
+from tests.pool import tasks
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+@pytest.mark.timeout(60)
+def test_every_start_method_runs_lambdas_and_survives_a_kill(method, no_leaks):
+    offset = 100
+    with Pool(2, context=plait.process.get_context(method)) as pool:
+        assert pool.map(lambda x: x + offset, range(5)) == [100, 101, 102, 103, 104]
+        with pytest.raises(WorkerLostError):
+            pool.apply(tasks.kill_self_on, (1, 1))
+        assert pool.starmap(tasks.add, [(1, 2), (3, 4)]) == [3, 7]
+
+
+@pytest.mark.timeout(60)
+def test_a_standard_context_chooses_the_start_method(no_leaks):
+    import multiprocessing
+
+    with Pool(1, context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.apply(tasks.square, (12,)) == 144
+
+
+@pytest.mark.timeout(60)
+def test_progress_bar_counts_the_tasks(no_leaks, capsys):
+    pytest.importorskip("tqdm")
+    with Pool(2) as pool:
+        assert pool.map(tasks.square, range(50), progress=True) == [x * x for x in range(50)]
+        assert list(pool.imap(tasks.square, range(30), progress=True)) == [x * x for x in range(30)]
+    err = capsys.readouterr().err
+    assert "50/50" in err and "30/30" in err
+
+
+@pytest.mark.timeout(60)
+def test_stats_count_done_failed_and_busy_time(no_leaks):
+    with Pool(2) as pool:
+        pool.map(tasks.sleep_return, [0.05] * 4, chunksize=1)
+        with pytest.raises(ValueError):
+            pool.apply(tasks.fail, (1,))
+        stats = pool.stats()
+        assert stats.tasks_done == 4 and stats.tasks_failed == 1 and stats.in_flight == 0
+        assert len(stats.workers) == 2 and stats.workers_replaced == 0
+        assert set(stats.busy_seconds) <= set(stats.workers)
+        assert sum(stats.busy_seconds.values()) >= 0.2
+
+
+@pytest.mark.timeout(60)
+def test_thread_pool_rejects_a_timeout_and_reports_stats(no_leaks):
+    with ThreadPool(2) as pool:
+        with pytest.raises(ValueError, match="cannot stop a running thread"):
+            pool.apply(tasks.square, (1,), timeout=1)
+        assert pool.map(tasks.square, range(10)) == [x * x for x in range(10)]
+        assert pool.stats().tasks_done == 10
+        pool.close()
+        pool.join(10)
+
+
+@pytest.mark.timeout(60)
+def test_imap_input_that_raises_fails_that_position(no_leaks):
+    def source():
+        yield 1
+        yield 2
+        raise OSError("input broke")
+
+    with Pool(2) as pool:
+        it = pool.imap(tasks.square, source())
+        assert next(it) == 1 and next(it) == 4
+        with pytest.raises(OSError, match="input broke"):
+            next(it)
+        with pytest.raises(StopIteration):
+            next(it)
+
+
+@pytest.mark.timeout(60)
+def test_big_arrays_travel_both_ways(no_leaks):
+    np = pytest.importorskip("numpy")
+    arrays = [np.full(1 << 20, i, dtype=np.int64) for i in range(6)]  # 8 MB each
+    with Pool(2) as pool:
+        out = pool.map(tasks.identity, arrays)
+    assert all((a == b).all() for a, b in zip(arrays, out, strict=True))
