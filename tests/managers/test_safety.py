@@ -288,3 +288,64 @@ def test_program_with_a_manager_exits_cleanly():
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout == "1\n", done.stderr
+
+
+@pytest.mark.timeout(60)
+def test_custom_key_travels_with_proxies_to_spawned_children(leak_free):
+    ctx = pmp.get_context("spawn")
+    with SyncManager(ctx=ctx, authkey=b"not the process key") as m:
+        items = m.list()
+        p = ctx.Process(target=targets.append_pid, args=(items,))
+        p.start()
+        p.join(30)
+        assert items[:] == [p.pid]
+        del items
+
+
+@pytest.mark.timeout(60)
+def test_server_stops_when_the_program_that_started_it_is_killed():
+    program = textwrap.dedent(
+        """
+        import time
+        from plait.managers import Manager
+        m = Manager()
+        print(m._process.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+
+    def gone() -> bool:
+        try:
+            with open(f"/proc/{server_pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    assert wait_until(gone, 20)
+
+
+@pytest.mark.timeout(60)
+def test_proxy_inherited_across_fork_and_used_by_both(leak_free):
+    with SyncManager(ctx=pmp.get_context("fork")) as m:
+        d = m.dict(parent=0)
+        d["parent"] += 1  # the parent has a connection before the fork
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                d["child"] = os.getpid()
+                del d  # the child's drop must not free the parent's object
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitpid(pid, 0)[1] == 0
+        d["parent"] += 1
+        assert d.copy() == {"parent": 2, "child": pid}
+        del d
