@@ -193,7 +193,7 @@ def test_large_items_travel_without_a_pipe(no_shm_leaks):
 def test_an_unbounded_queue_spills_instead_of_blocking(no_shm_leaks):
     q = Queue(capacity=1 << 16)
     items = [bytes([i]) * 10_000 for i in range(40)]  # 400 kB into a 64 kB ring
-    items += [bytes([i]) * (i * 37 % 3000) for i in range(300)]  # small ones fill it up
+    items += [bytes([i % 256]) * (i * 37 % 3000) for i in range(300)]  # small ones fill it up
     for item in items:
         q.put(item, timeout=5)
     assert [q.get(timeout=5) for _ in items] == items
