@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import sys
 import threading
 import time
@@ -68,6 +69,7 @@ MAX_INFLIGHT = 64
 BATCH_SECONDS = 0.005
 _JOIN_SECONDS = 5.0
 _YIELD_SECONDS = 0.001  # the wait before starting a replacement: lets the caller run
+_KILLED = (-signal.SIGKILL, -signal.SIGTERM)
 _MAX_BACKOFF = 1.0  # the longest wait before replacing workers that keep dying at once
 
 
@@ -407,9 +409,10 @@ class ProcessEngine(Engine):
             # Started on the next turn of the loop, after a wait that releases the GIL:
             # the caller woken by the failure above gets it first, not after a fork.
             self._to_start += 1
-            # A worker that died before answering anything (its initializer raised, or
-            # it cannot start) would be replaced in a tight loop: wait longer each time.
-            if worker.answered or worker.timed_out:
+            # A worker that died by itself before answering anything (its initializer
+            # raised or crashed) would be replaced in a tight loop: wait longer each
+            # time. One killed from outside (SIGKILL, SIGTERM) is replaced at once.
+            if worker.answered or worker.timed_out or exitcode in _KILLED:
                 self._backoff = 0.0
             else:
                 self._backoff = min(_MAX_BACKOFF, max(_YIELD_SECONDS, self._backoff * 2))
