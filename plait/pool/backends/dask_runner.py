@@ -15,15 +15,20 @@ fetched together with one ``client.gather``.
 A task that kills its worker is retried by Dask on another worker until
 ``distributed.scheduler.allowed-failures`` (default 3) attempts lost theirs; then Dask
 raises ``KilledWorker``, which the pool reports as ``RemoteWorkerLostError``. At a
-per-task deadline the future is cancelled and the worker running the task is restarted
-through its nanny (Dask's ``restart_workers``), in a thread of this runner so that the
-engine never waits for it; a worker without a nanny cannot be restarted, so its task
-is only cancelled. ``initializer`` runs on every worker, present and future, as a
-worker plugin removed again when the pool closes.
+per-task deadline the future is cancelled and the worker process running the task is
+SIGKILLed (a thread cannot be stopped; a graceful ``restart_workers`` waits seconds for
+the task first, while Dask hands the "idle" worker more tasks); its nanny starts a new
+one, and Dask retries elsewhere what else ran there. This happens in a thread of this
+runner, so the engine never waits for it. A worker without a nanny is not restarted.
+
+``initializer`` runs on every worker, present and future, as a worker plugin removed
+again when the pool closes.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import uuid
 from typing import Any
@@ -54,6 +59,13 @@ class _Initializer(WorkerPlugin):
     def setup(self, worker) -> None:
         initializer, initargs = serialization.loads(self.call)
         initializer(*initargs)
+
+
+def _kill_soon() -> None:
+    """On a worker: SIGKILL this worker process just after this call has answered."""
+    killer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGKILL))
+    killer.daemon = True
+    killer.start()
 
 
 def _processing_on(dask_scheduler, key) -> str | None:
@@ -87,7 +99,7 @@ class DaskRunner:
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",
             )
             try:
                 self._client = Client(self._cluster, set_as_default=False)
@@ -168,7 +180,7 @@ class DaskRunner:
             address = client.run_on_scheduler(_processing_on, key=future.key)
             future.cancel()
             if address is not None:
-                client.restart_workers([address], timeout=_STOP_SECONDS, raise_for_error=False)
+                client.run(_kill_soon, workers=[address])
         except Exception:  # the client is closing, or the worker is already gone
             pass
 
