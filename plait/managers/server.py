@@ -253,12 +253,17 @@ class Server:
             self._leave(sid, session)
         self._looped.clear()
         with self.lock:
-            conns = list(self._conns) + [entry[0] for entry in self._incoming]
+            conns = list(self._conns)
             threads = list(self._threads)
         for conn in conns:
             _shutdown_socket(conn)
         for thread in threads:
             thread.join(_JOIN_TIMEOUT)
+        with self.lock:
+            incoming, self._incoming = self._incoming, []
+        for conn, sid, session in incoming:  # admitted while the loop was stopping
+            conn.close()
+            self._leave(sid, session)
         with self.lock:
             objects = list(self.objects.values())
             self.objects.clear()
