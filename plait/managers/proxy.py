@@ -257,15 +257,18 @@ class _Client:
         if pending is not None and ident is not None:
             return _queue_batched(self, ident, method, args, kwds, proxy)
         typeid = proxy._token.typeid if proxy is not None else None
-        kind, value = self.request((ident, method, args, kwds), typeid, method)
-        return self.decode(kind, value, proxy)
+        # No local holds the reply: a remote exception must not keep this frame alive.
+        return self.decode(*self.request((ident, method, args, kwds), typeid, method), proxy)
 
     def decode(self, kind: int, value: Any, proxy) -> Any:
         if kind == RETURN:
             return value
         if kind == ERROR:
             exc, tb = value
-            raise exc from RemoteTraceback(tb)
+            try:
+                raise exc from RemoteTraceback(tb)
+            finally:  # no cycle exception -> traceback -> this frame -> exception
+                exc = value = None
         if kind == PROXY:
             proxytype, typeid, ident, exposed = value
             token = Token(typeid, self.address, ident)

@@ -75,6 +75,7 @@ from plait.managers.proxy import (
     format_remote_traceback,
     public_methods,
 )
+from plait.threads import Empty, Event, Full, Queue
 
 __all__ = ["Server"]
 
@@ -84,6 +85,61 @@ _INLINE_TYPES = (dict, list, array.array)
 _INLINE_REQUESTS = frozenset({"dummy", "number_of_objects", "get_methods", "shutdown"})
 
 
+_TRY = object()  # _inline's answer for queues and events
+_RUN = object()  # a policy's answer: run the call as asked, it cannot block
+_QUEUE_NONBLOCKING = frozenset(
+    {
+        "put_nowait",
+        "get_nowait",
+        "qsize",
+        "empty",
+        "full",
+        "task_done",
+        "shutdown",
+        "statistics",
+        "is_shutdown",
+    }
+)
+
+
+def _queue_attempt(obj: Queue, method: str, args: tuple, kwds: dict) -> Any:
+    """A queue call without blocking: its reply, ``_RUN``, or None (it would block)."""
+    if method == "get" or method == "put":
+        at = 0 if method == "get" else 1
+        block = args[at] if len(args) > at else kwds.get("block", True)
+        if method == "put" and obj.maxsize <= 0:
+            block = False  # an unbounded queue takes every item at once
+        if not block:
+            return _RUN
+        try:
+            if method == "get":
+                return RETURN, obj.get(False)
+            obj.put(args[0] if args else kwds["item"], False)
+            return RETURN, None
+        except (Empty, Full):
+            return None
+    return _RUN if method in _QUEUE_NONBLOCKING else None
+
+
+def _event_attempt(obj: Event, method: str, args: tuple, kwds: dict) -> Any:
+    """An event call without blocking: its reply, ``_RUN``, or None (it would block)."""
+    if method == "wait":
+        return (RETURN, True) if obj.is_set() else None
+    return _RUN if method in ("is_set", "set", "clear") else None
+
+
+def _policy(obj: Any) -> Any:
+    """How the loop treats calls on ``obj``: True (all inline), False (a thread), or a
+    function that tries a call without blocking."""
+    if type(obj) in _INLINE_TYPES or getattr(type(obj), "_plait_inline_", False):
+        return True
+    if isinstance(obj, Queue):
+        return _queue_attempt
+    if isinstance(obj, Event):
+        return _event_attempt
+    return False
+
+
 def _makes_inline(make: Any) -> bool:
     """Whether objects made by ``make`` never block (a type of ``_INLINE_TYPES``, or a
     class or function marked ``_plait_inline_ = True``)."""
@@ -91,7 +147,7 @@ def _makes_inline(make: Any) -> bool:
 
 
 _JOIN_TIMEOUT = 2.0
-_BAD = object()  # marks what _receive returns for a bad request: the error reply to send
+_READY = object()  # marks a request already answered: (_READY, reply to send)
 
 
 class _Session:
@@ -129,8 +185,7 @@ class _LocalClient(_proxy._Client):
             self.server.add_ref(session.held, ident)
 
     def call(self, ident, method, args, kwds, proxy=None):
-        kind, value = self.server.call(ident, method, args, kwds, None)
-        return self.decode(kind, value, proxy)
+        return self.decode(*self.server.call(ident, method, args, kwds, None), proxy)
 
 
 class Server:
@@ -325,12 +380,21 @@ class Server:
             conn.close()
             self._leave(sid, session)
             return
-        if request[0] is not _BAD:
+        if request[0] is not _READY:
             ident, method, args, kwds, control = request
             if control:
                 self._control(session, control)
                 request = (ident, method, args, kwds, None)
-            if not self._inline(ident, method, args):
+            mode = self._inline(ident, method, args)
+            if mode is _TRY:
+                reply = self._attempt(ident, method, args, kwds, session)
+                if reply is None:  # it would block: a thread waits, then gives it back
+                    poller.unregister(fd)
+                    del self._looped[fd]
+                    self._start_thread(self._serve_once, conn, sid, session, request)
+                    return
+                request = (_READY, reply)
+            elif not mode:
                 poller.unregister(fd)
                 del self._looped[fd]
                 self._start_thread(self._serve_promoted, conn, sid, session, request)
@@ -341,6 +405,31 @@ class Server:
             del self._looped[fd]
             conn.close()
             self._leave(sid, session)
+
+    def _serve_once(self, conn, sid: bytes, session: _Session, request: tuple) -> None:
+        """Answer one request that may block, then give the connection back to the loop."""
+        self.current.session = session
+        if self._answer(conn, request, session) and not self._stopping:
+            with self.lock:
+                self._incoming.append((conn, sid, session))
+                self._conns.discard(conn)
+                self._threads.discard(threading.current_thread())
+            self._wake()
+            return
+        self._thread_ends(conn, sid, session)
+
+    def _attempt(self, ident: int, method: str, args: Any, kwds: Any, session) -> tuple | None:
+        """The reply of a call on a queue or event if it can be had without blocking."""
+        try:
+            obj, exposed, _, _, policy = self.objects[ident]
+            if method not in exposed:
+                return self.call(ident, method, args, kwds, session)  # the error, at once
+            reply = policy(obj, method, args, kwds)
+        except Exception as exc:
+            return ERROR, (exc, format_remote_traceback(exc))
+        if reply is _RUN:
+            return self.call(ident, method, args, kwds, session)
+        return reply
 
     def _serve_promoted(self, conn, sid: bytes, session: _Session, request: tuple) -> None:
         try:
@@ -367,14 +456,14 @@ class Server:
         except Exception as exc:
             if isinstance(exc, EOFError | OSError) or conn.closed:
                 return None  # gone, or a frame we could not take (the connection is closed)
-            return (_BAD, (ERROR, (RemoteError(f"cannot unpickle the request: {exc!r}"), "")))
+            return (_READY, (ERROR, (RemoteError(f"cannot unpickle the request: {exc!r}"), "")))
         if type(request) is not tuple or len(request) != 5:
-            return (_BAD, (ERROR, (RemoteError("malformed request"), "")))
+            return (_READY, (ERROR, (RemoteError("malformed request"), "")))
         return request
 
     def _answer(self, conn, request: tuple, session: _Session) -> bool:
         """Run a request (or pass on an error reply), send the reply; False: conn is gone."""
-        if request[0] is _BAD:
+        if request[0] is _READY:
             reply = request[1]
             ident = method = None
         else:
@@ -398,16 +487,20 @@ class Server:
             self.stop()
         return True
 
-    def _inline(self, ident: Any, method: Any, args: Any) -> bool:
-        """Whether the loop may run this request itself: it cannot block."""
+    def _inline(self, ident: Any, method: Any, args: Any) -> Any:
+        """Whether the loop may run this request: True (it cannot block), False (a thread
+        serves the connection from now on) or ``_TRY`` (a queue or event: see
+        ``_attempt``)."""
         try:
             if ident is not None:
                 entry = self.objects.get(ident)
-                return entry is None or entry[4]
+                if entry is None:
+                    return True  # the error reply
+                return entry[4] if entry[4] is True or entry[4] is False else _TRY
             if method == "create":
                 return _makes_inline(self.registry[args[0]][0])
             if method == "batch":
-                return all(self._inline(i, m, a) for i, m, a, _ in args)
+                return all(self._inline(i, m, a) is True for i, m, a, _ in args)
             return method in _INLINE_REQUESTS
         except Exception:
             return False  # a malformed request: a thread will answer it with the error
@@ -488,7 +581,7 @@ class Server:
         exposed = tuple(exposed)
         ident = next(self._ids)
         with self.lock:
-            inline = type(obj) in _INLINE_TYPES or getattr(type(obj), "_plait_inline_", False)
+            inline = _policy(obj)
             self.objects[ident] = (obj, frozenset(exposed), to_typeid or None, typeid, inline)
             # One holder: the session, or (a call from inside the server) the new proxy.
             self.refs[ident] = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.managers
+import os
 import sys
 import threading
 
@@ -48,7 +49,17 @@ def _check_leaks():
         forkserver.stop_server(timeout=10)
     assert wait_until(lambda: child_pids() <= children, 10), f"children left: {child_pids()}"
     assert wait_until(lambda: set(threading.enumerate()) <= threads, 10)
-    assert wait_until(lambda: open_fds() <= fds, 5), f"fds left: {open_fds() - fds}"
+    assert wait_until(lambda: open_fds() <= fds, 5), f"fds left: {_describe(open_fds() - fds)}"
+
+
+def _describe(fds) -> dict:
+    out = {}
+    for fd in fds:
+        try:
+            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            out[fd] = "?"
+    return out
 
 
 @pytest.fixture

@@ -106,3 +106,15 @@ except AttributeError as exc:
     print("AttributeError", exc)
 manager.shutdown()
 """
+
+
+def consume(q, results, count):
+    """Take ``count`` items (each get may block) and report them; then more calls."""
+    got = [q.get(timeout=30) for _ in range(count)]
+    results.put(got)
+    results.put(q.qsize())
+
+
+def wait_then_set(ev_in, ev_out):
+    if ev_in.wait(30):
+        ev_out.set()

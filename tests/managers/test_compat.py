@@ -161,3 +161,31 @@ def test_pool(family):
             assert pool.map(abs, [-1, -2, -3]) == [1, 2, 3]
             assert pool.apply_async(abs, (-4,)).get(10) == 4
             assert list(pool.imap(abs, [-5, -6])) == [5, 6]
+
+
+def test_blocking_queue_and_event_calls_across_processes(family, plait_no_leaks):
+    ctx = family.mp.get_context("fork")
+    with family.managers.SyncManager(ctx=ctx) as m:
+        q, results = m.Queue(), m.Queue()
+        ev_in, ev_out = m.Event(), m.Event()
+        consumer = ctx.Process(target=targets.consume, args=(q, results, 3))
+        waiter = ctx.Process(target=targets.wait_then_set, args=(ev_in, ev_out))
+        consumer.start()
+        waiter.start()
+        for i in range(3):
+            q.put(i)
+        ev_in.set()
+        assert ev_out.wait(30)
+        assert results.get(timeout=30) == [0, 1, 2]
+        assert results.get(timeout=30) == 0
+        consumer.join(30)
+        waiter.join(30)
+        assert (consumer.exitcode, waiter.exitcode) == (0, 0)
+        bounded = m.Queue(1)
+        bounded.put(1)
+        try:  # not pytest.raises: its traceback would keep this frame (and fds) alive
+            bounded.put(2, timeout=0.01)
+        except Exception as exc:
+            error = type(exc).__name__
+        assert error == "Full"
+        del q, results, ev_in, ev_out, bounded
