@@ -331,6 +331,11 @@ class BaseManager:
         """How many shared objects the server holds now (one round trip)."""
         return client_for(self._address, self._authkey).call(None, "number_of_objects", (), {})
 
+    def statistics(self) -> dict[str, int]:
+        """The server's ``statistics()`` (one round trip): objects, sessions, connections
+        served by its loop, threads. Raises ``ManagerGoneError`` if the server is gone."""
+        return client_for(self._address, self._authkey).call(None, "statistics", (), {})
+
     def __enter__(self) -> BaseManager:
         if self._state.value == State.INITIAL:
             self.start()

@@ -27,7 +27,15 @@ Then the connection is served in one of two ways:
   only its thread, and an ``RLock`` or ``Condition`` is owned by the thread of the
   client that took it, exactly as in one process.
 
-Either way a connection gets exactly one reply per request, in order.
+Either way a connection gets exactly one reply per request, in order. Queues and events
+are in between: the loop answers a call that can be answered at once (``put`` on an
+unbounded queue, ``get`` when an item is there, ``wait`` on a set event), and only a call
+that must wait goes to a thread, which gives the connection back to the loop after its
+reply.
+
+The loop trusts local clients to send and read whole frames: one that is *stopped*
+(SIGSTOP) halfway through writing a large request, or with a large reply unread, holds
+the loop until it continues or dies (dying closes its socket, which ends the wait).
 
 The table
 ---------
@@ -82,7 +90,9 @@ __all__ = ["Server"]
 _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
 # Objects whose every method returns at once: the loop serves them without a thread.
 _INLINE_TYPES = (dict, list, array.array)
-_INLINE_REQUESTS = frozenset({"dummy", "number_of_objects", "get_methods", "shutdown"})
+_INLINE_REQUESTS = frozenset(
+    {"dummy", "number_of_objects", "get_methods", "shutdown", "statistics"}
+)
 
 
 _TRY = object()  # _inline's answer for queues and events
@@ -329,6 +339,16 @@ class Server:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
+    def statistics(self) -> dict[str, int]:
+        """A snapshot: objects, client sessions, connections served by the loop, threads."""
+        with self.lock:
+            return {
+                "objects": len(self.objects),
+                "sessions": len(self.sessions),
+                "loop_connections": len(self._looped),
+                "threads": len(self._threads),
+            }
+
     # -- one client ----------------------------------------------------------------------
 
     def _admit(self, conn, peer: Any) -> None:
@@ -549,6 +569,8 @@ class Server:
                 return RETURN, None
             if method == "number_of_objects":
                 return RETURN, len(self.objects)
+            if method == "statistics":
+                return RETURN, self.statistics()
             raise RemoteError(f"unknown request {method!r} to the manager at {self.address!r}")
         except Exception as exc:
             return ERROR, (exc, format_remote_traceback(exc))

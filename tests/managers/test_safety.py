@@ -349,3 +349,17 @@ def test_proxy_inherited_across_fork_and_used_by_both(leak_free):
         d["parent"] += 1
         assert d.copy() == {"parent": 2, "child": pid}
         del d
+
+
+@pytest.mark.timeout(60)
+def test_statistics_show_where_connections_are_served(leak_free):
+    with SyncManager(ctx=pmp.get_context("fork")) as m:
+        d = m.dict()
+        d["x"] = 1
+        stats = m.statistics()
+        assert stats["objects"] == 1 and stats["sessions"] == 1
+        assert stats["loop_connections"] == 1 and stats["threads"] == 0
+        lock = m.Lock()
+        with lock:  # may block: this connection gets its own thread from now on
+            assert m.statistics()["threads"] == 1
+        del d, lock
