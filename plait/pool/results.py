@@ -152,7 +152,6 @@ class _Job:
         self.queued = False
         self.done = False
         self.progress = None  # a tqdm bar, advanced by the engine
-        self.remaining = 0  # items whose outcome is not known yet
         self._seconds = 0.0
         self._measured = 0
         self.cost_key = func_bytes or func  # thread pools send no bytes
@@ -223,7 +222,6 @@ class ApplyResult(_Job):
         self._error_callback = error_callback
         self._success: bool | None = None
         self._value: Any = None
-        self.remaining = 1
         self.buffer.extend([(tuple(args), dict(kwds or {}))])
 
     def ready(self) -> bool:
@@ -270,7 +268,6 @@ class ApplyResult(_Job):
                 sys.excepthook(*sys.exc_info())
 
     def deliver(self, start, values, errors):
-        self.remaining = 0
         if errors:
             self._resolve(False, errors[0][1])
         else:
@@ -316,7 +313,7 @@ class MapResult(ApplyResult):
         self._callback = callback
         self._error_callback = error_callback
         self._success = None
-        self.remaining = len(items)
+        self.remaining = len(items)  # items whose outcome is not known yet
         self._values: list = [None] * len(items)
         self.buffer.extend(items)
         if not items:
