@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import multiprocessing.resource_tracker
+import multiprocessing.sharedctypes
 import os
 import threading
 import types
@@ -11,6 +13,7 @@ import types
 import pytest
 
 import plait.ipc.queues as queues
+import plait.ipc.sharedctypes as sharedctypes
 import plait.ipc.synchronize as sync
 import plait.process
 from tests.conftest import child_pids, open_fds, wait_until
@@ -31,6 +34,7 @@ STANDARD = types.SimpleNamespace(
     Queue=_STD.Queue,
     JoinableQueue=_STD.JoinableQueue,
     SimpleQueue=_STD.SimpleQueue,
+    sharedctypes=multiprocessing.sharedctypes,
 )
 PLAIT = types.SimpleNamespace(
     name="plait",
@@ -45,6 +49,7 @@ PLAIT = types.SimpleNamespace(
     Queue=queues.Queue,
     JoinableQueue=queues.JoinableQueue,
     SimpleQueue=queues.SimpleQueue,
+    sharedctypes=sharedctypes,
 )
 
 
@@ -66,10 +71,19 @@ def no_shm_leaks(request):
     The fd check is skipped for the standard library's variant of a scenario: its shared
     heap (behind ``Barrier`` and ``Value``) keeps an arena fd for the life of the process.
     """
-    standard = "api" in request.fixturenames and request.getfixturevalue("api") is STANDARD
+    standard = any(
+        name in request.fixturenames
+        and getattr(request.getfixturevalue(name), "__name__", "").startswith("multiprocessing")
+        for name in ("shm",)
+    ) or ("api" in request.fixturenames and request.getfixturevalue("api") is STANDARD)
     fds, threads, names = open_fds(), set(threading.enumerate()), shm_names()
     yield
-    assert wait_until(lambda: not child_pids(), 10), f"children left: {child_pids()}"
+    tracker = multiprocessing.resource_tracker._resource_tracker._pid  # the stdlib's helper
+
+    def children():
+        return child_pids() - {tracker}
+
+    assert wait_until(lambda: not children(), 10), f"children left: {children()}"
     assert wait_until(
         lambda: set(threading.enumerate()) <= threads, 10
     ), f"threads left: {set(threading.enumerate()) - threads}"

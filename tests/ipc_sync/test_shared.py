@@ -1,0 +1,208 @@
+"""Shared ctypes values and arrays, SharedMemory and ShareableList across processes."""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing.shared_memory
+import os
+import signal
+import time
+
+import pytest
+
+import plait.ipc.shared_memory as plait_shm
+import plait.ipc.sharedctypes as plait_sct
+from plait.ipc import Pipe
+from plait.ipc.synchronize import Lock, OwnerDiedError
+from tests.ipc_sync.conftest import PLAIT, finish, run
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Point(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_double)]
+
+
+def _bump(value, array, times):
+    for _ in range(times):
+        with value.get_lock():
+            value.value += 1
+        with array:
+            array[0] += 1
+
+
+def test_value_and_array_match(api, no_shm_leaks):
+    sct = api.sharedctypes
+    value = sct.Value("i", 0)
+    array = sct.Array("d", [0.0, 1.5, 2.5])
+    children = [run(api, _bump, value, array, 500) for _ in range(3)]
+    _bump(value, array, 500)
+    assert [finish(p) for p in children] == [0] * 3
+    assert value.value == 2000
+    assert array[:] == [2000.0, 1.5, 2.5]
+    assert array[1:] == [1.5, 2.5]
+    assert len(array) == 3
+    array[1:3] = [7.0, 8.0]
+    assert list(array.get_obj()) == [2000.0, 7.0, 8.0]
+    text = sct.Array("c", b"hello")
+    assert text.value == b"hello"
+    text.value = b"hi"
+    assert text.raw[:3] == b"hi\x00"
+    raw = sct.RawValue(ctypes.c_double, 2.5)
+    assert raw.value == 2.5 and isinstance(raw, ctypes.c_double)
+    assert sct.RawArray("i", 4)[:] == [0, 0, 0, 0]
+    assert sct.Value("i", 1, lock=False).value == 1
+    point = sct.Value(Point, 3, 4.5)
+    assert (point.get_obj().x, point.get_obj().y) == (3, 4.5)
+    lock = api.Lock()
+    assert sct.Value("q", 9, lock=lock).get_lock() is lock
+
+
+def test_shared_ctypes_travel_through_a_pipe(no_shm_leaks):
+    value = plait_sct.Value("i", 5)
+    array = plait_sct.RawArray("q", range(4))
+    a, b = Pipe()
+    with a, b:
+        a.send((value, array))
+        value2, array2 = b.recv(timeout=5)
+    value2.value = 42
+    array2[3] = -1
+    assert value.value == 42
+    assert array[:] == [0, 1, 2, -1]
+    assert isinstance(value2.get_lock(), type(value.get_lock()))
+
+
+def test_shared_ctypes_bad_input():
+    with pytest.raises(TypeError, match="typecode 'z'"):
+        plait_sct.Value("z")
+    with pytest.raises(TypeError, match="ctypes type"):
+        plait_sct.RawValue(object)
+    with pytest.raises(ValueError, match=">= 0"):
+        plait_sct.RawArray("i", -1)
+    with pytest.raises(AttributeError, match="acquire"):
+        plait_sct.Value("i", lock="yes")
+
+
+# -- SharedMemory ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=[multiprocessing.shared_memory, plait_shm], ids=["multiprocessing", "plait"])
+def shm(request):
+    """``multiprocessing.shared_memory`` or plait's: the same scenario on both."""
+    return request.param
+
+
+def _write_hello(name):
+    block = type_of_block(name)(name)
+    block.buf[:5] = b"hello"
+    block.close()
+
+
+def type_of_block(name):
+    return plait_shm.SharedMemory if "@" in name else multiprocessing.shared_memory.SharedMemory
+
+
+def test_shared_memory_matches(shm, no_shm_leaks):
+    block = shm.SharedMemory(create=True, size=100)
+    try:
+        assert block.size >= 100 and len(block.buf) >= 100
+        child = run(PLAIT, _write_hello, block.name)
+        assert finish(child) == 0
+        assert bytes(block.buf[:5]) == b"hello"
+        other = shm.SharedMemory(block.name)
+        other.buf[5] = 33
+        assert block.buf[5] == 33
+        other.close()
+    finally:
+        block.close()
+        block.unlink()
+    with pytest.raises(FileNotFoundError):
+        shm.SharedMemory(block.name)
+    with pytest.raises(ValueError):
+        shm.SharedMemory(create=True, size=-1)
+    with pytest.raises(ValueError):
+        shm.SharedMemory(create=True, size=0)
+    with pytest.raises(ValueError):
+        shm.SharedMemory()
+    with pytest.raises(FileNotFoundError):
+        shm.SharedMemory("plait_test_no_such_block")
+
+
+def test_named_block_exists_once(no_shm_leaks):
+    block = plait_shm.SharedMemory("plait-test-named", create=True, size=10)
+    with pytest.raises(FileExistsError):
+        plait_shm.SharedMemory("plait-test-named", create=True, size=10)
+    other = plait_shm.SharedMemory("plait-test-named")
+    assert other.size == 10
+    other.close()
+    block.close()
+    with pytest.raises(FileNotFoundError):  # nobody holds it: it is gone
+        plait_shm.SharedMemory("plait-test-named")
+
+
+def _hold_block(name, conn):
+    block = plait_shm.SharedMemory(name)
+    conn.send("attached")
+    time.sleep(60)
+    block.close()
+
+
+def test_block_lives_while_a_user_lives_and_dies_with_the_last(no_shm_leaks):
+    # The standard library's resource tracker unlinks a block when its creator exits,
+    # under other users' feet, and nothing frees it after kill -9 of every user.
+    block = plait_shm.SharedMemory(create=True, size=4096)
+    block.buf[:3] = b"abc"
+    name = block.name
+    a, b = Pipe()
+    holder = run(PLAIT, _hold_block, name, b)
+    assert a.recv(timeout=10) == "attached"
+    block.close()  # the creator lets go; the holder still has it
+    again = plait_shm.SharedMemory(name)
+    assert bytes(again.buf[:3]) == b"abc"
+    again.close()
+    os.kill(holder.pid, signal.SIGKILL)
+    assert finish(holder) == -signal.SIGKILL
+    with pytest.raises(FileNotFoundError):
+        plait_shm.SharedMemory(name)
+    a.close()
+    b.close()
+
+
+def test_shareable_list(no_shm_leaks):
+    items = [1, 2.5, True, "héllo", b"xy", None]
+    sl = plait_shm.ShareableList(items)
+    assert list(sl) == items and len(sl) == 6
+    assert sl.format == "qd?8s8sx"
+    other = plait_shm.ShareableList(name=sl.shm.name)
+    other[0] = -5
+    other[3] = "hi"
+    assert sl[0] == -5 and sl[3] == "hi" and sl[-1] is None
+    assert sl.count(True) == 1 and sl.index(None) == 5
+    with pytest.raises(ValueError, match="do not fit"):
+        sl[3] = "x" * 100
+    with pytest.raises(IndexError):
+        sl[6]
+    with pytest.raises(TypeError, match="list"):
+        plait_shm.ShareableList([[1]])
+    a, b = Pipe()
+    with a, b:
+        a.send(sl)
+        assert list(b.recv(timeout=5)) == list(sl)
+    other.shm.close()
+    sl.shm.close()
+
+
+def test_value_lock_holder_killed(no_shm_leaks):
+    value = plait_sct.Value("i", 0, lock=Lock())
+    child = run(PLAIT, _hold_and_die, value)
+    finish(child)
+    with pytest.raises(OwnerDiedError):
+        value.get_lock().acquire(timeout=10)
+    with value:
+        value.get_obj().value += 1
+    assert value.value == 1
+
+
+def _hold_and_die(value):
+    value.get_lock().acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
