@@ -85,3 +85,38 @@ def test_big_arrays_travel_both_ways(no_leaks):
     with Pool(2) as pool:
         out = pool.map(tasks.identity, arrays)
     assert all((a == b).all() for a, b in zip(arrays, out, strict=True))
+
+
+@pytest.mark.timeout(60)
+def test_many_threads_submit_and_callbacks_submit_more(no_leaks):
+    import threading
+
+    with Pool(2) as pool:
+        chained = []
+
+        def resubmit(value):  # runs in the pool's thread; submitting from it is allowed
+            if value < 1000:
+                chained.append(pool.apply_async(tasks.square, (value + 1000,)))
+
+        def client(base):
+            rs = [pool.apply_async(tasks.square, (base + i,), callback=resubmit) for i in range(50)]
+            assert [r.get(30) for r in rs] == [(base + i) ** 2 for i in range(50)]
+            assert pool.map(tasks.square, range(base, base + 100)) == [
+                x * x for x in range(base, base + 100)
+            ]
+
+        failures = []
+
+        def guarded(base):
+            try:
+                client(base)
+            except BaseException as exc:  # reported by the test's thread below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=guarded, args=(k * 100,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not failures
+        assert chained and all(r.get(30) > 0 for r in chained)
