@@ -345,20 +345,27 @@ class ProcessEngine(Engine):
             except (EOFError, OSError):
                 pass
             return
-        while True:
+        # Read every answer waiting, then settle them together: the callers woken by
+        # the first do not take the GIL between this thread's reads.
+        messages = []
+        outstanding = worker.outstanding
+        while len(messages) < len(outstanding):
             try:
                 message = conn.recv()
             except (EOFError, OSError):
-                return  # the worker is gone: its sentinel fires next
+                break  # the worker is gone: its sentinel fires next
             except Exception as exc:
                 # An answer that does not unpickle here: it was for the oldest chunk.
-                chunk = worker.outstanding[0]
+                chunk = outstanding[len(messages)]
                 error = MaybeEncodingError(exc, f"the answer to chunk {chunk.id}")
                 n = len(chunk.items)
                 message = (chunk.id, [None] * n, [(i, error) for i in range(n)], 0.0)
-            self._on_result(worker, *message)
+            messages.append(message)
             if not worker.poller.poll(0):
-                return
+                break
+        with self.lock:
+            for message in messages:
+                self._on_result(worker, *message)
 
     def _on_result(self, worker: _Worker, chunk_id, values, errors, seconds) -> None:
         worker.answered = True
