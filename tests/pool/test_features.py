@@ -120,3 +120,13 @@ def test_many_threads_submit_and_callbacks_submit_more(no_leaks):
             t.join(60)
         assert not failures
         assert chained and all(r.get(30) > 0 for r in chained)
+
+
+@pytest.mark.timeout(60)
+def test_a_pool_dropped_without_close_stops_its_workers(no_leaks):
+    import gc
+
+    pool = Pool(2)
+    assert pool.apply(tasks.square, (3,)) == 9
+    del pool
+    gc.collect()  # no_leaks then checks that no worker, thread or fd is left
