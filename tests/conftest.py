@@ -52,15 +52,34 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01) -> bool
         time.sleep(interval)
 
 
+def stop_helper_processes() -> None:
+    """Stop the long-lived helper processes this process may have started.
+
+    plait's fork server, and the standard library's fork server and resource tracker
+    (started by tests that run the same scenario on ``multiprocessing``, or by peers
+    such as Dask that use it), are children of the test process that live on purpose
+    until it exits; they are not leaks of the test that happened to start them.
+    """
+    forkserver = sys.modules.get("plait.process.forkserver")
+    if forkserver is not None:
+        forkserver.stop_server(timeout=10)
+    for name, attr in (
+        ("multiprocessing.forkserver", "_forkserver"),
+        ("multiprocessing.resource_tracker", "_resource_tracker"),
+    ):
+        helper = getattr(sys.modules.get(name), attr, None)
+        stop = getattr(helper, "_stop", None)
+        if stop is not None:
+            stop()
+
+
 @pytest.fixture
 def no_leaks():
     """Fail the test if it leaves fds, child processes or threads behind."""
     fds = open_fds()
     threads = set(threading.enumerate())
     yield
-    forkserver = sys.modules.get("plait.process.forkserver")
-    if forkserver is not None:  # the fork server is a child of this process too
-        forkserver.stop_server(timeout=10)
+    stop_helper_processes()
     assert wait_until(lambda: not child_pids(), 10), f"children left: {child_pids()}"
     assert wait_until(lambda: set(threading.enumerate()) <= threads, 10), (
         f"threads left: {set(threading.enumerate()) - threads}"
