@@ -33,6 +33,11 @@ unbounded queue, ``get`` when an item is there, ``wait`` on a set event), and on
 that must wait goes to a thread, which gives the connection back to the loop after its
 reply.
 
+While a thread serves a connection, the loop still watches its socket for hang-up
+(``POLLRDHUP``): a client killed in the middle of a call that will never return (a
+``wait`` on an event nobody sets) has its objects released at once; the thread itself
+ends when its call does.
+
 The loop trusts local clients to send and read whole frames: one that is *stopped*
 (SIGSTOP) halfway through writing a large request, or with a large reply unread, holds
 the loop until it continues or dies (dying closes its socket, which ends the wait).
@@ -69,6 +74,7 @@ import os
 import select
 import socket
 import threading
+import time
 from typing import Any
 
 from plait._core.framing import MAX_MESSAGE_SIZE
@@ -95,6 +101,7 @@ _INLINE_REQUESTS = frozenset(
 )
 
 
+_HANGUP = select.POLLRDHUP  # with POLLHUP and POLLERR, which poll always reports
 _TRY = object()  # _inline's answer for queues and events
 _RUN = object()  # a policy's answer: run the call as asked, it cannot block
 _QUEUE_NONBLOCKING = frozenset(
@@ -171,6 +178,19 @@ class _Session:
         self.pins: set[int] = set()
 
 
+class _Served:
+    """A connection with its fd and session; ``left`` once the session let go of it."""
+
+    __slots__ = ("conn", "fd", "sid", "session", "left")
+
+    def __init__(self, conn, sid: bytes, session: _Session) -> None:
+        self.conn = conn
+        self.fd = conn.fileno()
+        self.sid = sid
+        self.session = session
+        self.left = False
+
+
 class _LocalClient(_proxy._Client):
     """How proxies rebuilt inside the server reach it: direct calls, server-held counts."""
 
@@ -230,8 +250,12 @@ class Server:
         self._ids = itertools.count(1)
         self._conns: set[Any] = set()  # connections that have a thread
         self._threads: set[threading.Thread] = set()
-        self._looped: dict[int, tuple] = {}  # fd -> (conn, sid, session), served by the loop
-        self._incoming: list[tuple] = []  # admitted connections the loop takes next
+        # Owned by the loop thread: connections it serves, and those threads serve (watched
+        # for hang-up), by fd. Threads hand connections over through the two lists.
+        self._looped: dict[int, _Served] = {}
+        self._watched: dict[int, _Served] = {}
+        self._incoming: list[_Served] = []  # to serve in the loop (admitted, or given back)
+        self._finished: list[_Served] = []  # to close (their threads are done)
         self._watch_parent = watch_parent
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
@@ -258,17 +282,20 @@ class Server:
                 parent_fd = parent.sentinel
                 poller.register(parent_fd, select.POLLIN)
         looped = self._looped
+        watched = self._watched
         try:
             while not self._stopping:
                 for fd, _ in poller.poll():
-                    entry = looped.get(fd)
-                    if entry is not None:
-                        self._loop_request(poller, fd, *entry)
+                    served = looped.get(fd)
+                    if served is not None:
+                        self._loop_request(poller, served)
+                    elif fd in watched:
+                        self._hung_up(poller, watched.pop(fd))
                     elif fd == listen_fd:
                         self._accept()
                     elif fd == self._wake_r:
                         os.read(self._wake_r, 512)
-                        self._take_incoming(poller)
+                        self._take_handovers(poller)
                     elif fd == parent_fd:
                         self._stopping = True  # the parent is gone: nobody will stop us
         except KeyboardInterrupt:
@@ -303,32 +330,76 @@ class Server:
             self._threads.add(thread)
         thread.start()
 
-    def _take_incoming(self, poller) -> None:
+    def _to_thread(self, poller, served: _Served, target, request: tuple) -> None:
+        """Hand a looped connection to a thread; the loop keeps watching it for hang-up."""
+        poller.modify(served.fd, _HANGUP)
+        del self._looped[served.fd]
+        self._watched[served.fd] = served
+        self._start_thread(target, served.conn, served, request)
+
+    def _hand_back(self, served: _Served, to: list) -> None:
+        """From a thread: give ``served`` to the loop (``_incoming`` or ``_finished``)."""
+        with self.lock:
+            to.append(served)
+            self._conns.discard(served.conn)
+            self._threads.discard(threading.current_thread())
+        self._wake()
+
+    def _hung_up(self, poller, served: _Served) -> None:
+        """The client of a connection a thread serves is gone: release what it held now,
+        not when the call the thread is in returns (that may be never)."""
+        poller.unregister(served.fd)
+        self._release(served)
+
+    def _take_handovers(self, poller) -> None:
         with self.lock:
             incoming, self._incoming = self._incoming, []
-        for conn, sid, session in incoming:
-            fd = conn.fileno()
-            self._looped[fd] = (conn, sid, session)
-            poller.register(fd, select.POLLIN)
+            finished, self._finished = self._finished, []
+        watched = self._watched
+        for served in finished:
+            if watched.get(served.fd) is served:
+                del watched[served.fd]
+                poller.unregister(served.fd)
+            served.conn.close()
+            self._release(served)
+        for served in incoming:
+            if watched.get(served.fd) is served:
+                del watched[served.fd]
+            elif served.left:  # it hung up while a thread served it
+                served.conn.close()
+                continue
+            self._looped[served.fd] = served
+            poller.register(served.fd, select.POLLIN)
+
+    def _release(self, served: _Served) -> None:
+        if not served.left:
+            served.left = True
+            self._leave(served.sid, served.session)
 
     def _close(self) -> None:
         self.listener.close()
-        for conn, sid, session in list(self._looped.values()):
-            conn.close()
-            self._leave(sid, session)
+        for served in list(self._looped.values()):
+            served.conn.close()
+            self._release(served)
         self._looped.clear()
         with self.lock:
             conns = list(self._conns)
             threads = list(self._threads)
         for conn in conns:
             _shutdown_socket(conn)
+        # A thread in a call that never returns is left behind (a daemon); in a manager's
+        # child the process ends next, so waiting long would only delay shutdown().
+        join_timeout = 0.2 if self._watch_parent else _JOIN_TIMEOUT
+        deadline = time.monotonic() + join_timeout
         for thread in threads:
-            thread.join(_JOIN_TIMEOUT)
+            thread.join(max(0.0, deadline - time.monotonic()))
         with self.lock:
-            incoming, self._incoming = self._incoming, []
-        for conn, sid, session in incoming:  # admitted while the loop was stopping
-            conn.close()
-            self._leave(sid, session)
+            rest = [*self._incoming, *self._finished, *self._watched.values()]
+            self._incoming, self._finished = [], []
+            self._watched.clear()
+        for served in rest:  # handed over while the loop was stopping, or still in a call
+            served.conn.close()
+            self._release(served)
         with self.lock:
             objects = list(self.objects.values())
             self.objects.clear()
@@ -371,34 +442,28 @@ class Server:
             if conn._channel.unix and not self._stopping:
                 # Local clients go to the loop. TCP ones keep their thread: a stream peer
                 # could stall the loop in the middle of a frame.
-                with self.lock:
-                    self._incoming.append((conn, sid, session))
-                    self._conns.discard(conn)
-                    self._threads.discard(threading.current_thread())
-                self._wake()
+                self._hand_back(_Served(conn, sid, session), self._incoming)
                 conn = session = None
                 return
             self._serve(conn, session)
         finally:
-            self._thread_ends(conn, sid, session)
+            if conn is not None:
+                conn.close()
+                with self.lock:
+                    self._conns.discard(conn)
+                    self._threads.discard(threading.current_thread())
+            if session is not None:
+                self._leave(sid, session)
 
-    def _thread_ends(self, conn, sid, session) -> None:
-        if conn is not None:
-            conn.close()
-            with self.lock:
-                self._conns.discard(conn)
-                self._threads.discard(threading.current_thread())
-        if session is not None:
-            self._leave(sid, session)
-
-    def _loop_request(self, poller, fd: int, conn, sid: bytes, session: _Session) -> None:
+    def _loop_request(self, poller, served: _Served) -> None:
         """Serve one request of a looped connection; hand it to a thread if it may block."""
+        conn, session = served.conn, served.session
         request = self._receive(conn)
         if request is None:
-            poller.unregister(fd)
-            del self._looped[fd]
+            poller.unregister(served.fd)
+            del self._looped[served.fd]
             conn.close()
-            self._leave(sid, session)
+            self._release(served)
             return
         if request[0] is not _READY:
             ident, method, args, kwds, control = request
@@ -409,34 +474,36 @@ class Server:
             if mode is _TRY:
                 reply = self._attempt(ident, method, args, kwds, session)
                 if reply is None:  # it would block: a thread waits, then gives it back
-                    poller.unregister(fd)
-                    del self._looped[fd]
-                    self._start_thread(self._serve_once, conn, sid, session, request)
+                    self._to_thread(poller, served, self._serve_once, request)
                     return
                 request = (_READY, reply)
             elif not mode:
-                poller.unregister(fd)
-                del self._looped[fd]
-                self._start_thread(self._serve_promoted, conn, sid, session, request)
+                self._to_thread(poller, served, self._serve_promoted, request)
                 return
         self.current.session = session
         if not self._answer(conn, request, session):
-            poller.unregister(fd)
-            del self._looped[fd]
+            poller.unregister(served.fd)
+            del self._looped[served.fd]
             conn.close()
-            self._leave(sid, session)
+            self._release(served)
 
-    def _serve_once(self, conn, sid: bytes, session: _Session, request: tuple) -> None:
+    def _serve_once(self, conn, served: _Served, request: tuple) -> None:
         """Answer one request that may block, then give the connection back to the loop."""
-        self.current.session = session
-        if self._answer(conn, request, session) and not self._stopping:
-            with self.lock:
-                self._incoming.append((conn, sid, session))
-                self._conns.discard(conn)
-                self._threads.discard(threading.current_thread())
-            self._wake()
-            return
-        self._thread_ends(conn, sid, session)
+        ok = False
+        try:
+            self.current.session = served.session
+            ok = self._answer(conn, request, served.session) and not self._stopping
+        finally:
+            self._hand_back(served, self._incoming if ok else self._finished)
+
+    def _serve_promoted(self, conn, served: _Served, request: tuple) -> None:
+        """Serve a connection from the loop in this thread until it ends."""
+        try:
+            self.current.session = served.session
+            if self._answer(conn, request, served.session):
+                self._serve(conn, served.session)
+        finally:
+            self._hand_back(served, self._finished)
 
     def _attempt(self, ident: int, method: str, args: Any, kwds: Any, session) -> tuple | None:
         """The reply of a call on a queue or event if it can be had without blocking."""
@@ -450,14 +517,6 @@ class Server:
         if reply is _RUN:
             return self.call(ident, method, args, kwds, session)
         return reply
-
-    def _serve_promoted(self, conn, sid: bytes, session: _Session, request: tuple) -> None:
-        try:
-            self.current.session = session
-            if self._answer(conn, request, session):
-                self._serve(conn, session)
-        finally:
-            self._thread_ends(conn, sid, session)
 
     def _serve(self, conn, session: _Session) -> None:
         """Serve a connection in this thread until it ends."""

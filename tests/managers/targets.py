@@ -118,3 +118,14 @@ def consume(q, results, count):
 def wait_then_set(ev_in, ev_out):
     if ev_in.wait(30):
         ev_out.set()
+
+
+def create_then_wait_forever(manager_address, authkey, ready):
+    """Make objects of its own, then sit in a call that nothing will ever end."""
+    from plait.managers import SyncManager
+
+    m = SyncManager(address=manager_address, authkey=authkey)
+    m.connect()
+    mine = [m.list(range(10)), m.Event()]
+    ready.set()
+    mine[1].wait(120)

@@ -363,3 +363,21 @@ def test_statistics_show_where_connections_are_served(leak_free):
         with lock:  # may block: this connection gets its own thread from now on
             assert m.statistics()["threads"] == 1
         del d, lock
+
+
+@pytest.mark.timeout(60)
+def test_client_killed_in_a_call_that_never_returns_releases_its_objects(leak_free):
+    ctx = pmp.get_context("fork")
+    with SyncManager(ctx=ctx, authkey=b"k") as m:
+        ready = m.Event()
+        child = ctx.Process(target=targets.create_then_wait_forever, args=(m.address, b"k", ready))
+        child.start()
+        assert ready.wait(30)
+        assert m._number_of_objects() == 3
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        # The server's thread still waits on the event; the dead client's list and
+        # event are out of the table at once (the event dies when the wait ends).
+        assert wait_until(lambda: m._number_of_objects() == 1, 10)
+        assert m.statistics()["sessions"] == 1
+        del ready
