@@ -288,3 +288,22 @@ def test_without_address_the_pool_runs_its_own_cluster_and_stops_it(address):
         workers = p.stats().workers
         assert len(workers) == 2 and not set(workers) & {address}
     assert wait_until(lambda: child_pids() <= before, 30), child_pids() - before
+
+
+@pytest.mark.timeout(120)
+def test_functions_of_main_travel_by_value(address):
+    code = (
+        "import sys\n"
+        "from tests.cluster.conftest import cluster_pool\n"
+        "def triple(x):\n"
+        "    return 3 * x\n"
+        "if __name__ == '__main__':\n"
+        "    with cluster_pool(backend='dask', address=sys.argv[1]) as pool:\n"
+        "        print(pool.map(triple, range(5)), pool.apply(lambda: 'lambda'))\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", code, address], capture_output=True, text=True, timeout=100, cwd=root
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[0, 3, 6, 9, 12] lambda"

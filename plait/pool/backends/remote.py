@@ -32,9 +32,11 @@ merges consecutive chunks of the same job up to ``REMOTE_TARGET_SECONDS``, never
 than its share of what is left, so every slot still gets work. A chunk travels as one
 bytes payload that plait serialized (the function as the job's bytes, the items by
 the C pickler): arguments that cannot be pickled fail their chunk here, at once, and
-the engine only carries bytes. ``run_chunk`` runs on the cluster's worker with the
-local worker's loop, so each item's exception comes back with its remote traceback
-and a value that cannot be pickled comes back as ``MaybeEncodingError``.
+the engine only carries bytes. A function of ``__main__`` travels by value
+(cloudpickle): a cluster worker's ``__main__`` is not the caller's. ``run_chunk``
+runs on the cluster's worker with the local worker's loop, so each item's exception
+comes back with its remote traceback and a value that cannot be pickled comes back as
+``MaybeEncodingError``.
 
 Timeouts: a chunk of a job with a per-task ``timeout`` is one item and is handed to
 the cluster only while a slot is free, so its deadline, counted from then, measures
@@ -143,6 +145,7 @@ class RemoteEngine(Engine):
         self._cond = threading.Condition(threading.Lock())
         self._woken = False
         self._rates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._by_value: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._thread = threading.Thread(
             target=self._run, name="plait-cluster-scheduler", daemon=True
         )
@@ -218,7 +221,7 @@ class RemoteEngine(Engine):
                 return
             job, start, items = taken
             try:
-                payload = serialization.dumps((job.func_bytes, job.kind, items))
+                payload = serialization.dumps((self._func_bytes(job), job.kind, items))
                 handle = self._runner.submit(payload, self._task_done)
             except Exception as exc:  # arguments that cannot be pickled, a closed client
                 self._fail(job, start, len(items), exc)
@@ -227,6 +230,22 @@ class RemoteEngine(Engine):
             if job.timeout is not None:
                 chunk.deadline = time.monotonic() + job.timeout
             inflight[handle] = chunk
+
+    def _func_bytes(self, job) -> bytes:
+        """The job's function as it travels to the cluster: by value if from ``__main__``.
+
+        A local worker finds ``__main__`` functions by name (spawn re-imports the main
+        module); a cluster worker runs another ``__main__``, so they travel by value.
+        """
+        func_bytes = self._by_value.get(job)
+        if func_bytes is None:
+            func_bytes = job.func_bytes
+            if getattr(job.func, "__module__", None) == "__main__":
+                import cloudpickle  # noqa: PLC0415 - only for functions of __main__
+
+                func_bytes = cloudpickle.dumps(job.func, protocol=serialization.PROTOCOL)
+            self._by_value[job] = func_bytes
+        return func_bytes
 
     def _take(self, timed_ok: bool):
         """The next chunk, merged with more of its job up to the remote target."""

@@ -1,0 +1,110 @@
+"""The Ray runner: a pool's chunks as Ray tasks, on a local Ray or a given address.
+
+``address=None`` uses the Ray already initialized in this process, or starts a local
+one with ``processes`` CPUs (default ``cpu_count()``) and shuts it down when the pool
+ends. A string address (``ray://head:10001`` or ``head:6379``) is passed to
+``ray.init``; a failure to connect is ``SchedulerUnreachableError``.
+
+Each chunk is one Ray task of one CPU running ``run_chunk``. Unlike Ray's own
+``ray.util.multiprocessing.Pool``, which fails a whole pool when an actor dies, a task
+whose worker died is retried by Ray (``max_retries``, default 3) on a fresh worker
+process and, when every attempt lost its worker, fails alone with
+``RemoteWorkerLostError``. At a per-task deadline ``ray.cancel(force=True)`` kills the
+worker process running the task; Ray starts another for the next task.
+``initializer`` is not supported: Ray starts task workers on demand (use a
+``runtime_env`` ``worker_process_setup_hook``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray.exceptions import WorkerCrashedError
+
+from plait.pool.backends.errors import (
+    RemoteWorkerLostError,
+    SchedulerUnreachableError,
+    UnsupportedOptionError,
+)
+from plait.pool.backends.remote import run_chunk
+from plait.process import cpu_count
+
+__all__ = ["RayRunner", "OPTIONS"]
+
+OPTIONS = {"connect_timeout": 10.0, "max_retries": 3}
+_GET_SECONDS = 30.0
+
+
+class RayRunner:
+    """Run chunks as Ray tasks (see the module docstring); the engine's only peer."""
+
+    def __init__(
+        self, address: Any, processes: int | None, initializer, initargs: tuple, options: dict
+    ) -> None:
+        if initializer is not None:
+            raise UnsupportedOptionError(
+                "ray", "initializer", "Ray starts task workers on demand; use a runtime_env"
+            )
+        self._own = False
+        if address is not None and not isinstance(address, str):
+            raise TypeError(
+                "address= of the ray backend must be None or an address string, "
+                f"not {type(address).__name__}"
+            )
+        if not ray.is_initialized():
+            kwargs: dict = {"include_dashboard": False, "log_to_driver": False}
+            if address is None:
+                kwargs["num_cpus"] = cpu_count() if processes is None else processes
+            try:
+                ray.init(address=address, **kwargs)
+            except (ConnectionError, TimeoutError, RuntimeError) as exc:
+                if address is None:
+                    raise
+                raise SchedulerUnreachableError(
+                    "ray", address, options["connect_timeout"], str(exc)
+                ) from exc
+            self._own = True
+        self.slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._task = ray.remote(run_chunk).options(num_cpus=1, max_retries=options["max_retries"])
+
+    def submit(self, payload: bytes, done) -> Any:
+        ref = self._task.remote(payload)
+        ref.future().add_done_callback(lambda _future: done(ref))
+        return ref
+
+    def collect(self, refs: list) -> list:
+        out = []
+        for ref in refs:
+            try:
+                out.append((ref, ray.get(ref, timeout=_GET_SECONDS)))
+            except Exception as exc:
+                out.append((ref, exc))
+        return out
+
+    def translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, WorkerCrashedError):
+            lost = RemoteWorkerLostError(
+                "ray", None, "Ray retried it and every attempt lost its worker (max_retries)"
+            )
+            lost.__cause__ = exc
+            return lost
+        return exc
+
+    def stop(self, ref) -> None:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # already finished or gone
+            pass
+
+    def cancel(self, refs: list) -> None:
+        for ref in refs:
+            self.stop(ref)
+
+    def worker_names(self) -> tuple:
+        return tuple(n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive"))
+
+    def close(self) -> None:
+        if self._own:
+            self._own = False
+            ray.shutdown()
