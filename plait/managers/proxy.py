@@ -102,6 +102,10 @@ class ManagerGoneError(ConnectionError):
         self.address = address
         self.typeid = typeid
         self.method = method
+        self.why = why
+
+    def __reduce__(self):
+        return type(self), (self.address, self.typeid, self.method, self.why)
 
 
 class Token:

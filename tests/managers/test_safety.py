@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -178,6 +179,8 @@ def test_shutdown_with_live_proxies_gives_a_clear_error(leak_free):
         d["a"]
     assert repr(address) in str(info.value) and "'dict'" in str(info.value)
     assert isinstance(info.value, ConnectionError)
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (str(copy), copy.address, copy.method) == (str(info.value), address, "__getitem__")
     with pytest.raises(Exception, match="shut down"):
         m.dict()
     del d
