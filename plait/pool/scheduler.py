@@ -68,7 +68,7 @@ PREFETCH = 2
 MAX_INFLIGHT = 64
 BATCH_SECONDS = 0.005
 _JOIN_SECONDS = 5.0
-_YIELD_SECONDS = 0.001  # the wait before starting a replacement: lets the caller run
+_YIELD_SECONDS = 0.005  # the wait before starting a replacement: lets the caller run
 _KILLED = (-signal.SIGKILL, -signal.SIGTERM)
 _MAX_BACKOFF = 1.0  # the longest wait before replacing workers that keep dying at once
 
