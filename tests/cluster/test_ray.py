@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
+import subprocess
+import sys
 from multiprocessing.pool import RemoteTraceback
 
 import pytest
@@ -101,3 +104,27 @@ def test_executor_and_unsupported_options(local_ray):
         cluster_pool(backend="ray", initializer=tasks.remember, initargs=(1,))
     with pytest.raises(UnsupportedOptionError, match="maxtasksperchild"):
         cluster_pool(backend="ray", maxtasksperchild=3)
+
+
+@pytest.mark.timeout(60)
+def test_unreachable_head_is_a_clear_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    code = (
+        "import sys\n"
+        "from plait.pool.backends import SchedulerUnreachableError, make_engine\n"
+        "try:\n"
+        "    make_engine('ray', sys.argv[1], options={'connect_timeout': 2})\n"
+        "except SchedulerUnreachableError as exc:\n"
+        "    print(type(exc).__name__, exc.address, exc.timeout)\n"
+    )
+    where = f"127.0.0.1:{port}"
+    out = subprocess.run([sys.executable, "-c", code, where], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["SchedulerUnreachableError", where, "2"]
+
+
+def test_an_address_beside_an_initialized_ray_is_refused(local_ray):
+    with pytest.raises(UnsupportedOptionError, match="already initialized"):
+        cluster_pool(backend="ray", address="127.0.0.1:6379")

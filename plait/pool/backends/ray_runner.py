@@ -2,8 +2,10 @@
 
 ``address=None`` uses the Ray already initialized in this process, or starts a local
 one with ``processes`` CPUs (default ``cpu_count()``) and shuts it down when the pool
-ends. A string address (``ray://head:10001`` or ``head:6379``) is passed to
-``ray.init``; a failure to connect is ``SchedulerUnreachableError``.
+ends. A string address (``ray://head:10001`` or ``head:6379``) is first probed with a
+TCP connection within ``connect_timeout`` seconds (``ray.init`` alone retries an
+unreachable head for a minute or more), then passed to ``ray.init``; a failure to
+connect is ``SchedulerUnreachableError``.
 
 Each chunk is one Ray task of one CPU running ``run_chunk``. Unlike Ray's own
 ``ray.util.multiprocessing.Pool``, which fails a whole pool when an actor dies, a task
@@ -17,6 +19,7 @@ worker process running the task; Ray starts another for the next task.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import ray
@@ -36,6 +39,21 @@ OPTIONS = {"connect_timeout": 10.0, "max_retries": 3}
 _GET_SECONDS = 30.0
 
 
+def _probe(address: str, timeout: float) -> None:
+    """Fail within ``timeout`` if nothing listens at a ``[ray://]host:port`` address.
+
+    ``ray.init`` alone keeps retrying an unreachable head for a minute or more.
+    """
+    where = address.removeprefix("ray://")
+    host, sep, port = where.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local", ...: Ray resolves those itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise SchedulerUnreachableError("ray", address, timeout, str(exc)) from exc
+
+
 class RayRunner:
     """Run chunks as Ray tasks (see the module docstring); the engine's only peer."""
 
@@ -52,10 +70,16 @@ class RayRunner:
                 "address= of the ray backend must be None or an address string, "
                 f"not {type(address).__name__}"
             )
+        if ray.is_initialized() and address is not None:
+            raise UnsupportedOptionError(
+                "ray", f"address={address!r}", "Ray is already initialized in this process"
+            )
         if not ray.is_initialized():
             kwargs: dict = {"include_dashboard": False, "log_to_driver": False}
             if address is None:
                 kwargs["num_cpus"] = cpu_count() if processes is None else processes
+            if address is not None:
+                _probe(address, options["connect_timeout"])
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, TimeoutError, RuntimeError) as exc:
