@@ -5,14 +5,13 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.managers
 import os
-import sys
 import threading
 
 import pytest
 
 import plait.multiprocessing
 import plait.multiprocessing.managers
-from tests.conftest import child_pids, open_fds, wait_until
+from tests.conftest import child_pids, open_fds, stop_helper_processes, wait_until
 
 
 class Family:
@@ -36,6 +35,14 @@ STANDARD = Family("multiprocessing", multiprocessing, multiprocessing.managers)
 PLAIT = Family("plait", plait.multiprocessing, plait.multiprocessing.managers)
 
 
+@pytest.fixture(autouse=True)
+def _stop_helpers_after_each_test():
+    """The fork servers and the standard resource tracker that a test started must not
+    outlive it: later tests (here and in other directories) count this process's children."""
+    yield
+    stop_helper_processes()
+
+
 @pytest.fixture(params=[STANDARD, PLAIT], ids=repr)
 def family(request):
     return request.param
@@ -44,9 +51,7 @@ def family(request):
 def _check_leaks():
     fds, children, threads = open_fds(), child_pids(), set(threading.enumerate())
     yield
-    forkserver = sys.modules.get("plait.process.forkserver")
-    if forkserver is not None:
-        forkserver.stop_server(timeout=10)
+    stop_helper_processes()
     assert wait_until(lambda: child_pids() <= children, 10), f"children left: {child_pids()}"
     assert wait_until(lambda: set(threading.enumerate()) <= threads, 10)
     assert wait_until(lambda: open_fds() <= fds, 5), f"fds left: {_describe(open_fds() - fds)}"
