@@ -162,9 +162,11 @@ mutex_try(uint32_t *word, uint32_t value)
 /* Lock the owner mutex at `word` for this process. Called with the GIL held; releases
  * it only while sleeping. `timeout` < 0 waits forever; `blocking` 0 never sleeps.
  * Returns a MUTEX_* code: MUTEX_ERROR with a Python exception set (a signal handler
- * raised), MUTEX_OWNER_DIED with the dead holder in *dead_pid and the lock NOT held. */
+ * raised; only if `interruptible`, else signals wait for the caller's next check),
+ * MUTEX_OWNER_DIED with the dead holder in *dead_pid and the lock NOT held. */
 static int
-plait_mutex_lock(uint32_t *word, int blocking, double timeout, uint32_t *dead_pid)
+plait_mutex_lock_ex(uint32_t *word, int blocking, double timeout, uint32_t *dead_pid,
+                    int interruptible)
 {
     uint32_t me = plait_cached_pid;
     if (mutex_try(word, me))
@@ -202,7 +204,7 @@ plait_mutex_lock(uint32_t *word, int blocking, double timeout, uint32_t *dead_pi
             Py_END_ALLOW_THREADS
         }
         if (r == -1 && err == EINTR) {
-            if (PyErr_CheckSignals() < 0)
+            if (interruptible && PyErr_CheckSignals() < 0)
                 return MUTEX_ERROR;
         }
         else if (!more || (r == -1 && err == ETIMEDOUT)) {
@@ -221,6 +223,12 @@ plait_mutex_lock(uint32_t *word, int blocking, double timeout, uint32_t *dead_pi
                 return MUTEX_TIMEOUT;
         }
     }
+}
+
+static inline int
+plait_mutex_lock(uint32_t *word, int blocking, double timeout, uint32_t *dead_pid)
+{
+    return plait_mutex_lock_ex(word, blocking, timeout, dead_pid, 1);
 }
 
 /* Unlock; returns the word it held (0: it was not locked, nothing changed). */

@@ -4,11 +4,11 @@
  * Theory of operation
  * -------------------
  * A ring is a memfd mapped MAP_SHARED by every process using the queue: a header page
- * (struct ring_header) and `capacity` bytes of data (a power of two). Entries are
- * written at `tail` and read at `head`, both byte counters that only grow; an entry's
- * place is counter & (capacity - 1), and an entry may wrap around the end of the data.
+ * (struct ring_header) and `capacity` bytes of data (a power of two). Entries follow
+ * each other in the data; positions are byte counters that only grow, an entry's place
+ * is counter & (capacity - 1), and an entry may wrap around the end of the data.
  *
- *     entry = kind:u32  size:u32  seq:u64  body (size bytes), padded to 8 bytes
+ *     entry = struct entry (kind|flags, size, seq, pid: 24 bytes), body, padding to 8
  *
  *   PLAIN    body is a pickle.
  *   PARTS    body is a pickle with out-of-band buffers: count:u64, count x length:u64,
@@ -16,27 +16,48 @@
  *   SEGMENT  body is the lengths table of a sealed memfd (see segment.py) that travels
  *            beside the ring, over the queue's Unix socket, with SCM_RIGHTS. `seq`
  *            numbers it; the socket message carries the same seq (see below).
+ *   SKIP     the place of an entry whose putter died before finishing it.
  *
- * One lock (the owner mutex of _futex.h, in the header) guards head, tail, items and
- * the counters; the copies happen under it too, so an entry is published by the one
- * store that moves tail (and consumed by the one store that moves head). Sleepers do
- * not hold it: a getter reads `puts` under the lock, counts itself in `getters`, drops
- * the lock and sleeps on `puts` until it changes; each put bumps `puts` under the lock
- * and, if `getters` is non-zero, wakes one after unlocking. Putters sleep on `gets` in
- * the same way (ring full, or `maxsize` items in it). The counters are incremented
- * with sequentially consistent atomics so a sleeper and a waker cannot both miss.
+ * Four counters cut the data into stretches, head <= claimed <= tail <= reserved:
+ *
+ *     [head, claimed)     entries handed to getters, some still being copied out
+ *     [claimed, tail)     entries ready to be taken (the queue's contents)
+ *     [tail, reserved)    entries being written by putters, some already READY
+ *     [reserved, head+capacity)  free
+ *
+ * One lock (the owner mutex of _futex.h, in the header) guards the counters and the
+ * entry headers. A putter reserves its entry under the lock; a small body is written at
+ * once (still under the lock), a large one (BIG_COPY and up) after dropping it and the
+ * GIL, so that getters copy earlier entries out at the same time: with one producer and
+ * one consumer, the two copies of a large item overlap instead of taking turns. The
+ * putter then marks its entry READY and moves `tail` over every READY entry in a row
+ * (entries are published in the order they were reserved). Getters mirror this: claim
+ * the entry at `claimed` under the lock, copy (a large body without the lock), mark it
+ * DONE and move `head` over the DONE entries in a row, which frees their space.
+ *
+ * Sleepers do not hold the lock: a getter reads `puts` under the lock, counts itself in
+ * `getters`, drops the lock and sleeps on `puts` until it changes; publishing bumps
+ * `puts` and, if `getters` is non-zero, wakes one after unlocking. Putters sleep on `gets`
+ * (ring full, or `maxsize` entries in it) the same way. The counters are sequentially
+ * consistent atomics, so a sleeper and a waker cannot both miss each other.
  *
  * Processes that die (kill -9) in the middle:
- *   - holding the lock: the next process that wants the lock finds the holder's pid
- *     dead (see _futex.h), frees the lock and goes on; `deaths` counts it. Because an
- *     entry is published or consumed by one store at the end, the ring is consistent:
- *     a put that died is simply absent, a get that died left its item in the ring.
+ *   - holding the lock: the next process that wants it finds the holder's pid dead (see
+ *     _futex.h), frees the lock and goes on; `deaths` counts it. Small entries are
+ *     published (or consumed) by the store that moves a counter at the end, so the ring
+ *     is consistent: a small put that died is absent, a small get left its item.
+ *   - a putter in the middle of a large copy: its entry, never READY, holds back `tail`.
+ *     Sleepers wake every PLAIT_SLICE; one that finds the entry at `tail` unfinished
+ *     and its putter (the entry's pid) dead turns it into SKIP (counted in `lost`: that
+ *     put never returned). A getter in the middle of a large copy: its claimed entry
+ *     holds back `head` until a sleeping putter finds the getter dead and marks it DONE
+ *     (the item is lost with the getter, counted in `lost`).
  *   - between sending a segment's fd and publishing its entry (a producer), or between
- *     receiving the fd and moving head (a consumer): the socket and the ring disagree.
- *     The seq numbers settle it: a consumer peeks at the seq of the next socket message;
- *     smaller than its entry's: an orphan of a dead producer (closed, counted in
- *     `lost`); larger, or none: a dead consumer took this entry's fd (the entry is
- *     skipped and counted in `lost`). Nothing else is ever lost.
+ *     receiving the fd and marking the entry DONE (a consumer): the socket and the ring
+ *     disagree. The seq numbers settle it: a consumer peeks at the seq of the next socket
+ *     message; smaller than its entry's: an orphan of a dead producer (closed, counted
+ *     in `lost`); larger, or none: a dead consumer took this entry's fd (the entry is
+ *     skipped and counted in `lost`).
  *
  * JoinableQueue: `unfinished` counts puts not yet matched by task_done (only when the
  * ring was made joinable); join sleeps on it until it is 0.
@@ -47,10 +68,21 @@
 
 #define RING_MAGIC 0x504c5452u /* "PLTR" */
 #define RING_HEADER_SIZE 4096
-#define ENTRY_HEADER 16
-#define BIG_COPY (256 * 1024) /* copies this large run without the GIL */
+#define ENTRY_HEADER 24
+#define BIG_COPY (256 * 1024) /* copies this large run without the lock and the GIL */
 
-enum { KIND_PLAIN = 0, KIND_PARTS = 1, KIND_SEGMENT = 2 };
+enum { KIND_PLAIN = 0, KIND_PARTS = 1, KIND_SEGMENT = 2, KIND_SKIP = 3 };
+#define KIND_MASK 0xffu
+#define F_READY 0x100u /* the body is written: the entry may be claimed */
+#define F_DONE 0x200u  /* the body was read: the space may be reused */
+
+struct entry {
+    uint32_t kind;  /* KIND_* | F_* */
+    uint32_t size;  /* of the body */
+    uint64_t seq;   /* SEGMENT: the number of its socket message */
+    uint32_t pid;   /* the putter until READY, then the getter that claimed it */
+    uint32_t pad;
+};
 
 struct ring_header {
     uint32_t lock;
@@ -64,9 +96,11 @@ struct ring_header {
     uint32_t joinable;
     uint32_t pad;
     uint64_t capacity;
-    uint64_t head;
-    uint64_t tail;
-    uint64_t items;
+    uint64_t head;       /* space before it is free: entries consumed (DONE) */
+    uint64_t claimed;    /* entries before it were handed to getters */
+    uint64_t tail;       /* entries before it are published (READY) */
+    uint64_t reserved;   /* space before it is taken by putters */
+    uint64_t items;      /* entries reserved and not yet claimed */
     uint64_t maxsize;    /* 0: no bound on items */
     uint64_t seq;        /* segments sent so far */
     uint64_t lost;
@@ -114,6 +148,106 @@ ring_read(RingObject *r, uint64_t pos, void *dst, size_t n)
     }
 }
 
+static inline uint64_t
+entry_span(uint32_t size)
+{
+    return round8(ENTRY_HEADER + (uint64_t)size);
+}
+
+static inline void
+read_entry(RingObject *r, uint64_t pos, struct entry *e)
+{
+    ring_read(r, pos, e, sizeof *e);
+}
+
+static inline void
+write_entry(RingObject *r, uint64_t pos, const struct entry *e)
+{
+    ring_write(r, pos, e, sizeof *e);
+}
+
+/* Under the lock: move tail over the entries that are READY; wake a getter if any. */
+static void
+publish(RingObject *r, int *wake)
+{
+    struct ring_header *h = r->h;
+    struct entry e;
+    int n = 0;
+    while (h->tail < h->reserved) {
+        read_entry(r, h->tail, &e);
+        if (!(e.kind & F_READY))
+            break;
+        __atomic_store_n(&h->tail, h->tail + entry_span(e.size), __ATOMIC_RELEASE);
+        n++;
+    }
+    if (n) {
+        __atomic_fetch_add(&h->puts, 1, __ATOMIC_SEQ_CST);
+        *wake |= __atomic_load_n(&h->getters, __ATOMIC_SEQ_CST) != 0;
+    }
+}
+
+/* Under the lock: move head over the entries that are DONE; wake putters if any. */
+static void
+release_space(RingObject *r, int *wake)
+{
+    struct ring_header *h = r->h;
+    struct entry e;
+    int n = 0;
+    while (h->head < h->claimed) {
+        read_entry(r, h->head, &e);
+        if (!(e.kind & F_DONE))
+            break;
+        __atomic_store_n(&h->head, h->head + entry_span(e.size), __ATOMIC_RELEASE);
+        n++;
+    }
+    if (n) {
+        __atomic_fetch_add(&h->gets, 1, __ATOMIC_SEQ_CST);
+        *wake |= __atomic_load_n(&h->putters, __ATOMIC_SEQ_CST) != 0;
+    }
+}
+
+/* Under the lock, after a sleep: a putter that died between reserving an entry and
+ * publishing it holds back every later entry; a getter that died between claiming
+ * one and finishing its copy holds back the space. Turn such an entry into a lost one
+ * (SKIP and READY, or DONE) so the ring moves on. */
+static void
+reap_dead(RingObject *r, int *wake_getters, int *wake_putters)
+{
+    struct ring_header *h = r->h;
+    struct entry e;
+    if (h->tail < h->reserved) {
+        read_entry(r, h->tail, &e);
+        if (!(e.kind & F_READY) && e.pid != plait_cached_pid && !process_alive(e.pid)) {
+            e.kind = KIND_SKIP | F_READY;
+            write_entry(r, h->tail, &e);
+            h->lost++;
+            h->deaths++;
+            if (h->joinable && __atomic_sub_fetch(&h->unfinished, 1, __ATOMIC_SEQ_CST) == 0)
+                futex_wake(&h->unfinished, INT_MAX);
+            publish(r, wake_getters);
+        }
+    }
+    if (h->head < h->claimed) {
+        read_entry(r, h->head, &e);
+        if (!(e.kind & F_DONE) && e.pid != plait_cached_pid && !process_alive(e.pid)) {
+            e.kind |= F_DONE;
+            write_entry(r, h->head, &e);
+            h->lost++;
+            h->deaths++;
+            release_space(r, wake_putters);
+        }
+    }
+}
+
+static void
+wake_after_unlock(RingObject *r, int wake_getters, int wake_putters)
+{
+    if (wake_getters)
+        futex_wake(&r->h->puts, 1);
+    if (wake_putters)
+        futex_wake(&r->h->gets, INT_MAX); /* putters wait for different amounts of room */
+}
+
 /* Take the ring's lock: waits as long as a live process holds it (they hold it for
  * one copy). Returns -1 with an exception set if a signal handler raised. */
 static int
@@ -137,6 +271,16 @@ ring_lock(RingObject *r)
     }
 }
 
+/* Take the lock without running signal handlers: for the end of a copy that must be
+ * finished (they run at the interpreter's next check). */
+static void
+ring_lock_uninterrupted(RingObject *r)
+{
+    uint32_t dead;
+    while (plait_mutex_lock_ex(&r->h->lock, 1, -1, &dead, 0) != MUTEX_ACQUIRED)
+        r->h->deaths++;
+}
+
 static inline void
 ring_unlock(RingObject *r)
 {
@@ -150,7 +294,7 @@ static int
 sleep_on(uint32_t *word, uint32_t seq, uint32_t *sleepers, double deadline)
 {
     struct timespec rel;
-    if (!next_slice(deadline, 3600.0, &rel)) {
+    if (!next_slice(deadline, PLAIT_SLICE, &rel)) {
         __atomic_fetch_sub(sleepers, 1, __ATOMIC_SEQ_CST);
         return 1;
     }
@@ -295,16 +439,19 @@ Ring_put(RingObject *self, PyObject *args, PyObject *kwds)
     /* An eighth of the ring is kept for the small entries of segments, so that an
      * unbounded queue whose ring is full of items can still spill (see queues.py). */
     uint64_t reserve = kind == KIND_SEGMENT ? 0 : h->capacity / 8;
+    int wake_getters = 0, wake_putters = 0;
     if (ring_lock(self) < 0)
         goto done;
     for (;;) {
         int full = (h->maxsize && h->items >= h->maxsize) ||
-                   h->capacity - (h->tail - h->head) < need + reserve;
+                   h->capacity - (h->reserved - h->head) < need + reserve;
         if (!full)
             break;
         uint32_t seq = h->gets;
         __atomic_fetch_add(&h->putters, 1, __ATOMIC_SEQ_CST);
         ring_unlock(self);
+        wake_after_unlock(self, wake_getters, wake_putters);
+        wake_getters = wake_putters = 0;
         int rc = deadline == 0 ? 1 : 0;
         if (rc == 0)
             rc = sleep_on(&h->gets, seq, &h->putters, deadline);
@@ -318,25 +465,41 @@ Ring_put(RingObject *self, PyObject *args, PyObject *kwds)
         }
         if (ring_lock(self) < 0)
             goto done;
+        reap_dead(self, &wake_getters, &wake_putters);
     }
-    uint64_t seq = 0;
+    struct entry e = {(uint32_t)kind, (uint32_t)body, 0, plait_cached_pid, 0};
     if (kind == KIND_SEGMENT) {
-        seq = ++h->seq;
-        if (send_segment(self, seq, fd) < 0) {
+        e.seq = ++h->seq;
+        if (send_segment(self, e.seq, fd) < 0) {
             int err = errno;
             ring_unlock(self);
-            errno = err;
+            wake_after_unlock(self, wake_getters, wake_putters);
             if (err == EAGAIN || err == EWOULDBLOCK)
                 result = Py_NewRef(Py_None);  /* the socket is full: the caller waits */
-            else
+            else {
+                errno = err;
                 PyErr_SetFromErrno(PyExc_OSError);
+            }
             goto done;
         }
     }
-    uint32_t head[4] = {(uint32_t)kind, (uint32_t)body, (uint32_t)seq, (uint32_t)(seq >> 32)};
-    uint64_t pos = h->tail;
-    ring_write(self, pos, head, ENTRY_HEADER);
-    pos += ENTRY_HEADER;
+    /* Reserve the space; a large body is copied without the lock (and the GIL), so
+     * that getters copy out earlier entries meanwhile; it is published in order. */
+    uint64_t start = h->reserved;
+    int big = body >= BIG_COPY;
+    h->reserved += need;
+    h->items++;
+    if (h->joinable)
+        __atomic_fetch_add(&h->unfinished, 1, __ATOMIC_SEQ_CST);
+    if (!big)
+        e.kind |= F_READY;  /* written before the lock is dropped */
+    write_entry(self, start, &e);
+    if (big) {
+        ring_unlock(self);
+        wake_after_unlock(self, wake_getters, wake_putters);
+        wake_getters = wake_putters = 0;
+    }
+    uint64_t pos = start + ENTRY_HEADER;
     if (kind == KIND_PARTS) {
         uint64_t count = (uint64_t)nparts;
         ring_write(self, pos, &count, 8);
@@ -346,25 +509,27 @@ Ring_put(RingObject *self, PyObject *args, PyObject *kwds)
             ring_write(self, pos, &len, 8);
         }
     }
-    for (Py_ssize_t i = 0; i < nparts; i++) {
-        if (bufs[i].len >= BIG_COPY) {
-            Py_BEGIN_ALLOW_THREADS
+    if (big) {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < nparts; i++) {
             ring_write(self, pos, bufs[i].buf, bufs[i].len);
-            Py_END_ALLOW_THREADS
+            pos += bufs[i].len;
         }
-        else
-            ring_write(self, pos, bufs[i].buf, bufs[i].len);
-        pos += bufs[i].len;
+        Py_END_ALLOW_THREADS
+        /* The entry is written: publish it whatever happens (signals wait). */
+        ring_lock_uninterrupted(self);
+        e.kind |= F_READY;
+        write_entry(self, start, &e);
     }
-    __atomic_store_n(&h->tail, h->tail + need, __ATOMIC_RELEASE);
-    __atomic_store_n(&h->items, h->items + 1, __ATOMIC_RELEASE);
-    if (h->joinable)
-        __atomic_fetch_add(&h->unfinished, 1, __ATOMIC_SEQ_CST);
-    __atomic_fetch_add(&h->puts, 1, __ATOMIC_SEQ_CST);
-    int wake = __atomic_load_n(&h->getters, __ATOMIC_SEQ_CST) != 0;
+    else {
+        for (Py_ssize_t i = 0; i < nparts; i++) {
+            ring_write(self, pos, bufs[i].buf, bufs[i].len);
+            pos += bufs[i].len;
+        }
+    }
+    publish(self, &wake_getters);
     ring_unlock(self);
-    if (wake)
-        futex_wake(&h->puts, 1);
+    wake_after_unlock(self, wake_getters, wake_putters);
     result = Py_NewRef(Py_True);
 done:
     for (Py_ssize_t i = 0; i < got; i++)
@@ -398,33 +563,50 @@ Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     /* A producer on the other core usually delivers within a microsecond: look a few
      * times before taking the slow road. */
-    for (int i = 0; i < PLAIT_SPIN * 4 && __atomic_load_n(&h->items, __ATOMIC_ACQUIRE) == 0;
+    for (int i = 0; i < PLAIT_SPIN * 4 && __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE) ==
+                                              __atomic_load_n(&h->claimed, __ATOMIC_RELAXED);
          i++)
         cpu_relax();
+    int wake_getters = 0, wake_putters = 0;
     if (ring_lock(self) < 0)
         return NULL;
-    while (h->items == 0) {
-        uint32_t seq = h->puts;
-        __atomic_fetch_add(&h->getters, 1, __ATOMIC_SEQ_CST);
-        ring_unlock(self);
-        int rc = deadline == 0 ? 1 : 0;
-        if (rc == 0)
-            rc = sleep_on(&h->puts, seq, &h->getters, deadline);
-        else
-            __atomic_fetch_sub(&h->getters, 1, __ATOMIC_SEQ_CST);
-        if (rc < 0)
-            return NULL;
-        if (rc == 1)
-            Py_RETURN_FALSE;
-        if (ring_lock(self) < 0)
-            return NULL;
+    for (;;) {
+        while (h->claimed == h->tail) {
+            uint32_t seq = h->puts;
+            __atomic_fetch_add(&h->getters, 1, __ATOMIC_SEQ_CST);
+            ring_unlock(self);
+            wake_after_unlock(self, wake_getters, wake_putters);
+            wake_getters = wake_putters = 0;
+            int rc = deadline == 0 ? 1 : 0;
+            if (rc == 0)
+                rc = sleep_on(&h->puts, seq, &h->getters, deadline);
+            else
+                __atomic_fetch_sub(&h->getters, 1, __ATOMIC_SEQ_CST);
+            if (rc < 0)
+                return NULL;
+            if (rc == 1)
+                Py_RETURN_FALSE;
+            if (ring_lock(self) < 0)
+                return NULL;
+            reap_dead(self, &wake_getters, &wake_putters);
+        }
+        struct entry e;
+        uint64_t start = h->claimed;
+        read_entry(self, start, &e);
+        uint32_t kind = e.kind & KIND_MASK;
+        if (kind != KIND_SKIP)
+            break;
+        /* the place of an item whose putter died: step over it */
+        h->claimed += entry_span(e.size);
+        h->items--;
+        e.kind |= F_DONE;
+        write_entry(self, start, &e);
+        release_space(self, &wake_putters);
     }
-    uint32_t head[4];
-    uint64_t pos = h->head;
-    ring_read(self, pos, head, ENTRY_HEADER);
-    pos += ENTRY_HEADER;
-    uint32_t kind = head[0], size = head[1];
-    uint64_t seq = (uint64_t)head[2] | ((uint64_t)head[3] << 32);
+    struct entry e;
+    uint64_t start = h->claimed;
+    read_entry(self, start, &e);
+    uint32_t kind = e.kind & KIND_MASK, size = e.size;
     PyObject *data, *result = NULL;
     if (kind == KIND_PARTS)
         data = PyByteArray_FromStringAndSize(NULL, size);
@@ -432,29 +614,38 @@ Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
         data = PyBytes_FromStringAndSize(NULL, size);
     if (data == NULL) {
         ring_unlock(self);
+        wake_after_unlock(self, wake_getters, wake_putters);
         return NULL;
     }
+    /* Claim the entry; copy a large body out without the lock (and the GIL). */
+    h->claimed += entry_span(size);
+    h->items--;
+    e.pid = plait_cached_pid;
+    write_entry(self, start, &e);
     char *dst = kind == KIND_PARTS ? PyByteArray_AS_STRING(data) : PyBytes_AS_STRING(data);
-    if (size >= BIG_COPY) {
-        Py_BEGIN_ALLOW_THREADS
-        ring_read(self, pos, dst, size);
-        Py_END_ALLOW_THREADS
-    }
-    else
-        ring_read(self, pos, dst, size);
     int fd = -1;
-    if (kind == KIND_SEGMENT) {
-        fd = recv_segment(self, seq);
-        if (fd < 0)
-            h->lost++;
+    if (size >= BIG_COPY) {
+        ring_unlock(self);
+        wake_after_unlock(self, wake_getters, wake_putters);
+        wake_getters = wake_putters = 0;
+        Py_BEGIN_ALLOW_THREADS
+        ring_read(self, start + ENTRY_HEADER, dst, size);
+        Py_END_ALLOW_THREADS
+        ring_lock_uninterrupted(self);  /* the copy is done: release the entry */
     }
-    __atomic_store_n(&h->head, h->head + round8(ENTRY_HEADER + size), __ATOMIC_RELEASE);
-    __atomic_store_n(&h->items, h->items - 1, __ATOMIC_RELEASE);
-    __atomic_fetch_add(&h->gets, 1, __ATOMIC_SEQ_CST);
-    int wake = __atomic_load_n(&h->putters, __ATOMIC_SEQ_CST) != 0;
+    else {
+        ring_read(self, start + ENTRY_HEADER, dst, size);
+        if (kind == KIND_SEGMENT) {
+            fd = recv_segment(self, e.seq);
+            if (fd < 0)
+                h->lost++;
+        }
+    }
+    e.kind |= F_DONE;
+    write_entry(self, start, &e);
+    release_space(self, &wake_putters);
     ring_unlock(self);
-    if (wake)
-        futex_wake(&h->gets, INT_MAX);  /* putters wait for different amounts of room */
+    wake_after_unlock(self, wake_getters, wake_putters);
     if (kind == KIND_PLAIN)
         return data;
     if (kind == KIND_SEGMENT && fd < 0) {
@@ -565,7 +756,7 @@ Ring_statistics(RingObject *self, PyObject *Py_UNUSED(ignored))
     struct ring_header *h = self->h;
     return Py_BuildValue(
         "{sKsKsKsKsKsKsIsIsI}", "items", (unsigned long long)h->items, "bytes_used",
-        (unsigned long long)(h->tail - h->head), "capacity", (unsigned long long)h->capacity,
+        (unsigned long long)(h->reserved - h->head), "capacity", (unsigned long long)h->capacity,
         "maxsize", (unsigned long long)h->maxsize, "lost", (unsigned long long)h->lost,
         "owner_deaths", (unsigned long long)h->deaths, "unfinished_tasks", h->unfinished,
         "getters_waiting", h->getters, "putters_waiting", h->putters);

@@ -29,10 +29,11 @@ Where an item goes:
   while a small entry in the ring holds its place in line. The receiver maps it: the
   arrays it gets are the segment's pages, not a copy. The kernel keeps the fd alive in
   the socket while it is in flight, also after its producer exited, and frees it with
-  the last user. So ``put`` on an unbounded queue does not wait for consumers until the
-  ring is full and the socket holds as many segments as its buffer allows (about one per
-  kB of ``net.core.wmem_max``, thousands on a default Linux); then it waits (up to its
-  ``timeout``, then ``queue.Full``).
+  the last user. An eighth of the ring is kept for the 32-byte entries that hold the
+  segments' places (131,072 of them in a default ring). So ``put`` on an unbounded queue
+  does not wait for consumers until that room is used up, or the socket holds as many
+  segments as its buffer allows (about one per kB of ``net.core.wmem_max``, thousands on
+  a default Linux); then it waits (up to its ``timeout``, then ``queue.Full``).
 
 Bounds: ``maxsize`` counts items, as in the standard library; ``put`` on a full queue
 blocks (up to ``timeout``, then ``queue.Full``). ``get`` on an empty queue blocks (then

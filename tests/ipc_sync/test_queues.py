@@ -158,7 +158,9 @@ def test_producer_killed_in_put_leaves_a_usable_queue(size, no_shm_leaks):
     q.put((-1, payload))
     item = q.get(timeout=5)
     assert item[0] == -1 and np.array_equal(item[1], payload)
-    assert q.statistics()["lost"] == 0
+    # A large item is copied in without the ring's lock: the one the producer was
+    # copying when it died never arrives and is counted lost. A small one is never lost.
+    assert q.statistics()["lost"] <= (1 if size >= 256 * 1024 else 0)
 
 
 def _get_forever(q):
@@ -191,8 +193,8 @@ def test_large_items_travel_without_a_pipe(no_shm_leaks):
 
 
 def test_an_unbounded_queue_spills_instead_of_blocking(no_shm_leaks):
-    q = Queue(capacity=1 << 16)
-    items = [bytes([i]) * 10_000 for i in range(40)]  # 400 kB into a 64 kB ring
+    q = Queue(capacity=1 << 17)
+    items = [bytes([i]) * 10_000 for i in range(40)]  # 400 kB into a 128 kB ring
     items += [bytes([i % 256]) * (i * 37 % 3000) for i in range(300)]  # small ones fill it up
     for item in items:
         q.put(item, timeout=5)
