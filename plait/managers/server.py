@@ -31,7 +31,8 @@ Either way a connection gets exactly one reply per request, in order. Queues and
 are in between: the loop answers a call that can be answered at once (``put`` on an
 unbounded queue, ``get`` when an item is there, ``wait`` on a set event), and only a call
 that must wait goes to a thread, which gives the connection back to the loop after its
-reply.
+reply; a connection whose calls keep waiting (a consumer of a contended queue) keeps
+its thread.
 
 While a thread serves a connection, the loop still watches its socket for hang-up
 (``POLLRDHUP``): a client killed in the middle of a call that will never return (a
@@ -101,6 +102,9 @@ _INLINE_REQUESTS = frozenset(
 )
 
 
+# A connection whose calls had to wait this often keeps a thread: a thread per waiting
+# call costs more than a thread per connection (measured: 4 processes sharing one queue).
+_PROMOTE_AFTER = 3
 _HANGUP = select.POLLRDHUP  # with POLLHUP and POLLERR, which poll always reports
 _TRY = object()  # _inline's answer for queues and events
 _RUN = object()  # a policy's answer: run the call as asked, it cannot block
@@ -181,7 +185,7 @@ class _Session:
 class _Served:
     """A connection with its fd and session; ``left`` once the session let go of it."""
 
-    __slots__ = ("conn", "fd", "sid", "session", "left")
+    __slots__ = ("conn", "fd", "sid", "session", "left", "blocked")
 
     def __init__(self, conn, sid: bytes, session: _Session) -> None:
         self.conn = conn
@@ -189,6 +193,7 @@ class _Served:
         self.sid = sid
         self.session = session
         self.left = False
+        self.blocked = 0  # how many of its calls had to wait in a thread
 
 
 class _LocalClient(_proxy._Client):
@@ -473,8 +478,12 @@ class Server:
             mode = self._inline(ident, method, args)
             if mode is _TRY:
                 reply = self._attempt(ident, method, args, kwds, session)
-                if reply is None:  # it would block: a thread waits, then gives it back
-                    self._to_thread(poller, served, self._serve_once, request)
+                if reply is None:  # it would block: a thread waits (then gives it back)
+                    served.blocked += 1
+                    if served.blocked < _PROMOTE_AFTER:
+                        self._to_thread(poller, served, self._serve_once, request)
+                    else:
+                        self._to_thread(poller, served, self._serve_promoted, request)
                     return
                 request = (_READY, reply)
             elif not mode:
