@@ -4,15 +4,16 @@ One concept per module:
 
 - ``proxy``: tokens, ``BaseProxy``/``AutoProxy``, this process's connections to each
   server, reference counting that rides on requests, ``batch()``;
-- ``server``: the ``Server`` (a thread per client connection, the object table,
-  sessions that release what a dead client held);
+- ``server``: the ``Server`` (one loop for local clients of objects that never block,
+  a thread for a client while its calls may block, the object table, sessions that
+  release what a dead client held);
 - ``manager``: ``BaseManager`` (``register``, ``start``, ``connect``, ``shutdown``);
 - ``sync``: ``SyncManager``, ``Manager()`` and the standard proxy types.
 
 The interface is ``multiprocessing.managers``'s; past it: one request and one reply per
 call and nothing else, ``batch()`` for many calls in one round trip, objects of dead
-clients released, proxies that survive fork and threads, ``ManagerGoneError`` after
-shutdown.
+clients released (even when killed inside a call), proxies that survive fork and
+threads, ``ManagerGoneError`` after shutdown, ``statistics()``.
 """
 
 from plait.managers.manager import BaseManager, State
