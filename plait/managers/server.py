@@ -62,9 +62,10 @@ request gets an error reply and the connection goes on; a result that cannot be 
 gets an error reply naming the method. None of this touches other connections.
 
 Stopping: a ``shutdown`` request (or ``stop()``, or the death of the parent process when
-the server runs in a manager's child) wakes the accept loop through a pipe; the loop
-closes the listener, shuts down every client socket (their threads see EOF and end),
-waits briefly for them, and drops every object.
+the server runs in a manager's child) wakes the loop through a pipe; the loop closes
+the listener and its own connections, shuts down the sockets threads serve (they see
+EOF and end), waits briefly for them (a thread inside a call that never returns is left
+behind, a daemon), and drops every object.
 """
 
 from __future__ import annotations
