@@ -8,6 +8,7 @@ import pickle
 import queue
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -177,6 +178,27 @@ def test_consumer_killed_in_get_leaves_a_usable_queue(no_shm_leaks):
     q.put("after")
     assert q.get(timeout=5) == "after"
     assert q.qsize() == 0
+
+
+def test_consumer_killed_while_copying_large_items_out(no_shm_leaks):
+    q = Queue(capacity=1 << 25)
+    payload = np.ones(1_000_000)  # 8 MB: copied out without the ring's lock
+    for i in range(3):
+        q.put((i, payload))
+    consumer = run(PLAIT, _get_forever, q)
+    time.sleep(0.05)
+    os.kill(consumer.pid, signal.SIGKILL)
+    assert finish(consumer) == -signal.SIGKILL
+    for i in range(3, 10):  # room is freed again, also what a dead getter claimed
+        q.put((i, payload), timeout=10)
+    got = []
+    while True:
+        try:
+            got.append(q.get(timeout=0.5)[0])
+        except queue.Empty:
+            break
+    assert got == sorted(got) and got[-7:] == list(range(3, 10))
+    assert q.statistics()["lost"] <= 1  # at most the item the consumer was copying
 
 
 def test_large_items_travel_without_a_pipe(no_shm_leaks):
