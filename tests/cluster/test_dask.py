@@ -22,12 +22,9 @@ import pytest
 
 from plait.pool import PoolTerminatedError, TimeoutError, WorkerLostError
 from plait.pool.backends import (
-    BackendNotInstalledError,
     RemoteWorkerLostError,
     SchedulerUnreachableError,
-    UnknownBackendError,
     UnsupportedOptionError,
-    make_engine,
 )
 from tests.cluster import tasks
 from tests.cluster.conftest import cluster_executor, cluster_pool
@@ -243,14 +240,6 @@ def test_unreachable_scheduler_is_a_clear_error():
     assert info.value.timeout == 2
 
 
-def test_unknown_backend_names_the_known_ones():
-    with pytest.raises(UnknownBackendError, match="'spark'.*dask, ray") as info:
-        make_engine("spark")
-    assert isinstance(info.value, ValueError)
-    with pytest.raises(TypeError, match="backend must be a string"):
-        make_engine(3)
-
-
 def test_options_the_backend_cannot_honour(address):
     with pytest.raises(UnsupportedOptionError, match="maxtasksperchild"):
         cluster_pool(backend="dask", address=address, maxtasksperchild=5)
@@ -260,23 +249,6 @@ def test_options_the_backend_cannot_honour(address):
         cluster_pool(backend="dask", address=address, backend_options={"workers": 4})
     with pytest.raises(TypeError, match="address="):
         cluster_pool(backend="dask", address=8786)
-
-
-def test_missing_engine_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(BackendNotInstalledError, match=r"pip install 'plait\[dask\]'") as info:
-        make_engine("dask")
-    assert isinstance(info.value, ImportError)
-
-
-def test_importing_plait_imports_no_engine():
-    code = (
-        "import sys, plait, plait.pool, plait.multiprocessing, plait.pool.backends\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'ray')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.timeout(120)
