@@ -18,8 +18,12 @@ Then the connection is served in one of two ways:
   ``array``, ``Namespace``, ``Value``: ``_INLINE_TYPES`` and classes marked
   ``_plait_inline_``), creating such objects, batches of such calls, the server's own
   queries. One thread serving every ready connection per ``poll`` costs no thread
-  switch per request and no GIL hand-off between server threads: measured with 4
-  client processes on 2 cores, ~1.3-1.6x the request rate of a thread per connection.
+  switch per request and no GIL hand-off between server threads, but it also runs
+  every client's system calls one after the other, where threads overlap them outside
+  the GIL. Measured side by side against a thread per connection on a loaded 2-core
+  VM (4 client processes on one dict; 1 client on a queue): per-round ratios from 0.7
+  to 2, medians ~1.1. It is kept because the loop also watches thread-served
+  connections (below) and needs no thread for an idle client.
 - *by a thread of its own*, from the first request that may block (``Lock.acquire``,
   ``Queue.get``, a user's type: anything not known to return at once) until the client
   goes; and from the start for TCP clients, whose stream could stop in the middle of
