@@ -394,17 +394,44 @@ recv_segment(RingObject *self, uint64_t seq)
     }
 }
 
+static int
+as_int(PyObject *obj, int *out)
+{
+    long v = PyLong_AsLong(obj);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < INT_MIN || v > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "value out of range for a C int");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
 /* put(kind, parts, block=True, timeout=None, fd=-1) -> bool
  * parts: a tuple of buffers (PLAIN: one pickle; PARTS: the pickle and its buffers;
  * SEGMENT: one buffer, the lengths table). Returns False when the queue stayed full. */
 static PyObject *
-Ring_put(RingObject *self, PyObject *args, PyObject *kwds)
+Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    static char *kwlist[] = {"kind", "parts", "block", "timeout", "fd", NULL};
     int kind, block = 1, fd = -1;
     PyObject *parts, *timeout_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iO!|pOi:put", kwlist, &kind, &PyTuple_Type,
-                                     &parts, &block, &timeout_obj, &fd))
+    if (nargs < 2 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "put(kind, parts, block=True, timeout=None, fd=-1)");
+        return NULL;
+    }
+    if (as_int(args[0], &kind) < 0)
+        return NULL;
+    parts = args[1];
+    if (!PyTuple_Check(parts)) {
+        PyErr_SetString(PyExc_TypeError, "put() needs the parts as a tuple");
+        return NULL;
+    }
+    if (nargs > 2 && (block = PyObject_IsTrue(args[2])) < 0)
+        return NULL;
+    if (nargs > 3)
+        timeout_obj = args[3];
+    if (nargs > 4 && as_int(args[4], &fd) < 0)
         return NULL;
     if (check_ready(self) < 0)
         return NULL;
@@ -791,7 +818,7 @@ Ring_traverse(RingObject *self, visitproc visit, void *arg)
 }
 
 static PyMethodDef Ring_methods[] = {
-    {"put", (PyCFunction)(void (*)(void))Ring_put, METH_VARARGS | METH_KEYWORDS,
+    {"put", (PyCFunction)(void (*)(void))Ring_put, METH_FASTCALL,
      "put(kind, parts, block=True, timeout=None, fd=-1) -> True, False (full) or None "
      "(the segment socket is full)."},
     {"get", (PyCFunction)(void (*)(void))Ring_get, METH_FASTCALL,
