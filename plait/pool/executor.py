@@ -120,7 +120,8 @@ class ProcessPoolExecutor(_Executor):
     """A ``concurrent.futures`` executor on worker processes that never breaks.
 
     ``ProcessPoolExecutor(max_workers=None, mp_context=None, initializer=None,
-    initargs=(), max_tasks_per_child=None, *, task_timeout=None)``.
+    initargs=(), max_tasks_per_child=None, *, task_timeout=None, backend="local",
+    address=None, backend_options=None)``: the last three as for ``Pool``.
 
         with ProcessPoolExecutor(task_timeout=10) as ex:
             print(ex.submit(pow, 2, 10).result())
@@ -135,12 +136,24 @@ class ProcessPoolExecutor(_Executor):
         max_tasks_per_child: int | None = None,
         *,
         task_timeout: float | None = None,
+        backend: str = "local",
+        address: Any = None,
+        backend_options: Any = None,
     ) -> None:
         super().__init__()
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         self._task_timeout = check_timeout(task_timeout, "task_timeout")
-        self._pool = Pool(max_workers, initializer, initargs, max_tasks_per_child, mp_context)
+        self._pool = Pool(
+            max_workers,
+            initializer,
+            initargs,
+            max_tasks_per_child,
+            mp_context,
+            backend=backend,
+            address=address,
+            backend_options=backend_options,
+        )
 
 
 class ThreadPoolExecutor(_Executor):

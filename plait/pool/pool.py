@@ -83,6 +83,8 @@ class Pool:
     context=None)``: ``processes`` defaults to ``cpu_count()``; ``initializer(*initargs)``
     runs in each worker when it starts; a worker is replaced after
     ``maxtasksperchild`` tasks; ``context`` chooses the start method.
+    ``backend="dask"``/``"ray"`` with ``address=`` (and ``backend_options=``) runs the
+    same jobs on a cluster instead (``plait.pool.backends``).
 
         with Pool(4) as pool:
             print(pool.map(lambda x: x * x, range(10), timeout=5))
@@ -97,14 +99,33 @@ class Pool:
         initargs: Iterable[Any] = (),
         maxtasksperchild: int | None = None,
         context: Any = None,
+        *,
+        backend: str = "local",
+        address: Any = None,
+        backend_options: Mapping[str, Any] | None = None,
     ) -> None:
+        if initializer is not None:
+            _check_callable(initializer, "initializer")
+        if backend != "local" or address is not None or backend_options is not None:
+            self._engine = self._cluster_engine(
+                backend,
+                address,
+                processes,
+                initializer,
+                tuple(initargs),
+                maxtasksperchild,
+                context,
+                backend_options,
+            )
+            self._processes = self._engine.workers_wanted
+            _register(self._engine)
+            weakref.finalize(self, self._engine.terminate)
+            return
         if processes is None:
             processes = cpu_count()
         processes = operator.index(processes)
         if processes < 1:
             raise ValueError("Number of processes must be at least 1")
-        if initializer is not None:
-            _check_callable(initializer, "initializer")
         if maxtasksperchild is not None:
             if (
                 not isinstance(maxtasksperchild, int)
@@ -122,6 +143,14 @@ class Pool:
     def _make_engine(self, processes, initializer, initargs, maxtasks, context):
         backend = ProcessBackend(context, initializer, initargs, maxtasks)
         return ProcessEngine(backend, processes, maxtasks)
+
+    def _cluster_engine(self, backend, address, *args):
+        if backend == "local":
+            raise ValueError("address= and backend_options= need a cluster backend=")
+        # Imported here: the cluster packages are optional (see plait.pool.backends).
+        from plait.pool.backends import make_engine  # noqa: PLC0415
+
+        return make_engine(backend, address, *args)
 
     def _func(self, func: Any) -> bytes:
         _check_callable(func)

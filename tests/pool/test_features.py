@@ -130,3 +130,11 @@ def test_a_pool_dropped_without_close_stops_its_workers(no_leaks):
     assert pool.apply(tasks.square, (3,)) == 9
     del pool
     gc.collect()  # no_leaks then checks that no worker, thread or fd is left
+
+
+@pytest.mark.timeout(30)
+def test_backend_arguments_are_checked(no_leaks):
+    with pytest.raises(ValueError, match="need a cluster backend"):
+        Pool(1, address="tcp://127.0.0.1:1")
+    with pytest.raises(ValueError):
+        Pool(1, backend="no-such-backend")
