@@ -28,7 +28,10 @@ The crash-handling state machine, per worker:
   answered and then died), then reaps it for the exit code. If chunks are still
   outstanding, the oldest is the one the worker was running: it fails with
   ``WorkerLostError(pid, exitcode)``. The others never started: they go back to the
-  front of the line (``retry``) and run on another worker. A replacement worker starts.
+  front of the line (``retry``) and run on another worker. A replacement worker starts
+  after a short wait (a fork holds the GIL; the caller of the failed task runs first),
+  a wait that doubles, up to a second, while workers keep dying by themselves before
+  answering anything (an initializer that raises): no fork loop.
 - A worker that reached its ``maxtasksperchild`` quota is sent no more items, exits on
   its own after its last result, and is replaced without counting as lost.
 - A chunk of a job with a per-task ``timeout`` is one item, is sent only to an idle
