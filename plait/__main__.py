@@ -118,6 +118,43 @@ def demo_process() -> None:
     _done(t0, "done")
 
 
+def demo_pool() -> None:
+    import concurrent.futures
+    import itertools
+    import signal
+
+    import plait.futures
+    from plait.pool import Pool, WorkerLostError
+
+    t0 = _section("pools: a killed worker fails only its task; per-task timeouts; lazy imap")
+    with Pool(2) as pool:
+        offset = 1
+        print(f"   map(lambda) = {pool.map(lambda x: x + offset, range(5))}")
+        doomed = pool.apply_async(lambda: os.kill(os.getpid(), signal.SIGKILL))
+        others = [pool.apply_async(pow, (2, n)) for n in range(8)]
+        try:
+            doomed.get(10)
+        except WorkerLostError as exc:
+            print(f"   kill -9: {exc}")
+        print(f"   the other tasks: {[r.get(10) for r in others]}")
+        try:
+            pool.apply(time.sleep, (60,), timeout=0.2)
+        except TimeoutError as exc:
+            print(f"   timeout=0.2: {exc}")
+        squares = pool.imap(lambda x: x * x, itertools.count())  # endless, read lazily
+        print(f"   imap over itertools.count(): {[next(squares) for _ in range(5)]}")
+        stats = pool.stats()
+        print(
+            f"   stats: {stats.tasks_done} done, {stats.tasks_failed} failed, "
+            f"{stats.workers_replaced} workers replaced"
+        )
+    with plait.futures.ProcessPoolExecutor(2) as ex:
+        futures = [ex.submit(divmod, 17, n) for n in (1, 2, 3)]
+        done = sorted(f.result() for f in concurrent.futures.as_completed(futures))
+        print(f"   ProcessPoolExecutor + as_completed: {done}")
+    _done(t0, "done")
+
+
 def _echo(conn) -> None:
     while (msg := conn.recv()) is not None:
         conn.send(msg)
@@ -232,7 +269,70 @@ def demo_coro() -> None:
     _done(t0, "done")
 
 
-DEMOS = [demo_serialization, demo_process, demo_ipc, demo_threads, demo_coro]
+def demo_managers() -> None:
+    import os
+    import signal
+
+    from plait import multiprocessing as mp
+    from plait.managers import ManagerGoneError, SyncManager, batch
+
+    t0 = _section("managers: shared objects, one round trip per call, batch(), dead clients")
+    ctx = mp.get_context("fork")
+    with SyncManager(ctx=ctx, authkey=b"demo") as m:
+        d, lock = m.dict(), m.Lock()
+        children = [ctx.Process(target=_count, args=(d, lock)) for _ in range(8)]
+        for p in children:
+            p.start()
+        for p in children:
+            p.join(30)
+        print(f"   a managed dict counted to {d['n']} by 8 children")
+        with batch():
+            for i in range(1000):
+                d[i] = i
+        print(f"   1,000 writes in one batch() round trip: the dict holds {len(d)} keys")
+        victim = ctx.Process(target=_hold_and_hang, args=(m.address, b"demo"))
+        victim.start()
+        time.sleep(0.3)
+        held = m._number_of_objects()
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(10)
+        time.sleep(0.1)
+        print(
+            f"   a client SIGKILLed mid-call: objects {held} -> {m._number_of_objects()}, "
+            f"the others kept working ({len(d)} keys)"
+        )
+    try:
+        d["n"]
+    except ManagerGoneError as exc:
+        print(f"   after shutdown: {type(exc).__name__}: {exc}"[:100])
+    _done(t0, "done")
+
+
+def _count(d, lock) -> None:
+    for _ in range(50):
+        with lock:
+            d["n"] = d.get("n", 0) + 1
+
+
+def _hold_and_hang(address, authkey) -> None:
+    from plait.managers import SyncManager
+
+    m = SyncManager(address=address, authkey=authkey)
+    m.connect()
+    mine = m.list(range(100))
+    m.Event().wait(60)  # sits in a call on the server until killed
+    del mine
+
+
+DEMOS = [
+    demo_serialization,
+    demo_process,
+    demo_ipc,
+    demo_pool,
+    demo_managers,
+    demo_threads,
+    demo_coro,
+]
 
 
 def demo() -> int:

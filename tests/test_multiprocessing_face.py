@@ -2,6 +2,7 @@
 
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.managers
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ import pytest
 
 import plait.multiprocessing
 import plait.multiprocessing.connection
+import plait.multiprocessing.managers
 
 
 @pytest.mark.parametrize(
@@ -17,6 +19,7 @@ import plait.multiprocessing.connection
     [
         (plait.multiprocessing, multiprocessing),
         (plait.multiprocessing.connection, multiprocessing.connection),
+        (plait.multiprocessing.managers, multiprocessing.managers),
     ],
 )
 def test_face_exports_only_standard_names_and_all_resolve(face, standard):

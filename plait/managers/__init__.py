@@ -8,77 +8,95 @@ One concept per module:
   a thread for a client while its calls may block, the object table, sessions that
   release what a dead client held);
 - ``manager``: ``BaseManager`` (``register``, ``start``, ``connect``, ``shutdown``);
-- ``sync``: ``SyncManager``, ``Manager()`` and the standard proxy types.
+- ``sync``: ``SyncManager`` and the standard proxy types (``Manager()`` is defined in
+  this package itself, see below).
 
 The interface is ``multiprocessing.managers``'s; past it: one request and one reply per
 call and nothing else, ``batch()`` for many calls in one round trip, objects of dead
 clients released (even when killed inside a call), proxies that survive fork and
 threads, ``ManagerGoneError`` after shutdown, ``statistics()``.
+
+Importing this package is cheap: ``Manager`` is defined here and the other names load
+their module on first use (PEP 562), as ``multiprocessing.Manager`` imports its managers
+module only when called. So ``plait.multiprocessing``, which re-exports ``Manager``,
+costs a program (and every spawned child that re-imports it) nothing until a manager
+is actually started.
 """
 
-from plait.managers.manager import BaseManager, State
-from plait.managers.proxy import (
-    AutoProxy,
-    BaseProxy,
-    MakeProxyType,
-    ManagerGoneError,
-    RebuildProxy,
-    RemoteError,
-    RemoteTraceback,
-    Token,
-    batch,
-    public_methods,
-)
-from plait.managers.server import Server
-from plait.managers.sync import (
-    AcquirerProxy,
-    Array,
-    ArrayProxy,
-    BarrierProxy,
-    BaseListProxy,
-    ConditionProxy,
-    DictProxy,
-    EventProxy,
-    IteratorProxy,
-    ListProxy,
-    Manager,
-    Namespace,
-    NamespaceProxy,
-    PoolProxy,
-    SyncManager,
-    Value,
-    ValueProxy,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AcquirerProxy",
-    "Array",
-    "ArrayProxy",
-    "AutoProxy",
-    "BarrierProxy",
-    "BaseListProxy",
-    "BaseManager",
-    "BaseProxy",
-    "ConditionProxy",
-    "DictProxy",
-    "EventProxy",
-    "IteratorProxy",
-    "ListProxy",
-    "MakeProxyType",
-    "Manager",
-    "ManagerGoneError",
-    "Namespace",
-    "NamespaceProxy",
-    "PoolProxy",
-    "RebuildProxy",
-    "RemoteError",
-    "RemoteTraceback",
-    "Server",
-    "State",
-    "SyncManager",
-    "Token",
-    "Value",
-    "ValueProxy",
-    "batch",
-    "public_methods",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plait.managers.sync import SyncManager
+
+_HOME = {
+    "BaseManager": "manager",
+    "State": "manager",
+    "Server": "server",
+    **dict.fromkeys(
+        [
+            "AutoProxy",
+            "BaseProxy",
+            "MakeProxyType",
+            "ManagerGoneError",
+            "RebuildProxy",
+            "RemoteError",
+            "RemoteTraceback",
+            "Token",
+            "batch",
+            "public_methods",
+        ],
+        "proxy",
+    ),
+    **dict.fromkeys(
+        [
+            "AcquirerProxy",
+            "Array",
+            "ArrayProxy",
+            "BarrierProxy",
+            "BaseListProxy",
+            "ConditionProxy",
+            "DictProxy",
+            "EventProxy",
+            "IteratorProxy",
+            "ListProxy",
+            "Namespace",
+            "NamespaceProxy",
+            "PoolProxy",
+            "SyncManager",
+            "Value",
+            "ValueProxy",
+        ],
+        "sync",
+    ),
+}
+
+__all__ = sorted([*_HOME, "Manager"])
+
+
+def Manager(*, ctx: Any = None) -> SyncManager:  # noqa: N802 - the standard library's name
+    """Start and return a ``SyncManager`` (its server runs in a new child process).
+
+    Blocks until the server listens. Use it in a ``with`` block, or call ``shutdown()``.
+    """
+    from plait.managers.sync import SyncManager
+
+    manager = SyncManager(ctx=ctx)
+    manager.start()
+    return manager
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        home = _HOME[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -53,6 +53,7 @@ import threading
 import traceback
 import weakref
 from concurrent.futures import Future
+from multiprocessing import managers as _standard_managers  # for RemoteError only
 from typing import Any
 
 from plait.ipc.listener import Client
@@ -75,8 +76,12 @@ RETURN, ERROR, PROXY = 0, 1, 2
 BATCH_LIMIT = 1024
 
 
-class RemoteError(Exception):
-    """The manager's server failed to handle a request (not an error of the method)."""
+class RemoteError(_standard_managers.RemoteError):
+    """The manager's server failed to handle a request (not an error of the method).
+
+    A subclass of ``multiprocessing.managers.RemoteError``, so a program's
+    ``except multiprocessing.managers.RemoteError`` keeps working (DESIGN.md's rule).
+    """
 
 
 class RemoteTraceback(Exception):

@@ -35,7 +35,6 @@ from plait.threads import (
 
 __all__ = [
     "SyncManager",
-    "Manager",
     "Namespace",
     "Value",
     "Array",
@@ -367,11 +366,4 @@ SyncManager.register("Iterator", proxytype=IteratorProxy, create_method=False)
 SyncManager.register("AsyncResult", create_method=False)
 
 
-def Manager(*, ctx: Any = None) -> SyncManager:  # noqa: N802 - the standard library's name
-    """Start and return a ``SyncManager`` (its server runs in a new child process).
-
-    Blocks until the server listens. Use it in a ``with`` block, or call ``shutdown()``.
-    """
-    manager = SyncManager(ctx=ctx)
-    manager.start()
-    return manager
+# ``Manager()`` lives in ``plait/managers/__init__.py``: importing it must stay cheap.

@@ -2,13 +2,15 @@
 
 Re-exports only; the code and its explanation live in ``plait.process`` (processes,
 start methods, contexts) and ``plait.ipc`` (pipes, connections). Names of the standard
-module that plait does not offer yet (queues, locks, shared values, pools, managers) are
+module that plait does not offer yet (queues, locks, shared values) are
 absent rather than borrowed from the standard library, so a program that needs them
 fails at once with an ``AttributeError`` naming them.
 """
 
 from plait._core.errors import TimeoutError
 from plait.ipc import AuthenticationError, BufferTooShort, Pipe, ProcessError
+from plait.managers import Manager
+from plait.pool import Pool
 from plait.process import (
     Process,
     active_children,
@@ -29,7 +31,9 @@ from plait.process import (
 __all__ = [
     "AuthenticationError",
     "BufferTooShort",
+    "Manager",
     "Pipe",
+    "Pool",
     "Process",
     "ProcessError",
     "TimeoutError",
