@@ -26,6 +26,10 @@
  *              the releaser wakes, or the sleeper's FUTEX_WAIT finds word != 0.
  *              `maxvalue` bounds the count (BoundedSemaphore: ValueError past it).
  *
+ *   EVENT      word is the flag (0 or 1); `sleepers` counts processes in wait(), so set()
+ *              only makes a system call (FUTEX_WAKE of all) when someone waits. Only the
+ *              _event_* methods apply to it.
+ *
  * Owner death: a blocking acquire of a LOCK or RLOCK whose holder died frees the lock
  * and raises OwnerDiedError (pid in .pid) in exactly one waiter; see _futex.h for the
  * detection. Semaphores have no owner and no such rule.
@@ -38,7 +42,7 @@
 
 #include <structmember.h>
 
-enum { KIND_LOCK = 0, KIND_RLOCK = 1, KIND_SEMAPHORE = 2 };
+enum { KIND_LOCK = 0, KIND_RLOCK = 1, KIND_SEMAPHORE = 2, KIND_EVENT = 3 };
 #define SEM_MAGIC 0x504c5453u /* "PLTS" */
 #define PLAIT_SEM_MAX 0x7fffffff
 
@@ -103,6 +107,101 @@ check_ready(SemLockObject *self)
         return -1;
     }
     return 0;
+}
+
+/* For acquire and release: an event record is not a lock. */
+static int
+check_lock(SemLockObject *self)
+{
+    if (check_ready(self) < 0)
+        return -1;
+    if (self->s->kind == KIND_EVENT) {
+        PyErr_SetString(PyExc_TypeError, "an event record cannot be acquired or released");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_event(SemLockObject *self)
+{
+    if (check_ready(self) < 0)
+        return -1;
+    if (self->s->kind != KIND_EVENT) {
+        PyErr_SetString(PyExc_TypeError, "not an event record");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+SemLock_event_set(SemLockObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_event(self) < 0)
+        return NULL;
+    struct shared_sem *s = self->s;
+    __atomic_store_n(&s->word, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->sleepers, __ATOMIC_SEQ_CST) != 0)
+        futex_wake(&s->word, INT_MAX);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SemLock_event_clear(SemLockObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_event(self) < 0)
+        return NULL;
+    __atomic_store_n(&self->s->word, 0, __ATOMIC_SEQ_CST);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SemLock_event_is_set(SemLockObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_event(self) < 0)
+        return NULL;
+    return PyBool_FromLong(__atomic_load_n(&self->s->word, __ATOMIC_SEQ_CST) != 0);
+}
+
+/* _event_wait(timeout=None) -> bool: block until the flag is set or timeout passes. */
+static PyObject *
+SemLock_event_wait(SemLockObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_event(self) < 0)
+        return NULL;
+    struct shared_sem *s = self->s;
+    if (__atomic_load_n(&s->word, __ATOMIC_SEQ_CST))
+        Py_RETURN_TRUE;
+    double deadline = -1;
+    if (nargs > 0 && args[0] != Py_None) {
+        double t = PyFloat_AsDouble(args[0]);
+        if (t == -1 && PyErr_Occurred())
+            return NULL;
+        if (t != t) {
+            PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
+            return NULL;
+        }
+        deadline = monotonic_now() + (t < 0 ? 0 : t);
+    }
+    for (;;) {
+        struct timespec rel;
+        if (!next_slice(deadline, 3600.0, &rel))
+            Py_RETURN_FALSE;
+        __atomic_fetch_add(&s->sleepers, 1, __ATOMIC_SEQ_CST);
+        long r = 0;
+        int err = 0;
+        if (__atomic_load_n(&s->word, __ATOMIC_SEQ_CST) == 0) {
+            Py_BEGIN_ALLOW_THREADS
+            r = futex_wait(&s->word, 0, &rel);
+            err = errno;
+            Py_END_ALLOW_THREADS
+        }
+        __atomic_fetch_sub(&s->sleepers, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&s->word, __ATOMIC_SEQ_CST))
+            Py_RETURN_TRUE;
+        if (r == -1 && err == EINTR && PyErr_CheckSignals() < 0)
+            return NULL;
+    }
 }
 
 /* Parse (block=True, timeout=None), vectorcall style, into blocking and seconds
@@ -280,7 +379,7 @@ SemLock_acquire(SemLockObject *self, PyObject *const *args, Py_ssize_t nargs,
 {
     int blocking;
     double timeout;
-    if (check_ready(self) < 0 || parse_acquire(args, nargs, kwnames, &blocking, &timeout) < 0)
+    if (check_lock(self) < 0 || parse_acquire(args, nargs, kwnames, &blocking, &timeout) < 0)
         return NULL;
     int r = semlock_acquire_impl(self, blocking, timeout);
     if (r < 0)
@@ -291,7 +390,7 @@ SemLock_acquire(SemLockObject *self, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 SemLock_release(SemLockObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (check_ready(self) < 0 || semlock_release_impl(self) < 0)
+    if (check_lock(self) < 0 || semlock_release_impl(self) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -299,7 +398,7 @@ SemLock_release(SemLockObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 SemLock_enter(SemLockObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (check_ready(self) < 0)
+    if (check_lock(self) < 0)
         return NULL;
     int r = semlock_acquire_impl(self, 1, -1);
     if (r < 0)
@@ -310,7 +409,7 @@ SemLock_enter(SemLockObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 SemLock_exit(SemLockObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_ready(self) < 0 || semlock_release_impl(self) < 0)
+    if (check_lock(self) < 0 || semlock_release_impl(self) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -340,7 +439,7 @@ SemLock_attach(SemLockObject *self, PyObject *args, PyObject *kwds)
     }
     struct shared_sem *s = (struct shared_sem *)((char *)view.buf + offset);
     if (kind >= 0) {
-        if (kind > KIND_SEMAPHORE || value < 0 || value > PLAIT_SEM_MAX || maxvalue < 1 ||
+        if (kind > KIND_EVENT || value < 0 || value > PLAIT_SEM_MAX || maxvalue < 1 ||
             maxvalue > PLAIT_SEM_MAX || value > maxvalue) {
             PyBuffer_Release(&view);
             PyErr_Format(PyExc_ValueError,
@@ -351,11 +450,11 @@ SemLock_attach(SemLockObject *self, PyObject *args, PyObject *kwds)
         memset(s, 0, sizeof *s);
         s->kind = (uint32_t)kind;
         s->maxvalue = (uint32_t)maxvalue;
-        s->word = kind == KIND_SEMAPHORE ? (uint32_t)value : 0;
+        s->word = kind >= KIND_SEMAPHORE ? (uint32_t)value : 0;
         __atomic_store_n(&s->magic, SEM_MAGIC, __ATOMIC_RELEASE);
     }
     else if (__atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != SEM_MAGIC ||
-             s->kind > KIND_SEMAPHORE) {
+             s->kind > KIND_EVENT) {
         PyBuffer_Release(&view);
         PyErr_Format(PyExc_ValueError, "no SemLock record at offset %zd", offset);
         return NULL;
@@ -371,7 +470,7 @@ SemLock_count(SemLockObject *self, PyObject *Py_UNUSED(ignored))
     if (check_ready(self) < 0)
         return NULL;
     struct shared_sem *s = self->s;
-    if (s->kind == KIND_SEMAPHORE)
+    if (s->kind >= KIND_SEMAPHORE)
         return PyLong_FromLong(0);
     return PyLong_FromUnsignedLong(held_by_me(s) ? s->depth : 0);
 }
@@ -381,7 +480,7 @@ SemLock_is_mine(SemLockObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (check_ready(self) < 0)
         return NULL;
-    return PyBool_FromLong(self->s->kind != KIND_SEMAPHORE && held_by_me(self->s));
+    return PyBool_FromLong(self->s->kind < KIND_SEMAPHORE && held_by_me(self->s));
 }
 
 static PyObject *
@@ -390,7 +489,7 @@ SemLock_get_value(SemLockObject *self, PyObject *Py_UNUSED(ignored))
     if (check_ready(self) < 0)
         return NULL;
     uint32_t w = __atomic_load_n(&self->s->word, __ATOMIC_RELAXED);
-    if (self->s->kind == KIND_SEMAPHORE)
+    if (self->s->kind >= KIND_SEMAPHORE)
         return PyLong_FromUnsignedLong(w);
     return PyLong_FromLong(w == 0);
 }
@@ -400,7 +499,7 @@ SemLock_owner(SemLockObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (check_ready(self) < 0)
         return NULL;
-    if (self->s->kind == KIND_SEMAPHORE)
+    if (self->s->kind >= KIND_SEMAPHORE)
         Py_RETURN_NONE;
     uint32_t w = __atomic_load_n(&self->s->word, __ATOMIC_RELAXED) & PLAIT_PID_MASK;
     if (w == 0)
@@ -464,11 +563,18 @@ static PyMethodDef SemLock_methods[] = {
      "A semaphore's count; for a lock 1 if free, else 0."},
     {"_owner", (PyCFunction)SemLock_owner, METH_NOARGS,
      "The pid holding a lock, or None."},
+    {"_event_set", (PyCFunction)SemLock_event_set, METH_NOARGS,
+     "Set an event's flag and wake every waiter."},
+    {"_event_clear", (PyCFunction)SemLock_event_clear, METH_NOARGS, "Reset the flag."},
+    {"_event_is_set", (PyCFunction)SemLock_event_is_set, METH_NOARGS, "The flag."},
+    {"_event_wait", (PyCFunction)(void (*)(void))SemLock_event_wait, METH_FASTCALL,
+     "_event_wait(timeout=None) -> bool: block until the flag is set or timeout."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef SemLock_getset[] = {
-    {"kind", (getter)SemLock_get_kind, NULL, "0 lock, 1 recursive lock, 2 semaphore", NULL},
+    {"kind", (getter)SemLock_get_kind, NULL, "0 lock, 1 recursive lock, 2 semaphore, 3 event",
+     NULL},
     {"maxvalue", (getter)SemLock_get_maxvalue, NULL, "the bound of the count", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -528,6 +634,7 @@ PyInit__sync(void)
         PyModule_AddIntConstant(m, "LOCK", KIND_LOCK) < 0 ||
         PyModule_AddIntConstant(m, "RLOCK", KIND_RLOCK) < 0 ||
         PyModule_AddIntConstant(m, "SEMAPHORE", KIND_SEMAPHORE) < 0 ||
+        PyModule_AddIntConstant(m, "EVENT", KIND_EVENT) < 0 ||
         PyModule_AddIntConstant(m, "SEM_VALUE_MAX", PLAIT_SEM_MAX) < 0)
         goto fail;
     return m;

@@ -20,7 +20,8 @@ the essay on the algorithms). Nothing lives in a server process or a named semap
 itself (subclassed only for construction, pickling and ``repr``), so ``acquire``,
 ``release`` and ``with`` cost one C call. ``Condition``, ``Event`` and ``Barrier`` are
 built on them in Python with the standard library's algorithms (``Condition`` counts
-sleepers and woken waiters in three semaphores, as ``multiprocessing`` does).
+sleepers and woken waiters in three semaphores, as ``multiprocessing`` does), except
+``Event``, which is one futex word of its own.
 
 The owner-died rule (beyond the standard library). A ``Lock`` or ``RLock`` whose holder
 process died (killed, crashed) does not block its waiters forever. A waiter that is
@@ -36,8 +37,8 @@ Semantics and errors follow ``multiprocessing.synchronize``: ``acquire(block=Tru
 timeout=None)`` (a negative timeout polls), releasing an unheld ``Lock`` or an
 over-released ``BoundedSemaphore`` raises ``ValueError``, releasing an ``RLock`` held by
 another thread or process raises ``AssertionError``, a broken ``Barrier`` raises
-``threading.BrokenBarrierError``. Each primitive holds one fd (``Condition`` and
-``Event`` two or three: their lock and their own words).
+``threading.BrokenBarrierError``. Each primitive holds one fd (``Condition`` two: its
+lock's and its own; ``Barrier`` three).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from typing import Any
 
 from plait._core import fdpass
 from plait._core._sync import (
+    EVENT,
     LOCK,
     RECORD_SIZE,
     RLOCK,
@@ -325,45 +327,38 @@ class Condition:
 class Event:
     """An event flag shared between processes: ``set``, ``clear``, ``is_set``, ``wait``.
 
-    ``wait(timeout=None)`` blocks until the flag is set or ``timeout`` seconds pass and
-    returns the flag.
+    One futex word (``_sync``'s EVENT record): ``set`` wakes every waiter in every
+    process with one system call, and only when someone waits.
     """
 
     def __init__(self) -> None:
-        self._cond = Condition(Lock())
-        self._flag = Semaphore(0)
+        self._setup(_Block(RECORD_SIZE), True)
+
+    def _setup(self, block: _Block, create: bool) -> None:
+        self._block = block
+        self._flag = _record(block, 0, *((EVENT, 0, 1) if create else ()))
+
+    def __getstate__(self):
+        return self._block
+
+    def __setstate__(self, block) -> None:
+        self._setup(block, False)
 
     def is_set(self) -> bool:
         """Whether the flag is set."""
-        with self._cond:
-            if self._flag.acquire(False):
-                self._flag.release()
-                return True
-            return False
+        return self._flag._event_is_set()
 
     def set(self) -> None:
         """Set the flag and wake every waiter."""
-        with self._cond:
-            self._flag.acquire(False)
-            self._flag.release()
-            self._cond.notify_all()
+        self._flag._event_set()
 
     def clear(self) -> None:
         """Reset the flag."""
-        with self._cond:
-            self._flag.acquire(False)
+        self._flag._event_clear()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the flag is set or ``timeout`` seconds pass; return the flag."""
-        with self._cond:
-            if self._flag.acquire(False):
-                self._flag.release()
-            else:
-                self._cond.wait(timeout)
-            if self._flag.acquire(False):
-                self._flag.release()
-                return True
-            return False
+        return self._flag._event_wait(timeout)
 
     def __repr__(self) -> str:
         return f"<plait Event({'set' if self.is_set() else 'unset'})>"

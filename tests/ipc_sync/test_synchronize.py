@@ -220,6 +220,23 @@ def test_event_across_processes(api, no_shm_leaks):
     assert finish(child) == 0
 
 
+def _wait_event(event, conn):
+    conn.send(event.wait(20))
+
+
+def test_event_set_wakes_every_waiting_process(api, no_shm_leaks):
+    event = api.Event()
+    pipes = [Pipe() for _ in range(3)]
+    children = [run(api, _wait_event, event, b) for _, b in pipes]
+    time.sleep(0.2)
+    event.set()
+    assert [a.recv(timeout=20) for a, _ in pipes] == [True] * 3
+    assert [finish(p) for p in children] == [0] * 3
+    for a, b in pipes:
+        a.close()
+        b.close()
+
+
 def _pass_barrier(barrier, conn):
     conn.send(barrier.wait(10))
 
