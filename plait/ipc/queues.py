@@ -125,7 +125,6 @@ class Queue:
         )
         self._inline_max = (block.size - HEADER_SIZE) // 3
         self._closed = False
-        self._oob: list[pickle.PickleBuffer] = []
 
     def __getstate__(self):
         if self._closed:
@@ -151,13 +150,11 @@ class Queue:
         """
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        oob = self._oob
+        oob: list[pickle.PickleBuffer] = []  # per call: threads may put at once
         try:
             payload = _dumps(obj, _PROTOCOL, buffer_callback=oob.append)
-        except Exception:
-            oob.clear()
-            payload, buffers = serialization.dumps_oob(obj)
-            oob.extend(buffers)
+        except Exception:  # what the C pickler refuses: cloudpickle, or a clear error
+            payload, oob = serialization.dumps_oob(obj)
         if not oob:
             parts = (payload,)
             kind = PLAIN
@@ -167,8 +164,6 @@ class Queue:
                 parts = (payload, *[b.raw() for b in oob])
             except BufferError:  # not contiguous: let pickle copy it in-band
                 parts = (serialization.dumps(obj),)
-            finally:
-                oob.clear()
             kind = PARTS if len(parts) > 1 else PLAIN
             size = sum(memoryview(p).nbytes for p in parts)
         if size > self._inline_max:

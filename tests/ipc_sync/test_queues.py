@@ -248,6 +248,24 @@ def test_threads_of_one_process_share_a_queue(no_shm_leaks):
     assert sorted(out) == list(range(1500))
 
 
+def test_threads_putting_arrays_do_not_mix_their_buffers(no_shm_leaks):
+    q = Queue()
+    arrays = {k: np.full(50_000, k, dtype=np.int64) for k in range(4)}
+
+    def put_many(k):
+        for _ in range(50):
+            q.put((k, arrays[k], arrays[k] * 2))
+
+    threads = [threading.Thread(target=put_many, args=(k,)) for k in arrays]
+    for t in threads:
+        t.start()
+    for _ in range(200):
+        k, a, b = q.get(timeout=10)
+        assert (a == k).all() and (b == 2 * k).all()
+    for t in threads:
+        t.join(10)
+
+
 def test_bad_input_names_the_cause(no_shm_leaks):
     with pytest.raises(TypeError, match="maxsize must be an int"):
         Queue("3")
