@@ -305,19 +305,10 @@ class JoinableQueue(Queue):
 
 
 class SimpleQueue(Queue):
-    """An unbounded queue with ``put``, ``get``, ``empty`` and ``close``.
-
-    ``get(timeout=None)`` blocks until an item arrives (or ``timeout`` passes:
-    ``queue.Empty``).
+    """An unbounded queue, as ``multiprocessing.SimpleQueue``: ``put``, ``get``,
+    ``empty``, ``close``. Its ``put`` and ``get`` are ``Queue``'s (so they also take
+    ``block`` and ``timeout``; ``get()`` blocks until an item arrives).
     """
 
     def __init__(self, *, capacity: int = DEFAULT_CAPACITY) -> None:
         super().__init__(0, capacity=capacity)
-
-    def put(self, obj: Any, *, timeout: float | None = None) -> None:
-        """Put ``obj``; see ``Queue.put`` (an unbounded queue does not wait for readers)."""
-        super().put(obj, True, timeout)
-
-    def get(self, *, timeout: float | None = None) -> Any:
-        """Remove and return the oldest item; blocks while empty (see the class)."""
-        return super().get(True, timeout)
