@@ -1,5 +1,6 @@
 # The two commands of the README, and the helpers they stand on.
 # Each target sets up .venv by itself when it is missing or older than pyproject.toml.
+# The test set-up installs the cluster extras (dask, ray) too: their tests run in CI.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,12 +13,12 @@ BENCH_STAMP := $(VENV)/.plait-bench-installed
 $(STAMP): pyproject.toml setup.py $(wildcard plait/_core/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,dask,ray]'
 	$(PY) -m compileall -q plait
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,dask,ray,bench]'
 	touch $(BENCH_STAMP)
 
 demo: $(STAMP)

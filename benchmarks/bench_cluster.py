@@ -27,7 +27,6 @@ import time
 from harness import Bench, timed
 
 from plait.pool import Pool
-from plait.pool.backends import make_engine
 
 ROUNDS = 3
 TINY = 20_000
@@ -51,15 +50,8 @@ def spin(x):
 
 
 def backend_pool(backend: str, address=None) -> Pool:
-    """``Pool(backend=backend, address=address)``; through the engine factory until
-    ``Pool`` has the ``backend=`` keyword."""
-    try:
-        return Pool(backend=backend, address=address)
-    except TypeError:
-        pool = Pool.__new__(Pool)
-        pool._engine = make_engine(backend, address)
-        pool._processes = pool._engine.workers_wanted
-        return pool
+    """The pool a user writes: ``Pool(backend=backend, address=address)``."""
+    return Pool(backend=backend, address=address)
 
 
 def efficiency(seconds: float) -> float:

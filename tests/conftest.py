@@ -75,13 +75,20 @@ def stop_helper_processes() -> None:
 
 @pytest.fixture
 def no_leaks():
-    """Fail the test if it leaves fds, child processes or threads behind."""
+    """Fail the test if it leaves fds, child processes or threads behind.
+
+    Each is compared with what existed when the test began, so a leak fails the test
+    that made it and not every test after it.
+    """
     fds = open_fds()
     threads = set(threading.enumerate())
+    children = child_pids()
     yield
     stop_helper_processes()
-    assert wait_until(lambda: not child_pids(), 10), f"children left: {child_pids()}"
-    assert wait_until(lambda: set(threading.enumerate()) <= threads, 10), (
-        f"threads left: {set(threading.enumerate()) - threads}"
-    )
+    assert wait_until(
+        lambda: child_pids() <= children, 10
+    ), f"children left: {child_pids() - children}"
+    assert wait_until(
+        lambda: set(threading.enumerate()) <= threads, 10
+    ), f"threads left: {set(threading.enumerate()) - threads}"
     assert wait_until(lambda: open_fds() <= fds, 5), f"fds left: {open_fds() - fds}"
