@@ -269,6 +269,22 @@ def demo_coro() -> None:
     _done(t0, "done")
 
 
+def demo_cluster() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        print("\n== the same Pool on a Dask cluster: skipped (pip install 'plait[dask]')")
+        return
+    from plait.pool import Pool
+
+    t0 = _section("the same Pool on a Dask cluster (a LocalCluster of 2 workers)")
+    with Pool(2, backend="dask") as pool:
+        print(f"   map, in order: {pool.map(abs, range(-3, 3))}")
+        total = sum(pool.map(abs, range(20_000)))
+        print(f"   20,000 tiny tasks, batched into a few Dask tasks: sum {total}")
+    _done(t0, "cluster started, used and stopped")
+
+
 def demo_managers() -> None:
     import os
     import signal
@@ -329,6 +345,7 @@ DEMOS = [
     demo_process,
     demo_ipc,
     demo_pool,
+    demo_cluster,
     demo_managers,
     demo_threads,
     demo_coro,
