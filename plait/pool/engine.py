@@ -45,7 +45,13 @@ class PoolStats:
 
 
 class Engine:
-    """The shared half of an engine; subclasses start workers and implement ``wake``."""
+    """The shared half of an engine; subclasses start workers and implement ``wake``.
+
+    ``kills_workers``: whether the engine stops a cancelled job that a worker runs
+    already by killing that worker (processes can be killed, threads cannot).
+    """
+
+    kills_workers = False
 
     def __init__(self, workers: int) -> None:
         self.lock = RLock()
@@ -135,6 +141,26 @@ class Engine:
                 self.in_flight += len(items)
                 return job, start, items
             return None
+
+    def cancel(self, job, exc: BaseException) -> bool:
+        """Cancel ``job`` for its caller: resolve it with ``exc``; see ``ApplyResult.cancel``.
+
+        Its unsent items are dropped here. If some were sent already, only an engine that
+        ``kills_workers`` accepts: it is woken to kill the workers running them.
+        """
+        with self.lock:
+            if job.done:
+                return False
+            sent = job.buffer.next_index > 0
+            if sent and not self.kills_workers:
+                return False
+            self.tasks_failed += len(job.buffer)
+            job.buffer.clear()
+            job.cancelled = True
+            job.fail_chunk(0, 1, exc)
+            if sent:
+                self.wake()
+            return True
 
     def cancel_pending(self) -> None:
         """Cancel the futures of jobs not sent yet (``shutdown(cancel_futures=True)``)."""

@@ -33,6 +33,7 @@ chunks still unsent are dropped.
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import math
 import sys
@@ -151,6 +152,7 @@ class _Job:
         self.buffer = Buffer()
         self.queued = False
         self.done = False
+        self.cancelled = False  # by its caller: a worker still running it gets killed
         self.progress = None  # a tqdm bar, advanced by the engine
         self._seconds = 0.0
         self._measured = 0
@@ -234,6 +236,18 @@ class ApplyResult(_Job):
             raise ValueError(f"{self!r} not ready")
         return bool(self._success)
 
+    def cancel(self) -> bool:
+        """Stop the call; return whether it was cancelled. Never blocks.
+
+        A call no worker took yet is dropped. One a worker process runs already is
+        stopped by killing that worker (the pool starts a replacement); chunks the
+        worker held but had not started go to other workers. A cancelled call's
+        ``get()`` raises ``concurrent.futures.CancelledError`` and its
+        ``error_callback`` gets that error. Returns ``False`` if the call has finished,
+        or if it runs already on a worker that cannot be killed (a thread).
+        """
+        return self._engine.cancel(self, concurrent.futures.CancelledError(f"{self!r} cancelled"))
+
     def wait(self, timeout: float | None = None) -> None:
         """Block until the result is ready or ``timeout`` seconds pass (``None``: no limit)."""
         timeout = check_timeout(timeout)
@@ -246,7 +260,7 @@ class ApplyResult(_Job):
         Blocks until ready, or ``timeout`` seconds: then raises ``TimeoutError``
         (``multiprocessing.TimeoutError`` to ``plait.multiprocessing`` users). A task
         whose worker died raises ``WorkerLostError``; one that overran its per-task
-        timeout, ``TimeoutError``.
+        timeout, ``TimeoutError``; a cancelled one, ``concurrent.futures.CancelledError``.
         """
         self.wait(timeout)
         if not self.done:
@@ -268,6 +282,8 @@ class ApplyResult(_Job):
                 sys.excepthook(*sys.exc_info())
 
     def deliver(self, start, values, errors):
+        if self.done:  # cancelled: the late outcome of its killed worker
+            return
         if errors:
             self._resolve(False, errors[0][1])
         else:

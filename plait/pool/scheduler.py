@@ -38,6 +38,13 @@ The crash-handling state machine, per worker:
   worker, and nothing else is sent to that worker until it answers (so the deadline
   measures the task alone, and a kill costs no other task). At the deadline the worker
   is SIGKILLed, the task fails with ``TimeoutError``, and the death is handled as above.
+- A job cancelled by its caller (``AsyncResult.cancel``) is resolved at once by the
+  caller's thread, which wakes this one. Whenever the chunk a worker runs (its oldest)
+  belongs to a cancelled job, the scheduler first reads the answers already in the
+  pipe (the worker may have finished it), then, if the worker still runs it, SIGKILLs
+  the worker. As after a timeout (``timed_out``), the killed chunk is settled and the
+  ones queued behind it go back to the line; a worker that finished the cancelled chunk
+  and started the next one in the instant before the kill gets that one run again.
 - ``close()``: when nothing is unsent, in flight, or still to be read from an ``imap``
   input, each worker gets the exit message and is reaped. ``terminate()``: every worker
   is killed and reaped, everything pending fails with ``PoolTerminatedError``.
@@ -55,6 +62,7 @@ import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures import CancelledError
 
 from plait.ipc import wait
 from plait.pool.engine import CLOSE, RUN, TERMINATE, Engine
@@ -144,6 +152,8 @@ class _Worker:
 
 class ProcessEngine(Engine):
     """Run jobs on worker processes started by ``backend`` (see the module docstring)."""
+
+    kills_workers = True
 
     def __init__(self, backend, workers: int, maxtasks: int | None) -> None:
         super().__init__(workers)
@@ -243,6 +253,7 @@ class ProcessEngine(Engine):
                 worker = self._by_sentinel.get(sentinel)
                 if worker is not None:
                     self._on_death(worker)
+            self._stop_cancelled()
             if timeout is not None:
                 self._expire()
             while self._to_start and self.state != TERMINATE and time.monotonic() >= self._start_at:
@@ -383,6 +394,22 @@ class ProcessEngine(Engine):
             worker.exclusive = False
         self.outcome(chunk.job, chunk.start, values, errors, seconds)
 
+    def _stop_cancelled(self) -> None:
+        """Kill each worker that runs a chunk of a cancelled job (see the module docstring)."""
+        for w in self._workers:
+            if w.timed_out or not w.outstanding or not w.outstanding[0].job.cancelled:
+                continue
+            if w.poller.poll(0):
+                self._receive(w)  # it may have answered the cancelled chunk already
+                if not w.outstanding or not w.outstanding[0].job.cancelled:
+                    continue
+            w.handle.kill()
+            w.timed_out = True
+            chunk = w.release()
+            n = len(chunk.items)
+            exc = CancelledError(f"job {chunk.job.id} cancelled; worker {w.handle.pid} was killed")
+            self.outcome(chunk.job, chunk.start, [None] * n, [(i, exc) for i in range(n)], 0.0)
+
     def _on_death(self, worker: _Worker) -> None:
         handle = worker.handle
         if not worker.timed_out:
@@ -394,7 +421,7 @@ class ProcessEngine(Engine):
                 pass
         exitcode = handle.reap(_JOIN_SECONDS)
         retired = worker.quota == 0 and not worker.outstanding and not worker.timed_out
-        if worker.outstanding:
+        if worker.outstanding and not worker.timed_out:
             lost = worker.release()
             what = "task" if len(lost.items) == 1 else f"chunk of {len(lost.items)} tasks"
             exc = WorkerLostError(handle.pid, exitcode, what)
@@ -405,6 +432,7 @@ class ProcessEngine(Engine):
                 [(i, exc) for i in range(len(lost.items))],
                 0.0,
             )
+        if worker.outstanding:  # never started: another worker runs them
             self._retry.extendleft(reversed(worker.outstanding))
             worker.outstanding.clear()
         self._workers.remove(worker)

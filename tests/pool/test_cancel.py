@@ -1,0 +1,107 @@
+"""``AsyncResult.cancel()``: a cancelled call is dropped, or its worker is killed and replaced."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import CancelledError
+
+import pytest
+
+from plait.pool import Pool, ThreadPool
+from tests.conftest import wait_until
+from tests.pool import tasks
+
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
+
+
+def report_pid_then_sleep(path: str, seconds: float) -> str:
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+    return "slept"
+
+
+def started_pid(path) -> int:
+    assert wait_until(lambda: path.exists() and path.read_text(), 10), "the task never started"
+    return int(path.read_text())
+
+
+def gone(pid: int) -> bool:
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def test_cancelling_a_running_call_kills_its_worker_and_the_pool_goes_on(tmp_path):
+    marker = tmp_path / "pid"
+    errors = []
+    with Pool(1) as pool:
+        result = pool.apply_async(
+            report_pid_then_sleep, (str(marker), 60), error_callback=errors.append
+        )
+        pid = started_pid(marker)
+        assert result.cancel() is True
+        with pytest.raises(CancelledError):
+            result.get(timeout=5)
+        assert result.ready() and not result.successful()
+        assert isinstance(errors[0], CancelledError)
+        assert wait_until(lambda: gone(pid), 10), f"worker {pid} still runs the cancelled call"
+        assert pool.apply(tasks.square, (7,), timeout=30) == 49
+        stats = pool.stats()
+        assert pid not in stats.workers
+        assert stats.workers_replaced == 1
+        assert result.cancel() is False  # already cancelled
+
+
+def test_calls_queued_behind_the_cancelled_one_run_on_the_replacement(tmp_path):
+    marker = tmp_path / "pid"
+    with Pool(1) as pool:
+        doomed = pool.apply_async(report_pid_then_sleep, (str(marker), 60))
+        behind = pool.apply_async(tasks.square, (5,))  # sent to the same worker, waits there
+        pid = started_pid(marker)
+        doomed.cancel()
+        assert behind.get(timeout=30) == 25
+        assert pid not in pool.stats().workers
+
+
+def test_cancelling_a_call_not_sent_yet_kills_nobody():
+    with Pool(1) as pool:
+        first = pool.apply_async(tasks.sleep_return, (0.3, "a"))
+        second = pool.apply_async(tasks.sleep_return, (0.3, "b"))
+        unsent = pool.apply_async(tasks.square, (4,))
+        assert unsent.cancel() is True
+        with pytest.raises(CancelledError):
+            unsent.get(timeout=1)
+        assert (first.get(timeout=30), second.get(timeout=30)) == ("a", "b")
+        assert pool.stats().workers_replaced == 0
+
+
+def test_a_finished_call_cannot_be_cancelled():
+    with Pool(1) as pool:
+        result = pool.apply_async(tasks.square, (3,))
+        assert result.get(timeout=30) == 9
+        assert result.cancel() is False
+        assert result.get() == 9
+
+
+def test_cancelling_a_map_kills_every_worker_running_it():
+    with Pool(2) as pool:
+        before = set(pool.stats().workers)
+        result = pool.map_async(tasks.sleep_return, [60, 60, 60, 60], chunksize=1)
+        assert wait_until(lambda: pool.stats().in_flight >= 2, 10)
+        assert result.cancel() is True
+        with pytest.raises(CancelledError):
+            result.get(timeout=5)
+        assert pool.map(tasks.square, range(4), timeout=30) == [0, 1, 4, 9]
+        assert not before & set(pool.stats().workers)
+
+
+def test_a_thread_pool_drops_unsent_calls_but_cannot_stop_a_running_one():
+    with ThreadPool(1) as pool:
+        running = pool.apply_async(tasks.sleep_return, (0.3, "done"))
+        assert wait_until(lambda: pool.stats().in_flight == 1, 10)
+        waiting = pool.apply_async(tasks.square, (2,))
+        assert waiting.cancel() is True
+        assert running.cancel() is False
+        assert running.get(timeout=30) == "done"
+        with pytest.raises(CancelledError):
+            waiting.get(timeout=1)
