@@ -2,7 +2,7 @@
 
 ``run(main)`` drives ``async def`` tasks (and classic generator-style tasks) by ``send()``-ing
 into them; a task suspends where it awaits one of plait's traps (``traps.py``): waiting
-for a socket, a timer, another task or a thread. Modules, bottom up:
+for a socket, a timer, another task, a thread or a process. Modules, bottom up:
 
 - ``errors``     the exceptions (cancellation, timeouts, closed resources)
 - ``traps``      the only doors between a task and the kernel
@@ -14,6 +14,7 @@ for a socket, a timer, another task or a thread. Modules, bottom up:
 - ``sockets``    Socket: try the system call, wait only when it would block
 - ``streams``    SocketStream, tcp/unix servers and connections, TLS
 - ``threads``    run_in_thread on a bounded pool
+- ``processes``  run_in_process on a plait process pool; cancelling kills the work
 - ``universal``  UniversalQueue, UniversalEvent: coroutines and threads at once
 - ``signals``    SignalQueue, wait_signal
 - ``monitor``    ps()
@@ -22,8 +23,9 @@ Blocking points (where a cancellation or an expired timeout is delivered): every
 ``await`` on ``sleep``, ``Task.join``/``wait``/``cancel``, a ``TaskGroup`` exit,
 ``Lock``/``Semaphore``/``Condition`` acquire and wait, ``Event.wait``, queue ``get``/``put``/
 ``join``, every socket and stream operation except ``close``, ``run_in_thread``,
-the ``*_async`` methods of the universal objects, and ``SignalQueue.get``. Nothing else
-suspends a task, so code between two of them runs without interruption.
+``run_in_process``, the ``*_async`` methods of the universal objects, and
+``SignalQueue.get``. Nothing else suspends a task, so code between two of them runs
+without interruption.
 
 Every blocking call can be bounded with ``async with timeout_after(seconds):``.
 """
@@ -43,6 +45,7 @@ from .errors import (
 )
 from .kernel import Kernel, run
 from .monitor import TaskInfo, format_ps, ps
+from .processes import run_in_process
 from .queues import LifoQueue, PriorityQueue, Queue
 from .signals import SignalQueue, wait_signal
 from .sockets import Socket
@@ -97,6 +100,7 @@ __all__ = [
     "open_unix_connection",
     "ps",
     "run",
+    "run_in_process",
     "run_in_thread",
     "serve",
     "sleep",

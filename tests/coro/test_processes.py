@@ -1,0 +1,175 @@
+"""Coroutines meet processes: run_in_process on the kernel's plait pool."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import threading
+import time
+
+import pytest
+
+from plait import coro
+from plait.pool import RemoteTraceback, WorkerLostError
+from tests.conftest import child_pids
+
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
+
+
+def square(x):
+    return x * x
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def report_pid_then_sleep(path, seconds):
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+
+
+def alive(pid):
+    return os.path.exists(f"/proc/{pid}")
+
+
+async def started_pid(path, timeout=10.0):
+    """The pid the worker wrote to ``path``, polled without blocking the kernel."""
+    deadline = coro.clock() + timeout
+    while not (path.exists() and path.read_text()):
+        assert coro.clock() < deadline, "the call never started in a worker"
+        await coro.sleep(0.01)
+    return int(path.read_text())
+
+
+async def until_gone(pid, timeout=10.0):
+    deadline = coro.clock() + timeout
+    while alive(pid):
+        assert coro.clock() < deadline, f"worker {pid} still runs the cancelled call"
+        await coro.sleep(0.01)
+
+
+def test_returns_the_result_from_another_process_without_blocking_the_kernel():
+    ticks = []
+
+    async def ticker():
+        while True:
+            ticks.append(1)
+            await coro.sleep(0.005)
+
+    async def main():
+        t = await coro.spawn(ticker, daemon=True)
+        worker = await coro.run_in_process(os.getpid)
+        slept = await coro.run_in_process(time.sleep, 0.2)
+        value = await coro.run_in_process(square, 12)
+        await t.cancel()
+        return worker, slept, value
+
+    worker, slept, value = coro.run(main)
+    assert worker != os.getpid()
+    assert (slept, value) == (None, 144)
+    assert len(ticks) >= 5  # the kernel kept scheduling while the worker slept
+
+
+def test_raises_the_remote_exception_with_its_traceback():
+    async def main():
+        with pytest.raises(ValueError, match="bad input 7") as info:
+            await coro.run_in_process(fail, "bad input 7")
+        return info.value
+
+    exc = coro.run(main)
+    assert isinstance(exc.__cause__, RemoteTraceback)
+    assert "in fail" in str(exc.__cause__)
+
+
+def test_lambdas_closures_and_keyword_arguments_travel():
+    offset = 100
+
+    async def main():
+        a = await coro.run_in_process(lambda x: x + offset, 5)
+        b = await coro.run_in_process(sorted, [3, 1, 2], reverse=True)
+        return a, b
+
+    assert coro.run(main) == (105, [3, 2, 1])
+
+
+def test_many_concurrent_calls_share_the_bounded_pool():
+    async def main():
+        async with coro.TaskGroup() as g:
+            squares = [await g.spawn(coro.run_in_process, square, i) for i in range(200)]
+            pids = [await g.spawn(coro.run_in_process, os.getpid) for _ in range(50)]
+        return [t.result for t in squares], {t.result for t in pids}
+
+    results, workers = coro.run(main)
+    assert results == [i * i for i in range(200)]
+    assert 1 <= len(workers) <= os.cpu_count()  # bounded: cpu_count() workers at most
+
+
+def test_timeout_after_kills_the_worker_running_the_call(tmp_path):
+    marker = tmp_path / "pid"
+
+    async def main():
+        await coro.run_in_process(os.getpid)  # the pool is up: the call starts at once
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(1.0):
+                await coro.run_in_process(report_pid_then_sleep, str(marker), 60)
+        pid = int(marker.read_text())
+        await until_gone(pid)
+        after = await coro.run_in_process(square, 9)  # the pool replaced the worker
+        return pid, after
+
+    pid, after = coro.run(main)
+    assert after == 81
+    assert not alive(pid)
+
+
+def test_cancelling_the_awaiting_task_kills_the_worker(tmp_path):
+    marker = tmp_path / "pid"
+
+    async def main():
+        task = await coro.spawn(coro.run_in_process, report_pid_then_sleep, str(marker), 60)
+        pid = await started_pid(marker)
+        await task.cancel()
+        await until_gone(pid)
+        return task.cancelled, pid, await coro.run_in_process(os.getpid)
+
+    cancelled, pid, replacement = coro.run(main)
+    assert cancelled
+    assert replacement != pid
+
+
+def test_a_worker_that_dies_fails_only_its_call():
+    async def main():
+        with pytest.raises(WorkerLostError):
+            await coro.run_in_process(os._exit, 3)
+        return await coro.run_in_process(square, 3)
+
+    assert coro.run(main) == 9
+
+
+def test_no_worker_outlives_run():
+    async def main():
+        workers = {await coro.run_in_process(os.getpid) for _ in range(4)}
+        assert workers <= child_pids()
+        return workers
+
+    workers = coro.run(main)
+    assert not workers & child_pids()  # terminated and reaped when run() returned
+
+
+def test_bad_input_is_named():
+    async def main():
+        with pytest.raises(TypeError):
+            await coro.run_in_process(42)
+        with pytest.raises(pickle.PicklingError, match="_thread.lock"):
+            await coro.run_in_process(square, threading.Lock())
+        return await coro.run_in_process(square, 2)
+
+    assert coro.run(main) == 4
+
+
+def test_awaited_outside_the_kernel_raises_no_kernel_error():
+    with pytest.raises(coro.NoKernelError):
+        asyncio.run(coro.run_in_process(square, 2))
