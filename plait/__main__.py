@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -115,6 +116,68 @@ def demo_process() -> None:
         )
         for proc in (p, q, r):
             proc.close()
+    _done(t0, "done")
+
+
+def _put_numbers(q, n) -> None:
+    for i in range(n):
+        q.put(i)
+
+
+def _die_holding(lock) -> None:
+    lock.acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _add(counter) -> None:
+    for _ in range(1000):
+        with counter.get_lock():
+            counter.value += 1
+
+
+def demo_shared() -> None:
+    import numpy as np
+
+    from plait.ipc import Lock, OwnerDiedError, Queue, Value
+    from plait.ipc.shared_memory import SharedMemory
+    from plait.process import get_context
+
+    ctx = get_context("fork")
+    t0 = _section("cross-process queue, locks and shared memory (futex words in memfds)")
+    q = Queue()
+    child = ctx.Process(target=_put_numbers, args=(q, 100_000))
+    start = time.perf_counter()
+    child.start()
+    child.join(30)  # joined before a single item was read: no feeder-thread deadlock
+    total = sum(q.get(timeout=10) for _ in range(100_000))
+    ms = (time.perf_counter() - start) * 1e3
+    print(f"   100,000 ints from a child that exited first: sum {total} in {ms:.0f} ms")
+    big = np.arange(1_000_000, dtype=np.float64)
+    q.put(big)
+    print(f"   an 8 MB array through the queue: equal = {np.array_equal(q.get(timeout=10), big)}")
+    lock = Lock()
+    victim = ctx.Process(target=_die_holding, args=(lock,))
+    victim.start()
+    victim.join(30)
+    try:
+        lock.acquire(timeout=10)
+    except OwnerDiedError as exc:
+        print(f"   lock held by killed pid {exc.pid}: OwnerDiedError, lock freed")
+    with lock:
+        pass
+    counter = Value("i", 0)
+    workers = [ctx.Process(target=_add, args=(counter,)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    print(f"   4 processes x 1,000 locked increments of a shared Value: {counter.value}")
+    block = SharedMemory(create=True, size=16)
+    block.buf[:5] = b"plait"
+    other = SharedMemory(block.name)
+    print(f"   SharedMemory {block.name!r} attached by name: {bytes(other.buf[:5])!r}")
+    other.close()
+    block.close()
     _done(t0, "done")
 
 
@@ -340,15 +403,37 @@ def _hold_and_hang(address, authkey) -> None:
     del mine
 
 
+def demo_run_in_process() -> None:
+    from plait import coro
+
+    t0 = _section("coroutines meet processes: CPU work off the kernel; a timeout kills the worker")
+
+    async def main():
+        total = await coro.run_in_process(sum, range(10**6))
+        print(f"   run_in_process(sum, range(10**6)) = {total} (kernel pid {os.getpid()})")
+        try:
+            async with coro.timeout_after(0.5):
+                await coro.run_in_process(time.sleep, 60)
+        except coro.TaskTimeout:
+            print("   time.sleep(60) in a worker: timed out after 0.5 s, the worker was killed")
+        pid = await coro.run_in_process(os.getpid)
+        print(f"   the pool goes on: the next call ran in worker {pid}")
+
+    coro.run(main)
+    _done(t0, "done")
+
+
 DEMOS = [
     demo_serialization,
     demo_process,
     demo_ipc,
+    demo_shared,
     demo_pool,
     demo_cluster,
     demo_managers,
     demo_threads,
     demo_coro,
+    demo_run_in_process,
 ]
 
 

@@ -3,6 +3,8 @@
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.managers
+import multiprocessing.shared_memory
+import multiprocessing.sharedctypes
 import subprocess
 import sys
 import textwrap
@@ -12,6 +14,8 @@ import pytest
 import plait.multiprocessing
 import plait.multiprocessing.connection
 import plait.multiprocessing.managers
+import plait.multiprocessing.shared_memory
+import plait.multiprocessing.sharedctypes
 
 
 @pytest.mark.parametrize(
@@ -20,6 +24,8 @@ import plait.multiprocessing.managers
         (plait.multiprocessing, multiprocessing),
         (plait.multiprocessing.connection, multiprocessing.connection),
         (plait.multiprocessing.managers, multiprocessing.managers),
+        (plait.multiprocessing.shared_memory, multiprocessing.shared_memory),
+        (plait.multiprocessing.sharedctypes, multiprocessing.sharedctypes),
     ],
 )
 def test_face_exports_only_standard_names_and_all_resolve(face, standard):
@@ -99,3 +105,57 @@ def test_classic_program_prints_the_same_on_both(tmp_path, method):
         outputs[module] = run.stdout
     assert outputs["plait.multiprocessing"] == outputs["multiprocessing"]
     assert "[0, 1, 4]" in outputs["multiprocessing"]
+
+
+CONTEXT = """
+import sys
+import {module} as multiprocessing
+
+
+def produce(q, lock, counter, done):
+    for i in range(100):
+        q.put(i)
+    with lock:
+        counter.value += 1
+    done.set()
+
+
+def square(x):
+    return x * x
+
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    q, lock, counter, done = ctx.Queue(), ctx.Lock(), ctx.Value("i", 0), ctx.Event()
+    p = ctx.Process(target=produce, args=(q, lock, counter, done))
+    p.start()
+    print(sum(q.get(timeout=30) for _ in range(100)), done.wait(30))
+    p.join(30)
+    print(p.exitcode, counter.value)
+    with ctx.Pool(2) as pool:
+        print(pool.map(square, range(10)))
+    with ctx.Manager() as manager:
+        d = manager.dict(a=1)
+        print(sorted(d.items()))
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_context_constructors_behave_the_same(tmp_path, method):
+    """ctx.Queue/Lock/Value/Event/Pool/Manager: one script, both modules, same output."""
+    outputs = {}
+    for module in ("multiprocessing", "plait.multiprocessing"):
+        script = tmp_path / f"ctx_{module.replace('.', '_')}.py"
+        script.write_text(textwrap.dedent(CONTEXT.format(module=module)))
+        run = subprocess.run(
+            [sys.executable, str(script), method],
+            capture_output=True,
+            text=True,
+            timeout=100,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, f"{module}: {run.stderr}"
+        outputs[module] = run.stdout
+    assert outputs["plait.multiprocessing"] == outputs["multiprocessing"]
+    assert "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in outputs["multiprocessing"]

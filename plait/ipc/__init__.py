@@ -1,7 +1,13 @@
-"""Channels between processes: connections, ``wait``, listeners and clients.
+"""Channels between processes and what they share: connections, listeners, queues, locks.
 
 ``Pipe``, ``Connection`` and ``wait`` live in ``connection``; ``Listener`` and ``Client``
-(with the HMAC handshake of ``auth``) in ``listener``. The exception classes are those of
+(with the HMAC handshake of ``auth``) in ``listener``; ``Lock``, ``RLock``, ``Semaphore``,
+``BoundedSemaphore``, ``Event``, ``Condition``, ``Barrier`` (futex words in shared
+memory) in ``synchronize``; ``Queue``, ``JoinableQueue``, ``SimpleQueue`` (a shared-memory
+ring) in ``queues``; ``Value``, ``Array``, ``RawValue``, ``RawArray`` in ``sharedctypes``;
+``SharedMemory`` and ``ShareableList`` in ``shared_memory``. Importing this package
+offers the constructors on every process context too (``ctx.Queue()``, ``ctx.Lock()``),
+through ``BaseContext.provide``. The exception classes are those of
 ``plait._core``, so every layer raises the same ones.
 
 ``listener`` is imported on first use of ``Listener`` or ``Client``: a child that only
@@ -12,18 +18,52 @@ rebuilds a ``Connection`` from its arguments does not pay for ``hmac``, ``tempfi
 from plait._core.errors import AuthenticationError, BufferTooShort, ProcessError
 from plait._core.framing import MessageTooLarge
 from plait.ipc.connection import Connection, Pipe, wait
+from plait.ipc.queues import JoinableQueue, Queue, SimpleQueue
+from plait.ipc.sharedctypes import Array, RawArray, RawValue, Value
+from plait.ipc.synchronize import (
+    Barrier,
+    BoundedSemaphore,
+    Condition,
+    Event,
+    Lock,
+    OwnerDiedError,
+    RLock,
+    Semaphore,
+)
+from plait.process.context import BaseContext
 
 __all__ = [
+    "Array",
     "AuthenticationError",
+    "Barrier",
+    "BoundedSemaphore",
     "BufferTooShort",
     "Client",
+    "Condition",
     "Connection",
+    "Event",
+    "JoinableQueue",
     "Listener",
+    "Lock",
     "MessageTooLarge",
+    "OwnerDiedError",
     "Pipe",
     "ProcessError",
+    "Queue",
+    "RLock",
+    "RawArray",
+    "RawValue",
+    "Semaphore",
+    "SimpleQueue",
+    "Value",
     "wait",
 ]
+
+for _factory in (Pipe, Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition, Barrier):
+    BaseContext.provide(_factory.__name__, _factory)
+for _factory in (Queue, JoinableQueue, SimpleQueue, Value, Array, RawValue, RawArray):
+    BaseContext.provide(_factory.__name__, _factory)
+del _factory
 
 _LAZY = ("Client", "Listener")
 

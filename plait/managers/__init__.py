@@ -28,6 +28,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from plait.process.context import BaseContext
+
 if TYPE_CHECKING:
     from plait.managers.sync import SyncManager
 
@@ -86,6 +88,9 @@ def Manager(*, ctx: Any = None) -> SyncManager:  # noqa: N802 - the standard lib
     manager = SyncManager(ctx=ctx)
     manager.start()
     return manager
+
+
+BaseContext.provide("Manager", Manager, context_keyword="ctx")  # ctx.Manager() uses ctx
 
 
 def __getattr__(name: str) -> Any:

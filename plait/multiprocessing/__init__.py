@@ -1,14 +1,35 @@
 """Drop-in face of ``multiprocessing``: ``import plait.multiprocessing as multiprocessing``.
 
 Re-exports only; the code and its explanation live in ``plait.process`` (processes,
-start methods, contexts) and ``plait.ipc`` (pipes, connections). Names of the standard
-module that plait does not offer yet (queues, locks, shared values) are
-absent rather than borrowed from the standard library, so a program that needs them
-fails at once with an ``AttributeError`` naming them.
+start methods, contexts), ``plait.ipc`` (pipes, queues, locks, shared values),
+``plait.pool`` and ``plait.managers``. Importing those layers also offers their
+constructors on every context (``get_context("spawn").Queue()``). The standard names
+plait does not offer (``allow_connection_pickling``, ``reducer``) are absent rather than
+borrowed from the standard library, so a program that needs them fails at once with an
+``AttributeError`` naming them.
 """
 
 from plait._core.errors import TimeoutError
-from plait.ipc import AuthenticationError, BufferTooShort, Pipe, ProcessError
+from plait.ipc import (
+    Array,
+    AuthenticationError,
+    Barrier,
+    BoundedSemaphore,
+    BufferTooShort,
+    Condition,
+    Event,
+    JoinableQueue,
+    Lock,
+    Pipe,
+    ProcessError,
+    Queue,
+    RawArray,
+    RawValue,
+    RLock,
+    Semaphore,
+    SimpleQueue,
+    Value,
+)
 from plait.managers import Manager
 from plait.pool import Pool
 from plait.process import (
@@ -29,14 +50,28 @@ from plait.process import (
 )
 
 __all__ = [
+    "Array",
     "AuthenticationError",
+    "Barrier",
+    "BoundedSemaphore",
     "BufferTooShort",
+    "Condition",
+    "Event",
+    "JoinableQueue",
+    "Lock",
     "Manager",
     "Pipe",
     "Pool",
     "Process",
     "ProcessError",
+    "Queue",
+    "RLock",
+    "RawArray",
+    "RawValue",
+    "Semaphore",
+    "SimpleQueue",
     "TimeoutError",
+    "Value",
     "active_children",
     "cpu_count",
     "current_process",

@@ -31,6 +31,7 @@ from plait.pool.results import (
     IMapUnorderedIterator,
     MapResult,
 )
+from plait.process.context import BaseContext
 
 __all__ = [
     "ApplyResult",
@@ -47,3 +48,5 @@ __all__ = [
     "TimeoutError",
     "WorkerLostError",
 ]
+
+BaseContext.provide("Pool", Pool, context_keyword="context")  # ctx.Pool(2) runs on ctx

@@ -7,8 +7,11 @@ The default context resolves the method when a process starts: the one chosen wi
 Python's ``multiprocessing`` default (``fork`` on Linux before 3.14, ``forkserver``
 from 3.14, ``spawn`` on macOS), so a program behaves the same after switching imports.
 
-Higher layers extend a context by subclassing ``BaseContext`` (this layer cannot know
-about queues or locks); ``child_handle`` is the one place that maps a method name to the
+Higher layers extend every context with ``BaseContext.provide``: this layer cannot know
+about queues, locks or pools (they sit above it), so ``plait.ipc``, ``plait.pool`` and
+``plait.managers`` each offer their constructors as ``ctx.Queue()``, ``ctx.Pool()``,
+``ctx.Manager()`` when they are imported (the drop-in face imports them all);
+``child_handle`` is the one place that maps a method name to the
 code that starts a child, and it imports that code only when the method is first used.
 """
 
@@ -82,6 +85,25 @@ class BaseContext:
     freeze_support = staticmethod(freeze_support)
     get_logger = staticmethod(log.get_logger)
     log_to_stderr = staticmethod(log.log_to_stderr)
+
+    @classmethod
+    def provide(cls, name: str, factory: Any, *, context_keyword: str | None = None) -> None:
+        """Offer ``ctx.<name>(...)`` on every context, calling ``factory``.
+
+        With ``context_keyword``, the context is passed to ``factory`` under that keyword
+        unless the caller gave one (``ctx.Pool(2)`` is ``Pool(2, context=ctx)``).
+        """
+        if context_keyword is None:
+            setattr(cls, name, staticmethod(factory))
+            return
+
+        def bound(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault(context_keyword, self)
+            return factory(*args, **kwargs)
+
+        bound.__name__ = bound.__qualname__ = name
+        bound.__doc__ = factory.__doc__
+        setattr(cls, name, bound)
 
     def get_context(self, method: str | None = None) -> BaseContext:
         """The context of ``method``, or this context for ``None``.

@@ -16,7 +16,7 @@ import plait.ipc.queues as queues
 import plait.ipc.sharedctypes as sharedctypes
 import plait.ipc.synchronize as sync
 import plait.process
-from tests.conftest import child_pids, open_fds, wait_until
+from tests.conftest import child_pids, open_fds, stop_helper_processes, wait_until
 
 _STD = multiprocessing.get_context("fork")
 _PLAIT = plait.process.get_context("fork")
@@ -80,11 +80,12 @@ def no_shm_leaks(request):
         for name in ("shm",)
     ) or ("api" in request.fixturenames and request.getfixturevalue("api") is STANDARD)
     fds, threads, names = open_fds(), set(threading.enumerate()), shm_names()
+    before = child_pids()
     yield
-    tracker = multiprocessing.resource_tracker._resource_tracker._pid  # the stdlib's helper
+    stop_helper_processes()
 
     def children():
-        return child_pids() - {tracker}
+        return child_pids() - before
 
     assert wait_until(lambda: not children(), 10), f"children left: {children()}"
     assert wait_until(

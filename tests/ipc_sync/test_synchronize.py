@@ -399,17 +399,26 @@ def test_threads_of_one_process_share_a_lock():
     assert counter[0] == 20000
 
 
-@pytest.mark.skip(
-    reason="plait's spawn and forkserver start methods do not pass fds to the child yet "
-    "(plait/process/spawn.py pickles the Process without an FdCollector), so a lock "
-    "cannot travel as a spawned child's argument"
-)
-def test_lock_as_argument_of_a_spawned_child():
-    ctx = plait.process.get_context("spawn")
-    lock = Lock()
-    child = ctx.Process(target=_add_under_lock, args=(lock, mmap.mmap(-1, 8), 1))
-    child.start()
-    assert finish(child) == 0
+def _add_to_value(lock, value, times):
+    for _ in range(times):
+        with lock:
+            value.value += 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_lock_and_value_as_arguments_of_started_children(method, no_shm_leaks):
+    """The start methods carry the primitives' fds: the children share one lock word."""
+    from plait.ipc.sharedctypes import RawValue
+
+    ctx = plait.process.get_context(method)
+    lock, value = Lock(), RawValue("q", 0)
+    children = [ctx.Process(target=_add_to_value, args=(lock, value, 500)) for _ in range(3)]
+    for child in children:
+        child.start()
+    _add_to_value(lock, value, 500)
+    assert [finish(child) for child in children] == [0, 0, 0]
+    assert value.value == 2000
 
 
 CHILD_REBUILDS_PRIMITIVES = """
@@ -426,8 +435,8 @@ event.wait(30)
 
 
 def test_primitives_travel_by_the_spawn_hook(no_shm_leaks):
-    # What plait's spawn start method will do once it passes fds (see the skipped test
-    # above): pickle under an FdCollector, hand the fds to a fresh interpreter.
+    # What plait's spawn start method does: pickle under an FdCollector, hand the fds
+    # to a fresh interpreter.
     from plait.ipc.queues import Queue
     from plait.ipc.sharedctypes import Value
 
