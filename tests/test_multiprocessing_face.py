@@ -87,24 +87,29 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.timeout(90)
-@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
-def test_classic_program_prints_the_same_on_both(tmp_path, method):
+def run_on_both(tmp_path, source: str, method: str, timeout: float) -> str:
+    """Run ``source`` as a script once importing each module; return the common stdout."""
     outputs = {}
     for module in ("multiprocessing", "plait.multiprocessing"):
-        script = tmp_path / f"classic_{module.replace('.', '_')}.py"
-        script.write_text(textwrap.dedent(CLASSIC.format(module=module)))
+        script = tmp_path / f"program_on_{module.replace('.', '_')}.py"
+        script.write_text(textwrap.dedent(source.format(module=module)))
         run = subprocess.run(
             [sys.executable, str(script), method],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
             cwd=tmp_path,
         )
         assert run.returncode == 0, f"{module}: {run.stderr}"
         outputs[module] = run.stdout
     assert outputs["plait.multiprocessing"] == outputs["multiprocessing"]
-    assert "[0, 1, 4]" in outputs["multiprocessing"]
+    return outputs["multiprocessing"]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_classic_program_prints_the_same_on_both(tmp_path, method):
+    assert "[0, 1, 4]" in run_on_both(tmp_path, CLASSIC, method, timeout=60)
 
 
 CONTEXT = """
@@ -144,18 +149,5 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_context_constructors_behave_the_same(tmp_path, method):
     """ctx.Queue/Lock/Value/Event/Pool/Manager: one script, both modules, same output."""
-    outputs = {}
-    for module in ("multiprocessing", "plait.multiprocessing"):
-        script = tmp_path / f"ctx_{module.replace('.', '_')}.py"
-        script.write_text(textwrap.dedent(CONTEXT.format(module=module)))
-        run = subprocess.run(
-            [sys.executable, str(script), method],
-            capture_output=True,
-            text=True,
-            timeout=100,
-            cwd=tmp_path,
-        )
-        assert run.returncode == 0, f"{module}: {run.stderr}"
-        outputs[module] = run.stdout
-    assert outputs["plait.multiprocessing"] == outputs["multiprocessing"]
-    assert "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in outputs["multiprocessing"]
+    output = run_on_both(tmp_path, CONTEXT, method, timeout=100)
+    assert "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in output
