@@ -55,6 +55,19 @@ header that makes no sense (unknown kind, fds that did not arrive, a cut record)
 ``FrameError``. After either error on the receiving side the rest of the frame is still
 in the socket, so the caller must close the channel.
 
+Waiting: a receive with no deadline first tries ``SPIN_TRIES`` non-blocking reads of
+the first record before it blocks. A reply often comes within tens of microseconds, and
+blocking costs far more than that here: the waiting CPU goes idle, and on a virtual
+machine (the ``haltpoll`` idle driver of these 2-core VMs) waking a halted CPU costs a
+trip through the hypervisor. Measured on a quiet machine, Pipe ping-pong went from 14k
+to 60-100k round trips per second (the standard library: 15-22k). The price is at most
+about 60 microseconds of CPU per receive that does block, and the budget adapts per
+channel: a receive that blocked only briefly doubles it (up to ``SPIN_TRIES``), one
+that blocked long halves it, so a channel whose peer is slow, or whose CPUs are all
+busy (more processes than cores), soon stops spinning and leaves the CPU to them. A
+receive with a deadline does not spin: its socket is in timeout mode, where each try
+would wait.
+
 A channel is not thread-safe: one sender and one receiver at a time, as with the
 standard library's connections.
 """
@@ -79,6 +92,7 @@ __all__ = [
     "MAX_BUFFERS",
     "MAX_MESSAGE_SIZE",
     "SEGMENT_THRESHOLD",
+    "SPIN_TRIES",
     "MessageTooLarge",
     "FrameError",
     "Channel",
@@ -89,9 +103,12 @@ PLAIN, INLINE, SEGMENT, FDS_NEXT = 1, 2, 3, 4
 RECORD_SIZE = 64 * 1024  # well under the smallest default SO_SNDBUF (~200 KB)
 MAX_BUFFERS = 512  # the table then fits in the first record; callers pickle in-band past it
 MAX_MESSAGE_SIZE = 1 << 32  # default limit of payload + buffers, per message
+SPIN_TRIES = 50  # non-blocking reads before a receive blocks (see "Waiting"): ~60 µs
+_SPIN_WORTH = 200e-6  # a blocking wait shorter than this means spinning would have paid
 SEGMENT_THRESHOLD = 32 << 20  # measured: below it two copies through the socket win
 _IOV_MAX = 1024
 _MSG_TRUNC = int(socket.MSG_TRUNC)
+_MSG_TRUNC_NOWAIT = _MSG_TRUNC | int(socket.MSG_DONTWAIT)
 _MSG_CTRUNC = int(socket.MSG_CTRUNC)
 _pack_header = HEADER.pack
 _unpack_header = HEADER.unpack_from
@@ -137,6 +154,7 @@ class Channel:
         self._first = [self._view]
         self._scratch = bytearray()  # reused for large plain payloads, up to _SCRATCH_MAX
         self._deadline: float | None = None
+        self._spins = SPIN_TRIES  # adapted per channel, see "Waiting"
         # Bound methods cached: send/recv run once per message on the hot path.
         self._sendmsg = sock.sendmsg
         self._send = sock.send
@@ -256,10 +274,12 @@ class Channel:
         """
         view = self._view
         if self.records:
-            if self._deadline is not None:
-                self._refresh_timeout()
             # MSG_TRUNC: the kernel returns the record's real length, so a cut is seen.
-            got = self._recv_into(view, 0, _MSG_TRUNC)
+            if self._deadline is None:
+                got = self._recv_first_record(view)
+            else:
+                self._refresh_timeout()
+                got = self._recv_into(view, 0, _MSG_TRUNC)
             if HEADER.size <= got <= RECORD_SIZE:
                 kind, nfds, _, count, size = _unpack_header(view)
                 if kind == PLAIN and not nfds and not count and got == HEADER.size + size:
@@ -275,6 +295,23 @@ class Channel:
         except BaseException:
             fdpass.close_all(fds)
             raise
+
+    def _recv_first_record(self, view: memoryview) -> int:
+        """``recv_into`` the first record, spinning before it blocks (see "Waiting")."""
+        recv_into = self._recv_into
+        spins = self._spins
+        for _ in range(spins):
+            try:
+                return recv_into(view, 0, _MSG_TRUNC_NOWAIT)
+            except BlockingIOError:
+                pass
+        started = time.perf_counter()
+        got = recv_into(view, 0, _MSG_TRUNC)
+        if time.perf_counter() - started < _SPIN_WORTH:
+            self._spins = min(SPIN_TRIES, 2 * spins + 1)  # a little more would have caught it
+        else:
+            self._spins = spins // 2  # the peer is slow or the CPUs are busy: stop burning
+        return got
 
     def _recv_with_fds(self, view: memoryview) -> tuple[int, list[int]]:
         """After ``_FDS_NEXT``: receive the start of the frame and the fds beside it."""
