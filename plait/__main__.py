@@ -446,6 +446,9 @@ def demo() -> int:
     return 0
 
 
+BENCH_CAP = 900  # seconds a whole benchmark script may take before it is stopped
+
+
 def bench(names: list[str]) -> int:
     here = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
     scripts = sorted(here.glob("bench_*.py"))
@@ -457,7 +460,11 @@ def bench(names: list[str]) -> int:
     status = 0
     for script in scripts:
         print(f"\n### {script.name}", flush=True)
-        status |= subprocess.call([sys.executable, str(script)])
+        try:
+            status |= subprocess.run([sys.executable, str(script)], timeout=BENCH_CAP).returncode
+        except subprocess.TimeoutExpired:
+            print(f"### {script.name}: over its cap of {BENCH_CAP} s, stopped", flush=True)
+            status = 1
     return status
 
 
