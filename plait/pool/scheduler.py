@@ -173,6 +173,8 @@ class ProcessEngine(Engine):
                 self._start_worker()
         except BaseException:
             self._kill_all()
+            for w in self._workers:
+                w.handle.close()
             self._close_wake()
             raise
         self._thread = threading.Thread(target=self._run, name="plait-pool-scheduler", daemon=True)

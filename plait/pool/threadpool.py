@@ -25,7 +25,7 @@ def _run(func, kind: int, items: list) -> tuple[list, list | None]:
         args, kwds = items[0]
         try:
             return [func(*args, **kwds)], None
-        except Exception as exc:
+        except BaseException as exc:  # sys.exit() in a task fails the task, not the thread
             return [None], [(0, exc)]
     if kind == MAP:
         calls = map(func, items)
@@ -37,7 +37,7 @@ def _run(func, kind: int, items: list) -> tuple[list, list | None]:
         try:
             values.extend(calls)
             return values, errors
-        except Exception as exc:
+        except BaseException as exc:
             if errors is None:
                 errors = []
             errors.append((len(values), exc))
@@ -90,9 +90,14 @@ class ThreadEngine(Engine):
         return tuple(t.name for t in self._threads if t.is_alive())
 
     def _work(self) -> None:
-        if self._initializer is not None:
-            self._initializer(*self._initargs)
         name = threading.current_thread().name
+        failed = None  # a worker whose initializer raised answers every task with that error
+        if self._initializer is not None:
+            try:
+                self._initializer(*self._initargs)
+            except BaseException as exc:
+                failed = RuntimeError(f"the pool's initializer failed in thread {name}: {exc!r}")
+                failed.__cause__ = exc
         clock = time.perf_counter
         while True:
             with self.lock:
@@ -108,7 +113,10 @@ class ThreadEngine(Engine):
                     self._cond.wait()
             job, start, items = taken
             started = clock()
-            values, errors = _run(job.func, job.kind, items)
+            if failed is None:
+                values, errors = _run(job.func, job.kind, items)
+            else:
+                values, errors = [None] * len(items), [(i, failed) for i in range(len(items))]
             seconds = clock() - started
             with self.lock:
                 self.busy[name] = self.busy.get(name, 0.0) + seconds

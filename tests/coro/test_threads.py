@@ -38,11 +38,16 @@ def test_run_in_thread_pool_is_bounded():
     active = [0]
     peak = [0]
     lock = threading.Lock()
+    three_at_once = threading.Barrier(3, timeout=10)  # the bound is reached, whatever the load
 
     def work():
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
+        try:
+            three_at_once.wait()  # 12 calls pass in groups of three, if three ever overlap
+        except threading.BrokenBarrierError:
+            pass  # fewer than three ran at once: the assertion below says so
         time.sleep(0.02)
         with lock:
             active[0] -= 1

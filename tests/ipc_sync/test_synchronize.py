@@ -183,6 +183,7 @@ def test_condition_wait_for_and_notify_all(api, no_shm_leaks):
 
 def _wait_and_report(cond, conn):
     with cond:
+        conn.send("ready")  # sent holding the lock, which only wait() gives back
         conn.send(cond.wait(10))
 
 
@@ -190,8 +191,8 @@ def test_condition_notify_n_wakes_n(api, no_shm_leaks):
     cond = api.Condition(api.Lock())
     a, b = Pipe()
     children = [run(api, _wait_and_report, cond, b) for _ in range(3)]
-    time.sleep(0.3)
-    with cond:
+    assert [a.recv(timeout=20) for _ in range(3)] == ["ready"] * 3
+    with cond:  # taken only once every child sits in wait()
         cond.notify(2)
     assert [a.recv(timeout=10) for _ in range(2)] == [True, True]
     assert not a.poll(0.2)

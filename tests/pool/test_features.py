@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import plait.process
@@ -138,3 +140,26 @@ def test_backend_arguments_are_checked(no_leaks):
         Pool(1, address="tcp://127.0.0.1:1")
     with pytest.raises(ValueError):
         Pool(1, backend="no-such-backend")
+
+
+def raise_value_error():
+    raise ValueError("initializer says no")
+
+
+@pytest.mark.timeout(60)
+def test_thread_pool_with_a_failing_initializer_fails_tasks_instead_of_hanging():
+    with ThreadPool(2, initializer=raise_value_error) as pool:
+        with pytest.raises(RuntimeError, match="initializer failed") as info:
+            pool.apply_async(abs, (-1,)).get(10)
+        assert isinstance(info.value.__cause__, ValueError)
+        with pytest.raises(RuntimeError, match="initializer failed"):
+            pool.map(abs, range(5))
+
+
+@pytest.mark.timeout(60)
+def test_thread_pool_task_calling_sys_exit_fails_only_that_task():
+    with ThreadPool(2) as pool:
+        with pytest.raises(SystemExit):
+            pool.apply(sys.exit, (3,))
+        assert pool.map(abs, [-1, -2]) == [1, 2]
+        assert pool.stats().in_flight == 0
