@@ -54,6 +54,7 @@ from plait.process.spawn import (
     load_and_run,
     preparation_data,
     prepare,
+    read_exactly,
 )
 
 __all__ = ["ForkServerChild", "set_forkserver_preload", "stop_server", "serve"]
@@ -101,7 +102,7 @@ class ForkServerChild:
                 collector.close()
                 theirs.close()
             mine.sendall(_LENGTH.pack(len(payload)) + payload)
-            pid = _read_exactly(mine.fileno(), _PID.size)
+            pid = read_exactly(mine.fileno(), _PID.size)
             if len(pid) < _PID.size:
                 raise OSError("the fork server closed the connection before reporting a pid")
         except BaseException:
@@ -119,7 +120,7 @@ class ForkServerChild:
         if self.returncode is None:
             with self._lock:
                 if self.returncode is None and wait_readable(self.sentinel, 0):
-                    data = _read_exactly(self.sentinel, _CODE.size)
+                    data = read_exactly(self.sentinel, _CODE.size)
                     if len(data) == _CODE.size:
                         self.returncode = _CODE.unpack(data)[0]
                     else:
@@ -160,17 +161,6 @@ class ForkServerChild:
     def __del__(self, _close=os.close) -> None:
         if self.sentinel >= 0:
             _close(self.sentinel)
-
-
-def _read_exactly(fd: int, n: int) -> bytes:
-    """Read ``n`` bytes from ``fd``, fewer only at EOF (blocks until then)."""
-    data = b""
-    while len(data) < n:
-        chunk = os.read(fd, n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def _request(fds: list[int], with_lifeline: bool) -> None:
@@ -344,8 +334,8 @@ def _run_child(
         children.clear()
         if lifeline_fd >= 0:
             lifeline.arm(lifeline_fd)
-        header = _read_exactly(conn, _LENGTH.size)
-        payload = _read_exactly(conn, _LENGTH.unpack(header)[0]) if header else b""
+        header = read_exactly(conn, _LENGTH.size)
+        payload = read_exactly(conn, _LENGTH.unpack(header)[0]) if header else b""
         os.close(conn)
         if payload:
             code = load_and_run(payload, fds)

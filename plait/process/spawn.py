@@ -189,17 +189,36 @@ class SpawnChild(DirectChild):
         super().__init__(pid, lifeline_fd >= 0)
         try:
             with open(w, "wb", closefd=True) as pipe:
-                pipe.write(payload)
+                pipe.write(frame_payload(payload))
         except BrokenPipeError:
             pass  # the child died before reading; its exit code tells why
 
 
-def read_to_eof(fd: int) -> bytes:
-    """Read ``fd`` until EOF (blocks while the writer holds it open)."""
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)
+def read_exactly(fd: int, n: int) -> bytes:
+    """Read ``n`` bytes from ``fd``, fewer only at EOF (blocks until then)."""
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def read_payload(fd: int) -> bytes:
+    """Read a payload framed by ``frame_payload``.
+
+    Length-prefixed rather than read to EOF: a process that another thread of the parent
+    forks while this child starts inherits the pipe's write end (close-on-exec does not
+    apply to fork), and EOF would then wait for that unrelated process to exit.
+    """
+    header = read_exactly(fd, 8)
+    return read_exactly(fd, int.from_bytes(header, "little")) if len(header) == 8 else b""
+
+
+def frame_payload(payload: bytes) -> bytes:
+    """``payload`` with the 8-byte length ``read_payload`` expects."""
+    return len(payload).to_bytes(8, "little") + payload
 
 
 def prepare(data: dict[str, Any]) -> None:
@@ -320,6 +339,6 @@ def main(fd: int, lifeline_fd: int) -> None:
     """Entry point of a spawned child (see ``child_command``); never returns."""
     if lifeline_fd >= 0:
         lifeline.arm(lifeline_fd)
-    payload = read_to_eof(fd)
+    payload = read_payload(fd)
     os.close(fd)
     sys.exit(load_and_run(payload))

@@ -619,3 +619,37 @@ def test_objects_owning_fds_travel_to_the_child(method, no_leaks):
         os.close(r)
         if w >= 0:
             os.close(w)
+
+
+@pytest.mark.timeout(60)
+def test_spawn_is_not_held_up_by_a_fork_from_another_thread(no_leaks):
+    """A child forked by another thread while a spawn starts inherits the payload pipe;
+    the spawned child must not wait for that unrelated process to exit."""
+    stop = threading.Event()
+    forked = []
+
+    def fork_sleepers():
+        while not stop.is_set():
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(5)
+                os._exit(0)
+            forked.append(pid)
+            time.sleep(0.001)
+
+    forker = threading.Thread(target=fork_sleepers)
+    forker.start()
+    try:
+        ctx = plait.process.get_context("spawn")
+        for _ in range(5):
+            p = ctx.Process(target=int)
+            p.start()
+            p.join(4)  # a spawn is ~30 ms; a sleeper would hold it for 5 s
+            assert p.exitcode == 0, "a spawned child waited for a forked sibling"
+            p.close()
+    finally:
+        stop.set()
+        forker.join(10)
+        for pid in forked:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
