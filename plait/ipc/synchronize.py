@@ -97,8 +97,12 @@ class _Block:
                 os.close(fd)
                 raise
         else:
-            actual = os.fstat(fd).st_size
-            if actual < size or not fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK:
+            try:
+                actual = os.fstat(fd).st_size
+                sealed = fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK
+            except OSError:  # not a memfd at all (F_GET_SEALS: EINVAL)
+                actual, sealed = 0, 0
+            if actual < size or not sealed:
                 os.close(fd)
                 raise ValueError(f"the fd sent as a {size}-byte sync block is not one")
         self.fd = fd
