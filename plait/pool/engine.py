@@ -69,6 +69,19 @@ class Engine:
     def wake(self) -> None:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Accept no more work; finish what was accepted (see the states above)."""
+        with self.lock:
+            if self.state == RUN:
+                self.state = CLOSE
+            self.wake()
+
+    def terminate(self) -> None:
+        """Stop now; the engine fails whatever is pending when it stops its workers."""
+        with self.lock:
+            self.state = TERMINATE
+            self.wake()
+
     # -- callers' side --------------------------------------------------------------
 
     def check_running(self) -> None:

@@ -191,17 +191,6 @@ class ProcessEngine(Engine):
                 except OSError:  # closed: the scheduler has ended
                     pass
 
-    def close(self) -> None:
-        with self.lock:
-            if self.state == RUN:
-                self.state = CLOSE
-            self.wake()
-
-    def terminate(self) -> None:
-        with self.lock:
-            self.state = TERMINATE
-            self.wake()
-
     def join(self, timeout: float | None) -> bool:
         if threading.current_thread() is self._thread:
             return False

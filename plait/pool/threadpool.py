@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
-from plait.pool.engine import CLOSE, RUN, TERMINATE, Engine
+from plait.pool.engine import CLOSE, TERMINATE, Engine
 from plait.pool.errors import PoolTerminatedError
 from plait.pool.worker import APPLY, MAP
 
@@ -63,12 +63,6 @@ class ThreadEngine(Engine):
 
     def wake(self) -> None:
         with self.lock:
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        with self.lock:
-            if self.state == RUN:
-                self.state = CLOSE
             self._cond.notify_all()
 
     def terminate(self) -> None:

@@ -27,7 +27,7 @@ import select
 
 from plait.process import lifeline
 
-__all__ = ["DirectChild", "wait_readable"]
+__all__ = ["ChildHandle", "DirectChild", "wait_readable"]
 
 _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 UNKNOWN_EXITCODE = 255
@@ -47,10 +47,39 @@ def wait_readable(fd: int, timeout: float | None) -> bool:
     return bool(poller.poll(ms))
 
 
-class DirectChild:
-    """A child of this process: its pid, a pidfd as sentinel, and its exit code once reaped."""
+class ChildHandle:
+    """What every child handle shares: the signals and the sentinel's lifetime.
 
-    sentinel = -1  # until pidfd_open succeeded
+    A subclass sets ``sentinel`` (an fd) once its start succeeded and implements
+    ``send_signal``, which must not signal a child that has ended.
+    """
+
+    sentinel = -1  # until the start succeeded
+
+    def send_signal(self, signum: int) -> None:
+        raise NotImplementedError
+
+    def terminate(self) -> None:
+        """SIGTERM, unless the child has ended; does not wait."""
+        self.send_signal(_signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL, unless the child has ended; does not wait."""
+        self.send_signal(_signal.SIGKILL)
+
+    def close(self) -> None:
+        """Close the sentinel."""
+        if self.sentinel >= 0:
+            os.close(self.sentinel)
+            self.sentinel = -1
+
+    def __del__(self, _close=os.close) -> None:
+        if self.sentinel >= 0:
+            _close(self.sentinel)
+
+
+class DirectChild(ChildHandle):
+    """A child of this process: its pid, a pidfd as sentinel, and its exit code once reaped."""
 
     def __init__(self, pid: int, holds_lifeline: bool) -> None:
         self.pid = pid
@@ -100,21 +129,3 @@ class DirectChild:
                 _signal.pidfd_send_signal(self.sentinel, signum)
             except ProcessLookupError:
                 pass
-
-    def terminate(self) -> None:
-        """SIGTERM, unless the child has ended; does not wait."""
-        self.send_signal(_signal.SIGTERM)
-
-    def kill(self) -> None:
-        """SIGKILL, unless the child has ended; does not wait."""
-        self.send_signal(_signal.SIGKILL)
-
-    def close(self) -> None:
-        """Close the sentinel."""
-        if self.sentinel >= 0:
-            os.close(self.sentinel)
-            self.sentinel = -1
-
-    def __del__(self, _close=os.close) -> None:
-        if self.sentinel >= 0:
-            _close(self.sentinel)

@@ -45,7 +45,7 @@ import struct
 
 from plait._core.fdpass import MAX_FDS
 from plait.process import lifeline
-from plait.process.child import UNKNOWN_EXITCODE, wait_readable
+from plait.process.child import UNKNOWN_EXITCODE, ChildHandle, wait_readable
 from plait.process.process import Process, flush_std_streams
 from plait.process.spawn import (
     STDIN_FROM_DEVNULL,
@@ -82,11 +82,10 @@ def set_forkserver_preload(module_names: list[str]) -> None:
     _preload = list(module_names)
 
 
-class ForkServerChild:
+class ForkServerChild(ChildHandle):
     """A child forked by the fork server; exit code and sentinel come through a socket."""
 
     method = "forkserver"
-    sentinel = -1  # until the start succeeded
 
     def __init__(self, process_obj: Process) -> None:
         payload, collector = dumps_payload(process_obj, self.method)
@@ -143,24 +142,6 @@ class ForkServerChild:
                 os.kill(self.pid, signum)
             except ProcessLookupError:
                 pass
-
-    def terminate(self) -> None:
-        """SIGTERM, unless the child has ended; does not wait."""
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        """SIGKILL, unless the child has ended; does not wait."""
-        self.send_signal(signal.SIGKILL)
-
-    def close(self) -> None:
-        """Close the sentinel."""
-        if self.sentinel >= 0:
-            os.close(self.sentinel)
-            self.sentinel = -1
-
-    def __del__(self, _close=os.close) -> None:
-        if self.sentinel >= 0:
-            _close(self.sentinel)
 
 
 def _request(fds: list[int], with_lifeline: bool) -> None:

@@ -163,17 +163,6 @@ class RemoteEngine(Engine):
             self._finished.append(handle)
             self._cond.notify()
 
-    def close(self) -> None:
-        with self.lock:
-            if self.state not in (CLOSE, TERMINATE):
-                self.state = CLOSE
-            self.wake()
-
-    def terminate(self) -> None:
-        with self.lock:
-            self.state = TERMINATE
-            self.wake()
-
     def join(self, timeout: float | None) -> bool:
         if threading.current_thread() is self._thread:
             return False
