@@ -8,7 +8,6 @@ import pickle
 import queue
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -186,7 +185,8 @@ def test_consumer_killed_while_copying_large_items_out(no_shm_leaks):
     for i in range(3):
         q.put((i, payload))
     consumer = run(PLAIT, _get_forever, q)
-    time.sleep(0.05)
+    # Kill it once it has claimed an item: while it copies one out, or between gets.
+    assert wait_until(lambda: q.qsize() < 3, 10)
     os.kill(consumer.pid, signal.SIGKILL)
     assert finish(consumer) == -signal.SIGKILL
     for i in range(3, 10):  # room is freed again, also what a dead getter claimed
