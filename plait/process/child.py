@@ -82,9 +82,26 @@ class DirectChild(ChildHandle):
     """A child of this process: its pid, a pidfd as sentinel, and its exit code once reaped."""
 
     def __init__(self, pid: int, holds_lifeline: bool) -> None:
+        """Take charge of the child ``pid``, just created by this process.
+
+        Raises ``OSError`` (with the errno of ``pidfd_open``, e.g. ``EMFILE`` when this
+        process is out of fds) if no pidfd can be opened: the child is then SIGKILLed and
+        reaped before the error propagates, so a failed start leaves no zombie and no
+        orphan behind.
+        """
         self.pid = pid
         self.returncode: int | None = None
-        self.sentinel = os.pidfd_open(pid)
+        try:
+            self.sentinel = os.pidfd_open(pid)
+        except OSError as e:
+            kill_and_reap(pid)
+            if holds_lifeline:
+                lifeline.release()
+            raise OSError(
+                e.errno,
+                f"cannot watch child {pid}: pidfd_open failed ({e.strerror}); "
+                "the child was killed and reaped",
+            ) from e
         self._lock = _thread.allocate_lock()
         self._holds_lifeline = holds_lifeline
 
@@ -129,3 +146,15 @@ class DirectChild(ChildHandle):
                 _signal.pidfd_send_signal(self.sentinel, signum)
             except ProcessLookupError:
                 pass
+
+
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL and reap a child of ours that we cannot watch. Blocks until it is gone:
+    a SIGKILLed process ends without running any code of its own. The pid cannot have
+    been recycled: nobody reaped the child yet (unless the program reaps behind our back,
+    with ``os.wait()`` or SIGCHLD ignored; then there is nothing left to do)."""
+    try:
+        os.kill(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass

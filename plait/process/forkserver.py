@@ -27,6 +27,12 @@ child's pidfd, and when the child ends reaps it and writes the exit code (4 byte
 the exit code is there to read. If the server dies, ``mine`` reads EOF and the exit code
 is 255, as in ``multiprocessing``.
 
+A request that fails does not end the server: if ``fork`` fails (``EAGAIN`` at the
+process limit) or ``pidfd_open`` does (``EMFILE``; the child just forked is then killed
+and reaped), the server writes the negated errno in place of the pid, closes ``theirs``
+and serves the next request; the parent raises ``OSError`` with that errno, as a failed
+``os.fork`` would in the ``fork`` method.
+
 Lifetime: the server exits when the control socket reports EOF, that is when the parent
 is gone, however it died. Only the parent holds the control socket: it is close-on-exec,
 and an at-fork hook closes it in any process forked from the parent (which starts its
@@ -37,6 +43,7 @@ to prove nothing leaks). A server that died is replaced by the next start.
 from __future__ import annotations
 
 import _thread
+import errno
 import os
 import select
 import signal
@@ -45,7 +52,7 @@ import struct
 
 from plait._core.fdpass import MAX_FDS
 from plait.process import lifeline
-from plait.process.child import UNKNOWN_EXITCODE, ChildHandle, wait_readable
+from plait.process.child import UNKNOWN_EXITCODE, ChildHandle, kill_and_reap, wait_readable
 from plait.process.process import Process, flush_std_streams
 from plait.process.spawn import (
     STDIN_FROM_DEVNULL,
@@ -100,16 +107,22 @@ class ForkServerChild(ChildHandle):
                     os.close(fd)
                 collector.close()
                 theirs.close()
-            mine.sendall(_LENGTH.pack(len(payload)) + payload)
-            pid = read_exactly(mine.fileno(), _PID.size)
-            if len(pid) < _PID.size:
+            try:
+                mine.sendall(_LENGTH.pack(len(payload)) + payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server refused the request and closed its end: its answer says why
+            reply = read_exactly(mine.fileno(), _PID.size)
+            if len(reply) < _PID.size:
                 raise OSError("the fork server closed the connection before reporting a pid")
+            pid = _PID.unpack(reply)[0]
+            if pid < 0:
+                raise OSError(-pid, f"the fork server could not start a child: {os.strerror(-pid)}")
         except BaseException:
             mine.close()
             if self._holds_lifeline:
                 lifeline.release()
             raise
-        self.pid = _PID.unpack(pid)[0]
+        self.pid = pid
         self.returncode: int | None = None
         self.sentinel = mine.detach()
         self._lock = _thread.allocate_lock()
@@ -185,7 +198,14 @@ def _ensure_server() -> socket.socket:
 
         data = preparation_data("forkserver")
         data["preload"] = _preload
-        mine.sendall(serialization.dumps(data))
+        try:
+            mine.sendall(serialization.dumps(data))
+        except BaseException:
+            # e.g. EMSGSIZE: more preparation data than one seqpacket record holds. The
+            # server has done nothing yet: end it now rather than wait for it to read EOF.
+            mine.close()
+            kill_and_reap(pid)
+            raise
         _control, _server_pid = mine, pid
         return mine
 
@@ -271,34 +291,64 @@ def serve(control_fd: int) -> None:
                 pid, conn = children.pop(fd)
                 poller.unregister(fd)
                 _, status = os.waitpid(pid, 0)
-                try:
-                    os.write(conn, _CODE.pack(os.waitstatus_to_exitcode(status)))
-                except OSError:
-                    pass  # the parent closed its end: nobody waits for this code
+                _answer(conn, _CODE.pack(os.waitstatus_to_exitcode(status)))
                 os.close(conn)
                 os.close(fd)
                 continue
             try:
-                kind, fds, _, _ = socket.recv_fds(control, 16, 2 + MAX_FDS)
+                kind, fds, flags, _ = socket.recv_fds(control, 16, 2 + MAX_FDS)
             except ConnectionResetError:
-                fds = []
-            if not fds:
                 return  # the parent is gone
-            conn, rest = fds[0], fds[1:]
-            lifeline_fd = rest.pop(0) if kind == b"L" else -1
-            flush_std_streams()
-            pid = os.fork()
-            if pid == 0:
-                _run_child(conn, lifeline_fd, rest, control, children)
-            for fd in rest + [lifeline_fd] * (lifeline_fd >= 0):
-                os.close(fd)
-            pidfd = os.pidfd_open(pid)
+            if not kind:
+                return  # EOF: the parent is gone
+            if not fds:
+                continue  # out of fds: the kernel closed the request's, its parent reads EOF
             try:
-                os.write(conn, _PID.pack(pid))
-            except OSError:
-                pass
-            children[pidfd] = (pid, conn)
+                pid, pidfd = _fork_child(kind, fds, flags & socket.MSG_CTRUNC, control, children)
+            except OSError as e:
+                # This request fails, with its errno; the server goes on serving.
+                _answer(fds[0], _PID.pack(-(e.errno or errno.EIO)))
+                os.close(fds[0])
+                continue
+            _answer(fds[0], _PID.pack(pid))
+            children[pidfd] = (pid, fds[0])
             poller.register(pidfd, select.POLLIN)
+
+
+def _fork_child(
+    kind: bytes, fds: list[int], truncated: int, control: socket.socket, children: dict
+) -> tuple[int, int]:
+    """Fork the child of one request; return its pid and pidfd.
+
+    Closes every fd of the request but the connection ``fds[0]``. Raises ``OSError`` if
+    the request lost fds (``truncated``: the server is out of fds), or ``fork`` or
+    ``pidfd_open`` fails; a child forked by then has been killed and reaped.
+    """
+    conn, rest = fds[0], fds[1:]
+    try:
+        if truncated:
+            raise OSError(errno.EMFILE, "the fork server is out of fds")
+        lifeline_fd, args = (rest[0], rest[1:]) if kind == b"L" else (-1, rest)
+        flush_std_streams()
+        pid = os.fork()
+        if pid == 0:
+            _run_child(conn, lifeline_fd, args, control, children)
+    finally:
+        for fd in rest:
+            os.close(fd)
+    try:
+        return pid, os.pidfd_open(pid)
+    except OSError:
+        kill_and_reap(pid)
+        raise
+
+
+def _answer(conn: int, data: bytes) -> None:
+    """Write a reply to a requester that may have gone away (then nobody needs it)."""
+    try:
+        os.write(conn, data)
+    except OSError:
+        pass
 
 
 def _run_child(

@@ -186,7 +186,11 @@ class SpawnChild(DirectChild):
             collector.close()
             if lifeline_fd >= 0:
                 os.close(lifeline_fd)
-        super().__init__(pid, lifeline_fd >= 0)
+        try:
+            super().__init__(pid, lifeline_fd >= 0)
+        except BaseException:
+            os.close(w)
+            raise
         try:
             with open(w, "wb", closefd=True) as pipe:
                 pipe.write(frame_payload(payload))
