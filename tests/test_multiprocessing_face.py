@@ -151,3 +151,30 @@ def test_context_constructors_behave_the_same(tmp_path, method):
     """ctx.Queue/Lock/Value/Event/Pool/Manager: one script, both modules, same output."""
     output = run_on_both(tmp_path, CONTEXT, method, timeout=100)
     assert "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in output
+
+
+LAZY = """
+import sys
+import {module} as multiprocessing
+
+print([m for m in {heavy} if m in sys.modules])
+print(set(multiprocessing.__all__) <= set(dir(multiprocessing)))
+ctx = multiprocessing.get_context("spawn")
+print("Pool" in dir(ctx), callable(ctx.Pool), callable(ctx.Queue), callable(ctx.Manager))
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "module, heavy",
+    [
+        ("multiprocessing", ["multiprocessing.pool", "multiprocessing.managers"]),
+        ("plait.multiprocessing", ["plait.pool", "plait.managers"]),
+    ],
+)
+def test_import_leaves_pool_and_managers_for_first_use(module, heavy):
+    """Importing the face imports neither the pool nor the managers, yet names them all."""
+    code = textwrap.dedent(LAZY.format(module=module, heavy=heavy))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["[]", "True", "True True True True"]

@@ -2,36 +2,17 @@
 
 Re-exports only; the code and its explanation live in ``plait.process`` (processes,
 start methods, contexts), ``plait.ipc`` (pipes, queues, locks, shared values),
-``plait.pool`` and ``plait.managers``. Importing those layers also offers their
-constructors on every context (``get_context("spawn").Queue()``). The standard names
+``plait.pool`` and ``plait.managers``. Only the process layer is imported with the face;
+the names of the others import their layer on first use (PEP 562 ``__getattr__``), on the
+module and on every context (``get_context("spawn").Queue()``), so ``import
+plait.multiprocessing`` costs about what ``import multiprocessing`` does. The standard names
 plait does not offer (``allow_connection_pickling``, ``reducer``) are absent rather than
 borrowed from the standard library, so a program that needs them fails at once with an
 ``AttributeError`` naming them.
 """
 
-from plait._core.errors import TimeoutError
-from plait.ipc import (
-    Array,
-    AuthenticationError,
-    Barrier,
-    BoundedSemaphore,
-    BufferTooShort,
-    Condition,
-    Event,
-    JoinableQueue,
-    Lock,
-    Pipe,
-    ProcessError,
-    Queue,
-    RawArray,
-    RawValue,
-    RLock,
-    Semaphore,
-    SimpleQueue,
-    Value,
-)
-from plait.managers import Manager
-from plait.pool import Pool
+from __future__ import annotations
+
 from plait.process import (
     Process,
     active_children,
@@ -48,6 +29,45 @@ from plait.process import (
     set_forkserver_preload,
     set_start_method,
 )
+from plait.process.context import BaseContext
+
+# Name -> the module it comes from, imported on first use (PEP 562): ``import
+# plait.multiprocessing`` costs what the process layer costs, as ``import
+# multiprocessing`` does not import its pool or managers either.
+_HOME = {
+    "TimeoutError": "plait._core.errors",
+    "AuthenticationError": "plait._core.errors",
+    "BufferTooShort": "plait._core.errors",
+    "ProcessError": "plait._core.errors",
+    "Manager": "plait.managers",
+    "Pool": "plait.pool",
+}
+_HOME.update(
+    dict.fromkeys(
+        [
+            "Array",
+            "Barrier",
+            "BoundedSemaphore",
+            "Condition",
+            "Event",
+            "JoinableQueue",
+            "Lock",
+            "Pipe",
+            "Queue",
+            "RLock",
+            "RawArray",
+            "RawValue",
+            "Semaphore",
+            "SimpleQueue",
+            "Value",
+        ],
+        "plait.ipc",
+    )
+)
+for _name, _home in _HOME.items():
+    if _home != "plait._core.errors":
+        BaseContext.provide_on_import(_home, [_name])  # ctx.Queue() imports plait.ipc
+del _name, _home
 
 __all__ = [
     "Array",
@@ -86,3 +106,19 @@ __all__ = [
     "set_forkserver_preload",
     "set_start_method",
 ]
+
+
+def __getattr__(name: str) -> object:
+    try:
+        home = _HOME[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    import importlib  # noqa: PLC0415 - on first use
+
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -10,7 +10,8 @@ from 3.14, ``spawn`` on macOS), so a program behaves the same after switching im
 Higher layers extend every context with ``BaseContext.provide``: this layer cannot know
 about queues, locks or pools (they sit above it), so ``plait.ipc``, ``plait.pool`` and
 ``plait.managers`` each offer their constructors as ``ctx.Queue()``, ``ctx.Pool()``,
-``ctx.Manager()`` when they are imported (the drop-in face imports them all);
+``ctx.Manager()`` when they are imported (the drop-in face names them with
+``provide_on_import``, and a context imports them on first use);
 ``child_handle`` is the one place that maps a method name to the
 code that starts a child, and it imports that code only when the method is first used.
 """
@@ -25,6 +26,7 @@ from plait.process.process import Process, active_children, current_process, par
 # Annotations only: importing typing would cost every child ~10 ms (see spawn).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 __all__ = [
@@ -43,6 +45,9 @@ __all__ = [
 ]
 
 START_METHODS = ("fork", "spawn", "forkserver")
+
+# Context attribute -> the module that provides it when imported (provide_on_import).
+_on_import: dict[str, str] = {}
 
 
 def _platform_default() -> str:
@@ -104,6 +109,29 @@ class BaseContext:
         bound.__name__ = bound.__qualname__ = name
         bound.__doc__ = factory.__doc__
         setattr(cls, name, bound)
+
+    @staticmethod
+    def provide_on_import(module: str, names: Iterable[str]) -> None:
+        """Offer ``ctx.<name>`` for each of ``names`` before ``module`` is imported.
+
+        The first such lookup imports ``module``, which must ``provide`` the name. The
+        drop-in face uses this so ``import plait.multiprocessing`` stays cheap while
+        ``get_context("spawn").Pool`` keeps working.
+        """
+        for name in names:
+            _on_import.setdefault(name, module)
+
+    def __getattr__(self, name: str) -> Any:
+        module = _on_import.get(name)
+        if module is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        import importlib  # noqa: PLC0415 - on first use
+
+        importlib.import_module(module)
+        return object.__getattribute__(self, name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(_on_import))
 
     def get_context(self, method: str | None = None) -> BaseContext:
         """The context of ``method``, or this context for ``None``.
