@@ -18,7 +18,7 @@ tasks, (d) 32 arrays; ``--quick`` divides them further. The default-argument var
 ``ProcessPoolExecutor``, loky and pebble (chunksize 1) run (a) on 20,000 items,
 reported per item (on 200,000 they take minutes).
 
-Run: python benchmarks/bench_pool.py [--quick]
+Run: python benchmarks/bench_pool.py [--quick] [--cases abcde]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import plait.futures
 import plait.pool
 
 QUICK = "--quick" in sys.argv
+CASES = sys.argv[sys.argv.index("--cases") + 1] if "--cases" in sys.argv else "abcde"
 SCALE = 4 if QUICK else 1
 WORKERS = 2
 N_TINY = 200_000 // SCALE
@@ -369,13 +370,13 @@ def main() -> None:
     )
     peers = Peers()
     try:
-        case_a(bench, peers)
-        case_b(bench, peers)
-        case_c(bench, peers)
-        case_d(bench, peers)
+        for letter, case in zip("abcd", (case_a, case_b, case_c, case_d), strict=True):
+            if letter in CASES:
+                case(bench, peers)
     finally:
         peers.close()
-    case_e(bench)
+    if "e" in CASES:
+        case_e(bench)
     bench.close()
 
 

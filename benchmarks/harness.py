@@ -7,7 +7,10 @@ its figure in the case's unit (or ``(figure, result)``, and then the results of 
 variants must be equal: checked after round one, outside the timed region). The variants
 run interleaved, round by round, in rotated order, so a slow minute hurts all alike. Each
 call is capped by a SIGALRM timer: a variant that overruns is reported "over cap" and
-dropped from the later rounds, it never hangs the run.
+dropped from the later rounds, it never hangs the run. Before each call the garbage of
+the calls before it is collected (``gc.collect``): otherwise a variant that leaves tens of
+thousands of objects behind (futures, say) makes the young-generation collections of the
+next variant, whoever it is, scan them all, and the next variant pays for the previous one.
 
 The table prints each variant's median, the min-max spread, and "plait x": per round,
 how many times better plait did than that variant (plait / peer for rates, peer / plait
@@ -22,6 +25,7 @@ spread that straddles 1 means no difference.
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import os
 import platform
@@ -128,6 +132,7 @@ class Bench:
                     if n in notes:
                         figures[n].append(None)
                         continue
+                    gc.collect()
                     signal.setitimer(signal.ITIMER_REAL, cap)
                     try:
                         out = variants[n]()
