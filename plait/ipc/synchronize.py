@@ -18,10 +18,18 @@ the essay on the algorithms). Nothing lives in a server process or a named semap
 
 ``Lock``, ``RLock``, ``Semaphore`` and ``BoundedSemaphore`` are the C type ``SemLock``
 itself (subclassed only for construction, pickling and ``repr``), so ``acquire``,
-``release`` and ``with`` cost one C call. ``Condition``, ``Event`` and ``Barrier`` are
-built on them in Python with the standard library's algorithms (``Condition`` counts
-sleepers and woken waiters in three semaphores, as ``multiprocessing`` does), except
-``Event``, which is one futex word of its own.
+``release`` and ``with`` cost one C call. ``Condition`` and ``Barrier`` are built on
+them in Python with ``threading``'s algorithms: a ``Condition`` waiter sleeps on a
+semaphore of its own, in a slot of the condition's block that names its process, so
+``notify`` never waits for anyone and skips waiters that were killed in ``wait``
+(``multiprocessing``'s ``notify`` waits for each woken waiter to acknowledge, forever
+if it was killed). ``Event`` is one futex word of its own.
+
+Why ``Condition`` and ``Barrier`` do not share code with ``plait.threads.sync``, whose
+algorithms they repeat: the layering would allow it (``threads`` sits below ``ipc``),
+but importing ``plait.threads.sync`` runs ``plait.threads``, whose lock-order checker
+imports ``dataclasses`` and ``inspect`` (about 10 ms), and every spawned child that
+unpickles a lock imports this module.
 
 The owner-died rule (beyond the standard library). A ``Lock`` or ``RLock`` whose holder
 process died (killed, crashed) does not block its waiters forever. A waiter that is
@@ -232,13 +240,47 @@ def _initial(value: int) -> int:
     return value
 
 
+# The block of a Condition: a header, then one slot per waiter. A slot is the waiter's
+# semaphore record (its wakeup), then its pid and state (int32 each) and its ticket
+# (int64, the order of arrival). Everything but the semaphores is read and written only
+# by holders of the condition's lock.
+_SLOTS = 1024
+_HEADER = 16  # next ticket (int64), waiters in the WAITING state (int32), slots in use (int32)
+_SLOT = RECORD_SIZE + 16
+_WAITING_COUNT, _TOP = 2, 3  # int32 indexes in the header
+_NEVER_USED, _FREE, _WAITING, _NOTIFIED = 0, 1, 2, 3
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs; a zombie runs no more code and counts as dead."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: err towards alive, as the lock's owner check does
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"Z", b"X")
+
+
 class Condition:
     """A condition variable shared between processes, on ``lock`` (default a new RLock).
 
     ``wait`` must be called holding the lock; it releases it (all levels of an RLock),
     blocks until notified or ``timeout`` seconds pass, and re-acquires it. ``notify(n)``
-    wakes up to ``n`` waiters and blocks until they have woken. Calling either without
-    holding the lock raises ``AssertionError``, as ``multiprocessing.Condition``.
+    wakes up to ``n`` waiters, in the order they began to wait, and never blocks: a
+    waiter whose process died in ``wait`` (killed) is skipped and its place freed, so
+    it neither swallows a notification nor makes ``notify`` wait for it. Calling
+    either without holding the lock raises ``AssertionError``, as
+    ``multiprocessing.Condition``; ``wait`` raises ``RuntimeError`` when more than 1024
+    threads wait at once.
+
+    How: the waiters' algorithm of ``plait.threads.sync.Condition`` (a waiter sleeps on
+    a semaphore of its own; notify releases the oldest ones), with the waiters kept in
+    slots in shared memory instead of a deque, each slot naming its process.
+    ``multiprocessing`` instead counts sleepers in shared semaphores and has ``notify``
+    wait until each woken waiter has acknowledged, which hangs forever on a waiter that
+    was killed.
     """
 
     def __init__(self, lock: Lock | RLock | None = None) -> None:
@@ -246,15 +288,14 @@ class Condition:
             lock = RLock()
         elif not isinstance(lock, SemLock) or lock.kind == SEMAPHORE:
             raise TypeError(f"a Condition needs a plait Lock or RLock, not {type(lock).__name__}")
-        self._setup(lock, _Block(3 * RECORD_SIZE), True)
+        self._setup(lock, _Block(_HEADER + _SLOTS * _SLOT))
 
-    def _setup(self, lock: SemLock, block: _Block, create: bool) -> None:
-        init = (SEMAPHORE, 0, SEM_VALUE_MAX) if create else ()
+    def _setup(self, lock: SemLock, block: _Block) -> None:
         self._lock = lock
         self._block = block
-        self._sleeping_count = _record(block, 0, *init)
-        self._woken_count = _record(block, RECORD_SIZE, *init)
-        self._wait_semaphore = _record(block, 2 * RECORD_SIZE, *init)
+        self._ints = memoryview(block.mm).cast("i")
+        self._longs = memoryview(block.mm).cast("q")
+        self._wakeups: dict[int, SemLock] = {}  # slot -> its semaphore, in this process
         self.acquire = lock.acquire
         self.release = lock.release
 
@@ -262,7 +303,7 @@ class Condition:
         return self._lock, self._block
 
     def __setstate__(self, state) -> None:
-        self._setup(*state, False)
+        self._setup(*state)
 
     def __enter__(self) -> bool:
         return self._lock.__enter__()
@@ -271,45 +312,121 @@ class Condition:
         self._lock.__exit__(*args)
 
     def __repr__(self) -> str:
-        waiters = self._sleeping_count._get_value() - self._woken_count._get_value()
-        return f"<plait Condition({self._lock!r}, {waiters})>"
+        return f"<plait Condition({self._lock!r}, {self._ints[_WAITING_COUNT]})>"
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Release the lock, block until notified or ``timeout``; re-acquire. True if notified."""
+        """Release the lock, block until notified or ``timeout``; re-acquire. True if notified.
+
+        A negative or zero ``timeout`` only polls.
+        """
         assert self._lock._is_mine(), "must acquire() condition before using wait()"
-        self._sleeping_count.release()  # this thread is about to sleep
+        slot = self._enter()
+        wakeup = self._wakeups[slot]
         count = self._lock._count()
         for _ in range(count):
             self._lock.release()
+        notified = False
         try:
-            return self._wait_semaphore.acquire(True, timeout)
+            notified = wakeup.acquire(True, timeout)
         finally:
-            self._woken_count.release()  # this thread has woken (or timed out)
             for _ in range(count):
                 self._lock.acquire()
+            notified = self._leave(slot, notified)
+        return notified
+
+    def _enter(self, _me=os.getpid) -> int:
+        """Take a slot as a waiter (the lock is held); return its index."""
+        ints, longs = self._ints, self._longs
+        top = ints[_TOP]
+        slot = next((i for i in range(top) if ints[self._state(i)] <= _FREE), top)
+        if slot == _SLOTS:
+            slot = self._reclaim_dead()
+        base = _HEADER + slot * _SLOT
+        # A fresh wakeup of value 0: nobody sleeps on a free slot's record.
+        self._wakeups[slot] = _record(self._block, base, SEMAPHORE, 0, 1)
+        ints[self._state(slot) - 1] = _me()
+        ints[self._state(slot)] = _WAITING
+        longs[(base + RECORD_SIZE + 8) // 8] = longs[0]
+        longs[0] += 1
+        ints[_WAITING_COUNT] += 1
+        ints[_TOP] = max(top, slot + 1)
+        return slot
+
+    def _reclaim_dead(self) -> int:
+        """All slots are taken: free those of dead processes; return one, or raise."""
+        ints = self._ints
+        free = None
+        for slot in range(_SLOTS):
+            state = self._state(slot)
+            if not _process_alive(ints[state - 1]):
+                if ints[state] == _WAITING:
+                    ints[_WAITING_COUNT] -= 1
+                ints[state] = _FREE
+                free = slot if free is None else free
+        if free is None:
+            raise RuntimeError(f"more than {_SLOTS} waiters on {self!r}")
+        return free
+
+    def _leave(self, slot: int, notified: bool) -> bool:
+        """Give the slot back (the lock is held again); return whether it was notified."""
+        ints = self._ints
+        state = self._state(slot)
+        if ints[state] == _NOTIFIED:
+            if not notified:  # the wakeup came after the timeout: it is still ours
+                notified = self._wakeups[slot].acquire(False)
+        else:  # timed out (or interrupted) before any notify
+            ints[_WAITING_COUNT] -= 1
+        ints[state] = _FREE
+        top = ints[_TOP]
+        while top and ints[self._state(top - 1)] <= _FREE:
+            top -= 1
+        ints[_TOP] = top
+        return notified
+
+    @staticmethod
+    def _state(slot: int) -> int:
+        """The int32 index of a slot's state (its pid is the one before)."""
+        return (_HEADER + slot * _SLOT + RECORD_SIZE) // 4 + 1
 
     def notify(self, n: int = 1) -> None:
-        """Wake up to ``n`` waiters; blocks until each of them has woken."""
+        """Wake up to ``n`` waiters, oldest first, skipping dead ones; never blocks."""
         assert self._lock._is_mine(), "lock is not owned"
-        assert not self._wait_semaphore.acquire(False)
-        # Waiters that timed out since the last notify: take them off the sleepers.
-        while self._woken_count.acquire(False):
-            res = self._sleeping_count.acquire(False)
-            assert res, "notify: sleeping_count out of step with woken_count"
-        sleepers = 0
-        while sleepers < n and self._sleeping_count.acquire(False):
-            self._wait_semaphore.release()  # wake one sleeper
-            sleepers += 1
-        if sleepers:
-            for _ in range(sleepers):
-                self._woken_count.acquire()  # wait for a sleeper to wake
-            # a waiter that timed out meanwhile left a wakeup unused: take it back
-            while self._wait_semaphore.acquire(False):
-                pass
+        ints = self._ints
+        if n <= 0 or not ints[_WAITING_COUNT]:
+            return
+        longs, state_of = self._longs, self._state
+        waiting = sorted(
+            (longs[(_HEADER + slot * _SLOT + RECORD_SIZE + 8) // 8], slot)
+            for slot in range(ints[_TOP])
+            if ints[state_of(slot)] == _WAITING
+        )
+        # Waking them all needs no look at who is alive; choosing some does (a killed
+        # waiter must not take the place of a live one). Its cost, a /proc read per
+        # waiter of another process, is paid only then.
+        choose = n < len(waiting)
+        me = os.getpid()
+        for _, slot in waiting:
+            state = state_of(slot)
+            ints[_WAITING_COUNT] -= 1
+            pid = ints[state - 1]
+            if choose and pid != me and not _process_alive(pid):
+                ints[state] = _FREE  # killed in wait(): nobody to wake
+                continue
+            ints[state] = _NOTIFIED
+            self._wakeup(slot).release()
+            n -= 1
+            if not n:
+                return
+
+    def _wakeup(self, slot: int) -> SemLock:
+        wakeup = self._wakeups.get(slot)
+        if wakeup is None:
+            wakeup = self._wakeups[slot] = _record(self._block, _HEADER + slot * _SLOT)
+        return wakeup
 
     def notify_all(self) -> None:
-        """Wake every waiter; blocks until they have woken."""
-        self.notify(SEM_VALUE_MAX)
+        """Wake every waiter; never blocks."""
+        self.notify(_SLOTS)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
         """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value."""

@@ -475,3 +475,53 @@ def test_an_fd_that_is_not_a_sync_block_is_refused_and_closed():
             os.fstat(r)  # closed by the refusal, not leaked
     finally:
         os.close(w)
+
+
+def _notify_all_and_report(cond, conn):
+    with cond:
+        cond.notify_all()
+    conn.send("notified")
+
+
+@pytest.mark.timeout(60)
+def test_notify_does_not_wait_for_a_waiter_killed_in_wait(no_shm_leaks):
+    """multiprocessing's notify waits forever for a killed waiter to wake; plait's skips it."""
+    cond = Condition(Lock())
+    a, b = Pipe()
+    victim = run(PLAIT, _wait_and_report, cond, b)
+    assert a.recv(timeout=20) == "ready"
+    with cond:  # taken only once the victim sits in wait()
+        pass
+    os.kill(victim.pid, signal.SIGKILL)
+    assert finish(victim) == -signal.SIGKILL
+    survivor = run(PLAIT, _wait_and_report, cond, b)
+    assert a.recv(timeout=20) == "ready"
+    # notify_all in another process: a hang there fails the test instead of hanging it.
+    notifier = run(PLAIT, _notify_all_and_report, cond, b)
+    assert a.poll(20), "notify_all hung on the killed waiter"
+    assert sorted([a.recv(timeout=5), a.recv(timeout=10)], key=str) == [True, "notified"]
+    assert [finish(notifier), finish(survivor)] == [0, 0]
+    with cond:  # the dead waiter's place was freed: nobody waits now
+        assert repr(cond).endswith(", 0)>")
+        cond.notify()  # and a notify with nobody to wake returns at once
+    a.close()
+    b.close()
+
+
+def test_notify_one_goes_to_a_live_waiter_not_to_a_killed_one(no_shm_leaks):
+    cond = Condition(Lock())
+    a, b = Pipe()
+    victim = run(PLAIT, _wait_and_report, cond, b)  # the oldest waiter: notify's first pick
+    assert a.recv(timeout=20) == "ready"
+    survivor = run(PLAIT, _wait_and_report, cond, b)
+    assert a.recv(timeout=20) == "ready"
+    with cond:
+        pass
+    os.kill(victim.pid, signal.SIGKILL)
+    assert finish(victim) == -signal.SIGKILL
+    with cond:
+        cond.notify()
+    assert a.recv(timeout=10) is True
+    assert finish(survivor) == 0
+    a.close()
+    b.close()
