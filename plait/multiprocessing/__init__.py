@@ -31,44 +31,6 @@ from plait.process import (
 )
 from plait.process.context import BaseContext
 
-# Name -> the module it comes from, imported on first use (PEP 562): ``import
-# plait.multiprocessing`` costs what the process layer costs, as ``import
-# multiprocessing`` does not import its pool or managers either.
-_HOME = {
-    "TimeoutError": "plait._core.errors",
-    "AuthenticationError": "plait._core.errors",
-    "BufferTooShort": "plait._core.errors",
-    "ProcessError": "plait._core.errors",
-    "Manager": "plait.managers",
-    "Pool": "plait.pool",
-}
-_HOME.update(
-    dict.fromkeys(
-        [
-            "Array",
-            "Barrier",
-            "BoundedSemaphore",
-            "Condition",
-            "Event",
-            "JoinableQueue",
-            "Lock",
-            "Pipe",
-            "Queue",
-            "RLock",
-            "RawArray",
-            "RawValue",
-            "Semaphore",
-            "SimpleQueue",
-            "Value",
-        ],
-        "plait.ipc",
-    )
-)
-for _name, _home in _HOME.items():
-    if _home != "plait._core.errors":
-        BaseContext.provide_on_import(_home, [_name])  # ctx.Queue() imports plait.ipc
-del _name, _home
-
 __all__ = [
     "Array",
     "AuthenticationError",
@@ -106,6 +68,25 @@ __all__ = [
     "set_forkserver_preload",
     "set_start_method",
 ]
+
+
+# Name -> the module it comes from, imported on first use (PEP 562): ``import
+# plait.multiprocessing`` costs what the process layer costs, as ``import
+# multiprocessing`` does not import its pool or managers either. Every name of
+# ``__all__`` not imported above and not named here comes from ``plait.ipc``.
+_HOME = {
+    "TimeoutError": "plait._core.errors",
+    "AuthenticationError": "plait._core.errors",
+    "BufferTooShort": "plait._core.errors",
+    "ProcessError": "plait._core.errors",
+    "Manager": "plait.managers",
+    "Pool": "plait.pool",
+}
+_HOME.update((name, "plait.ipc") for name in __all__ if name not in _HOME and name not in globals())
+for _name, _home in _HOME.items():
+    if _home != "plait._core.errors":
+        BaseContext.provide_on_import(_home, [_name])  # ctx.Queue() imports plait.ipc
+del _name, _home
 
 
 def __getattr__(name: str) -> object:
