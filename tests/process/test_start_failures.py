@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import resource
+import socket
 import subprocess
 import sys
 import textwrap
@@ -174,3 +175,19 @@ def test_fork_parent_out_of_fds_kills_and_reaps_the_child(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["refused EMFILE True", "no children", "again 3"]
+
+
+def test_fork_server_survives_a_requester_that_hangs_up_before_the_reply(no_leaks):
+    ctx = plait.process.get_context("forkserver")
+    assert _exit_code(ctx, 3) == 3
+    server = forkserver._server_pid
+    before = _children_of(server)
+    mine, theirs = socket.socketpair()
+    with mine:
+        with theirs:
+            forkserver._request([theirs.fileno()], False)
+    # The child the server forked reads no payload and exits; the server's replies
+    # (pid, exit code) go to a closed socket.
+    assert wait_until(lambda: _children_of(server) == before, 10)
+    assert _exit_code(ctx, 5) == 5
+    assert forkserver._server_pid == server
