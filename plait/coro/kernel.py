@@ -518,6 +518,7 @@ class Kernel:
         popleft = ready.popleft
         append = ready.append
         fds = self._fds
+        entry_of = fds.get
         poll = self._epoll.poll
         modify = self._epoll.modify
         unregister = self._epoll.unregister
@@ -539,7 +540,7 @@ class Kernel:
                 if not fds and self._deadlocked():
                     continue
             for fd, ev in poll(timeout):
-                entry = fds.get(fd)
+                entry = entry_of(fd)
                 if entry is None:
                     if fd == wake_r:
                         self._handle_wakeup()
@@ -605,7 +606,7 @@ class Kernel:
                     # inline: the read wait, the most frequent trap of a server
                     if trap.__class__ is tuple and trap[0] == _READ_WAIT:
                         fd = trap[1]
-                        entry = fds.get(fd)
+                        entry = entry_of(fd)
                         if entry is not None and entry[3] is trap[2] and entry[1] is None:
                             if not entry[0] & _EPOLLIN:
                                 entry[0] |= _EPOLLIN

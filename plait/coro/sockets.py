@@ -21,6 +21,12 @@ fd, wakes any task still waiting on it with :class:`ClosedResourceError`, and cl
 later operation raises :class:`ClosedResourceError` (an ``OSError`` with ``EBADF``).
 Only one task at a time may wait to read (and one to write) on a socket; a second one
 gets :class:`ResourceBusy`.
+
+The rest of the standard API (``family``, ``getsockname``, ``setsockopt``, TLS's
+``getpeercert``, ...) is handed to the wrapped socket by one property per name, made
+when this module loads, not by ``__getattr__``: a class with ``__getattr__`` puts *every*
+attribute read on the slow generic path, ``_recv`` and ``_drained`` too, which CPython
+cannot then specialize (24 ns instead of 6 ns a read, ~8 reads per echo request).
 """
 
 from __future__ import annotations
@@ -81,12 +87,6 @@ class Socket:
 
     def __repr__(self) -> str:
         return f"<plait.coro.Socket {self._socket!r}>"
-
-    def __getattr__(self, name: str) -> Any:
-        # Non-blocking parts of the standard API (family, getsockname, setsockopt, ...).
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._socket, name)
 
     def fileno(self) -> int:
         """The fd, or -1 once closed."""
@@ -281,6 +281,26 @@ class Socket:
 
     async def __aexit__(self, *exc: Any) -> None:
         self.close_nowait()
+
+
+def _delegate(name: str) -> property:
+    def get(self: Socket) -> Any:
+        return getattr(self._socket, name)
+
+    return property(get, doc=f"The wrapped socket's ``{name}``.")
+
+
+# SSLSocket's names include socket.socket's; these four are instance attributes of it.
+_SSL_INSTANCE = (
+    "server_side",
+    "server_hostname",
+    "do_handshake_on_connect",
+    "suppress_ragged_eofs",
+)
+for _name in (*dir(_ssl.SSLSocket), *_SSL_INSTANCE):
+    if not _name.startswith("_") and not hasattr(Socket, _name):
+        setattr(Socket, _name, _delegate(_name))
+del _name
 
 
 def wrap(sock: _socket.socket | Socket) -> Socket:

@@ -4,9 +4,10 @@
 ``readline`` (and ``async for line in stream``) and ``write``. ``write`` is awaited and
 returns only when every byte is in the kernel's socket buffer, so a writer that outruns
 its peer waits there (backpressure); there is no unbounded write buffer. With an empty
-buffer ``read`` is a single ``recv`` straight into the caller's hands (tried before any
-wait unless the last read drained the socket, see ``sockets``), which is what makes an
-echo server on streams as fast as one on bare sockets.
+buffer ``read`` *is* the socket's ``recv`` (tried before any wait unless the last read
+drained the socket, see ``sockets``), and ``write`` *is* its ``sendall``: both are plain
+methods that hand back the socket's coroutine, so an echo server on streams runs the
+same frames as one on bare sockets, and the receive and send loops exist once.
 
 Servers: ``tcp_server_socket``/``unix_server_socket`` make a listening :class:`Socket`
 (errors name the address: "port in use" says which port); ``serve`` accepts forever and
@@ -32,7 +33,7 @@ from typing import Any
 
 from . import traps
 from .errors import IncompleteRead, TaskCancelled
-from .sockets import WOULD_BLOCK_READ, WOULD_BLOCK_WRITE, Socket
+from .sockets import Socket
 from .task import spawn
 
 __all__ = [
@@ -47,9 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("plait.coro")
-
-_read_wait = traps.read_wait
-_write_wait = traps.write_wait
 
 
 class SocketStream:
@@ -69,27 +67,17 @@ class SocketStream:
         """The :class:`Socket` under the stream."""
         return self._sock
 
-    async def _recv(self, maxsize: int) -> bytes:
-        sock = self._sock
-        if sock._drained:
-            sock._drained = False
-            await _read_wait(sock._fileno, sock)
-        while True:
-            try:
-                data = sock._recv(maxsize)
-                if len(data) < maxsize:
-                    sock._drained = sock._plain
-                return data
-            except WOULD_BLOCK_READ:
-                await _read_wait(sock._fileno, sock)
-            except _ssl.SSLWantWriteError:
-                await _write_wait(sock._fileno, sock)
-
-    async def read(self, maxbytes: int = -1) -> bytes:
+    def read(self, maxbytes: int = -1) -> Awaitable[bytes]:
         """Up to ``maxbytes`` bytes (all until end of stream if negative); ``b""`` at end.
 
         Blocks until at least one byte (or end of stream) is there.
         """
+        if maxbytes >= 0 and not self._buffer:
+            # the hot path: the socket's own recv, no frame of the stream's in between
+            return self._sock.recv(maxbytes)
+        return self._read_buffered(maxbytes)
+
+    async def _read_buffered(self, maxbytes: int) -> bytes:
         buffer = self._buffer
         if buffer:
             if maxbytes < 0 or maxbytes >= len(buffer):
@@ -100,26 +88,11 @@ class SocketStream:
                 del buffer[:maxbytes]
             if maxbytes >= 0:
                 return data
-            return data + await self.read(-1)
-        if maxbytes >= 0:
-            # the hot path: one recv (see "drained" in plait.coro.sockets)
-            sock = self._sock
-            if sock._drained:
-                sock._drained = False
-                await _read_wait(sock._fileno, sock)
-            while True:
-                try:
-                    data = sock._recv(maxbytes)
-                    if len(data) < maxbytes:
-                        sock._drained = sock._plain
-                    return data
-                except WOULD_BLOCK_READ:
-                    await _read_wait(sock._fileno, sock)
-                except _ssl.SSLWantWriteError:
-                    await _write_wait(sock._fileno, sock)
+            return data + await self._read_buffered(-1)
+        recv = self._sock.recv
         chunks = []
         while True:
-            chunk = await self._recv(65536)
+            chunk = await recv(65536)
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
@@ -130,7 +103,7 @@ class SocketStream:
         """
         buffer = self._buffer
         while len(buffer) < nbytes:
-            chunk = await self._recv(max(65536, nbytes - len(buffer)))
+            chunk = await self._sock.recv(max(65536, nbytes - len(buffer)))
             if not chunk:
                 partial = bytes(buffer)
                 buffer.clear()
@@ -158,7 +131,7 @@ class SocketStream:
             if len(buffer) >= limit:
                 raise ValueError(f"no newline within {limit} bytes (readline limit)")
             start = len(buffer)
-            chunk = await self._recv(65536)
+            chunk = await self._sock.recv(65536)
             if not chunk:
                 line = bytes(buffer)
                 buffer.clear()
@@ -174,17 +147,13 @@ class SocketStream:
             raise StopAsyncIteration
         return line
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Send all of ``data``; blocks while the peer does not keep up (backpressure)."""
-        sock = self._sock
-        try:
-            sent = sock._send(data)
-        except WOULD_BLOCK_WRITE:
-            sent = 0
-        except _ssl.SSLWantReadError:
-            sent = 0
-        if sent != len(data):
-            await sock.send_rest(data, sent)
+    def write(self, data: bytes | bytearray | memoryview) -> Awaitable[None]:
+        """Send all of ``data``; blocks while the peer does not keep up (backpressure).
+
+        This is the socket's ``sendall``; if cancelled midway, the exception carries
+        ``bytes_sent``.
+        """
+        return self._sock.sendall(data)
 
     async def writelines(self, lines: Any) -> None:
         """``write`` each item of ``lines`` in turn."""
