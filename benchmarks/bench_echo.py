@@ -2,21 +2,32 @@
 
 Every server runs in its own process (started once, all idle while another is measured)
 and answers ping-pong: a client sends a message, waits for all of it to come back, sends
-the next. The same client drives every server: one process, plain non-blocking sockets
-on one epoll (no library of the ones compared), pinned to one core while the servers
-are pinned to the other, N connections, each with one message in
-flight. Per call it warms up for ``WARMUP`` s, then counts completed round trips for
-``DURATION`` s and measures its own CPU time. On 2 cores the client needs most of one,
-so a server whose client column says ~100% is client-bound: the figure is a floor for
-that server, not its limit.
+the next. The same client drives every server, in a process of its own per call, pinned
+to one core while the servers are pinned to the other: N connections on one epoll, each
+with one message in flight. Per call it warms up for ``WARMUP`` s, then counts completed
+round trips for ``DURATION`` s and measures its own CPU time.
+
+The client is ``echo_client.c``, compiled with ``cc -O2`` into a temporary directory at
+start (if no compiler works, the Python client of this file stands in, with a printed
+note; ``--client python`` asks for it). The Python client needed ~95% of its core and
+so capped the fast servers. The C client does the same work in a fraction of that, and
+polls without blocking for up to ``--spin-us`` (200 µs) before it blocks: a client that
+blocks at once lets its core go idle, and on these VMs (the ``haltpoll`` idle driver)
+every reply must then wake it through the hypervisor, inside the server's ``send``.
+Measured on the shared machine, a C client that blocked at once left the servers idle up
+to 60% of the time (and halved plait's rate), so it measured wake-ups, not servers.
 
     python benchmarks/bench_echo.py            # the four cases, 3 rounds
     python benchmarks/bench_echo.py --quick    # 64 B / 100 connections only
+    python benchmarks/bench_echo.py --cases 64x1000 --servers "plait streams,curio"
 
 Cases: 64 B and 16 KiB messages, 100 and 1,000 connections. Figures: requests per second
 (the harness table), then the server's CPU time per request, read from /proc before and
 after each client run (it includes accepting the connections): on a shared, busy machine
 that second figure moves much less than the rate, and its "plait x" is peer / plait.
+Beside it: the server's CPU use during the client run (~100%: the server is the
+bottleneck, as it should be), the client's CPU use without its empty polls (~100%:
+client-bound) and, after "+ spin", what its empty polls took.
 """
 
 from __future__ import annotations
@@ -26,10 +37,12 @@ import functools
 import os
 import resource
 import select
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from harness import Bench
@@ -311,41 +324,82 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def build_c_client(directory: str) -> list[str] | None:
+    """Compile ``echo_client.c`` into ``directory``; its command, or None if no compiler."""
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "echo_client.c")
+    binary = os.path.join(directory, "echo_client")
+    for compiler in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if compiler and shutil.which(compiler):
+            done = subprocess.run(
+                [compiler, "-O2", "-o", binary, source], capture_output=True, text=True
+            )
+            if done.returncode == 0:
+                return [binary]
+            print(f"# {compiler} could not build {source}: {done.stderr.strip()}")
+    return None
+
+
 def run_client(
-    server: subprocess.Popen, port: int, connections: int, size: int, notes: dict
+    command: tuple[list[str], list[str]],
+    server: subprocess.Popen,
+    port: int,
+    connections: int,
+    size: int,
+    notes: dict,
 ) -> float:
-    """One measured client run against ``port``; returns round trips per second."""
+    """One measured client run against ``port``; returns round trips per second.
+
+    ``command`` is what goes before and after the client's common arguments.
+    """
     before = cpu_seconds(server.pid)
+    started = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, __file__, "client", str(port), str(connections), str(size)],
+        [
+            *command[0],
+            str(port),
+            str(connections),
+            str(size),
+            str(WARMUP),
+            str(DURATION),
+            *command[1],
+        ],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout.split()
     server_cpu = cpu_seconds(server.pid) - before
+    elapsed = time.perf_counter() - started
     trips, cpu, wall, total = int(out[0]), float(out[1]), float(out[2]), int(out[3])
-    notes["client"].append(cpu / wall)
+    spun = float(out[4]) if len(out) > 4 else 0.0  # the C client's empty polls
+    notes["client"].append((cpu - spun) / wall)
+    notes["spin"].append(spun / wall)
     notes["server"].append(server_cpu / total * 1e6)
+    notes["busy"].append(server_cpu / elapsed)
     return trips / wall
 
 
 def print_cpu_table(notes: dict[str, dict[str, list[float]]]) -> None:
-    """Server CPU per request (robust to a busy machine) and the client's CPU use."""
-    base = notes[SERVERS[0]]["server"]
+    """Server CPU per request (robust to a busy machine), and the CPU use of the server
+    (its one core: ~100% = the server is the bottleneck) and of the client (~100% =
+    client-bound)."""
+    first = next(iter(notes))
+    base = notes[first]["server"]
     print(
         f"  {'server CPU per request':<28}{'median':>12}{'plait x':>10}{'range':>16}"
-        f"{'client CPU':>12}   (~100% = client-bound)"
+        f"{'server CPU':>12}{'client CPU':>12}{'+ spin':>8}"
     )
     for name, note in notes.items():
         if not note["server"]:
             continue
         ratios = [peer / mine for mine, peer in zip(base, note["server"], strict=False) if mine > 0]
-        ratio = "" if name == SERVERS[0] or not ratios else f"{statistics.median(ratios):.2f}"
+        ratio = "" if name == first or not ratios else f"{statistics.median(ratios):.2f}"
         spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratio else ""
         print(
             f"  {name:<28}{statistics.median(note['server']):>9.1f} µs{ratio:>10}{spread:>16}"
+            f"{statistics.median(note['busy']) * 100:>11.0f}%"
             f"{statistics.median(note['client']) * 100:>11.0f}%"
+            f"{statistics.median(note['spin']) * 100:>7.0f}%"
         )
     sys.stdout.flush()
 
@@ -354,24 +408,72 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="64 B, 100 connections only")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--client",
+        choices=["c", "python"],
+        default="c",
+        help="the load generator: echo_client.c (default; Python if no compiler) or Python",
+    )
+    parser.add_argument(
+        "--spin-us",
+        type=float,
+        default=200.0,
+        help="the C client polls without blocking this long before it blocks (0: never)",
+    )
+    parser.add_argument("--servers", help="comma-separated subset of: " + ", ".join(SERVERS))
+    parser.add_argument("--cases", help="comma-separated SIZExCONNECTIONS, e.g. 64x100,64x1000")
     args = parser.parse_args()
     resource.setrlimit(
         resource.RLIMIT_NOFILE, (min(16384, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),) * 2
     )
+    names = SERVERS
+    if args.servers:
+        names = [name.strip() for name in args.servers.split(",")]
+        unknown = sorted(set(names) - set(SERVERS))
+        if unknown:
+            parser.error(f"unknown servers {unknown}; choose from {SERVERS}")
+    cases = [(64, 100)] if args.quick else [(64, 100), (64, 1000), (16384, 100), (16384, 1000)]
+    if args.cases:
+        try:
+            cases = [tuple(map(int, case.split("x"))) for case in args.cases.split(",")]
+        except ValueError:
+            parser.error(f"--cases wants SIZExCONNECTIONS,..., not {args.cases!r}")
     bench = Bench(
         "echo servers: ping-pong round trips per second, one client process",
         packages=["uvloop", "trio", "curio"],
         rounds=args.rounds,
         cap=30.0,
     )
-    print(f"# client: one process, epoll, {WARMUP:g} s warm-up then {DURATION:g} s counted")
-    servers = start_servers(SERVERS)
-    cases = [(64, 100)] if args.quick else [(64, 100), (64, 1000), (16384, 100), (16384, 1000)]
+    with tempfile.TemporaryDirectory(prefix="bench_echo_") as directory:
+        binary = build_c_client(directory) if args.client == "c" else None
+        if binary is None:
+            if args.client == "c":
+                print("# NOTE: no C compiler built echo_client.c; the Python client is used")
+            command = ([sys.executable, os.path.abspath(__file__), "client"], [])
+            kind = "Python (this file)"
+        else:
+            command = (binary, [str(args.spin_us)])
+            kind = f"C (echo_client.c, cc -O2; spins {args.spin_us:g} µs before it blocks)"
+        print(
+            f"# client: {kind}, one process, epoll, {WARMUP:g} s warm-up then "
+            f"{DURATION:g} s counted"
+        )
+        run_cases(bench, names, cases, command)
+
+
+def run_cases(
+    bench: Bench,
+    names: list[str],
+    cases: list[tuple[int, int]],
+    command: tuple[list[str], list[str]],
+) -> None:
+    """Start the servers, measure every case against all of them, stop the servers."""
+    servers = start_servers(names)
     try:
         for size, conns in cases:
-            notes = {name: {"client": [], "server": []} for name in SERVERS}
+            notes = {name: {"client": [], "server": [], "busy": [], "spin": []} for name in names}
             variants = {
-                name: functools.partial(run_client, proc, port, conns, size, notes[name])
+                name: functools.partial(run_client, command, proc, port, conns, size, notes[name])
                 for name, (proc, port) in servers.items()
             }
             bench.case(f"echo {size} B, {conns} connections", variants, unit="req/s")
@@ -387,6 +489,6 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve(sys.argv[2])
     elif len(sys.argv) > 1 and sys.argv[1] == "client":
-        client(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), WARMUP, DURATION)
+        client(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), *map(float, sys.argv[5:7]))
     else:
         main()
