@@ -8,7 +8,9 @@ cluster backend (a later issue: Dask, Ray) can stand where local processes stand
   ``poll(timeout)``, ``fileno()`` (it sits in the scheduler's ``wait``);
 - ``handle.sentinel`` is an fd that becomes readable when the worker is gone;
 - ``handle.pid``, ``handle.kill()``, ``handle.reap(timeout)`` (the exit code, or None
-  while it still runs), ``handle.close()``.
+  while it still runs), ``handle.close()``;
+- ``handle.started()``: the id of the chunk the worker started last (its progress
+  word, see ``worker``), 0 before the first.
 
 ``ProcessBackend`` is the local one: a daemon ``Process`` per worker, started with the
 pool's context, and a ``Pipe`` of its own (messages in ``worker``).
@@ -19,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from plait.ipc import Pipe
+from plait.ipc.sharedctypes import RawValue
 from plait.pool import worker
 from plait.process import get_context
 
@@ -28,11 +31,16 @@ __all__ = ["ProcessBackend", "WorkerHandle"]
 class WorkerHandle:
     """One local worker process and the scheduler's end of its pipe."""
 
-    def __init__(self, process: Any, conn: Any) -> None:
+    def __init__(self, process: Any, conn: Any, progress: Any) -> None:
         self.process = process
         self.conn = conn
         self.pid: int = process.pid
         self.sentinel: int = process.sentinel
+        self._progress = progress
+
+    def started(self) -> int:
+        """The id of the chunk the worker started last (0: none yet; not after ``close``)."""
+        return self._progress.value
 
     def kill(self) -> None:
         """SIGKILL the worker (nothing if it already ended); does not wait."""
@@ -46,6 +54,7 @@ class WorkerHandle:
     def close(self) -> None:
         """Close the pipe and release the process (kills and reaps it if still running)."""
         self.conn.close()
+        self._progress = None  # its memfd closes with it
         if self.reap(0) is None:
             self.process.kill()
             self.process.join(5)
@@ -66,8 +75,9 @@ class ProcessBackend:
         """Start one worker; returns once it runs. Raises ``OSError`` when out of resources."""
         ours, theirs = Pipe()
         try:
+            progress = RawValue("q", 0)
             process = self._context.Process(
-                target=worker.worker_main, args=(theirs, *self._args), daemon=True
+                target=worker.worker_main, args=(theirs, progress, *self._args), daemon=True
             )
             process.name = process.name.replace("Process", "PoolWorker", 1)
             process.start()
@@ -76,4 +86,4 @@ class ProcessBackend:
             raise
         finally:
             theirs.close()
-        return WorkerHandle(process, ours)
+        return WorkerHandle(process, ours, progress)

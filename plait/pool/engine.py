@@ -65,6 +65,7 @@ class Engine:
         self.workers_replaced = 0
         self.busy: dict = {}
         self.costs: dict = {}  # seconds per item of each function, last measured
+        self.cancelled_any = False  # a job was cancelled after some of it was sent
 
     def wake(self) -> None:
         raise NotImplementedError
@@ -172,6 +173,7 @@ class Engine:
             job.cancelled = True
             job.fail_chunk(0, 1, exc)
             if sent:
+                self.cancelled_any = True
                 self.wake()
             return True
 

@@ -60,7 +60,7 @@ MIN_SECONDS = 0.001
 CHUNK_BYTES = 8 << 20  # big items (arrays, bytes) travel a few per chunk: no huge message
 MAX_CHUNK = 100_000
 MAX_IMAP_CHUNK = 4096
-MIN_WINDOW = 256  # items an imap reads ahead of its consumer, at the least
+MIN_WINDOW = 1024  # items an imap reads ahead of its consumer, at the least
 
 _counter = itertools.count()
 
@@ -370,9 +370,14 @@ class IMapIterator(_Job):
         self._pulled = 0  # items read from the source
         self._yielded = 0  # results handed to the consumer
         self._delivered = 0  # outcomes known
-        self._results: dict[int, tuple[bool, Any]] = {}
-        self._arrived: deque = deque()  # unordered: (success, value) in arrival order
-        self._index = 0  # ordered: the index the consumer waits for
+        # Outcomes are kept as their chunks arrive, (values, {position: exception} or
+        # None): no object per item. The consumer walks through one chunk at a time.
+        self._chunks: dict[int, tuple[list, dict | None]] = {}  # ordered: by first index
+        self._arrived: deque = deque()  # unordered: chunks in arrival order
+        self._index = 0  # ordered: the index of the first item of the next chunk
+        self._values: list = []  # the chunk being consumed...
+        self._failed: dict | None = None
+        self._pos = 0  # ...and the position of its next item
         self._low_water = MIN_WINDOW  # read more input once this little is left ahead
 
     def window(self) -> int:
@@ -442,10 +447,7 @@ class IMapIterator(_Job):
             self.top_up()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while True:
-                item = self._pop()
-                if item is not None:
-                    break
+            while self._pos >= len(self._values) and not self._next_chunk():
                 if self._source is None and self._yielded >= self._pulled:
                     raise StopIteration
                 if deadline is None:
@@ -455,50 +457,52 @@ class IMapIterator(_Job):
                     if left <= 0:
                         raise TimeoutError(f"no result within {timeout} s")
                     self._cond.wait(left)
+            pos = self._pos
+            self._pos = pos + 1
             self._yielded += 1
+            value = self._values[pos]
+            failed = self._failed
         if self._pulled - self._yielded <= self._low_water:
             self.top_up()
-        success, value = item
-        if success:
-            return value
-        raise value
+        if failed is not None and pos in failed:
+            raise failed[pos]
+        return value
 
     __next__ = next
 
-    def _pop(self) -> tuple[bool, Any] | None:
+    def _next_chunk(self) -> bool:
+        """Make the next chunk to arrive (in order, or unordered) the one consumed."""
         if self._ordered:
-            item = self._results.pop(self._index, None)
-            if item is not None:
-                self._index += 1
-            return item
-        return self._arrived.popleft() if self._arrived else None
+            chunk = self._chunks.pop(self._index, None)
+            if chunk is None:
+                return False
+            self._index += len(chunk[0])
+        elif self._arrived:
+            chunk = self._arrived.popleft()
+        else:
+            return False
+        self._values, self._failed = chunk
+        self._pos = 0
+        return True
 
     def finished(self) -> bool:
         """Whether all input was read and every outcome is known."""
         return self._source is None and self._delivered >= self._pulled
 
     def _store(self, index: int, success: bool, value: Any) -> None:
-        with self._cond:
-            self._delivered += 1
-            if self._ordered:
-                self._results[index] = (success, value)
-            else:
-                self._arrived.append((success, value))
-            self._cond.notify()
+        if success:
+            self.deliver(index, [value], None)
+        else:
+            self.deliver(index, [None], [(0, value)])
 
     def deliver(self, start, values, errors):
-        failed = dict(errors) if errors else {}
+        chunk = (values, dict(errors) if errors else None)
         with self._cond:
             self._delivered += len(values)
-            for i, value in enumerate(values):
-                if i in failed:
-                    item = (False, failed[i])
-                else:
-                    item = (True, value)
-                if self._ordered:
-                    self._results[start + i] = item
-                else:
-                    self._arrived.append(item)
+            if self._ordered:
+                self._chunks[start] = chunk
+            else:
+                self._arrived.append(chunk)
             self._cond.notify()
 
     def __repr__(self) -> str:

@@ -23,12 +23,21 @@ job through the wake pipe (written only when no wake-up is pending), a timeout t
 
 The crash-handling state machine, per worker:
 
-- A worker runs its chunks in the order sent (``outstanding``, FIFO). When its sentinel
-  fires, the scheduler first reads every result still in the pipe (the worker may have
-  answered and then died), then reaps it for the exit code. If chunks are still
-  outstanding, the oldest is the one the worker was running: it fails with
-  ``WorkerLostError(pid, exitcode)``. The others never started: they go back to the
-  front of the line (``retry``) and run on another worker. A replacement worker starts
+- A worker runs its chunks in the order sent (``outstanding``, FIFO) and writes each
+  chunk's id in its progress word before running it; its answers come in the same order,
+  one by one or in batches (``worker``), and settle their chunks by id. A chunk whose
+  measured cost is tiny is sent with ``hold``: the answers before it may wait in the
+  worker while it runs (never behind a chunk that may be slow). When the worker's
+  sentinel fires, the scheduler first reads every answer still in the pipe (the worker
+  may have answered and then died), then reaps it for the exit code and reads the
+  progress word: the chunk it names was running, and fails with
+  ``WorkerLostError(pid, exitcode)``. The other chunks still without an answer go back
+  to the front of the line (``retry``) and run on another worker: younger ones never
+  started; older ones had finished, but their answers were waiting in the worker and
+  died with it. Those (tiny tasks only, finished in the last ``worker.BATCH_SECONDS``
+  before the death) are the one case where a task runs twice; a task is never lost,
+  and only the one that was running fails. A worker that died before starting any of
+  its chunks (an initializer that crashes) fails the oldest. A replacement worker starts
   after a short wait (a fork holds the GIL; the caller of the failed task runs first),
   a wait that doubles, up to a second, while workers keep dying by themselves before
   answering anything (an initializer that raises): no fork loop.
@@ -39,12 +48,11 @@ The crash-handling state machine, per worker:
   measures the task alone, and a kill costs no other task). At the deadline the worker
   is SIGKILLed, the task fails with ``TimeoutError``, and the death is handled as above.
 - A job cancelled by its caller (``AsyncResult.cancel``) is resolved at once by the
-  caller's thread, which wakes this one. Whenever the chunk a worker runs (its oldest)
-  belongs to a cancelled job, the scheduler first reads the answers already in the
-  pipe (the worker may have finished it), then, if the worker still runs it, SIGKILLs
-  the worker. As after a timeout (``timed_out``), the killed chunk is settled and the
-  ones queued behind it go back to the line; a worker that finished the cancelled chunk
-  and started the next one in the instant before the kill gets that one run again.
+  caller's thread, which wakes this one. Whenever the chunk a worker runs (as its
+  progress word says) belongs to a cancelled job, the scheduler first reads the answers
+  already in the pipe (the worker may have finished it), then, if the worker still runs
+  it, SIGKILLs the worker. As after a timeout (``killed``), the killed chunk is settled
+  and its worker's death is handled as above.
 - ``close()``: when nothing is unsent, in flight, or still to be read from an ``imap``
   input, each worker gets the exit message and is reaped. ``terminate()``: every worker
   is killed and reaped, everything pending fails with ``PoolTerminatedError``.
@@ -64,6 +72,7 @@ import time
 from collections import deque
 from concurrent.futures import CancelledError
 
+from plait._core import serialization
 from plait.ipc import wait
 from plait.pool.engine import CLOSE, RUN, TERMINATE, Engine
 from plait.pool.errors import (
@@ -76,8 +85,9 @@ from plait.pool.errors import (
 __all__ = ["ProcessEngine"]
 
 PREFETCH = 2
-MAX_INFLIGHT = 64
+MAX_INFLIGHT = 256
 BATCH_SECONDS = 0.005
+HOLD_SECONDS = 0.0005  # a chunk estimated under this may keep earlier answers waiting
 _JOIN_SECONDS = 5.0
 _YIELD_SECONDS = 0.005  # the wait before starting a replacement: lets the caller run
 _KILLED = (-signal.SIGKILL, -signal.SIGTERM)
@@ -102,7 +112,7 @@ class _Worker:
         "outstanding",
         "exclusive",
         "quota",
-        "timed_out",
+        "killed",
         "stopped",
         "estimated",
         "unknown",
@@ -115,7 +125,7 @@ class _Worker:
         self.outstanding: deque[_Chunk] = deque()
         self.exclusive = False  # running a timed task: nothing else is sent
         self.quota = quota  # items it may still be sent (maxtasksperchild)
-        self.timed_out = False  # killed at a deadline; its outstanding chunks are settled
+        self.killed = False  # killed here (a deadline, a cancel): send it nothing more
         self.stopped = False  # its pipe broke: send it nothing more
         self.estimated = 0.0  # estimated seconds of its outstanding chunks...
         self.unknown = 0  # ...except these many, whose cost is not known yet
@@ -132,17 +142,40 @@ class _Worker:
         else:
             self.estimated += chunk.estimate
 
-    def release(self) -> _Chunk:
-        chunk = self.outstanding.popleft()
+    def settle(self, chunk_id: int | None) -> _Chunk | None:
+        """Remove and return the outstanding chunk ``chunk_id`` (None: the oldest).
+
+        None also when it is not outstanding: it was settled already (killed).
+        """
+        outstanding = self.outstanding
+        if not outstanding:
+            return None
+        if chunk_id is None or outstanding[0].id == chunk_id:
+            chunk = outstanding.popleft()
+        else:
+            for chunk in outstanding:
+                if chunk.id == chunk_id:
+                    break
+            else:
+                return None
+            outstanding.remove(chunk)
         if chunk.estimate is None:
             self.unknown -= 1
         else:
             self.estimated -= chunk.estimate
         return chunk
 
+    def running(self) -> _Chunk | None:
+        """The outstanding chunk the worker runs now, as its progress word says, or None."""
+        started = self.handle.started()
+        for chunk in self.outstanding:
+            if chunk.id >= started:
+                return chunk if chunk.id == started else None
+        return None
+
     def room(self, batched: int) -> bool:
         """Whether one more chunk may go to it, ``batched`` being already on their way."""
-        if self.exclusive or self.quota == 0 or self.timed_out or self.stopped:
+        if self.exclusive or self.quota == 0 or self.killed or self.stopped:
             return False
         n = len(self.outstanding) + batched
         if n < PREFETCH:
@@ -314,7 +347,16 @@ class ProcessEngine(Engine):
         return _Chunk(self._chunk_ids, *taken)
 
     def _send(self, worker: _Worker, batch: list[_Chunk]) -> None:
-        message = [(c.id, c.job.func_bytes, c.job.kind, c.items) for c in batch]
+        message = [
+            (
+                c.id,
+                c.job.func_bytes,
+                c.job.kind,
+                c.items,
+                c.estimate is not None and c.estimate < HOLD_SECONDS,
+            )
+            for c in batch
+        ]
         try:
             worker.handle.conn.send(message)
         except (BrokenPipeError, ConnectionError, EOFError):
@@ -327,9 +369,7 @@ class ProcessEngine(Engine):
                 for chunk in batch:  # find the chunk that fails; send the others
                     self._send(worker, [chunk])
                 return
-            chunk = batch[0]
-            n = len(chunk.items)
-            self.outcome(chunk.job, chunk.start, [None] * n, [(i, exc) for i in range(n)], 0.0)
+            self._fail(batch[0], exc)
             return
         for chunk in batch:
             worker.hold(chunk)
@@ -342,90 +382,110 @@ class ProcessEngine(Engine):
     # -- receiving ------------------------------------------------------------------
 
     def _receive(self, worker: _Worker) -> None:
+        """Read every answer waiting in ``worker``'s pipe and settle their chunks."""
         conn = worker.handle.conn
-        if worker.timed_out:  # a late answer of the killed task: already settled
-            try:
-                while conn.poll(0):
-                    conn.recv()
-            except (EOFError, OSError):
-                pass
-            return
-        # Read every answer waiting, then settle them together: the callers woken by
-        # the first do not take the GIL between this thread's reads.
-        messages = []
-        outstanding = worker.outstanding
-        while len(messages) < len(outstanding):
+        # Read them all, then settle them together: the callers woken by the first do
+        # not take the GIL between this thread's reads.
+        answers: list = []
+        loads = serialization.loads
+        while True:  # at least one message: the pipe is readable
             try:
                 message = conn.recv()
             except (EOFError, OSError):
                 break  # the worker is gone: its sentinel fires next
             except Exception as exc:
-                # An answer that does not unpickle here: it was for the oldest chunk.
-                chunk = outstanding[len(messages)]
-                error = MaybeEncodingError(exc, f"the answer to chunk {chunk.id}")
-                n = len(chunk.items)
-                message = (chunk.id, [None] * n, [(i, error) for i in range(n)], 0.0)
-            messages.append(message)
-            if not worker.poller.poll(0):
+                # A single answer that does not unpickle here: it answers the oldest
+                # chunk not answered yet (a batch always unpickles: its answers are bytes).
+                answers.append((None, None, exc, 0.0))
+            else:
+                if type(message) is tuple:
+                    answers.append(message)
+                else:
+                    for chunk_id, data in message:
+                        try:
+                            answers.append((chunk_id, *loads(data)))
+                        except Exception as exc:
+                            answers.append((chunk_id, None, exc, 0.0))
+            if len(answers) >= len(worker.outstanding) or not worker.poller.poll(0):
                 break
-        with self.lock:
-            for message in messages:
-                self._on_result(worker, *message)
+        if answers:
+            with self.lock:
+                self._settle(worker, answers)
 
-    def _on_result(self, worker: _Worker, chunk_id, values, errors, seconds) -> None:
+    def _settle(self, worker: _Worker, answers: list) -> None:
+        """Hand ``answers`` to their jobs; consecutive chunks of one job as one outcome."""
         worker.answered = True
-        chunk = worker.release()
-        if chunk.id != chunk_id:
-            raise RuntimeError(
-                f"worker {worker.handle.pid} answered chunk {chunk_id}, " f"expected {chunk.id}"
-            )
         pid = worker.handle.pid
-        self.busy[pid] = self.busy.get(pid, 0.0) + seconds
-        if chunk.deadline is not None:
-            worker.exclusive = False
-        self.outcome(chunk.job, chunk.start, values, errors, seconds)
+        run = None  # [job, start, values, errors, seconds] of the chunks merged so far
+        for chunk_id, values, errors, seconds in answers:
+            chunk = worker.settle(chunk_id)
+            if chunk is None:
+                continue  # settled already: its worker was killed
+            if chunk.deadline is not None:
+                worker.exclusive = False
+            n = len(chunk.items)
+            if values is None:  # it did not unpickle: errors is why
+                error = MaybeEncodingError(errors, f"the answer to chunk {chunk.id}")
+                values, errors = [None] * n, [(i, error) for i in range(n)]
+            if run is not None and run[0] is chunk.job and run[1] + len(run[2]) == chunk.start:
+                if errors:
+                    offset = len(run[2])
+                    run[3] = (run[3] or []) + [(i + offset, e) for i, e in errors]
+                run[2].extend(values)
+                run[4] += seconds
+                continue
+            if run is not None:
+                self.outcome(*run)
+            run = [chunk.job, chunk.start, values, errors, seconds]
+            self.busy[pid] = self.busy.get(pid, 0.0) + seconds
+        if run is not None:
+            self.outcome(*run)
+
+    def _fail(self, chunk: _Chunk, exc: BaseException) -> None:
+        n = len(chunk.items)
+        self.outcome(chunk.job, chunk.start, [None] * n, [(i, exc) for i in range(n)], 0.0)
 
     def _stop_cancelled(self) -> None:
         """Kill each worker that runs a chunk of a cancelled job (see the module docstring)."""
+        if not self.cancelled_any:
+            return
         for w in self._workers:
-            if w.timed_out or not w.outstanding or not w.outstanding[0].job.cancelled:
+            if w.killed or not w.outstanding:
+                continue
+            chunk = w.running()
+            if chunk is None or not chunk.job.cancelled:
                 continue
             if w.poller.poll(0):
                 self._receive(w)  # it may have answered the cancelled chunk already
-                if not w.outstanding or not w.outstanding[0].job.cancelled:
+                chunk = w.running()
+                if chunk is None or not chunk.job.cancelled:
                     continue
             w.handle.kill()
-            w.timed_out = True
-            chunk = w.release()
-            n = len(chunk.items)
-            exc = CancelledError(f"job {chunk.job.id} cancelled; worker {w.handle.pid} was killed")
-            self.outcome(chunk.job, chunk.start, [None] * n, [(i, exc) for i in range(n)], 0.0)
+            w.killed = True
+            w.settle(chunk.id)
+            self._fail(
+                chunk,
+                CancelledError(f"job {chunk.job.id} cancelled; worker {w.handle.pid} was killed"),
+            )
 
     def _on_death(self, worker: _Worker) -> None:
         handle = worker.handle
-        if not worker.timed_out:
-            conn = handle.conn
-            try:
-                while worker.outstanding and conn.poll(0):
-                    self._on_result(worker, *conn.recv())
-            except (EOFError, OSError):
-                pass
+        if worker.outstanding:
+            self._receive(worker)  # what it answered before it died
         exitcode = handle.reap(_JOIN_SECONDS)
-        retired = worker.quota == 0 and not worker.outstanding and not worker.timed_out
-        if worker.outstanding and not worker.timed_out:
-            lost = worker.release()
-            what = "task" if len(lost.items) == 1 else f"chunk of {len(lost.items)} tasks"
-            exc = WorkerLostError(handle.pid, exitcode, what)
-            self.outcome(
-                lost.job,
-                lost.start,
-                [None] * len(lost.items),
-                [(i, exc) for i in range(len(lost.items))],
-                0.0,
-            )
-        if worker.outstanding:  # never started: another worker runs them
-            self._retry.extendleft(reversed(worker.outstanding))
-            worker.outstanding.clear()
+        started = handle.started()
+        retired = worker.quota == 0 and not worker.outstanding and not worker.killed
+        rerun = list(worker.outstanding)
+        worker.outstanding.clear()
+        lost = [c for c in rerun if c.id == started]
+        if not lost and rerun and rerun[0].id > started and not worker.killed:
+            lost.append(rerun[0])  # it died before starting any: the oldest is to blame
+        for chunk in lost:
+            rerun.remove(chunk)
+            n = len(chunk.items)
+            what = "task" if n == 1 else f"chunk of {n} tasks"
+            self._fail(chunk, WorkerLostError(handle.pid, exitcode, what))
+        self._retry.extendleft(reversed(rerun))  # another worker runs them
         self._workers.remove(worker)
         self._waitables = None
         handle.close()
@@ -441,7 +501,7 @@ class ProcessEngine(Engine):
             # A worker that died by itself before answering anything (its initializer
             # raised or crashed) would be replaced in a tight loop: wait longer each
             # time. One killed from outside (SIGKILL, SIGTERM) is replaced at once.
-            if worker.answered or worker.timed_out or exitcode in _KILLED:
+            if worker.answered or worker.killed or exitcode in _KILLED:
                 self._backoff = 0.0
             else:
                 self._backoff = min(_MAX_BACKOFF, max(_YIELD_SECONDS, self._backoff * 2))
@@ -468,14 +528,14 @@ class ProcessEngine(Engine):
     def _expire(self) -> None:
         now = time.monotonic()
         for w in self._workers:
-            if not (w.exclusive and w.outstanding) or w.timed_out:
+            if not (w.exclusive and w.outstanding) or w.killed:
                 continue
             chunk = w.outstanding[0]
             if chunk.deadline is None or chunk.deadline > now:
                 continue
             w.handle.kill()
-            w.timed_out = True
-            w.release()
+            w.killed = True
+            w.settle(chunk.id)
             exc = TimeoutError(
                 f"task {chunk.start} of job {chunk.job.id} ran over its timeout of "
                 f"{chunk.job.timeout} s; worker {w.handle.pid} was killed"
@@ -499,23 +559,11 @@ class ProcessEngine(Engine):
         exc = PoolTerminatedError("pool terminated before the task finished")
         for w in self._workers:
             for chunk in w.outstanding:
-                self.outcome(
-                    chunk.job,
-                    chunk.start,
-                    [None] * len(chunk.items),
-                    [(i, exc) for i in range(len(chunk.items))],
-                    0.0,
-                )
+                self._fail(chunk, exc)
             w.handle.close()
         self._workers.clear()
         for chunk in self._retry:
-            self.outcome(
-                chunk.job,
-                chunk.start,
-                [None] * len(chunk.items),
-                [(i, exc) for i in range(len(chunk.items))],
-                0.0,
-            )
+            self._fail(chunk, exc)
         self._retry.clear()
         self.fail_pending(exc)
         self._close_wake()

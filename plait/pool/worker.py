@@ -4,12 +4,27 @@ Theory of operation
 -------------------
 A worker owns one end of a ``Pipe``; the pool's scheduler owns the other. Messages are:
 
-    scheduler -> worker   [(chunk_id, func, kind, items), ...]   or None: "exit now"
-    worker -> scheduler   (chunk_id, values, errors, seconds)       one per chunk
+    scheduler -> worker   [(chunk_id, func, kind, items, hold), ...]   or None: "exit now"
+    worker -> scheduler   (chunk_id, values, errors, seconds)      one answer
+                          [(chunk_id, answer_bytes), ...]          a batch of answers
 
 The scheduler sends chunks in batches (one message, one system call, for many small
-chunks), but every chunk is answered on its own, so the scheduler always knows which
-chunks a worker finished and which one it was running.
+chunks), and the worker answers in batches too: a chunk's answer waits while the next chunk,
+already in the inbox, is one the scheduler measured as tiny (``hold``), up to
+``BATCH_ANSWERS`` answers or ``BATCH_SECONDS`` after the first one waiting. Tiny tasks
+then cost the parent one message per batch, not per chunk, and no answer ever waits
+behind a task that may be slow, or in an idle worker. A
+batch carries each answer pickled on its own, beside its chunk id, so an answer the
+parent cannot unpickle fails its own chunk only. A big answer (``BIG_ANSWER`` bytes, as
+``sys.getsizeof`` of its first value says) always travels alone as a tuple, its buffers
+out of band.
+
+Batching keeps every task accounted for with the *progress word*: a shared
+``c_longlong`` (``plait.ipc.sharedctypes.RawValue``) in which the worker writes the id of
+each chunk before it runs it. When the worker dies, the scheduler reads every answer
+that reached the pipe, then the word: the chunk it names was running and fails with
+``WorkerLostError``; the others without an answer run again on another worker (see
+``scheduler``).
 
 ``func`` travels as the bytes ``serialization.dumps`` made of it once per job (cloudpickle
 for lambdas and closures), so a chunk's list of arguments always takes the C pickler's
@@ -37,6 +52,7 @@ The worker ignores SIGINT: Ctrl-C belongs to the parent, which stops the pool.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -48,6 +64,9 @@ __all__ = ["MAP", "STAR", "APPLY", "worker_main", "RemoteException"]
 
 MAP, STAR, APPLY = 0, 1, 2
 _FUNC_CACHE_SIZE = 64
+BATCH_ANSWERS = 64
+BATCH_SECONDS = 0.001
+BIG_ANSWER = 64 << 10
 
 
 class RemoteException:
@@ -129,15 +148,8 @@ def _reader(conn, inbox: deque, ready: threading.Semaphore) -> None:
         ready.release(len(message))
 
 
-def _send(conn, chunk_id: int, values: list, errors: list | None, seconds: float) -> None:
-    try:
-        conn.send((chunk_id, values, errors, seconds))
-        return
-    except (EOFError, OSError):
-        raise
-    except Exception:
-        pass
-    # Something in the values does not pickle: find it, item by item.
+def _picklable(values: list, errors: list | None) -> list | None:
+    """Replace each value that does not pickle by ``None`` and a ``MaybeEncodingError``."""
     errors = list(errors or ())
     for i, value in enumerate(values):
         try:
@@ -145,11 +157,42 @@ def _send(conn, chunk_id: int, values: list, errors: list | None, seconds: float
         except Exception as why:
             values[i] = None
             errors.append((i, RemoteException(MaybeEncodingError(why, value), "")))
-    conn.send((chunk_id, values, errors, seconds))
+    return errors
 
 
-def worker_main(conn, initializer=None, initargs=(), maxtasks: int | None = None) -> None:
-    """Run chunks from ``conn`` until told to exit, the pipe closes or ``maxtasks`` items ran."""
+def _send(conn, answers: list) -> None:
+    """Send ``answers``, ``[(chunk_id, values, errors, seconds), ...]``, as one message."""
+    if len(answers) == 1:
+        answer = answers[0]
+        try:
+            conn.send(answer)
+            return
+        except (EOFError, OSError):
+            raise
+        except Exception:  # something in the values does not pickle: find it
+            chunk_id, values, errors, seconds = answer
+            conn.send((chunk_id, values, _picklable(values, errors), seconds))
+            return
+    batch = []
+    dumps = serialization.dumps
+    for chunk_id, values, errors, seconds in answers:
+        try:
+            data = dumps((values, errors, seconds))
+        except Exception:
+            data = dumps((values, _picklable(values, errors), seconds))
+        batch.append((chunk_id, data))
+    conn.send(batch)
+
+
+def _is_big(values: list) -> bool:
+    return bool(values) and sys.getsizeof(values[0]) >= BIG_ANSWER
+
+
+def worker_main(conn, progress, initializer=None, initargs=(), maxtasks: int | None = None) -> None:
+    """Run chunks from ``conn`` until told to exit, the pipe closes or ``maxtasks`` items ran.
+
+    ``progress`` is the shared word in which the id of each chunk is written before it runs.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)
@@ -161,29 +204,48 @@ def worker_main(conn, initializer=None, initargs=(), maxtasks: int | None = None
     loads = serialization.loads
     clock = time.perf_counter
     done = 0
-    while maxtasks is None or done < maxtasks:
-        ready.acquire()
-        message = inbox.popleft()
-        if message is None:
-            break
-        if message[0] == "unpicklable":
-            raise message[1]
-        chunk_id, func_bytes, kind, items = message
-        try:
-            func = funcs.get(func_bytes)
-            if func is None:
-                if len(funcs) >= _FUNC_CACHE_SIZE:
-                    funcs.clear()
-                func = funcs[func_bytes] = loads(func_bytes)
-        except Exception as exc:
-            values, errors, seconds = [None] * len(items), None, 0.0
-            errors = [(i, _remote(exc)) for i in range(len(items))]
-        else:
-            started = clock()
-            values, errors = _run(func, kind, items)
-            seconds = clock() - started
-        done += len(items)
-        try:
-            _send(conn, chunk_id, values, errors, seconds)
-        except (EOFError, OSError):
-            break
+    waiting: list = []  # answers not sent yet
+    flush_at = 0.0
+    try:
+        while maxtasks is None or done < maxtasks:
+            if waiting and not inbox:  # nothing to run next: answer now
+                _send(conn, waiting)
+                waiting = []
+            ready.acquire()
+            message = inbox.popleft()
+            if message is None:
+                break
+            if message[0] == "unpicklable":
+                raise message[1]
+            chunk_id, func_bytes, kind, items, hold = message
+            if waiting and (not hold or len(waiting) >= BATCH_ANSWERS or clock() >= flush_at):
+                _send(conn, waiting)
+                waiting = []
+            progress.value = chunk_id
+            try:
+                func = funcs.get(func_bytes)
+                if func is None:
+                    if len(funcs) >= _FUNC_CACHE_SIZE:
+                        funcs.clear()
+                    func = funcs[func_bytes] = loads(func_bytes)
+            except Exception as exc:
+                values, errors, seconds = [None] * len(items), None, 0.0
+                errors = [(i, _remote(exc)) for i in range(len(items))]
+            else:
+                started = clock()
+                values, errors = _run(func, kind, items)
+                seconds = clock() - started
+            done += len(items)
+            if _is_big(values):
+                if waiting:
+                    _send(conn, waiting)
+                    waiting = []
+                _send(conn, [(chunk_id, values, errors, seconds)])
+                continue
+            if not waiting:
+                flush_at = clock() + BATCH_SECONDS
+            waiting.append((chunk_id, values, errors, seconds))
+        if waiting:
+            _send(conn, waiting)
+    except (EOFError, OSError):
+        pass  # the scheduler is gone

@@ -117,3 +117,17 @@ def result_that_breaks_on_load(_=None):
 
 def broken_initializer():
     raise RuntimeError("this initializer always fails")
+
+
+def log_and_kill_on(x, path, victim):
+    """Append ``x`` to the file ``path`` (one line per run), then ``kill_self_on``."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, b"%d\n" % x)
+    finally:
+        os.close(fd)
+    return kill_self_on(x, victim)
+
+
+def breaks_on_load_at_150(x):
+    return BreaksOnLoad() if x == 150 else x

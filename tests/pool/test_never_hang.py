@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import functools
 import os
 import pickle
 import random
@@ -11,7 +13,7 @@ import time
 
 import pytest
 
-from plait.pool import Pool, TimeoutError, WorkerLostError
+from plait.pool import MaybeEncodingError, Pool, TimeoutError, WorkerLostError
 from tests.conftest import wait_until
 from tests.pool import tasks
 
@@ -207,6 +209,53 @@ def test_answers_that_do_not_unpickle_arrive_as_errors(pool):
     with pytest.raises(Exception, match="refuses to be rebuilt"):
         pool.apply(tasks.result_that_breaks_on_load)
     assert pool.map(tasks.square, range(4)) == [0, 1, 4, 9]
+
+
+@pytest.mark.timeout(60)
+def test_sigkill_among_batched_tiny_tasks_fails_the_running_one_and_loses_none(pool, tmp_path):
+    # The cost of the function is measured first, so the chunks that follow are sent
+    # with ``hold`` and the workers answer in batches: answers are waiting in the
+    # worker when it dies.
+    log = str(tmp_path / "runs")
+    func = functools.partial(tasks.log_and_kill_on, path=log, victim=-1)
+    assert pool.map(func, range(200), chunksize=1) == list(range(200))
+    os.unlink(log)
+    func = functools.partial(tasks.log_and_kill_on, path=log, victim=300)
+    outcomes = []
+    it = pool.imap_unordered(func, range(600), chunksize=1)
+    while True:
+        try:
+            outcomes.append(it.next(30))
+        except StopIteration:
+            break
+        except WorkerLostError as exc:
+            outcomes.append(exc)
+    lost = [o for o in outcomes if isinstance(o, WorkerLostError)]
+    assert len(lost) == 1 and lost[0].signal == signal.SIGKILL
+    assert sorted(o for o in outcomes if not isinstance(o, WorkerLostError)) == [
+        x for x in range(600) if x != 300
+    ]
+    with open(log) as f:
+        runs = collections.Counter(int(line) for line in f)
+    assert set(runs) == set(range(600))
+    assert runs[300] == 1  # the task that was running fails; it never runs again
+
+
+@pytest.mark.timeout(60)
+def test_an_answer_in_a_batch_that_does_not_unpickle_fails_only_its_task(pool):
+    assert pool.map(tasks.breaks_on_load_at_150, range(100), chunksize=1) == list(range(100))
+    outcomes = []
+    it = pool.imap(tasks.breaks_on_load_at_150, range(400), chunksize=1)
+    while True:
+        try:
+            outcomes.append(it.next(30))
+        except StopIteration:
+            break
+        except MaybeEncodingError as exc:
+            outcomes.append(exc)
+    assert outcomes[:150] == list(range(150)) and outcomes[151:] == list(range(151, 400))
+    assert isinstance(outcomes[150], MaybeEncodingError)
+    assert "refuses to be rebuilt" in str(outcomes[150])
 
 
 @pytest.mark.timeout(60)
