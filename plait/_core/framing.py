@@ -55,18 +55,22 @@ header that makes no sense (unknown kind, fds that did not arrive, a cut record)
 ``FrameError``. After either error on the receiving side the rest of the frame is still
 in the socket, so the caller must close the channel.
 
-Waiting: a receive with no deadline first tries ``SPIN_TRIES`` non-blocking reads of
-the first record before it blocks. A reply often comes within tens of microseconds, and
-blocking costs far more than that here: the waiting CPU goes idle, and on a virtual
+Waiting: a receive with no deadline first tries up to ``SPIN_TRIES`` non-blocking reads
+of the first record before it blocks. A reply often comes within tens of microseconds,
+and blocking costs far more than that here: the waiting CPU goes idle, and on a virtual
 machine (the ``haltpoll`` idle driver of these 2-core VMs) waking a halted CPU costs a
 trip through the hypervisor. Measured on a quiet machine, Pipe ping-pong went from 14k
 to 60-100k round trips per second (the standard library: 15-22k). The price is at most
-about 60 microseconds of CPU per receive that does block, and the budget adapts per
-channel: a receive that blocked only briefly doubles it (up to ``SPIN_TRIES``), one
-that blocked long halves it, so a channel whose peer is slow, or whose CPUs are all
-busy (more processes than cores), soon stops spinning and leaves the CPU to them. A
-receive with a deadline does not spin: its socket is in timeout mode, where each try
-would wait.
+about 60 microseconds of CPU per receive that blocks anyway, so the budget adapts per
+channel by what the spin achieved: a spin that caught the message doubles it (up to
+``SPIN_TRIES``), one that ran out halves it. A channel at zero spins the full budget on
+every ``PROBE_EVERY``-th receive (a probe), so it finds out when its peer is quick again.
+Spins that run out are what happens when the CPUs are all busy: 4 clients of one
+manager server on 2 cores spun ~20 reads per call, half of them in vain, and took the
+CPU the server needed (4-client throughput halved). The budget used to follow the
+length of the blocking wait instead (short: double), and a wait of ~100 microseconds
+behind a busy server looked short, so those clients never stopped spinning. A receive
+with a deadline does not spin: its socket is in timeout mode, where each try would wait.
 
 A channel is not thread-safe: one sender and one receiver at a time, as with the
 standard library's connections.
@@ -93,6 +97,7 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "SEGMENT_THRESHOLD",
     "SPIN_TRIES",
+    "PROBE_EVERY",
     "MessageTooLarge",
     "FrameError",
     "Channel",
@@ -104,7 +109,7 @@ RECORD_SIZE = 64 * 1024  # well under the smallest default SO_SNDBUF (~200 KB)
 MAX_BUFFERS = 512  # the table then fits in the first record; callers pickle in-band past it
 MAX_MESSAGE_SIZE = 1 << 32  # default limit of payload + buffers, per message
 SPIN_TRIES = 50  # non-blocking reads before a receive blocks (see "Waiting"): ~60 µs
-_SPIN_WORTH = 200e-6  # a blocking wait shorter than this means spinning would have paid
+PROBE_EVERY = 16  # a channel that stopped spinning spins the full budget this often
 SEGMENT_THRESHOLD = 32 << 20  # measured: below it two copies through the socket win
 _IOV_MAX = 1024
 _MSG_TRUNC = int(socket.MSG_TRUNC)
@@ -155,6 +160,7 @@ class Channel:
         self._scratch = bytearray()  # reused for large plain payloads, up to _SCRATCH_MAX
         self._deadline: float | None = None
         self._spins = SPIN_TRIES  # adapted per channel, see "Waiting"
+        self._unspun = 0  # receives since the budget reached zero (for the probe)
         # Bound methods cached: send/recv run once per message on the hot path.
         self._sendmsg = sock.sendmsg
         self._send = sock.send
@@ -300,18 +306,20 @@ class Channel:
         """``recv_into`` the first record, spinning before it blocks (see "Waiting")."""
         recv_into = self._recv_into
         spins = self._spins
+        if not spins:
+            self._unspun += 1
+            if self._unspun >= PROBE_EVERY:
+                self._unspun = 0
+                spins = SPIN_TRIES
         for _ in range(spins):
             try:
-                return recv_into(view, 0, _MSG_TRUNC_NOWAIT)
+                got = recv_into(view, 0, _MSG_TRUNC_NOWAIT)
             except BlockingIOError:
-                pass
-        started = time.perf_counter()
-        got = recv_into(view, 0, _MSG_TRUNC)
-        if time.perf_counter() - started < _SPIN_WORTH:
-            self._spins = min(SPIN_TRIES, 2 * spins + 1)  # a little more would have caught it
-        else:
-            self._spins = spins // 2  # the peer is slow or the CPUs are busy: stop burning
-        return got
+                continue
+            self._spins = min(SPIN_TRIES, 2 * spins + 1)  # the spin paid: keep it
+            return got
+        self._spins //= 2  # in vain: the peer is slow, or the CPUs are all busy
+        return recv_into(view, 0, _MSG_TRUNC)
 
     def _recv_with_fds(self, view: memoryview) -> tuple[int, list[int]]:
         """After ``_FDS_NEXT``: receive the start of the frame and the fds beside it."""
