@@ -95,7 +95,18 @@ from plait.managers.proxy import (
     format_remote_traceback,
     public_methods,
 )
-from plait.threads import Empty, Event, Full, Queue
+from plait.threads import (
+    Barrier,
+    BoundedSemaphore,
+    Condition,
+    Empty,
+    Event,
+    Full,
+    Lock,
+    Queue,
+    RLock,
+    Semaphore,
+)
 
 __all__ = ["Server"]
 
@@ -112,6 +123,7 @@ _INLINE_REQUESTS = frozenset(
 _PROMOTE_AFTER = 3
 _HANGUP = select.POLLRDHUP  # with POLLHUP and POLLERR, which poll always reports
 _TRY = object()  # _inline's answer for queues and events
+_ONCE = object()  # _inline's answer for a request a thread runs once (then gives back)
 _RUN = object()  # a policy's answer: run the call as asked, it cannot block
 _QUEUE_NONBLOCKING = frozenset(
     {
@@ -170,6 +182,11 @@ def _makes_inline(make: Any) -> bool:
     """Whether objects made by ``make`` never block (a type of ``_INLINE_TYPES``, or a
     class or function marked ``_plait_inline_ = True``)."""
     return make in _INLINE_TYPES or getattr(make, "_plait_inline_", False)
+
+
+# Makers whose objects may block in their methods, but not while being made: the loop
+# creates them itself. Any other maker (a user's, Pool) runs in a thread, once.
+_QUICK_MAKERS = (Queue, Event, Lock, RLock, Semaphore, BoundedSemaphore, Condition, Barrier)
 
 
 _JOIN_TIMEOUT = 2.0
@@ -491,6 +508,9 @@ class Server:
                         self._to_thread(poller, served, self._serve_promoted, request)
                     return
                 request = (_READY, reply)
+            elif mode is _ONCE:
+                self._to_thread(poller, served, self._serve_once, request)
+                return
             elif not mode:
                 self._to_thread(poller, served, self._serve_promoted, request)
                 return
@@ -582,8 +602,8 @@ class Server:
 
     def _inline(self, ident: Any, method: Any, args: Any) -> Any:
         """Whether the loop may run this request: True (it cannot block), False (a thread
-        serves the connection from now on) or ``_TRY`` (a queue or event: see
-        ``_attempt``)."""
+        serves the connection from now on), ``_TRY`` (a queue or event: see
+        ``_attempt``) or ``_ONCE`` (a thread runs this request, then gives it back)."""
         try:
             if ident is not None:
                 entry = self.objects.get(ident)
@@ -591,7 +611,8 @@ class Server:
                     return True  # the error reply
                 return entry[4] if entry[4] is True or entry[4] is False else _TRY
             if method == "create":
-                return _makes_inline(self.registry[args[0]][0])
+                make = self.registry[args[0]][0]
+                return True if _makes_inline(make) or make in _QUICK_MAKERS else _ONCE
             if method == "batch":
                 return all(self._inline(i, m, a) is True for i, m, a, _ in args)
             return method in _INLINE_REQUESTS

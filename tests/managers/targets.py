@@ -41,6 +41,7 @@ class Counter:
 
     def __init__(self, start: int = 0) -> None:
         self.value = start
+        self._sleeping = 0
 
     def add(self, n: int = 1) -> int:
         self.value += n
@@ -50,8 +51,16 @@ class Counter:
         return self.value
 
     def slow(self, seconds: float) -> int:
-        time.sleep(seconds)
+        self._sleeping += 1
+        try:
+            time.sleep(seconds)
+        finally:
+            self._sleeping -= 1
         return self.value
+
+    def sleeping(self) -> int:
+        """How many ``slow`` calls are in progress."""
+        return self._sleeping
 
     def fail(self) -> None:
         raise KeyError("no such counter")

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -161,7 +160,7 @@ def test_killed_during_a_slow_method(leak_free):
         c = m.Counter()
         child = ctx.Process(target=targets.slow_then_never_reached, args=(c,))
         child.start()
-        time.sleep(0.2)
+        assert wait_until(lambda c=c: c.sleeping() == 1, 30)  # the child is inside the call
         os.kill(child.pid, signal.SIGKILL)
         child.join(10)
         assert c.add(1) == 1  # served by another thread while the slow call sleeps
