@@ -81,6 +81,7 @@ from plait.pool.errors import (
     TimeoutError,
     WorkerLostError,
 )
+from plait.pool.worker import nbytes
 
 __all__ = ["ProcessEngine"]
 
@@ -88,6 +89,7 @@ PREFETCH = 2
 MAX_INFLIGHT = 256
 BATCH_SECONDS = 0.005
 HOLD_SECONDS = 0.0005  # a chunk estimated under this may keep earlier answers waiting
+HEAVY_BYTES = 1 << 20  # a chunk this big travels one or two at a time, whatever its cost
 _JOIN_SECONDS = 5.0
 _YIELD_SECONDS = 0.005  # the wait before starting a replacement: lets the caller run
 _KILLED = (-signal.SIGKILL, -signal.SIGTERM)
@@ -103,7 +105,10 @@ class _Chunk:
         self.start = start
         self.items = items
         self.deadline: float | None = None
+        # Its cost in seconds, or None: unknown, or too many bytes to hold many of.
         self.estimate: float | None = job.estimate(len(items))
+        if self.estimate is not None and items and nbytes(items[0]) * len(items) >= HEAVY_BYTES:
+            self.estimate = None
 
 
 class _Worker:

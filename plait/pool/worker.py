@@ -15,8 +15,8 @@ already in the inbox, is one the scheduler measured as tiny (``hold``), up to
 then cost the parent one message per batch, not per chunk, and no answer ever waits
 behind a task that may be slow, or in an idle worker. A
 batch carries each answer pickled on its own, beside its chunk id, so an answer the
-parent cannot unpickle fails its own chunk only. A big answer (``BIG_ANSWER`` bytes, as
-``sys.getsizeof`` of its first value says) always travels alone as a tuple, its buffers
+parent cannot unpickle fails its own chunk only. A big answer (``BIG_ANSWER`` bytes, as ``nbytes``
+of its first value says) always travels alone as a tuple, its buffers
 out of band.
 
 Batching keeps every task accounted for with the *progress word*: a shared
@@ -60,7 +60,7 @@ from collections import deque
 from plait._core import serialization
 from plait.pool.errors import MaybeEncodingError, RemoteTraceback
 
-__all__ = ["MAP", "STAR", "APPLY", "worker_main", "RemoteException"]
+__all__ = ["MAP", "STAR", "APPLY", "worker_main", "RemoteException", "nbytes"]
 
 MAP, STAR, APPLY = 0, 1, 2
 _FUNC_CACHE_SIZE = 64
@@ -184,8 +184,25 @@ def _send(conn, answers: list) -> None:
     conn.send(batch)
 
 
+_SCALARS = frozenset({int, float, bool, complex, type(None)})
+
+
+def nbytes(value: object) -> int:
+    """Roughly how many bytes ``value`` takes to send: a buffer's length, else its size.
+
+    (``sys.getsizeof`` alone misses the data of an array that views memory it does not
+    own, as an array unpickled from a received buffer does.)
+    """
+    if type(value) in _SCALARS:
+        return 0
+    try:
+        return memoryview(value).nbytes
+    except TypeError:
+        return sys.getsizeof(value)
+
+
 def _is_big(values: list) -> bool:
-    return bool(values) and sys.getsizeof(values[0]) >= BIG_ANSWER
+    return bool(values) and nbytes(values[0]) >= BIG_ANSWER
 
 
 def worker_main(conn, progress, initializer=None, initargs=(), maxtasks: int | None = None) -> None:
