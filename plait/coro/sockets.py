@@ -25,7 +25,7 @@ gets :class:`ResourceBusy`.
 The rest of the standard API (``family``, ``getsockname``, ``setsockopt``, TLS's
 ``getpeercert``, ...) is handed to the wrapped socket by one property per name, made
 when this module loads, not by ``__getattr__``: a class with ``__getattr__`` puts *every*
-attribute read on the slow generic path, ``_recv`` and ``_drained`` too, which CPython
+attribute read on the slow generic path, ``_io`` and ``_drained`` too, which CPython
 cannot then specialize (24 ns instead of 6 ns a read, ~8 reads per echo request).
 """
 
@@ -61,10 +61,8 @@ class Socket:
 
     __slots__ = (
         "_socket",
+        "_io",
         "_fileno",
-        "_recv",
-        "_recv_into",
-        "_send",
         "_name",
         "_plain",
         "_drained",
@@ -76,10 +74,12 @@ class Socket:
             raise TypeError("this socket is already a plait.coro Socket")
         sock.setblocking(False)
         self._socket = sock
+        # The object of recv/send calls: the socket, or a _Closed once closed. Its methods
+        # are looked up per call, not cached bound in a slot: CPython specializes a method
+        # call on a socket, but not one read from a slot, and with thousands of
+        # connections the cached bound method is one more object out of the cache.
+        self._io: Any = sock
         self._fileno = sock.fileno()
-        self._recv = sock.recv
-        self._recv_into = sock.recv_into
-        self._send = sock.send
         self._name = f"socket fd {self._fileno}"
         # see "drained" in the module notes; never for TLS, whose library buffers data
         self._plain = not isinstance(sock, _ssl.SSLSocket)
@@ -112,7 +112,7 @@ class Socket:
             await _read_wait(self._fileno, self)
         while True:
             try:
-                data = self._recv(maxsize, flags)
+                data = self._io.recv(maxsize, flags)
                 if len(data) < maxsize:
                     self._drained = self._plain
                 return data
@@ -128,7 +128,7 @@ class Socket:
             await _read_wait(self._fileno, self)
         while True:
             try:
-                count = self._recv_into(buffer, nbytes, flags)
+                count = self._io.recv_into(buffer, nbytes, flags)
                 if count < (nbytes or len(buffer)):
                     self._drained = self._plain
                 return count
@@ -159,7 +159,7 @@ class Socket:
         """Send some of ``data``; return how many bytes went. Blocks until some can go."""
         while True:
             try:
-                return self._send(data, flags)
+                return self._io.send(data, flags)
             except WOULD_BLOCK_WRITE:
                 await _write_wait(self._fileno, self)
             except _ssl.SSLWantReadError:
@@ -172,7 +172,7 @@ class Socket:
         carries ``bytes_sent``.
         """
         try:
-            sent = self._send(data, flags)
+            sent = self._io.send(data, flags)
         except WOULD_BLOCK_WRITE:
             sent = 0
         except _ssl.SSLWantReadError:
@@ -187,7 +187,7 @@ class Socket:
             try:
                 while sent < total:
                     try:
-                        sent += self._send(view[sent:], flags)
+                        sent += self._io.send(view[sent:], flags)
                     except WOULD_BLOCK_WRITE:
                         await _write_wait(self._fileno, self)
                     except _ssl.SSLWantReadError:
@@ -258,9 +258,6 @@ class Socket:
             raise ClosedResourceError(self._name)
         return self._socket
 
-    def _closed(self, *args: Any) -> Any:
-        raise ClosedResourceError(self._name)
-
     async def close(self) -> None:
         """Close the socket (never blocks). Tasks waiting on it get ClosedResourceError."""
         self.close_nowait()
@@ -273,7 +270,7 @@ class Socket:
         if k is not None:
             k.release_fd(self._fileno)
         self._fileno = -1
-        self._recv = self._recv_into = self._send = self._closed
+        self._io = _Closed(self._name)
         self._socket.close()
 
     async def __aenter__(self) -> Socket:
@@ -281,6 +278,20 @@ class Socket:
 
     async def __aexit__(self, *exc: Any) -> None:
         self.close_nowait()
+
+
+class _Closed:
+    """What a closed :class:`Socket` calls instead of its socket: every call raises."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _raise(self, *args: Any) -> Any:
+        raise ClosedResourceError(self.name)
+
+    recv = recv_into = send = _raise
 
 
 def _delegate(name: str) -> property:

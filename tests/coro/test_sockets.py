@@ -126,6 +126,22 @@ def test_closed_socket_names_the_cause_and_wakes_its_waiter():
     coro.run(main)
 
 
+def test_the_rest_of_the_standard_socket_api_reaches_the_wrapped_socket():
+    a, b = socket.socketpair()
+    sa = coro.Socket(a)
+    missing = [n for n in dir(socket.socket) if not n.startswith("_") and not hasattr(sa, n)]
+    assert missing == []
+    assert (sa.family, sa.type) == (a.family, a.type)
+    sa.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    assert sa.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == a.getsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF
+    )
+    with pytest.raises(AttributeError):
+        sa.no_such_attribute  # noqa: B018
+    sa.close_nowait()
+    b.close()
+
+
 def test_two_readers_on_one_socket_is_resource_busy():
     async def main():
         a, b = socket.socketpair()
