@@ -422,10 +422,12 @@ class ProcessEngine(Engine):
         worker.answered = True
         pid = worker.handle.pid
         run = None  # [job, start, values, errors, seconds] of the chunks merged so far
+        busy = 0.0
         for chunk_id, values, errors, seconds in answers:
             chunk = worker.settle(chunk_id)
             if chunk is None:
                 continue  # settled already: its worker was killed
+            busy += seconds
             if chunk.deadline is not None:
                 worker.exclusive = False
             n = len(chunk.items)
@@ -442,9 +444,9 @@ class ProcessEngine(Engine):
             if run is not None:
                 self.outcome(*run)
             run = [chunk.job, chunk.start, values, errors, seconds]
-            self.busy[pid] = self.busy.get(pid, 0.0) + seconds
         if run is not None:
             self.outcome(*run)
+        self.busy[pid] = self.busy.get(pid, 0.0) + busy
 
     def _fail(self, chunk: _Chunk, exc: BaseException) -> None:
         n = len(chunk.items)

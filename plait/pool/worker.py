@@ -9,15 +9,14 @@ A worker owns one end of a ``Pipe``; the pool's scheduler owns the other. Messag
                           [(chunk_id, answer_bytes), ...]          a batch of answers
 
 The scheduler sends chunks in batches (one message, one system call, for many small
-chunks), and the worker answers in batches too: a chunk's answer waits while the next chunk,
-already in the inbox, is one the scheduler measured as tiny (``hold``), up to
+chunks), and the worker answers in batches too: a chunk's answer waits while the next
+chunk, already in the inbox, is one the scheduler measured as tiny (``hold``), up to
 ``BATCH_ANSWERS`` answers or ``BATCH_SECONDS`` after the first one waiting. Tiny tasks
 then cost the parent one message per batch, not per chunk, and no answer ever waits
-behind a task that may be slow, or in an idle worker. A
-batch carries each answer pickled on its own, beside its chunk id, so an answer the
-parent cannot unpickle fails its own chunk only. A big answer (``BIG_ANSWER`` bytes, as ``nbytes``
-of its first value says) always travels alone as a tuple, its buffers
-out of band.
+behind a task that may be slow, or in an idle worker. A batch carries each answer
+pickled on its own, beside its chunk id, so an answer the parent cannot unpickle fails
+its own chunk only. A big answer (``BIG_ANSWER`` bytes, as ``nbytes`` of its first
+value says) always travels alone, as a tuple whose buffers go out of band.
 
 Batching keeps every task accounted for with the *progress word*: a shared
 ``c_longlong`` (``plait.ipc.sharedctypes.RawValue``) in which the worker writes the id of
@@ -148,7 +147,7 @@ def _reader(conn, inbox: deque, ready: threading.Semaphore) -> None:
         ready.release(len(message))
 
 
-def _picklable(values: list, errors: list | None) -> list | None:
+def _picklable(values: list, errors: list | None) -> list:
     """Replace each value that does not pickle by ``None`` and a ``MaybeEncodingError``."""
     errors = list(errors or ())
     for i, value in enumerate(values):
