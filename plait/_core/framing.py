@@ -62,12 +62,14 @@ machine (the ``haltpoll`` idle driver of these 2-core VMs) waking a halted CPU c
 trip through the hypervisor. Measured on a quiet machine, Pipe ping-pong went from 14k
 to 60-100k round trips per second (the standard library: 15-22k). The price is at most
 about 60 microseconds of CPU per receive that blocks anyway, so the budget adapts per
-channel by what the spin achieved: a spin that caught the message doubles it (up to
-``SPIN_TRIES``), one that ran out halves it. A channel at zero spins the full budget on
-every ``PROBE_EVERY``-th receive (a probe), so it finds out when its peer is quick again.
-Spins that run out are what happens when the CPUs are all busy: 4 clients of one
-manager server on 2 cores spun ~20 reads per call, half of them in vain, and took the
-CPU the server needed (4-client throughput halved). The budget used to follow the
+channel by what the spin achieved: a spin that waited for the message and caught it
+doubles it (up to ``SPIN_TRIES``), one that ran out halves it, and a message that was
+already there (the kernel often runs the woken peer on the sender's CPU, so the reply
+is in when the sender resumes) leaves it as it is. A channel at zero spins the full
+budget on every ``PROBE_EVERY``-th receive (a probe), so it finds out when its peer is
+quick again. Spins that run out are what happens when the CPUs are all busy: 4 clients
+of one manager server on 2 cores spun ~20 reads per call, 40% of them in vain, and took
+the CPU the server needed (their throughput halved). The budget used to follow the
 length of the blocking wait instead (short: double), and a wait of ~100 microseconds
 behind a busy server looked short, so those clients never stopped spinning. A receive
 with a deadline does not spin: its socket is in timeout mode, where each try would wait.
@@ -311,12 +313,13 @@ class Channel:
             if self._unspun >= PROBE_EVERY:
                 self._unspun = 0
                 spins = SPIN_TRIES
-        for _ in range(spins):
+        for tried in range(spins):
             try:
                 got = recv_into(view, 0, _MSG_TRUNC_NOWAIT)
             except BlockingIOError:
                 continue
-            self._spins = min(SPIN_TRIES, 2 * spins + 1)  # the spin paid: keep it
+            if tried:  # the spin waited for the message, and caught it
+                self._spins = min(SPIN_TRIES, 2 * spins + 1)
             return got
         self._spins //= 2  # in vain: the peer is slow, or the CPUs are all busy
         return recv_into(view, 0, _MSG_TRUNC)

@@ -233,12 +233,14 @@ class _Client:
         """Send one request and return its raw reply ``(kind, value)``."""
         if self.gone is not None:
             raise ManagerGoneError(self.address, typeid, method, self.gone)
-        try:
-            conn = self.connection()
-        except OSError as exc:
-            raise ManagerGoneError(
-                self.address, typeid, method, f"cannot be reached: {exc}"
-            ) from exc
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            try:
+                conn = self.connection()
+            except OSError as exc:
+                raise ManagerGoneError(
+                    self.address, typeid, method, f"cannot be reached: {exc}"
+                ) from exc
         control = self._take_control() if self.control else None
         _sending.address = self.address
         try:
@@ -262,12 +264,16 @@ class _Client:
             raise
 
     def call(self, ident: int | None, method: str, args: tuple, kwds: dict, proxy=None) -> Any:
-        pending = getattr(_batching, "calls", None)
-        if pending is not None and ident is not None:
+        if ident is not None and getattr(_batching, "calls", None) is not None:
             return _queue_batched(self, ident, method, args, kwds, proxy)
         typeid = proxy._token.typeid if proxy is not None else None
-        # No local holds the reply: a remote exception must not keep this frame alive.
-        return self.decode(*self.request((ident, method, args, kwds), typeid, method), proxy)
+        kind, value = self.request((ident, method, args, kwds), typeid, method)
+        if kind == RETURN:
+            return value
+        try:
+            return self.decode(kind, value, proxy)
+        finally:  # no cycle exception -> traceback -> this frame -> exception
+            value = None
 
     def decode(self, kind: int, value: Any, proxy) -> Any:
         if kind == RETURN:

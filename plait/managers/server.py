@@ -487,10 +487,7 @@ class Server:
         conn, session = served.conn, served.session
         request = self._receive(conn)
         if request is None:
-            poller.unregister(served.fd)
-            del self._looped[served.fd]
-            conn.close()
-            self._release(served)
+            self._drop(poller, served)
             return
         if request[0] is not _READY:
             ident, method, args, kwds, control = request
@@ -498,6 +495,11 @@ class Server:
                 self._control(session, control)
                 request = (ident, method, args, kwds, None)
             mode = self._inline(ident, method, args)
+            if mode is True and ident is not None:  # the hot path: a call that cannot block
+                self.current.session = session
+                if not self._send_reply(conn, self.call(ident, method, args, kwds, session)):
+                    self._drop(poller, served)
+                return
             if mode is _TRY:
                 reply = self._attempt(ident, method, args, kwds, session)
                 if reply is None:  # it would block: a thread waits (then gives it back)
@@ -516,10 +518,14 @@ class Server:
                 return
         self.current.session = session
         if not self._answer(conn, request, session):
-            poller.unregister(served.fd)
-            del self._looped[served.fd]
-            conn.close()
-            self._release(served)
+            self._drop(poller, served)
+
+    def _drop(self, poller, served: _Served) -> None:
+        """Stop serving a looped connection that ended or broke."""
+        poller.unregister(served.fd)
+        del self._looped[served.fd]
+        served.conn.close()
+        self._release(served)
 
     def _serve_once(self, conn, served: _Served, request: tuple) -> None:
         """Answer one request that may block, then give the connection back to the loop."""
@@ -587,6 +593,15 @@ class Server:
                 reply = self._special(method, args, session)
             else:
                 reply = self.call(ident, method, args, kwds, session)
+        if not self._send_reply(conn, reply):
+            return False
+        if ident is None and method == "shutdown" and reply[0] == RETURN:
+            self.stop()
+        return True
+
+    @staticmethod
+    def _send_reply(conn, reply: tuple) -> bool:
+        """Send ``reply`` (or the error of sending it); False: the connection is gone."""
         try:
             conn.send(reply)
         except OSError:
@@ -596,8 +611,6 @@ class Server:
                 conn.send((ERROR, (RemoteError(f"cannot send the reply: {exc!r}"), "")))
             except OSError:
                 return False
-        if ident is None and method == "shutdown" and reply[0] == RETURN:
-            self.stop()
         return True
 
     def _inline(self, ident: Any, method: Any, args: Any) -> Any:
