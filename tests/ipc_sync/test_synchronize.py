@@ -156,6 +156,7 @@ def test_semaphore_bounds_concurrency_across_processes(api, no_shm_leaks):
 
 def _wait_for_flag(cond, flag, conn):
     with cond:
+        conn.send("ready")  # sent holding the lock, which only wait() gives back
         conn.send(cond.wait_for(lambda: flag[0] == 1, 10))
 
 
@@ -165,8 +166,8 @@ def test_condition_wait_for_and_notify_all(api, no_shm_leaks):
     flag = memoryview(shared).cast("q")
     a, b = Pipe()
     children = [run(api, _wait_for_flag, cond, flag, b) for _ in range(3)]
-    time.sleep(0.2)
-    with cond:
+    assert [a.recv(timeout=20) for _ in children] == ["ready"] * 3
+    with cond:  # taken only once every child sits in wait()
         flag[0] = 1
         cond.notify_all()
     assert [a.recv(timeout=15) for _ in children] == [True] * 3
