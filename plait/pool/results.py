@@ -158,7 +158,8 @@ class _Job:
         self._measured = 0
         self.cost_key = func_bytes or func  # thread pools send no bytes
         self._item_bytes: int | None = None  # size of the first item, for big items
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # taken directly on hot paths: a C call, not Python's
+        self._cond = threading.Condition(self._lock)
 
     # -- engine side (under the engine's lock) ---------------------------------------
 
@@ -445,18 +446,9 @@ class IMapIterator(_Job):
             timeout = check_timeout(timeout)
         if self._pulled - self._yielded <= self._low_water:
             self.top_up()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self._pos >= len(self._values) and not self._next_chunk():
-                if self._source is None and self._yielded >= self._pulled:
-                    raise StopIteration
-                if deadline is None:
-                    self._cond.wait()
-                else:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError(f"no result within {timeout} s")
-                    self._cond.wait(left)
+        with self._lock:
+            if self._pos >= len(self._values) and not self._next_chunk():
+                self._wait_chunk(timeout)
             pos = self._pos
             self._pos = pos + 1
             self._yielded += 1
@@ -469,6 +461,20 @@ class IMapIterator(_Job):
         return value
 
     __next__ = next
+
+    def _wait_chunk(self, timeout: float | None) -> None:
+        """Wait (the lock held) until a next chunk is the one consumed; see ``next``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._next_chunk():
+            if self._source is None and self._yielded >= self._pulled:
+                raise StopIteration
+            if deadline is None:
+                self._cond.wait()
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no result within {timeout} s")
+                self._cond.wait(left)
 
     def _next_chunk(self) -> bool:
         """Make the next chunk to arrive (in order, or unordered) the one consumed."""
