@@ -16,14 +16,18 @@ Then the connection is served in one of two ways:
 - *by the loop*, for a local (Unix socket) client, as long as its requests cannot
   block: calls on objects whose methods all return at once (``dict``, ``list``,
   ``array``, ``Namespace``, ``Value``: ``_INLINE_TYPES`` and classes marked
-  ``_plait_inline_``), creating such objects, batches of such calls, the server's own
-  queries. One thread serving every ready connection per ``poll`` costs no thread
-  switch per request and no GIL hand-off between server threads, but it also runs
-  every client's system calls one after the other, where threads overlap them outside
-  the GIL. Measured side by side against a thread per connection on a loaded 2-core
-  VM (4 client processes on one dict; 1 client on a queue): per-round ratios from 0.7
-  to 2, medians ~1.1. It is kept because the loop also watches thread-served
-  connections (below) and needs no thread for an idle client.
+  ``_plait_inline_``), creating them and the standard queues, events and locks
+  (``_QUICK_MAKERS``), batches of such calls, the server's own queries. Creating
+  anything else (a user's type, a ``Pool``) runs in a thread once, which then gives
+  the connection back: ``m.Queue()`` used to hand its creator's connection to a thread
+  for good, and every later call of that client cost ~5x more. One thread serving
+  every ready connection per ``poll`` costs no thread switch per request and no GIL
+  hand-off between server threads, but it also runs every client's system calls one
+  after the other, where threads overlap them outside the GIL. Measured side by side
+  against a thread per connection on a loaded 2-core VM (4 client processes on one
+  dict; 1 client on a queue): per-round ratios from 0.7 to 2, medians ~1.1. It is
+  kept because the loop also watches thread-served connections (below) and needs no
+  thread for an idle client.
 - *by a thread of its own*, from the first request that may block (``Lock.acquire``,
   ``Queue.get``, a user's type: anything not known to return at once) until the client
   goes; and from the start for TCP clients, whose stream could stop in the middle of
@@ -42,6 +46,25 @@ While a thread serves a connection, the loop still watches its socket for hang-u
 (``POLLRDHUP``): a client killed in the middle of a call that will never return (a
 ``wait`` on an event nobody sets) has its objects released at once; the thread itself
 ends when its call does.
+
+Where the time goes
+-------------------
+Measured with ``perf stat`` and cProfile on a 2-core VM, 4 client processes each doing
+``d[k] = v; d[k]`` (40k calls; ``benchmarks/bench_managers.py``): per call the server
+spends ~12 µs of CPU (``poll``, ``recv``, ``send``: one ``poll`` per ~1.5-2 requests, since
+the loop answers every ready connection before it polls again; ~5 µs of Python, of
+which pickling is ~1 µs), each client ~11-14 µs (~1.5 µs of it the proxy's Python), the
+standard library ~21 µs in its server threads and ~20 µs in each client. Five
+processes on two cores make this case CPU-bound: throughput follows CPU per call, and
+every µs a client spins is taken from the server. The clients' receive spin
+(``plait._core.framing``, "Waiting") used to run ~25 reads per call there, 2.0 s of
+client CPU against 0.6 s without it; now its budget follows what it achieves and drops
+(4 clients: ~25-30k to ~45-55k ops/s, the standard library ~30-38k). The ``send`` of a
+reply often costs the loop its CPU for ~15 µs: the kernel runs the woken client there
+(cProfile, wall time). A cheaper encoding than pickle, or answering each ready
+connection before polling the others, would change a few per cent at most; 3x the
+standard library with 4 clients would need ~14 µs of CPU per call for server and
+client together, less than their system calls alone cost on this VM.
 
 The loop trusts local clients to send and read whole frames: one that is *stopped*
 (SIGSTOP) halfway through writing a large request, or with a large reply unread, holds

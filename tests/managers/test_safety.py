@@ -368,6 +368,24 @@ def test_statistics_show_where_connections_are_served(leak_free):
 
 
 @pytest.mark.timeout(60)
+def test_creating_objects_leaves_the_connection_to_the_loop(leak_free):
+    with SyncManager(ctx=pmp.get_context("fork")) as m:
+        made = [m.Queue(), m.Event(), m.Lock(), m.RLock(), m.Condition(), m.Barrier(2)]
+        made[0].put("x")
+        assert made[0].get() == "x"  # an item is there: answered by the loop too
+        stats = m.statistics()
+        assert stats["loop_connections"] == 1 and stats["threads"] == 0
+        del made
+    with CounterManager(ctx=pmp.get_context("fork")) as m:
+        c = m.Counter(5)  # a user's type is made in a thread, which gives the connection back
+        assert wait_until(lambda: m.statistics()["threads"] == 0, 10)
+        assert m.statistics()["loop_connections"] == 1
+        assert c.add(1) == 6  # a user's methods may block: a thread serves from now on
+        assert m.statistics()["threads"] == 1
+        del c
+
+
+@pytest.mark.timeout(60)
 def test_client_killed_in_a_call_that_never_returns_releases_its_objects(leak_free):
     ctx = pmp.get_context("fork")
     with SyncManager(ctx=ctx, authkey=b"k") as m:
