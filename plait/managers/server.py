@@ -59,12 +59,15 @@ processes on two cores make this case CPU-bound: throughput follows CPU per call
 every µs a client spins is taken from the server. The clients' receive spin
 (``plait._core.framing``, "Waiting") used to run ~25 reads per call there, 2.0 s of
 client CPU against 0.6 s without it; now its budget follows what it achieves and drops
-(4 clients: ~25-30k to ~45-55k ops/s, the standard library ~30-38k). The ``send`` of a
-reply often costs the loop its CPU for ~15 µs: the kernel runs the woken client there
-(cProfile, wall time). A cheaper encoding than pickle, or answering each ready
-connection before polling the others, would change a few per cent at most; 3x the
-standard library with 4 clients would need ~14 µs of CPU per call for server and
-client together, less than their system calls alone cost on this VM.
+(4 clients: ~25-30k to ~45-55k ops/s). The loop itself spins the same way (``_ready``:
+``poll(0)`` before a blocking ``poll``), since the next request often comes within
+microseconds and waking the loop's halted CPU costs more (A/B in one run: 4 clients
+~38k to ~53k ops/s, 1 client +10-15%). The ``send`` of a reply often costs the loop
+its CPU for ~15 µs: the kernel runs the woken client there (cProfile, wall time). A
+cheaper encoding than pickle, or answering each ready connection before polling the
+others, would change a few per cent at most; 3x the standard library with 4 clients
+would need ~14 µs of CPU per call for server and client together, less than their
+system calls alone cost on this VM.
 
 The loop trusts local clients to send and read whole frames: one that is *stopped*
 (SIGSTOP) halfway through writing a large request, or with a large reply unread, holds
