@@ -48,11 +48,11 @@ The crash-handling state machine, per worker:
   measures the task alone, and a kill costs no other task). At the deadline the worker
   is SIGKILLed, the task fails with ``TimeoutError``, and the death is handled as above.
 - A job cancelled by its caller (``AsyncResult.cancel``) is resolved at once by the
-  caller's thread, which wakes this one. Whenever the chunk a worker runs (as its
-  progress word says) belongs to a cancelled job, the scheduler first reads the answers
-  already in the pipe (the worker may have finished it), then, if the worker still runs
-  it, SIGKILLs the worker. As after a timeout (``killed``), the killed chunk is settled
-  and its worker's death is handled as above.
+  caller's thread, which wakes this one. Whenever the chunk a worker runs or runs next
+  (as its progress word says) belongs to a cancelled job, the scheduler first reads the
+  answers already in the pipe (the worker may have finished it), then, if it is still
+  the worker's current chunk, SIGKILLs the worker. As after a timeout (``killed``), the
+  killed chunk is settled and its worker's death is handled as above.
 - ``close()``: when nothing is unsent, in flight, or still to be read from an ``imap``
   input, each worker gets the exit message and is reaped. ``terminate()``: every worker
   is killed and reaped, everything pending fails with ``PoolTerminatedError``.
@@ -170,12 +170,15 @@ class _Worker:
             self.estimated -= chunk.estimate
         return chunk
 
-    def running(self) -> _Chunk | None:
-        """The outstanding chunk the worker runs now, as its progress word says, or None."""
+    def current(self) -> _Chunk | None:
+        """The outstanding chunk the worker runs, or runs next, as its progress word says.
+
+        (Older outstanding chunks have finished: their answers are on the way.)
+        """
         started = self.handle.started()
         for chunk in self.outstanding:
             if chunk.id >= started:
-                return chunk if chunk.id == started else None
+                return chunk
         return None
 
     def room(self, batched: int) -> bool:
@@ -459,12 +462,12 @@ class ProcessEngine(Engine):
         for w in self._workers:
             if w.killed or not w.outstanding:
                 continue
-            chunk = w.running()
+            chunk = w.current()
             if chunk is None or not chunk.job.cancelled:
                 continue
             if w.poller.poll(0):
                 self._receive(w)  # it may have answered the cancelled chunk already
-                chunk = w.running()
+                chunk = w.current()
                 if chunk is None or not chunk.job.cancelled:
                     continue
             w.handle.kill()

@@ -63,6 +63,20 @@ def test_calls_queued_behind_the_cancelled_one_run_on_the_replacement(tmp_path):
         assert pid not in pool.stats().workers
 
 
+def test_a_cancelled_call_waiting_in_the_worker_is_killed_when_it_comes_up(tmp_path):
+    marker = tmp_path / "pid"
+    with Pool(1) as pool:
+        first = pool.apply_async(tasks.sleep_return, (0.3, "first"))
+        doomed = pool.apply_async(report_pid_then_sleep, (str(marker), 60))  # prefetched
+        assert wait_until(lambda: pool.stats().in_flight == 2, 10)
+        assert doomed.cancel() is True
+        assert first.get(timeout=30) == "first"  # the call before it is not disturbed
+        with pytest.raises(CancelledError):
+            doomed.get(timeout=5)
+        assert pool.apply(tasks.square, (6,), timeout=30) == 36
+        assert pool.stats().workers_replaced == 1
+
+
 def test_cancelling_a_call_not_sent_yet_kills_nobody():
     with Pool(1) as pool:
         first = pool.apply_async(tasks.sleep_return, (0.3, "a"))
