@@ -12,7 +12,9 @@ Each chunk is one Ray task of one CPU running ``run_chunk``. Unlike Ray's own
 whose worker died is retried by Ray (``max_retries``, default 3) on a fresh worker
 process and, when every attempt lost its worker, fails alone with
 ``RemoteWorkerLostError``. At a per-task deadline ``ray.cancel(force=True)`` kills the
-worker process running the task; Ray starts another for the next task.
+worker process running the task; Ray starts another for the next task. ``terminate()``
+cancels the unfinished tasks the same way, or, when the pool started Ray itself,
+shuts that Ray down with every task in it.
 ``initializer`` is not supported: Ray starts task workers on demand (use a
 ``runtime_env`` ``worker_process_setup_hook``).
 """
@@ -116,14 +118,27 @@ class RayRunner:
         return exc
 
     def stop(self, ref) -> None:
-        try:
-            ray.cancel(ref, force=True)
-        except Exception:  # already finished or gone
-            pass
+        self._cancel([ref])
 
     def cancel(self, refs: list) -> None:
-        for ref in refs:
-            self.stop(ref)
+        if self._own:
+            return  # close() shuts this Ray down, and every task with it
+        self._cancel(refs)
+
+    def _cancel(self, refs: list) -> None:
+        # Ray (2.60) aborts the calling process when a cancel crosses the reply of a
+        # task that is just finishing ("Check failed: it != submissible_tasks_.end()",
+        # ray-project/ray#54527): cancel only what is not finished, which narrows that
+        # window to the instant between the two calls.
+        try:
+            _, running = ray.wait(refs, num_returns=len(refs), timeout=0)
+        except Exception:  # Ray is shutting down
+            return
+        for ref in running:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # finished or gone meanwhile
+                pass
 
     def worker_names(self) -> tuple:
         return tuple(n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive"))
