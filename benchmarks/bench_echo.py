@@ -10,12 +10,13 @@ round trips for ``DURATION`` s and measures its own CPU time.
 The client is ``echo_client.c``, compiled with ``cc -O2`` into a temporary directory at
 start (if no compiler works, the Python client of this file stands in, with a printed
 note; ``--client python`` asks for it). The Python client needed ~95% of its core and
-so capped the fast servers. The C client does the same work in a fraction of that, and
-polls without blocking for up to ``--spin-us`` (200 µs) before it blocks: a client that
-blocks at once lets its core go idle, and on these VMs (the ``haltpoll`` idle driver)
-every reply must then wake it through the hypervisor, inside the server's ``send``.
-Measured on the shared machine, a C client that blocked at once left the servers idle up
-to 60% of the time (and halved plait's rate), so it measured wake-ups, not servers.
+so capped the fast servers. The C client does the same work in 65-90% of its core (less
+for slower servers), and every server then runs at ~100% of its own: the rate measures
+servers. It polls without blocking for up to ``--spin-us`` (200 µs) before it blocks: a
+client that blocks at once lets its core go idle, and on a quiet VM (the ``haltpoll``
+idle driver) each reply must then wake it through the hypervisor, inside the server's
+``send``. On the shared, busy machine the spin made no difference to the servers (same
+ratios with ``--spin-us 0``), since a busy core does not halt.
 
     python benchmarks/bench_echo.py            # the four cases, 3 rounds
     python benchmarks/bench_echo.py --quick    # 64 B / 100 connections only
