@@ -34,6 +34,7 @@ client-bound) and, after "+ spin", what its empty polls took.
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import os
 import resource
@@ -468,9 +469,18 @@ def run_cases(
     cases: list[tuple[int, int]],
     command: tuple[list[str], list[str]],
 ) -> None:
-    """Start the servers, measure every case against all of them, stop the servers."""
+    """Start the servers, measure every case against all of them, stop the servers.
+
+    Each server first answers one unmeasured client run of the first case: a server's
+    first run was its slowest (asyncio's ran at 40% of its later rate), and users' servers
+    are warm.
+    """
     servers = start_servers(names)
     try:
+        size, conns = cases[0]
+        print(f"# each server warmed first by one unmeasured run: {size} B, {conns} connections")
+        for proc, port in servers.values():
+            run_client(command, proc, port, conns, size, collections.defaultdict(list))
         for size, conns in cases:
             notes = {name: {"client": [], "server": [], "busy": [], "spin": []} for name in names}
             variants = {
