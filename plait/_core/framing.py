@@ -100,6 +100,7 @@ __all__ = [
     "SEGMENT_THRESHOLD",
     "SPIN_TRIES",
     "PROBE_EVERY",
+    "SpinBudget",
     "MessageTooLarge",
     "FrameError",
     "Channel",
@@ -123,6 +124,36 @@ _FDS_NEXT = HEADER.pack(FDS_NEXT, 0, 0, 0, 0)
 _SOCKET_BUFFER = 2 << 20
 _MAX_RECORD = 1 << 20
 _SCRATCH_MAX = 16 << 20
+
+
+class SpinBudget:
+    """The adaptive spin of "Waiting", for one waiter that spins before it blocks.
+
+    ``tries()`` is how many non-blocking attempts to make this time (a probe of the full
+    budget every ``PROBE_EVERY``-th wait while it is at zero); then ``caught(tries)``
+    when an attempt after the first found the message, or ``missed()`` when none did.
+    """
+
+    __slots__ = ("spins", "unspun")
+
+    def __init__(self) -> None:
+        self.spins = SPIN_TRIES
+        self.unspun = 0  # waits since the budget reached zero (for the probe)
+
+    def tries(self) -> int:
+        spins = self.spins
+        if not spins:
+            self.unspun += 1
+            if self.unspun >= PROBE_EVERY:
+                self.unspun = 0
+                spins = SPIN_TRIES
+        return spins
+
+    def caught(self, spins: int) -> None:
+        self.spins = min(SPIN_TRIES, 2 * spins + 1)
+
+    def missed(self) -> None:
+        self.spins //= 2  # in vain: the peer is slow, or the CPUs are all busy
 
 
 class MessageTooLarge(ValueError):
@@ -161,8 +192,7 @@ class Channel:
         self._first = [self._view]
         self._scratch = bytearray()  # reused for large plain payloads, up to _SCRATCH_MAX
         self._deadline: float | None = None
-        self._spins = SPIN_TRIES  # adapted per channel, see "Waiting"
-        self._unspun = 0  # receives since the budget reached zero (for the probe)
+        self._spin = SpinBudget()  # adapted per channel, see "Waiting"
         # Bound methods cached: send/recv run once per message on the hot path.
         self._sendmsg = sock.sendmsg
         self._send = sock.send
@@ -307,21 +337,17 @@ class Channel:
     def _recv_first_record(self, view: memoryview) -> int:
         """``recv_into`` the first record, spinning before it blocks (see "Waiting")."""
         recv_into = self._recv_into
-        spins = self._spins
-        if not spins:
-            self._unspun += 1
-            if self._unspun >= PROBE_EVERY:
-                self._unspun = 0
-                spins = SPIN_TRIES
+        spin = self._spin
+        spins = spin.tries()
         for tried in range(spins):
             try:
                 got = recv_into(view, 0, _MSG_TRUNC_NOWAIT)
             except BlockingIOError:
                 continue
             if tried:  # the spin waited for the message, and caught it
-                self._spins = min(SPIN_TRIES, 2 * spins + 1)
+                spin.caught(spins)
             return got
-        self._spins //= 2  # in vain: the peer is slow, or the CPUs are all busy
+        spin.missed()
         return recv_into(view, 0, _MSG_TRUNC)
 
     def _recv_with_fds(self, view: memoryview) -> tuple[int, list[int]]:

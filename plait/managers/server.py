@@ -110,7 +110,7 @@ import threading
 import time
 from typing import Any
 
-from plait._core.framing import MAX_MESSAGE_SIZE, PROBE_EVERY, SPIN_TRIES
+from plait._core.framing import MAX_MESSAGE_SIZE, SpinBudget
 from plait.ipc import auth
 from plait.ipc.listener import HANDSHAKE_TIMEOUT, Listener
 from plait.managers import proxy as _proxy
@@ -311,8 +311,7 @@ class Server:
         self._incoming: list[_Served] = []  # to serve in the loop (admitted, or given back)
         self._finished: list[_Served] = []  # to close (their threads are done)
         self._watch_parent = watch_parent
-        self._spins = SPIN_TRIES  # the loop's spin before it blocks in poll, and its probe
-        self._unspun = 0
+        self._spin = SpinBudget()  # the loop's spin before it blocks in poll
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         self.local_client = _LocalClient(self)
@@ -364,19 +363,15 @@ class Server:
     def _ready(self, poll) -> list:
         """The next ready fds: ``poll(0)`` a few times before ``poll()`` blocks, with the
         adaptive budget of ``plait._core.framing``'s receive (see "Where the time goes")."""
-        spins = self._spins
-        if not spins:
-            self._unspun += 1
-            if self._unspun >= PROBE_EVERY:
-                self._unspun = 0
-                spins = SPIN_TRIES
+        spin = self._spin
+        spins = spin.tries()
         for tried in range(spins):
             ready = poll(0)
             if ready:
                 if tried:  # the spin waited for a request, and caught it
-                    self._spins = min(SPIN_TRIES, 2 * spins + 1)
+                    spin.caught(spins)
                 return ready
-        self._spins //= 2
+        spin.missed()
         return poll()
 
     def stop(self) -> None:
