@@ -18,6 +18,18 @@ from tests.conftest import wait_until
 from tests.pool import tasks
 
 
+def outcomes_of(iterator, error: type) -> list:
+    """Every value of a pool's result ``iterator``, or the ``error`` it raised in its place."""
+    outcomes = []
+    while True:
+        try:
+            outcomes.append(iterator.next(30))
+        except StopIteration:
+            return outcomes
+        except error as exc:
+            outcomes.append(exc)
+
+
 @pytest.fixture
 def pool(no_leaks):
     with Pool(2) as p:
@@ -38,15 +50,9 @@ def test_sigkill_in_the_middle_of_map_fails_the_map_and_the_pool_goes_on(pool):
 
 @pytest.mark.timeout(60)
 def test_sigkill_during_imap_unordered_fails_only_that_task(pool):
-    outcomes = []
-    it = pool.imap_unordered(tasks.kill_self_on_7, range(30), chunksize=1)
-    while True:
-        try:
-            outcomes.append(next(it))
-        except StopIteration:
-            break
-        except WorkerLostError as exc:
-            outcomes.append(exc)
+    outcomes = outcomes_of(
+        pool.imap_unordered(tasks.kill_self_on_7, range(30), chunksize=1), WorkerLostError
+    )
     lost = [o for o in outcomes if isinstance(o, WorkerLostError)]
     assert len(lost) == 1 and lost[0].signal == signal.SIGKILL
     assert sorted(o for o in outcomes if not isinstance(o, WorkerLostError)) == [
@@ -221,15 +227,7 @@ def test_sigkill_among_batched_tiny_tasks_fails_the_running_one_and_loses_none(p
     assert pool.map(func, range(200), chunksize=1) == list(range(200))
     os.unlink(log)
     func = functools.partial(tasks.log_and_kill_on, path=log, victim=300)
-    outcomes = []
-    it = pool.imap_unordered(func, range(600), chunksize=1)
-    while True:
-        try:
-            outcomes.append(it.next(30))
-        except StopIteration:
-            break
-        except WorkerLostError as exc:
-            outcomes.append(exc)
+    outcomes = outcomes_of(pool.imap_unordered(func, range(600), chunksize=1), WorkerLostError)
     lost = [o for o in outcomes if isinstance(o, WorkerLostError)]
     assert len(lost) == 1 and lost[0].signal == signal.SIGKILL
     assert sorted(o for o in outcomes if not isinstance(o, WorkerLostError)) == [
@@ -244,15 +242,9 @@ def test_sigkill_among_batched_tiny_tasks_fails_the_running_one_and_loses_none(p
 @pytest.mark.timeout(60)
 def test_an_answer_in_a_batch_that_does_not_unpickle_fails_only_its_task(pool):
     assert pool.map(tasks.breaks_on_load_at_150, range(100), chunksize=1) == list(range(100))
-    outcomes = []
-    it = pool.imap(tasks.breaks_on_load_at_150, range(400), chunksize=1)
-    while True:
-        try:
-            outcomes.append(it.next(30))
-        except StopIteration:
-            break
-        except MaybeEncodingError as exc:
-            outcomes.append(exc)
+    outcomes = outcomes_of(
+        pool.imap(tasks.breaks_on_load_at_150, range(400), chunksize=1), MaybeEncodingError
+    )
     assert outcomes[:150] == list(range(150)) and outcomes[151:] == list(range(151, 400))
     assert isinstance(outcomes[150], MaybeEncodingError)
     assert "refuses to be rebuilt" in str(outcomes[150])
