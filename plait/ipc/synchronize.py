@@ -95,9 +95,9 @@ class _Block:
 
     __slots__ = ("fd", "mm", "size", "__weakref__")
 
-    def __init__(self, size: int, fd: int | None = None) -> None:
+    def __init__(self, size: int, fd: int | None = None, name: str = "plait-sync") -> None:
         if fd is None:
-            fd = os.memfd_create("plait-sync", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
             try:
                 os.ftruncate(fd, size)
                 fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
@@ -125,10 +125,13 @@ class _Block:
     def __reduce__(self):
         return _rebuild_block, (fdpass.reduce_fd(self.fd), self.size)
 
-    def __del__(self) -> None:
+    def close_fd(self) -> None:
+        """Close the fd now; the mapping stays, but the block can no longer travel."""
         fd, self.fd = getattr(self, "fd", -1), -1
         if fd >= 0:
             os.close(fd)
+
+    __del__ = close_fd
 
 
 def _rebuild_block(index: int, size: int) -> _Block:

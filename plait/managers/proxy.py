@@ -12,13 +12,15 @@ belongs to the calling thread::
 Connections are per process, per thread, per server address, held by a ``_Client``
 (the registry ``_clients``), opened on first use and authenticated both ways (HMAC,
 ``plait.ipc.auth``) before anything is unpickled. A proxy used from several threads
-therefore never mixes two threads' replies, and needs no lock on the hot path.
+therefore never mixes two threads' replies, and needs no lock on the hot path. A
+connection to a server on this machine (a Unix socket) asks for the server's rings in
+its hello and then sends through shared memory (``rings.RingLink``, ``USE_RINGS``).
 
 Lifetimes, without extra messages
 ---------------------------------
 The server keeps an object while somebody holds it. The holders are *sessions* (one per
-client process; every connection of the process says its session id in a first, posted
-message) and proxies living inside the server (a managed list stored in a managed dict).
+client process; every connection of the process says its session id in its first
+message, the hello) and proxies living inside the server (a managed list stored in a managed dict).
 A client process counts its live proxies per object id; the first proxy of an id adds
 an ``incref`` to the pending *control* list, the death of the last one a ``decref``. The
 control list rides on the next request, so reference counting never costs a round trip.
@@ -56,7 +58,8 @@ from concurrent.futures import Future
 from multiprocessing import managers as _standard_managers  # for RemoteError only
 from typing import Any
 
-from plait.ipc.listener import Client
+from plait.ipc.listener import HANDSHAKE_TIMEOUT, Client
+from plait.managers import rings
 
 __all__ = [
     "Token",
@@ -73,6 +76,8 @@ __all__ = [
 ]
 
 RETURN, ERROR, PROXY = 0, 1, 2
+# Whether connections to a local server ask for its rings (rings.py); off: sockets only.
+USE_RINGS = True
 BATCH_LIMIT = 1024
 
 
@@ -196,7 +201,20 @@ class _Client:
         if conn is not None:
             return conn
         conn = Client(self.address, authkey=self.authkey)
-        conn.send(("#hello", self.session))
+        if isinstance(self.address, str) and USE_RINGS:  # a Unix socket: a local server
+            conn.send(("#hello", self.session, "rings"))
+            try:
+                answer = conn.recv(timeout=HANDSHAKE_TIMEOUT)
+            except EOFError as exc:
+                conn.close()
+                raise ConnectionResetError(f"{self.address!r} hung up after the hello") from exc
+            except BaseException:
+                conn.close()
+                raise
+            if answer[0] == "#rings":
+                conn = rings.RingLink(conn, *answer[1:])
+        else:
+            conn.send(("#hello", self.session))
         self.local.conn = conn
         with self.lock:
             self.conns.add(conn)

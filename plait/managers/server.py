@@ -47,28 +47,33 @@ While a thread serves a connection, the loop still watches its socket for hang-u
 ``wait`` on an event nobody sets) has its objects released at once; the thread itself
 ends when its call does.
 
+Local clients and their rings
+-----------------------------
+A local client asks for rings in its hello (``rings.py``): from then on its requests go
+into the server's shared inbox ring and its replies come back in its own outbox ring,
+and a thread of their own, the *ring thread* (``_serve_rings``), answers them. It
+answers what the loop would answer inline (``_run_now``, shared by both) and redirects
+the rest to the socket, where the loop and its threads serve it as described above. The
+socket path stays for TCP clients, for large messages and for calls that may block.
+
 Where the time goes
 -------------------
 Measured with ``perf stat`` and cProfile on a 2-core VM, 4 client processes each doing
-``d[k] = v; d[k]`` (40k calls; ``benchmarks/bench_managers.py``): per call the server
-spends ~12 µs of CPU (``poll``, ``recv``, ``send``: one ``poll`` per ~1.5-2 requests, since
-the loop answers every ready connection before it polls again; ~5 µs of Python, of
-which pickling is ~1 µs), each client ~11-14 µs (~1.5 µs of it the proxy's Python), the
-standard library ~21 µs in its server threads and ~20 µs in each client. Five
-processes on two cores make this case CPU-bound: throughput follows CPU per call, and
-every µs a client spins is taken from the server. The clients' receive spin
-(``plait._core.framing``, "Waiting") used to run ~25 reads per call there, 2.0 s of
-client CPU against 0.6 s without it; now its budget follows what it achieves and drops
-(4 clients: ~25-30k to ~45-55k ops/s). The loop itself spins the same way (``_ready``:
-``poll(0)`` before a blocking ``poll``), since the next request often comes within
-microseconds and waking the loop's halted CPU costs more (A/B in one run: 4 clients
-~38k to ~53k ops/s, 1 client +10-15%). The ``send`` of a reply often costs the loop
-its CPU for ~15 µs: the kernel runs the woken client there (cProfile, wall time). A
-cheaper encoding than pickle, or answering each ready connection before polling the
-others, would change a few per cent at most. Per call, server and client together
-now take ~31 µs of CPU against the standard library's ~40 µs (4 clients, ``perf
-stat``); 3x its throughput would need ~14 µs, about what the system calls alone cost
-on this VM, so that target stays out of reach of one request and one reply per call.
+``d[k] = v; d[k]`` (``benchmarks/bench_managers.py``), before the rings: per call the
+loop spent ~12 µs of CPU (``poll``, ``recv``, ``send``), each client ~11-14 µs, the
+standard library ~21 µs in its server threads and ~20 µs in each client. Five processes
+on two cores make this case CPU-bound: throughput follows CPU per call, so the system
+calls were the cost to cut, and a socket cannot go below one ``send`` and one ``recv``
+per side. The rings need none while both sides are awake: 1 client ~66k to ~160k
+operations per second, 4 clients ~60k to ~150k, 5-8x the standard library (the
+benchmark's table has the current figures). Waiting sides yield their CPU instead of
+spinning in place (``rings.YIELDS``): with 4 clients on 2 cores a spinning client holds
+the very CPU another client or the server needs.
+
+The socket path still spins the adaptive way of ``plait._core.framing`` ("Waiting"): the
+clients' receive, and the loop (``_ready``: ``poll(0)`` before a blocking ``poll``),
+since the next request often comes within microseconds and waking the loop's halted
+CPU costs more.
 
 The loop trusts local clients to send and read whole frames: one that is *stopped*
 (SIGSTOP) halfway through writing a large request, or with a large reply unread, holds
@@ -114,6 +119,7 @@ from plait._core.framing import MAX_MESSAGE_SIZE, SpinBudget
 from plait.ipc import auth
 from plait.ipc.listener import HANDSHAKE_TIMEOUT, Listener
 from plait.managers import proxy as _proxy
+from plait.managers import rings
 from plait.managers.proxy import (
     ERROR,
     PROXY,
@@ -151,6 +157,8 @@ _PROMOTE_AFTER = 3
 _HANGUP = select.POLLRDHUP  # with POLLHUP and POLLERR, which poll always reports
 _TRY = object()  # _inline's answer for queues and events
 _ONCE = object()  # _inline's answer for a request a thread runs once (then gives back)
+_WAIT = object()  # _run_now's answer for a queue or event call that would block
+_PROMOTE = object()  # _run_now's answer for a request whose connection gets a thread
 _RUN = object()  # a policy's answer: run the call as asked, it cannot block
 _QUEUE_NONBLOCKING = frozenset(
     {
@@ -220,6 +228,18 @@ _JOIN_TIMEOUT = 2.0
 _READY = object()  # marks a request already answered: (_READY, reply to send)
 
 
+def _refusal(why: str) -> tuple:
+    """The error reply to a request that cannot be served, ready to send."""
+    return _READY, (ERROR, (RemoteError(why), ""))
+
+
+def _checked(request: Any) -> tuple:
+    """``request`` if it has the shape of one, else the error reply to send."""
+    if type(request) is not tuple or len(request) != 5:
+        return _refusal("malformed request")
+    return request
+
+
 class _Session:
     """One client process: how many connections it has open, what it holds and pinned."""
 
@@ -234,7 +254,7 @@ class _Session:
 class _Served:
     """A connection with its fd and session; ``left`` once the session let go of it."""
 
-    __slots__ = ("conn", "fd", "sid", "session", "left", "blocked")
+    __slots__ = ("conn", "fd", "sid", "session", "left", "blocked", "outbox")
 
     def __init__(self, conn, sid: bytes, session: _Session) -> None:
         self.conn = conn
@@ -243,6 +263,7 @@ class _Served:
         self.session = session
         self.left = False
         self.blocked = 0  # how many of its calls had to wait in a thread
+        self.outbox: rings.Outbox | None = None  # its replies, if it has the rings
 
 
 class _LocalClient(_proxy._Client):
@@ -314,6 +335,11 @@ class Server:
         self._spin = SpinBudget()  # the loop's spin before it blocks in poll
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
+        # The rings of local clients (rings.py), made for the first one that asks.
+        self._inbox: tuple | None = None  # (Ring, its _Block)
+        self._links: dict[bytes, _Served] = {}  # by token
+        self._ring_requests = 0  # entries the ring thread took (statistics)
+        self._ring_thread: threading.Thread | None = None
         self.local_client = _LocalClient(self)
         _proxy._local_servers[self.address] = self
 
@@ -378,6 +404,9 @@ class Server:
         """Make ``serve_forever`` return (never blocks; idempotent)."""
         self._stopping = True
         self._wake()
+        inbox = self._inbox
+        if inbox is not None:  # wake the ring thread with an entry nobody sent
+            inbox[0].put(rings.PLAIN, (bytes(rings.TOKEN_SIZE),), False)
 
     def _wake(self) -> None:
         try:
@@ -445,10 +474,19 @@ class Server:
     def _release(self, served: _Served) -> None:
         if not served.left:
             served.left = True
+            if served.outbox is not None:
+                self._links.pop(served.outbox.token, None)
+                served.outbox.close()
             self._leave(served.sid, served.session)
 
     def _close(self) -> None:
         self.listener.close()
+        if self._ring_thread is not None:
+            self.stop()  # wakes the ring thread, if still needed
+            self._ring_thread.join(_JOIN_TIMEOUT)
+            block = self._inbox[1]
+            self._inbox = None
+            rings.free(block)
         for served in list(self._looped.values()):
             served.conn.close()
             self._release(served)
@@ -482,13 +520,16 @@ class Server:
         os.close(self._wake_w)
 
     def statistics(self) -> dict[str, int]:
-        """A snapshot: objects, client sessions, connections served by the loop, threads."""
+        """A snapshot: objects, client sessions, connections served by the loop, threads
+        serving connections, connections with rings, inbox entries taken."""
         with self.lock:
             return {
                 "objects": len(self.objects),
                 "sessions": len(self.sessions),
                 "loop_connections": len(self._looped),
                 "threads": len(self._threads),
+                "ring_connections": len(self._links),
+                "ring_requests": self._ring_requests,
             }
 
     # -- one client ----------------------------------------------------------------------
@@ -504,7 +545,7 @@ class Server:
                 hello = conn.recv(timeout=HANDSHAKE_TIMEOUT)
             except Exception:  # wrong key, garbage, silence, a hello that does not unpickle
                 return
-            if not (isinstance(hello, tuple) and len(hello) == 2 and hello[0] == "#hello"):
+            if not (isinstance(hello, tuple) and len(hello) in (2, 3) and hello[0] == "#hello"):
                 return
             sid = hello[1]
             if not isinstance(sid, bytes):
@@ -513,7 +554,10 @@ class Server:
             if conn._channel.unix and not self._stopping:
                 # Local clients go to the loop. TCP ones keep their thread: a stream peer
                 # could stall the loop in the middle of a frame.
-                self._hand_back(_Served(conn, sid, session), self._incoming)
+                served = _Served(conn, sid, session)
+                if len(hello) == 3 and hello[2] == "rings":
+                    self._give_rings(served)
+                self._hand_back(served, self._incoming)
                 conn = session = None
                 return
             self._serve(conn, session)
@@ -528,41 +572,119 @@ class Server:
 
     def _loop_request(self, poller, served: _Served) -> None:
         """Serve one request of a looped connection; hand it to a thread if it may block."""
-        conn, session = served.conn, served.session
-        request = self._receive(conn)
+        request = self._receive(served.conn)
         if request is None:
             self._drop(poller, served)
             return
-        if request[0] is not _READY:
-            ident, method, args, kwds, control = request
-            if control:
-                self._control(session, control)
-                request = (ident, method, args, kwds, None)
-            mode = self._inline(ident, method, args)
-            if mode is True and ident is not None:  # the hot path: a call that cannot block
-                self.current.session = session
-                if not self._send_reply(conn, self.call(ident, method, args, kwds, session)):
-                    self._drop(poller, served)
-                return
-            if mode is _TRY:
-                reply = self._attempt(ident, method, args, kwds, session)
-                if reply is None:  # it would block: a thread waits (then gives it back)
-                    served.blocked += 1
-                    if served.blocked < _PROMOTE_AFTER:
-                        self._to_thread(poller, served, self._serve_once, request)
-                    else:
-                        self._to_thread(poller, served, self._serve_promoted, request)
-                    return
-                request = (_READY, reply)
-            elif mode is _ONCE:
-                self._to_thread(poller, served, self._serve_once, request)
-                return
-            elif not mode:
-                self._to_thread(poller, served, self._serve_promoted, request)
-                return
+        verdict = self._run_now(served.session, request)
+        if verdict is _WAIT:
+            served.blocked += 1
+            promote = served.blocked >= _PROMOTE_AFTER
+            target = self._serve_promoted if promote else self._serve_once
+        elif verdict is _ONCE:
+            target = self._serve_once
+        elif verdict is _PROMOTE:
+            target = self._serve_promoted
+        else:
+            if not self._answer(served.conn, verdict, served.session):
+                self._drop(poller, served)
+            return
+        # _run_now applied the control list: the thread must not apply it again
+        self._to_thread(poller, served, target, (*request[:4], None))
+
+    def _run_now(self, session: _Session, request: tuple) -> Any:
+        """Run ``request`` if it cannot block. Returns what ``_answer`` sends (the reply
+        as ``(_READY, reply)``, or the request itself for the server's own queries), or
+        how a thread must serve it instead: ``_WAIT`` (a queue or event call that would
+        block), ``_ONCE`` (a thread runs it, then gives the connection back) or
+        ``_PROMOTE`` (a thread serves the connection from now on). Applies the request's
+        control list in every case."""
+        if request[0] is _READY:
+            return request
+        ident, method, args, kwds, control = request
+        if control:
+            self._control(session, control)
+        mode = self._inline(ident, method, args)
         self.current.session = session
-        if not self._answer(conn, request, session):
-            self._drop(poller, served)
+        if mode is True:
+            if ident is not None:  # the hot path: a call that cannot block
+                return _READY, self.call(ident, method, args, kwds, session)
+            return ident, method, args, kwds, None
+        if mode is _TRY:
+            reply = self._attempt(ident, method, args, kwds, session)
+            return _WAIT if reply is None else (_READY, reply)
+        return _ONCE if mode is _ONCE else _PROMOTE
+
+    # -- the rings of local clients (rings.py) --------------------------------------------
+
+    def _give_rings(self, served: _Served) -> None:
+        """Answer a hello that asks for rings: ``("#rings", inbox, outbox, token)``, or
+        ``("#socket",)`` when none can be made (out of memory or fds)."""
+        try:
+            with self.lock:
+                if self._inbox is None:
+                    self._inbox = rings.make_ring(rings.INBOX_CAPACITY)
+                    self._ring_thread = threading.Thread(
+                        target=self._serve_rings, name="plait-manager-rings", daemon=True
+                    )
+                    self._ring_thread.start()
+            outbox = rings.Outbox(served.conn)
+        except OSError:
+            served.conn.send(("#socket",))
+            return
+        served.outbox = outbox
+        self._links[outbox.token] = served
+        try:
+            served.conn.send(("#rings", self._inbox[1], outbox.block, outbox.token))
+        except BaseException:
+            self._links.pop(outbox.token, None)
+            served.outbox = None
+            outbox.close()
+            raise
+        outbox.block.close_fd()  # it has travelled; the mapping stays
+
+    def _serve_rings(self) -> None:
+        """The ring thread: answer local clients' requests from the inbox until stopped."""
+        inbox = self._inbox[0]
+        links = self._links
+        token_size = rings.TOKEN_SIZE
+        ready = inbox.qsize
+        yields = rings.YIELDS
+        pause = os.sched_yield
+        while not self._stopping:
+            for _ in range(yields):
+                if ready():
+                    break
+                pause()
+            data = inbox.get(True, _JOIN_TIMEOUT)
+            if type(data) is not bytes:  # False: nothing came; else not an entry of ours
+                continue
+            self._ring_requests += 1
+            served = links.get(data[:token_size])
+            if served is None:
+                continue  # a wake-up, or from a client that has gone
+            try:
+                if self._ring_request(served, data):
+                    continue
+            except Exception:  # a bug here must cost one connection, not the thread
+                pass
+            self._links.pop(served.outbox.token, None)  # stopped reading: end the connection
+            _shutdown_socket(served.conn)
+
+    def _ring_request(self, served: _Served, data: bytes) -> bool:
+        """Serve one inbox entry of ``served``; False: its outbox is full or gone."""
+        try:
+            request = _checked(rings.loads_request(data))
+        except Exception as exc:
+            request = _refusal(f"cannot unpickle the request: {exc!r}")
+        verdict = self._run_now(served.session, request)
+        try:
+            if verdict is _WAIT or verdict is _ONCE or verdict is _PROMOTE:
+                served.outbox.redirect()  # the loop and its threads serve it on the socket
+                return True
+        except OSError:
+            return False
+        return self._answer(served.outbox, verdict, served.session)
 
     def _drop(self, poller, served: _Served) -> None:
         """Stop serving a looped connection that ended or broke."""
@@ -619,10 +741,8 @@ class Server:
         except Exception as exc:
             if isinstance(exc, EOFError | OSError) or conn.closed:
                 return None  # gone, or a frame we could not take (the connection is closed)
-            return (_READY, (ERROR, (RemoteError(f"cannot unpickle the request: {exc!r}"), "")))
-        if type(request) is not tuple or len(request) != 5:
-            return (_READY, (ERROR, (RemoteError("malformed request"), "")))
-        return request
+            return _refusal(f"cannot unpickle the request: {exc!r}")
+        return _checked(request)
 
     def _answer(self, conn, request: tuple, session: _Session) -> bool:
         """Run a request (or pass on an error reply), send the reply; False: conn is gone."""
