@@ -58,7 +58,6 @@ SLICE = 0.1  # seconds a client waits for a reply before it looks at its socket
 REDIRECT = b"R"  # "send this request on the socket": nothing ran
 ON_SOCKET = b"S"  # "the reply is on the socket"
 _PICKLE = 0x80  # the first byte of every pickle of protocol 2 and up
-_GONE = select.POLLHUP | select.POLLERR | select.POLLRDHUP | select.POLLNVAL
 # Before it sleeps on the futex, a side waiting for the other yields its CPU this many
 # times, looking between yields (~0.6 µs each when nothing else wants the CPU). Spinning
 # in place instead lost the CPU to the very process it waited for whenever the kernel
@@ -173,6 +172,7 @@ class RingLink:
             return self.conn.recv()
         data = self._take()
         if data[0] == _PICKLE:
+            self._last = ()  # do not keep the arguments alive
             return _loads(data)
         if data == REDIRECT:  # the server applied the control list (the last item)
             self._on_socket = True
