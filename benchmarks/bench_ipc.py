@@ -5,7 +5,8 @@ the timed region starts before the fork and ends when the last item has arrived)
 - small messages (ints) through a queue, 1 producer / 1 consumer, and 4 / 4;
 - queue round trip: the parent puts, a child echoes through a second queue;
 - 8 MB numpy arrays through a queue, and through a Pipe, one way;
-- Lock acquire/release pairs: uncontended in one process, contended by 2 processes.
+- Lock acquire/release pairs: uncontended in one process, contended by 2 processes;
+- Condition ping-pong: 2 processes hand a turn back and forth (wait, then notify).
 
 Every variant moves the same items; the result checked equal is the sum the consumers
 received (or the count of round trips / pairs). faster-fifo's queue is given 100 MB.
@@ -39,6 +40,7 @@ ITEMS = 100_000 if QUICK else 300_000
 TRIPS = 2_000 if QUICK else 10_000
 ARRAYS = 30 if QUICK else 100
 PAIRS = 500_000 if QUICK else 2_000_000
+HANDOFFS = 5_000 if QUICK else 20_000
 ARRAY = np.arange(1_000_000, dtype=np.float64)  # 8 MB
 _STD = multiprocessing.get_context("fork")
 
@@ -200,6 +202,30 @@ def lock_pairs(make_lock, processes: int):
     return lambda: rate(PAIRS * processes, run)
 
 
+def condition_ping_pong(make_condition, make_raw_value):
+    """Two processes take turns: each waits on the condition for its turn, then gives
+    the turn to the other and notifies (every hand-off wakes a sleeper)."""
+
+    def run():
+        cond = make_condition()
+        turn = make_raw_value("i", 0)
+
+        def side(me: int) -> None:
+            for _ in range(HANDOFFS):
+                with cond:
+                    while turn.value != me:
+                        cond.wait(timeout=30)
+                    turn.value = 1 - me
+                    cond.notify()
+
+        pid = _child(lambda: side(1))
+        side(0)
+        _reap([pid])
+        return 2 * HANDOFFS
+
+    return lambda: rate(2 * HANDOFFS, run)
+
+
 def _with_ff(variants: dict, name: str, fn) -> dict:
     if faster_fifo is not None:
         variants[name] = fn
@@ -255,6 +281,14 @@ def main() -> None:
         "Lock acquire/release, contended by 2 processes",
         {"plait Lock": lock_pairs(PlaitLock, 2), "multiprocessing.Lock": lock_pairs(_STD.Lock, 2)},
         unit="pairs/s",
+    )
+    bench.case(
+        "Condition ping-pong between 2 processes",
+        {
+            "plait Condition": condition_ping_pong(plait.ipc.Condition, plait.ipc.RawValue),
+            "multiprocessing.Condition": condition_ping_pong(_STD.Condition, _STD.RawValue),
+        },
+        unit="hand-offs/s",
     )
     bench.close()
 
