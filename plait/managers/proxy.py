@@ -202,7 +202,7 @@ class _Client:
             return conn
         conn = Client(self.address, authkey=self.authkey)
         if isinstance(self.address, str) and USE_RINGS:  # a Unix socket: a local server
-            conn.send(("#hello", self.session, "rings"))
+            conn.send(("#hello", self.session, "rings", os.getpid()))
             try:
                 answer = conn.recv(timeout=HANDSHAKE_TIMEOUT)
             except EOFError as exc:

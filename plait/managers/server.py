@@ -111,6 +111,7 @@ import itertools
 import os
 import select
 import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -545,7 +546,7 @@ class Server:
                 hello = conn.recv(timeout=HANDSHAKE_TIMEOUT)
             except Exception:  # wrong key, garbage, silence, a hello that does not unpickle
                 return
-            if not (isinstance(hello, tuple) and len(hello) in (2, 3) and hello[0] == "#hello"):
+            if not (isinstance(hello, tuple) and len(hello) in (2, 4) and hello[0] == "#hello"):
                 return
             sid = hello[1]
             if not isinstance(sid, bytes):
@@ -555,8 +556,8 @@ class Server:
                 # Local clients go to the loop. TCP ones keep their thread: a stream peer
                 # could stall the loop in the middle of a frame.
                 served = _Served(conn, sid, session)
-                if len(hello) == 3 and hello[2] == "rings":
-                    self._give_rings(served)
+                if len(hello) == 4 and hello[2] == "rings":
+                    self._give_rings(served, hello[3])
                 self._hand_back(served, self._incoming)
                 conn = session = None
                 return
@@ -617,9 +618,15 @@ class Server:
 
     # -- the rings of local clients (rings.py) --------------------------------------------
 
-    def _give_rings(self, served: _Served) -> None:
+    def _give_rings(self, served: _Served, pid: Any) -> None:
         """Answer a hello that asks for rings: ``("#rings", inbox, outbox, token)``, or
-        ``("#socket",)`` when none can be made (out of memory or fds)."""
+        ``("#socket",)`` when none can be made (out of memory or fds), or when the client
+        lives in another pid namespace (a container sharing the socket's directory): the
+        pid it says is not the one the socket sees, and the rings' locks, which tell a
+        dead holder by its pid, would take it for dead."""
+        if pid != _peer_pid(served.conn):
+            served.conn.send(("#socket",))
+            return
         try:
             with self.lock:
                 if self._inbox is None:
@@ -957,6 +964,21 @@ class Server:
             session.held.clear()
             session.pins.clear()
         del freed
+
+
+def _peer_pid(conn) -> int | None:
+    """The pid of the process at the other end of a Unix-socket ``conn`` (SO_PEERCRED)."""
+    try:
+        sock = socket.socket(fileno=conn.fileno())
+    except OSError:
+        return None
+    try:
+        pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return pid
+    except OSError:
+        return None
+    finally:
+        sock.detach()
 
 
 def _shutdown_socket(conn) -> None:

@@ -11,6 +11,7 @@ import threading
 import pytest
 
 import plait.multiprocessing as pmp
+from plait.ipc import Client
 from plait.managers import ManagerGoneError, RemoteError, SyncManager, proxy, rings
 from tests.conftest import wait_until
 
@@ -189,3 +190,19 @@ def test_clients_killed_in_the_middle_of_ring_calls_never_disturb_the_others(lea
         assert all(d[("main", i)] == 5 for i in range(200))
         assert m.statistics()["ring_connections"] == 1
         del d
+
+
+@pytest.mark.timeout(60)
+def test_a_client_whose_pid_the_socket_does_not_see_keeps_the_socket(leak_free):
+    """As a client in another pid namespace (a container): the rings' locks would take
+    its live pid for a dead one, so it gets no rings and is served on its socket."""
+    with _fork_manager() as m:
+        conn = Client(m.address, authkey=m._authkey)
+        try:
+            conn.send(("#hello", os.urandom(12), "rings", os.getpid() + 4_000_000))
+            assert conn.recv(timeout=10) == ("#socket",)
+            conn.send((None, "statistics", (), {}, None))  # served on the socket
+            kind, stats = conn.recv(timeout=10)
+            assert kind == proxy.RETURN and stats["ring_connections"] == 0
+        finally:
+            conn.close()
