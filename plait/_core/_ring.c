@@ -43,9 +43,14 @@
  *
  * Processes that die (kill -9) in the middle:
  *   - holding the lock: the next process that wants it finds the holder's pid dead (see
- *     _futex.h), frees the lock and goes on; `deaths` counts it. Small entries are
- *     published (or consumed) by the store that moves a counter at the end, so the ring
- *     is consistent: a small put that died is absent, a small get left its item.
+ *     _futex.h), frees the lock and goes on; `deaths` counts it. A put writes its entry
+ *     in the free space first and then moves `reserved`, and a get writes its pid into
+ *     the entry before it moves `claimed`, so each is one store from absent to present:
+ *     a small put that died before it is absent, after it a READY entry that the next
+ *     put or a sleeping getter publishes; a get that died before its claim left its
+ *     item, after it the entry carries its pid (below). (Putting the counter first, as
+ *     this ring once did, left a hole that no `pid` could explain when the store
+ *     after it never came: killing manager clients at random wedged the inbox.)
  *   - a putter in the middle of a large copy: its entry, never READY, holds back `tail`.
  *     Sleepers wake every PLAIT_SLICE; one that finds the entry at `tail` unfinished
  *     and its putter (the entry's pid) dead turns it into SKIP (counted in `lost`: that
@@ -215,6 +220,7 @@ reap_dead(RingObject *r, int *wake_getters, int *wake_putters)
 {
     struct ring_header *h = r->h;
     struct entry e;
+    publish(r, wake_getters);  /* READY entries whose putter died before publishing */
     if (h->tail < h->reserved) {
         read_entry(r, h->tail, &e);
         if (!(e.kind & F_READY) && e.pid != plait_cached_pid && !process_alive(e.pid)) {
@@ -510,22 +516,15 @@ Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
     }
-    /* Reserve the space; a large body is copied without the lock (and the GIL), so
-     * that getters copy out earlier entries meanwhile; it is published in order. */
+    /* Write the entry where the free space starts, then reserve it: moving `reserved`
+     * is what makes it exist, so a putter killed before that store leaves no trace. A
+     * small entry is whole and READY by then (killed after the store, it is published
+     * by the next put, or by a sleeping getter's reap_dead). A large one is reserved
+     * with its header only (its putter's pid, not READY: reap_dead skips it if the
+     * putter dies) and copied without the lock (and the GIL), so that getters copy out
+     * earlier entries meanwhile; it is published in order. */
     uint64_t start = h->reserved;
     int big = body >= BIG_COPY;
-    h->reserved += need;
-    h->items++;
-    if (h->joinable)
-        __atomic_fetch_add(&h->unfinished, 1, __ATOMIC_SEQ_CST);
-    if (!big)
-        e.kind |= F_READY;  /* written before the lock is dropped */
-    write_entry(self, start, &e);
-    if (big) {
-        ring_unlock(self);
-        wake_after_unlock(self, wake_getters, wake_putters);
-        wake_getters = wake_putters = 0;
-    }
     uint64_t pos = start + ENTRY_HEADER;
     if (kind == KIND_PARTS) {
         uint64_t count = (uint64_t)nparts;
@@ -536,7 +535,22 @@ Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
             ring_write(self, pos, &len, 8);
         }
     }
+    if (!big) {
+        for (Py_ssize_t i = 0; i < nparts; i++) {
+            ring_write(self, pos, bufs[i].buf, bufs[i].len);
+            pos += bufs[i].len;
+        }
+        e.kind |= F_READY;
+    }
+    write_entry(self, start, &e);
+    h->items++;  /* before the entry exists: a death in between over-counts, never under */
+    if (h->joinable)
+        __atomic_fetch_add(&h->unfinished, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->reserved, start + need, __ATOMIC_RELEASE);
     if (big) {
+        ring_unlock(self);
+        wake_after_unlock(self, wake_getters, wake_putters);
+        wake_getters = wake_putters = 0;
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < nparts; i++) {
             ring_write(self, pos, bufs[i].buf, bufs[i].len);
@@ -547,12 +561,6 @@ Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
         ring_lock_uninterrupted(self);
         e.kind |= F_READY;
         write_entry(self, start, &e);
-    }
-    else {
-        for (Py_ssize_t i = 0; i < nparts; i++) {
-            ring_write(self, pos, bufs[i].buf, bufs[i].len);
-            pos += bufs[i].len;
-        }
     }
     publish(self, &wake_getters);
     ring_unlock(self);
@@ -644,11 +652,12 @@ Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
         wake_after_unlock(self, wake_getters, wake_putters);
         return NULL;
     }
-    /* Claim the entry; copy a large body out without the lock (and the GIL). */
-    h->claimed += entry_span(size);
-    h->items--;
+    /* Claim the entry, our pid in it first (a getter killed after the claim is then
+     * known by it: reap_dead); copy a large body out without the lock (and the GIL). */
     e.pid = plait_cached_pid;
     write_entry(self, start, &e);
+    h->claimed += entry_span(size);
+    h->items--;
     char *dst = kind == KIND_PARTS ? PyByteArray_AS_STRING(data) : PyBytes_AS_STRING(data);
     int fd = -1;
     if (size >= BIG_COPY) {
