@@ -20,7 +20,8 @@ Lifetimes, without extra messages
 ---------------------------------
 The server keeps an object while somebody holds it. The holders are *sessions* (one per
 client process; every connection of the process says its session id in its first
-message, the hello) and proxies living inside the server (a managed list stored in a managed dict).
+message, the hello) and proxies living inside the server (a managed list stored in a
+managed dict).
 A client process counts its live proxies per object id; the first proxy of an id adds
 an ``incref`` to the pending *control* list, the death of the last one a ``decref``. The
 control list rides on the next request, so reference counting never costs a round trip.
@@ -201,20 +202,20 @@ class _Client:
         if conn is not None:
             return conn
         conn = Client(self.address, authkey=self.authkey)
-        if isinstance(self.address, str) and USE_RINGS:  # a Unix socket: a local server
-            conn.send(("#hello", self.session, "rings", os.getpid()))
-            try:
-                answer = conn.recv(timeout=HANDSHAKE_TIMEOUT)
-            except EOFError as exc:
-                conn.close()
-                raise ConnectionResetError(f"{self.address!r} hung up after the hello") from exc
-            except BaseException:
-                conn.close()
-                raise
-            if answer[0] == "#rings":
-                conn = rings.RingLink(conn, *answer[1:])
-        else:
-            conn.send(("#hello", self.session))
+        try:
+            if isinstance(self.address, str) and USE_RINGS:  # a Unix socket: a local server
+                conn.send(("#hello", self.session, "rings", os.getpid()))
+                try:
+                    answer = conn.recv(timeout=HANDSHAKE_TIMEOUT)
+                except EOFError as exc:
+                    raise ConnectionResetError(f"{self.address!r} hung up after the hello") from exc
+                if answer[0] == "#rings":
+                    conn = rings.RingLink(conn, *answer[1:])
+            else:
+                conn.send(("#hello", self.session))
+        except BaseException:
+            conn.close()
+            raise
         self.local.conn = conn
         with self.lock:
             self.conns.add(conn)

@@ -321,7 +321,9 @@ class Server:
         self.objects: dict[int, tuple] = {}
         self.refs: dict[int, int] = {}
         self.sessions: dict[bytes, _Session] = {}
-        self.lock = threading.Lock()
+        # Reentrant: a collection inside a locked region may finalize a proxy living in
+        # the server (a managed list in a managed dict), whose __del__ calls unhold().
+        self.lock = threading.RLock()
         self.current = threading.local()  # .session of the connection a thread serves
         self._ids = itertools.count(1)
         self._conns: set[Any] = set()  # connections that have a thread
@@ -667,7 +669,8 @@ class Server:
             if type(data) is not bytes:  # False: nothing came; else not an entry of ours
                 continue
             self._ring_requests += 1
-            served = links.get(data[:token_size])
+            token = data[:token_size]
+            served = links.get(token)
             if served is None:
                 continue  # a wake-up, or from a client that has gone
             try:
@@ -675,7 +678,7 @@ class Server:
                     continue
             except Exception:  # a bug here must cost one connection, not the thread
                 pass
-            self._links.pop(served.outbox.token, None)  # stopped reading: end the connection
+            links.pop(token, None)  # it stopped reading, or broke: end the connection
             _shutdown_socket(served.conn)
 
     def _ring_request(self, served: _Served, data: bytes) -> bool:

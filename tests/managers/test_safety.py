@@ -402,3 +402,43 @@ def test_client_killed_in_a_call_that_never_returns_releases_its_objects(leak_fr
         assert wait_until(lambda: m._number_of_objects() == 1, 10)
         assert m.statistics()["sessions"] == 1
         del ready
+
+
+@pytest.mark.timeout(60)
+def test_a_proxy_in_the_server_finalized_under_the_table_lock(leak_free):
+    """A collection may run inside any region that holds the server's lock and finalize
+    a proxy living in the server (here: a managed list taken out of a managed dict),
+    whose __del__ takes the lock again: it must not deadlock."""
+    import gc
+    import threading
+
+    m = SyncManager(authkey=b"local")
+    server = m.get_server()
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        client = SyncManager(address=server.address, authkey=b"local")
+        client.connect()
+        d, lst = client.dict(), client.list([1])
+        d["l"] = lst  # the dict in the server now holds a proxy of the list
+        inner = next(obj for obj, *_ in server.objects.values() if type(obj) is dict)
+        proxy_in_server = inner.pop("l")
+        cycle = [proxy_in_server]
+        cycle.append(cycle)  # garbage only a collection frees
+        del proxy_in_server, cycle
+
+        def collect_under_the_lock():
+            with server.lock:
+                gc.collect()  # the proxy's __del__ runs here, under the lock
+
+        collector = threading.Thread(target=collect_under_the_lock, daemon=True)
+        collector.start()
+        collector.join(20)
+        assert not collector.is_alive(), "the finalizer deadlocked on the server's lock"
+        assert lst[:] == [1]
+        del d, lst
+        client.shutdown()
+    finally:
+        server.stop()
+        thread.join(10)
+    assert not thread.is_alive()
