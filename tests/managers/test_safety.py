@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import pickle
 import signal
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -257,24 +260,29 @@ def test_proxy_pickled_to_a_spawned_child_outlives_the_parents_copy(leak_free):
         assert p.exitcode == 0
 
 
-def test_server_in_this_process_with_get_server(leak_free):
-    import threading
-
-    m = CounterManager(authkey=b"local")
-    server = m.get_server()
+@contextlib.contextmanager
+def served_in_this_process(manager_type):
+    """A server of ``manager_type`` run by a thread of this process (``get_server``), and
+    a manager connected to it; the server must have stopped at the end."""
+    server = manager_type(authkey=b"local").get_server()
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
     try:
-        client = CounterManager(address=server.address, authkey=b"local")
+        client = manager_type(address=server.address, authkey=b"local")
         client.connect()
-        c = client.Counter(3)
-        assert c.add(1) == 4
-        del c
+        yield server, client
         client.shutdown()
     finally:
         server.stop()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_server_in_this_process_with_get_server(leak_free):
+    with served_in_this_process(CounterManager) as (_, client):
+        c = client.Counter(3)
+        assert c.add(1) == 4
+        del c
 
 
 def test_program_with_a_manager_exits_cleanly():
@@ -409,16 +417,7 @@ def test_a_proxy_in_the_server_finalized_under_the_table_lock(leak_free):
     """A collection may run inside any region that holds the server's lock and finalize
     a proxy living in the server (here: a managed list taken out of a managed dict),
     whose __del__ takes the lock again: it must not deadlock."""
-    import gc
-    import threading
-
-    m = SyncManager(authkey=b"local")
-    server = m.get_server()
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        client = SyncManager(address=server.address, authkey=b"local")
-        client.connect()
+    with served_in_this_process(SyncManager) as (server, client):
         d, lst = client.dict(), client.list([1])
         d["l"] = lst  # the dict in the server now holds a proxy of the list
         inner = next(obj for obj, *_ in server.objects.values() if type(obj) is dict)
@@ -437,8 +436,3 @@ def test_a_proxy_in_the_server_finalized_under_the_table_lock(leak_free):
         assert not collector.is_alive(), "the finalizer deadlocked on the server's lock"
         assert lst[:] == [1]
         del d, lst
-        client.shutdown()
-    finally:
-        server.stop()
-        thread.join(10)
-    assert not thread.is_alive()
