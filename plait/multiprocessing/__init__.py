@@ -80,7 +80,7 @@ _HOME = {
     "BufferTooShort": "plait._core.errors",
     "ProcessError": "plait._core.errors",
     "Manager": "plait.managers",
-    "Pool": "plait.pool",
+    "Pool": "plait.pool.pool",
 }
 _HOME.update((name, "plait.ipc") for name in __all__ if name not in _HOME and name not in globals())
 for _name, _home in _HOME.items():

@@ -15,22 +15,10 @@ One concept per module:
 - ``progress``: the optional tqdm bar.
 """
 
-from plait.pool.engine import PoolStats
-from plait.pool.errors import (
-    MaybeEncodingError,
-    PoolTerminatedError,
-    RemoteTraceback,
-    TimeoutError,
-    WorkerLostError,
-)
-from plait.pool.pool import Pool, ThreadPool
-from plait.pool.results import (
-    ApplyResult,
-    AsyncResult,
-    IMapIterator,
-    IMapUnorderedIterator,
-    MapResult,
-)
+from __future__ import annotations
+
+import importlib
+
 from plait.process.context import BaseContext
 
 __all__ = [
@@ -49,4 +37,36 @@ __all__ = [
     "WorkerLostError",
 ]
 
-BaseContext.provide("Pool", Pool, context_keyword="context")  # ctx.Pool(2) runs on ctx
+# Each name is imported from its module on first use: a worker process (spawn,
+# forkserver) imports ``plait.pool.worker``, hence this package, and needs none of the
+# scheduler's modules (~25 ms of imports it would pay at every start).
+_HOME = {
+    "ApplyResult": "plait.pool.results",
+    "AsyncResult": "plait.pool.results",
+    "IMapIterator": "plait.pool.results",
+    "IMapUnorderedIterator": "plait.pool.results",
+    "MapResult": "plait.pool.results",
+    "MaybeEncodingError": "plait.pool.errors",
+    "Pool": "plait.pool.pool",
+    "PoolStats": "plait.pool.engine",
+    "PoolTerminatedError": "plait.pool.errors",
+    "RemoteTraceback": "plait.pool.errors",
+    "ThreadPool": "plait.pool.pool",
+    "TimeoutError": "plait.pool.errors",
+    "WorkerLostError": "plait.pool.errors",
+}
+BaseContext.provide_on_import("plait.pool.pool", ["Pool"])  # ctx.Pool(2) runs on ctx
+
+
+def __getattr__(name: str) -> object:
+    try:
+        home = _HOME[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
