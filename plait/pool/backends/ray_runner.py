@@ -39,6 +39,7 @@ __all__ = ["RayRunner", "OPTIONS"]
 
 OPTIONS = {"connect_timeout": 10.0, "max_retries": 3}
 _GET_SECONDS = 30.0
+_CANCEL_GRACE = 0.2  # seconds tasks in flight may finish before a pool's cancel (_cancel)
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -118,20 +119,21 @@ class RayRunner:
         return exc
 
     def stop(self, ref) -> None:
-        self._cancel([ref])
+        self._cancel([ref], 0)  # it ran past its deadline: not about to finish
 
     def cancel(self, refs: list) -> None:
         if self._own:
             return  # close() shuts this Ray down, and every task with it
-        self._cancel(refs)
+        self._cancel(refs, _CANCEL_GRACE)
 
-    def _cancel(self, refs: list) -> None:
+    def _cancel(self, refs: list, grace: float) -> None:
         # Ray (2.60) aborts the calling process when a cancel crosses the reply of a
         # task that is just finishing ("Check failed: it != submissible_tasks_.end()",
-        # ray-project/ray#54527): cancel only what is not finished, which narrows that
-        # window to the instant between the two calls.
+        # ray-project/ray#54527): cancel only what is not finished after `grace`
+        # seconds. Tiny tasks in flight (an abandoned imap) then finish instead of being
+        # cancelled at the instant they end; a long one is all but never in that instant.
         try:
-            _, running = ray.wait(refs, num_returns=len(refs), timeout=0)
+            _, running = ray.wait(refs, num_returns=len(refs), timeout=grace)
         except Exception:  # Ray is shutting down
             return
         for ref in running:
