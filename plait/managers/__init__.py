@@ -7,6 +7,8 @@ One concept per module:
 - ``server``: the ``Server`` (one loop for local clients of objects that never block,
   a thread for a client while its calls may block, the object table, sessions that
   release what a dead client held);
+- ``rings``: the shared-memory path of local clients (an inbox ring per server, an
+  outbox ring per connection; no system call per call while both sides are awake);
 - ``manager``: ``BaseManager`` (``register``, ``start``, ``connect``, ``shutdown``);
 - ``sync``: ``SyncManager`` and the standard proxy types (``Manager()`` is defined in
   this package itself, see below).
