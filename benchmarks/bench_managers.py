@@ -8,7 +8,9 @@ Cases (each manager is started once, before the first round: warm):
   reply on both: pickling and unpickling the 1,000 pairs, ~160 of its ~180 µs of work,
   is the same on both sides, so expect ~1x), and 1,000 ``d[k] = v`` in a
   ``plait.managers.batch()`` block beside the same 1,000 writes one by one on the
-  standard library (it has no batching).
+  standard library (it has no batching);
+- the managed dict again from 1 client, over a TCP address (127.0.0.1): the path of
+  clients on other machines, which never use the rings.
 
 Every variant checks what the server holds afterwards (outside the timed region); the
 figures are operations per second (a set and a get count as two).
@@ -19,6 +21,7 @@ Run: python benchmarks/bench_managers.py [--quick]
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.managers
 import sys
 import time
 
@@ -185,6 +188,22 @@ def main() -> None:
             },
             unit="writes/s",
         )
+        # The path of clients on other machines: a TCP address (here 127.0.0.1), no rings.
+        ptcp = plait.managers.SyncManager(address=("127.0.0.1", 0), authkey=b"bench")
+        stcp = multiprocessing.managers.SyncManager(address=("127.0.0.1", 0), authkey=b"bench")
+        ptcp.start()
+        stcp.start()
+        try:
+            bench.case(
+                "dict d[k]=v, d[k] over TCP (127.0.0.1): 1 client",
+                {
+                    "plait": one_client_dict(ptcp.dict()),
+                    "multiprocessing": one_client_dict(stcp.dict()),
+                },
+            )
+        finally:
+            ptcp.shutdown()
+            stcp.shutdown()
     finally:
         pm.shutdown()
         sm.shutdown()
