@@ -56,24 +56,25 @@ header that makes no sense (unknown kind, fds that did not arrive, a cut record)
 in the socket, so the caller must close the channel.
 
 Waiting: a receive with no deadline first tries up to ``SPIN_TRIES`` non-blocking reads
-of the first record (a stream's first bytes) before it blocks. A reply often comes within tens of microseconds,
-and blocking costs far more than that here: the waiting CPU goes idle, and on a virtual
-machine (the ``haltpoll`` idle driver of these 2-core VMs) waking a halted CPU costs a
-trip through the hypervisor. Measured on a quiet machine, Pipe ping-pong went from 14k
-to 60-100k round trips per second (the standard library: 15-22k); over TCP on
-127.0.0.1, where streams did not spin yet, from 12k to 50k. The price is at most
-about 60 microseconds of CPU per receive that blocks anyway, so the budget adapts per
-channel by what the spin achieved: a spin that waited for the message and caught it
-doubles it (up to ``SPIN_TRIES``), one that ran out halves it, and a message that was
-already there (the kernel often runs the woken peer on the sender's CPU, so the reply
-is in when the sender resumes) leaves it as it is. A channel at zero spins the full
-budget on every ``PROBE_EVERY``-th receive (a probe), so it finds out when its peer is
-quick again. Spins that run out are what happens when the CPUs are all busy: 4 clients
-of one manager server on 2 cores spun ~20 reads per call, 40% of them in vain, and took
-the CPU the server needed (their throughput halved). The budget used to follow the
-length of the blocking wait instead (short: double), and a wait of ~100 microseconds
-behind a busy server looked short, so those clients never stopped spinning. A receive
-with a deadline does not spin: its socket is in timeout mode, where each try would wait.
+of the first record (a stream's first bytes) before it blocks. A reply often comes
+within tens of microseconds, and blocking costs far more than that here: the waiting CPU
+goes idle, and on a virtual machine (the ``haltpoll`` idle driver of these 2-core VMs)
+waking a halted CPU costs a trip through the hypervisor. Measured on a quiet machine,
+Pipe ping-pong went from 14k to 60-100k round trips per second (the standard library:
+15-22k); over TCP on 127.0.0.1, where streams did not spin yet, from 12k to 50k. The
+price is at most about 60 microseconds of CPU per receive that blocks anyway, so the
+budget adapts per channel by what the spin achieved: a spin that waited for the message
+and caught it doubles it (up to ``SPIN_TRIES``), one that ran out halves it, and a
+message that was already there (the kernel often runs the woken peer on the sender's
+CPU, so the reply is in when the sender resumes) leaves it as it is. A channel at zero
+spins the full budget on every ``PROBE_EVERY``-th receive (a probe), so it finds out
+when its peer is quick again. Spins that run out are what happens when the CPUs are all
+busy: 4 clients of one manager server on 2 cores spun ~20 reads per call, 40% of them in
+vain, and took the CPU the server needed (their throughput halved). The budget used to
+follow the length of the blocking wait instead (short: double), and a wait of ~100
+microseconds behind a busy server looked short, so those clients never stopped spinning.
+A receive with a deadline does not spin: its socket is in timeout mode, where each try
+would wait.
 
 A channel is not thread-safe: one sender and one receiver at a time, as with the
 standard library's connections.
