@@ -27,9 +27,9 @@ is actually started.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from plait._core.lazy import lazy_names
 from plait.process.context import BaseContext
 
 if TYPE_CHECKING:
@@ -95,15 +95,6 @@ def Manager(*, ctx: Any = None) -> SyncManager:  # noqa: N802 - the standard lib
 BaseContext.provide("Manager", Manager, context_keyword="ctx")  # ctx.Manager() uses ctx
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        home = _HOME[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(
+    __name__, {name: f"{__name__}.{module}" for name, module in _HOME.items()}, __all__
+)

@@ -13,6 +13,7 @@ borrowed from the standard library, so a program that needs them fails at once w
 
 from __future__ import annotations
 
+from plait._core.lazy import lazy_names
 from plait.process import (
     Process,
     active_children,
@@ -89,17 +90,4 @@ for _name, _home in _HOME.items():
 del _name, _home
 
 
-def __getattr__(name: str) -> object:
-    try:
-        home = _HOME[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    import importlib  # noqa: PLC0415 - on first use
-
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__)

@@ -17,8 +17,7 @@ One concept per module:
 
 from __future__ import annotations
 
-import importlib
-
+from plait._core.lazy import lazy_names
 from plait.process.context import BaseContext
 
 __all__ = [
@@ -58,15 +57,4 @@ _HOME = {
 BaseContext.provide_on_import("plait.pool.pool", ["Pool"])  # ctx.Pool(2) runs on ctx
 
 
-def __getattr__(name: str) -> object:
-    try:
-        home = _HOME[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__)

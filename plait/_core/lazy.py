@@ -1,0 +1,41 @@
+"""Names a package loads from their modules on first use (PEP 562).
+
+``import plait.multiprocessing`` must stay as cheap as ``import multiprocessing``, and a
+spawned worker that imports ``plait.pool.worker`` must not pay for the pool's scheduler.
+Such a package maps each public name to the module that defines it and hands the
+module-level ``__getattr__``/``__dir__`` made here; the first lookup of a name imports its
+module and keeps the value in the package's namespace, so later lookups are plain.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Iterable, Mapping
+
+__all__ = ["lazy_names"]
+
+
+def lazy_names(
+    package: str, home: Mapping[str, str], names: Iterable[str]
+) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
+    """``(__getattr__, __dir__)`` for ``package``: ``home`` maps a name to the module
+    (absolute) it is imported from; ``names`` are listed by ``dir()`` besides the
+    package's own. An unknown name raises ``AttributeError``, which lets ``from
+    package import submodule`` go on to import the submodule."""
+    namespace = sys.modules[package].__dict__
+    listed = frozenset(names)
+
+    def __getattr__(name: str) -> object:  # noqa: N807 - the module hook's name
+        try:
+            module = home[name]
+        except KeyError:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:  # noqa: N807 - the module hook's name
+        return sorted(set(namespace) | listed)
+
+    return __getattr__, __dir__
