@@ -17,16 +17,29 @@ __all__ = ["lazy_names"]
 
 
 def lazy_names(
-    package: str, home: Mapping[str, str], names: Iterable[str]
+    package: str,
+    home: Mapping[str, str],
+    names: Iterable[str],
+    submodules: Iterable[str] = (),
 ) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package``: ``home`` maps a name to the module
     (absolute) it is imported from; ``names`` are listed by ``dir()`` besides the
-    package's own. An unknown name raises ``AttributeError``, which lets ``from
-    package import submodule`` go on to import the submodule."""
+    package's own. Each of ``submodules`` is imported when first read as an attribute
+    (``multiprocessing.util`` works after a bare ``import multiprocessing``). An unknown
+    name raises ``AttributeError``, which lets ``from package import submodule`` go on
+    to import the submodule."""
     namespace = sys.modules[package].__dict__
     listed = frozenset(names)
+    lazy_modules = frozenset(submodules)
 
     def __getattr__(name: str) -> object:  # noqa: N807 - the module hook's name
+        if name in lazy_modules:
+            try:
+                return importlib.import_module(f"{package}.{name}")
+            except ModuleNotFoundError as e:
+                if e.name != f"{package}.{name}":
+                    raise
+                raise AttributeError(f"module {package!r} has no attribute {name!r}") from e
         try:
             module = home[name]
         except KeyError:

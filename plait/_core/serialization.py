@@ -17,17 +17,33 @@ pickle a ``PickleBuffer``) are not copied into the pickle stream; they are retur
 beside it so the transport can send them as they are (``sendmsg`` of many buffers, or
 shared memory) and ``loads`` rebuilds the objects on top of the received memory.
 
+Reducers a program registers (``register_reducer``, which
+``multiprocessing.reduction.ForkingPickler.register`` calls) go into ``copyreg``'s
+dispatch table, which both the C pickler and cloudpickle consult: every channel honours
+them, including the fast paths that call ``pickle.dumps`` directly, at no cost to the
+messages that do not need them. The price is that the reducer applies to every pickle
+the process makes, not only to plait's messages.
+
 Errors: an object that neither pickler can serialize raises ``pickle.PicklingError``
 whose message names the type of the object and the reason the picklers gave.
 """
 
 from __future__ import annotations
 
+import copyreg
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["PROTOCOL", "dumps", "dumps_oob", "loads", "PicklingError", "UnpicklingError"]
+__all__ = [
+    "PROTOCOL",
+    "dumps",
+    "dumps_oob",
+    "loads",
+    "register_reducer",
+    "PicklingError",
+    "UnpicklingError",
+]
 
 PROTOCOL = 5
 PicklingError = pickle.PicklingError
@@ -91,3 +107,17 @@ def loads(data: bytes | bytearray | memoryview, buffers: Iterable[Any] | None = 
     corrupt payload.
     """
     return _loads(data, buffers=buffers)
+
+
+def register_reducer(type_: type, reduce: Callable[[Any], Any]) -> None:
+    """Pickle instances of ``type_`` (exactly that class) as ``reduce(obj)`` returns.
+
+    ``reduce`` returns what ``__reduce__`` would: ``(callable, args)`` and optionally
+    state. Applies to every message plait sends from then on, and to every other pickle
+    this process makes (see the module docstring).
+    """
+    if not isinstance(type_, type):
+        raise TypeError(f"register_reducer() needs a class, not {type_!r}")
+    if not callable(reduce):
+        raise TypeError(f"the reducer for {type_.__qualname__} must be callable")
+    copyreg.dispatch_table[type_] = reduce

@@ -5,9 +5,9 @@
 ``BoundedSemaphore``, ``Event``, ``Condition``, ``Barrier`` (futex words in shared
 memory) in ``synchronize``; ``Queue``, ``JoinableQueue``, ``SimpleQueue`` (a shared-memory
 ring) in ``queues``; ``Value``, ``Array``, ``RawValue``, ``RawArray`` in ``sharedctypes``;
-``SharedMemory`` and ``ShareableList`` in ``shared_memory``. Importing this package
-offers the constructors on every process context too (``ctx.Queue()``, ``ctx.Lock()``),
-through ``BaseContext.provide``. The exception classes are those of
+``SharedMemory`` and ``ShareableList`` in ``shared_memory``. Every process context
+offers the constructors too (``ctx.Queue()``, ``ctx.Lock()``): ``plait.process.context``
+names their modules in its table. The exception classes are those of
 ``plait._core``, so every layer raises the same ones.
 
 ``listener`` is imported on first use of ``Listener`` or ``Client``: a child that only
@@ -30,7 +30,6 @@ from plait.ipc.synchronize import (
     RLock,
     Semaphore,
 )
-from plait.process.context import BaseContext
 
 __all__ = [
     "Array",
@@ -58,12 +57,6 @@ __all__ = [
     "Value",
     "wait",
 ]
-
-for _factory in (Pipe, Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition, Barrier):
-    BaseContext.provide(_factory.__name__, _factory)
-for _factory in (Queue, JoinableQueue, SimpleQueue, Value, Array, RawValue, RawArray):
-    BaseContext.provide(_factory.__name__, _factory)
-del _factory
 
 _LAZY = ("Client", "Listener")
 

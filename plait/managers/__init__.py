@@ -30,7 +30,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from plait._core.lazy import lazy_names
-from plait.process.context import BaseContext
 
 if TYPE_CHECKING:
     from plait.managers.sync import SyncManager
@@ -90,9 +89,6 @@ def Manager(*, ctx: Any = None) -> SyncManager:  # noqa: N802 - the standard lib
     manager = SyncManager(ctx=ctx)
     manager.start()
     return manager
-
-
-BaseContext.provide("Manager", Manager, context_keyword="ctx")  # ctx.Manager() uses ctx
 
 
 __getattr__, __dir__ = lazy_names(

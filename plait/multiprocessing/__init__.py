@@ -1,14 +1,16 @@
 """Drop-in face of ``multiprocessing``: ``import plait.multiprocessing as multiprocessing``.
 
 Re-exports only; the code and its explanation live in ``plait.process`` (processes,
-start methods, contexts), ``plait.ipc`` (pipes, queues, locks, shared values),
-``plait.pool`` and ``plait.managers``. Only the process layer is imported with the face;
-the names of the others import their layer on first use (PEP 562 ``__getattr__``), on the
-module and on every context (``get_context("spawn").Queue()``), so ``import
-plait.multiprocessing`` costs about what ``import multiprocessing`` does. The standard names
-plait does not offer (``allow_connection_pickling``, ``reducer``) are absent rather than
-borrowed from the standard library, so a program that needs them fails at once with an
-``AttributeError`` naming them.
+start methods, contexts), ``plait.ipc`` (pipes, queues, locks, shared values, fd
+passing), ``plait.pool`` and ``plait.managers``. Every public submodule of the standard
+package has a face here (``context``, ``process``, ``queues``, ``synchronize``, ``util``,
+``reduction``, ``dummy``, ...), imported when first named, as the attribute too
+(``multiprocessing.util`` after ``import multiprocessing``).
+
+Only the process layer is imported with the face; every other name imports its layer on
+first use (PEP 562 ``__getattr__``), from the one table that contexts read too
+(``plait.process.context.API_HOMES``), so ``import plait.multiprocessing`` costs about
+what ``import multiprocessing`` does.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from plait.process import (
     set_forkserver_preload,
     set_start_method,
 )
-from plait.process.context import BaseContext
+from plait.process.context import API_HOMES as _API_HOMES
+from plait.process.log import SUBDEBUG as SUBDEBUG
+from plait.process.log import SUBWARNING as SUBWARNING
 
 __all__ = [
     "Array",
@@ -56,6 +60,7 @@ __all__ = [
     "TimeoutError",
     "Value",
     "active_children",
+    "allow_connection_pickling",
     "cpu_count",
     "current_process",
     "freeze_support",
@@ -65,29 +70,43 @@ __all__ = [
     "get_start_method",
     "log_to_stderr",
     "parent_process",
+    "reducer",
     "set_executable",
     "set_forkserver_preload",
     "set_start_method",
 ]
 
+_SUBMODULES = (
+    "connection",
+    "context",
+    "dummy",
+    "forkserver",
+    "heap",
+    "managers",
+    "pool",
+    "popen_fork",
+    "popen_forkserver",
+    "popen_spawn_posix",
+    "process",
+    "queues",
+    "reduction",
+    "resource_sharer",
+    "resource_tracker",
+    "shared_memory",
+    "sharedctypes",
+    "spawn",
+    "synchronize",
+    "util",
+)
 
-# Name -> the module it comes from, imported on first use (PEP 562): ``import
-# plait.multiprocessing`` costs what the process layer costs, as ``import
-# multiprocessing`` does not import its pool or managers either. Every name of
-# ``__all__`` not imported above and not named here comes from ``plait.ipc``.
 _HOME = {
+    **_API_HOMES,
     "TimeoutError": "plait._core.errors",
     "AuthenticationError": "plait._core.errors",
     "BufferTooShort": "plait._core.errors",
     "ProcessError": "plait._core.errors",
-    "Manager": "plait.managers",
-    "Pool": "plait.pool.pool",
+    "allow_connection_pickling": "plait.ipc.reduction",
+    "reducer": "plait.ipc.reduction",
 }
-_HOME.update((name, "plait.ipc") for name in __all__ if name not in _HOME and name not in globals())
-for _name, _home in _HOME.items():
-    if _home != "plait._core.errors":
-        BaseContext.provide_on_import(_home, [_name])  # ctx.Queue() imports plait.ipc
-del _name, _home
 
-
-__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__)
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, _SUBMODULES)

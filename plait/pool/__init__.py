@@ -18,7 +18,6 @@ One concept per module:
 from __future__ import annotations
 
 from plait._core.lazy import lazy_names
-from plait.process.context import BaseContext
 
 __all__ = [
     "ApplyResult",
@@ -54,7 +53,6 @@ _HOME = {
     "TimeoutError": "plait.pool.errors",
     "WorkerLostError": "plait.pool.errors",
 }
-BaseContext.provide_on_import("plait.pool.pool", ["Pool"])  # ctx.Pool(2) runs on ctx
 
 
 __getattr__, __dir__ = lazy_names(__name__, _HOME, __all__)

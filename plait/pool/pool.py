@@ -38,7 +38,6 @@ from plait.pool.results import (
 from plait.pool.scheduler import ProcessEngine
 from plait.pool.threadpool import ThreadEngine
 from plait.process import cpu_count
-from plait.process.context import BaseContext
 
 __all__ = ["Pool", "ThreadPool"]
 
@@ -444,6 +443,3 @@ class ThreadPool(Pool):
             raise ValueError(
                 "a ThreadPool cannot stop a running thread: per-task timeout= needs Pool"
             )
-
-
-BaseContext.provide("Pool", Pool, context_keyword="context")  # ctx.Pool(2) runs on ctx

@@ -7,7 +7,10 @@ What lives here, one module per concept:
 - ``child``: the handle of a child this process created (pidfd sentinel, reaping);
 - ``fork``, ``spawn``, ``forkserver``: the three start methods (``forkserver.stop_server``
   ends this process's fork server on demand);
-- ``context``: ``get_context``, ``set_start_method`` and the default start method;
+- ``start``: the default start method (``set_start_method``) and the code that starts a
+  child with each method;
+- ``context``: ``get_context`` and the context objects, instances of the standard
+  ``BaseContext`` (imported on first use: a lean child does not import ``multiprocessing``);
 - ``lifeline``: how daemon children die with their parent, even after SIGKILL;
 - ``cpu``: ``cpu_count`` that honours affinity masks and cgroup quotas;
 - ``log``: ``get_logger`` and ``log_to_stderr``.
@@ -19,19 +22,11 @@ This package imports only ``plait._core`` and the standard library; a child pays
 the start method that made it and nothing else.
 """
 
-from plait.process.context import (
-    BaseContext,
-    freeze_support,
-    get_all_start_methods,
-    get_context,
-    get_start_method,
-    set_executable,
-    set_forkserver_preload,
-    set_start_method,
-)
+from plait._core.lazy import lazy_names
 from plait.process.cpu import cpu_count
 from plait.process.log import get_logger, log_to_stderr
 from plait.process.process import Process, active_children, current_process, parent_process
+from plait.process.start import get_all_start_methods, get_start_method, set_start_method
 
 __all__ = [
     "BaseContext",
@@ -50,3 +45,16 @@ __all__ = [
     "set_forkserver_preload",
     "set_start_method",
 ]
+
+
+# The context objects subclass the standard BaseContext, so their module imports
+# ``multiprocessing``: loaded on first use (PEP 562), which a lean child never makes.
+_CONTEXT_NAMES = (
+    "BaseContext",
+    "freeze_support",
+    "get_context",
+    "set_executable",
+    "set_forkserver_preload",
+)
+_HOME = dict.fromkeys(_CONTEXT_NAMES, "plait.process.context")
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__)

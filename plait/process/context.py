@@ -1,37 +1,45 @@
-"""Start methods and contexts: ``get_context``, ``set_start_method`` and friends.
+"""Contexts: the ``multiprocessing`` API bound to one start method, as ``get_context`` gives.
 
-A *context* is an object with the module-level API of the process layer bound to one
-start method (``get_context("spawn").Process`` always spawns), as in ``multiprocessing``.
-The default context resolves the method when a process starts: the one chosen with
-``set_start_method``, else the platform default, which is the same as the running
-Python's ``multiprocessing`` default (``fork`` on Linux before 3.14, ``forkserver``
-from 3.14, ``spawn`` on macOS), so a program behaves the same after switching imports.
+A *context* is an object with the module-level API of ``multiprocessing`` bound to one
+start method (``get_context("spawn").Process`` always spawns; ``ctx.Queue()``,
+``ctx.Pool()`` make plait's queue and pool). plait's contexts are instances of the
+standard ``multiprocessing.context.BaseContext`` so that libraries which check
+``isinstance(ctx, BaseContext)`` accept them; every method of that class is overridden
+here, so no standard implementation runs under plait's names.
 
-Higher layers extend every context with ``BaseContext.provide``: this layer cannot know
-about queues, locks or pools (they sit above it), so ``plait.ipc``, ``plait.pool`` and
-``plait.managers`` each offer their constructors as ``ctx.Queue()``, ``ctx.Pool()``,
-``ctx.Manager()`` when they are imported (the drop-in face names them with
-``provide_on_import``, and a context imports them on first use);
-``child_handle`` is the one place that maps a method name to the
-code that starts a child, and it imports that code only when the method is first used.
+One static table, ``API_HOMES``, says which plait module defines each name of the API
+above the process layer (queues, locks, shared values, the pool, the manager). Contexts
+and the ``plait.multiprocessing`` face both read it, and a name's module is imported on
+its first use, so this layer names the layers above it only as strings and never imports
+them at load time; ``get_context("spawn").Queue`` works whether or not anything imported
+``plait.ipc`` before.
+
+The default start method itself is kept by ``start`` (a lean child needs it without this
+module): ``DefaultContext`` is a view of it, and ``set_start_method`` here and there are
+the same function.
 """
 
 from __future__ import annotations
 
-import sys
+import importlib
+from multiprocessing import context as _standard
 
-from plait.process import cpu, log
+from plait._core import errors
+from plait.process import cpu, log, start
 from plait.process.process import Process, active_children, current_process, parent_process
 
 # Annotations only: importing typing would cost every child ~10 ms (see spawn).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
     from typing import Any
 
 __all__ = [
+    "API_HOMES",
     "BaseContext",
     "DefaultContext",
+    "ForkContext",
+    "SpawnContext",
+    "ForkServerContext",
     "ForkProcess",
     "SpawnProcess",
     "ForkServerProcess",
@@ -42,22 +50,56 @@ __all__ = [
     "freeze_support",
     "set_executable",
     "set_forkserver_preload",
+    "assert_spawning",
+    "get_spawning_popen",
 ]
 
-START_METHODS = ("fork", "spawn", "forkserver")
+# Name of the multiprocessing API -> the plait module that defines it, for every name a
+# context offers that lives above the process layer.
+API_HOMES = {
+    "Pipe": "plait.ipc.connection",
+    "Lock": "plait.ipc.synchronize",
+    "RLock": "plait.ipc.synchronize",
+    "Condition": "plait.ipc.synchronize",
+    "Semaphore": "plait.ipc.synchronize",
+    "BoundedSemaphore": "plait.ipc.synchronize",
+    "Event": "plait.ipc.synchronize",
+    "Barrier": "plait.ipc.synchronize",
+    "Queue": "plait.ipc.queues",
+    "JoinableQueue": "plait.ipc.queues",
+    "SimpleQueue": "plait.ipc.queues",
+    "Value": "plait.ipc.sharedctypes",
+    "Array": "plait.ipc.sharedctypes",
+    "RawValue": "plait.ipc.sharedctypes",
+    "RawArray": "plait.ipc.sharedctypes",
+    "Pool": "plait.pool.pool",
+    "Manager": "plait.managers",
+}
 
-# Context attribute -> the module that provides it when imported (provide_on_import).
-_on_import: dict[str, str] = {}
+# The names above that take the context they are made from, under this keyword.
+_CONTEXT_KEYWORD = {"Pool": "context", "Manager": "ctx"}
 
 
-def _platform_default() -> str:
-    if sys.platform == "darwin":
-        return "spawn"
-    return "fork" if sys.version_info < (3, 14) else "forkserver"
+def load(name: str) -> Any:
+    """The object ``API_HOMES`` names, importing its module on first use."""
+    return getattr(importlib.import_module(API_HOMES[name]), name)
 
 
 def freeze_support() -> None:
     """Does nothing: frozen Windows executables are the only case that needs it."""
+
+
+def assert_spawning(obj: object) -> None:
+    """Nothing to check: plait's objects travel to children under every start method.
+
+    ``multiprocessing`` raises ``RuntimeError`` when a queue or lock is pickled outside
+    the start of a child; plait's are shared memory and fds that travel in any message.
+    """
+
+
+def get_spawning_popen() -> None:
+    """``None``: plait has no popen objects, and nothing waits for one to be spawning."""
+    return None
 
 
 class ForkProcess(Process):
@@ -78,60 +120,70 @@ class ForkServerProcess(Process):
     _start_method = "forkserver"
 
 
-class BaseContext:
-    """The process layer's module API, bound to one start method."""
+def _api_method(name: str) -> Any:
+    keyword = _CONTEXT_KEYWORD.get(name)
+
+    def method(self: BaseContext, *args: Any, **kwargs: Any) -> Any:
+        if keyword is not None:
+            kwargs.setdefault(keyword, self.get_context())
+        return load(name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"plait's ``{name}`` (from ``{API_HOMES[name]}``)."
+    return method
+
+
+class BaseContext(_standard.BaseContext):
+    """The ``multiprocessing`` API bound to one start method, on plait's code."""
 
     _name: str | None = None
+
+    ProcessError = errors.ProcessError
+    BufferTooShort = errors.BufferTooShort
+    TimeoutError = errors.TimeoutError
+    AuthenticationError = errors.AuthenticationError
+
     Process = Process
     current_process = staticmethod(current_process)
     parent_process = staticmethod(parent_process)
     active_children = staticmethod(active_children)
-    cpu_count = staticmethod(cpu.cpu_count)
-    freeze_support = staticmethod(freeze_support)
-    get_logger = staticmethod(log.get_logger)
-    log_to_stderr = staticmethod(log.log_to_stderr)
 
-    @classmethod
-    def provide(cls, name: str, factory: Any, *, context_keyword: str | None = None) -> None:
-        """Offer ``ctx.<name>(...)`` on every context, calling ``factory``.
+    for _name in API_HOMES:
+        locals()[_name] = _api_method(_name)
+    del _name
 
-        With ``context_keyword``, the context is passed to ``factory`` under that keyword
-        unless the caller gave one (``ctx.Pool(2)`` is ``Pool(2, context=ctx)``).
-        """
-        if context_keyword is None:
-            setattr(cls, name, staticmethod(factory))
-            return
+    def cpu_count(self) -> int:
+        """The CPUs this process may use (see ``plait.process.cpu``)."""
+        return cpu.cpu_count()
 
-        def bound(self, *args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault(context_keyword, self)
-            return factory(*args, **kwargs)
+    def freeze_support(self) -> None:
+        """Does nothing: frozen Windows executables are the only case that needs it."""
 
-        bound.__name__ = bound.__qualname__ = name
-        bound.__doc__ = factory.__doc__
-        setattr(cls, name, bound)
+    def get_logger(self) -> Any:
+        """The ``plait`` logger (see ``plait.process.log``)."""
+        return log.get_logger()
 
-    @staticmethod
-    def provide_on_import(module: str, names: Iterable[str]) -> None:
-        """Offer ``ctx.<name>`` for each of ``names`` before ``module`` is imported.
+    def log_to_stderr(self, level: int | str | None = None) -> Any:
+        """Send the ``plait`` logger's records to stderr (see ``plait.process.log``)."""
+        return log.log_to_stderr(level)
 
-        The first such lookup imports ``module``, which must ``provide`` the name. The
-        drop-in face uses this so ``import plait.multiprocessing`` stays cheap while
-        ``get_context("spawn").Pool`` keeps working.
-        """
-        for name in names:
-            _on_import.setdefault(name, module)
+    def allow_connection_pickling(self) -> None:
+        """Does nothing: plait's connections can always be pickled into messages."""
 
-    def __getattr__(self, name: str) -> Any:
-        module = _on_import.get(name)
-        if module is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        import importlib  # noqa: PLC0415 - on first use
+    @property
+    def reducer(self) -> Any:
+        """The ``reduction`` module: plait's ``ForkingPickler`` and fd passing."""
+        return importlib.import_module("plait.ipc.reduction")
 
-        importlib.import_module(module)
-        return object.__getattribute__(self, name)
+    @reducer.setter
+    def reducer(self, reduction: Any) -> None:
+        raise NotImplementedError(
+            "plait has one reduction module for every context; register reducers with "
+            "plait.multiprocessing.reduction.register(type, reduce) instead"
+        )
 
-    def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(_on_import))
+    def _check_available(self) -> None:
+        pass
 
     def get_context(self, method: str | None = None) -> BaseContext:
         """The context of ``method``, or this context for ``None``.
@@ -165,46 +217,43 @@ class BaseContext:
 
     def get_all_start_methods(self) -> list[str]:
         """The start methods this platform supports, the default first."""
-        default = _platform_default()
-        return [default] + [m for m in START_METHODS if m != default]
+        return start.get_all_start_methods()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.get_start_method(allow_none=True)!r}>"
 
 
-class _ForkContext(BaseContext):
+class ForkContext(BaseContext):
     _name = "fork"
     Process = ForkProcess
 
 
-class _SpawnContext(BaseContext):
+class SpawnContext(BaseContext):
     _name = "spawn"
     Process = SpawnProcess
 
 
-class _ForkServerContext(BaseContext):
+class ForkServerContext(BaseContext):
     _name = "forkserver"
     Process = ForkServerProcess
 
 
 _concrete: dict[str, BaseContext] = {
-    "fork": _ForkContext(),
-    "spawn": _SpawnContext(),
-    "forkserver": _ForkServerContext(),
+    "fork": ForkContext(),
+    "spawn": SpawnContext(),
+    "forkserver": ForkServerContext(),
 }
 
 
 class DefaultContext(BaseContext):
     """The context of the module-level functions: the method is chosen once, then fixed."""
 
-    def __init__(self) -> None:
-        self._actual: BaseContext | None = None
+    def __init__(self, context: BaseContext | None = None) -> None:
+        pass  # the chosen method is start's state, shared with lean children
 
     def get_context(self, method: str | None = None) -> BaseContext:
         if method is None:
-            if self._actual is None:
-                self._actual = _concrete[_platform_default()]
-            return self._actual
+            return _concrete[start.get_start_method()]
         return super().get_context(method)
 
     def get_start_method(self, allow_none: bool = False) -> str | None:
@@ -212,11 +261,7 @@ class DefaultContext(BaseContext):
 
         With ``allow_none=True`` returns ``None`` instead of fixing an unset method.
         """
-        if self._actual is None:
-            if allow_none:
-                return None
-            self._actual = _concrete[_platform_default()]
-        return self._actual._name
+        return start.get_start_method(allow_none)
 
     def set_start_method(self, method: str | None, force: bool = False) -> None:
         """Choose the default start method; once only, unless ``force``.
@@ -224,52 +269,13 @@ class DefaultContext(BaseContext):
         Raises ``RuntimeError`` if it was already set (or used) and ``force`` is false,
         ``ValueError`` for an unknown method. ``method=None`` with ``force`` unsets it.
         """
-        if self._actual is not None and not force:
-            raise RuntimeError("context has already been set")
-        if method is None and force:
-            self._actual = None
-            return
-        self._actual = self.get_context(method)
+        start.set_start_method(method, force)
 
 
-_default = DefaultContext()
-get_context = _default.get_context
-get_start_method = _default.get_start_method
-set_start_method = _default.set_start_method
-get_all_start_methods = _default.get_all_start_methods
-set_executable = _default.set_executable
-set_forkserver_preload = _default.set_forkserver_preload
-
-
-def force_start_method(method: str) -> None:
-    """In a child: adopt the start method that started it as the default."""
-    _default._actual = _concrete[method]
-
-
-def child_handle(process_obj: Process) -> Any:
-    """Start ``process_obj`` with its start method; return the handle of the child."""
-    method = process_obj._start_method or _default.get_start_method()
-    try:
-        handle = _handles[method]
-    except KeyError:
-        handle = _handles[method] = _load_handle(method)
-    return handle(process_obj)
-
-
-# Start method -> handle class, filled on first use (an import statement per start would
-# cost a forked child's parent copy-on-write faults in the import machinery).
-_handles: dict[str, Any] = {}
-
-
-def _load_handle(method: str) -> Any:
-    if method == "fork":
-        from plait.process.fork import ForkChild  # noqa: PLC0415 - on first use
-
-        return ForkChild
-    if method == "spawn":
-        from plait.process.spawn import SpawnChild  # noqa: PLC0415 - on first use
-
-        return SpawnChild
-    from plait.process.forkserver import ForkServerChild  # noqa: PLC0415 - on first use
-
-    return ForkServerChild
+_default_context = DefaultContext()
+get_context = _default_context.get_context
+get_start_method = start.get_start_method
+set_start_method = start.set_start_method
+get_all_start_methods = start.get_all_start_methods
+set_executable = _default_context.set_executable
+set_forkserver_preload = _default_context.set_forkserver_preload

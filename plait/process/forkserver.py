@@ -64,7 +64,15 @@ from plait.process.spawn import (
     read_exactly,
 )
 
-__all__ = ["ForkServerChild", "set_forkserver_preload", "stop_server", "serve"]
+__all__ = [
+    "ForkServerChild",
+    "set_forkserver_preload",
+    "stop_server",
+    "serve",
+    "ensure_running",
+    "get_inherited_fds",
+    "connect_to_new_process",
+]
 
 _PID = struct.Struct("q")
 _CODE = struct.Struct("i")
@@ -208,6 +216,24 @@ def _ensure_server() -> socket.socket:
             raise
         _control, _server_pid = mine, pid
         return mine
+
+
+def ensure_running() -> None:
+    """Start this process's fork server unless it runs (blocks until it is spawned)."""
+    _ensure_server()
+
+
+def get_inherited_fds() -> None:
+    """``None``: a child of plait's fork server gets its fds inside its arguments."""
+    return None
+
+
+def connect_to_new_process(fds: list[int]) -> None:
+    """Not offered: plait's fork server speaks its own protocol."""
+    raise NotImplementedError(
+        "plait's fork server does not take multiprocessing's requests; start children with "
+        "plait.multiprocessing.get_context('forkserver').Process"
+    )
 
 
 def _discard_server(control: socket.socket) -> None:

@@ -6,7 +6,11 @@ and a ``None`` test. The logger is named ``plait`` and does not propagate to the
 logger (``multiprocessing`` does the same with its own logger). Records carry the plait
 process name in ``%(processName)s`` (``logging`` itself only knows about
 ``multiprocessing``'s processes). Children started by spawn or forkserver inherit the
-``log_to_stderr`` setting of their parent.
+``log_to_stderr`` setting and the logger's effective level of their parent, as
+``multiprocessing``'s children do.
+
+The levels are ``multiprocessing.util``'s: ``SUBDEBUG`` (5) and ``SUBWARNING`` (25) beside
+``logging``'s, with their names registered when the logger is made.
 """
 
 from __future__ import annotations
@@ -16,10 +20,30 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["LOGGER_NAME", "DEFAULT_LOGGING_FORMAT", "get_logger", "log_to_stderr"]
+__all__ = [
+    "LOGGER_NAME",
+    "DEFAULT_LOGGING_FORMAT",
+    "NOTSET",
+    "SUBDEBUG",
+    "DEBUG",
+    "INFO",
+    "SUBWARNING",
+    "get_logger",
+    "log_to_stderr",
+    "sub_debug",
+    "debug",
+    "info",
+    "sub_warning",
+]
 
 LOGGER_NAME = "plait"
 DEFAULT_LOGGING_FORMAT = "[%(levelname)s/%(processName)s] %(message)s"
+
+NOTSET = 0
+SUBDEBUG = 5
+DEBUG = 10
+INFO = 20
+SUBWARNING = 25
 
 _logger = None
 _stderr_level: int | str | None = None  # set once log_to_stderr was called; children copy it
@@ -31,6 +55,8 @@ def get_logger() -> Any:
     if _logger is None:
         import logging  # noqa: PLC0415 - see module docstring
 
+        logging.addLevelName(SUBDEBUG, "SUBDEBUG")
+        logging.addLevelName(SUBWARNING, "SUBWARNING")
         logger = logging.getLogger(LOGGER_NAME)
         logger.propagate = False
         _logger = logger
@@ -61,6 +87,31 @@ def _with_process_name(record: Any) -> bool:
 
     record.processName = current_process().name
     return True
+
+
+def effective_level() -> int | None:
+    """The logger's effective level if a program created it (what children inherit)."""
+    return None if _logger is None else _logger.getEffectiveLevel()
+
+
+def adopt(level: int | None, stderr_level: int | str | None) -> None:
+    """In a child: take the parent's logger level and ``log_to_stderr`` setting."""
+    if stderr_level is not None and _stderr_level is None:  # a fork server may have done it
+        log_to_stderr(stderr_level)
+    if level is not None:
+        get_logger().setLevel(level)
+
+
+def sub_debug(msg: str, *args: object) -> None:
+    """Log at SUBDEBUG level if a program created the logger."""
+    if _logger is not None:
+        _logger.log(SUBDEBUG, msg, *args)
+
+
+def sub_warning(msg: str, *args: object) -> None:
+    """Log at SUBWARNING level if a program created the logger."""
+    if _logger is not None:
+        _logger.log(SUBWARNING, msg, *args)
 
 
 def debug(msg: str, *args: object) -> None:

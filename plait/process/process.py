@@ -134,7 +134,7 @@ class Process:
         if importing_main:
             raise RuntimeError(_NOT_BOOTSTRAPPED)
         _cleanup()
-        self._popen = _context.child_handle(self)
+        self._popen = _start.child_handle(self)
         self._sentinel = self._popen.sentinel
         # The child has its own copy; dropping ours frees what the target holds.
         del self._target, self._args, self._kwargs
@@ -302,14 +302,19 @@ class Process:
             _parent_process = None  # built on first use: a forked child pays per object
             _current_process = self
             if self._start_method is not None:
-                _context.force_start_method(self._start_method)
+                _start.force_start_method(self._start_method)
+            threading = sys.modules.get("threading")
+            if threading is not None:  # a forked main thread keeps its parent's native id
+                threading.main_thread()._set_native_id()
+            hooks = sys.modules.get("plait.process.hooks")
+            if hooks is not None:
+                hooks.child_started()
             log.info("child process calling self.run()")
             try:
                 self.run()
                 exitcode = 0
             finally:
-                if _children:
-                    _exit_function()
+                _exit_function()
         except SystemExit as e:
             if e.code is None:
                 exitcode = 0
@@ -480,12 +485,18 @@ def _register_exit_hook() -> None:
 
 
 def _exit_function() -> None:
-    """At exit: terminate daemon children, then join every child (reaping them all)."""
+    """At exit: run the finalizers of priority >= 0 (see ``hooks``), terminate daemon
+    children, join every child (reaping them all), then run the other finalizers."""
     global _exiting
-    if _exiting or not _children:
+    if _exiting:
+        return
+    hooks = sys.modules.get("plait.process.hooks")  # loaded only if a program uses it
+    if hooks is None and not _children:
         return
     _exiting = True
     log.info("process shutting down")
+    if hooks is not None:
+        hooks.run_finalizers(0)
     for p in active_children():
         if p.daemon:
             log.info("calling terminate() for daemon %s", p.name)
@@ -493,9 +504,11 @@ def _exit_function() -> None:
     for p in active_children():
         log.info("calling join() for process %s", p.name)
         p.join()
+    if hooks is not None:
+        hooks.run_finalizers()
 
 
-from plait.process import context as _context  # noqa: E402 - context imports this module
+from plait.process import start as _start  # noqa: E402 - start imports the start methods
 
 _current_process: Process = _MainProcess()
 _parent_process: Process | None = None

@@ -64,6 +64,12 @@ __all__ = [
     "child_command",
     "main",
     "set_executable",
+    "get_executable",
+    "get_preparation_data",
+    "import_main_path",
+    "is_forking",
+    "spawn_main",
+    "get_command_line",
 ]
 
 
@@ -78,7 +84,9 @@ def preparation_data(start_method: str) -> dict[str, Any]:
         "start_method": start_method,
     }
     if log._stderr_level is not None:
-        data["log_level"] = log._stderr_level
+        data["stderr_log_level"] = log._stderr_level
+    if log._logger is not None:
+        data["log_level"] = log.effective_level()
     main_module = sys.modules["__main__"]
     main_name = getattr(getattr(main_module, "__spec__", None), "name", None)
     if main_name is not None:
@@ -138,6 +146,42 @@ def set_executable(executable: str) -> None:
     """Use ``executable`` instead of ``sys.executable`` for spawned children and servers."""
     global _executable
     _executable = os.fsdecode(executable)
+
+
+def get_executable() -> str:
+    """The interpreter spawned children and fork servers run."""
+    return _executable or sys.executable
+
+
+def get_preparation_data(name: str | None = None) -> dict[str, Any]:
+    """What a spawned child adopts before it runs (``sys.path``, cwd, ``__main__``...)."""
+    return preparation_data("spawn")
+
+
+def import_main_path(main_path: str) -> None:
+    """Run the script ``main_path`` as ``__mp_main__`` and make it ``__main__``."""
+    _run_main_path(os.path.abspath(main_path))
+
+
+def is_forking(argv: list[str]) -> bool:
+    """Always false: plait's children are never told apart by their command line."""
+    return False
+
+
+def spawn_main(*args: Any, **kwargs: Any) -> None:
+    """Not offered: a plait child's entry point takes plait's own arguments."""
+    raise NotImplementedError(
+        "plait's spawned children do not start through multiprocessing.spawn.spawn_main; "
+        "start them with plait.multiprocessing.get_context('spawn').Process"
+    )
+
+
+def get_command_line(**kwds: Any) -> list[str]:
+    """Not offered: plait's child command carries plait's own bootstrap."""
+    raise NotImplementedError(
+        "plait's spawn has no multiprocessing-style command line; set the interpreter "
+        "with set_executable() and start children with get_context('spawn').Process"
+    )
 
 
 STDIN_FROM_DEVNULL = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
@@ -232,12 +276,11 @@ def prepare(data: dict[str, Any]) -> None:
     sys.prefix, sys.exec_prefix = data["prefix"]
     if data["site"] and sys.flags.no_site:
         _defer_site()
-    if "log_level" in data and log._stderr_level is None:  # a fork server may have done it
-        log.log_to_stderr(data["log_level"])
+    log.adopt(data.get("log_level"), data.get("stderr_log_level"))
     os.chdir(data["dir"])
-    from plait.process import context  # noqa: PLC0415 - context imports the start methods
+    from plait.process import start  # noqa: PLC0415 - start imports the start methods
 
-    context.force_start_method(data["start_method"])
+    start.force_start_method(data["start_method"])
     if not _main_is_rerun(data):
         return
     process.importing_main = True

@@ -1,0 +1,5 @@
+"""Drop-in face of ``multiprocessing.queues``; the code lives in ``plait.ipc.queues``."""
+
+from plait.ipc.queues import JoinableQueue, Queue, SimpleQueue
+
+__all__ = ["Queue", "SimpleQueue", "JoinableQueue"]
