@@ -17,6 +17,7 @@ import plait.multiprocessing.connection
 import plait.multiprocessing.managers
 import plait.multiprocessing.shared_memory
 import plait.multiprocessing.sharedctypes
+from tests.scripts import run_on_both
 
 
 @pytest.mark.parametrize(
@@ -129,25 +130,6 @@ if __name__ == "__main__":
     server.join(10)
     print("server", server.exitcode, multiprocessing.active_children())
 """
-
-
-def run_on_both(tmp_path, source: str, method: str, timeout: float) -> str:
-    """Run ``source`` as a script once importing each module; return the common stdout."""
-    outputs = {}
-    for module in ("multiprocessing", "plait.multiprocessing"):
-        script = tmp_path / f"program_on_{module.replace('.', '_')}.py"
-        script.write_text(textwrap.dedent(source.format(module=module)))
-        run = subprocess.run(
-            [sys.executable, str(script), method],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=tmp_path,
-        )
-        assert run.returncode == 0, f"{module}: {run.stderr}"
-        outputs[module] = run.stdout
-    assert outputs["plait.multiprocessing"] == outputs["multiprocessing"]
-    return outputs["multiprocessing"]
 
 
 @pytest.mark.timeout(90)

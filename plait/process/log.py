@@ -10,7 +10,7 @@ process name in ``%(processName)s`` (``logging`` itself only knows about
 ``multiprocessing``'s children do.
 
 The levels are ``multiprocessing.util``'s: ``SUBDEBUG`` (5) and ``SUBWARNING`` (25) beside
-``logging``'s, with their names registered when the logger is made.
+``logging``'s.
 """
 
 from __future__ import annotations
@@ -55,8 +55,6 @@ def get_logger() -> Any:
     if _logger is None:
         import logging  # noqa: PLC0415 - see module docstring
 
-        logging.addLevelName(SUBDEBUG, "SUBDEBUG")
-        logging.addLevelName(SUBWARNING, "SUBWARNING")
         logger = logging.getLogger(LOGGER_NAME)
         logger.propagate = False
         _logger = logger

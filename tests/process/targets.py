@@ -181,3 +181,22 @@ def write_through(box: FdBox, data: bytes) -> None:
     """Write ``data`` to the fd the box carried into this child."""
     os.write(box.fd, data)
     os.close(box.fd)
+
+
+class Point:
+    """A class pickled by a registered reducer in the reduction tests."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+def _rebuild_point(x: int) -> Point:
+    return Point(x * 10)
+
+
+def reduce_point(point: Point) -> tuple:
+    return _rebuild_point, (point.x,)
+
+
+def point_x(point: Point) -> int:
+    return point.x * 10

@@ -1,0 +1,319 @@
+"""The submodules beyond the basics (context, util, reduction, spawn, resource_tracker...):
+one program, run on ``multiprocessing`` and on ``plait.multiprocessing``, prints the same."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.scripts import run_on_both
+
+CONTEXTS = """
+import sys
+import multiprocessing.context as standard_context
+import {module} as multiprocessing
+from {module} import context
+
+ctx = multiprocessing.get_context(sys.argv[1])
+print(isinstance(ctx, standard_context.BaseContext), isinstance(ctx, context.BaseContext))
+print(type(ctx).__name__, ctx.Process.__name__, ctx.get_start_method())
+print(issubclass(ctx.Process, multiprocessing.process.BaseProcess))
+print(multiprocessing.get_start_method(allow_none=True))
+multiprocessing.set_start_method(sys.argv[1])
+try:
+    multiprocessing.set_start_method("spawn")
+except RuntimeError as e:
+    print("RuntimeError", e)
+try:
+    ctx.set_start_method("spawn")
+except ValueError as e:
+    print("ValueError", e)
+try:
+    multiprocessing.get_context("nonsense")
+except ValueError as e:
+    print("ValueError", e)
+multiprocessing.set_start_method(None, force=True)
+print(multiprocessing.get_start_method(allow_none=True))
+print(type(multiprocessing.get_context()).__name__)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_contexts_are_standard_base_contexts_with_the_standard_semantics(tmp_path, method):
+    output = run_on_both(tmp_path, CONTEXTS, method, timeout=50)
+    assert output.startswith("True True\n")
+    assert "RuntimeError context has already been set" in output
+
+
+def test_a_context_offers_queues_without_importing_the_layer_first():
+    """The one name table: plait.process alone gives get_context(...).Queue and .Pool."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import plait.process
+        ctx = plait.process.get_context("spawn")
+        print("plait.ipc" in sys.modules)
+        q = ctx.Queue()
+        q.put(41)
+        print(q.get(timeout=5) + 1, "plait.ipc" in sys.modules, callable(ctx.Pool))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "42", "True", "True"]
+
+
+FINALIZE = """
+import gc
+import os
+import sys
+import {module} as multiprocessing
+from {module} import util
+
+
+class Thing:
+    pass
+
+
+def child(conn):
+    tempdir = util.get_temp_dir()
+    conn.send((os.path.isdir(tempdir), tempdir))
+    a = Thing()
+    util.Finalize(a, conn.send, args=("a",))
+    del a
+    gc.collect()
+    b = Thing()
+    close_b = util.Finalize(b, conn.send, args=("b",))
+    close_b()
+    close_b()
+    c = Thing()
+    util.Finalize(c, conn.send, args=("c",))
+    d10 = Thing()
+    util.Finalize(d10, conn.send, args=("d10",), exitpriority=1)
+    d01 = Thing()
+    util.Finalize(d01, conn.send, args=("d01",), exitpriority=0)
+    d02 = Thing()
+    util.Finalize(d02, conn.send, args=("d02",), exitpriority=0)
+    util.Finalize(None, conn.send, args=("e",), exitpriority=-10)
+    util.Finalize(None, conn.send, args=("STOP",), exitpriority=-100)
+    util._exit_function()
+    conn.close()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    here, there = multiprocessing.Pipe()
+    p = multiprocessing.Process(target=child, args=(there,))
+    p.start()
+    made, tempdir = here.recv()
+    print(made, [obj for obj in iter(here.recv, "STOP")])
+    p.join(30)
+    print(p.exitcode, os.path.exists(tempdir), util.is_exiting())
+    lock = util.ForkAwareThreadLock()
+    with lock:
+        print("locked", lock.acquire(False))
+    print(util.SUBDEBUG, util.SUBWARNING, multiprocessing.SUBWARNING)
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_finalizers_run_in_children_by_priority_and_the_temp_dir_goes(tmp_path, method):
+    output = run_on_both(tmp_path, FINALIZE, method, timeout=80)
+    assert "True ['a', 'b', 'd10', 'd02', 'd01', 'e']\n0 False False" in output
+
+
+AFTER_FORK = """
+import {module} as multiprocessing
+from {module} import util
+
+
+class Registry:
+    pass
+
+
+def report(conn):
+    conn.send(sorted(vars(registry)))
+    conn.send(local.__dict__)
+
+
+if __name__ == "__main__":
+    registry = Registry()
+    registry.parent_only = 1
+    util.register_after_fork(registry, lambda obj: obj.__dict__.clear())
+    local = util.ForkAwareLocal()
+    local.value = 1
+    here, there = multiprocessing.Pipe()
+    p = multiprocessing.get_context("fork").Process(target=report, args=(there,))
+    p.start()
+    print(here.recv(), here.recv(), vars(registry), local.value)
+    p.join(30)
+    print(p.exitcode)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_after_fork_callbacks_run_in_a_forked_child(tmp_path):
+    output = run_on_both(tmp_path, AFTER_FORK, "fork", timeout=50)
+    assert output == "[] {} {'parent_only': 1} 1\n0\n"
+
+
+LOG_LEVEL = """
+import logging
+import sys
+import {module} as multiprocessing
+
+
+def level(conn):
+    conn.send(multiprocessing.get_logger().getEffectiveLevel())
+
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    logger = multiprocessing.get_logger()
+    print(bool(logger.propagate), logging.getLevelName(5), logging.getLevelName(25))
+    for logger_level, root_level in ((32, logging.WARNING), (logging.NOTSET, 37)):
+        logger.setLevel(logger_level)
+        logging.getLogger().setLevel(root_level)
+        here, there = ctx.Pipe()
+        p = ctx.Process(target=level, args=(there,))
+        p.start()
+        print(here.recv())
+        p.join(30)
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_children_inherit_the_logger_level(tmp_path, method):
+    output = run_on_both(tmp_path, LOG_LEVEL, method, timeout=80)
+    assert output == "False Level 5 Level 25\n32\n37\n"
+
+
+REDUCTION = """
+import copyreg
+import io
+import os
+import sys
+import {module} as multiprocessing
+from {module} import reduction
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+
+def rebuild(x):
+    return Point(x * 10)
+
+
+def reduce_point(p):
+    return rebuild, (p.x,)
+
+
+def child(conn, fd_conn):
+    conn.send(conn.recv().x)
+    fd = reduction.recv_handle(fd_conn)
+    with os.fdopen(fd, "rb") as f:
+        conn.send(f.read())
+
+
+if __name__ == "__main__":
+    reduction.ForkingPickler.register(Point, reduce_point)
+    print(reduction.ForkingPickler.loads(reduction.ForkingPickler.dumps(Point(1))).x)
+    buf = io.BytesIO()
+    reduction.dump(Point(2), buf)
+    print(reduction.ForkingPickler.loads(buf.getvalue()).x)
+    multiprocessing.set_start_method(sys.argv[1])
+    here, there = multiprocessing.Pipe()
+    fd_here, fd_there = multiprocessing.Pipe()
+    p = multiprocessing.Process(target=child, args=(there, fd_there))
+    p.start()
+    here.send(Point(3))
+    print(here.recv())
+    r, w = os.pipe()
+    os.write(w, b"through an fd")
+    os.close(w)
+    reduction.send_handle(fd_here, r, p.pid)
+    os.close(r)
+    print(here.recv())
+    p.join(30)
+    print(p.exitcode, reduction.HAVE_SEND_HANDLE)
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_registered_reducers_and_handles_cross_a_pipe(tmp_path, method):
+    output = run_on_both(tmp_path, REDUCTION, method, timeout=80)
+    assert output == "10\n20\n30\nb'through an fd'\n0 True\n"
+
+
+def test_registered_reducers_reach_plait_queues_and_pools():
+    """Beyond pipes: a reducer registered once is honoured by every plait channel."""
+    code = textwrap.dedent(
+        """
+        import plait.multiprocessing as mp
+        from plait.multiprocessing import reduction
+        from tests.process.targets import Point, reduce_point, point_x
+
+        if __name__ == "__main__":
+            reduction.register(Point, reduce_point)
+            q = mp.Queue()
+            q.put(Point(4))
+            print(q.get(timeout=10).x)
+            with mp.Pool(1) as pool:
+                print(pool.apply(point_x, (Point(5),)))
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="."
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["40", "500"]
+
+
+LEAK = """
+import os
+import sys
+import {module} as multiprocessing
+from {module} import resource_tracker
+
+
+def leak(name):
+    os.close(os.open(os.path.join("/dev/shm", name), os.O_CREAT | os.O_RDWR, 0o600))
+    resource_tracker.register("/" + name, "shared_memory")
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn")
+    p = multiprocessing.Process(target=leak, args=(sys.argv[1],))
+    p.start()
+    p.join(30)
+    print(p.exitcode)
+    try:
+        resource_tracker.register("a" * 500, "shared_memory")
+    except ValueError:
+        print("too long")
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("module", ["multiprocessing", "plait.multiprocessing"])
+def test_a_registered_name_is_removed_once_its_users_are_gone(tmp_path, module):
+    name = f"plait-test-{module}-{os.getpid()}"
+    script = tmp_path / "leak.py"
+    script.write_text(textwrap.dedent(LEAK.format(module=module)))
+    run = subprocess.run(
+        [sys.executable, str(script), name], capture_output=True, text=True, timeout=60
+    )
+    assert run.stdout.split() == ["0", "too", "long"], run.stderr
+    assert "There appear to be 1 leaked shared_memory objects" in run.stderr
+    assert not os.path.exists(os.path.join("/dev/shm", name))
