@@ -211,12 +211,14 @@ def test_pipe_round_trips_are_the_same():
     assert _pipe_outcomes(plait.multiprocessing.dummy) == _pipe_outcomes(multiprocessing.dummy)
 
 
+# A poll that is never woken returns only when its 100 s pass: the timeout mark fails it.
+@pytest.mark.timeout(30)
 def test_poll_wakes_when_a_message_arrives():
     def outcome(mod):
         a, b = mod.Pipe()
         sender = mod.Process(target=_send_later, args=(b, 0.2, "late"))
         sender.start()
-        ready = a.poll(10)
+        ready = a.poll(100)
         sender.join(10)
         return ready, a.poll(), a.recv(), a.poll()
 
@@ -305,17 +307,18 @@ def test_closed_listener_refuses_clients_and_accepts():
         listener.accept()
 
 
+@pytest.mark.timeout(30)
 def test_many_pollers_all_see_the_message():
     a, b = plait.multiprocessing.dummy.Pipe()
     seen = queue.Queue()
-    pollers = [threading.Thread(target=lambda: seen.put(a.poll(10))) for _ in range(4)]
+    pollers = [threading.Thread(target=lambda: seen.put(a.poll(100))) for _ in range(4)]
     for t in pollers:
         t.start()
     time.sleep(0.1)
     b.send("one")
+    assert [seen.get(timeout=100) for _ in pollers] == [True] * 4
     for t in pollers:
         t.join(10)
-    assert [seen.get(timeout=1) for _ in pollers] == [True] * 4
     assert a.recv() == "one"
     assert not a.poll()
 
