@@ -1,0 +1,82 @@
+"""Drop-in face of ``multiprocessing.dummy``: the ``multiprocessing`` API on threads.
+
+Re-exports only; the code and its explanation live in ``plait/threads/dummy.py``
+(``Process`` is a thread, ``Value``, ``Array``, ``Namespace``, ``Manager``) and
+``plait/threads/dummy_connection.py`` (``Pipe``). ``Pool`` is ``plait.pool.ThreadPool``,
+imported on first use (PEP 562): the pool costs more to import than the rest of this
+module, as in the standard library, where ``dummy.Pool`` imports ``multiprocessing.pool``
+when called.
+"""
+
+from __future__ import annotations
+
+from plait.multiprocessing.dummy import connection  # noqa: F401 - the submodule
+from plait.threads.dummy import (  # noqa: F401 - some are public outside __all__, as there
+    Array,
+    DummyManager,
+    DummyProcess,
+    JoinableQueue,
+    Manager,
+    Namespace,
+    Process,
+    Value,
+    active_children,
+    current_process,
+    freeze_support,
+    shutdown,
+)
+from plait.threads.dummy_connection import Pipe
+from plait.threads.queues import Queue
+from plait.threads.sync import (
+    Barrier,
+    BoundedSemaphore,
+    Condition,
+    Event,
+    Lock,
+    RLock,
+    Semaphore,
+)
+
+# The standard module's list, so ``from multiprocessing.dummy import *`` binds the same
+# names; ``Value``, ``Array``, ``Namespace``, ``DummyProcess``, ``shutdown`` and
+# ``connection`` are attributes outside it, as there.
+__all__ = [
+    "Process",
+    "current_process",
+    "active_children",
+    "freeze_support",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Barrier",
+    "Queue",
+    "Manager",
+    "Pipe",
+    "Pool",
+    "JoinableQueue",
+]
+
+# As in the standard module: the manager's dict and list are the builtins.
+dict = dict
+list = list
+
+_POOL_HOME = ("plait.pool.pool", "ThreadPool")
+DummyManager.provide_on_import("Pool", *_POOL_HOME)  # Manager().Pool(4)
+
+
+def __getattr__(name: str) -> object:  # noqa: N807 - the module hook's name
+    """``Pool``, imported on first use (``lazy_names`` binds a name to the same name)."""
+    if name != "Pool":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # noqa: PLC0415 - on first use
+
+    pool = getattr(importlib.import_module(_POOL_HOME[0]), _POOL_HOME[1])
+    globals()["Pool"] = pool
+    return pool
+
+
+def __dir__() -> list[str]:  # noqa: N807 - the module hook's name
+    return sorted(set(globals()) | {"Pool"})
