@@ -67,7 +67,12 @@ def test_face_exports_only_standard_names_and_all_resolve(face, standard):
     [
         "",
         "context",
+        "dummy",
+        "dummy.connection",
         "forkserver",
+        "popen_fork",
+        "popen_forkserver",
+        "popen_spawn_posix",
         "process",
         "queues",
         "reduction",

@@ -23,7 +23,8 @@ def lazy_names(
     submodules: Iterable[str] = (),
 ) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package``: ``home`` maps a name to the module
-    (absolute) it is imported from; ``names`` are listed by ``dir()`` besides the
+    (absolute) it is imported from, or to ``"module:attribute"`` when the attribute
+    there has another name; ``names`` are listed by ``dir()`` besides the
     package's own. Each of ``submodules`` is imported when first read as an attribute
     (``multiprocessing.util`` works after a bare ``import multiprocessing``). An unknown
     name raises ``AttributeError``, which lets ``from package import submodule`` go on
@@ -44,7 +45,8 @@ def lazy_names(
             module = home[name]
         except KeyError:
             raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
-        value = getattr(importlib.import_module(module), name)
+        module, _, attribute = module.partition(":")
+        value = getattr(importlib.import_module(module), attribute or name)
         namespace[name] = value
         return value
 

@@ -10,6 +10,9 @@ queue engine), and on nothing else of plait:
   ``Event``, ``Barrier``;
 - ``queues``: ``Queue``, ``LifoQueue``, ``PriorityQueue``, ``SimpleQueue`` with
   ``shutdown()``;
+- ``dummy`` and ``dummy_connection``: the ``multiprocessing`` API on threads
+  (``multiprocessing.dummy``: a thread as ``Process``, ``Pipe``/``Listener``/``Client``
+  between threads);
 - ``lockorder``: the opt-in checker that reports a lock-order cycle (a potential
   deadlock) the first time it becomes possible.
 

@@ -10,6 +10,7 @@ when called.
 
 from __future__ import annotations
 
+from plait._core.lazy import lazy_names
 from plait.multiprocessing.dummy import connection  # noqa: F401 - the submodule
 from plait.threads.dummy import (  # noqa: F401 - some are public outside __all__, as there
     Array,
@@ -63,20 +64,7 @@ __all__ = [
 dict = dict
 list = list
 
-_POOL_HOME = ("plait.pool.pool", "ThreadPool")
-DummyManager.provide_on_import("Pool", *_POOL_HOME)  # Manager().Pool(4)
+_POOL_HOME = "plait.pool.pool:ThreadPool"
+DummyManager.provide_on_import("Pool", *_POOL_HOME.split(":"))  # Manager().Pool(4)
 
-
-def __getattr__(name: str) -> object:  # noqa: N807 - the module hook's name
-    """``Pool``, imported on first use (``lazy_names`` binds a name to the same name)."""
-    if name != "Pool":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib  # noqa: PLC0415 - on first use
-
-    pool = getattr(importlib.import_module(_POOL_HOME[0]), _POOL_HOME[1])
-    globals()["Pool"] = pool
-    return pool
-
-
-def __dir__() -> list[str]:  # noqa: N807 - the module hook's name
-    return sorted(set(globals()) | {"Pool"})
+__getattr__, __dir__ = lazy_names(__name__, {"Pool": _POOL_HOME}, __all__)
