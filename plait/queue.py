@@ -4,7 +4,7 @@
 its explanation are in ``plait/threads/queues.py`` and ``plait/_core/_queue.c``.
 """
 
-from plait.threads.queues import (
+from plait.threads.queues import (  # noqa: F401 (_PySimpleQueue: the standard private name)
     Empty,
     Full,
     LifoQueue,
@@ -12,6 +12,7 @@ from plait.threads.queues import (
     Queue,
     ShutDown,
     SimpleQueue,
+    _PySimpleQueue,
 )
 
 __all__ = ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue", "Empty", "Full", "ShutDown"]

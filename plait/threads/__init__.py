@@ -14,9 +14,12 @@ queue engine), and on nothing else of plait:
   (``multiprocessing.dummy``: a thread as ``Process``, ``Pipe``/``Listener``/``Client``
   between threads);
 - ``lockorder``: the opt-in checker that reports a lock-order cycle (a potential
-  deadlock) the first time it becomes possible.
+  deadlock) the first time it becomes possible;
+- ``interpreter``: the interpreter's thread state (``excepthook``, the thread registry)
+  and ``ThreadingModule``, the module type that makes the face's names live views of it.
 
-``plait.threading`` and ``plait.queue`` re-export these under the standard names.
+``plait.threading`` and ``plait.queue`` re-export these under the standard names, which is
+where the public classes say they live (``__module__``), as ``threading`` and ``queue``.
 """
 
 from plait.threads.lockorder import (

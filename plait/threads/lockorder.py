@@ -277,6 +277,18 @@ class CheckedLock:
             return False
         return True
 
+    def _recursion_count(self) -> int:
+        if self._reentrant and self._owner == _thread.get_ident():
+            return self._depth
+        return 0
+
+    def _at_fork_reinit(self) -> None:
+        # In a child after fork(): free, owned by nobody, off the calling thread's held list.
+        _forget(self._held_by, self)
+        self._lock._at_fork_reinit()
+        self._depth = 0
+        self._owner = 0
+
     def __repr__(self) -> str:
         state = "locked" if self.locked() else "unlocked"
         return f"<plait checked {_names[self._serial]} {state}>"

@@ -22,6 +22,11 @@ code.
 q.queue.clear()``); the first time a program asks for it, the engine starts taking that
 lock on every operation, so what is done while holding it is safe.
 
+``_PySimpleQueue`` is ``SimpleQueue`` written in Python under the standard's private name:
+a deque and a ``Semaphore`` counting its items (``put`` appends then releases, ``get``
+acquires then pops). It is slower than the C engine, and reentrant only as far as its
+semaphore is: it is for reading and for comparing, not for signal handlers or ``__del__``.
+
 Differences from ``queue.Queue``, all additive except the last: ``join(timeout=None)``
 takes a timeout and returns whether every task was done; ``statistics()`` tells who is
 waiting; ``ShutDown`` and ``shutdown()`` exist on every supported Python (on 3.13+
@@ -37,6 +42,7 @@ from types import GenericAlias
 from typing import Any
 
 from plait._core import _queue
+from plait.threads.sync import Semaphore
 
 __all__ = ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue", "Empty", "Full", "ShutDown"]
 
@@ -158,3 +164,54 @@ class SimpleQueue(_queue.SimpleQueueCore):
     """
 
     __class_getitem__ = classmethod(GenericAlias)
+
+
+class _PySimpleQueue:
+    """``SimpleQueue`` in Python: an unbounded FIFO queue, ``put`` never blocks.
+
+    ``get(block=True, timeout=None)`` blocks while the queue is empty, up to ``timeout``
+    seconds, then raises ``Empty`` (at once when ``block`` is false, whatever ``timeout``
+    says); a negative timeout raises ``ValueError``.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[Any] = deque()
+        self._count = Semaphore(0)
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Add an item; never blocks (``block`` and ``timeout`` exist for compatibility)."""
+        self._queue.append(item)
+        self._count.release()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return the oldest item, waiting as the class docstring says."""
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"'timeout' must be a non-negative number, got {timeout!r}")
+        if not self._count.acquire(block, timeout if block else None):
+            raise Empty
+        return self._queue.popleft()
+
+    def put_nowait(self, item: Any) -> None:
+        """``put(item, block=False)``."""
+        self.put(item, block=False)
+
+    def get_nowait(self) -> Any:
+        """``get(block=False)``: an item, or ``Empty`` at once."""
+        return self.get(False)
+
+    def empty(self) -> bool:
+        """Whether the queue is empty now (a snapshot). Never blocks."""
+        return not self._queue
+
+    def qsize(self) -> int:
+        """The number of items now (a snapshot). Never blocks."""
+        return len(self._queue)
+
+    __class_getitem__ = classmethod(GenericAlias)
+
+
+# The public home of these names is the face: reprs, pickles by reference and documentation
+# name ``plait.queue``, as the standard's name ``queue``.
+for _public in (Queue, LifoQueue, PriorityQueue, SimpleQueue, _PySimpleQueue):
+    _public.__module__ = "plait.queue"
+del _public

@@ -19,13 +19,22 @@ them, because their cost is dominated by the sleep and the wakeup, not by the bo
 Semantics are the standard library's, call for call: the same return values, the same
 treatment of timeouts (``None`` waits forever; a ``Condition``/``Event`` wait with a
 timeout of zero or less polls), and the same exception classes for bad input, with
-messages that name the object.
+messages that name the object. The reprs have the standard shapes, with plait's module
+path (``<plait.threads.sync.Event at 0x7f...: unset>``); the camelCase spellings
+(``notifyAll``, ``isSet``) still work and warn as the standard ones do; ``_at_fork_reinit``
+(a child process resetting a primitive it inherited) exists where the standard has it.
+
+The two reentrant locks under their standard private names: ``_CRLock`` is the C lock
+``RLock()`` returns, ``_PyRLock`` the same contract written in Python on one plain lock
+(an owner and a count beside it). It is slower and exists for what the C one cannot give:
+a lock whose every state change can be followed in a debugger or subclassed.
 """
 
 from __future__ import annotations
 
 import _thread
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
@@ -51,6 +60,7 @@ BrokenBarrierError = threading.BrokenBarrierError
 ThreadError = _thread.error
 
 _allocate_lock = _thread.allocate_lock
+_get_ident = _thread.get_ident
 _CRLock = _thread.RLock
 
 
@@ -74,6 +84,94 @@ def RLock() -> Any:
     if lockorder._enabled:
         return lockorder.CheckedLock(reentrant=True)
     return _CRLock()
+
+
+class _PyRLock:
+    """A reentrant lock written in Python: one plain lock, its owner's ident and a count.
+
+    The contract of ``RLock()``: ``acquire(blocking=True, timeout=-1)`` takes it (again, at
+    once, if the caller already owns it) and returns whether it did; ``release()`` undoes
+    one ``acquire`` and raises ``RuntimeError`` if the caller does not own it.
+
+    Invariant: ``_owner`` and ``_count`` are written only by the thread holding ``_block``,
+    so another thread reading ``_owner`` may see a stale ident but never its own.
+    """
+
+    def __init__(self) -> None:
+        self._block = _allocate_lock()
+        self._owner: int | None = None
+        self._count = 0
+
+    def __repr__(self) -> str:
+        cls = type(self)
+        state = "locked" if self._block.locked() else "unlocked"
+        return (
+            f"<{state} {cls.__module__}.{cls.__qualname__} object owner={self._owner_name()!r}"
+            f" count={self._count} at {id(self):#x}>"
+        )
+
+    def _owner_name(self) -> object:
+        owner = self._owner
+        thread = threading._active.get(owner) if owner is not None else None
+        return thread.name if thread is not None else owner
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock, or one more level of it if the caller owns it already.
+
+        Blocks while another thread owns it, up to ``timeout`` seconds (-1: no limit);
+        returns True if taken, False if non-blocking or timed out.
+        """
+        me = _get_ident()
+        if self._owner == me:
+            self._count += 1
+            return True
+        if not self._block.acquire(blocking, timeout):
+            return False
+        self._owner = me
+        self._count = 1
+        return True
+
+    __enter__ = acquire
+
+    def release(self) -> None:
+        """Give back one level; the last one frees the lock. Never blocks.
+
+        Raises ``RuntimeError`` if the calling thread does not own the lock.
+        """
+        if self._owner != _get_ident():
+            raise RuntimeError(f"cannot release un-acquired lock {self!r}")
+        self._count -= 1
+        if not self._count:
+            self._owner = None
+            self._block.release()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _at_fork_reinit(self) -> None:
+        self._block._at_fork_reinit()
+        self._owner = None
+        self._count = 0
+
+    # Condition's protocol: give up every level at once while waiting, then take them back.
+    def _release_save(self) -> tuple[int, int | None]:
+        if not self._count:
+            raise RuntimeError(f"cannot release un-acquired lock {self!r}")
+        state = (self._count, self._owner)
+        self._count = 0
+        self._owner = None
+        self._block.release()
+        return state
+
+    def _acquire_restore(self, state: tuple[int, int | None]) -> None:
+        self._block.acquire()
+        self._count, self._owner = state
+
+    def _is_owned(self) -> bool:
+        return self._owner == _get_ident()
+
+    def _recursion_count(self) -> int:
+        return self._count if self._owner == _get_ident() else 0
 
 
 class Condition:
@@ -105,7 +203,11 @@ class Condition:
         self._lock.__exit__(*exc)
 
     def __repr__(self) -> str:
-        return f"<plait Condition({self._lock!r}, {len(self._waiters)} waiting)>"
+        return f"<Condition({self._lock!r}, {len(self._waiters)})>"
+
+    def _at_fork_reinit(self) -> None:
+        self._lock._at_fork_reinit()
+        self._waiters.clear()
 
     def _release_save_plain(self) -> None:
         self._lock.release()
@@ -181,6 +283,13 @@ class Condition:
         """Wake every waiting thread. Never blocks; the lock must be held."""
         self.notify(len(self._waiters))
 
+    def notifyAll(self) -> None:  # noqa: N802 (the standard's legacy spelling)
+        """Deprecated spelling of ``notify_all``; warns with ``DeprecationWarning``."""
+        warnings.warn(
+            "notifyAll() is deprecated, use notify_all() instead", DeprecationWarning, stacklevel=2
+        )
+        self.notify_all()
+
 
 class Semaphore:
     """A counter that ``acquire`` decrements, waiting while it is zero; ``release`` adds.
@@ -195,7 +304,8 @@ class Semaphore:
         self._value = value
 
     def __repr__(self) -> str:
-        return f"<plait {type(self).__name__} value={self._value}>"
+        cls = type(self)
+        return f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}: value={self._value}>"
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Decrement the counter, blocking while it is zero (up to ``timeout`` seconds).
@@ -249,7 +359,11 @@ class BoundedSemaphore(Semaphore):
         self._initial_value = value
 
     def __repr__(self) -> str:
-        return f"<plait BoundedSemaphore value={self._value}/{self._initial_value}>"
+        cls = type(self)
+        return (
+            f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}:"
+            f" value={self._value}/{self._initial_value}>"
+        )
 
     def release(self, n: int = 1) -> None:
         """Add ``n`` to the counter; ``ValueError`` if it would pass the initial value."""
@@ -270,10 +384,22 @@ class Event:
         self._flag = False
 
     def __repr__(self) -> str:
-        return f"<plait Event {'set' if self._flag else 'unset'}>"
+        cls = type(self)
+        status = "set" if self._flag else "unset"
+        return f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}: {status}>"
+
+    def _at_fork_reinit(self) -> None:
+        self._cond._at_fork_reinit()
 
     def is_set(self) -> bool:
         """Whether the flag is up. Never blocks."""
+        return self._flag
+
+    def isSet(self) -> bool:  # noqa: N802 (the standard's legacy spelling)
+        """Deprecated spelling of ``is_set``; warns with ``DeprecationWarning``."""
+        warnings.warn(
+            "isSet() is deprecated, use is_set() instead", DeprecationWarning, stacklevel=2
+        )
         return self._flag
 
     def set(self) -> None:
@@ -288,11 +414,16 @@ class Event:
             self._flag = False
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the flag is up or ``timeout`` seconds pass; return the flag."""
+        """Block until the flag is up or ``timeout`` seconds pass.
+
+        Returns True if the flag was up or was raised while waiting (even if it was
+        lowered again before this thread woke), False if the timeout passed.
+        """
         with self._cond:
-            if not self._flag:
-                self._cond.wait(timeout)
-            return self._flag
+            signaled = self._flag
+            if not signaled:
+                signaled = self._cond.wait(timeout)
+            return signaled
 
 
 # Barrier states: threads arriving (filling), the trip's threads leaving (draining),
@@ -322,9 +453,13 @@ class Barrier:
         self._count = 0
 
     def __repr__(self) -> str:
+        cls = type(self)
         if self._state == _BROKEN:
-            return f"<plait Barrier broken, parties={self._parties}>"
-        return f"<plait Barrier waiters={self._count}/{self._parties}>"
+            return f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}: broken>"
+        return (
+            f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}:"
+            f" waiters={self.n_waiting}/{self._parties}>"
+        )
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until ``parties`` threads are waiting; return this thread's index.
@@ -402,3 +537,10 @@ class Barrier:
     def broken(self) -> bool:
         """Whether the barrier is broken."""
         return self._state == _BROKEN
+
+
+# The public home of these names is the face: reprs, pickles by reference and documentation
+# name ``plait.threading``, as the standard's name ``threading``.
+for _public in (Lock, RLock, _PyRLock, Condition, Semaphore, BoundedSemaphore, Event, Barrier):
+    _public.__module__ = "plait.threading"
+del _public

@@ -15,17 +15,32 @@ A subclass that overrides ``run`` (the other classic way to write a thread) has 
 does the same. The exception is stored *and* re-raised, so ``threading.excepthook`` still
 reports it as it would for a standard thread: switching to plait changes no output.
 
+A thread that raised keeps its exception for ``result()``, and that exception's frames
+hold the target's local variables, which often refer back to the thread (a method of an
+object that owns the thread): a reference cycle the standard library never makes, since it
+drops the exception after the report. So once ``threading.excepthook`` has reported it, the
+kept exception lets go of the local variables of the frames from ``run`` inward
+(``traceback.clear_frames``): the objects the target used are freed by reference counting,
+and ``result()`` still re-raises the exception with every file, line and function of the
+thread's traceback (from ``run`` inward: the interpreter's bootstrap frames are left out).
+
 The module functions (``current_thread``, ``enumerate``, ``local``, ``settrace`` ...) are
 the interpreter's own, re-exported: their state is the interpreter's and must be shared
-with every other user of ``threading``.
+with every other user of ``threading`` (``interpreter`` explains the state the face
+assigns). ``currentThread`` and ``activeCount`` are the deprecated spellings, warning as
+the standard ones do.
 """
 
 from __future__ import annotations
 
+import _thread
 import functools
 import threading
+import traceback
+import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from types import TracebackType
+from typing import Any, NamedTuple
 
 from plait.threads.sync import Event
 
@@ -39,7 +54,6 @@ __all__ = [
     "get_ident",
     "get_native_id",
     "local",
-    "excepthook",
     "ExceptHookArgs",
     "settrace",
     "setprofile",
@@ -56,7 +70,6 @@ active_count = threading.active_count
 get_ident = threading.get_ident
 get_native_id = threading.get_native_id
 local = threading.local
-excepthook = threading.excepthook
 ExceptHookArgs = threading.ExceptHookArgs
 settrace = threading.settrace
 setprofile = threading.setprofile
@@ -64,6 +77,9 @@ gettrace = threading.gettrace
 getprofile = threading.getprofile
 stack_size = threading.stack_size
 TIMEOUT_MAX = threading.TIMEOUT_MAX
+#: The interpreter's own excepthook, whatever ``excepthook`` is set to now.
+__excepthook__ = _thread._excepthook
+_HAVE_THREAD_NATIVE_ID = hasattr(_thread, "get_native_id")
 
 # Added in Python 3.12; re-exported where the running interpreter has them.
 for _name in ("settrace_all_threads", "setprofile_all_threads"):
@@ -71,7 +87,31 @@ for _name in ("settrace_all_threads", "setprofile_all_threads"):
         globals()[_name] = getattr(threading, _name)
         __all__.append(_name)
 
-_PENDING = object()
+
+def currentThread() -> threading.Thread:  # noqa: N802 (the standard's legacy spelling)
+    """Deprecated spelling of ``current_thread``; warns with ``DeprecationWarning``."""
+    warnings.warn(
+        "currentThread() is deprecated, use current_thread() instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return current_thread()
+
+
+def activeCount() -> int:  # noqa: N802 (the standard's legacy spelling)
+    """Deprecated spelling of ``active_count``; warns with ``DeprecationWarning``."""
+    warnings.warn(
+        "activeCount() is deprecated, use active_count() instead", DeprecationWarning, stacklevel=2
+    )
+    return active_count()
+
+
+class _Outcome(NamedTuple):
+    """How a thread's run() ended: its value, or its exception and the traceback from run()."""
+
+    value: Any
+    exception: BaseException | None
+    traceback: TracebackType | None
 
 
 def _capturing(run: Callable[[Thread], Any]) -> Callable[[Thread], Any]:
@@ -80,11 +120,11 @@ def _capturing(run: Callable[[Thread], Any]) -> Callable[[Thread], Any]:
     @functools.wraps(run)
     def wrapper(self: Thread) -> Any:
         try:
-            self._outcome = (run(self), None)
+            self._outcome = _Outcome(run(self), None, None)
         except BaseException as exc:
-            self._outcome = (None, exc)
+            self._outcome = _Outcome(None, exc, exc.__traceback__)
             raise
-        return self._outcome[0]
+        return self._outcome.value
 
     wrapper._plait_captures = True  # type: ignore[attr-defined]
     return wrapper
@@ -99,7 +139,7 @@ class Thread(threading.Thread):
         assert t.result(timeout=5) == 6
     """
 
-    _outcome: tuple[Any, BaseException | None] | object = _PENDING
+    _outcome: _Outcome | None = None  # until run() ends
 
     def __init__(
         self,
@@ -112,6 +152,7 @@ class Thread(threading.Thread):
         daemon: bool | None = None,
     ) -> None:
         super().__init__(group, target, name, args, kwargs, daemon=daemon)
+        self._invoke_excepthook = _then_forget_frames(self._invoke_excepthook)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -144,14 +185,31 @@ class Thread(threading.Thread):
         if self.is_alive():
             raise TimeoutError(f"{self!r} still running after {timeout} s")
         outcome = self._outcome
-        if outcome is _PENDING:
+        if outcome is None:
             # The thread ended without finishing run() through our wrapper: it cannot
             # happen for a started thread unless run() was replaced on the instance.
             raise RuntimeError(f"{self!r} ended without recording an outcome")
-        value, exc = outcome  # type: ignore[misc]
-        if exc is not None:
-            raise exc
-        return value
+        if outcome.exception is not None:
+            raise outcome.exception.with_traceback(outcome.traceback)
+        return outcome.value
+
+    def _forget_frames(self) -> None:
+        """Let the kept exception drop the local variables of its frames from run() inward."""
+        outcome = self._outcome
+        if outcome is not None and outcome.exception is not None:
+            traceback.clear_frames(outcome.traceback)
+
+
+def _then_forget_frames(report: Callable[[Thread], None]) -> Callable[[Thread], None]:
+    """Wrap the interpreter's excepthook invoker: report first, then forget the frames."""
+
+    def invoke_excepthook(thread: Thread) -> None:
+        try:
+            report(thread)
+        finally:
+            thread._forget_frames()
+
+    return invoke_excepthook
 
 
 class Timer(Thread):
@@ -188,3 +246,10 @@ class Timer(Thread):
             return None
         finally:
             self.finished.set()
+
+
+# The public home of these names is the face: reprs, pickles by reference and documentation
+# name ``plait.threading``, as the standard's name ``threading``.
+for _public in (Thread, Timer, currentThread, activeCount):
+    _public.__module__ = "plait.threading"
+del _public

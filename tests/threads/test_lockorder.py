@@ -114,6 +114,22 @@ def test_checked_locks_keep_lock_semantics(checking):
         rlock.release()
 
 
+def test_checked_locks_reset_after_fork_and_count_levels_as_the_c_ones(checking):
+    plain, checked = _thread.RLock(), plait.threading.RLock()
+    for rlock in (plain, checked):
+        with rlock, rlock:
+            assert rlock._recursion_count() == 2
+        rlock.acquire()
+        rlock._at_fork_reinit()
+        assert (rlock._recursion_count(), rlock._is_owned()) == (0, False)
+        with rlock:
+            assert rlock._recursion_count() == 1
+    event = plait.threading.Event()
+    event._cond.acquire()
+    event._at_fork_reinit()
+    assert event._cond.acquire(False)
+
+
 @pytest.mark.timeout(20)
 def test_primitives_built_on_checked_locks_still_work(checking, no_leaks):
     event = plait.threading.Event()
