@@ -317,3 +317,50 @@ def test_a_registered_name_is_removed_once_its_users_are_gone(tmp_path, module):
     assert run.stdout.split() == ["0", "too", "long"], run.stderr
     assert "There appear to be 1 leaked shared_memory objects" in run.stderr
     assert not os.path.exists(os.path.join("/dev/shm", name))
+
+
+MIXED = """
+import sys
+import multiprocessing as standard
+import {module} as multiprocessing
+
+
+def child(lock, queue, conn):
+    with lock:
+        queue.put("through a standard queue")
+        conn.send("through a standard pipe")
+
+
+def nothing(lock):
+    pass
+
+
+if __name__ == "__main__":
+    method = sys.argv[1]
+    ctx = standard.get_context(method)
+    lock, queue = ctx.Lock(), ctx.Queue()
+    here, there = ctx.Pipe()
+    p = multiprocessing.get_context(method).Process(target=child, args=(lock, queue, there))
+    p.start()
+    print(queue.get(timeout=30), here.recv())
+    p.join(30)
+    print(p.exitcode)
+    if method != "fork":
+        fork_lock = standard.get_context("fork").Lock()
+        p = multiprocessing.get_context(method).Process(target=nothing, args=(fork_lock,))
+        try:
+            p.start()
+        except RuntimeError as e:
+            print(e)
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_standard_locks_queues_and_pipes_work_in_plait_children(tmp_path, method):
+    """Mixing: the standard module's objects as a plait Process's arguments work, or fail
+    with the standard module's message naming both contexts."""
+    output = run_on_both(tmp_path, MIXED, method, timeout=80)
+    assert output.startswith("through a standard queue through a standard pipe\n0\n")
+    if method != "fork":
+        assert "created in a fork context is being shared with a process in a spawn" in output

@@ -50,6 +50,7 @@ __all__ = [
     "rights",
     "fds_from_ancillary",
     "close_all",
+    "DupFd",
 ]
 
 MAX_FDS = 32  # per message; far below the kernel's SCM_MAX_FD (253)
@@ -145,6 +146,41 @@ def rebuild_fd(index: int) -> int:
 def rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
     """The ancillary data for ``sendmsg`` that sends ``fds``."""
     return [(SOL_SOCKET, SCM_RIGHTS, array.array("i", fds).tobytes())]
+
+
+class DupFd:
+    """A duplicate of ``fd`` that travels inside a pickle; ``detach()`` hands it over.
+
+    Pickled, it goes through ``reduce_fd`` (so only while a collector is active) and
+    arrives as a ``DupFd`` owning the received fd. The receiver must ``detach()`` it;
+    one that is dropped closes its fd.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = os.dup(fd)
+
+    def detach(self) -> int:
+        """The fd, now the caller's to close. Raises ``ValueError`` if already detached."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            raise ValueError("DupFd already detached")
+        return fd
+
+    def __reduce__(self):
+        if self._fd is None:
+            raise ValueError("DupFd already detached")
+        return _rebuild_dupfd, (reduce_fd(self._fd),)
+
+    def __del__(self) -> None:
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+
+def _rebuild_dupfd(index: int) -> DupFd:
+    received = DupFd.__new__(DupFd)
+    received._fd = rebuild_fd(index)
+    return received
 
 
 def fds_from_ancillary(ancdata: list[tuple[int, int, bytes]]) -> list[int]:

@@ -52,7 +52,7 @@ UnpicklingError = pickle.UnpicklingError
 # What the C pickler raises for objects it cannot name: PicklingError for lambdas and
 # objects whose attribute lookup fails, AttributeError for "local object" (3.10-3.13),
 # TypeError for objects with no reducer at all (locks, sockets, generators).
-_REFUSALS = (pickle.PicklingError, AttributeError, TypeError)
+REFUSALS = (pickle.PicklingError, AttributeError, TypeError)
 
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -72,7 +72,7 @@ def dumps(obj: Any) -> bytes:
     """
     try:
         return _dumps(obj, PROTOCOL)
-    except _REFUSALS as first:
+    except REFUSALS as first:
         return _by_value(obj, first, None)
 
 
@@ -85,7 +85,7 @@ def dumps_oob(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     buffers: list[pickle.PickleBuffer] = []
     try:
         return _dumps(obj, PROTOCOL, buffer_callback=buffers.append), buffers
-    except _REFUSALS as first:
+    except REFUSALS as first:
         buffers.clear()  # the failed attempt may have collected some
         return _by_value(obj, first, buffers.append), buffers
 

@@ -5,10 +5,10 @@
   reduce)`` (and the module's ``register``) adds a reducer that every plait channel
   honours: pipes, queues, pools, managers and the arguments of a child (see
   ``plait._core.serialization.register_reducer``).
-- ``DupFd(fd)`` is an fd that travels inside a pickle: it is dup'd on creation, sent
-  beside the message (``SCM_RIGHTS``, or inherited by a child under spawn and forkserver),
-  and ``detach()`` gives the receiver its own fd. Like every fd-owning object it can only
-  be pickled while its fd travels with it (``plait._core.fdpass``).
+- ``DupFd(fd)`` (``plait._core.fdpass``) is an fd that travels inside a pickle: it is
+  dup'd on creation, sent beside the message (``SCM_RIGHTS``, or inherited by a child
+  under spawn and forkserver), and ``detach()`` gives the receiver its own fd. Like every
+  fd-owning object it can only be pickled while its fd travels with it.
 - ``send_handle(conn, fd, pid)`` and ``recv_handle(conn)`` move one fd through a plait
   ``Connection``; ``sendfds``/``recvfds`` through a Unix socket.
 """
@@ -18,13 +18,13 @@ from __future__ import annotations
 import array
 import copyreg
 import io
-import os
 import pickle
 import socket
 import sys
 from typing import Any
 
 from plait._core import fdpass, serialization
+from plait._core.fdpass import DupFd
 
 __all__ = [
     "send_handle",
@@ -72,36 +72,6 @@ register = ForkingPickler.register
 def dump(obj: Any, file: Any, protocol: int | None = None) -> None:
     """Write the pickle of ``obj`` to the binary ``file``."""
     ForkingPickler(file, protocol).dump(obj)
-
-
-class DupFd:
-    """A duplicate of ``fd`` that travels inside a pickle; ``detach()`` hands it over."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = os.dup(fd)
-
-    def detach(self) -> int:
-        """The fd, now the caller's to close. Raises ``ValueError`` if already detached."""
-        fd, self._fd = self._fd, None
-        if fd is None:
-            raise ValueError("DupFd already detached")
-        return fd
-
-    def __reduce__(self) -> tuple[Any, tuple[int]]:
-        if self._fd is None:
-            raise ValueError("DupFd already detached")
-        return _rebuild_dupfd, (fdpass.reduce_fd(self._fd),)
-
-    def __del__(self) -> None:
-        fd, self._fd = getattr(self, "_fd", None), None
-        if fd is not None:
-            os.close(fd)
-
-
-def _rebuild_dupfd(index: int) -> DupFd:
-    received = DupFd.__new__(DupFd)
-    received._fd = fdpass.rebuild_fd(index)
-    return received
 
 
 def send_handle(conn: Any, handle: int, destination_pid: int | None = None) -> None:

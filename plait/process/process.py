@@ -309,6 +309,8 @@ class Process:
             hooks = sys.modules.get("plait.process.hooks")
             if hooks is not None:
                 hooks.child_started()
+            if "multiprocessing.util" in sys.modules:  # standard objects inherited
+                _interop().child_started()
             log.info("child process calling self.run()")
             try:
                 self.run()
@@ -491,12 +493,17 @@ def _exit_function() -> None:
     if _exiting:
         return
     hooks = sys.modules.get("plait.process.hooks")  # loaded only if a program uses it
-    if hooks is None and not _children:
+    # The standard module's finalizers: its own exit hook runs them in a program it did
+    # not start, but a plait child leaves through os._exit, so here they run with ours.
+    in_child = _current_process._parent_pid is not None
+    standard = _interop() if in_child and "multiprocessing.util" in sys.modules else None
+    if hooks is None and standard is None and not _children:
         return
     _exiting = True
     log.info("process shutting down")
-    if hooks is not None:
-        hooks.run_finalizers(0)
+    for finalizers in (hooks, standard):
+        if finalizers is not None:
+            finalizers.run_finalizers(0)
     for p in active_children():
         if p.daemon:
             log.info("calling terminate() for daemon %s", p.name)
@@ -504,8 +511,15 @@ def _exit_function() -> None:
     for p in active_children():
         log.info("calling join() for process %s", p.name)
         p.join()
-    if hooks is not None:
-        hooks.run_finalizers()
+    for finalizers in (hooks, standard):
+        if finalizers is not None:
+            finalizers.run_finalizers()
+
+
+def _interop():
+    from plait.process import interop  # noqa: PLC0415 - only with the standard module loaded
+
+    return interop
 
 
 from plait.process import start as _start  # noqa: E402 - start imports the start methods

@@ -48,7 +48,7 @@ from __future__ import annotations
 import os
 import sys
 
-from plait.process import lifeline, log, process
+from plait.process import interop, lifeline, log, process
 from plait.process.child import DirectChild
 from plait.process.process import Process
 
@@ -108,14 +108,32 @@ def _main_is_rerun(data: dict[str, Any]) -> bool:
 
 
 def dumps_process(process_obj: Process, data: dict[str, Any]) -> bytes:
-    """Pickle the ``Process``; by value for ``__main__`` objects the child cannot re-import."""
-    if _main_is_rerun(data):
+    """Pickle the ``Process``; by value for ``__main__`` objects the child cannot re-import.
+
+    Objects of the standard ``multiprocessing`` among the arguments are pickled as that
+    module pickles them for a new child (see ``interop``).
+    """
+    with interop.spawning():
+        if not _main_is_rerun(data):
+            import cloudpickle  # noqa: PLC0415 - only for parents whose main is not re-run
+
+            return cloudpickle.dumps(process_obj, protocol=5)
         from plait._core import serialization  # noqa: PLC0415 - parents only
 
-        return serialization.dumps(process_obj)
-    import cloudpickle  # noqa: PLC0415 - only for parents whose main is not re-run
+        standard = interop.standard_reducers()
+        if standard:
+            import copyreg  # noqa: PLC0415 - parents only
+            import io  # noqa: PLC0415
 
-    return cloudpickle.dumps(process_obj, protocol=5)
+            buffer = io.BytesIO()
+            pickler = serialization.pickle.Pickler(buffer, serialization.PROTOCOL)
+            pickler.dispatch_table = {**copyreg.dispatch_table, **standard}
+            try:
+                pickler.dump(process_obj)
+                return buffer.getvalue()
+            except serialization.REFUSALS:
+                pass  # lambdas and closures: by value, below
+        return serialization.dumps(process_obj)
 
 
 def dumps_payload(process_obj: Process, start_method: str) -> tuple[bytes, Any]:
