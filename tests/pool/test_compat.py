@@ -158,6 +158,19 @@ def test_initializer_and_maxtasksperchild(face, request):
 
 @pytest.mark.parametrize("face", FACES)
 @pytest.mark.timeout(60)
+def test_maxtasksperchild_pool_closed_before_its_work_is_done(face, request):
+    # Each worker takes one task, exits and is replaced, after close() too: join()
+    # returns once all six ran.
+    check_leaks(request, face)
+    p = face.Pool(3, maxtasksperchild=1)
+    results = [p.apply_async(tasks.sleep_return, (0.1, i)) for i in range(6)]
+    p.close()
+    p.join()
+    assert [r.get(30) for r in results] == list(range(6))
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.timeout(60)
 def test_thread_pool(face, request):
     check_leaks(request, face)
     unpicklable = []  # a ThreadPool passes objects as they are
