@@ -131,3 +131,15 @@ def log_and_kill_on(x, path, victim):
 
 def breaks_on_load_at_150(x):
     return BreaksOnLoad() if x == 150 else x
+
+
+class SayWhenError(ValueError):
+    """What ``raise_at`` raises: an input iterator's own error."""
+
+
+def raise_at(total, when):
+    """Yield ``0 .. total-1``, but raise ``SayWhenError`` when ``when`` is reached."""
+    for i in range(total):
+        if i == when:
+            raise SayWhenError(f"the input raised at {when}")
+        yield i

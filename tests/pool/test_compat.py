@@ -156,6 +156,40 @@ def test_initializer_and_maxtasksperchild(face, request):
         p.join()
 
 
+def consume(iterator) -> list:
+    """What a caller sees of ``iterator``: its values, then ``"raised"`` if it raised."""
+    seen = []
+    try:
+        for value in iterator:
+            seen.append(value)
+    except tasks.SayWhenError:
+        seen.append("raised")
+    return seen
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.parametrize("kind", ["Pool", "ThreadPool"])
+@pytest.mark.timeout(60)
+def test_imap_over_an_input_that_raises(face, kind, request):
+    # The error reaches the caller in place of the chunk the input raised in: the
+    # items of that chunk read before the error never run.
+    check_leaks(request, face)
+    with getattr(face, kind)(2) as p:
+        assert consume(p.imap(tasks.square, tasks.raise_at(1, 0), 1)) == ["raised"]
+        assert consume(p.imap(tasks.square, tasks.raise_at(10, 3), 1)) == [0, 1, 4, "raised"]
+        assert consume(p.imap(tasks.square, tasks.raise_at(20, 7), 2)) == [
+            *[0, 1, 4, 9, 16, 25],
+            "raised",
+        ]
+        assert consume(p.imap(tasks.square, tasks.raise_at(20, 7), 4)) == [0, 1, 4, 9, "raised"]
+        seen = consume(p.imap_unordered(tasks.square, tasks.raise_at(20, 7), 2))
+        assert seen[-1] == "raised"  # in any place among the results: unordered
+        assert set(seen[:-1]) <= {0, 1, 4, 9, 16, 25}
+        with pytest.raises(tasks.SayWhenError):
+            p.map(tasks.square, tasks.raise_at(10, 3))
+        assert p.map(tasks.square, range(3)) == [0, 1, 4]  # the pool goes on
+
+
 @pytest.mark.parametrize("face", FACES)
 @pytest.mark.timeout(60)
 def test_maxtasksperchild_pool_closed_before_its_work_is_done(face, request):
