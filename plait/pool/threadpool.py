@@ -83,6 +83,9 @@ class ThreadEngine(Engine):
     def worker_names(self) -> tuple:
         return tuple(t.name for t in self._threads if t.is_alive())
 
+    def workers(self) -> list:
+        return [t for t in self._threads if t.is_alive()]
+
     def _work(self) -> None:
         name = threading.current_thread().name
         failed = None  # a worker whose initializer raised answers every task with that error
@@ -115,3 +118,7 @@ class ThreadEngine(Engine):
             with self.lock:
                 self.busy[name] = self.busy.get(name, 0.0) + seconds
             self.outcome(job, start, values, errors, seconds)
+            # Drop this chunk's arguments and results before waiting for the next one:
+            # the caller expects them freed once it has its result (as the standard
+            # pool's workers do).
+            del taken, job, items, values, errors

@@ -143,3 +143,16 @@ def raise_at(total, when):
         if i == when:
             raise SayWhenError(f"the input raised at {when}")
         yield i
+
+
+class Counted:
+    """An object that counts its live instances in this process (``Counted.alive``)."""
+
+    alive = 0
+
+    def __new__(cls):  # unpickled copies count too: they are made by __new__ alone
+        cls.alive += 1
+        return super().__new__(cls)
+
+    def __del__(self) -> None:
+        type(self).alive -= 1
