@@ -94,6 +94,7 @@ class Pool:
 
     _thread_workers = False
     _state = INIT  # the standard pool's bookkeeping name, for programs that read it
+    _warn_unclosed = True  # see __del__
 
     def __init__(
         self,
@@ -428,7 +429,7 @@ class Pool:
     def __del__(self, _warn=warnings.warn) -> None:
         # As the standard pool: the finalizer above stops the workers, and a pool
         # dropped while it still ran is worth a ResourceWarning (hidden by default).
-        if self._state == RUN:
+        if self._state == RUN and self._warn_unclosed:
             _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
 
     def __enter__(self) -> Pool:

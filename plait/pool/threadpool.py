@@ -5,13 +5,16 @@ under the engine's lock, runs it without the lock, and reports the outcome. Noth
 pickled: arguments, functions and results are passed as they are, as in
 ``multiprocessing.pool.ThreadPool``. A thread cannot be stopped from outside, so a
 thread pool takes no per-task timeout, and ``terminate()`` waits for the tasks that
-are running (the unsent ones fail with ``PoolTerminatedError``).
+are running (the unsent ones fail with ``PoolTerminatedError``). A worker whose
+initializer raised answers each task it takes with ``BrokenThreadPool`` (the standard
+executor's error for it; a ``RuntimeError``), the initializer's exception as its cause.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures.thread import BrokenThreadPool
 
 from plait.pool.engine import CLOSE, TERMINATE, Engine
 from plait.pool.errors import PoolTerminatedError
@@ -93,7 +96,9 @@ class ThreadEngine(Engine):
             try:
                 self._initializer(*self._initargs)
             except BaseException as exc:
-                failed = RuntimeError(f"the pool's initializer failed in thread {name}: {exc!r}")
+                failed = BrokenThreadPool(
+                    f"the pool's initializer failed in thread {name}: {exc!r}"
+                )
                 failed.__cause__ = exc
         clock = time.perf_counter
         while True:
