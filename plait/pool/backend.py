@@ -13,7 +13,12 @@ cluster backend (a later issue: Dask, Ray) can stand where local processes stand
   word, see ``worker``), 0 before the first.
 
 ``ProcessBackend`` is the local one: a daemon ``Process`` per worker, started with the
-pool's context, and a ``Pipe`` of its own (messages in ``worker``).
+pool's context, and a ``Pipe`` of its own (messages in ``worker``). A plait context's
+own ``Process`` class makes the workers, so a program's subclass of it is honoured (as
+the standard pool does: the known recipe for pools whose workers may start pools of
+their own gives the pool a context whose ``Process`` is never daemonic). Any other
+context (the standard library's) names a start method, and plait's context of that
+method starts the workers: their pipe end travels as a plait fd.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from plait.ipc import Pipe
 from plait.ipc.sharedctypes import RawValue
 from plait.pool import worker
 from plait.process import get_context
+from plait.process.context import BaseContext
 
 __all__ = ["ProcessBackend", "WorkerHandle"]
 
@@ -65,10 +71,11 @@ class ProcessBackend:
     """Start local worker processes with ``context`` (a plait context or None: default)."""
 
     def __init__(self, context: Any, initializer, initargs, maxtasks: int | None) -> None:
-        # Any context with the standard interface names a start method; the worker
-        # always runs on plait's own processes (its pipe end travels as an fd).
-        method = None if context is None else context.get_start_method()
-        self._context = get_context(method)
+        if isinstance(context, BaseContext):
+            self._context = context
+        else:
+            method = None if context is None else context.get_start_method()
+            self._context = get_context(method)
         self._args = (initializer, tuple(initargs), maxtasks)
 
     def start_worker(self) -> WorkerHandle:

@@ -156,3 +156,12 @@ class Counted:
 
     def __del__(self) -> None:
         type(self).alive -= 1
+
+
+def nested_pool_sum(face_name, n):
+    """Run a pool of 2 inside this worker; return the sum of the squares of ``range(n)``."""
+    import importlib  # noqa: PLC0415 - the face the test chose
+
+    face = importlib.import_module(face_name)
+    with face.Pool(2) as pool:
+        return sum(pool.map(square, range(n)))

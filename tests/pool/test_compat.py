@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import multiprocessing
 import multiprocessing.pool
@@ -297,6 +298,40 @@ def test_a_running_pool_dropped_warns_like_the_standard_one(face, kind, request)
     with pytest.warns(ResourceWarning, match="unclosed running multiprocessing pool"):
         del p
         gc.collect()
+
+
+def nestable_pool(face):
+    """The known recipe for a pool whose workers may start pools: non-daemonic workers
+    through a context whose ``Process`` ignores ``daemon``."""
+    mp = multiprocessing if face is multiprocessing.pool else plait.multiprocessing
+
+    class NoDaemonProcess(mp.get_context("fork").Process):
+        @property
+        def daemon(self):
+            return False
+
+        @daemon.setter
+        def daemon(self, value):
+            pass
+
+    class NoDaemonContext(type(mp.get_context("fork"))):
+        Process = NoDaemonProcess
+
+    return face.Pool(2, context=NoDaemonContext())
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.timeout(60)
+def test_the_pool_s_context_makes_its_workers(face, request):
+    check_leaks(request, face)
+    name = "multiprocessing" if face is multiprocessing.pool else "plait.multiprocessing"
+    with nestable_pool(face) as p:
+        assert p.map(functools.partial(tasks.nested_pool_sum, name), [3, 4]) == [5, 14]
+        p.close()
+        p.join()
+    with face.Pool(1) as p:  # the default workers are daemonic: no pool inside them
+        with pytest.raises(AssertionError, match="daemonic processes"):
+            p.apply(tasks.nested_pool_sum, (name, 3))
 
 
 def test_face_has_every_public_name_of_the_standard_module():
