@@ -146,8 +146,16 @@ class Pool:
         weakref.finalize(self, self._engine.terminate)
         self._state = RUN
 
+    @staticmethod
+    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:
+        """Make one worker process with ``ctx``: ``ctx.Process(*args, **kwds)``.
+
+        The standard pool's hook: a subclass may override it to make its workers.
+        """
+        return ctx.Process(*args, **kwds)
+
     def _make_engine(self, processes, initializer, initargs, maxtasks, context):
-        backend = ProcessBackend(context, initializer, initargs, maxtasks)
+        backend = ProcessBackend(context, initializer, initargs, maxtasks, type(self).Process)
         return ProcessEngine(backend, processes, maxtasks)
 
     def _cluster_engine(self, backend, address, *args):

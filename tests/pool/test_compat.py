@@ -300,9 +300,9 @@ def test_a_running_pool_dropped_warns_like_the_standard_one(face, kind, request)
         gc.collect()
 
 
-def nestable_pool(face):
-    """The known recipe for a pool whose workers may start pools: non-daemonic workers
-    through a context whose ``Process`` ignores ``daemon``."""
+def nestable_pools(face) -> list:
+    """The two known recipes for pools whose workers may start pools: non-daemonic
+    workers made by a context, or by the pool's ``Process`` hook."""
     mp = multiprocessing if face is multiprocessing.pool else plait.multiprocessing
 
     class NoDaemonProcess(mp.get_context("fork").Process):
@@ -317,18 +317,24 @@ def nestable_pool(face):
     class NoDaemonContext(type(mp.get_context("fork"))):
         Process = NoDaemonProcess
 
-    return face.Pool(2, context=NoDaemonContext())
+    class NestablePool(face.Pool):
+        @staticmethod
+        def Process(ctx, *args, **kwds):
+            return NoDaemonProcess(*args, **kwds)
+
+    return [face.Pool(2, context=NoDaemonContext()), NestablePool(2)]
 
 
 @pytest.mark.parametrize("face", FACES)
 @pytest.mark.timeout(60)
-def test_the_pool_s_context_makes_its_workers(face, request):
+def test_the_pool_s_context_or_process_hook_makes_its_workers(face, request):
     check_leaks(request, face)
     name = "multiprocessing" if face is multiprocessing.pool else "plait.multiprocessing"
-    with nestable_pool(face) as p:
-        assert p.map(functools.partial(tasks.nested_pool_sum, name), [3, 4]) == [5, 14]
-        p.close()
-        p.join()
+    for pool in nestable_pools(face):
+        with pool as p:
+            assert p.map(functools.partial(tasks.nested_pool_sum, name), [3, 4]) == [5, 14]
+            p.close()
+            p.join()
     with face.Pool(1) as p:  # the default workers are daemonic: no pool inside them
         with pytest.raises(AssertionError, match="daemonic processes"):
             p.apply(tasks.nested_pool_sum, (name, 3))
