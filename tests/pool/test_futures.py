@@ -146,6 +146,8 @@ def test_the_face_has_the_whole_standard_namespace():
     assert plait.futures.thread.BrokenThreadPool is standard.thread.BrokenThreadPool
     assert plait.futures.process.ProcessPoolExecutor is plait.futures.ProcessPoolExecutor
     assert plait.futures.thread.ThreadPoolExecutor is plait.futures.ThreadPoolExecutor
+    with pytest.raises(AttributeError, match="plait's executor has none"):
+        plait.futures.process.EXTRA_QUEUED_CALLS  # noqa: B018 - the lookup is the test
     # plait's own errors are caught by the standard names
     assert issubclass(TimeoutError, plait.futures.TimeoutError)
     assert issubclass(WorkerLostError, plait.futures.process.BrokenProcessPool)
