@@ -13,17 +13,25 @@ cluster backend (a later issue: Dask, Ray) can stand where local processes stand
   word, see ``worker``), 0 before the first.
 
 ``ProcessBackend`` is the local one: a daemon ``Process`` per worker, started with the
-pool's context, and a ``Pipe`` of its own (messages in ``worker``).
+pool's context, and a ``Pipe`` of its own (messages in ``worker``). As in the standard
+pool, the workers are made by ``make_process(ctx, target=..., args=..., daemon=True)``,
+the pool class's ``Process`` hook, which calls ``ctx.Process``: a program's override of
+either is honoured (the known recipes for pools whose workers may start pools of their
+own give the pool a ``Process`` that is never daemonic). A plait context is used as it
+is; any other (the standard library's) names a start method, and plait's context of
+that method starts the workers: their pipe end travels as a plait fd.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from plait.ipc import Pipe
 from plait.ipc.sharedctypes import RawValue
 from plait.pool import worker
 from plait.process import get_context
+from plait.process.context import BaseContext
 
 __all__ = ["ProcessBackend", "WorkerHandle"]
 
@@ -61,14 +69,27 @@ class WorkerHandle:
         self.process.close()
 
 
+def _context_process(ctx: Any, *args: Any, **kwds: Any) -> Any:
+    return ctx.Process(*args, **kwds)
+
+
 class ProcessBackend:
     """Start local worker processes with ``context`` (a plait context or None: default)."""
 
-    def __init__(self, context: Any, initializer, initargs, maxtasks: int | None) -> None:
-        # Any context with the standard interface names a start method; the worker
-        # always runs on plait's own processes (its pipe end travels as an fd).
-        method = None if context is None else context.get_start_method()
-        self._context = get_context(method)
+    def __init__(
+        self,
+        context: Any,
+        initializer,
+        initargs,
+        maxtasks: int | None,
+        make_process: Callable[..., Any] | None = None,
+    ) -> None:
+        self._make_process = make_process or _context_process
+        if isinstance(context, BaseContext):
+            self._context = context
+        else:
+            method = None if context is None else context.get_start_method()
+            self._context = get_context(method)
         self._args = (initializer, tuple(initargs), maxtasks)
 
     def start_worker(self) -> WorkerHandle:
@@ -76,8 +97,11 @@ class ProcessBackend:
         ours, theirs = Pipe()
         try:
             progress = RawValue("q", 0)
-            process = self._context.Process(
-                target=worker.worker_main, args=(theirs, progress, *self._args), daemon=True
+            process = self._make_process(
+                self._context,
+                target=worker.worker_main,
+                args=(theirs, progress, *self._args),
+                daemon=True,
             )
             process.name = process.name.replace("Process", "PoolWorker", 1)
             process.start()

@@ -8,9 +8,10 @@ guards the queue, the jobs' buffers and the statistics: re-entrant because a job
 callback runs under it and may submit more work. ``wake()`` tells the engine there is
 something new; each engine says how it sleeps.
 
-States: ``RUN`` accepts work; ``CLOSE`` (after ``close()``) finishes what was accepted
-and then stops the workers; ``TERMINATE`` stops the workers now and fails whatever is
-pending with ``PoolTerminatedError``.
+States, the standard pool's names and values: ``INIT`` (a pool still starting its
+workers, before its engine exists); ``RUN`` accepts work; ``CLOSE`` (after ``close()``)
+finishes what was accepted and then stops the workers; ``TERMINATE`` stops the workers
+now and fails whatever is pending with ``PoolTerminatedError``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from threading import RLock
 
 from plait.pool.errors import PoolTerminatedError
 
-__all__ = ["Engine", "PoolStats", "RUN", "CLOSE", "TERMINATE"]
+__all__ = ["Engine", "PoolStats", "INIT", "RUN", "CLOSE", "TERMINATE"]
 
-RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+INIT, RUN, CLOSE, TERMINATE = "INIT", "RUN", "CLOSE", "TERMINATE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,11 @@ class Engine:
 
     def wake(self) -> None:
         raise NotImplementedError
+
+    def workers(self) -> list:
+        """The live local workers, as the standard pool's ``_pool`` lists them: ``Process``
+        objects, or threads. A cluster engine has none here."""
+        return []
 
     def close(self) -> None:
         """Accept no more work; finish what was accepted (see the states above)."""

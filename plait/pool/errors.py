@@ -1,23 +1,30 @@
 """The errors of pools: what a task's result raises when the task could not finish.
 
-``TimeoutError`` derives from ``multiprocessing.TimeoutError`` (what
-``AsyncResult.get(timeout)`` raises in the standard pool) and from the builtin
-``TimeoutError``, so ``except multiprocessing.TimeoutError``, ``except TimeoutError``
-and ``except concurrent.futures.TimeoutError`` (3.11+) all catch it; the same class
-reports a task that overran its per-task timeout.
+Each derives from every standard class a program may already catch for the same event,
+whether it used ``multiprocessing.pool`` or ``concurrent.futures``:
 
-``WorkerLostError`` is new: the worker that held the task died (SIGKILL, a segfault,
-the OOM killer, ``os._exit``) and carries its pid, exit code and signal.
-``MaybeEncodingError`` is a subclass of the standard one, with its attributes: a
-result (or exception) that cannot be pickled. ``PoolTerminatedError`` fails the
-results still pending when ``terminate()`` ran, so nothing waits on them forever.
-``RemoteTraceback`` is the standard class itself.
+- ``TimeoutError`` derives from ``multiprocessing.TimeoutError`` (what
+  ``AsyncResult.get(timeout)`` raises in the standard pool), from the builtin
+  ``TimeoutError`` and from ``concurrent.futures.TimeoutError`` (the builtin one since
+  3.11); the same class reports a task that overran its per-task timeout.
+- ``WorkerLostError`` is new: the worker that held the task died (SIGKILL, a segfault,
+  the OOM killer, ``os._exit``) and carries its pid, exit code and signal. It is a
+  ``multiprocessing.ProcessError`` and a ``concurrent.futures.process.BrokenProcessPool``
+  (what the standard executor raises when a worker dies), though only that task failed.
+- ``PoolTerminatedError`` fails the results still pending when ``terminate()`` ran, so
+  nothing waits on them forever: a ``ProcessError`` and a
+  ``concurrent.futures.BrokenExecutor``.
+- ``MaybeEncodingError`` is a subclass of the standard one, with its attributes: a
+  result (or exception) that cannot be pickled. ``RemoteTraceback`` is the standard
+  class itself.
 """
 
 from __future__ import annotations
 
 import builtins
+import concurrent.futures
 import signal
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import pool as _standard_pool
 
 from plait._core import errors as _core
@@ -32,11 +39,19 @@ __all__ = [
 ]
 
 
-class TimeoutError(_core.TimeoutError, builtins.TimeoutError):  # noqa: A001 - the standard name
+# concurrent.futures.TimeoutError is the builtin one from 3.11 on, its own class before.
+_FUTURES_TIMEOUT = (
+    ()
+    if concurrent.futures.TimeoutError is builtins.TimeoutError
+    else (concurrent.futures.TimeoutError,)
+)
+
+
+class TimeoutError(_core.TimeoutError, builtins.TimeoutError, *_FUTURES_TIMEOUT):  # noqa: A001
     """A result was not ready in time, or a task overran its per-task timeout."""
 
 
-class WorkerLostError(ProcessError):
+class WorkerLostError(ProcessError, BrokenProcessPool):
     """The worker process running the task ended before it returned a result.
 
     ``pid`` is the worker's pid, ``exitcode`` its exit code as ``Process.exitcode``
@@ -70,7 +85,7 @@ class MaybeEncodingError(_standard_pool.MaybeEncodingError):
         super().__init__(exc, value)
 
 
-class PoolTerminatedError(ProcessError):
+class PoolTerminatedError(ProcessError, concurrent.futures.BrokenExecutor):
     """The pool was terminated before the task finished."""
 
 

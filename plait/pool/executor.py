@@ -14,6 +14,16 @@ with ``TimeoutError``.
 ``map(fn, *iterables, timeout=None, chunksize=None)`` reads its input lazily (the
 standard one submits everything at once); ``timeout`` counts from the call, as in the
 standard library, and ``chunksize=None`` sizes chunks from measured task times.
+
+Identity: ``ThreadPoolExecutor`` is a ``concurrent.futures.ThreadPoolExecutor`` and
+``ProcessPoolExecutor`` a ``concurrent.futures.ProcessPoolExecutor``, so that code
+which checks the class takes them (``asyncio``'s ``loop.set_default_executor`` raises
+``TypeError`` for anything else since 3.11, and warned before). They are subclasses for
+that alone: every method is plait's, the standard ``__init__`` never runs, and the
+standard class's internals (``_adjust_thread_count``, ``_spawn_process``, ...) raise
+``NotImplementedError`` saying so. A worker's death fails its future with
+``WorkerLostError``, a ``BrokenProcessPool``; a thread whose initializer raised fails
+the tasks it takes with ``BrokenThreadPool`` (``plait.pool.errors``, ``threadpool``).
 """
 
 from __future__ import annotations
@@ -30,13 +40,29 @@ from plait.pool.results import IMapIterator, check_timeout
 __all__ = ["ProcessPoolExecutor", "ThreadPoolExecutor"]
 
 
-class _Executor:
+def _standard_internal(cls: str, name: str) -> Callable[..., Any]:
+    """A method of the standard executor's machinery, which plait's executor has not."""
+
+    def internal(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            f"concurrent.futures.{cls}.{name} is an internal of the standard executor; "
+            f"plait's {cls} starts and replaces its workers itself (plait.pool.executor)"
+        )
+
+    internal.__name__ = internal.__qualname__ = name
+    return internal
+
+
+class _Executor(concurrent.futures.Executor):
     """What both executors share: ``submit``, ``map``, ``shutdown``, context manager."""
 
     _pool: Pool
     _task_timeout: float | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, pool: Pool, max_workers: int) -> None:
+        self._pool = pool
+        pool._warn_unclosed = False  # an executor dropped unshut does not warn either
+        self._max_workers = max_workers  # the standard executors' name, read by programs
         self._shutdown = False
 
     def submit(
@@ -116,7 +142,7 @@ def _results(results: IMapIterator, deadline: float | None) -> Iterator[Any]:
             return
 
 
-class ProcessPoolExecutor(_Executor):
+class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
     """A ``concurrent.futures`` executor on worker processes that never breaks.
 
     ``ProcessPoolExecutor(max_workers=None, mp_context=None, initializer=None,
@@ -140,11 +166,10 @@ class ProcessPoolExecutor(_Executor):
         address: Any = None,
         backend_options: Any = None,
     ) -> None:
-        super().__init__()
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         self._task_timeout = check_timeout(task_timeout, "task_timeout")
-        self._pool = Pool(
+        pool = Pool(
             max_workers,
             initializer,
             initargs,
@@ -154,9 +179,17 @@ class ProcessPoolExecutor(_Executor):
             address=address,
             backend_options=backend_options,
         )
+        super().__init__(pool, pool._processes)
+
+    _adjust_process_count = _standard_internal("ProcessPoolExecutor", "_adjust_process_count")
+    _launch_processes = _standard_internal("ProcessPoolExecutor", "_launch_processes")
+    _spawn_process = _standard_internal("ProcessPoolExecutor", "_spawn_process")
+    _start_executor_manager_thread = _standard_internal(
+        "ProcessPoolExecutor", "_start_executor_manager_thread"
+    )
 
 
-class ThreadPoolExecutor(_Executor):
+class ThreadPoolExecutor(_Executor, concurrent.futures.ThreadPoolExecutor):
     """A ``concurrent.futures`` executor on threads of this process.
 
     ``ThreadPoolExecutor(max_workers=None, thread_name_prefix="", initializer=None,
@@ -171,9 +204,11 @@ class ThreadPoolExecutor(_Executor):
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
     ) -> None:
-        super().__init__()
         if max_workers is None:
             max_workers = min(32, (os.cpu_count() or 1) + 4)
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
-        self._pool = ThreadPool(max_workers, initializer, initargs)
+        super().__init__(ThreadPool(max_workers, initializer, initargs), max_workers)
+
+    _adjust_thread_count = _standard_internal("ThreadPoolExecutor", "_adjust_thread_count")
+    _initializer_failed = _standard_internal("ThreadPoolExecutor", "_initializer_failed")

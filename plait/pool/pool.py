@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import operator
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from plait._core import serialization
 from plait.pool import progress as _progress
 from plait.pool.backend import ProcessBackend
-from plait.pool.engine import RUN, PoolStats
+from plait.pool.engine import CLOSE, INIT, RUN, TERMINATE, PoolStats
 from plait.pool.results import (
     ApplyResult,
     FutureJob,
@@ -91,6 +92,8 @@ class Pool:
     """
 
     _thread_workers = False
+    _state = INIT  # the standard pool's bookkeeping name, for programs that read it
+    _warn_unclosed = True  # see __del__
 
     def __init__(
         self,
@@ -120,6 +123,7 @@ class Pool:
             self._processes = self._engine.workers_wanted
             _register(self._engine)
             weakref.finalize(self, self._engine.terminate)
+            self._state = RUN
             return
         if processes is None:
             processes = cpu_count()
@@ -139,9 +143,18 @@ class Pool:
         )
         _register(self._engine)
         weakref.finalize(self, self._engine.terminate)
+        self._state = RUN
+
+    @staticmethod
+    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:
+        """Make one worker process with ``ctx``: ``ctx.Process(*args, **kwds)``.
+
+        The standard pool's hook: a subclass may override it to make its workers.
+        """
+        return ctx.Process(*args, **kwds)
 
     def _make_engine(self, processes, initializer, initargs, maxtasks, context):
-        backend = ProcessBackend(context, initializer, initargs, maxtasks)
+        backend = ProcessBackend(context, initializer, initargs, maxtasks, type(self).Process)
         return ProcessEngine(backend, processes, maxtasks)
 
     def _cluster_engine(self, backend, address, *args):
@@ -377,12 +390,15 @@ class Pool:
         for job in lazy:
             job.drain()
         engine.close()
+        if self._state == RUN:
+            self._state = CLOSE
 
     def terminate(self) -> None:
         """Stop the workers now; pending results fail with ``PoolTerminatedError``.
 
         Blocks until the workers are reaped (a few seconds at most).
         """
+        self._state = TERMINATE
         self._engine.terminate()
         self._engine.join(None)
 
@@ -400,6 +416,28 @@ class Pool:
     def stats(self) -> PoolStats:
         """Counters: workers, tasks done and failed, in flight, busy seconds, replaced."""
         return self._engine.stats(self._engine.worker_names())
+
+    # -- the standard pool's internals that programs read ---------------------------
+
+    @property
+    def _pool(self) -> list:
+        """The live workers, as the standard pool lists them: ``Process`` objects (threads
+        in a ``ThreadPool``; none for a cluster backend). A snapshot: plait's engine
+        replaces workers by itself."""
+        return self._engine.workers()
+
+    def _repopulate_pool(self) -> None:
+        """Start the replacements of workers that ended (the standard pool's hook).
+
+        plait's engine starts them by itself; this only wakes it, so they start now.
+        """
+        self._engine.wake()
+
+    def __del__(self, _warn=warnings.warn) -> None:
+        # As the standard pool: the finalizer above stops the workers, and a pool
+        # dropped while it still ran is worth a ResourceWarning (hidden by default).
+        if self._state == RUN and self._warn_unclosed:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
 
     def __enter__(self) -> Pool:
         self._engine.check_running()

@@ -25,7 +25,10 @@ Laziness (``imap``): the input iterator is read by the *consumer's* thread, in
 generator holds a bounded number of items, and a generator that blocks never blocks the
 engine. The window follows the chunk size, so adaptive chunks keep every worker fed.
 An input iterator that raises fails the item at that position, and the iteration ends
-after it, as in ``multiprocessing``.
+after it, as in ``multiprocessing``. With a fixed ``chunksize`` the input is read in whole
+chunks and an input that raises inside a chunk fails that chunk: its items read before
+the error never run and the error takes their place (``multiprocessing`` cuts chunks as
+it reads, and the same program sees the same sequence on both).
 
 A ``MapResult`` resolves on its first failed item (the standard behaviour): its other
 chunks still unsent are dropped.
@@ -53,6 +56,7 @@ __all__ = [
     "MapResult",
     "IMapIterator",
     "IMapUnorderedIterator",
+    "job_counter",
 ]
 
 TARGET_SECONDS = 0.01
@@ -62,7 +66,7 @@ MAX_CHUNK = 100_000
 MAX_IMAP_CHUNK = 4096
 MIN_WINDOW = 1024  # items an imap reads ahead of its consumer, at the least
 
-_counter = itertools.count()
+job_counter = itertools.count()  # the ids of jobs (the standard pool's name)
 
 
 def check_timeout(timeout: float | None, what: str = "timeout") -> float | None:
@@ -144,7 +148,7 @@ class _Job:
 
     def __init__(self, engine, func_bytes: bytes, func, chunksize, timeout) -> None:
         self._engine = engine
-        self.id = next(_counter)
+        self.id = next(job_counter)
         self.func_bytes = func_bytes
         self.func = func
         self.timeout = timeout
@@ -412,10 +416,15 @@ class IMapIterator(_Job):
             start = self._pulled
             items: list = []
             failure = None
+            chunksize = self.chunksize
+            if want is not None and chunksize is not None:
+                want = -(-want // chunksize) * chunksize  # whole chunks: see the docstring
             try:
                 items.extend(itertools.islice(self._source, want))
             except Exception as exc:
                 failure = exc
+                if chunksize is not None:
+                    del items[len(items) - len(items) % chunksize :]
             end = start + len(items)
             if failure is not None or want is None or len(items) < want:
                 self._source = None

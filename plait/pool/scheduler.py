@@ -241,6 +241,9 @@ class ProcessEngine(Engine):
     def worker_names(self) -> tuple:
         return tuple(w.handle.pid for w in list(self._workers))
 
+    def workers(self) -> list:
+        return [w.handle.process for w in list(self._workers)]
+
     # -- the scheduler thread -------------------------------------------------------
 
     def _run(self) -> None:
@@ -337,6 +340,8 @@ class ProcessEngine(Engine):
         quota = worker.quota
         if quota is not None:
             quota -= sum(len(c.items) for c in batch)  # counted when sent
+            if quota <= 0:
+                return None  # an empty chunk would answer nobody
         retry = self._retry
         while retry:
             chunk = retry[0]

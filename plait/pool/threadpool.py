@@ -5,13 +5,16 @@ under the engine's lock, runs it without the lock, and reports the outcome. Noth
 pickled: arguments, functions and results are passed as they are, as in
 ``multiprocessing.pool.ThreadPool``. A thread cannot be stopped from outside, so a
 thread pool takes no per-task timeout, and ``terminate()`` waits for the tasks that
-are running (the unsent ones fail with ``PoolTerminatedError``).
+are running (the unsent ones fail with ``PoolTerminatedError``). A worker whose
+initializer raised answers each task it takes with ``BrokenThreadPool`` (the standard
+executor's error for it; a ``RuntimeError``), the initializer's exception as its cause.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures.thread import BrokenThreadPool
 
 from plait.pool.engine import CLOSE, TERMINATE, Engine
 from plait.pool.errors import PoolTerminatedError
@@ -83,6 +86,9 @@ class ThreadEngine(Engine):
     def worker_names(self) -> tuple:
         return tuple(t.name for t in self._threads if t.is_alive())
 
+    def workers(self) -> list:
+        return [t for t in self._threads if t.is_alive()]
+
     def _work(self) -> None:
         name = threading.current_thread().name
         failed = None  # a worker whose initializer raised answers every task with that error
@@ -90,7 +96,9 @@ class ThreadEngine(Engine):
             try:
                 self._initializer(*self._initargs)
             except BaseException as exc:
-                failed = RuntimeError(f"the pool's initializer failed in thread {name}: {exc!r}")
+                failed = BrokenThreadPool(
+                    f"the pool's initializer failed in thread {name}: {exc!r}"
+                )
                 failed.__cause__ = exc
         clock = time.perf_counter
         while True:
@@ -115,3 +123,7 @@ class ThreadEngine(Engine):
             with self.lock:
                 self.busy[name] = self.busy.get(name, 0.0) + seconds
             self.outcome(job, start, values, errors, seconds)
+            # Drop this chunk's arguments and results before waiting for the next one:
+            # the caller expects them freed once it has its result (as the standard
+            # pool's workers do).
+            del taken, job, items, values, errors

@@ -57,9 +57,20 @@ import time
 from collections import deque
 
 from plait._core import serialization
-from plait.pool.errors import MaybeEncodingError, RemoteTraceback
 
-__all__ = ["MAP", "STAR", "APPLY", "worker_main", "RemoteException", "nbytes"]
+__all__ = [
+    "APPLY",
+    "MAP",
+    "STAR",
+    "ExceptionWithTraceback",
+    "RemoteException",
+    "mapstar",
+    "nbytes",
+    "rebuild_exc",
+    "starmapstar",
+    "worker",
+    "worker_main",
+]
 
 MAP, STAR, APPLY = 0, 1, 2
 _FUNC_CACHE_SIZE = 64
@@ -68,8 +79,12 @@ BATCH_SECONDS = 0.001
 BIG_ANSWER = 64 << 10
 
 
+# The errors module is imported where an error is made, not here: it costs a worker
+# that never fails ~20 ms of imports at every start (spawn, forkserver).
+
+
 class RemoteException:
-    """An exception on its way from a worker, with its formatted traceback.
+    """An exception on its way from a worker, with its formatted traceback ``tb``.
 
     Unpickled, it becomes the exception itself, with a ``RemoteTraceback`` as its
     ``__cause__`` (how ``multiprocessing.pool`` shows a worker's traceback).
@@ -80,25 +95,37 @@ class RemoteException:
         self.tb = tb
 
     def __reduce__(self):
-        return _rebuild_exception, (self.exc, self.tb)
+        return rebuild_exc, (self.exc, self.tb)
 
 
-def _rebuild_exception(exc: BaseException, tb: str) -> BaseException:
+class ExceptionWithTraceback(RemoteException):
+    """``multiprocessing.pool.ExceptionWithTraceback``: ``exc`` and its traceback object
+    ``tb``, formatted here, so that it travels as text."""
+
+    def __init__(self, exc: BaseException, tb) -> None:
+        import traceback  # noqa: PLC0415 - only a failing task pays for it
+
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        super().__init__(exc, f'\n"""\n{text}"""')
+
+
+def rebuild_exc(exc: BaseException, tb: str) -> BaseException:
+    """``exc`` with a ``RemoteTraceback(tb)`` as its cause (``multiprocessing.pool``'s name)."""
+    from plait.pool.errors import RemoteTraceback  # noqa: PLC0415 - see above
+
     exc.__cause__ = RemoteTraceback(tb)
     return exc
 
 
 def _remote(exc: BaseException) -> object:
     """``exc`` ready to be sent: with its traceback, or a picklable stand-in."""
-    import traceback  # noqa: PLC0415 - only a failing task pays for it
-
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    tb = f'\n"""\n{tb}"""'
-    wrapped = RemoteException(exc, tb)
+    wrapped = ExceptionWithTraceback(exc, exc.__traceback__)
     try:  # an exception whose class cannot be rebuilt from its args fails on loads
         serialization.loads(serialization.dumps(wrapped))
     except Exception as why:
-        return RemoteException(MaybeEncodingError(why, exc), tb)
+        from plait.pool.errors import MaybeEncodingError  # noqa: PLC0415 - see above
+
+        return RemoteException(MaybeEncodingError(why, exc), wrapped.tb)
     return wrapped
 
 
@@ -130,6 +157,29 @@ def _starmap(func, items):
     return starmap(func, items)
 
 
+def mapstar(args: tuple) -> list:
+    """``multiprocessing.pool.mapstar``: ``list(map(func, items))`` for ``(func, items)``."""
+    return list(map(*args))
+
+
+def starmapstar(args: tuple) -> list:
+    """``multiprocessing.pool.starmapstar``: ``func(*item)`` for each item of ``(func, items)``."""
+    return list(_starmap(args[0], args[1]))
+
+
+def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None, wrap_exception=False):
+    """``multiprocessing.pool.worker``, the standard pool's process loop: not plait's.
+
+    Raises ``NotImplementedError``: plait's workers read chunks from a pipe of their own
+    (``worker_main``), not tasks from the standard pool's queues.
+    """
+    raise NotImplementedError(
+        "multiprocessing.pool.worker is the loop of the standard pool's processes over its "
+        "task queues; plait's pool runs its own workers (plait.pool.worker.worker_main): "
+        "use plait.multiprocessing.Pool to run tasks"
+    )
+
+
 def _reader(conn, inbox: deque, ready: threading.Semaphore) -> None:
     """Drain ``conn`` into ``inbox`` until the scheduler says exit or goes away."""
     while True:
@@ -149,6 +199,8 @@ def _reader(conn, inbox: deque, ready: threading.Semaphore) -> None:
 
 def _picklable(values: list, errors: list | None) -> list:
     """Replace each value that does not pickle by ``None`` and a ``MaybeEncodingError``."""
+    from plait.pool.errors import MaybeEncodingError  # noqa: PLC0415 - see above
+
     errors = list(errors or ())
     for i, value in enumerate(values):
         try:

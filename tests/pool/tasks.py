@@ -131,3 +131,37 @@ def log_and_kill_on(x, path, victim):
 
 def breaks_on_load_at_150(x):
     return BreaksOnLoad() if x == 150 else x
+
+
+class SayWhenError(ValueError):
+    """What ``raise_at`` raises: an input iterator's own error."""
+
+
+def raise_at(total, when):
+    """Yield ``0 .. total-1``, but raise ``SayWhenError`` when ``when`` is reached."""
+    for i in range(total):
+        if i == when:
+            raise SayWhenError(f"the input raised at {when}")
+        yield i
+
+
+class Counted:
+    """An object that counts its live instances in this process (``Counted.alive``)."""
+
+    alive = 0
+
+    def __new__(cls):  # unpickled copies count too: they are made by __new__ alone
+        cls.alive += 1
+        return super().__new__(cls)
+
+    def __del__(self) -> None:
+        type(self).alive -= 1
+
+
+def nested_pool_sum(face_name, n):
+    """Run a pool of 2 inside this worker; return the sum of the squares of ``range(n)``."""
+    import importlib  # noqa: PLC0415 - the face the test chose
+
+    face = importlib.import_module(face_name)
+    with face.Pool(2) as pool:
+        return sum(pool.map(square, range(n)))

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import multiprocessing
 import multiprocessing.pool
+import pickle
+import types
+import warnings
+import weakref
 
 import pytest
 
 import plait.multiprocessing.pool
 from plait.pool import TimeoutError as PlaitTimeoutError
+from tests.conftest import wait_until
 from tests.pool import tasks
 
 FACES = [
@@ -156,6 +163,53 @@ def test_initializer_and_maxtasksperchild(face, request):
         p.join()
 
 
+def consume(iterator) -> list:
+    """What a caller sees of ``iterator``: its values, then ``"raised"`` if it raised."""
+    seen = []
+    try:
+        for value in iterator:
+            seen.append(value)
+    except tasks.SayWhenError:
+        seen.append("raised")
+    return seen
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.parametrize("kind", ["Pool", "ThreadPool"])
+@pytest.mark.timeout(60)
+def test_imap_over_an_input_that_raises(face, kind, request):
+    # The error reaches the caller in place of the chunk the input raised in: the
+    # items of that chunk read before the error never run.
+    check_leaks(request, face)
+    with getattr(face, kind)(2) as p:
+        assert consume(p.imap(tasks.square, tasks.raise_at(1, 0), 1)) == ["raised"]
+        assert consume(p.imap(tasks.square, tasks.raise_at(10, 3), 1)) == [0, 1, 4, "raised"]
+        assert consume(p.imap(tasks.square, tasks.raise_at(20, 7), 2)) == [
+            *[0, 1, 4, 9, 16, 25],
+            "raised",
+        ]
+        assert consume(p.imap(tasks.square, tasks.raise_at(20, 7), 4)) == [0, 1, 4, 9, "raised"]
+        seen = consume(p.imap_unordered(tasks.square, tasks.raise_at(20, 7), 2))
+        assert seen[-1] == "raised"  # in any place among the results: unordered
+        assert set(seen[:-1]) <= {0, 1, 4, 9, 16, 25}
+        with pytest.raises(tasks.SayWhenError):
+            p.map(tasks.square, tasks.raise_at(10, 3))
+        assert p.map(tasks.square, range(3)) == [0, 1, 4]  # the pool goes on
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.timeout(60)
+def test_maxtasksperchild_pool_closed_before_its_work_is_done(face, request):
+    # Each worker takes one task, exits and is replaced, after close() too: join()
+    # returns once all six ran.
+    check_leaks(request, face)
+    p = face.Pool(3, maxtasksperchild=1)
+    results = [p.apply_async(tasks.sleep_return, (0.1, i)) for i in range(6)]
+    p.close()
+    p.join()
+    assert [r.get(30) for r in results] == list(range(6))
+
+
 @pytest.mark.parametrize("face", FACES)
 @pytest.mark.timeout(60)
 def test_thread_pool(face, request):
@@ -172,6 +226,146 @@ def test_thread_pool(face, request):
         p.close()
         p.join()
     assert unpicklable == [1]
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.parametrize("kind", ["Pool", "ThreadPool"])
+@pytest.mark.timeout(60)
+def test_a_task_s_arguments_and_results_are_freed_once_the_caller_has_them(face, kind, request):
+    check_leaks(request, face)
+    with getattr(face, kind)(2) as p:
+        objs = [tasks.Counted() for _ in range(10)]
+        refs = [weakref.ref(o) for o in objs]
+        p.map(tasks.identity, objs)
+        del objs
+        gc.collect()
+        # The workers drop them after delivering their results, maybe just after.
+        assert wait_until(lambda: all(r() is None for r in refs), 10)
+        assert tasks.Counted.alive == 0
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.parametrize("kind", ["Pool", "ThreadPool"])
+@pytest.mark.timeout(60)
+def test_the_standard_pool_s_internals_that_programs_read(face, kind, request):
+    check_leaks(request, face)
+    p = getattr(face, kind)(3)
+    assert p._state == face.RUN
+    workers = p._pool
+    assert len(workers) == 3 and all(w.is_alive() for w in workers)
+    if kind == "Pool":
+        assert len({w.pid for w in workers}) == 3
+    p._repopulate_pool()  # nothing to replace: the same workers
+    assert len(p._pool) == 3
+    p.close()
+    assert p._state == face.CLOSE
+    p.join()
+    p.terminate()
+    assert p._state == face.TERMINATE
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.timeout(60)
+def test_maxtasksperchild_workers_are_replaced(face, request):
+    check_leaks(request, face)
+    p = face.Pool(2, maxtasksperchild=5)
+    first = {w.pid for w in p._pool}
+    assert p.map(tasks.square, range(40), chunksize=1) == [x * x for x in range(40)]
+    p._repopulate_pool()
+    assert wait_until(lambda: len(p._pool) == 2 and all(w.is_alive() for w in p._pool), 10)
+    assert not first & {w.pid for w in p._pool}
+    p.close()
+    p.join()
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.parametrize("kind", ["Pool", "ThreadPool"])
+@pytest.mark.timeout(60)
+def test_a_running_pool_dropped_warns_like_the_standard_one(face, kind, request):
+    check_leaks(request, face)
+    p = getattr(face, kind)(1)
+    p.terminate()
+    p.join()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del p
+        gc.collect()
+    assert not caught  # a pool that was terminated says nothing
+    p = getattr(face, kind)(1)
+    p.terminate()
+    p.join()
+    p._state = face.RUN  # as CPython's test_resource_warning does
+    with pytest.warns(ResourceWarning, match="unclosed running multiprocessing pool"):
+        del p
+        gc.collect()
+
+
+def nestable_pools(face) -> list:
+    """The two known recipes for pools whose workers may start pools: non-daemonic
+    workers made by a context, or by the pool's ``Process`` hook."""
+    mp = multiprocessing if face is multiprocessing.pool else plait.multiprocessing
+
+    class NoDaemonProcess(mp.get_context("fork").Process):
+        @property
+        def daemon(self):
+            return False
+
+        @daemon.setter
+        def daemon(self, value):
+            pass
+
+    class NoDaemonContext(type(mp.get_context("fork"))):
+        Process = NoDaemonProcess
+
+    class NestablePool(face.Pool):
+        @staticmethod
+        def Process(ctx, *args, **kwds):
+            return NoDaemonProcess(*args, **kwds)
+
+    return [face.Pool(2, context=NoDaemonContext()), NestablePool(2)]
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.timeout(60)
+def test_the_pool_s_context_or_process_hook_makes_its_workers(face, request):
+    check_leaks(request, face)
+    name = "multiprocessing" if face is multiprocessing.pool else "plait.multiprocessing"
+    for pool in nestable_pools(face):
+        with pool as p:
+            assert p.map(functools.partial(tasks.nested_pool_sum, name), [3, 4]) == [5, 14]
+            p.close()
+            p.join()
+    with face.Pool(1) as p:  # the default workers are daemonic: no pool inside them
+        with pytest.raises(AssertionError, match="daemonic processes"):
+            p.apply(tasks.nested_pool_sum, (name, 3))
+
+
+def test_face_has_every_public_name_of_the_standard_module():
+    face, standard = plait.multiprocessing.pool, multiprocessing.pool
+    names = {
+        n
+        for n in dir(standard)
+        if not n.startswith("_") and not isinstance(getattr(standard, n), types.ModuleType)
+    }
+    assert names <= set(face.__all__)
+    for name in ("INIT", "RUN", "CLOSE", "TERMINATE"):
+        assert getattr(face, name) == getattr(standard, name)
+    assert face.TimeoutError is multiprocessing.TimeoutError
+    for m in (face, standard):
+        assert m.mapstar((tasks.square, [1, 2])) == [1, 4]
+        assert m.starmapstar((tasks.add, [(1, 2), (3, 4)])) == [3, 7]
+        assert isinstance(next(m.job_counter), int)
+        try:
+            raise ValueError("sent with its traceback")
+        except ValueError as exc:
+            wrapped = m.ExceptionWithTraceback(exc, exc.__traceback__)
+        rebuilt = pickle.loads(pickle.dumps(wrapped))
+        assert type(rebuilt) is ValueError
+        assert isinstance(rebuilt.__cause__, standard.RemoteTraceback)
+        assert "sent with its traceback" in str(rebuilt.__cause__)
+        assert str(m.rebuild_exc(KeyError("k"), "tb").__cause__) == "tb"
+    with pytest.raises(NotImplementedError, match="plait.multiprocessing.Pool"):
+        face.worker(None, None)
 
 
 def test_plait_timeout_error_is_every_standard_timeout():

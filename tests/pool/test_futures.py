@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import concurrent.futures.process
+import concurrent.futures.thread
+import gc
 import os
 import signal
+import warnings
 
 import pytest
 
 import plait.futures
-from plait.futures import TimeoutError, WorkerLostError
+from plait.futures import WorkerLostError
+from plait.pool.errors import TimeoutError
 from tests.conftest import wait_until
 from tests.pool import tasks
 
@@ -128,3 +133,113 @@ def test_task_timeout_stops_the_task(no_leaks):
         assert fast.result(30) == 16
     with pytest.raises(ValueError):
         plait.futures.ProcessPoolExecutor(1, task_timeout=-1)
+
+
+def test_the_face_has_the_whole_standard_namespace():
+    standard = concurrent.futures
+    names = [*standard.__all__, "InvalidStateError"]
+    executors = {"ProcessPoolExecutor", "ThreadPoolExecutor"}
+    for name in names:
+        if name not in executors:  # the standard objects: futures, helpers, errors
+            assert getattr(plait.futures, name) is getattr(standard, name), name
+    assert plait.futures.process.BrokenProcessPool is standard.process.BrokenProcessPool
+    assert plait.futures.thread.BrokenThreadPool is standard.thread.BrokenThreadPool
+    assert plait.futures.process.ProcessPoolExecutor is plait.futures.ProcessPoolExecutor
+    assert plait.futures.thread.ThreadPoolExecutor is plait.futures.ThreadPoolExecutor
+    with pytest.raises(AttributeError, match="plait's executor has none"):
+        plait.futures.process.EXTRA_QUEUED_CALLS  # noqa: B018 - the lookup is the test
+    # plait's own errors are caught by the standard names
+    assert issubclass(TimeoutError, plait.futures.TimeoutError)
+    assert issubclass(WorkerLostError, plait.futures.process.BrokenProcessPool)
+
+
+@pytest.mark.parametrize(
+    "face", [pytest.param(concurrent.futures, id="std"), pytest.param(plait.futures, id="plait")]
+)
+@pytest.mark.timeout(60)
+def test_executors_are_the_standard_classes_for_asyncio(face, request):
+    if face is plait.futures:
+        request.getfixturevalue("no_leaks")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(face.ThreadPoolExecutor(2))
+        in_thread = await loop.run_in_executor(None, tasks.add, 2, 3)
+        with face.ProcessPoolExecutor(2) as ex:
+            in_process = await loop.run_in_executor(ex, tasks.square, 7)
+        return in_thread, in_process
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert asyncio.run(main()) == (5, 49)
+    for cls in (face.ThreadPoolExecutor, face.ProcessPoolExecutor):
+        assert issubclass(cls, getattr(concurrent.futures, cls.__name__))
+        assert issubclass(cls, concurrent.futures.Executor)
+
+
+def test_the_standard_executors_internals_say_they_are_not_plait_s():
+    with plait.futures.ThreadPoolExecutor(1) as ex:
+        assert ex._max_workers == 1
+        with pytest.raises(NotImplementedError, match="_adjust_thread_count is an internal"):
+            ex._adjust_thread_count()
+    with plait.futures.ProcessPoolExecutor(1) as ex:
+        assert ex._max_workers == 1
+        with pytest.raises(NotImplementedError, match="_spawn_process is an internal"):
+            ex._spawn_process()
+
+
+@pytest.mark.parametrize(
+    "cls, broken",
+    [
+        pytest.param(concurrent.futures.ThreadPoolExecutor, "thread", id="std-thread"),
+        pytest.param(plait.futures.ThreadPoolExecutor, "thread", id="plait-thread"),
+        pytest.param(concurrent.futures.ProcessPoolExecutor, "process", id="std-process"),
+        pytest.param(plait.futures.ProcessPoolExecutor, "process", id="plait-process"),
+    ],
+)
+@pytest.mark.timeout(60)
+def test_a_failing_initializer_raises_the_standard_broken_pool_error(cls, broken, request):
+    check_leaks(request, cls)
+    error = {
+        "thread": concurrent.futures.thread.BrokenThreadPool,
+        "process": concurrent.futures.process.BrokenProcessPool,
+    }[broken]
+    ex = cls(1, initializer=tasks.broken_initializer)
+    try:
+        with pytest.raises(error):
+            ex.submit(tasks.square, 3).result(30)
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        pytest.param(concurrent.futures.ProcessPoolExecutor, id="std-process"),
+        pytest.param(plait.futures.ProcessPoolExecutor, id="plait-process"),
+    ],
+)
+@pytest.mark.timeout(60)
+def test_a_killed_worker_raises_broken_process_pool(cls, request, tmp_path):
+    check_leaks(request, cls)
+    path = str(tmp_path / "pid")
+    with cls(1) as ex:
+        victim = ex.submit(tasks.report_pid_and_sleep, path, 30)
+        assert wait_until(lambda: os.path.exists(path) and os.path.getsize(path) > 0)
+        with open(path) as f:
+            os.kill(int(f.read()), signal.SIGKILL)
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            victim.result(30)
+
+
+@pytest.mark.parametrize("cls", EXECUTORS)
+@pytest.mark.timeout(60)
+def test_an_executor_dropped_without_shutdown_says_nothing(cls, request):
+    check_leaks(request, cls)
+    ex = cls(1)
+    assert ex.submit(tasks.square, 5).result(30) == 25
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del ex
+        gc.collect()
+    assert not caught
