@@ -364,3 +364,32 @@ def test_standard_locks_queues_and_pipes_work_in_plait_children(tmp_path, method
     assert output.startswith("through a standard queue through a standard pipe\n0\n")
     if method != "fork":
         assert "created in a fork context is being shared with a process in a spawn" in output
+
+
+MISSING_FD = """
+import os
+import sys
+import {module} as multiprocessing
+from {module} import reduction
+
+
+def write_byte(conn):
+    os.write(conn.fileno(), b"\\0")
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    here, there = multiprocessing.Pipe()
+    p = multiprocessing.Process(target=write_byte, args=(there,))
+    p.start()
+    try:
+        reduction.recv_handle(here)
+    except RuntimeError:
+        print("RuntimeError")
+    p.join(30)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_recv_handle_without_an_fd_raises(tmp_path):
+    assert run_on_both(tmp_path, MISSING_FD, "fork", timeout=50) == "RuntimeError\n"

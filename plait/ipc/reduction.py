@@ -9,8 +9,9 @@
   dup'd on creation, sent beside the message (``SCM_RIGHTS``, or inherited by a child
   under spawn and forkserver), and ``detach()`` gives the receiver its own fd. Like every
   fd-owning object it can only be pickled while its fd travels with it.
-- ``send_handle(conn, fd, pid)`` and ``recv_handle(conn)`` move one fd through a plait
-  ``Connection``; ``sendfds``/``recvfds`` through a Unix socket.
+- ``send_handle(conn, fd, pid)`` and ``recv_handle(conn)`` move one fd through a
+  ``Connection`` over a Unix socket, beside its messages as ``multiprocessing`` does;
+  ``sendfds``/``recvfds`` through a Unix socket.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 import array
 import copyreg
 import io
+import os
 import pickle
+import select
 import socket
 import sys
 from typing import Any
@@ -74,25 +77,39 @@ def dump(obj: Any, file: Any, protocol: int | None = None) -> None:
     ForkingPickler(file, protocol).dump(obj)
 
 
-def send_handle(conn: Any, handle: int, destination_pid: int | None = None) -> None:
-    """Send a duplicate of the fd ``handle`` through the plait ``Connection`` ``conn``.
+def _socket_of(conn: Any) -> socket.socket:
+    """A socket object on a dup of ``conn``'s fd (its file status flags are shared)."""
+    return socket.socket(fileno=os.dup(conn.fileno()))
 
-    Blocks like ``conn.send``; raises ``pickle.PicklingError`` if ``conn`` is not over a
-    Unix socket (an fd cannot cross TCP).
+
+def _wait(sock: socket.socket, events: int, timeout: float | None) -> None:
+    poller = select.poll()
+    poller.register(sock, events)
+    if not poller.poll(None if timeout is None else max(0, int(timeout * 1000))):
+        raise TimeoutError(f"no file descriptor arrived within {timeout} seconds")
+
+
+def send_handle(conn: Any, handle: int, destination_pid: int | None = None) -> None:
+    """Send a duplicate of the fd ``handle`` through ``conn`` (over a Unix socket).
+
+    As in ``multiprocessing``, the fd travels beside one byte of its own, outside the
+    connection's messages: the peer must take it with ``recv_handle``. Blocks while the
+    peer's buffer is full.
     """
-    conn.send(DupFd(handle))
+    with _socket_of(conn) as sock:
+        _wait(sock, select.POLLOUT, None)
+        sendfds(sock, [handle])
 
 
 def recv_handle(conn: Any, *, timeout: float | None = None) -> int:
     """Receive an fd sent with ``send_handle``; the caller owns it.
 
-    Blocks up to ``timeout`` (``None``: no limit); raises what ``conn.recv`` raises, and
-    ``TypeError`` if the message was not an fd.
+    Blocks up to ``timeout`` (``None``: no limit, then ``TimeoutError``); raises
+    ``RuntimeError`` if data came without an fd, ``EOFError`` if the peer is gone.
     """
-    received = conn.recv(timeout=timeout)
-    if not isinstance(received, DupFd):
-        raise TypeError(f"recv_handle() expected an fd, got a {type(received).__name__}")
-    return received.detach()
+    with _socket_of(conn) as sock:
+        _wait(sock, select.POLLIN, timeout)
+        return recvfds(sock, 1)[0]
 
 
 def sendfds(sock: socket.socket, fds: list[int]) -> None:
