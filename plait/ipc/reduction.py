@@ -78,8 +78,12 @@ def dump(obj: Any, file: Any, protocol: int | None = None) -> None:
 
 
 def _socket_of(conn: Any) -> socket.socket:
-    """A socket object on a dup of ``conn``'s fd (its file status flags are shared)."""
-    return socket.socket(fileno=os.dup(conn.fileno()))
+    """A socket object on a dup of ``conn``'s fd. The dup shares the connection's file
+    status flags, which a ``socket.setdefaulttimeout()`` would make non-blocking: a
+    ``Connection`` is blocking, so it is put back so."""
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    sock.setblocking(True)
+    return sock
 
 
 def _wait(sock: socket.socket, events: int, timeout: float | None) -> None:

@@ -106,6 +106,10 @@ class ForkServerChild(ChildHandle):
         payload, collector = dumps_payload(process_obj, self.method)
         self._holds_lifeline = bool(process_obj.daemon)
         mine, theirs = socket.socketpair()
+        # socket.setdefaulttimeout() makes new sockets non-blocking; these are read with
+        # plain blocking reads (here, in the server and in the child).
+        mine.setblocking(True)
+        theirs.setblocking(True)
         try:
             lifeline_fds = [lifeline.reader()] if self._holds_lifeline else []
             try:
@@ -188,6 +192,8 @@ def _ensure_server() -> socket.socket:
         if _control is not None:
             return _control
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        mine.setblocking(True)  # as above: a default timeout must not reach the server
+        theirs.setblocking(True)
         fd = theirs.fileno()
         try:
             argv = child_command(f"from plait.process.forkserver import serve;serve({fd})")
