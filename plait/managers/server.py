@@ -9,7 +9,14 @@ sentinel (when it runs in a manager's child) and the connections it serves itsel
 A new connection first gets a thread of its own, which runs the HMAC handshake of
 ``plait.ipc.auth`` (both ways, under a deadline, before a byte is unpickled; a wrong key
 or garbage ends only that thread) and reads the client's *hello* (its session id). The
-loop never waits for a handshake, so a silent or slow client cannot delay others.
+loop never waits for a handshake, so a silent or slow client cannot delay others. A
+connection whose first message is a request instead (``dispatch()`` on a bare
+``Client``, as programs written for the standard library do) is a session of its own,
+served by that thread until it closes.
+
+Messages are pickles, or XML-RPC documents for a server made with
+``serializer='xmlrpclib'`` (``serializers``: the listener's connections translate; the
+server's code sees the same tuples either way).
 
 Then the connection is served in one of two ways:
 
@@ -118,17 +125,19 @@ from typing import Any
 
 from plait._core.framing import MAX_MESSAGE_SIZE, SpinBudget
 from plait.ipc import auth
-from plait.ipc.listener import HANDSHAKE_TIMEOUT, Listener
+from plait.ipc.listener import HANDSHAKE_TIMEOUT
 from plait.managers import proxy as _proxy
 from plait.managers import rings
 from plait.managers.proxy import (
     ERROR,
     PROXY,
     RETURN,
+    NotExposedError,
     RemoteError,
     format_remote_traceback,
     public_methods,
 )
+from plait.managers.serializers import check_serializer, listener_client
 from plait.threads import (
     Barrier,
     BoundedSemaphore,
@@ -148,7 +157,7 @@ _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
 # Objects whose every method returns at once: the loop serves them without a thread.
 _INLINE_TYPES = (dict, list, array.array)
 _INLINE_REQUESTS = frozenset(
-    {"dummy", "number_of_objects", "get_methods", "shutdown", "statistics"}
+    {"dummy", "number_of_objects", "debug_info", "get_methods", "shutdown", "statistics"}
 )
 
 
@@ -297,9 +306,17 @@ class _LocalClient(_proxy._Client):
 class Server:
     """Serves the objects of ``registry`` at ``address`` to clients holding ``authkey``.
 
-    ``registry`` maps a typeid to ``(callable, exposed, method_to_typeid, proxytype)``.
-    Raises ``OSError`` naming the address when it cannot listen there.
+    ``registry`` maps a typeid to ``(callable, exposed, method_to_typeid, proxytype)``;
+    ``serializer`` is a key of ``listener_client`` (``'pickle'``, ``'xmlrpclib'``).
+    Raises ``OSError`` naming the address when it cannot listen there, ``ValueError``
+    for an unknown serializer.
+
+    A subclass adds requests of its own (``dispatch(conn, None, name, args)``) by
+    naming them in ``public`` and defining ``name(self, session, *args)``; they run in
+    the loop, so they must return at once.
     """
+
+    public: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -313,10 +330,12 @@ class Server:
     ) -> None:
         if not isinstance(authkey, bytes):
             raise TypeError("authkey should be a byte string")
+        check_serializer(serializer)
         self.registry = registry
         self.authkey = authkey
         self.serializer = serializer
-        self.listener = Listener(address, backlog=128, max_message_size=max_message_size)
+        listener = listener_client[serializer][0]
+        self.listener = listener(address, backlog=128, max_message_size=max_message_size)
         self.address = self.listener.address
         self.objects: dict[int, tuple] = {}
         self.refs: dict[int, int] = {}
@@ -344,7 +363,6 @@ class Server:
         self._ring_requests = 0  # entries the ring thread took (statistics)
         self._ring_thread: threading.Thread | None = None
         self.local_client = _LocalClient(self)
-        _proxy._local_servers[self.address] = self
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -353,6 +371,10 @@ class Server:
 
         Blocks the calling thread for the server's whole life.
         """
+        # Proxies unpickled here (in requests) call this server directly from now on;
+        # not before: a server made and never run (``get_server()``) must not shadow
+        # a later one at the same address.
+        _proxy._local_servers[self.address] = self
         poller = select.poll()
         listen_fd = self.listener.fileno()
         poller.register(listen_fd, select.POLLIN)
@@ -522,6 +544,17 @@ class Server:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
+    def debug_info(self) -> str:
+        """One line per object held: its id, holders and the start of its ``str``."""
+        with self.lock:
+            entries = [
+                (ident, self.refs.get(ident, 0), entry[0])
+                for ident, entry in sorted(self.objects.items())
+            ]
+        return "\n".join(
+            f"  {ident}:       refcount={refs}\n    {str(obj)[:75]}" for ident, refs, obj in entries
+        )
+
     def statistics(self) -> dict[str, int]:
         """A snapshot: objects, client sessions, connections served by the loop, threads
         serving connections, connections with rings, inbox entries taken."""
@@ -547,6 +580,15 @@ class Server:
                 )
                 hello = conn.recv(timeout=HANDSHAKE_TIMEOUT)
             except Exception:  # wrong key, garbage, silence, a hello that does not unpickle
+                return
+            if type(hello) is tuple and len(hello) == 5:
+                # No hello: a connection of ``dispatch()``, a session of its own,
+                # served by this thread.
+                sid = os.urandom(12)
+                session = self._join(sid)
+                self.current.session = session
+                if self._answer(conn, _checked(hello), session):
+                    self._serve(conn, session)
                 return
             if not (isinstance(hello, tuple) and len(hello) in (2, 4) and hello[0] == "#hello"):
                 return
@@ -802,7 +844,7 @@ class Server:
                 return True if _makes_inline(make) or make in _QUICK_MAKERS else _ONCE
             if method == "batch":
                 return all(self._inline(i, m, a) is True for i, m, a, _ in args)
-            return method in _INLINE_REQUESTS
+            return method in _INLINE_REQUESTS or method in self.public
         except Exception:
             return False  # a malformed request: a thread will answer it with the error
 
@@ -823,7 +865,7 @@ class Server:
                     return RETURN, obj
                 if method == "__repr__" or method == "__str__":
                     return RETURN, getattr(obj, method)()
-                raise AttributeError(
+                raise NotExposedError(
                     f"method {method!r} of {typeid!r} object is not exposed "
                     f"(exposed: {', '.join(sorted(exposed))})"
                 )
@@ -843,13 +885,21 @@ class Server:
                 return RETURN, [call(i, m, a, k, session) for i, m, a, k in args]
             if method == "create":
                 typeid, cargs, ckwds = args
-                return RETURN, self.create(session, typeid, *cargs, **ckwds)
+                try:
+                    return RETURN, self.create(session, typeid, *cargs, **ckwds)
+                except Exception as exc:  # as the standard library: RemoteError, its text
+                    tb = format_remote_traceback(exc)
+                    return ERROR, (RemoteError(tb.lstrip("\n")), tb)
             if method == "get_methods":
                 return RETURN, sorted(self.objects[args[0]][1])
             if method == "dummy" or method == "shutdown":
                 return RETURN, None
             if method == "number_of_objects":
                 return RETURN, len(self.objects)
+            if method == "debug_info":
+                return RETURN, self.debug_info()
+            if method in self.public:
+                return RETURN, getattr(self, method)(session, *args)
             if method == "statistics":
                 return RETURN, self.statistics()
             raise RemoteError(f"unknown request {method!r} to the manager at {self.address!r}")

@@ -1,9 +1,14 @@
 """Drop-in face of ``multiprocessing.managers``: ``from plait.multiprocessing import managers``.
 
-Re-exports only; the code and its explanation live in ``plait.managers``.
+Re-exports only; the code and its explanation live in ``plait.managers``. Every public
+name of the standard module is here except the modules it happens to import (``os``,
+``util``...) and ``format_exc``/``getpid``; ``get_spawning_popen`` raises an error that
+says what to use on plait.
 """
 
+from plait._core.errors import ProcessError
 from plait.managers import (
+    HAS_SHMEM,
     AcquirerProxy,
     Array,
     ArrayProxy,
@@ -11,6 +16,7 @@ from plait.managers import (
     BarrierProxy,
     BaseListProxy,
     BaseManager,
+    BasePoolProxy,
     BaseProxy,
     ConditionProxy,
     DictProxy,
@@ -21,15 +27,25 @@ from plait.managers import (
     Namespace,
     NamespaceProxy,
     PoolProxy,
+    ProcessLocalSet,
     RebuildProxy,
     RemoteError,
     Server,
+    SharedMemoryManager,
+    SharedMemoryServer,
     State,
     SyncManager,
     Token,
     Value,
     ValueProxy,
+    all_methods,
+    convert_to_error,
+    dispatch,
+    get_spawning_popen,
+    listener_client,
     public_methods,
+    rebuild_as_list,
+    reduce_array,
 )
 
 __all__ = [
@@ -40,23 +56,36 @@ __all__ = [
     "BarrierProxy",
     "BaseListProxy",
     "BaseManager",
+    "BasePoolProxy",
     "BaseProxy",
     "ConditionProxy",
     "DictProxy",
     "EventProxy",
+    "HAS_SHMEM",
     "IteratorProxy",
     "ListProxy",
     "MakeProxyType",
     "Namespace",
     "NamespaceProxy",
     "PoolProxy",
+    "ProcessError",
+    "ProcessLocalSet",
     "RebuildProxy",
     "RemoteError",
     "Server",
+    "SharedMemoryManager",
+    "SharedMemoryServer",
     "State",
     "SyncManager",
     "Token",
     "Value",
     "ValueProxy",
+    "all_methods",
+    "convert_to_error",
+    "dispatch",
+    "get_spawning_popen",
+    "listener_client",
     "public_methods",
+    "rebuild_as_list",
+    "reduce_array",
 ]

@@ -95,7 +95,7 @@ def test_tcp_needs_a_key_and_errors_name_the_cause():
     with pytest.raises(ValueError, match="authkey"):
         SyncManager(address=("127.0.0.1", 0), authkey=b"")
     with pytest.raises(ValueError, match="serializer"):
-        SyncManager(serializer="xmlrpclib")
+        SyncManager(serializer="json")
     with pytest.raises(ValueError, match="'Counter'"):
         CounterManager.register("Counter", targets.Counter)
     listener = socket.socket()
