@@ -350,10 +350,15 @@ class BaseManager:
             self._state.value = State.SHUTDOWN
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the server process to end (``timeout`` seconds; None: forever)."""
+        """Wait for the server process to end (``timeout`` seconds; None: forever).
+
+        Once it has ended, the manager forgets it (``_process`` is None), as the
+        standard library's does."""
         process = self._process
         if process is not None:
             process.join(timeout)
+            if not process.is_alive():
+                self._server_process = self._state.ended = None
 
     def _ask(self, request: str) -> Any:
         client = client_for(self._address, self._authkey, self._serializer)

@@ -117,17 +117,18 @@ class ProcessLocalSet(set):
 
     def __init__(self) -> None:
         super().__init__()
-        _process_local_sets.add(self)
+        _process_local_sets[id(self)] = self
 
     def __reduce__(self):
         return type(self), ()
 
 
-_process_local_sets: weakref.WeakSet = weakref.WeakSet()
+# By id: a set is not hashable.
+_process_local_sets: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def _clear_process_local_sets() -> None:
-    for s in list(_process_local_sets):
+    for s in list(_process_local_sets.values()):
         s.clear()
 
 
