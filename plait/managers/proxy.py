@@ -44,9 +44,14 @@ when the block ends (or every ``BATCH_LIMIT`` calls); the server answers with on
 message holding all results. Many small calls then cost one round trip.
 
 Errors: an exception raised by the method on the server is raised by the call, with the
-server's traceback as its ``__cause__`` (``RemoteTraceback``). A server that is gone
-(shut down, killed) makes every later call raise ``ManagerGoneError`` naming the
-address, the typeid and the method.
+server's traceback as its ``__cause__`` (``RemoteTraceback``). As in the standard
+library, a method that is not exposed raises ``RemoteError`` (here ``NotExposedError``,
+an ``AttributeError`` too), and so does a ``create`` whose callable failed (its text
+is the server's traceback). A server that is gone (shut down, killed) makes every
+later call raise ``ManagerGoneError`` naming the address, the typeid and the method.
+
+Connections come from ``serializers.listener_client[serializer]``: pickles, or
+XML-RPC documents for ``serializer='xmlrpclib'`` (no rings then).
 """
 
 from __future__ import annotations

@@ -311,12 +311,23 @@ class Server:
     Raises ``OSError`` naming the address when it cannot listen there, ``ValueError``
     for an unknown serializer.
 
-    A subclass adds requests of its own (``dispatch(conn, None, name, args)``) by
-    naming them in ``public`` and defining ``name(self, session, *args)``; they run in
-    the loop, so they must return at once.
+    ``public`` lists the requests of the server itself (``dispatch(conn, None, name,
+    args)``). A subclass adds its own as the standard library's do (``public =
+    Server.public + ['name']``) and defines ``name(self, session, *args)`` (the client's
+    session where the standard library passes its connection); they run in the loop,
+    so they must return at once.
     """
 
-    public: tuple[str, ...] = ()
+    public: list[str] = [  # noqa: RUF012 - a class attribute subclasses extend, as the standard's
+        "shutdown",
+        "create",
+        "batch",
+        "get_methods",
+        "debug_info",
+        "number_of_objects",
+        "dummy",
+        "statistics",
+    ]
 
     def __init__(
         self,
@@ -898,10 +909,10 @@ class Server:
                 return RETURN, len(self.objects)
             if method == "debug_info":
                 return RETURN, self.debug_info()
-            if method in self.public:
-                return RETURN, getattr(self, method)(session, *args)
             if method == "statistics":
                 return RETURN, self.statistics()
+            if method in self.public:
+                return RETURN, getattr(self, method)(session, *args)
             raise RemoteError(f"unknown request {method!r} to the manager at {self.address!r}")
         except Exception as exc:
             return ERROR, (exc, format_remote_traceback(exc))

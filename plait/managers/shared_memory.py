@@ -37,7 +37,7 @@ HAS_SHMEM = True  # as the standard module's flag: this platform has shared memo
 class SharedMemoryServer(Server):
     """A ``Server`` that also holds shared memory blocks and unlinks them when it stops."""
 
-    public = ("track_segment", "release_segment", "list_segments")
+    public = Server.public + ["track_segment", "release_segment", "list_segments"]
 
     def __init__(self, *args: Any, **kwds: Any) -> None:
         super().__init__(*args, **kwds)
