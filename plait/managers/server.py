@@ -367,7 +367,9 @@ class Server:
         self._watch_parent = watch_parent
         self._spin = SpinBudget()  # the loop's spin before it blocks in poll
         self._stopping = False
-        self._wake_r, self._wake_w = os.pipe()
+        # The loop's wake-up pipe, made by serve_forever (a server made and never run,
+        # as ``get_server()``'s can be, holds no fds but its listener's).
+        self._wake_r = self._wake_w = -1
         # The rings of local clients (rings.py), made for the first one that asks.
         self._inbox: tuple | None = None  # (Ring, its _Block)
         self._links: dict[bytes, _Served] = {}  # by token
@@ -386,6 +388,7 @@ class Server:
         # not before: a server made and never run (``get_server()``) must not shadow
         # a later one at the same address.
         _proxy._local_servers[self.address] = self
+        self._wake_r, self._wake_w = os.pipe()
         poller = select.poll()
         listen_fd = self.listener.fileno()
         poller.register(listen_fd, select.POLLIN)
@@ -445,6 +448,8 @@ class Server:
             inbox[0].put(rings.PLAIN, (bytes(rings.TOKEN_SIZE),), False)
 
     def _wake(self) -> None:
+        if self._wake_w < 0:
+            return  # not serving (yet, or any more): nobody to wake
         try:
             os.write(self._wake_w, b"x")
         except OSError:
@@ -552,8 +557,10 @@ class Server:
         del objects  # referents die here, outside the lock
         if _proxy._local_servers.get(self.address) is self:
             del _proxy._local_servers[self.address]
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        wake_r, wake_w = self._wake_r, self._wake_w
+        self._wake_r = self._wake_w = -1  # never write to a number the system reuses
+        os.close(wake_r)
+        os.close(wake_w)
 
     def debug_info(self) -> str:
         """One line per object held: its id, holders and the start of its ``str``."""

@@ -7,12 +7,14 @@ process holds it, and its name lets others attach while it does. The manager's s
 is the holder of last resort: ``smm.SharedMemory(size)`` and ``smm.ShareableList(seq)``
 make the block in the calling process, as the standard library does, then ask the
 server to *track* it (``track_segment``), and the server attaches it, so the block
-outlives its creator's ``close()`` (and its creator). When the server stops, for any
-reason (``shutdown()``, the ``with`` block's end, the parent's death), it *unlinks*
-every block it tracks, then drops its hold: later attaches by name raise
+outlives its creator's ``close()`` (and its creator). When the server stops
+(``shutdown()``, the ``with`` block's end, the parent's death), it *unlinks* every
+block it tracks, then drops its hold: later attaches by name raise
 ``FileNotFoundError``, processes that have a block keep using it until they close it,
-and the kernel frees the memory with its last holder. Nothing is ever left in
-``/dev/shm``, even after ``kill -9`` of the server or of everyone.
+and the kernel frees the memory with its last holder. A server killed outright
+(SIGKILL) unlinks nothing, but drops its hold all the same: a block stays attachable
+while some process holds it, and goes with the last. Nothing is ever left in
+``/dev/shm``.
 
 ``release_segment`` unlinks one block early; ``list_segments`` names those tracked.
 They are requests of the server itself (``dispatch(conn, None, 'list_segments')``).

@@ -39,7 +39,7 @@ def shared_memory_module(family):
     return importlib.import_module(family.mp.__name__ + ".shared_memory")
 
 
-def test_xmlrpclib_serializer_carries_what_xml_rpc_carries(family):
+def test_xmlrpclib_serializer_carries_what_xml_rpc_carries(family, plait_no_leaks):
     QueueManager = queue_manager_class(family)
     ctx = fork_context(family)
     authkey = os.urandom(16)
@@ -135,7 +135,7 @@ def test_a_failing_create_raises_remote_error(family):
             manager.Pool(-1)
 
 
-def test_restart_at_the_same_address(family):
+def test_restart_at_the_same_address(family, plait_no_leaks):
     QueueManager = queue_manager_class(family)
     ctx = fork_context(family)
     # The process's own key: a proxy unpickled here (below) authenticates with it.
@@ -174,7 +174,7 @@ def test_bookkeeping_of_the_standard_suite(family):
     manager.join(1)
 
 
-def test_dispatch_on_a_bare_connection(family):
+def test_dispatch_on_a_bare_connection(family, plait_no_leaks):
     managers = family.managers
     with family.manager() as manager:
         d = manager.dict()
@@ -187,7 +187,7 @@ def test_dispatch_on_a_bare_connection(family):
         del d
 
 
-def test_shared_memory_manager_holds_blocks_until_shutdown(family):
+def test_shared_memory_manager_holds_blocks_until_shutdown(family, plait_no_leaks):
     shared_memory = shared_memory_module(family)
     ctx = fork_context(family)
     smm = family.managers.SharedMemoryManager(ctx=ctx)
