@@ -81,6 +81,7 @@ __all__ = [
     "batch",
     "public_methods",
     "all_methods",
+    "error_reply",
     "convert_to_error",
     "dispatch",
     "get_spawning_popen",
@@ -692,3 +693,21 @@ def format_remote_traceback(exc: BaseException) -> str:
     """The traceback text the server sends beside an exception."""
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return "\n" + "".join(lines)
+
+
+def error_reply(exc: BaseException) -> tuple:
+    """The reply ``(ERROR, (exc, traceback text))`` to a request that raised ``exc``.
+
+    The tracebacks of ``exc`` and of the exceptions it chains are dropped once written
+    out: they hold the server's frames, and with them the object called (a frame is
+    easily part of a cycle that only the garbage collector would break), so a managed
+    object whose method raised would outlive its last proxy.
+    """
+    tb = format_remote_traceback(exc)
+    seen = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return ERROR, (exc, tb)

@@ -134,6 +134,7 @@ from plait.managers.proxy import (
     RETURN,
     NotExposedError,
     RemoteError,
+    error_reply,
     format_remote_traceback,
     public_methods,
 )
@@ -350,6 +351,7 @@ class Server:
         self.address = self.listener.address
         self.objects: dict[int, tuple] = {}
         self.refs: dict[int, int] = {}
+        self.inside: dict[int, int] = {}  # of refs, those held by proxies in the server
         self.sessions: dict[bytes, _Session] = {}
         # Reentrant: a collection inside a locked region may finalize a proxy living in
         # the server (a managed list in a managed dict), whose __del__ calls unhold().
@@ -554,6 +556,7 @@ class Server:
             objects = list(self.objects.values())
             self.objects.clear()
             self.refs.clear()
+            self.inside.clear()
         del objects  # referents die here, outside the lock
         if _proxy._local_servers.get(self.address) is self:
             del _proxy._local_servers[self.address]
@@ -789,7 +792,7 @@ class Server:
                 return self.call(ident, method, args, kwds, session)  # the error, at once
             reply = policy(obj, method, args, kwds)
         except Exception as exc:
-            return ERROR, (exc, format_remote_traceback(exc))
+            return error_reply(exc)
         if reply is _RUN:
             return self.call(ident, method, args, kwds, session)
         return reply
@@ -889,7 +892,7 @@ class Server:
                 )
             result = getattr(obj, method)(*args, **kwds)
         except Exception as exc:
-            return ERROR, (exc, format_remote_traceback(exc))
+            return error_reply(exc)
         if to_typeid is not None and method in to_typeid:
             return self._proxy_reply(result, to_typeid[method], session)
         if type(result) in _VIEWS:
@@ -913,7 +916,7 @@ class Server:
             if method == "dummy" or method == "shutdown":
                 return RETURN, None
             if method == "number_of_objects":
-                return RETURN, len(self.objects)
+                return RETURN, self.number_of_objects()
             if method == "debug_info":
                 return RETURN, self.debug_info()
             if method == "statistics":
@@ -922,7 +925,7 @@ class Server:
                 return RETURN, getattr(self, method)(session, *args)
             raise RemoteError(f"unknown request {method!r} to the manager at {self.address!r}")
         except Exception as exc:
-            return ERROR, (exc, format_remote_traceback(exc))
+            return error_reply(exc)
 
     # -- objects and references ----------------------------------------------------------
 
@@ -958,13 +961,15 @@ class Server:
             self.refs[ident] = 1
             if session is not None:
                 session.held.add(ident)
+            else:
+                self.inside[ident] = 1
         return ident, exposed, proxytype
 
     def _proxy_reply(self, result: Any, typeid: str, session: _Session | None) -> tuple:
         try:
             ident, exposed, proxytype = self._register(result, typeid, session)
         except Exception as exc:
-            return ERROR, (exc, format_remote_traceback(exc))
+            return error_reply(exc)
         return PROXY, (proxytype, typeid, ident, exposed)
 
     def add_ref(self, holds: set[int], ident: int) -> None:
@@ -979,12 +984,26 @@ class Server:
         with self.lock:
             if ident in self.refs:
                 self.refs[ident] += 1
+                self.inside[ident] = self.inside.get(ident, 0) + 1
 
     def unhold(self, ident: int) -> None:
         """One holder inside the server less."""
         with self.lock:
+            n = self.inside.get(ident, 0)
+            if n > 1:
+                self.inside[ident] = n - 1
+            else:
+                self.inside.pop(ident, None)
             freed = self._decref(ident)
         del freed
+
+    def number_of_objects(self) -> int:
+        """How many objects some client holds, as the standard library counts them: an
+        object only other shared objects refer to (a managed list stored in a managed
+        dict, and nothing else) is not counted; ``statistics()`` counts every one."""
+        with self.lock:
+            inside = self.inside
+            return sum(1 for ident, n in self.refs.items() if n > inside.get(ident, 0))
 
     def _decref(self, ident: int):
         """Count one holder of ``ident`` out (lock held); return what it freed, if anything."""
@@ -995,6 +1014,7 @@ class Server:
             self.refs[ident] = n - 1
             return None
         del self.refs[ident]
+        self.inside.pop(ident, None)
         return self.objects.pop(ident, None)
 
     def _control(self, session: _Session, control: Any) -> None:

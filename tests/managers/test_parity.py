@@ -273,3 +273,35 @@ def test_small_helpers(family):
     assert managers.State.SHUTDOWN == 2
     here.close()
     there.close()
+
+
+def test_number_of_objects_counts_what_clients_hold(family):
+    with family.manager() as manager:
+        outer = manager.dict()
+        inner = manager.list([1])
+        outer["inner"] = inner
+        del inner  # only the dict on the server refers to it now
+        loop = manager.list()
+        loop.append(loop)  # only itself
+        del loop
+        gc.collect()
+        manager._number_of_objects()  # carries plait's pending drops
+        assert manager._number_of_objects() == 1
+        assert outer["inner"][:] == [1]
+        del outer
+
+
+def test_a_method_that_raised_keeps_nothing_alive(family):
+    from tests.managers.conftest import PLAIT
+
+    with family.manager() as manager:
+        inner = manager.list([1])
+        outer = manager.list([inner])
+        # A ListProxy iterates by index: the server's IndexError ends the loop.
+        assert [element[:] for element in outer] == [[1]]
+        del inner, outer
+        gc.collect()
+        manager._number_of_objects()
+        assert manager._number_of_objects() == 0
+        if family is PLAIT:  # the inner list too, which only the outer one held
+            assert manager.statistics()["objects"] == 0
