@@ -305,3 +305,29 @@ def test_a_method_that_raised_keeps_nothing_alive(family):
         assert manager._number_of_objects() == 0
         if family is PLAIT:  # the inner list too, which only the outer one held
             assert manager.statistics()["objects"] == 0
+
+
+def test_xmlrpclib_on_a_unix_address_serves_the_standard_types():
+    # Local clients of an xmlrpclib manager are served by the server's loop, without
+    # rings. (The standard library fails at d.keys() here: it cannot marshal a view.)
+    from tests.managers.conftest import PLAIT
+
+    manager = PLAIT.managers.SyncManager(serializer="xmlrpclib", ctx=fork_context(PLAIT))
+    with manager:
+        d = manager.dict()
+        d["a"] = (1, 2)
+        assert d["a"] == [1, 2] and sorted(d.keys()) == ["a"] and list(iter(d)) == ["a"]
+        with pytest.raises(KeyError):
+            d["missing"]
+        q = manager.Queue()
+        q.put(b"x")
+        assert q.get(True, 10) == b"x"
+        assert manager.statistics()["ring_connections"] == 0
+        del d, q
+
+
+def test_a_name_plait_cannot_honour_says_what_to_use():
+    from tests.managers.conftest import PLAIT
+
+    with pytest.raises(NotImplementedError, match="assert_spawning"):
+        PLAIT.managers.get_spawning_popen()
