@@ -135,7 +135,6 @@ from plait.managers.proxy import (
     NotExposedError,
     RemoteError,
     error_reply,
-    format_remote_traceback,
     public_methods,
 )
 from plait.managers.serializers import check_serializer, listener_client
@@ -909,7 +908,7 @@ class Server:
                 try:
                     return RETURN, self.create(session, typeid, *cargs, **ckwds)
                 except Exception as exc:  # as the standard library: RemoteError, its text
-                    tb = format_remote_traceback(exc)
+                    _, (_, tb) = error_reply(exc)
                     return ERROR, (RemoteError(tb.lstrip("\n")), tb)
             if method == "get_methods":
                 return RETURN, sorted(self.objects[args[0]][1])
