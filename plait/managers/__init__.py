@@ -9,9 +9,12 @@ One concept per module:
   release what a dead client held);
 - ``rings``: the shared-memory path of local clients (an inbox ring per server, an
   outbox ring per connection; no system call per call while both sides are awake);
+- ``serializers``: ``listener_client``, how messages travel (pickle or XML-RPC);
 - ``manager``: ``BaseManager`` (``register``, ``start``, ``connect``, ``shutdown``);
 - ``sync``: ``SyncManager`` and the standard proxy types (``Manager()`` is defined in
-  this package itself, see below).
+  this package itself, see below);
+- ``shared_memory``: ``SharedMemoryManager``, whose server holds shared memory blocks
+  until it shuts down.
 
 The interface is ``multiprocessing.managers``'s; past it: one request and one reply per
 call and nothing else, ``batch()`` for many calls in one round trip, objects of dead
@@ -38,17 +41,26 @@ _HOME = {
     "BaseManager": "manager",
     "State": "manager",
     "Server": "server",
+    "listener_client": "serializers",
+    "SharedMemoryManager": "shared_memory",
+    "SharedMemoryServer": "shared_memory",
+    "HAS_SHMEM": "shared_memory",
     **dict.fromkeys(
         [
             "AutoProxy",
             "BaseProxy",
             "MakeProxyType",
             "ManagerGoneError",
+            "NotExposedError",
             "RebuildProxy",
             "RemoteError",
             "RemoteTraceback",
             "Token",
+            "all_methods",
             "batch",
+            "convert_to_error",
+            "dispatch",
+            "get_spawning_popen",
             "public_methods",
         ],
         "proxy",
@@ -67,8 +79,12 @@ _HOME = {
             "ListProxy",
             "Namespace",
             "NamespaceProxy",
+            "BasePoolProxy",
             "PoolProxy",
+            "ProcessLocalSet",
             "SyncManager",
+            "rebuild_as_list",
+            "reduce_array",
             "Value",
             "ValueProxy",
         ],

@@ -34,12 +34,14 @@ from __future__ import annotations
 import atexit
 import signal
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from plait._core.errors import ProcessError
 from plait.ipc.connection import Pipe
-from plait.ipc.listener import Client, address_type
+from plait.ipc.listener import address_type
 from plait.managers.proxy import AutoProxy, Token, client_for, forget_client
+from plait.managers.serializers import check_serializer, listener_client
 from plait.managers.server import Server
 
 __all__ = ["BaseManager", "State"]
@@ -49,7 +51,8 @@ SHUTDOWN_TIMEOUT = 2.0
 
 
 class State:
-    """The states of a manager, as ``multiprocessing.managers.State``."""
+    """The states of a manager, as ``multiprocessing.managers.State``; after shutdown,
+    ``ended`` holds what is known of the server process."""
 
     INITIAL = 0
     STARTED = 1
@@ -57,6 +60,24 @@ class State:
 
     def __init__(self) -> None:
         self.value = State.INITIAL
+        self.ended: EndedProcess | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndedProcess:
+    """The server process after shutdown: its name, pid and exit code, kept when the
+    process handle is closed (its pidfd goes at shutdown, not when the manager is
+    collected). ``join`` returns at once, ``is_alive`` is False."""
+
+    name: str
+    pid: int
+    exitcode: int | None
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+    def is_alive(self) -> bool:
+        return False
 
 
 class BaseManager:
@@ -64,9 +85,10 @@ class BaseManager:
 
     ``BaseManager(address=None, authkey=None, serializer='pickle', ctx=None)``: the
     address to serve on or connect to (a Unix path, None for a fresh private one, or a
-    ``(host, port)`` tuple), the key (bytes), the serializer (only ``'pickle'``), the
-    start context of the server process. Raises ``TypeError`` for a key that is not
-    bytes, ``ValueError`` for an unknown serializer or a TCP address without a key.
+    ``(host, port)`` tuple), the key (bytes), the serializer (``'pickle'`` or
+    ``'xmlrpclib'``: see ``serializers``), the start context of the server process.
+    Raises ``TypeError`` for a key that is not bytes, ``ValueError`` for an unknown
+    serializer or a TCP address without a key.
 
         class MyManager(BaseManager): pass
         MyManager.register("Counter", Counter)
@@ -87,10 +109,7 @@ class BaseManager:
         *,
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     ) -> None:
-        if serializer != "pickle":
-            raise ValueError(
-                f"serializer {serializer!r} is not supported; plait managers use 'pickle'"
-            )
+        check_serializer(serializer)
         if authkey is None:
             from plait.process import current_process  # noqa: PLC0415
 
@@ -110,11 +129,18 @@ class BaseManager:
         self._address = address
         self._authkey = bytes(authkey)
         self._serializer = serializer
+        self._Listener, self._Client = listener_client[serializer]
         self._ctx = ctx
         self._state = State()
-        self._process = None
+        self._server_process = None
         self._finalizer = None
         self._shutdown_timeout = shutdown_timeout
+
+    @property
+    def _process(self) -> Any:
+        """The server process (as ``multiprocessing``'s manager names it); once shut
+        down, an ``EndedProcess`` with its pid and exit code."""
+        return self._state.ended or self._server_process
 
     @property
     def address(self) -> Any:
@@ -176,7 +202,7 @@ class BaseManager:
                     exposed=exposed,
                     incref=False,
                 )
-                client = client_for(self._address, self._authkey)
+                client = client_for(self._address, self._authkey, self._serializer)
                 client.adopt(ident, counted=True)
                 proxy._client = client
                 return proxy
@@ -188,7 +214,7 @@ class BaseManager:
     def _create(self, typeid: str, *args, **kwds) -> tuple[int, tuple[str, ...]]:
         """Make an object of ``typeid`` in the server; return its id and exposed methods."""
         self._check_started(typeid)
-        client = client_for(self._address, self._authkey)
+        client = client_for(self._address, self._authkey, self._serializer)
         return client.call(None, "create", (typeid, args, kwds), {})
 
     def _check_started(self, what: str) -> None:
@@ -259,8 +285,8 @@ class BaseManager:
             process.join(SHUTDOWN_TIMEOUT)
             raise value
         self._address = value
-        self._process = process
-        client_for(value, self._authkey)
+        self._server_process = process
+        client_for(value, self._authkey, self._serializer)
         self._state.value = State.STARTED
         self._finalizer = weakref.finalize(
             self,
@@ -268,6 +294,7 @@ class BaseManager:
             process,
             value,
             self._authkey,
+            self._serializer,
             self._state,
             self._shutdown_timeout,
         )
@@ -301,12 +328,12 @@ class BaseManager:
             raise ProcessError("the manager already started or connected")
         if self._address is None:
             raise ValueError("connect() needs the address of a running manager")
-        conn = Client(self._address, authkey=self._authkey)
+        conn = self._Client(self._address, authkey=self._authkey)
         conn.close()
-        client = client_for(self._address, self._authkey)
-        if client.authkey != self._authkey:
-            forget_client(self._address, "was reached with another key")
-            client = client_for(self._address, self._authkey)
+        client = client_for(self._address, self._authkey, self._serializer)
+        if client.authkey != self._authkey or client.serializer != self._serializer:
+            forget_client(self._address, "was reached with another key or serializer")
+            client = client_for(self._address, self._authkey, self._serializer)
         self._state.value = State.STARTED
 
     def shutdown(self) -> None:
@@ -323,18 +350,32 @@ class BaseManager:
             self._state.value = State.SHUTDOWN
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the server process to end (``timeout`` seconds; None: forever)."""
-        if self._process is not None:
-            self._process.join(timeout)
+        """Wait for the server process to end (``timeout`` seconds; None: forever).
+
+        Once it has ended, the manager forgets it (``_process`` is None), as the
+        standard library's does."""
+        process = self._process
+        if process is not None:
+            process.join(timeout)
+            if not process.is_alive():
+                self._server_process = self._state.ended = None
+
+    def _ask(self, request: str) -> Any:
+        client = client_for(self._address, self._authkey, self._serializer)
+        return client.call(None, request, (), {})
 
     def _number_of_objects(self) -> int:
         """How many shared objects the server holds now (one round trip)."""
-        return client_for(self._address, self._authkey).call(None, "number_of_objects", (), {})
+        return self._ask("number_of_objects")
+
+    def _debug_info(self) -> str:
+        """The objects the server holds, one line each (one round trip)."""
+        return self._ask("debug_info")
 
     def statistics(self) -> dict[str, int]:
         """The server's ``statistics()`` (one round trip): objects, sessions, connections
         served by its loop, threads. Raises ``ManagerGoneError`` if the server is gone."""
-        return client_for(self._address, self._authkey).call(None, "statistics", (), {})
+        return self._ask("statistics")
 
     def __enter__(self) -> BaseManager:
         if self._state.value == State.INITIAL:
@@ -350,14 +391,16 @@ class BaseManager:
         raise TypeError("a manager cannot be pickled; pass its proxies (or its address)")
 
 
-def _stop_server(process, address, authkey: bytes, state: State, timeout: float) -> None:
+def _stop_server(
+    process, address, authkey: bytes, serializer: str, state: State, timeout: float
+) -> None:
     """Ask the server to stop, join its process (terminate, then kill, if it lingers)."""
     if state.value == State.SHUTDOWN:
         return
     state.value = State.SHUTDOWN
     if process.is_alive():
         try:
-            conn = Client(address, authkey=authkey, timeout=timeout)
+            conn = listener_client[serializer][1](address, authkey=authkey, timeout=timeout)
             try:
                 conn.send(("#hello", b"shutdown"))
                 conn.send((None, "shutdown", (), {}, None))
@@ -375,5 +418,6 @@ def _stop_server(process, address, authkey: bytes, state: State, timeout: float)
                 process.join(timeout)
     process.join(0)
     if process.exitcode is not None:
+        state.ended = EndedProcess(process.name, process.pid, process.exitcode)
         process.close()  # its sentinel fd goes now, not when the manager is collected
     forget_client(address, "was shut down")

@@ -44,9 +44,14 @@ when the block ends (or every ``BATCH_LIMIT`` calls); the server answers with on
 message holding all results. Many small calls then cost one round trip.
 
 Errors: an exception raised by the method on the server is raised by the call, with the
-server's traceback as its ``__cause__`` (``RemoteTraceback``). A server that is gone
-(shut down, killed) makes every later call raise ``ManagerGoneError`` naming the
-address, the typeid and the method.
+server's traceback as its ``__cause__`` (``RemoteTraceback``). As in the standard
+library, a method that is not exposed raises ``RemoteError`` (here ``NotExposedError``,
+an ``AttributeError`` too), and so does a ``create`` whose callable failed (its text
+is the server's traceback). A server that is gone (shut down, killed) makes every
+later call raise ``ManagerGoneError`` naming the address, the typeid and the method.
+
+Connections come from ``serializers.listener_client[serializer]``: pickles, or
+XML-RPC documents for ``serializer='xmlrpclib'`` (no rings then).
 """
 
 from __future__ import annotations
@@ -59,8 +64,9 @@ from concurrent.futures import Future
 from multiprocessing import managers as _standard_managers  # for RemoteError only
 from typing import Any
 
-from plait.ipc.listener import HANDSHAKE_TIMEOUT, Client
+from plait.ipc.listener import HANDSHAKE_TIMEOUT
 from plait.managers import rings
+from plait.managers.serializers import listener_client
 
 __all__ = [
     "Token",
@@ -69,10 +75,16 @@ __all__ = [
     "MakeProxyType",
     "RebuildProxy",
     "RemoteError",
+    "NotExposedError",
     "RemoteTraceback",
     "ManagerGoneError",
     "batch",
     "public_methods",
+    "all_methods",
+    "error_reply",
+    "convert_to_error",
+    "dispatch",
+    "get_spawning_popen",
     "BATCH_LIMIT",
 ]
 
@@ -88,6 +100,17 @@ class RemoteError(_standard_managers.RemoteError):
     A subclass of ``multiprocessing.managers.RemoteError``, so a program's
     ``except multiprocessing.managers.RemoteError`` keeps working (DESIGN.md's rule).
     """
+
+
+class NotExposedError(RemoteError, AttributeError):
+    """A call of a method the object's proxy type does not expose (nor the registry).
+
+    A ``RemoteError`` as in the standard library, and an ``AttributeError`` as the
+    method's absence is one.
+    """
+
+    def __str__(self) -> str:  # one line: the message, not a traceback between rules
+        return str(self.args[0]) if self.args else ""
 
 
 class RemoteTraceback(Exception):
@@ -145,9 +168,47 @@ class Token:
         return f"Token(typeid={self.typeid!r}, address={self.address!r}, id={self.id!r})"
 
 
+def all_methods(obj: Any) -> list[str]:
+    """The names of the callable attributes of ``obj``."""
+    return [name for name in dir(obj) if callable(getattr(obj, name, None))]
+
+
 def public_methods(obj: Any) -> list[str]:
     """The names of the public callable attributes of ``obj`` (what a proxy exposes)."""
     return [name for name in dir(obj) if name[0] != "_" and callable(getattr(obj, name, None))]
+
+
+def convert_to_error(kind: Any, result: Any) -> BaseException:
+    """The exception a non-``RETURN`` reply stands for (plait's kinds and the standard
+    library's ``'#ERROR'``/``'#TRACEBACK'``/``'#UNSERIALIZABLE'``)."""
+    if kind == ERROR:
+        exc, tb = result
+        exc.__cause__ = RemoteTraceback(tb)
+        return exc
+    if kind == "#ERROR":
+        return result
+    if kind in ("#TRACEBACK", "#UNSERIALIZABLE"):
+        if not isinstance(result, str):
+            raise TypeError(f"Result {result!r} (kind {kind!r}) type is {type(result)}, not str")
+        if kind == "#UNSERIALIZABLE":
+            return RemoteError(f"Unserializable message: {result}\n")
+        return RemoteError(result)
+    return ValueError(f"Unrecognized message type {kind!r}")
+
+
+def dispatch(c: Any, id: Any, methodname: str, args: tuple = (), kwds: dict | None = None) -> Any:  # noqa: A002
+    """Send one request on connection ``c`` (from ``listener_client``'s ``Client``) and
+    return its result; raise the error it brings. ``id`` None asks the server itself
+    (``'number_of_objects'``, ``'debug_info'``, ``'dummy'``, ``'shutdown'``...).
+
+    Blocks for one round trip. The connection is a session of its own: objects it
+    creates are held until it closes.
+    """
+    c.send((id, methodname, tuple(args), dict(kwds or {}), None))
+    kind, result = c.recv()
+    if kind == RETURN:
+        return result
+    raise convert_to_error(kind, result)
 
 
 # -- the client side of one server, per process ------------------------------------------
@@ -156,9 +217,10 @@ def public_methods(obj: Any) -> list[str]:
 class _Client:
     """This process's connections to one server, its session, its proxy counts."""
 
-    def __init__(self, address: Any, authkey: bytes) -> None:
+    def __init__(self, address: Any, authkey: bytes, serializer: str = "pickle") -> None:
         self.address = address
         self.authkey = authkey
+        self.serializer = serializer
         self.session = os.urandom(12)
         self.local = threading.local()
         self.lock = threading.RLock()  # reentrant: a proxy's __del__ may run under it
@@ -201,9 +263,10 @@ class _Client:
         conn = getattr(self.local, "conn", None)
         if conn is not None:
             return conn
-        conn = Client(self.address, authkey=self.authkey)
+        conn = listener_client[self.serializer][1](self.address, authkey=self.authkey)
         try:
-            if isinstance(self.address, str) and USE_RINGS:  # a Unix socket: a local server
+            if isinstance(self.address, str) and USE_RINGS and self.serializer == "pickle":
+                # a Unix socket: a local server
                 conn.send(("#hello", self.session, "rings", os.getpid()))
                 try:
                     answer = conn.recv(timeout=HANDSHAKE_TIMEOUT)
@@ -307,9 +370,12 @@ class _Client:
             proxytype, typeid, ident, exposed = value
             token = Token(typeid, self.address, ident)
             manager = proxy._manager if proxy is not None else None
+            if proxytype is None:  # it came as XML-RPC: this side's registry names it
+                entry = getattr(manager, "_registry", {}).get(typeid)
+                proxytype = entry[3] if entry is not None else AutoProxy
             p = proxytype(
                 token,
-                "pickle",
+                self.serializer,
                 manager=manager,
                 authkey=self.authkey,
                 exposed=exposed,
@@ -330,7 +396,7 @@ _clients_lock = threading.Lock()
 _local_servers: dict[Any, Any] = {}
 
 
-def client_for(address: Any, authkey: bytes | None) -> _Client:
+def client_for(address: Any, authkey: bytes | None, serializer: str = "pickle") -> _Client:
     """This process's ``_Client`` of the server at ``address`` (made on first use)."""
     client = _clients.get(address)
     if client is None:
@@ -341,7 +407,7 @@ def client_for(address: Any, authkey: bytes | None) -> _Client:
                     from plait.process import current_process  # noqa: PLC0415
 
                     authkey = current_process().authkey
-                client = _clients[address] = _Client(address, authkey)
+                client = _clients[address] = _Client(address, authkey, serializer)
     return client
 
 
@@ -487,7 +553,7 @@ class BaseProxy:
         if server is not None:
             client = server.local_client
         else:
-            client = client_for(address, self._authkey)
+            client = client_for(address, self._authkey, self._serializer)
         client.adopt(self._id, counted=False)
         self._client = client
         return client
@@ -546,6 +612,16 @@ class BaseProxy:
             return repr(self)[:-1] + "; '__str__()' failed>"
 
 
+def get_spawning_popen() -> Any:
+    """Not on plait: raises ``NotImplementedError`` saying what to use instead."""
+    raise NotImplementedError(
+        "plait starts children without Popen objects, so there is no spawning Popen to "
+        "return; an object's __reduce__ that must know whether it is pickled for a child "
+        "being started can call plait.multiprocessing.context.assert_spawning(obj) "
+        "(RuntimeError when not)"
+    )
+
+
 def _spawning() -> bool:
     """Whether the pickle being made goes to a child being started (fds collected)."""
     from plait._core import fdpass  # noqa: PLC0415 - already imported by plait.ipc
@@ -598,7 +674,7 @@ def AutoProxy(  # noqa: N802 - the standard library's name
 ) -> BaseProxy:
     """A proxy whose methods are the referent's exposed ones (asked of the server if unknown)."""
     if exposed is None:
-        client = client_for(token.address, authkey)
+        client = client_for(token.address, authkey, serializer)
         exposed = client.call(None, "get_methods", (token.id,), {})
     proxytype = MakeProxyType(f"AutoProxy[{token.typeid}]", exposed)
     proxy = proxytype(
@@ -617,3 +693,21 @@ def format_remote_traceback(exc: BaseException) -> str:
     """The traceback text the server sends beside an exception."""
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return "\n" + "".join(lines)
+
+
+def error_reply(exc: BaseException) -> tuple:
+    """The reply ``(ERROR, (exc, traceback text))`` to a request that raised ``exc``.
+
+    The tracebacks of ``exc`` and of the exceptions it chains are dropped once written
+    out: they hold the server's frames, and with them the object called (a frame is
+    easily part of a cycle that only the garbage collector would break), so a managed
+    object whose method raised would outlive its last proxy.
+    """
+    tb = format_remote_traceback(exc)
+    seen = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return ERROR, (exc, tb)

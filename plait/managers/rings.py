@@ -171,12 +171,13 @@ class RingLink:
         if self._on_socket:
             return self.conn.recv()
         data = self._take()
+        last, self._last = self._last, ()  # do not keep the arguments alive
         if data[0] == _PICKLE:
-            self._last = ()  # do not keep the arguments alive
             return _loads(data)
         if data == REDIRECT:  # the server applied the control list (the last item)
             self._on_socket = True
-            self.conn.send((*self._last[:-1], None))
+            self.conn.send((*last[:-1], None))
+        del last
         return self.conn.recv()  # REDIRECT, or ON_SOCKET
 
     def _take(self) -> bytes:

@@ -9,7 +9,14 @@ sentinel (when it runs in a manager's child) and the connections it serves itsel
 A new connection first gets a thread of its own, which runs the HMAC handshake of
 ``plait.ipc.auth`` (both ways, under a deadline, before a byte is unpickled; a wrong key
 or garbage ends only that thread) and reads the client's *hello* (its session id). The
-loop never waits for a handshake, so a silent or slow client cannot delay others.
+loop never waits for a handshake, so a silent or slow client cannot delay others. A
+connection whose first message is a request instead (``dispatch()`` on a bare
+``Client``, as programs written for the standard library do) is a session of its own,
+served by that thread until it closes.
+
+Messages are pickles, or XML-RPC documents for a server made with
+``serializer='xmlrpclib'`` (``serializers``: the listener's connections translate; the
+server's code sees the same tuples either way).
 
 Then the connection is served in one of two ways:
 
@@ -118,17 +125,19 @@ from typing import Any
 
 from plait._core.framing import MAX_MESSAGE_SIZE, SpinBudget
 from plait.ipc import auth
-from plait.ipc.listener import HANDSHAKE_TIMEOUT, Listener
+from plait.ipc.listener import HANDSHAKE_TIMEOUT
 from plait.managers import proxy as _proxy
 from plait.managers import rings
 from plait.managers.proxy import (
     ERROR,
     PROXY,
     RETURN,
+    NotExposedError,
     RemoteError,
-    format_remote_traceback,
+    error_reply,
     public_methods,
 )
+from plait.managers.serializers import check_serializer, listener_client
 from plait.threads import (
     Barrier,
     BoundedSemaphore,
@@ -148,7 +157,7 @@ _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
 # Objects whose every method returns at once: the loop serves them without a thread.
 _INLINE_TYPES = (dict, list, array.array)
 _INLINE_REQUESTS = frozenset(
-    {"dummy", "number_of_objects", "get_methods", "shutdown", "statistics"}
+    {"dummy", "number_of_objects", "debug_info", "get_methods", "shutdown", "statistics"}
 )
 
 
@@ -297,9 +306,28 @@ class _LocalClient(_proxy._Client):
 class Server:
     """Serves the objects of ``registry`` at ``address`` to clients holding ``authkey``.
 
-    ``registry`` maps a typeid to ``(callable, exposed, method_to_typeid, proxytype)``.
-    Raises ``OSError`` naming the address when it cannot listen there.
+    ``registry`` maps a typeid to ``(callable, exposed, method_to_typeid, proxytype)``;
+    ``serializer`` is a key of ``listener_client`` (``'pickle'``, ``'xmlrpclib'``).
+    Raises ``OSError`` naming the address when it cannot listen there, ``ValueError``
+    for an unknown serializer.
+
+    ``public`` lists the requests of the server itself (``dispatch(conn, None, name,
+    args)``). A subclass adds its own as the standard library's do (``public =
+    Server.public + ['name']``) and defines ``name(self, session, *args)`` (the client's
+    session where the standard library passes its connection); they run in the loop,
+    so they must return at once.
     """
+
+    public: list[str] = [  # noqa: RUF012 - a class attribute subclasses extend, as the standard's
+        "shutdown",
+        "create",
+        "batch",
+        "get_methods",
+        "debug_info",
+        "number_of_objects",
+        "dummy",
+        "statistics",
+    ]
 
     def __init__(
         self,
@@ -313,13 +341,16 @@ class Server:
     ) -> None:
         if not isinstance(authkey, bytes):
             raise TypeError("authkey should be a byte string")
+        check_serializer(serializer)
         self.registry = registry
         self.authkey = authkey
         self.serializer = serializer
-        self.listener = Listener(address, backlog=128, max_message_size=max_message_size)
+        listener = listener_client[serializer][0]
+        self.listener = listener(address, backlog=128, max_message_size=max_message_size)
         self.address = self.listener.address
         self.objects: dict[int, tuple] = {}
         self.refs: dict[int, int] = {}
+        self.inside: dict[int, int] = {}  # of refs, those held by proxies in the server
         self.sessions: dict[bytes, _Session] = {}
         # Reentrant: a collection inside a locked region may finalize a proxy living in
         # the server (a managed list in a managed dict), whose __del__ calls unhold().
@@ -337,14 +368,15 @@ class Server:
         self._watch_parent = watch_parent
         self._spin = SpinBudget()  # the loop's spin before it blocks in poll
         self._stopping = False
-        self._wake_r, self._wake_w = os.pipe()
+        # The loop's wake-up pipe, made by serve_forever (a server made and never run,
+        # as ``get_server()``'s can be, holds no fds but its listener's).
+        self._wake_r = self._wake_w = -1
         # The rings of local clients (rings.py), made for the first one that asks.
         self._inbox: tuple | None = None  # (Ring, its _Block)
         self._links: dict[bytes, _Served] = {}  # by token
         self._ring_requests = 0  # entries the ring thread took (statistics)
         self._ring_thread: threading.Thread | None = None
         self.local_client = _LocalClient(self)
-        _proxy._local_servers[self.address] = self
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -353,6 +385,11 @@ class Server:
 
         Blocks the calling thread for the server's whole life.
         """
+        # Proxies unpickled here (in requests) call this server directly from now on;
+        # not before: a server made and never run (``get_server()``) must not shadow
+        # a later one at the same address.
+        _proxy._local_servers[self.address] = self
+        self._wake_r, self._wake_w = os.pipe()
         poller = select.poll()
         listen_fd = self.listener.fileno()
         poller.register(listen_fd, select.POLLIN)
@@ -412,6 +449,8 @@ class Server:
             inbox[0].put(rings.PLAIN, (bytes(rings.TOKEN_SIZE),), False)
 
     def _wake(self) -> None:
+        if self._wake_w < 0:
+            return  # not serving (yet, or any more): nobody to wake
         try:
             os.write(self._wake_w, b"x")
         except OSError:
@@ -516,11 +555,25 @@ class Server:
             objects = list(self.objects.values())
             self.objects.clear()
             self.refs.clear()
+            self.inside.clear()
         del objects  # referents die here, outside the lock
         if _proxy._local_servers.get(self.address) is self:
             del _proxy._local_servers[self.address]
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        wake_r, wake_w = self._wake_r, self._wake_w
+        self._wake_r = self._wake_w = -1  # never write to a number the system reuses
+        os.close(wake_r)
+        os.close(wake_w)
+
+    def debug_info(self) -> str:
+        """One line per object held: its id, holders and the start of its ``str``."""
+        with self.lock:
+            entries = [
+                (ident, self.refs.get(ident, 0), entry[0])
+                for ident, entry in sorted(self.objects.items())
+            ]
+        return "\n".join(
+            f"  {ident}:       refcount={refs}\n    {str(obj)[:75]}" for ident, refs, obj in entries
+        )
 
     def statistics(self) -> dict[str, int]:
         """A snapshot: objects, client sessions, connections served by the loop, threads
@@ -547,6 +600,15 @@ class Server:
                 )
                 hello = conn.recv(timeout=HANDSHAKE_TIMEOUT)
             except Exception:  # wrong key, garbage, silence, a hello that does not unpickle
+                return
+            if type(hello) is tuple and len(hello) == 5:
+                # No hello: a connection of ``dispatch()``, a session of its own,
+                # served by this thread.
+                sid = os.urandom(12)
+                session = self._join(sid)
+                self.current.session = session
+                if self._answer(conn, _checked(hello), session):
+                    self._serve(conn, session)
                 return
             if not (isinstance(hello, tuple) and len(hello) in (2, 4) and hello[0] == "#hello"):
                 return
@@ -729,7 +791,7 @@ class Server:
                 return self.call(ident, method, args, kwds, session)  # the error, at once
             reply = policy(obj, method, args, kwds)
         except Exception as exc:
-            return ERROR, (exc, format_remote_traceback(exc))
+            return error_reply(exc)
         if reply is _RUN:
             return self.call(ident, method, args, kwds, session)
         return reply
@@ -802,7 +864,7 @@ class Server:
                 return True if _makes_inline(make) or make in _QUICK_MAKERS else _ONCE
             if method == "batch":
                 return all(self._inline(i, m, a) is True for i, m, a, _ in args)
-            return method in _INLINE_REQUESTS
+            return method in _INLINE_REQUESTS or method in self.public
         except Exception:
             return False  # a malformed request: a thread will answer it with the error
 
@@ -823,13 +885,13 @@ class Server:
                     return RETURN, obj
                 if method == "__repr__" or method == "__str__":
                     return RETURN, getattr(obj, method)()
-                raise AttributeError(
+                raise NotExposedError(
                     f"method {method!r} of {typeid!r} object is not exposed "
                     f"(exposed: {', '.join(sorted(exposed))})"
                 )
             result = getattr(obj, method)(*args, **kwds)
         except Exception as exc:
-            return ERROR, (exc, format_remote_traceback(exc))
+            return error_reply(exc)
         if to_typeid is not None and method in to_typeid:
             return self._proxy_reply(result, to_typeid[method], session)
         if type(result) in _VIEWS:
@@ -843,18 +905,26 @@ class Server:
                 return RETURN, [call(i, m, a, k, session) for i, m, a, k in args]
             if method == "create":
                 typeid, cargs, ckwds = args
-                return RETURN, self.create(session, typeid, *cargs, **ckwds)
+                try:
+                    return RETURN, self.create(session, typeid, *cargs, **ckwds)
+                except Exception as exc:  # as the standard library: RemoteError, its text
+                    _, (_, tb) = error_reply(exc)
+                    return ERROR, (RemoteError(tb.lstrip("\n")), tb)
             if method == "get_methods":
                 return RETURN, sorted(self.objects[args[0]][1])
             if method == "dummy" or method == "shutdown":
                 return RETURN, None
             if method == "number_of_objects":
-                return RETURN, len(self.objects)
+                return RETURN, self.number_of_objects()
+            if method == "debug_info":
+                return RETURN, self.debug_info()
             if method == "statistics":
                 return RETURN, self.statistics()
+            if method in self.public:
+                return RETURN, getattr(self, method)(session, *args)
             raise RemoteError(f"unknown request {method!r} to the manager at {self.address!r}")
         except Exception as exc:
-            return ERROR, (exc, format_remote_traceback(exc))
+            return error_reply(exc)
 
     # -- objects and references ----------------------------------------------------------
 
@@ -890,13 +960,15 @@ class Server:
             self.refs[ident] = 1
             if session is not None:
                 session.held.add(ident)
+            else:
+                self.inside[ident] = 1
         return ident, exposed, proxytype
 
     def _proxy_reply(self, result: Any, typeid: str, session: _Session | None) -> tuple:
         try:
             ident, exposed, proxytype = self._register(result, typeid, session)
         except Exception as exc:
-            return ERROR, (exc, format_remote_traceback(exc))
+            return error_reply(exc)
         return PROXY, (proxytype, typeid, ident, exposed)
 
     def add_ref(self, holds: set[int], ident: int) -> None:
@@ -911,12 +983,26 @@ class Server:
         with self.lock:
             if ident in self.refs:
                 self.refs[ident] += 1
+                self.inside[ident] = self.inside.get(ident, 0) + 1
 
     def unhold(self, ident: int) -> None:
         """One holder inside the server less."""
         with self.lock:
+            n = self.inside.get(ident, 0)
+            if n > 1:
+                self.inside[ident] = n - 1
+            else:
+                self.inside.pop(ident, None)
             freed = self._decref(ident)
         del freed
+
+    def number_of_objects(self) -> int:
+        """How many objects some client holds, as the standard library counts them: an
+        object only other shared objects refer to (a managed list stored in a managed
+        dict, and nothing else) is not counted; ``statistics()`` counts every one."""
+        with self.lock:
+            inside = self.inside
+            return sum(1 for ident, n in self.refs.items() if n > inside.get(ident, 0))
 
     def _decref(self, ident: int):
         """Count one holder of ``ident`` out (lock held); return what it freed, if anything."""
@@ -927,6 +1013,7 @@ class Server:
             self.refs[ident] = n - 1
             return None
         del self.refs[ident]
+        self.inside.pop(ident, None)
         return self.objects.pop(ident, None)
 
     def _control(self, session: _Session, control: Any) -> None:

@@ -17,7 +17,9 @@ Blocking methods take the standard ``timeout`` arguments; the server applies the
 from __future__ import annotations
 
 import array
+import os
 import time
+import weakref
 from typing import Any
 
 from plait.managers.manager import BaseManager
@@ -49,7 +51,11 @@ __all__ = [
     "ListProxy",
     "DictProxy",
     "ArrayProxy",
+    "BasePoolProxy",
     "PoolProxy",
+    "ProcessLocalSet",
+    "rebuild_as_list",
+    "reduce_array",
 ]
 
 
@@ -94,6 +100,39 @@ def Array(typecode: str, sequence: Any, lock: Any = True) -> array.array:  # noq
 
 
 Array._plait_inline_ = True
+
+
+def reduce_array(a: array.array) -> tuple:
+    """How an ``array.array`` pickles (``(array.array, (typecode, bytes))``)."""
+    return array.array, (a.typecode, a.tobytes())
+
+
+def rebuild_as_list(obj: Any) -> tuple:
+    """A ``__reduce__`` value that rebuilds ``obj`` (any iterable) as a list."""
+    return list, (list(obj),)
+
+
+class ProcessLocalSet(set):
+    """A set that is empty in a child made by fork, and pickles as an empty one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        _process_local_sets[id(self)] = self
+
+    def __reduce__(self):
+        return type(self), ()
+
+
+# By id: a set is not hashable.
+_process_local_sets: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _clear_process_local_sets() -> None:
+    for s in list(_process_local_sets.values()):
+        s.clear()
+
+
+os.register_at_fork(after_in_child=_clear_process_local_sets)
 
 
 def _pool(*args: Any, **kwds: Any) -> Any:
@@ -305,7 +344,7 @@ class DictProxy(_DictBase):
 
 ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__"))
 
-_PoolBase = MakeProxyType(
+BasePoolProxy = MakeProxyType(
     "PoolProxy",
     (
         "apply",
@@ -323,7 +362,7 @@ _PoolBase = MakeProxyType(
 )
 
 
-class PoolProxy(_PoolBase):
+class PoolProxy(BasePoolProxy):
     _method_to_typeid_ = {
         "apply_async": "AsyncResult",
         "map_async": "AsyncResult",

@@ -1,8 +1,13 @@
 """Drop-in face of ``multiprocessing.managers``: ``from plait.multiprocessing import managers``.
 
-Re-exports only; the code and its explanation live in ``plait.managers``.
+Re-exports only; the code and its explanation live in ``plait.managers``. Every public
+name of the standard module is here except the modules it happens to import (``os``,
+``util``...) and ``format_exc``/``getpid``; ``get_spawning_popen`` raises an error that
+says what to use on plait.
 """
 
+from plait._core.errors import ProcessError
+from plait.managers import HAS_SHMEM as HAS_SHMEM
 from plait.managers import (
     AcquirerProxy,
     Array,
@@ -11,6 +16,7 @@ from plait.managers import (
     BarrierProxy,
     BaseListProxy,
     BaseManager,
+    BasePoolProxy,
     BaseProxy,
     ConditionProxy,
     DictProxy,
@@ -21,17 +27,30 @@ from plait.managers import (
     Namespace,
     NamespaceProxy,
     PoolProxy,
+    ProcessLocalSet,
     RebuildProxy,
     RemoteError,
     Server,
+    SharedMemoryManager,
+    SharedMemoryServer,
     State,
     SyncManager,
     Token,
     Value,
     ValueProxy,
+    all_methods,
+    convert_to_error,
+    dispatch,
+    get_spawning_popen,
     public_methods,
+    rebuild_as_list,
+    reduce_array,
 )
+from plait.managers import listener_client as listener_client
 
+# The data constants ``HAS_SHMEM`` and ``listener_client`` are here but not in
+# ``__all__`` (the standard ``__all__`` has neither): the face's test reads each name's
+# ``__module__``, which a bool and a dict lack.
 __all__ = [
     "AcquirerProxy",
     "Array",
@@ -40,6 +59,7 @@ __all__ = [
     "BarrierProxy",
     "BaseListProxy",
     "BaseManager",
+    "BasePoolProxy",
     "BaseProxy",
     "ConditionProxy",
     "DictProxy",
@@ -50,13 +70,23 @@ __all__ = [
     "Namespace",
     "NamespaceProxy",
     "PoolProxy",
+    "ProcessError",
+    "ProcessLocalSet",
     "RebuildProxy",
     "RemoteError",
     "Server",
+    "SharedMemoryManager",
+    "SharedMemoryServer",
     "State",
     "SyncManager",
     "Token",
     "Value",
     "ValueProxy",
+    "all_methods",
+    "convert_to_error",
+    "dispatch",
+    "get_spawning_popen",
     "public_methods",
+    "rebuild_as_list",
+    "reduce_array",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import time
 
 
@@ -138,3 +139,72 @@ def create_then_wait_forever(manager_address, authkey, ready):
     mine = [m.list(range(10)), m.Event()]
     ready.set()
     mine[1].wait(120)
+
+
+def managers_module(family_name: str):
+    """The ``managers`` module of a family by name (children import it themselves)."""
+    if family_name == "plait":
+        import plait.multiprocessing.managers as managers
+    else:
+        import multiprocessing.managers as managers
+    return managers
+
+
+def put_through_xml_manager(family_name, address, authkey, values):
+    """Connect with the xmlrpclib serializer and put ``values`` (a tuple) in the queue."""
+    managers = managers_module(family_name)
+
+    class QueueClient(managers.BaseManager):
+        pass
+
+    QueueClient.register("get_queue")
+    m = QueueClient(address=address, authkey=authkey, serializer="xmlrpclib")
+    m.connect()
+    m.get_queue().put(values)
+
+
+class FooBar:
+    """The standard suite's ``FooBar``: one public method, one failing, one private."""
+
+    def f(self):
+        return "f()"
+
+    def g(self):
+        raise ValueError("g failed")
+
+    def _h(self):
+        return "_h()"
+
+
+def refuse(*args):
+    """A callable that fails when the server calls it to make an object."""
+    raise ValueError(f"refused {args!r}")
+
+
+def attach_and_write(block, data: bytes) -> None:
+    """Attach a shared memory block by its pickle (its name) and write ``data`` to it."""
+    block.buf[: len(data)] = data
+    block.close()
+
+
+_queue: queue.Queue = queue.Queue()
+
+
+def get_queue() -> queue.Queue:
+    """The one queue a ``get_queue`` manager serves (module-level: its server's own)."""
+    return _queue
+
+
+LOCAL_SET = None
+
+
+def make_local_set(family_name: str) -> None:
+    """A ``ProcessLocalSet`` with one item, in this module (what a forked child inherits)."""
+    global LOCAL_SET
+    LOCAL_SET = managers_module(family_name).ProcessLocalSet()
+    LOCAL_SET.add(1)
+
+
+def send_local_set_length(conn) -> None:
+    conn.send(len(LOCAL_SET))
+    conn.close()
