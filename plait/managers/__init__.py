@@ -60,7 +60,6 @@ _HOME = {
             "batch",
             "convert_to_error",
             "dispatch",
-            "get_spawning_popen",
             "public_methods",
         ],
         "proxy",

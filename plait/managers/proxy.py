@@ -84,7 +84,6 @@ __all__ = [
     "error_reply",
     "convert_to_error",
     "dispatch",
-    "get_spawning_popen",
     "BATCH_LIMIT",
 ]
 
@@ -610,16 +609,6 @@ class BaseProxy:
             return self._callmethod("__repr__")
         except Exception:
             return repr(self)[:-1] + "; '__str__()' failed>"
-
-
-def get_spawning_popen() -> Any:
-    """Not on plait: raises ``NotImplementedError`` saying what to use instead."""
-    raise NotImplementedError(
-        "plait starts children without Popen objects, so there is no spawning Popen to "
-        "return; an object's __reduce__ that must know whether it is pickled for a child "
-        "being started can call plait.multiprocessing.context.assert_spawning(obj) "
-        "(RuntimeError when not)"
-    )
 
 
 def _spawning() -> bool:

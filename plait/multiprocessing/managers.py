@@ -2,8 +2,8 @@
 
 Re-exports only; the code and its explanation live in ``plait.managers``. Every public
 name of the standard module is here except the modules it happens to import (``os``,
-``util``...) and ``format_exc``/``getpid``; ``get_spawning_popen`` raises an error that
-says what to use on plait.
+``util``...) and ``format_exc``/``getpid``; ``get_spawning_popen`` is the context's
+(``None``: plait has no popen objects).
 """
 
 from plait._core.errors import ProcessError
@@ -41,16 +41,15 @@ from plait.managers import (
     all_methods,
     convert_to_error,
     dispatch,
-    get_spawning_popen,
     public_methods,
     rebuild_as_list,
     reduce_array,
 )
 from plait.managers import listener_client as listener_client
+from plait.process.context import get_spawning_popen
 
-# The data constants ``HAS_SHMEM`` and ``listener_client`` are here but not in
-# ``__all__`` (the standard ``__all__`` has neither): the face's test reads each name's
-# ``__module__``, which a bool and a dict lack.
+# ``HAS_SHMEM`` and ``listener_client`` are here but not in ``__all__``, as in the
+# standard module.
 __all__ = [
     "AcquirerProxy",
     "Array",
