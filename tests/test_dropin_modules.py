@@ -393,3 +393,36 @@ if __name__ == "__main__":
 @pytest.mark.timeout(60)
 def test_recv_handle_without_an_fd_raises(tmp_path):
     assert run_on_both(tmp_path, MISSING_FD, "fork", timeout=50) == "RuntimeError\n"
+
+
+UNGUARDED = """
+import sys
+import {module} as multiprocessing
+
+
+def foo():
+    print("123")
+
+
+multiprocessing.set_start_method(sys.argv[1])
+p = multiprocessing.Process(target=foo)
+p.start()
+p.join(30)
+sys.exit(p.exitcode)
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+@pytest.mark.parametrize("module", ["multiprocessing", "plait.multiprocessing"])
+def test_a_script_without_the_main_guard_fails_instead_of_forking_a_bomb(
+    tmp_path, module, method
+):
+    script = tmp_path / "bomb.py"
+    script.write_text(textwrap.dedent(UNGUARDED.format(module=module)))
+    run = subprocess.run(
+        [sys.executable, str(script), method], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode != 0
+    assert run.stdout == ""
+    assert "RuntimeError" in run.stderr

@@ -302,11 +302,18 @@ def prepare(data: dict[str, Any]) -> None:
     if not _main_is_rerun(data):
         return
     process.importing_main = True
+    main = sys.modules["__main__"]
     try:
         if "main_name" in data:
             _run_main_module(data["main_name"])
         else:
             _run_main_path(data["main_path"])
+    except BaseException:
+        # Not half a main: a fork server whose re-run failed lets each child run it
+        # again, so the error (a script without the __main__ guard) reaches every child.
+        sys.modules["__main__"] = main
+        sys.modules.pop("__mp_main__", None)
+        raise
     finally:
         process.importing_main = False
 
