@@ -415,9 +415,7 @@ sys.exit(p.exitcode)
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 @pytest.mark.parametrize("module", ["multiprocessing", "plait.multiprocessing"])
-def test_a_script_without_the_main_guard_fails_instead_of_forking_a_bomb(
-    tmp_path, module, method
-):
+def test_a_script_without_the_main_guard_fails_instead_of_forking_a_bomb(tmp_path, module, method):
     script = tmp_path / "bomb.py"
     script.write_text(textwrap.dedent(UNGUARDED.format(module=module)))
     run = subprocess.run(
