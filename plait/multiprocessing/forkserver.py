@@ -1,6 +1,8 @@
 """Drop-in face of ``multiprocessing.forkserver``; the code lives in
 ``plait.process.forkserver``."""
 
+from plait.process.forkserver import ForkServer as ForkServer
+from plait.process.forkserver import _forkserver as _forkserver
 from plait.process.forkserver import (
     connect_to_new_process,
     ensure_running,

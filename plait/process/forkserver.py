@@ -72,6 +72,7 @@ __all__ = [
     "ensure_running",
     "get_inherited_fds",
     "connect_to_new_process",
+    "ForkServer",
 ]
 
 _PID = struct.Struct("q")
@@ -240,6 +241,27 @@ def connect_to_new_process(fds: list[int]) -> None:
         "plait's fork server does not take multiprocessing's requests; start children with "
         "plait.multiprocessing.get_context('forkserver').Process"
     )
+
+
+class ForkServer:
+    """This process's fork server as ``multiprocessing.forkserver._forkserver`` shows it:
+    a view of the module's state (one server per process)."""
+
+    ensure_running = staticmethod(ensure_running)
+    get_inherited_fds = staticmethod(get_inherited_fds)
+    connect_to_new_process = staticmethod(connect_to_new_process)
+
+    @staticmethod
+    def set_forkserver_preload(modules_names: list[str]) -> None:
+        set_forkserver_preload(modules_names)
+
+    @property
+    def _forkserver_pid(self) -> int | None:
+        return _server_pid
+
+    @staticmethod
+    def _stop() -> None:
+        stop_server()
 
 
 def _discard_server(control: socket.socket) -> None:
@@ -411,3 +433,6 @@ def _run_child(
     finally:
         flush_std_streams()
         os._exit(code)
+
+
+_forkserver = ForkServer()
