@@ -43,6 +43,14 @@ picklable and must not own fds (a ``Connection`` or ``Lock`` inside an item rais
 
 Pickling a queue (as a ``Process`` argument, or through a plait ``Connection``) sends
 its memfd and sockets; a forked child inherits them. Each queue holds three fds.
+
+An item that cannot be pickled makes ``put`` raise at once (the standard library's
+feeder thread prints the error and drops the item, and a consumer waiting for it waits
+forever). A subclass that defines the standard hook ``_on_queue_feeder_error(e, obj)``
+(as ``concurrent.futures`` does) gets it called instead, with the pickling error, and
+``put`` returns. ``_reader`` and ``_writer``, the standard library's pipe ends, stand for
+this process's handle: they report ``closed`` and can ``close()``; there is no pipe to
+read or wait on (a queue is waited on with ``get(timeout=...)``).
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ import select
 import socket
 import struct
 import time
+import types
 from queue import Empty, Full
 from typing import Any
 
@@ -101,8 +110,12 @@ class Queue:
     """
 
     _joinable = False
+    _on_queue_feeder_error = None  # the standard hook; see the module docstring
 
-    def __init__(self, maxsize: int = 0, *, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self, maxsize: int = 0, *, ctx: Any = None, capacity: int = DEFAULT_CAPACITY
+    ) -> None:
+        # ``ctx``: the standard signature's context; a plait queue is the same in all.
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         capacity = operator.index(capacity)
@@ -154,7 +167,13 @@ class Queue:
         try:
             payload = _dumps(obj, _PROTOCOL, buffer_callback=oob.append)
         except Exception:  # what the C pickler refuses: cloudpickle, or a clear error
-            payload, oob = serialization.dumps_oob(obj)
+            try:
+                payload, oob = serialization.dumps_oob(obj)
+            except Exception as exc:
+                if self._on_queue_feeder_error is None:
+                    raise
+                self._on_queue_feeder_error(exc.__cause__ or exc, obj)
+                return
         if not oob:
             parts = (payload,)
             kind = PLAIN
@@ -280,6 +299,42 @@ class Queue:
     def cancel_join_thread(self) -> None:
         """Nothing to cancel: a process exits without waiting for its items to be read."""
 
+    @property
+    def _reader(self) -> _End:
+        return _End(self, "reader")
+
+    @property
+    def _writer(self) -> _End:
+        return _End(self, "writer")
+
+
+class _End:
+    """This process's handle on a queue under the standard library's names for its pipe
+    ends (``queue._reader``, ``queue._writer``): ``closed`` and ``close()``. A plait queue
+    has no pipe, so there is nothing to read, poll or wait on through it."""
+
+    __slots__ = ("_queue", "_name")
+
+    def __init__(self, queue: Queue, name: str) -> None:
+        self._queue = queue
+        self._name = name
+
+    @property
+    def closed(self) -> bool:
+        """Whether this process closed its handle on the queue."""
+        return self._queue._closed
+
+    def close(self) -> None:
+        """Close this process's handle on the queue (``queue.close()``)."""
+        self._queue.close()
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"{type(self._queue).__name__}._{self._name} has no {name!r}: a plait queue has "
+            "no pipe (its items travel in shared memory); use get(timeout=...) and put() "
+            "instead of reaching for the pipe's ends"
+        )
+
 
 class JoinableQueue(Queue):
     """A ``Queue`` that counts unfinished tasks: ``task_done`` and ``join``."""
@@ -310,5 +365,7 @@ class SimpleQueue(Queue):
     ``block`` and ``timeout``; ``get()`` blocks until an item arrives).
     """
 
-    def __init__(self, *, capacity: int = DEFAULT_CAPACITY) -> None:
-        super().__init__(0, capacity=capacity)
+    def __init__(self, *, ctx: Any = None, capacity: int = DEFAULT_CAPACITY) -> None:
+        super().__init__(0, ctx=ctx, capacity=capacity)
+
+    __class_getitem__ = classmethod(types.GenericAlias)

@@ -72,6 +72,9 @@ from plait._core._sync import (
 )
 
 __all__ = [
+    "RECURSIVE_MUTEX",
+    "SEMAPHORE",
+    "SEM_VALUE_MAX",
     "Barrier",
     "BoundedSemaphore",
     "Condition",
@@ -79,9 +82,11 @@ __all__ = [
     "Lock",
     "OwnerDiedError",
     "RLock",
-    "Semaphore",
     "SemLock",
+    "Semaphore",
 ]
+
+RECURSIVE_MUTEX = RLOCK  # the standard name of the kind an RLock's ``kind`` reports
 
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 
@@ -165,12 +170,19 @@ def _rebuild_primitive(cls: type, block: _Block) -> _Primitive:
 
 
 def _owner_text(sem: SemLock) -> str:
+    """The holder of a lock as the standard ``repr`` names it: this process's name (and
+    thread's, outside the main thread), ``None``, ``SomeOtherThread`` or
+    ``SomeOtherProcess``."""
     if sem._is_mine():
-        return "this thread"
+        from plait.process import current_process  # noqa: PLC0415 - repr only
+
+        name = current_process().name
+        thread = threading.current_thread().name
+        return name if thread == "MainThread" else f"{name}|{thread}"
     pid = sem._owner()
     if pid is None:
         return "None"
-    return "this process, another thread" if pid == os.getpid() else f"pid {pid}"
+    return "SomeOtherThread" if pid == os.getpid() else "SomeOtherProcess"
 
 
 class Lock(_Primitive):
@@ -185,7 +197,7 @@ class Lock(_Primitive):
         self._create(LOCK, 1, 1)
 
     def __repr__(self) -> str:
-        return f"<plait Lock(owner={_owner_text(self)})>"
+        return f"<{type(self).__name__}(owner={_owner_text(self)})>"
 
 
 class RLock(_Primitive):
@@ -199,7 +211,9 @@ class RLock(_Primitive):
         self._create(RLOCK, 1, 1)
 
     def __repr__(self) -> str:
-        return f"<plait RLock(owner={_owner_text(self)}, count={self._count()})>"
+        owner = _owner_text(self)
+        count = self._count() if self._is_mine() or owner == "None" else "nonzero"
+        return f"<{type(self).__name__}({owner}, {count})>"
 
 
 class Semaphore(_Primitive):
@@ -217,7 +231,7 @@ class Semaphore(_Primitive):
         return self._get_value()
 
     def __repr__(self) -> str:
-        return f"<plait {type(self).__name__}(value={self._get_value()})>"
+        return f"<{type(self).__name__}(value={self._get_value()})>"
 
 
 class BoundedSemaphore(Semaphore):
@@ -230,7 +244,7 @@ class BoundedSemaphore(Semaphore):
         self._create(SEMAPHORE, value, value)
 
     def __repr__(self) -> str:
-        return f"<plait BoundedSemaphore(value={self._get_value()}, maxvalue={self.maxvalue})>"
+        return f"<{type(self).__name__}(value={self._get_value()}, maxvalue={self.maxvalue})>"
 
 
 def _initial(value: int) -> int:
@@ -315,7 +329,22 @@ class Condition:
         self._lock.__exit__(*args)
 
     def __repr__(self) -> str:
-        return f"<plait Condition({self._lock!r}, {self._ints[_WAITING_COUNT]})>"
+        return f"<{type(self).__name__}({self._lock!r}, {self._ints[_WAITING_COUNT]})>"
+
+    def _standard_counter(name: str):  # noqa: N805 - makes the properties below
+        def refuse(self):
+            raise NotImplementedError(
+                f"Condition.{name} is a semaphore of the standard library's algorithm; "
+                "plait's Condition keeps its waiters in slots instead, and its repr() "
+                "shows how many wait"
+            )
+
+        return property(refuse)
+
+    _sleeping_count = _standard_counter("_sleeping_count")
+    _woken_count = _standard_counter("_woken_count")
+    _wait_semaphore = _standard_counter("_wait_semaphore")
+    del _standard_counter
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, block until notified or ``timeout``; re-acquire. True if notified.
@@ -485,7 +514,7 @@ class Event:
         return self._flag._event_wait(timeout)
 
     def __repr__(self) -> str:
-        return f"<plait Event({'set' if self.is_set() else 'unset'})>"
+        return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
 
 
 # Barrier states, as in threading.Barrier.
@@ -620,6 +649,7 @@ class Barrier:
         return self._state == _BROKEN
 
     def __repr__(self) -> str:
+        where = f"{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}"
         if self.broken:
-            return f"<plait Barrier(broken, parties={self._parties})>"
-        return f"<plait Barrier(waiters={self.n_waiting}/{self._parties})>"
+            return f"<{where}: broken>"
+        return f"<{where}: waiters={self.n_waiting}/{self._parties}>"
