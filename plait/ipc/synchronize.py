@@ -280,6 +280,22 @@ def _process_alive(pid: int) -> bool:
     return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"Z", b"X")
 
 
+class _NoCounter:
+    """Where the standard ``Condition`` has a counting semaphore plait's has none."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_value(self) -> int:
+        raise NotImplementedError(
+            f"Condition.{self.name} is a semaphore of the standard library's algorithm; "
+            "plait's Condition keeps its waiters in slots instead, and its repr() shows "
+            "how many wait"
+        )
+
+
 class Condition:
     """A condition variable shared between processes, on ``lock`` (default a new RLock).
 
@@ -308,6 +324,12 @@ class Condition:
         self._setup(lock, _Block(_HEADER + _SLOTS * _SLOT))
 
     def _setup(self, lock: SemLock, block: _Block) -> None:
+        # The semaphores of the standard library's algorithm, which code written against
+        # it reads: their get_value() says why there is no value, as the standard one
+        # does where sem_getvalue() is missing.
+        self._sleeping_count = _NoCounter("_sleeping_count")
+        self._woken_count = _NoCounter("_woken_count")
+        self._wait_semaphore = _NoCounter("_wait_semaphore")
         self._lock = lock
         self._block = block
         self._ints = memoryview(block.mm).cast("i")
@@ -330,21 +352,6 @@ class Condition:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}({self._lock!r}, {self._ints[_WAITING_COUNT]})>"
-
-    def _standard_counter(name: str):  # noqa: N805 - makes the properties below
-        def refuse(self):
-            raise NotImplementedError(
-                f"Condition.{name} is a semaphore of the standard library's algorithm; "
-                "plait's Condition keeps its waiters in slots instead, and its repr() "
-                "shows how many wait"
-            )
-
-        return property(refuse)
-
-    _sleeping_count = _standard_counter("_sleeping_count")
-    _woken_count = _standard_counter("_woken_count")
-    _wait_semaphore = _standard_counter("_wait_semaphore")
-    del _standard_counter
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, block until notified or ``timeout``; re-acquire. True if notified.
