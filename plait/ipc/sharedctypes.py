@@ -17,8 +17,9 @@ default, the given ``Lock``/``RLock``, or none with ``lock=False``), as
 and slicing under the lock, ``with v:`` to hold it across several operations.
 
 Bad input: an unknown typecode raises ``TypeError`` naming it, a negative size
-``ValueError``, a ``lock`` that is neither a bool nor a plait lock ``AttributeError``
-(as the standard library).
+``ValueError``, a ``lock`` without ``acquire`` ``AttributeError`` (as the standard
+library), another kind of lock (a ``threading`` or standard ``multiprocessing`` one)
+``TypeError`` naming it and plait's.
 """
 
 from __future__ import annotations
@@ -174,8 +175,14 @@ def Array(  # noqa: N802 - the standard library's name
 def _lock(lock: Any):
     if lock in (True, None):
         return RLock()
-    if not isinstance(lock, SemLock):
+    if not hasattr(lock, "acquire"):
         raise AttributeError(f"{lock!r} has no method 'acquire': pass a plait Lock or RLock")
+    if not isinstance(lock, SemLock):
+        kind = f"{type(lock).__module__}.{type(lock).__qualname__}"
+        raise TypeError(
+            f"a plait shared value is guarded across processes by a plait Lock or RLock "
+            f"(plait.multiprocessing.Lock()), not by a {kind}"
+        )
     return lock
 
 

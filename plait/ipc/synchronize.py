@@ -320,7 +320,11 @@ class Condition:
         if lock is None:
             lock = RLock()
         elif not isinstance(lock, SemLock) or lock.kind == SEMAPHORE:
-            raise TypeError(f"a Condition needs a plait Lock or RLock, not {type(lock).__name__}")
+            kind = f"{type(lock).__module__}.{type(lock).__qualname__}"
+            raise TypeError(
+                f"a plait Condition needs a plait Lock or RLock (plait.multiprocessing.Lock()), "
+                f"not a {kind}"
+            )
         self._setup(lock, _Block(_HEADER + _SLOTS * _SLOT))
 
     def _setup(self, lock: SemLock, block: _Block) -> None:

@@ -264,3 +264,11 @@ def test_a_subclass_with_o_creat_attaches_or_creates(mods):
     finally:
         block.close()
         block.unlink()
+
+
+def test_a_standard_lock_is_refused_naming_both_sides():
+    standard_lock = multiprocessing.Lock()
+    with pytest.raises(TypeError, match=r"plait Condition .*multiprocessing\.synchronize\.Lock"):
+        PLAIT.Condition(standard_lock)
+    with pytest.raises(TypeError, match=r"plait Lock .*multiprocessing\.synchronize\.Lock"):
+        plait.ipc.sharedctypes.Value("i", 0, lock=standard_lock)
