@@ -161,6 +161,17 @@ class _Primitive(SemLock):
     def __reduce__(self):
         return _rebuild_primitive, (type(self), self._block)
 
+    @property
+    def _semlock(self) -> SemLock:
+        """The standard library's name for the C lock inside a primitive: here the
+        primitive itself (code such as the standard ``Queue`` reads
+        ``sem._semlock._get_value()``)."""
+        return self
+
+    def _is_zero(self) -> bool:
+        """Whether the count is 0 (the standard ``SemLock._is_zero``)."""
+        return self._get_value() == 0
+
 
 def _rebuild_primitive(cls: type, block: _Block) -> _Primitive:
     obj = cls.__new__(cls)

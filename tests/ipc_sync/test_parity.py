@@ -3,8 +3,10 @@ differently: each scenario runs on the standard library and on plait alike."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import gc
+import multiprocessing.connection
 import multiprocessing.heap
 import multiprocessing.queues
 import multiprocessing.shared_memory
@@ -20,6 +22,7 @@ import plait.ipc.heap
 import plait.ipc.queues
 import plait.ipc.shared_memory
 import plait.ipc.sharedctypes
+import plait.process
 from tests.ipc_sync.conftest import PLAIT, STANDARD, finish, run
 
 pytestmark = pytest.mark.timeout(60)
@@ -95,7 +98,40 @@ def test_without_the_hook_plait_refuses_the_item_at_put():
 def test_a_queue_end_names_what_it_cannot_do():
     q = plait.ipc.queues.SimpleQueue()
     with pytest.raises(AttributeError, match="no pipe"):
-        q._reader.fileno()
+        q._writer.fileno()
+    with pytest.raises(AttributeError, match="no pipe"):
+        q._reader.recv_bytes()
+    q.close()
+
+
+def _put_later(q, items):
+    for item in items:
+        q.put(item)
+
+
+def test_the_reader_end_is_waited_on_beside_sentinels(mods, no_shm_leaks):
+    q = mods.api.SimpleQueue()
+    reader = q._reader
+    assert reader is q._reader
+    assert multiprocessing.connection.wait([reader], timeout=0.05) == []
+    assert not reader.poll()
+    child = run(mods.api, _put_later, q, ["a", ("b", 2)])
+    ready = multiprocessing.connection.wait([reader, child.sentinel], timeout=10)
+    assert reader in ready
+    assert reader.recv() == "a"
+    assert finish(child) == 0
+    assert reader.poll(5) and reader.recv() == ("b", 2)
+    assert multiprocessing.connection.wait([reader], timeout=0.05) == []
+    q.close()
+
+
+@pytest.mark.parametrize(
+    "ctx", [_STD, plait.process.get_context("fork")], ids=["multiprocessing", "plait"]
+)
+def test_the_standard_process_pool_runs_on_the_context(ctx, no_shm_leaks):
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        assert list(pool.map(abs, range(-20, 0))) == list(range(20, 0, -1))
+        assert pool.submit(pow, 2, 10).result(timeout=30) == 1024
 
 
 # -- primitives -----------------------------------------------------------------------
