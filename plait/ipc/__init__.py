@@ -5,7 +5,8 @@
 ``BoundedSemaphore``, ``Event``, ``Condition``, ``Barrier`` (futex words in shared
 memory) in ``synchronize``; ``Queue``, ``JoinableQueue``, ``SimpleQueue`` (a shared-memory
 ring) in ``queues``; ``Value``, ``Array``, ``RawValue``, ``RawArray`` in ``sharedctypes``;
-``SharedMemory`` and ``ShareableList`` in ``shared_memory``. Importing this package
+``SharedMemory`` and ``ShareableList`` in ``shared_memory``; the standard shared heap
+(``Arena``, ``Heap``, ``BufferWrapper``) in ``heap``. Importing this package
 offers the constructors on every process context too (``ctx.Queue()``, ``ctx.Lock()``),
 through ``BaseContext.provide``. The exception classes are those of
 ``plait._core``, so every layer raises the same ones.
