@@ -66,6 +66,14 @@
  *
  * JoinableQueue: `unfinished` counts puts not yet matched by task_done (only when the
  * ring was made joinable); join sleeps on it until it is 0.
+ *
+ * The doorbell: an eventfd beside the ring, for code that waits on a queue with poll(),
+ * select() or multiprocessing.connection.wait() instead of sleeping in get (the
+ * standard library's `queue._reader`). Nobody pays for it until a process arms it
+ * (`pollers`, set once under the lock, never cleared): from then on, under the lock,
+ * publishing entries writes it (readable) and a claim that leaves no published entry
+ * reads it (not readable), so it is readable exactly while an entry is published and
+ * unclaimed. Unarmed, a put costs one more load of `pollers`.
  */
 #include "_futex.h"
 
@@ -99,7 +107,7 @@ struct ring_header {
     uint32_t unfinished; /* futex: tasks not yet done (joinable rings) */
     uint32_t joiners;    /* processes asleep on unfinished */
     uint32_t joinable;
-    uint32_t pad;
+    uint32_t pollers;    /* non-zero: someone waits on the doorbell (see below) */
     uint64_t capacity;
     uint64_t head;       /* space before it is free: entries consumed (DONE) */
     uint64_t claimed;    /* entries before it were handed to getters */
@@ -120,6 +128,7 @@ typedef struct {
     uint64_t mask;
     int send_sock; /* this process's fds of the queue's segment socket pair */
     int recv_sock;
+    int doorbell;  /* this process's fd of the queue's doorbell eventfd, or -1 */
 } RingObject;
 
 static inline uint64_t
@@ -188,6 +197,20 @@ publish(RingObject *r, int *wake)
     if (n) {
         __atomic_fetch_add(&h->puts, 1, __ATOMIC_SEQ_CST);
         *wake |= __atomic_load_n(&h->getters, __ATOMIC_SEQ_CST) != 0;
+        if (h->pollers && r->doorbell >= 0) {
+            uint64_t one = 1;
+            (void)!write(r->doorbell, &one, sizeof one);
+        }
+    }
+}
+
+/* Under the lock, after a claim: the doorbell goes quiet with the last published entry. */
+static inline void
+quiet_doorbell(RingObject *r)
+{
+    if (r->h->pollers && r->doorbell >= 0 && r->h->claimed == r->h->tail) {
+        uint64_t count;
+        (void)!read(r->doorbell, &count, sizeof count); /* EAGAIN when already quiet */
     }
 }
 
@@ -634,6 +657,7 @@ Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
         /* the place of an item whose putter died: step over it */
         h->claimed += entry_span(e.size);
         h->items--;
+        quiet_doorbell(self);
         e.kind |= F_DONE;
         write_entry(self, start, &e);
         release_space(self, &wake_putters);
@@ -658,6 +682,7 @@ Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
     write_entry(self, start, &e);
     h->claimed += entry_span(size);
     h->items--;
+    quiet_doorbell(self);
     char *dst = kind == KIND_PARTS ? PyByteArray_AS_STRING(data) : PyBytes_AS_STRING(data);
     int fd = -1;
     if (size >= BIG_COPY) {
@@ -742,12 +767,12 @@ static PyObject *
 Ring_attach(RingObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"buffer", "send_sock", "recv_sock", "create", "maxsize",
-                             "joinable", NULL};
+                             "joinable", "doorbell", NULL};
     Py_buffer view;
-    int send_sock, recv_sock, create = 0, joinable = 0;
+    int send_sock, recv_sock, create = 0, joinable = 0, doorbell = -1;
     unsigned long long maxsize = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "w*ii|pKp:_attach", kwlist, &view, &send_sock,
-                                     &recv_sock, &create, &maxsize, &joinable))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "w*ii|pKpi:_attach", kwlist, &view, &send_sock,
+                                     &recv_sock, &create, &maxsize, &joinable, &doorbell))
         return NULL;
     if (self->h != NULL) {
         PyBuffer_Release(&view);
@@ -781,6 +806,32 @@ Ring_attach(RingObject *self, PyObject *args, PyObject *kwds)
     self->mask = capacity - 1;
     self->send_sock = send_sock;
     self->recv_sock = recv_sock;
+    self->doorbell = doorbell;
+    Py_RETURN_NONE;
+}
+
+/* _arm_doorbell(): from now on the doorbell tells whether an entry is published (see
+ * the essay); rings it now if one is. */
+static PyObject *
+Ring_arm_doorbell(RingObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_ready(self) < 0)
+        return NULL;
+    if (self->doorbell < 0) {
+        PyErr_SetString(PyExc_ValueError, "this ring was attached without a doorbell");
+        return NULL;
+    }
+    struct ring_header *h = self->h;
+    if (ring_lock(self) < 0)
+        return NULL;
+    if (!h->pollers) {
+        h->pollers = 1;
+        if (h->claimed < h->tail) {
+            uint64_t one = 1;
+            (void)!write(self->doorbell, &one, sizeof one);
+        }
+    }
+    ring_unlock(self);
     Py_RETURN_NONE;
 }
 
@@ -838,7 +889,10 @@ static PyMethodDef Ring_methods[] = {
     {"qsize", (PyCFunction)Ring_qsize, METH_NOARGS, "Entries in the ring."},
     {"statistics", (PyCFunction)Ring_statistics, METH_NOARGS, "A dict of counters."},
     {"_attach", (PyCFunction)(void (*)(void))Ring_attach, METH_VARARGS | METH_KEYWORDS,
-     "_attach(buffer, send_sock, recv_sock, create=False, maxsize=0, joinable=False)"},
+     "_attach(buffer, send_sock, recv_sock, create=False, maxsize=0, joinable=False, "
+     "doorbell=-1)"},
+    {"_arm_doorbell", (PyCFunction)Ring_arm_doorbell, METH_NOARGS,
+     "Make the doorbell fd readable exactly while an entry is published (see the source)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,9 +5,11 @@
 ``BoundedSemaphore``, ``Event``, ``Condition``, ``Barrier`` (futex words in shared
 memory) in ``synchronize``; ``Queue``, ``JoinableQueue``, ``SimpleQueue`` (a shared-memory
 ring) in ``queues``; ``Value``, ``Array``, ``RawValue``, ``RawArray`` in ``sharedctypes``;
-``SharedMemory`` and ``ShareableList`` in ``shared_memory``. Every process context
-offers the constructors too (``ctx.Queue()``, ``ctx.Lock()``): ``plait.process.context``
-names their modules in its table. The exception classes are those of
+``SharedMemory`` and ``ShareableList`` in ``shared_memory``; the standard shared heap
+(``Arena``, ``Heap``, ``BufferWrapper``) in ``heap``; ``ForkingPickler`` and fd passing
+in ``reduction``. Every process context offers the constructors too (``ctx.Queue()``,
+``ctx.Lock()``): ``plait.process.context`` names their modules in its table. The
+exception classes are those of
 ``plait._core``, so every layer raises the same ones.
 
 ``listener`` is imported on first use of ``Listener`` or ``Client``: a child that only

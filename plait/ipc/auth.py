@@ -23,6 +23,16 @@ Every handshake message is raw bytes (``send_bytes``/``recv_bytes``), at most
 sizeable, and the whole exchange runs under one deadline so that a silent or dribbling
 peer cannot hold us. Any failure (wrong key, garbage, timeout, disconnect) raises
 ``AuthenticationError`` naming the cause; the caller closes the connection.
+
+``deliver_challenge`` and ``answer_challenge`` are the two halves under their standard
+names, for programs that authenticate a connection of their own the way
+``multiprocessing.connection`` lets them: the server calls ``deliver_challenge`` then
+``answer_challenge``, the client the reverse. Which role a half plays is not an argument
+in the standard signatures, so it comes from the order: the first exchange on a
+connection is the client proving itself, the second the server. That is the order
+``Listener``/``Client`` use, so either end may be hand-made. The two halves speak
+plait's handshake (sha256, nonces of ``NONCE_SIZE`` bytes), not the standard library's
+(md5, unlabelled): they authenticate plait connections to plait peers.
 """
 
 from __future__ import annotations
@@ -31,11 +41,21 @@ import contextlib
 import hmac
 import os
 import time
+from typing import Any
 
 from plait._core.errors import AuthenticationError
 from plait.ipc.connection import Connection
 
-__all__ = ["MESSAGE_LIMIT", "serve_handshake", "client_handshake"]
+__all__ = [
+    "CHALLENGE",
+    "FAILURE",
+    "MESSAGE_LIMIT",
+    "WELCOME",
+    "answer_challenge",
+    "client_handshake",
+    "deliver_challenge",
+    "serve_handshake",
+]
 
 CHALLENGE = b"#PLAIT-CHALLENGE#sha256:"
 WELCOME = b"#PLAIT-WELCOME#"
@@ -79,6 +99,51 @@ def _handshake(conn: Connection, timeout: float, peer: str):
     except (OSError, EOFError, ValueError) as exc:
         raise AuthenticationError(f"{peer}: handshake failed: {type(exc).__name__}: {exc}") from exc
     channel.set_deadline(None)
+
+
+def deliver_challenge(connection: Any, authkey: bytes, *, timeout: float | None = None) -> None:
+    """Challenge the peer of ``connection`` to prove it holds ``authkey``.
+
+    ``connection`` is a plait ``Connection``, or anything with ``send_bytes`` and
+    ``recv_bytes``. Blocks until the peer answers, or up to ``timeout`` seconds (a
+    ``Connection`` only; then ``AuthenticationError``). Raises ``AuthenticationError``
+    when the answer is wrong (the peer is told so first), ``TypeError`` when ``authkey``
+    is not bytes.
+    """
+    _check_authkey(authkey)
+    role = _next_role(connection)
+    if timeout is None:
+        _deliver(connection, authkey, role)
+        return
+    with _handshake(connection, timeout, "peer"):
+        _deliver(connection, authkey, role)
+
+
+def answer_challenge(connection: Any, authkey: bytes, *, timeout: float | None = None) -> None:
+    """Answer the challenge the peer of ``connection`` sends, proving we hold ``authkey``.
+
+    Blocks and raises like ``deliver_challenge``; also ``AuthenticationError`` when the
+    peer sends no challenge or rejects the answer.
+    """
+    _check_authkey(authkey)
+    role = _next_role(connection)
+    if timeout is None:
+        _answer(connection, authkey, role)
+        return
+    with _handshake(connection, timeout, "peer"):
+        _answer(connection, authkey, role)
+
+
+def _check_authkey(authkey: Any) -> None:
+    if not isinstance(authkey, bytes):
+        raise TypeError(f"Authkey must be bytes, not {type(authkey).__name__}")
+
+
+def _next_role(connection: Any) -> bytes:
+    """The label of the next exchange on ``connection``: the client's proof comes first."""
+    step = getattr(connection, "_plait_auth_steps", 0)
+    connection._plait_auth_steps = step + 1
+    return b"client:" if step % 2 == 0 else b"server:"
 
 
 def _deliver(conn: Connection, authkey: bytes, role: bytes) -> None:

@@ -40,6 +40,7 @@ one receiver), as with the standard library's.
 
 from __future__ import annotations
 
+import errno
 import math
 import operator
 import pickle
@@ -52,7 +53,14 @@ from plait._core import fdpass, framing, serialization
 from plait._core.errors import BufferTooShort
 from plait._core.framing import MAX_MESSAGE_SIZE, MessageTooLarge
 
-__all__ = ["Connection", "Pipe", "wait"]
+__all__ = [
+    "Connection",
+    "ConnectionWrapper",
+    "Pipe",
+    "rebuild_connection",
+    "reduce_connection",
+    "wait",
+]
 
 _pickle_loads = pickle.loads
 _BREAKING = (MessageTooLarge, framing.FrameError)
@@ -85,17 +93,23 @@ class Connection:
         if max_message_size <= 0:
             raise ValueError(f"max_message_size must be positive, not {max_message_size}")
         self._sock: socket.socket | None = None
+        self._bad_fd: int | None = None
+        self._readable = bool(readable)
+        self._writable = bool(writable)
         try:
             sock = socket.socket(fileno=handle)
         except OSError as exc:
-            raise OSError(
-                exc.errno, f"a Connection needs a socket; fd {handle}: {exc.strerror}"
-            ) from None
+            if exc.errno != errno.EBADF:
+                raise OSError(
+                    exc.errno, f"a Connection needs a socket; fd {handle}: {exc.strerror}"
+                ) from None
+            # As the standard library: a handle that is not open fails on first use.
+            self._bad_fd = handle
+            self._channel = None
+            return
         sock.setblocking(True)
         self._sock = sock
         self._channel = framing.Channel(sock, max_message_size)
-        self._readable = bool(readable)
-        self._writable = bool(writable)
         self._oob: list[pickle.PickleBuffer] = []  # reused by send for the C pickler's buffers
 
     # -- state ----------------------------------------------------------------------
@@ -103,7 +117,7 @@ class Connection:
     @property
     def closed(self) -> bool:
         """True if the connection is closed."""
-        return self._sock is None
+        return self._sock is None and self._bad_fd is None
 
     @property
     def readable(self) -> bool:
@@ -118,6 +132,8 @@ class Connection:
     @property
     def max_message_size(self) -> int:
         """The largest message (payload plus buffers, in bytes) this end sends or accepts."""
+        if self._channel is None:
+            self._check_closed()
         return self._channel.max_message_size
 
     def fileno(self) -> int:
@@ -127,6 +143,7 @@ class Connection:
 
     def close(self) -> None:
         """Close the connection (idempotent); the peer then gets ``EOFError``."""
+        self._bad_fd = None
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
@@ -148,17 +165,19 @@ class Connection:
 
     def _check_closed(self) -> None:
         if self._sock is None:
+            if self._bad_fd is not None:
+                raise OSError(
+                    errno.EBADF, f"the handle of this Connection, fd {self._bad_fd}, is not open"
+                )
             raise OSError("handle is closed")
 
     def _check_readable(self) -> None:
-        if self._sock is None:
-            raise OSError("handle is closed")
+        self._check_closed()
         if not self._readable:
             raise OSError("connection is write-only")
 
     def _check_writable(self) -> None:
-        if self._sock is None:
-            raise OSError("handle is closed")
+        self._check_closed()
         if not self._writable:
             raise OSError("connection is read-only")
 
@@ -351,7 +370,7 @@ class Connection:
     def __reduce__(self):
         self._check_closed()
         index = fdpass.reduce_fd(self._sock.fileno())
-        return _rebuild_connection, (
+        return rebuild_connection, (
             index,
             self._readable,
             self._writable,
@@ -359,10 +378,51 @@ class Connection:
         )
 
 
-def _rebuild_connection(index: int, readable: bool, writable: bool, max_message_size: int):
+def reduce_connection(conn: Connection) -> tuple:
+    """``(rebuild_connection, args)`` for ``conn``: what pickling it sends (its fd
+    travels beside the pickle; see the module). Raises ``PicklingError`` outside a plait
+    transfer, ``OSError`` if ``conn`` is closed."""
+    return conn.__reduce__()
+
+
+def rebuild_connection(
+    index: int, readable: bool, writable: bool, max_message_size: int = MAX_MESSAGE_SIZE
+) -> Connection:
+    """The ``Connection`` on the fd that travelled as ``index`` (the receiving half of
+    ``reduce_connection``)."""
     return Connection(
         fdpass.rebuild_fd(index), readable, writable, max_message_size=max_message_size
     )
+
+
+class ConnectionWrapper:
+    """A connection whose ``send``/``recv`` encode objects with ``dumps``/``loads`` (bytes
+    in and out) instead of pickle; the other methods are the connection's.
+    ``XmlListener`` and ``XmlClient`` hand out these."""
+
+    def __init__(self, conn: Connection, dumps: Any, loads: Any) -> None:
+        self._conn = conn
+        self._dumps = dumps
+        self._loads = loads
+        self.fileno = conn.fileno
+        self.close = conn.close
+        self.poll = conn.poll
+        self.recv_bytes = conn.recv_bytes
+        self.send_bytes = conn.send_bytes
+
+    def send(self, obj: Any) -> None:
+        """Send ``dumps(obj)`` as one message; raises what ``dumps`` and ``send_bytes`` do."""
+        self._conn.send_bytes(self._dumps(obj))
+
+    def recv(self) -> Any:
+        """Receive one message and return ``loads`` of it; blocks like ``recv_bytes``."""
+        return self._loads(self._conn.recv_bytes())
+
+    def __enter__(self) -> ConnectionWrapper:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._conn.close()
 
 
 def _milliseconds(timeout: float | None) -> int | None:

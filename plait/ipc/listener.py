@@ -27,12 +27,21 @@ next client. Such errors are the caller's to catch: a server loop reads
 
 Failures name the address: a port in use, a path that exists, a dead address to
 connect to (``ConnectionRefusedError``/``FileNotFoundError`` at once, no retrying).
+
+The rest of the standard module's surface: ``families`` (the families a listener can
+use here), ``default_family``, ``address_type``, ``arbitrary_address``,
+``SocketListener``/``SocketClient`` (a listener and a client without authentication;
+the standard library's lower layer, here the same classes with no key), and
+``XmlListener``/``XmlClient``, whose connections carry what ``xmlrpc`` can encode
+instead of pickles. A Windows named pipe address (``\\\\.\\pipe\\...``, family
+``AF_PIPE``) raises ``ValueError`` naming the families to use instead.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import select
 import shutil
 import socket
@@ -41,30 +50,66 @@ from typing import Any
 
 from plait._core.framing import MAX_MESSAGE_SIZE
 from plait.ipc import auth
-from plait.ipc.connection import Connection, _milliseconds
+from plait.ipc.connection import Connection, ConnectionWrapper, _milliseconds
 
-__all__ = ["Listener", "Client", "address_type", "HANDSHAKE_TIMEOUT"]
+__all__ = [
+    "HANDSHAKE_TIMEOUT",
+    "Client",
+    "Listener",
+    "SocketClient",
+    "SocketListener",
+    "XmlClient",
+    "XmlListener",
+    "address_type",
+    "arbitrary_address",
+    "default_family",
+    "families",
+]
 
 HANDSHAKE_TIMEOUT = 10.0
+families = ["AF_INET", "AF_UNIX"]  # as the standard library's list; AF_INET6 works too
+default_family = "AF_UNIX"
 _FAMILIES = ("AF_UNIX", "AF_INET", "AF_INET6")
-_default_family = "AF_UNIX"
 
 
 def address_type(address: Any) -> str:
-    """The family of ``address``: ``'AF_INET'`` for a tuple, ``'AF_UNIX'`` for a path.
+    """The family of ``address``: ``'AF_INET'`` for a ``(host, port)`` tuple
+    (``'AF_INET6'`` for a 4-tuple), ``'AF_UNIX'`` for a path or an abstract name,
+    ``'AF_PIPE'`` for a Windows pipe name (which no listener here accepts).
 
-    Raises ``ValueError`` for anything else.
+    Raises ``TypeError`` for anything else, as the standard library.
     """
     if isinstance(address, tuple):
         return "AF_INET6" if len(address) == 4 else "AF_INET"
+    if isinstance(address, str) and address.startswith("\\\\"):
+        return "AF_PIPE"
     if isinstance(address, str | bytes):
         return "AF_UNIX"
-    raise ValueError(f"address type of {address!r} unrecognized")
+    raise TypeError(f"address type of {address!r} unrecognized")
+
+
+def arbitrary_address(family: str) -> Any:
+    """A fresh address of ``family`` for a listener: a new path in the temporary
+    directory for ``'AF_UNIX'``, ``('localhost', 0)`` for ``'AF_INET'`` (the system picks
+    the port when the listener binds). Raises ``ValueError`` for another family."""
+    if family == "AF_INET":
+        return ("localhost", 0)
+    if family == "AF_INET6":
+        return ("::1", 0)
+    if family == "AF_UNIX":
+        return os.path.join(tempfile.gettempdir(), f"plait-listener-{secrets.token_hex(8)}")
+    _check_family(family)
+    raise ValueError(f"unrecognized family {family!r}")
 
 
 def _check_family(family: str) -> socket.AddressFamily:
     if family not in _FAMILIES:
-        raise ValueError(f"Family {family} is not recognized.")
+        hint = (
+            "; named pipes are Windows-only: use an AF_UNIX path or an AF_INET (host, port)"
+            if family == "AF_PIPE"
+            else f"; use one of {', '.join(_FAMILIES)}"
+        )
+        raise ValueError(f"Family {family} is not recognized{hint}.")
     return getattr(socket, family)
 
 
@@ -106,7 +151,7 @@ class Listener:
         self._tempdir: str | None = None
         if authkey is not None and not isinstance(authkey, bytes):
             raise TypeError("authkey should be a byte string")
-        family = family or (address_type(address) if address is not None else _default_family)
+        family = family or (address_type(address) if address is not None else default_family)
         sock = _new_socket(family)
         if address is None:
             if family == "AF_UNIX":
@@ -264,3 +309,44 @@ def Client(  # noqa: N802 - the standard library's name
             conn.close()
             raise
     return conn
+
+
+class SocketListener(Listener):
+    """A ``Listener`` that never authenticates: ``SocketListener(address, family,
+    backlog=1)``, the standard library's lower layer under the same signature."""
+
+    def __init__(self, address: Any, family: str, backlog: int = 1, **options: Any) -> None:
+        super().__init__(address, family, backlog, None, **options)
+
+
+def SocketClient(address: Any, **options: Any) -> Connection:  # noqa: N802 - standard name
+    """``Client(address)`` without authentication: a connection to a ``SocketListener``."""
+    return Client(address, **options)
+
+
+def _xml_dumps(obj: Any) -> bytes:
+    import xmlrpc.client  # noqa: PLC0415 - only XML connections pay for it
+
+    return xmlrpc.client.dumps((obj,), None, None, None, 1).encode("utf-8")
+
+
+def _xml_loads(data: bytes) -> Any:
+    import xmlrpc.client  # noqa: PLC0415 - only XML connections pay for it
+
+    (obj,), _ = xmlrpc.client.loads(data.decode("utf-8"))
+    return obj
+
+
+class XmlListener(Listener):
+    """A ``Listener`` whose connections carry XML-RPC documents instead of pickles: what
+    ``xmlrpc.client`` can encode (numbers, strings, lists, dicts...), nothing that runs
+    code when it is read."""
+
+    def accept(self, *, timeout: float | None = None) -> ConnectionWrapper:
+        """Accept one client, as ``Listener.accept``; its connection speaks XML-RPC."""
+        return ConnectionWrapper(super().accept(timeout=timeout), _xml_dumps, _xml_loads)
+
+
+def XmlClient(*args: Any, **kwargs: Any) -> ConnectionWrapper:  # noqa: N802 - standard name
+    """``Client(...)`` to an ``XmlListener``: the connection speaks XML-RPC."""
+    return ConnectionWrapper(Client(*args, **kwargs), _xml_dumps, _xml_loads)

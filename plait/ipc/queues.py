@@ -42,11 +42,23 @@ picklable and must not own fds (a ``Connection`` or ``Lock`` inside an item rais
 ``PicklingError``: pass those as ``Process`` arguments).
 
 Pickling a queue (as a ``Process`` argument, or through a plait ``Connection``) sends
-its memfd and sockets; a forked child inherits them. Each queue holds three fds.
+its memfd, sockets and doorbell; a forked child inherits them. Each queue holds four
+fds.
+
+An item that cannot be pickled makes ``put`` raise at once (the standard library's
+feeder thread prints the error and drops the item, and a consumer waiting for it waits
+forever). A subclass that defines the standard hook ``_on_queue_feeder_error(e, obj)``
+(as ``concurrent.futures`` does) gets it called instead, with the pickling error, and
+``put`` returns. ``_reader`` and ``_writer``, the standard library's pipe ends, are
+stand-ins with what code does with them (``concurrent.futures`` waits on
+``result_queue._reader`` beside process sentinels): the reader's ``fileno()`` is an
+eventfd, the doorbell, readable while an item waits, that costs nothing until someone
+asks for it (see ``_End``).
 """
 
 from __future__ import annotations
 
+import functools
 import operator
 import os
 import pickle
@@ -54,11 +66,13 @@ import select
 import socket
 import struct
 import time
+import types
 from queue import Empty, Full
 from typing import Any
 
 from plait._core import fdpass, segment, serialization
 from plait._core._ring import HEADER_SIZE, PARTS, PLAIN, SEGMENT, Ring
+from plait.ipc.connection import _milliseconds
 from plait.ipc.synchronize import _Block
 
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
@@ -70,8 +84,9 @@ _dumps = pickle.dumps
 _loads = pickle.loads
 
 
-class _Socket:
-    """One end of the queue's segment socket pair: an fd that pickles by travelling."""
+class _Fd:
+    """An fd of the queue (an end of its segment socket pair, its doorbell) that pickles
+    by travelling."""
 
     __slots__ = ("fd",)
 
@@ -79,7 +94,7 @@ class _Socket:
         self.fd = fd
 
     def __reduce__(self):
-        return _rebuild_socket, (fdpass.reduce_fd(self.fd),)
+        return _rebuild_fd, (fdpass.reduce_fd(self.fd),)
 
     def __del__(self) -> None:
         fd, self.fd = getattr(self, "fd", -1), -1
@@ -87,8 +102,8 @@ class _Socket:
             os.close(fd)
 
 
-def _rebuild_socket(index: int) -> _Socket:
-    return _Socket(fdpass.rebuild_fd(index))
+def _rebuild_fd(index: int) -> _Fd:
+    return _Fd(fdpass.rebuild_fd(index))
 
 
 class Queue:
@@ -101,8 +116,12 @@ class Queue:
     """
 
     _joinable = False
+    _on_queue_feeder_error = None  # the standard hook; see the module docstring
 
-    def __init__(self, maxsize: int = 0, *, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self, maxsize: int = 0, *, ctx: Any = None, capacity: int = DEFAULT_CAPACITY
+    ) -> None:
+        # ``ctx``: the standard signature's context; a plait queue is the same in all.
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         capacity = operator.index(capacity)
@@ -113,15 +132,24 @@ class Queue:
         # Segments in flight are charged to the sender's buffer (~1 kB each): ask for as
         # much as the system allows (net.core.wmem_max caps it silently).
         a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SPILL_BUFFER)
-        send, recv = _Socket(a.detach()), _Socket(b.detach())
-        self._setup(block, send, recv, max(maxsize, 0), True)
+        send, recv = _Fd(a.detach()), _Fd(b.detach())
+        doorbell = _Fd(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
+        self._setup(block, send, recv, doorbell, max(maxsize, 0), True)
 
-    def _setup(self, block: _Block, send: _Socket, recv: _Socket, maxsize: int, create: bool):
-        self._block, self._send, self._recv = block, send, recv
+    def _setup(
+        self, block: _Block, send: _Fd, recv: _Fd, doorbell: _Fd, maxsize: int, create: bool
+    ) -> None:
+        self._block, self._send, self._recv, self._doorbell = block, send, recv, doorbell
         self._maxsize = maxsize
         self._ring = Ring()
         self._ring._attach(
-            block.mm, send.fd, recv.fd, create=create, maxsize=maxsize, joinable=self._joinable
+            block.mm,
+            send.fd,
+            recv.fd,
+            create=create,
+            maxsize=maxsize,
+            joinable=self._joinable,
+            doorbell=doorbell.fd,
         )
         self._inline_max = (block.size - HEADER_SIZE) // 3
         self._closed = False
@@ -129,7 +157,7 @@ class Queue:
     def __getstate__(self):
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        return self._block, self._send, self._recv, self._maxsize
+        return self._block, self._send, self._recv, self._doorbell, self._maxsize
 
     def __setstate__(self, state) -> None:
         self._setup(*state, False)
@@ -154,7 +182,13 @@ class Queue:
         try:
             payload = _dumps(obj, _PROTOCOL, buffer_callback=oob.append)
         except Exception:  # what the C pickler refuses: cloudpickle, or a clear error
-            payload, oob = serialization.dumps_oob(obj)
+            try:
+                payload, oob = serialization.dumps_oob(obj)
+            except Exception as exc:
+                if self._on_queue_feeder_error is None:
+                    raise
+                self._on_queue_feeder_error(exc.__cause__ or exc, obj)
+                return
         if not oob:
             parts = (payload,)
             kind = PLAIN
@@ -280,6 +314,79 @@ class Queue:
     def cancel_join_thread(self) -> None:
         """Nothing to cancel: a process exits without waiting for its items to be read."""
 
+    @functools.cached_property
+    def _reader(self) -> _End:
+        return _End(self, "reader")
+
+    @functools.cached_property
+    def _writer(self) -> _End:
+        return _End(self, "writer")
+
+
+class _End:
+    """One end of a queue under the standard library's names for its pipe ends
+    (``queue._reader``, ``queue._writer``), for code that uses them as connections:
+    ``closed``, ``close()``, and ``fileno()``, ``poll()``, ``recv()`` on the reader,
+    ``send()`` on the writer. A plait queue has no pipe: the reader's ``fileno()`` is the
+    queue's doorbell (readable while an item waits; see ``plait._core._ring``), so the
+    reader can sit in ``select`` or ``multiprocessing.connection.wait``; ``recv()`` is
+    ``get()`` and ``send(obj)`` is ``put(obj)``. Closing either end closes this process's
+    handle on the queue."""
+
+    __slots__ = ("_queue", "_name")
+
+    def __init__(self, queue: Queue, name: str) -> None:
+        self._queue = queue
+        self._name = name
+
+    @property
+    def closed(self) -> bool:
+        """Whether this process closed its handle on the queue."""
+        return self._queue._closed
+
+    def close(self) -> None:
+        """Close this process's handle on the queue (``queue.close()``)."""
+        self._queue.close()
+
+    def fileno(self) -> int:
+        """The reader's fd: readable while an item is in the queue. Raises ``OSError``
+        when closed, ``AttributeError`` on the writer."""
+        queue = self._reader_queue("fileno")
+        queue._ring._arm_doorbell()
+        return queue._doorbell.fd
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        """Whether an item waits, waiting up to ``timeout`` seconds (None: forever)."""
+        poller = select.poll()
+        poller.register(self.fileno(), select.POLLIN)
+        return bool(poller.poll(_milliseconds(timeout)))
+
+    def recv(self) -> Any:
+        """``get()``: the next item; blocks until one arrives."""
+        return self._reader_queue("recv").get()
+
+    def send(self, obj: Any) -> None:
+        """``put(obj)`` (the writer only)."""
+        if self._name != "writer":
+            self._absent("send")
+        self._queue.put(obj)
+
+    def _reader_queue(self, name: str) -> Queue:
+        if self._name != "reader":
+            self._absent(name)
+        if self._queue._closed:
+            raise OSError(f"{type(self._queue).__name__} {self._queue!r} is closed")
+        return self._queue
+
+    def _absent(self, name: str):
+        raise AttributeError(
+            f"{type(self._queue).__name__}._{self._name} has no {name!r}: a plait queue has "
+            "no pipe (its items travel in shared memory); use get(timeout=...) and put()"
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        self._absent(name)
+
 
 class JoinableQueue(Queue):
     """A ``Queue`` that counts unfinished tasks: ``task_done`` and ``join``."""
@@ -310,5 +417,7 @@ class SimpleQueue(Queue):
     ``block`` and ``timeout``; ``get()`` blocks until an item arrives).
     """
 
-    def __init__(self, *, capacity: int = DEFAULT_CAPACITY) -> None:
-        super().__init__(0, capacity=capacity)
+    def __init__(self, *, ctx: Any = None, capacity: int = DEFAULT_CAPACITY) -> None:
+        super().__init__(0, ctx=ctx, capacity=capacity)
+
+    __class_getitem__ = classmethod(types.GenericAlias)

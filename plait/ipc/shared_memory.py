@@ -21,9 +21,13 @@ mark. ``unlink()`` sets the mark: later attaches raise ``FileNotFoundError``, wh
 every process that has it keeps using it; the memory goes away with the last of them.
 
 ``ShareableList`` stores a fixed number of ``int``, ``float``, ``bool``, ``str``,
-``bytes`` and ``None`` values in a block; each slot keeps the room of its first value
-(at least 8 bytes), and a ``str`` or ``bytes`` that does not fit raises ``ValueError``.
-Its layout is plait's own: a list made by the standard library cannot be attached.
+``bytes`` and ``None`` values in a block, in the standard library's layout (so its
+``format`` reads the same); each slot keeps the room of its first value, and a ``str``
+or ``bytes`` that does not fit raises ``ValueError``.
+
+Names: a name made here (``SharedMemory(create=True)``) is ``psm_`` and random hex, as
+the standard library's (``_make_filename``), then ``@PID.FD``, which says where to look
+first. A name given by the caller is taken as it is.
 """
 
 from __future__ import annotations
@@ -33,26 +37,50 @@ import mmap
 import os
 import secrets
 import struct
+import types
 from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["ShareableList", "SharedMemory"]
 
 _PAGE = mmap.PAGESIZE
+_O_CREX = os.O_CREAT | os.O_EXCL
+_SHM_SAFE_NAME_LENGTH = 14
+_SHM_NAME_PREFIX = "/psm_"
+_USE_POSIX = True  # the standard flag: POSIX semantics (a name is unlinked once)
 _LABEL = "plait-shm:"
 _META = struct.Struct("QQI")  # magic, size, unlinked
 _MAGIC = 0x706C6169_74736D31  # "plaitsm1"
 
 
+def _make_filename() -> str:
+    """A fresh random block name, ``/psm_`` and hex digits, as the standard module's
+    function of this name makes (the leading slash is not part of ``SharedMemory.name``)."""
+    nbytes = (_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2
+    return _SHM_NAME_PREFIX + secrets.token_hex(nbytes)
+
+
+def _held_here(base: str) -> bool:
+    """Whether this process holds an fd of a block whose name is ``base``."""
+    target = f"/memfd:{_LABEL}{base} (deleted)"
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _find(name: str) -> int:
-    """An fd of the block called ``name``, opened through a process that holds it."""
+    """An fd of the live (not unlinked) block called ``name``, opened through a process
+    that holds it. Raises ``FileNotFoundError``, saying so when only unlinked blocks of
+    that name are left."""
     target = f"/memfd:{_LABEL}{name.split('@')[0]} (deleted)"
-    candidates = []
+    unlinked: list[bool] = []
     if "@" in name:
         pid, _, fd = name.rpartition("@")[2].partition(".")
-        candidates.append(f"/proc/{pid}/fd/{fd}")
-    for path in candidates:
-        found = _open_if(path, target)
+        found = _open_if(f"/proc/{pid}/fd/{fd}", target, unlinked)
         if found >= 0:
             return found
     for pid in os.listdir("/proc"):
@@ -63,19 +91,33 @@ def _find(name: str) -> int:
         except OSError:
             continue
         for fd in fds:
-            found = _open_if(f"/proc/{pid}/fd/{fd}", target)
+            found = _open_if(f"/proc/{pid}/fd/{fd}", target, unlinked)
             if found >= 0:
                 return found
+    if unlinked:
+        raise FileNotFoundError(errno.ENOENT, f"shared memory block {name!r} was unlinked", name)
     raise FileNotFoundError(errno.ENOENT, f"no shared memory block named {name!r}", name)
 
 
-def _open_if(path: str, target: str) -> int:
+def _open_if(path: str, target: str, unlinked: list[bool]) -> int:
+    """``path`` opened if it is a live block labelled ``target``, else -1 (and a note in
+    ``unlinked`` if it was an unlinked one)."""
     try:
         if os.readlink(path) != target:
             return -1
-        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError:
         return -1
+    try:
+        total = os.fstat(fd).st_size
+        meta = os.pread(fd, _META.size, total - _PAGE) if total >= _PAGE else b""
+    except OSError:
+        meta = b""
+    if len(meta) == _META.size and _META.unpack(meta)[2]:
+        os.close(fd)
+        unlinked.append(True)
+        return -1
+    return fd
 
 
 class SharedMemory:
@@ -84,27 +126,51 @@ class SharedMemory:
     ``SharedMemory(create=True, size=n)`` makes a new block (``name`` None: a fresh
     unique name; a given name that is in use raises ``FileExistsError``);
     ``SharedMemory(name)`` attaches to an existing one (``FileNotFoundError`` if no
-    process holds it or it was unlinked). ``ValueError`` for a bad ``size`` or a missing
-    ``name``.
+    process holds it or it was unlinked; ``size`` is then ignored). ``ValueError`` for a
+    bad ``size`` or a missing ``name``. A subclass whose ``_flags`` has ``os.O_CREAT``
+    (without ``os.O_EXCL``) attaches or, if the name is free, creates, as in the standard
+    library.
     """
+
+    _flags = os.O_RDWR
+    _mode = 0o600  # the standard attribute; a memfd has no permissions to set
 
     def __init__(self, name: str | None = None, create: bool = False, size: int = 0) -> None:
         if not isinstance(size, int) or size < 0:
             raise ValueError("'size' must be a positive integer")
-        if create and size == 0:
-            raise ValueError("'size' must be a positive number different from zero")
-        if not create and name is None:
+        if create:
+            self._flags = _O_CREX | os.O_RDWR
+            if size == 0:
+                raise ValueError("'size' must be a positive number different from zero")
+        if name is None and not self._flags & os.O_EXCL:
             raise ValueError("'name' can only be None if create=True")
         self._fd = -1
         self._mmap = None
         self._buf = None
-        if create:
+        self._saw_unlinked = False
+        if self._flags & os.O_EXCL:
             self._create(name, size)
-        else:
+            return
+        try:
             self._attach(name)
+        except FileNotFoundError:
+            if not self._flags & os.O_CREAT:
+                raise
+            if size == 0:
+                raise ValueError("'size' must be a positive number different from zero") from None
+            self._create(name, size)
 
     def _create(self, name: str | None, size: int) -> None:
-        if name is not None:
+        if name is None:
+            # A fresh name, as the standard library makes it (``_make_filename``), that
+            # no block of this process has; the locator appended below makes it unique
+            # among other processes' blocks, which are not searched (that reads /proc).
+            while True:
+                internal = _make_filename()
+                base = internal[1:] if internal.startswith("/") else internal
+                if not _held_here(base):
+                    break
+        else:
             if "@" in name:
                 raise ValueError(f"a block name may not contain '@': {name!r}")
             try:
@@ -113,7 +179,7 @@ class SharedMemory:
                 pass
             else:
                 raise FileExistsError(errno.EEXIST, f"a shared memory block named {name!r} exists")
-        base = name if name is not None else f"psm_{secrets.token_hex(8)}"
+            internal, base = "/" + name, name
         fd = os.memfd_create(_LABEL + base, os.MFD_CLOEXEC)
         try:
             data = (size + _PAGE - 1) // _PAGE * _PAGE
@@ -124,7 +190,8 @@ class SharedMemory:
             self._fd = -1
             os.close(fd)
             raise
-        self._name = base if name is not None else f"{base}@{os.getpid()}.{fd}"
+        self._name = internal
+        self._locator = "" if name is not None else f"@{os.getpid()}.{fd}"
         self._size = size
         self._meta_at = data
         self._buf = memoryview(self._mmap)[:size]
@@ -148,7 +215,9 @@ class SharedMemory:
             self._fd = -1
             os.close(fd)
             raise
-        self._name = name
+        base, at, where = name.partition("@")
+        self._name = "/" + base
+        self._locator = at + where
         self._size = size
         self._meta_at = total - _PAGE
         self._buf = memoryview(self._mmap)[:size]
@@ -160,7 +229,7 @@ class SharedMemory:
     @property
     def name(self) -> str:
         """The name other processes attach by."""
-        return self._name
+        return self._name[1:] + self._locator
 
     @property
     def size(self) -> int:
@@ -181,6 +250,7 @@ class SharedMemory:
             self._buf.release()
             self._buf = None
         if self._mmap is not None:
+            self._saw_unlinked = bool(_META.unpack_from(self._mmap, self._meta_at)[2])
             self._mmap.close()
             self._mmap = None
         fd, self._fd = self._fd, -1
@@ -192,19 +262,22 @@ class SharedMemory:
 
         Works after ``close`` too (the standard idiom ``close(); unlink()``); a block no
         process holds any more is already gone, and unlinking it does nothing. Raises
-        ``FileNotFoundError`` if it was already unlinked.
+        ``FileNotFoundError`` if it was already unlinked (known to this object: marked
+        before it closed, or still marked in a live block).
         """
         if self._mmap is not None:
-            _mark_unlinked(self._mmap, self._meta_at, self._name)
+            _mark_unlinked(self._mmap, self._meta_at, self.name)
             return
+        if self._saw_unlinked:
+            raise FileNotFoundError(errno.ENOENT, f"{self.name!r} was already unlinked")
         try:
-            other = SharedMemory(self._name)
+            other = SharedMemory(self.name)
         except FileNotFoundError as exc:
             if "unlinked" in str(exc):
                 raise
             return
         try:
-            _mark_unlinked(other._mmap, other._meta_at, self._name)
+            _mark_unlinked(other._mmap, other._meta_at, self.name)
         finally:
             other.close()
 
@@ -221,10 +294,10 @@ class SharedMemory:
         self.close()
 
     def __reduce__(self):
-        return type(self), (self._name, False, self._size)
+        return type(self), (self.name, False, self._size)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._name!r}, size={self._size})"
+        return f"{type(self).__name__}({self.name!r}, size={self._size})"
 
 
 def _mark_unlinked(mapping: mmap.mmap, meta_at: int, name: str) -> None:
@@ -234,66 +307,83 @@ def _mark_unlinked(mapping: mmap.mmap, meta_at: int, name: str) -> None:
     _META.pack_into(mapping, meta_at, magic, size, 1)
 
 
-# ShareableList slot kinds
-_NONE, _INT, _FLOAT, _BOOL, _STR, _BYTES = range(6)
-_KINDS = {type(None): _NONE, int: _INT, float: _FLOAT, bool: _BOOL, str: _STR, bytes: _BYTES}
-_HEAD = struct.Struct("Q")
+# ShareableList: the formats of the standard library's layout, by item type, and the
+# codes that say how a slot's unpacked value becomes the item.
+_FORMATS = {int: "q", float: "d", bool: "xxxxxxx?", type(None): "xxxxxx?x"}
+_AS_IS, _AS_STR, _AS_BYTES, _AS_NONE = range(4)
+_CODES = {str: _AS_STR, bytes: _AS_BYTES, type(None): _AS_NONE}
+_COUNT = struct.Struct("q")
+_FORMAT = struct.Struct("8s")
+_CODE = struct.Struct("b")
 
 
-def _kind_of(x: Any) -> int:
-    kind = _KINDS.get(type(x))
-    if kind is None:
+def _slot(item: Any) -> tuple[str, int, Any]:
+    """(format, room in bytes, value to pack) of a new list's item."""
+    kind = type(item)
+    if kind is str or kind is bytes:
+        raw = item.encode() if kind is str else item
+        # The standard's room counts characters; where UTF-8 needs more (where the
+        # standard library would cut the text), it is the encoded length's.
+        room = 8 * (max(len(item), len(raw) - 1) // 8 + 1)
+        return f"{room}s", room, raw
+    fmt = _FORMATS.get(kind)
+    if fmt is None:
         raise TypeError(
-            f"a ShareableList holds int, float, bool, str, bytes or None, not {type(x).__name__}"
+            f"a ShareableList holds int, float, bool, str, bytes or None, not {kind.__name__}"
         )
-    return kind
+    return fmt, 8, item
 
 
 class ShareableList:
     """A fixed-length list of ``int``/``float``/``bool``/``str``/``bytes``/``None`` in a
-    ``SharedMemory`` block (see the module). ``ShareableList(sequence)`` creates one,
-    ``ShareableList(name=...)`` attaches. Raises ``TypeError`` for other item types,
-    ``ValueError`` when a new ``str``/``bytes`` exceeds its slot, ``IndexError``.
+    ``SharedMemory`` block. ``ShareableList(sequence)`` creates one (``name`` names its
+    block), ``ShareableList(name=...)`` attaches. Raises ``TypeError`` for other item
+    types, ``ValueError`` when a ``str``/``bytes`` exceeds its slot, ``IndexError``.
+
+    The block's layout is the standard library's, so ``format`` reads the same: the
+    count, the slots' offsets, the items, one 8-byte ``struct`` format per item, one
+    code per item (how to rebuild it). A slot keeps the room its first item had (8
+    bytes; a ``str`` or ``bytes``: its length rounded up past a multiple of 8, and
+    at least its UTF-8 length).
+    As in the standard library, a ``str`` or ``bytes`` item loses trailing NUL bytes.
     """
 
     def __init__(self, sequence: Iterable[Any] | None = None, *, name: str | None = None):
-        if sequence is None:
-            if name is None:
-                raise ValueError("give a sequence to create a list, or a name to attach")
+        if name is not None and sequence is None:
             self.shm = SharedMemory(name)
-            (self._n,) = _HEAD.unpack_from(self.shm.buf, 0)
-            self._layout()
+            (self._n,) = _COUNT.unpack_from(self.shm.buf, 0)
+            self._offsets = struct.unpack_from(f"{self._n + 1}q", self.shm.buf, 8)
             return
-        items = list(sequence)
-        rooms = [self._room(x) for x in items]
-        self._n = len(items)
-        size = 8 + 17 * self._n + sum(rooms)
-        self.shm = SharedMemory(name, create=True, size=max(size, 8))
-        _HEAD.pack_into(self.shm.buf, 0, self._n)
-        struct.pack_into(f"{self._n}Q", self.shm.buf, 8, *rooms)
-        self._layout()
-        for i, x in enumerate(items):
-            self[i] = x
+        items = list(sequence or ())
+        slots = [_slot(x) for x in items]
+        n = self._n = len(items)
+        offsets = [0]
+        for _, room, _ in slots:
+            offsets.append(offsets[-1] + room)
+        self._offsets = tuple(offsets)
+        size = (n + 2) * 8 + offsets[-1] + 9 * n
+        self.shm = SharedMemory(name, create=True, size=size)
+        buf = self.shm.buf
+        struct.pack_into(f"q{n + 1}q", buf, 0, n, *offsets)
+        for i, (fmt, _, value) in enumerate(slots):
+            self._store(i, fmt, _CODES.get(type(items[i]), _AS_IS), value)
 
-    @staticmethod
-    def _room(x: Any) -> int:
-        kind = _kind_of(x)
-        if kind == _STR:
-            return max(8, (len(x.encode()) + 7) // 8 * 8)
-        if kind == _BYTES:
-            return max(8, (len(x) + 7) // 8 * 8)
-        return 8
+    @property
+    def _data(self) -> int:
+        return (self._n + 2) * 8
 
-    def _layout(self) -> None:
-        n = self._n
-        self._rooms = struct.unpack_from(f"{n}Q", self.shm.buf, 8)
-        self._lengths_at = 8 + 8 * n
-        self._kinds_at = 8 + 16 * n
-        self._offsets = []
-        at = 8 + 17 * n
-        for room in self._rooms:
-            self._offsets.append(at)
-            at += room
+    def _store(self, i: int, fmt: str, code: int, value: Any) -> None:
+        buf = self.shm.buf
+        formats = self._data + self._offsets[-1]
+        struct.pack_into(fmt, buf, self._data + self._offsets[i], value)
+        _FORMAT.pack_into(buf, formats + 8 * i, fmt.encode())
+        _CODE.pack_into(buf, formats + 8 * self._n + i, code)
+
+    def _get_packing_format(self, position: int) -> str:
+        """The ``struct`` format of the item at ``position`` (the standard's name)."""
+        i = self._index(position)
+        at = self._data + self._offsets[-1] + 8 * i
+        return _FORMAT.unpack_from(self.shm.buf, at)[0].rstrip(b"\x00").decode()
 
     def _index(self, i: int) -> int:
         if not isinstance(i, int):
@@ -306,39 +396,33 @@ class ShareableList:
 
     def __getitem__(self, i: int) -> Any:
         i = self._index(i)
-        buf, at = self.shm.buf, self._offsets[i]
-        kind = buf[self._kinds_at + i]
-        if kind == _NONE:
+        buf = self.shm.buf
+        formats = self._data + self._offsets[-1]
+        fmt = _FORMAT.unpack_from(buf, formats + 8 * i)[0].rstrip(b"\x00").decode()
+        (value,) = struct.unpack_from(fmt, buf, self._data + self._offsets[i])
+        code = buf[formats + 8 * self._n + i]
+        if code == _AS_IS:
+            return value
+        if code == _AS_NONE:
             return None
-        if kind == _INT:
-            return struct.unpack_from("q", buf, at)[0]
-        if kind == _FLOAT:
-            return struct.unpack_from("d", buf, at)[0]
-        if kind == _BOOL:
-            return bool(buf[at])
-        (length,) = struct.unpack_from("Q", buf, self._lengths_at + 8 * i)
-        raw = bytes(buf[at : at + length])
-        return raw.decode() if kind == _STR else raw
+        value = value.rstrip(b"\x00")
+        return value.decode() if code == _AS_STR else value
 
     def __setitem__(self, i: int, value: Any) -> None:
         i = self._index(i)
-        kind = _kind_of(value)
-        buf, at = self.shm.buf, self._offsets[i]
-        if kind == _INT:
-            struct.pack_into("q", buf, at, value)
-        elif kind == _FLOAT:
-            struct.pack_into("d", buf, at, value)
-        elif kind == _BOOL:
-            buf[at] = int(value)
-        elif kind in (_STR, _BYTES):
-            raw = value.encode() if kind == _STR else value
-            if len(raw) > self._rooms[i]:
+        kind = type(value)
+        if kind is str or kind is bytes:
+            raw = value.encode() if kind is str else value
+            room = self._offsets[i + 1] - self._offsets[i]
+            if len(raw) > room:
                 raise ValueError(
-                    f"{len(raw)} bytes do not fit slot {i}, which holds {self._rooms[i]}"
+                    f"bytes/str item exceeds available storage: {len(raw)} bytes for "
+                    f"slot {i}, which holds {room}"
                 )
-            buf[at : at + len(raw)] = raw
-            struct.pack_into("Q", buf, self._lengths_at + 8 * i, len(raw))
-        buf[self._kinds_at + i] = kind
+            self._store(i, f"{room}s", _CODES[kind], raw)
+            return
+        fmt, _, value = _slot(value)
+        self._store(i, fmt, _CODES.get(kind, _AS_IS), value)
 
     def __len__(self) -> int:
         return self._n
@@ -347,21 +431,15 @@ class ShareableList:
         return (self[i] for i in range(self._n))
 
     def __reduce__(self):
-        return _attach_list, (self.shm.name,)
+        return _attach_list, (type(self), self.shm.name)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({list(self)!r}, name={self.shm.name!r})"
+        return f"{type(self).__name__}({list(self)}, name={self.shm.name!r})"
 
     @property
     def format(self) -> str:
-        """The struct-like format of the items, as the standard library's attribute."""
-        codes = {_NONE: "x", _INT: "q", _FLOAT: "d", _BOOL: "?", _STR: "s", _BYTES: "s"}
-        buf = self.shm.buf
-        return "".join(
-            (str(self._rooms[i]) if buf[self._kinds_at + i] in (_STR, _BYTES) else "")
-            + codes[buf[self._kinds_at + i]]
-            for i in range(self._n)
-        )
+        """The ``struct`` formats of the items, one after the other (the standard's)."""
+        return "".join(self._get_packing_format(i) for i in range(self._n))
 
     def count(self, value: Any) -> int:
         """How many items equal ``value``."""
@@ -374,6 +452,8 @@ class ShareableList:
                 return i
         raise ValueError(f"{value!r} not in this container")
 
+    __class_getitem__ = classmethod(types.GenericAlias)
 
-def _attach_list(name: str) -> ShareableList:
-    return ShareableList(name=name)
+
+def _attach_list(cls: type, name: str) -> ShareableList:
+    return cls(name=name)

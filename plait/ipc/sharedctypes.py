@@ -17,8 +17,9 @@ default, the given ``Lock``/``RLock``, or none with ``lock=False``), as
 and slicing under the lock, ``with v:`` to hold it across several operations.
 
 Bad input: an unknown typecode raises ``TypeError`` naming it, a negative size
-``ValueError``, a ``lock`` that is neither a bool nor a plait lock ``AttributeError``
-(as the standard library).
+``ValueError``, a ``lock`` without ``acquire`` ``AttributeError`` (as the standard
+library), another kind of lock (a ``threading`` or standard ``multiprocessing`` one)
+``TypeError`` naming it and plait's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,19 @@ from typing import Any
 
 from plait.ipc.synchronize import RLock, SemLock, _Block
 
-__all__ = ["Array", "RawArray", "RawValue", "Value", "copy", "synchronized"]
+__all__ = [
+    "Array",
+    "RawArray",
+    "RawValue",
+    "Synchronized",
+    "SynchronizedArray",
+    "SynchronizedBase",
+    "SynchronizedString",
+    "Value",
+    "copy",
+    "synchronized",
+    "typecode_to_type",
+]
 
 typecode_to_type = {
     "c": ctypes.c_char,
@@ -139,16 +152,20 @@ def RawArray(typecode_or_type: Any, size_or_initializer: Any):  # noqa: N802
     return obj
 
 
-def Value(typecode_or_type: Any, *args: Any, lock: Any = True):  # noqa: N802
-    """A shared ctypes object with a lock (see the module); ``lock=False`` returns it raw."""
+def Value(typecode_or_type: Any, *args: Any, lock: Any = True, ctx: Any = None):  # noqa: N802
+    """A shared ctypes object with a lock (see the module); ``lock=False`` returns it raw.
+    ``ctx``, the standard signature's context, changes nothing here."""
     obj = RawValue(typecode_or_type, *args)
     if lock is False:
         return obj
     return synchronized(obj, _lock(lock))
 
 
-def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True):  # noqa: N802
-    """A shared ctypes array with a lock (see the module); ``lock=False`` returns it raw."""
+def Array(  # noqa: N802 - the standard library's name
+    typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True, ctx: Any = None
+):
+    """A shared ctypes array with a lock (see the module); ``lock=False`` returns it raw.
+    ``ctx``, the standard signature's context, changes nothing here."""
     obj = RawArray(typecode_or_type, size_or_initializer)
     if lock is False:
         return obj
@@ -158,34 +175,75 @@ def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True):
 def _lock(lock: Any):
     if lock in (True, None):
         return RLock()
-    if not isinstance(lock, SemLock):
+    if not hasattr(lock, "acquire"):
         raise AttributeError(f"{lock!r} has no method 'acquire': pass a plait Lock or RLock")
+    if not isinstance(lock, SemLock):
+        kind = f"{type(lock).__module__}.{type(lock).__qualname__}"
+        raise TypeError(
+            f"a plait shared value is guarded across processes by a plait Lock or RLock "
+            f"(plait.multiprocessing.Lock()), not by a {kind}"
+        )
     return lock
 
 
-def copy(obj):
-    """A new shared object holding a copy of the ctypes object ``obj``."""
+def copy(obj: Any) -> Any:
+    """A new shared object (no lock) holding a copy of the bytes of the ctypes object
+    ``obj``, which may live anywhere."""
     shared = getattr(obj, "_plait_block", None) is not None
     new = _new(type(obj).__bases__[0] if shared else type(obj))
-    ctypes.pointer(new)[0] = obj
+    ctypes.memmove(ctypes.addressof(new), ctypes.addressof(obj), ctypes.sizeof(new))
     return new
 
 
-def synchronized(obj, lock=None):
-    """Wrap the shared ctypes object ``obj`` with ``lock`` (a new RLock by default)."""
+def synchronized(obj: Any, lock: Any = None, ctx: Any = None) -> SynchronizedBase:
+    """Wrap the shared ctypes object ``obj`` with ``lock`` (a new RLock by default).
+
+    A value gets ``value``, an array indexing and slicing, a ``c_char`` array ``value``
+    and ``raw`` too, a structure one property per field: each reads and writes under the
+    lock. ``ctx`` is the standard signature's context (plait's locks are the same in all).
+    Raises ``AssertionError`` for an object already wrapped, as the standard library.
+    """
+    assert not isinstance(obj, SynchronizedBase), "object already synchronized"
     if isinstance(obj, ctypes._SimpleCData):
         return Synchronized(obj, lock)
     if isinstance(obj, ctypes.Array):
         if obj._type_ is ctypes.c_char:
             return SynchronizedString(obj, lock)
         return SynchronizedArray(obj, lock)
-    return SynchronizedBase(obj, lock)
+    return _synchronized_class(type(obj))(obj, lock)
+
+
+_synchronized_classes: dict[type, type] = {}
+
+
+def _synchronized_class(cls: type) -> type:
+    """``Synchronized<Name>``: a ``SynchronizedBase`` with a locked property per field of
+    the ctypes structure ``cls``, made once per structure."""
+    made = _synchronized_classes.get(cls)
+    if made is None:
+        fields = [field[0] for field in getattr(cls, "_fields_", ())]
+        namespace = {name: _locked_field(name) for name in fields}
+        made = type(f"Synchronized{cls.__name__}", (SynchronizedBase,), namespace)
+        _synchronized_classes[cls] = made
+    return made
+
+
+def _locked_field(name: str) -> property:
+    def get(self):
+        with self._lock:
+            return getattr(self._obj, name)
+
+    def set_(self, value) -> None:
+        with self._lock:
+            setattr(self._obj, name, value)
+
+    return property(get, set_, doc=f"The field {name!r}, read and written under the lock.")
 
 
 class SynchronizedBase:
     """A shared ctypes object and the lock that guards it."""
 
-    def __init__(self, obj, lock=None) -> None:
+    def __init__(self, obj, lock=None, ctx=None) -> None:
         self._obj = obj
         self._lock = lock if lock is not None else RLock()
         self.acquire = self._lock.acquire

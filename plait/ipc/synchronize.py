@@ -72,6 +72,9 @@ from plait._core._sync import (
 )
 
 __all__ = [
+    "RECURSIVE_MUTEX",
+    "SEMAPHORE",
+    "SEM_VALUE_MAX",
     "Barrier",
     "BoundedSemaphore",
     "Condition",
@@ -79,9 +82,11 @@ __all__ = [
     "Lock",
     "OwnerDiedError",
     "RLock",
-    "Semaphore",
     "SemLock",
+    "Semaphore",
 ]
+
+RECURSIVE_MUTEX = RLOCK  # the standard name of the kind an RLock's ``kind`` reports
 
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 
@@ -156,6 +161,17 @@ class _Primitive(SemLock):
     def __reduce__(self):
         return _rebuild_primitive, (type(self), self._block)
 
+    @property
+    def _semlock(self) -> SemLock:
+        """The standard library's name for the C lock inside a primitive: here the
+        primitive itself (code such as the standard ``Queue`` reads
+        ``sem._semlock._get_value()``)."""
+        return self
+
+    def _is_zero(self) -> bool:
+        """Whether the count is 0 (the standard ``SemLock._is_zero``)."""
+        return self._get_value() == 0
+
 
 def _rebuild_primitive(cls: type, block: _Block) -> _Primitive:
     obj = cls.__new__(cls)
@@ -165,12 +181,19 @@ def _rebuild_primitive(cls: type, block: _Block) -> _Primitive:
 
 
 def _owner_text(sem: SemLock) -> str:
+    """The holder of a lock as the standard ``repr`` names it: this process's name (and
+    thread's, outside the main thread), ``None``, ``SomeOtherThread`` or
+    ``SomeOtherProcess``."""
     if sem._is_mine():
-        return "this thread"
+        from plait.process import current_process  # noqa: PLC0415 - repr only
+
+        name = current_process().name
+        thread = threading.current_thread().name
+        return name if thread == "MainThread" else f"{name}|{thread}"
     pid = sem._owner()
     if pid is None:
         return "None"
-    return "this process, another thread" if pid == os.getpid() else f"pid {pid}"
+    return "SomeOtherThread" if pid == os.getpid() else "SomeOtherProcess"
 
 
 class Lock(_Primitive):
@@ -185,7 +208,7 @@ class Lock(_Primitive):
         self._create(LOCK, 1, 1)
 
     def __repr__(self) -> str:
-        return f"<plait Lock(owner={_owner_text(self)})>"
+        return f"<{type(self).__name__}(owner={_owner_text(self)})>"
 
 
 class RLock(_Primitive):
@@ -199,7 +222,9 @@ class RLock(_Primitive):
         self._create(RLOCK, 1, 1)
 
     def __repr__(self) -> str:
-        return f"<plait RLock(owner={_owner_text(self)}, count={self._count()})>"
+        owner = _owner_text(self)
+        count = self._count() if self._is_mine() or owner == "None" else "nonzero"
+        return f"<{type(self).__name__}({owner}, {count})>"
 
 
 class Semaphore(_Primitive):
@@ -217,7 +242,7 @@ class Semaphore(_Primitive):
         return self._get_value()
 
     def __repr__(self) -> str:
-        return f"<plait {type(self).__name__}(value={self._get_value()})>"
+        return f"<{type(self).__name__}(value={self._get_value()})>"
 
 
 class BoundedSemaphore(Semaphore):
@@ -230,7 +255,7 @@ class BoundedSemaphore(Semaphore):
         self._create(SEMAPHORE, value, value)
 
     def __repr__(self) -> str:
-        return f"<plait BoundedSemaphore(value={self._get_value()}, maxvalue={self.maxvalue})>"
+        return f"<{type(self).__name__}(value={self._get_value()}, maxvalue={self.maxvalue})>"
 
 
 def _initial(value: int) -> int:
@@ -266,6 +291,22 @@ def _process_alive(pid: int) -> bool:
     return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"Z", b"X")
 
 
+class _NoCounter:
+    """Where the standard ``Condition`` has a counting semaphore plait's has none."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_value(self) -> int:
+        raise NotImplementedError(
+            f"Condition.{self.name} is a semaphore of the standard library's algorithm; "
+            "plait's Condition keeps its waiters in slots instead, and its repr() shows "
+            "how many wait"
+        )
+
+
 class Condition:
     """A condition variable shared between processes, on ``lock`` (default a new RLock).
 
@@ -290,10 +331,20 @@ class Condition:
         if lock is None:
             lock = RLock()
         elif not isinstance(lock, SemLock) or lock.kind == SEMAPHORE:
-            raise TypeError(f"a Condition needs a plait Lock or RLock, not {type(lock).__name__}")
+            kind = f"{type(lock).__module__}.{type(lock).__qualname__}"
+            raise TypeError(
+                f"a plait Condition needs a plait Lock or RLock (plait.multiprocessing.Lock()), "
+                f"not a {kind}"
+            )
         self._setup(lock, _Block(_HEADER + _SLOTS * _SLOT))
 
     def _setup(self, lock: SemLock, block: _Block) -> None:
+        # The semaphores of the standard library's algorithm, which code written against
+        # it reads: their get_value() says why there is no value, as the standard one
+        # does where sem_getvalue() is missing.
+        self._sleeping_count = _NoCounter("_sleeping_count")
+        self._woken_count = _NoCounter("_woken_count")
+        self._wait_semaphore = _NoCounter("_wait_semaphore")
         self._lock = lock
         self._block = block
         self._ints = memoryview(block.mm).cast("i")
@@ -315,7 +366,7 @@ class Condition:
         self._lock.__exit__(*args)
 
     def __repr__(self) -> str:
-        return f"<plait Condition({self._lock!r}, {self._ints[_WAITING_COUNT]})>"
+        return f"<{type(self).__name__}({self._lock!r}, {self._ints[_WAITING_COUNT]})>"
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, block until notified or ``timeout``; re-acquire. True if notified.
@@ -485,7 +536,7 @@ class Event:
         return self._flag._event_wait(timeout)
 
     def __repr__(self) -> str:
-        return f"<plait Event({'set' if self.is_set() else 'unset'})>"
+        return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
 
 
 # Barrier states, as in threading.Barrier.
@@ -620,6 +671,7 @@ class Barrier:
         return self._state == _BROKEN
 
     def __repr__(self) -> str:
+        where = f"{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}"
         if self.broken:
-            return f"<plait Barrier(broken, parties={self._parties})>"
-        return f"<plait Barrier(waiters={self.n_waiting}/{self._parties})>"
+            return f"<{where}: broken>"
+        return f"<{where}: waiters={self.n_waiting}/{self._parties}>"

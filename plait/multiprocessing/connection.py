@@ -1,21 +1,58 @@
-"""Drop-in face of ``multiprocessing.connection``; the code lives in ``plait.ipc``."""
+"""Drop-in face of ``multiprocessing.connection``; the code lives in ``plait.ipc``.
 
-from plait.ipc import (
-    AuthenticationError,
-    BufferTooShort,
-    Client,
+Names of the standard module with no meaning here are absent: ``BUFSIZE`` (plait reads
+whole messages, there is no read buffer to size) and the Windows-only pipe classes.
+"""
+
+from plait._core.errors import AuthenticationError, BufferTooShort
+from plait.ipc.auth import CHALLENGE, FAILURE, WELCOME, answer_challenge, deliver_challenge
+from plait.ipc.auth import NONCE_SIZE as MESSAGE_LENGTH
+from plait.ipc.connection import (
     Connection,
-    Listener,
+    ConnectionWrapper,
     Pipe,
+    rebuild_connection,
+    reduce_connection,
     wait,
+)
+from plait.ipc.listener import HANDSHAKE_TIMEOUT as CONNECTION_TIMEOUT
+from plait.ipc.listener import (
+    Client,
+    Listener,
+    SocketClient,
+    SocketListener,
+    XmlClient,
+    XmlListener,
+    address_type,
+    arbitrary_address,
+    default_family,
+    families,
 )
 
 __all__ = [
+    "CHALLENGE",
+    "CONNECTION_TIMEOUT",
+    "FAILURE",
+    "MESSAGE_LENGTH",
+    "WELCOME",
     "AuthenticationError",
     "BufferTooShort",
     "Client",
     "Connection",
+    "ConnectionWrapper",
     "Listener",
     "Pipe",
+    "SocketClient",
+    "SocketListener",
+    "XmlClient",
+    "XmlListener",
+    "address_type",
+    "answer_challenge",
+    "arbitrary_address",
+    "default_family",
+    "deliver_challenge",
+    "families",
+    "rebuild_connection",
+    "reduce_connection",
     "wait",
 ]

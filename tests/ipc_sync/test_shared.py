@@ -168,27 +168,43 @@ def test_block_lives_while_a_user_lives_and_dies_with_the_last(no_shm_leaks):
     b.close()
 
 
-def test_shareable_list(no_shm_leaks):
+def test_shareable_list_matches(shm, no_shm_leaks):
     items = [1, 2.5, True, "héllo", b"xy", None]
-    sl = plait_shm.ShareableList(items)
-    assert list(sl) == items and len(sl) == 6
-    assert sl.format == "qd?8s8sx"
-    other = plait_shm.ShareableList(name=sl.shm.name)
-    other[0] = -5
-    other[3] = "hi"
-    assert sl[0] == -5 and sl[3] == "hi" and sl[-1] is None
-    assert sl.count(True) == 1 and sl.index(None) == 5
-    with pytest.raises(ValueError, match="do not fit"):
-        sl[3] = "x" * 100
-    with pytest.raises(IndexError):
-        sl[6]
+    sl = shm.ShareableList(items)
+    try:
+        assert list(sl) == items and len(sl) == 6
+        assert sl.format == "qdxxxxxxx?8s8sxxxxxx?x"  # the standard library's layout
+        assert sl._get_packing_format(3) == "8s"
+        other = shm.ShareableList(name=sl.shm.name)
+        other[0] = -5
+        other[3] = "hi"
+        other[5] = "now"  # a str where None was: the slot's 8 bytes
+        assert sl[0] == -5 and sl[3] == "hi" and sl[5] == "now" and sl[-2] == b"xy"
+        assert sl.format == "qdxxxxxxx?8s8s8s"
+        assert sl.count(True) == 1 and sl.index("now") == 5
+        with pytest.raises(ValueError, match="exceeds available storage"):
+            sl[3] = "x" * 9
+        with pytest.raises(IndexError):
+            sl[6]
+        assert f"name={sl.shm.name!r}" in repr(sl)
+        other.shm.close()
+        empty = shm.ShareableList()
+        assert len(empty) == 0 and empty.format == "" and empty.count(1) == 0
+        empty.shm.close()
+        empty.shm.unlink()
+    finally:
+        sl.shm.close()
+        sl.shm.unlink()
+
+
+def test_shareable_list_travels_and_refuses_other_types(no_shm_leaks):
+    sl = plait_shm.ShareableList([1, "two", None])
     with pytest.raises(TypeError, match="list"):
         plait_shm.ShareableList([[1]])
     a, b = Pipe()
     with a, b:
         a.send(sl)
-        assert list(b.recv(timeout=5)) == list(sl)
-    other.shm.close()
+        assert list(b.recv(timeout=5)) == [1, "two", None]
     sl.shm.close()
 
 
