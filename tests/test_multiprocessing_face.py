@@ -36,6 +36,7 @@ from tests.scripts import run_on_both
             for name in [
                 "context",
                 "forkserver",
+                "heap",
                 "process",
                 "queues",
                 "reduction",
@@ -71,6 +72,7 @@ def test_face_exports_only_standard_names_and_all_resolve(face, standard):
         "dummy",
         "dummy.connection",
         "forkserver",
+        "heap",
         "popen_fork",
         "popen_forkserver",
         "popen_spawn_posix",
