@@ -424,3 +424,37 @@ def test_a_script_without_the_main_guard_fails_instead_of_forking_a_bomb(tmp_pat
     assert run.returncode != 0
     assert run.stdout == ""
     assert "RuntimeError" in run.stderr
+
+
+STANDARD_POOLS = """
+import sys
+import concurrent.futures
+import multiprocessing.pool
+import {module} as multiprocessing
+
+
+def square(x):
+    return x * x
+
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    with multiprocessing.pool.Pool(2, context=ctx) as pool:
+        print(pool.map(square, range(10)), pool.apply_async(square, (7,)).get(30))
+        print(sorted(pool.imap_unordered(square, range(5))))
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        print(list(executor.map(square, range(10))), executor.submit(square, 9).result(30))
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_the_standard_pool_and_executor_run_on_a_plait_context(tmp_path, method):
+    """multiprocessing.pool.Pool(context=ctx) and ProcessPoolExecutor(mp_context=ctx)
+    with ctx a plait context: the standard implementations run work on plait's processes,
+    queues (their pipe ends waited on through the ring's doorbell) and locks."""
+    output = run_on_both(tmp_path, STANDARD_POOLS, method, timeout=100)
+    assert output == (
+        "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81] 49\n[0, 1, 4, 9, 16]\n"
+        "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81] 81\n"
+    )

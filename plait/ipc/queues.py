@@ -58,6 +58,7 @@ asks for it (see ``_End``).
 
 from __future__ import annotations
 
+import _thread
 import functools
 import operator
 import os
@@ -322,6 +323,19 @@ class Queue:
     def _writer(self) -> _End:
         return _End(self, "writer")
 
+    @functools.cached_property
+    def _rlock(self) -> Any:
+        """The standard queue's lock around reading its pipe. A plait queue's ring has its
+        own lock inside ``get``, so this lock guards nothing shared: it exists for code
+        that takes it (the standard pool does at ``terminate``), and excludes only other
+        holders of this object in this process."""
+        return _thread.allocate_lock()
+
+    @functools.cached_property
+    def _wlock(self) -> Any:
+        """The standard queue's lock around writing its pipe; as ``_rlock``."""
+        return _thread.allocate_lock()
+
 
 class _End:
     """One end of a queue under the standard library's names for its pipe ends
@@ -330,23 +344,25 @@ class _End:
     ``send()`` on the writer. A plait queue has no pipe: the reader's ``fileno()`` is the
     queue's doorbell (readable while an item waits; see ``plait._core._ring``), so the
     reader can sit in ``select`` or ``multiprocessing.connection.wait``; ``recv()`` is
-    ``get()`` and ``send(obj)`` is ``put(obj)``. Closing either end closes this process's
-    handle on the queue."""
+    ``get()`` and ``send(obj)`` is ``put(obj)``. Closing an end closes that end in this
+    process, as closing a pipe end does: a worker of the standard pool closes the writer
+    of the queue it reads from and goes on reading. ``queue.close()`` closes both."""
 
-    __slots__ = ("_queue", "_name")
+    __slots__ = ("_queue", "_name", "_closed")
 
     def __init__(self, queue: Queue, name: str) -> None:
         self._queue = queue
         self._name = name
+        self._closed = False
 
     @property
     def closed(self) -> bool:
-        """Whether this process closed its handle on the queue."""
-        return self._queue._closed
+        """Whether this end (or the whole queue) was closed in this process."""
+        return self._closed or self._queue._closed
 
     def close(self) -> None:
-        """Close this process's handle on the queue (``queue.close()``)."""
-        self._queue.close()
+        """Close this end in this process; the queue's other end stays usable."""
+        self._closed = True
 
     def fileno(self) -> int:
         """The reader's fd: readable while an item is in the queue. Raises ``OSError``
@@ -369,13 +385,15 @@ class _End:
         """``put(obj)`` (the writer only)."""
         if self._name != "writer":
             self._absent("send")
+        if self.closed:
+            raise OSError(f"the writer of {type(self._queue).__name__} {self._queue!r} is closed")
         self._queue.put(obj)
 
     def _reader_queue(self, name: str) -> Queue:
         if self._name != "reader":
             self._absent(name)
-        if self._queue._closed:
-            raise OSError(f"{type(self._queue).__name__} {self._queue!r} is closed")
+        if self.closed:
+            raise OSError(f"the reader of {type(self._queue).__name__} {self._queue!r} is closed")
         return self._queue
 
     def _absent(self, name: str):
