@@ -5,8 +5,7 @@ A program written against ``multiprocessing`` switches to threads by importing
 thread ones, ``Pipe`` hands objects between threads (``dummy_connection``), ``Value`` and
 ``Array`` are plain objects, and ``Manager()`` hands out the same things, since every
 thread already shares them. The thread pool stands in a layer above this one
-(``plait.pool.ThreadPool``); the face ``plait.multiprocessing.dummy`` binds it as ``Pool``
-and offers it on managers through ``DummyManager.provide_on_import``.
+(``plait.pool.ThreadPool``): ``Pool`` names it as a string and imports it on first call.
 
 Theory of operation
 -------------------
@@ -27,7 +26,7 @@ import array
 import importlib
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from plait.threads.dummy_connection import Pipe
 from plait.threads.queues import Queue
@@ -192,16 +191,30 @@ def Array(typecode: str, sequence: Iterable[Any] | int, lock: Any = True) -> arr
     return array.array(typecode, sequence)
 
 
+POOL_HOME = "plait.pool.pool:ThreadPool"
+
+
+def Pool(  # noqa: N802 - the standard name
+    processes: int | None = None,
+    initializer: Callable[..., object] | None = None,
+    initargs: Iterable[Any] = (),
+) -> Any:
+    """plait's ``ThreadPool``, as the standard ``multiprocessing.dummy.Pool`` gives its own.
+
+    The pool lives in a layer above this one (``plait.pool``): ``POOL_HOME`` names it as a
+    string and it is imported on first call, so this layer never imports it at load time.
+    """
+    module, _, name = POOL_HOME.partition(":")
+    return getattr(importlib.import_module(module), name)(processes, initializer, initargs)
+
+
 class DummyManager:
     """What ``Manager()`` returns: ``multiprocessing.Manager``'s factories, on threads.
 
     No server is involved: ``dict()``, ``Queue()``, ``Lock()`` ... are the ordinary thread
     objects, which every thread already shares. ``start``, ``shutdown`` and the ``with``
-    block are accepted and do nothing. ``Pool`` is offered by the layer that owns it
-    (``provide_on_import``).
+    block are accepted and do nothing.
     """
-
-    _on_import: ClassVar[dict[str, tuple[str, str]]] = {}
 
     Array = staticmethod(Array)
     Barrier = staticmethod(Barrier)
@@ -212,28 +225,13 @@ class DummyManager:
     Lock = staticmethod(Lock)
     Namespace = staticmethod(Namespace)
     Pipe = staticmethod(Pipe)
+    Pool = staticmethod(Pool)
     Queue = staticmethod(Queue)
     RLock = staticmethod(RLock)
     Semaphore = staticmethod(Semaphore)
     Value = staticmethod(Value)
     dict = staticmethod(dict)
     list = staticmethod(list)
-
-    @classmethod
-    def provide_on_import(cls, name: str, module: str, attribute: str) -> None:
-        """Offer ``manager.<name>`` as ``module.attribute``, imported on first use."""
-        cls._on_import[name] = (module, attribute)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            module, attribute = self._on_import[name]
-        except KeyError:
-            message = f"{type(self).__name__!r} object has no attribute {name!r}"
-            raise AttributeError(message) from None
-        return getattr(importlib.import_module(module), attribute)
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(self._on_import))
 
     def start(self) -> None:
         """Nothing to start."""

@@ -2,15 +2,13 @@
 
 Re-exports only; the code and its explanation live in ``plait/threads/dummy.py``
 (``Process`` is a thread, ``Value``, ``Array``, ``Namespace``, ``Manager``) and
-``plait/threads/dummy_connection.py`` (``Pipe``). ``Pool`` is ``plait.pool.ThreadPool``,
-imported on first use (PEP 562): the pool costs more to import than the rest of this
-module, as in the standard library, where ``dummy.Pool`` imports ``multiprocessing.pool``
-when called.
+``plait/threads/dummy_connection.py`` (``Pipe``). ``Pool(...)`` makes a
+``plait.pool.ThreadPool``, imported on the first call, as the standard ``dummy.Pool``
+imports ``multiprocessing.pool`` when called.
 """
 
 from __future__ import annotations
 
-from plait._core.lazy import lazy_names
 from plait.multiprocessing.dummy import connection  # noqa: F401 - the submodule
 from plait.threads.dummy import (  # noqa: F401 - some are public outside __all__, as there
     Array,
@@ -19,6 +17,7 @@ from plait.threads.dummy import (  # noqa: F401 - some are public outside __all_
     JoinableQueue,
     Manager,
     Namespace,
+    Pool,
     Process,
     Value,
     active_children,
@@ -63,8 +62,3 @@ __all__ = [
 # As in the standard module: the manager's dict and list are the builtins.
 dict = dict
 list = list
-
-_POOL_HOME = "plait.pool.pool:ThreadPool"
-DummyManager.provide_on_import("Pool", *_POOL_HOME.split(":"))  # Manager().Pool(4)
-
-__getattr__, __dir__ = lazy_names(__name__, {"Pool": _POOL_HOME}, __all__)
