@@ -97,16 +97,29 @@ def test_a_finished_call_cannot_be_cancelled():
         assert result.get() == 9
 
 
-def test_cancelling_a_map_kills_every_worker_running_it():
+def test_cancelling_a_map_kills_every_worker_running_it(tmp_path):
+    paths = [str(tmp_path / f"pid{i}") for i in range(4)]
+
+    def running():
+        pids = set()
+        for path in paths:
+            if os.path.exists(path) and os.path.getsize(path):
+                with open(path) as f:
+                    pids.add(int(f.read()))
+        return pids
+
     with Pool(2) as pool:
-        before = set(pool.stats().workers)
-        result = pool.map_async(tasks.sleep_return, [60, 60, 60, 60], chunksize=1)
-        assert wait_until(lambda: pool.stats().in_flight >= 2, 10)
+        result = pool.starmap_async(
+            tasks.report_pid_and_sleep, [(path, 60) for path in paths], chunksize=1
+        )
+        # Both workers run a task of the map (in_flight also counts a task sent ahead).
+        assert wait_until(lambda: len(running()) == 2, 30)
+        victims = running()
         assert result.cancel() is True
         with pytest.raises(CancelledError):
             result.get(timeout=5)
         assert pool.map(tasks.square, range(4), timeout=30) == [0, 1, 4, 9]
-        assert not before & set(pool.stats().workers)
+        assert not victims & set(pool.stats().workers)
 
 
 def test_a_thread_pool_drops_unsent_calls_but_cannot_stop_a_running_one():
