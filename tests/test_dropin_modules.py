@@ -458,3 +458,35 @@ def test_the_standard_pool_and_executor_run_on_a_plait_context(tmp_path, method)
         "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81] 49\n[0, 1, 4, 9, 16]\n"
         "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81] 81\n"
     )
+
+
+SOCKET = """
+import socket
+import sys
+import {module} as multiprocessing
+
+
+def child(conn):
+    sock = conn.recv()
+    sock.sendall(b"hello from the child")
+    sock.close()
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    mine, theirs = socket.socketpair()
+    here, there = multiprocessing.Pipe()
+    p = multiprocessing.Process(target=child, args=(there,))
+    p.start()
+    here.send(theirs)
+    theirs.close()
+    print(mine.recv(100))
+    p.join(30)
+    print(p.exitcode)
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_a_socket_travels_through_a_pipe(tmp_path, method):
+    assert run_on_both(tmp_path, SOCKET, method, timeout=80) == "b'hello from the child'\n0\n"

@@ -40,6 +40,7 @@ one receiver), as with the standard library's.
 
 from __future__ import annotations
 
+import copyreg
 import errno
 import math
 import operator
@@ -393,6 +394,23 @@ def rebuild_connection(
     return Connection(
         fdpass.rebuild_fd(index), readable, writable, max_message_size=max_message_size
     )
+
+
+def reduce_socket(sock: socket.socket) -> tuple:
+    """``(rebuild_socket, args)`` for ``sock``: its fd travels beside the pickle, as a
+    connection's does. Raises ``PicklingError`` outside a plait transfer."""
+    return rebuild_socket, (fdpass.reduce_fd(sock.fileno()), sock.family, sock.type, sock.proto)
+
+
+def rebuild_socket(index: int, family: int, type_: int, proto: int) -> socket.socket:
+    """The socket on the fd that travelled as ``index``."""
+    return socket.socket(family, type_, proto, fileno=fdpass.rebuild_fd(index))
+
+
+# Sockets travel through plait's channels and to children as the standard module's
+# pickler sends them. copyreg is the table the C pickler's fast path consults; a socket
+# had no reducer there (pickling one raised TypeError), so nothing else changes meaning.
+copyreg.pickle(socket.socket, reduce_socket)
 
 
 class ConnectionWrapper:
