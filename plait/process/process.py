@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from _weakrefset import WeakSet
 
 from plait.process import log
 from plait.process.child import wait_readable
@@ -139,6 +140,7 @@ class Process:
         # The child has its own copy; dropping ours frees what the target holds.
         del self._target, self._args, self._kwargs
         _children.add(self)
+        _dangling.add(self)
         _register_exit_hook()
 
     def join(self, timeout: float | None = None) -> None:
@@ -528,3 +530,6 @@ _current_process: Process = _MainProcess()
 _parent_process: Process | None = None
 _counter = itertools.count(1)
 _children: set[Process] = set()
+# Every started Process object not yet garbage collected (multiprocessing's test suites
+# read it to find processes a test left behind).
+_dangling: WeakSet = WeakSet()
