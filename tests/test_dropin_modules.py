@@ -39,6 +39,9 @@ except ValueError as e:
 multiprocessing.set_start_method(None, force=True)
 print(multiprocessing.get_start_method(allow_none=True))
 print(type(multiprocessing.get_context()).__name__)
+multiprocessing.set_start_method(None, force=True)
+multiprocessing.set_start_method(None)
+print(multiprocessing.get_start_method(allow_none=True))
 """
 
 
@@ -48,6 +51,16 @@ def test_contexts_are_standard_base_contexts_with_the_standard_semantics(tmp_pat
     output = run_on_both(tmp_path, CONTEXTS, method, timeout=50)
     assert output.startswith("True True\n")
     assert "RuntimeError context has already been set" in output
+
+
+def test_a_subclass_of_plaits_base_context_keeps_its_attributes():
+    from plait.multiprocessing import context
+
+    class Mine(context.BaseContext):
+        pass
+
+    assert Mine().get_start_method() is None
+    assert callable(Mine().Queue)
 
 
 def test_a_context_offers_queues_without_importing_the_layer_first():

@@ -148,9 +148,7 @@ class BaseContext(_standard.BaseContext):
     parent_process = staticmethod(parent_process)
     active_children = staticmethod(active_children)
 
-    for _name in API_HOMES:
-        locals()[_name] = _api_method(_name)
-    del _name
+    locals().update((name, _api_method(name)) for name in API_HOMES)
 
     def cpu_count(self) -> int:
         """The CPUs this process may use (see ``plait.process.cpu``)."""

@@ -74,7 +74,8 @@ def set_start_method(method: str | None, force: bool = False) -> None:
     """Choose the default start method; once only, unless ``force``.
 
     Raises ``RuntimeError`` if it was already set (or used) and ``force`` is false,
-    ``ValueError`` for an unknown method. ``method=None`` with ``force`` unsets it.
+    ``ValueError`` for an unknown method. ``method=None`` with ``force`` unsets it;
+    without ``force`` it fixes the platform default, as in ``multiprocessing``.
     """
     global _chosen
     if _chosen is not None and not force:
@@ -82,7 +83,7 @@ def set_start_method(method: str | None, force: bool = False) -> None:
     if method is None and force:
         _chosen = None
         return
-    _chosen = check_method(method)
+    _chosen = platform_default() if method is None else check_method(method)
 
 
 def force_start_method(method: str) -> None:
