@@ -503,3 +503,57 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_a_socket_travels_through_a_pipe(tmp_path, method):
     assert run_on_both(tmp_path, SOCKET, method, timeout=80) == "b'hello from the child'\n0\n"
+
+
+def test_standard_objects_reach_a_spawned_child_of_a_program_run_with_dash_c():
+    """No script to re-run: the Process is pickled by value (cloudpickle), and the
+    standard pipe and queue among its arguments still arrive with their own fds."""
+    code = textwrap.dedent(
+        """
+        import multiprocessing
+        import plait.multiprocessing as plait_mp
+
+        def child(conn, queue):
+            conn.send("through the pipe")
+            queue.put("through the queue")
+
+        here, there = multiprocessing.Pipe()
+        queue = multiprocessing.get_context("spawn").Queue()
+        p = plait_mp.get_context("spawn").Process(target=child, args=(there, queue))
+        p.start()
+        print(here.recv(), queue.get(timeout=30))
+        p.join(30)
+        print(p.exitcode)
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout == "through the pipe through the queue\n0\n", run.stderr
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_many_queues_and_a_lambda_go_to_one_child(tmp_path, method):
+    """Each queue owns 4 fds (80 here); a lambda makes the pickling retry by value, which
+    must not count the queues' fds twice (160 would pass the limit of one message)."""
+    code = textwrap.dedent(
+        f"""
+        import plait.multiprocessing as mp
+
+        def child(queues, f):
+            for q in queues:
+                q.put(f(1))
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("{method}")
+            queues = [ctx.Queue() for _ in range(20)]
+            p = ctx.Process(target=child, args=(queues, lambda x: x + 1))
+            p.start()
+            print(sum(q.get(timeout=30) for q in queues))
+            p.join(30)
+            print(p.exitcode)
+        """
+    )
+    script = tmp_path / "many_queues.py"
+    script.write_text(code)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=80)
+    assert run.stdout == "40\n0\n", run.stderr

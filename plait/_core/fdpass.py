@@ -51,9 +51,11 @@ __all__ = [
     "fds_from_ancillary",
     "close_all",
     "DupFd",
+    "collected",
+    "drop_collected_since",
 ]
 
-MAX_FDS = 32  # per message; far below the kernel's SCM_MAX_FD (253)
+MAX_FDS = 128  # per message: half the kernel's SCM_MAX_FD (253); a plait queue owns 4
 ANCILLARY_SIZE = CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
 
 _state = _local()
@@ -115,6 +117,23 @@ class FdSupply:
         self._outer = None
         fds, self._fds = self._fds, []
         close_all(fd for fd in fds if fd is not None)
+
+
+def collected() -> int:
+    """How many fds the active collector holds (0 when none is active)."""
+    collector = getattr(_state, "collector", None)
+    return 0 if collector is None else len(collector.fds)
+
+
+def drop_collected_since(count: int) -> None:
+    """Close and forget what the active collector took after its first ``count`` fds:
+    the dups of a pickling attempt that failed and is about to be retried another way
+    (else each attempt would add the same fds again)."""
+    collector = getattr(_state, "collector", None)
+    if collector is not None and len(collector.fds) > count:
+        extra = collector.fds[count:]
+        del collector.fds[count:]
+        close_all(extra)
 
 
 def reduce_fd(fd: int) -> int:

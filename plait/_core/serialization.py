@@ -35,6 +35,8 @@ import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from plait._core import fdpass
+
 __all__ = [
     "PROTOCOL",
     "dumps",
@@ -70,9 +72,11 @@ def dumps(obj: Any) -> bytes:
     Raises ``pickle.PicklingError`` naming the object's type when neither the C pickler
     nor cloudpickle can serialize it.
     """
+    mark = fdpass.collected()
     try:
         return _dumps(obj, PROTOCOL)
     except REFUSALS as first:
+        fdpass.drop_collected_since(mark)  # the failed attempt's fd dups
         return _by_value(obj, first, None)
 
 
@@ -83,10 +87,12 @@ def dumps_oob(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     buffers as any objects supporting the buffer protocol, in the same order.
     """
     buffers: list[pickle.PickleBuffer] = []
+    mark = fdpass.collected()
     try:
         return _dumps(obj, PROTOCOL, buffer_callback=buffers.append), buffers
     except REFUSALS as first:
         buffers.clear()  # the failed attempt may have collected some
+        fdpass.drop_collected_since(mark)  # and fd dups
         return _by_value(obj, first, buffers.append), buffers
 
 

@@ -111,29 +111,43 @@ def dumps_process(process_obj: Process, data: dict[str, Any]) -> bytes:
     """Pickle the ``Process``; by value for ``__main__`` objects the child cannot re-import.
 
     Objects of the standard ``multiprocessing`` among the arguments are pickled as that
-    module pickles them for a new child (see ``interop``).
+    module pickles them for a new child (see ``interop``), on both paths.
     """
+    from plait._core import fdpass, serialization  # noqa: PLC0415 - parents only
+
     with interop.spawning():
-        if not _main_is_rerun(data):
-            import cloudpickle  # noqa: PLC0415 - only for parents whose main is not re-run
-
-            return cloudpickle.dumps(process_obj, protocol=5)
-        from plait._core import serialization  # noqa: PLC0415 - parents only
-
-        standard = interop.standard_reducers()
-        if standard:
-            import copyreg  # noqa: PLC0415 - parents only
-            import io  # noqa: PLC0415
-
-            buffer = io.BytesIO()
-            pickler = serialization.pickle.Pickler(buffer, serialization.PROTOCOL)
-            pickler.dispatch_table = {**copyreg.dispatch_table, **standard}
+        if _main_is_rerun(data):
+            mark = fdpass.collected()
             try:
-                pickler.dump(process_obj)
-                return buffer.getvalue()
+                return _dump_with(serialization.pickle.Pickler, process_obj)
             except serialization.REFUSALS:
-                pass  # lambdas and closures: by value, below
-        return serialization.dumps(process_obj)
+                fdpass.drop_collected_since(mark)  # lambdas and closures: by value, below
+        import cloudpickle  # noqa: PLC0415 - only for what pickle refuses
+
+        return _dump_with(cloudpickle.CloudPickler, process_obj)
+
+
+def _dump_with(pickler_class: Any, obj: Any) -> bytes:
+    """``obj`` pickled by ``pickler_class``, whose dispatch table gains the reducers the
+    standard module registered with its own ``ForkingPickler`` (connections, sockets)."""
+    import copyreg  # noqa: PLC0415 - parents only
+    import io  # noqa: PLC0415
+
+    from plait._core import serialization  # noqa: PLC0415
+
+    standard = interop.standard_reducers()
+    if standard:
+        from collections import ChainMap  # noqa: PLC0415
+
+        # A class attribute: the C pickler reads its table once, when it is made.
+        own = getattr(pickler_class, "dispatch_table", None)  # the C class: a descriptor
+        table = ChainMap(
+            standard, own if isinstance(own, dict | ChainMap) else copyreg.dispatch_table
+        )
+        pickler_class = type("StandardAwarePickler", (pickler_class,), {"dispatch_table": table})
+    buffer = io.BytesIO()
+    pickler_class(buffer, serialization.PROTOCOL).dump(obj)
+    return buffer.getvalue()
 
 
 def dumps_payload(process_obj: Process, start_method: str) -> tuple[bytes, Any]:
