@@ -348,12 +348,13 @@ class _End:
     process, as closing a pipe end does: a worker of the standard pool closes the writer
     of the queue it reads from and goes on reading. ``queue.close()`` closes both."""
 
-    __slots__ = ("_queue", "_name", "_closed")
+    __slots__ = ("_queue", "_name", "_closed", "_armed")
 
     def __init__(self, queue: Queue, name: str) -> None:
         self._queue = queue
         self._name = name
         self._closed = False
+        self._armed = False
 
     @property
     def closed(self) -> bool:
@@ -368,7 +369,11 @@ class _End:
         """The reader's fd: readable while an item is in the queue. Raises ``OSError``
         when closed, ``AttributeError`` on the writer."""
         queue = self._reader_queue("fileno")
-        queue._ring._arm_doorbell()
+        if not self._armed:
+            # The arming is in shared memory and lasts: take the ring's lock for it once,
+            # not at every wait() that asks for the fd.
+            queue._ring._arm_doorbell()
+            self._armed = True
         return queue._doorbell.fd
 
     def poll(self, timeout: float | None = 0.0) -> bool:
@@ -377,9 +382,10 @@ class _End:
         poller.register(self.fileno(), select.POLLIN)
         return bool(poller.poll(_milliseconds(timeout)))
 
-    def recv(self) -> Any:
-        """``get()``: the next item; blocks until one arrives."""
-        return self._reader_queue("recv").get()
+    def recv(self, *, timeout: float | None = None) -> Any:
+        """``get()``: the next item; blocks until one arrives, or up to ``timeout``
+        seconds (then ``queue.Empty``)."""
+        return self._reader_queue("recv").get(timeout=timeout)
 
     def send(self, obj: Any) -> None:
         """``put(obj)`` (the writer only)."""
