@@ -16,6 +16,7 @@ import pytest
 import plait.multiprocessing.dummy
 import plait.multiprocessing.dummy.connection
 from plait.pool import ThreadPool
+from tests.conftest import wait_until
 
 MODULES = [multiprocessing.dummy, plait.multiprocessing.dummy]
 
@@ -315,7 +316,8 @@ def test_many_pollers_all_see_the_message():
     pollers = [threading.Thread(target=lambda: seen.put(a.poll(100))) for _ in range(4)]
     for t in pollers:
         t.start()
-    time.sleep(0.1)
+    # All four wait inside poll() before the message comes: the wake-up is what is tested.
+    assert wait_until(lambda: a._inbox.pollers == 4, 30)
     b.send("one")
     assert [seen.get(timeout=100) for _ in pollers] == [True] * 4
     for t in pollers:
