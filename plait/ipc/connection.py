@@ -432,15 +432,22 @@ class ConnectionWrapper:
         """Send ``dumps(obj)`` as one message; raises what ``dumps`` and ``send_bytes`` do."""
         self._conn.send_bytes(self._dumps(obj))
 
-    def recv(self) -> Any:
-        """Receive one message and return ``loads`` of it; blocks like ``recv_bytes``."""
-        return self._loads(self._conn.recv_bytes())
+    def recv(self, *, timeout: float | None = None) -> Any:
+        """Receive one message and return ``loads`` of it; blocks like ``recv_bytes``
+        (up to ``timeout`` seconds, then ``TimeoutError``)."""
+        return self._loads(self._conn.recv_bytes(timeout=timeout))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
 
     def __enter__(self) -> ConnectionWrapper:
         return self
 
     def __exit__(self, *exc) -> None:
         self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} over {self._conn!r}>"
 
 
 def _milliseconds(timeout: float | None) -> int | None:

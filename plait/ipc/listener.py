@@ -324,13 +324,15 @@ def SocketClient(address: Any, **options: Any) -> Connection:  # noqa: N802 - st
     return Client(address, **options)
 
 
-def _xml_dumps(obj: Any) -> bytes:
+def xml_dumps(obj: Any) -> bytes:
+    """``obj`` as one XML-RPC document (what ``xmlrpc.client`` can encode; ``None`` too)."""
     import xmlrpc.client  # noqa: PLC0415 - only XML connections pay for it
 
     return xmlrpc.client.dumps((obj,), None, None, None, 1).encode("utf-8")
 
 
-def _xml_loads(data: bytes) -> Any:
+def xml_loads(data: bytes) -> Any:
+    """The object of an XML-RPC document made by ``xml_dumps``."""
     import xmlrpc.client  # noqa: PLC0415 - only XML connections pay for it
 
     (obj,), _ = xmlrpc.client.loads(data.decode("utf-8"))
@@ -344,9 +346,9 @@ class XmlListener(Listener):
 
     def accept(self, *, timeout: float | None = None) -> ConnectionWrapper:
         """Accept one client, as ``Listener.accept``; its connection speaks XML-RPC."""
-        return ConnectionWrapper(super().accept(timeout=timeout), _xml_dumps, _xml_loads)
+        return ConnectionWrapper(super().accept(timeout=timeout), xml_dumps, xml_loads)
 
 
 def XmlClient(*args: Any, **kwargs: Any) -> ConnectionWrapper:  # noqa: N802 - standard name
     """``Client(...)`` to an ``XmlListener``: the connection speaks XML-RPC."""
-    return ConnectionWrapper(Client(*args, **kwargs), _xml_dumps, _xml_loads)
+    return ConnectionWrapper(Client(*args, **kwargs), xml_dumps, xml_loads)

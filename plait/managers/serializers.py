@@ -33,31 +33,23 @@ import sys
 import xmlrpc.client
 from typing import Any
 
-from plait.ipc.listener import Client, Listener
+from plait.ipc.connection import ConnectionWrapper
+from plait.ipc.listener import Client, Listener, xml_dumps, xml_loads
 
 __all__ = ["XmlConnection", "XmlListener", "XmlClient", "listener_client", "check_serializer"]
 
 _ERROR, _PROXY = 1, 2  # the reply kinds of proxy.py (RETURN, ERROR, PROXY = 0, 1, 2)
 
 
-def _dumps(obj: Any) -> bytes:
-    return xmlrpc.client.dumps((obj,), None, None, None, True).encode("utf-8")
-
-
-def _loads(data: bytes) -> Any:
-    (obj,), _ = xmlrpc.client.loads(data.decode("utf-8"))
-    return obj
-
-
-class XmlConnection:
-    """A plait ``Connection`` whose ``send``/``recv`` carry XML-RPC documents.
-
-    Every other attribute (``send_bytes``, ``recv_bytes``, ``poll``, ``fileno``,
-    ``close``...) is the wrapped connection's.
+class XmlConnection(ConnectionWrapper):
+    """A plait ``Connection`` whose ``send``/``recv`` carry XML-RPC documents (the ipc
+    layer's ``ConnectionWrapper``), translating the managers' envelopes that XML-RPC
+    cannot carry as they are: an error reply's exception, a proxy reply's token, the
+    hello's key. Every other attribute is the wrapped connection's.
     """
 
     def __init__(self, conn: Any) -> None:
-        self._conn = conn
+        super().__init__(conn, xml_dumps, xml_loads)
 
     def send(self, obj: Any) -> None:
         """Send one message; ``TypeError`` (nothing sent) for a value XML-RPC cannot carry."""
@@ -66,11 +58,11 @@ class XmlConnection:
                 obj = (_ERROR, _describe_error(*obj[1]))
             elif obj[0] == _PROXY and isinstance(obj[1], tuple) and len(obj[1]) == 4:
                 obj = (_PROXY, (None, *obj[1][1:]))
-        self._conn.send_bytes(_dumps(obj))
+        super().send(obj)
 
     def recv(self, *, timeout: float | None = None) -> Any:
         """Receive one message (its top level as a tuple); blocks up to ``timeout``."""
-        obj = _loads(self._conn.recv_bytes(timeout=timeout))
+        obj = super().recv(timeout=timeout)
         if type(obj) is not list:
             return obj
         if len(obj) >= 2 and obj[0] == "#hello" and isinstance(obj[1], xmlrpc.client.Binary):
@@ -81,25 +73,13 @@ class XmlConnection:
             obj[1] = tuple(obj[1])
         return tuple(obj)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-    def __enter__(self) -> XmlConnection:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._conn.close()
-
-    def __repr__(self) -> str:
-        return f"<XmlConnection over {self._conn!r}>"
-
 
 def _describe_error(exc: Any, tb: Any = "") -> list:
     """An exception as XML-RPC can carry it: ``[module:qualname, args, traceback]``."""
     cls = type(exc)
     args = list(getattr(exc, "args", ()))
     try:
-        _dumps(args)
+        xml_dumps(args)
     except Exception:
         args = [str(exc)]
     return [f"{cls.__module__}:{cls.__qualname__}", args, tb if isinstance(tb, str) else ""]
