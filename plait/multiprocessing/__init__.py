@@ -21,18 +21,14 @@ from plait.process import (
     active_children,
     cpu_count,
     current_process,
-    freeze_support,
     get_all_start_methods,
-    get_context,
     get_logger,
     get_start_method,
     log_to_stderr,
     parent_process,
-    set_executable,
-    set_forkserver_preload,
     set_start_method,
 )
-from plait.process.context import API_HOMES as _API_HOMES
+from plait.process.api import API_HOMES as _API_HOMES
 from plait.process.log import SUBDEBUG as SUBDEBUG
 from plait.process.log import SUBWARNING as SUBWARNING
 
@@ -105,6 +101,12 @@ _HOME = {
     "AuthenticationError": "plait._core.errors",
     "BufferTooShort": "plait._core.errors",
     "ProcessError": "plait._core.errors",
+    # The context classes subclass the standard BaseContext, hence import multiprocessing:
+    # a child that re-runs a script importing this face does not pay for it until used.
+    **dict.fromkeys(
+        ["freeze_support", "get_context", "set_executable", "set_forkserver_preload"],
+        "plait.process.context",
+    ),
     "allow_connection_pickling": "plait.ipc.reduction",
     "reducer": "plait.ipc.reduction",
 }

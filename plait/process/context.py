@@ -7,7 +7,7 @@ standard ``multiprocessing.context.BaseContext`` so that libraries which check
 ``isinstance(ctx, BaseContext)`` accept them; every method of that class is overridden
 here, so no standard implementation runs under plait's names.
 
-One static table, ``API_HOMES``, says which plait module defines each name of the API
+One static table, ``api.API_HOMES``, says which plait module defines each name of the API
 above the process layer (queues, locks, shared values, the pool, the manager). Contexts
 and the ``plait.multiprocessing`` face both read it, and a name's module is imported on
 its first use, so this layer names the layers above it only as strings and never imports
@@ -26,7 +26,16 @@ from multiprocessing import context as _standard
 
 from plait._core import errors
 from plait.process import cpu, log, start
-from plait.process.process import Process, active_children, current_process, parent_process
+from plait.process.api import API_HOMES, CONTEXT_KEYWORD
+from plait.process.process import (
+    ForkProcess,
+    ForkServerProcess,
+    Process,
+    SpawnProcess,
+    active_children,
+    current_process,
+    parent_process,
+)
 
 # Annotations only: importing typing would cost every child ~10 ms (see spawn).
 TYPE_CHECKING = False
@@ -54,31 +63,6 @@ __all__ = [
     "get_spawning_popen",
 ]
 
-# Name of the multiprocessing API -> the plait module that defines it, for every name a
-# context offers that lives above the process layer.
-API_HOMES = {
-    "Pipe": "plait.ipc.connection",
-    "Lock": "plait.ipc.synchronize",
-    "RLock": "plait.ipc.synchronize",
-    "Condition": "plait.ipc.synchronize",
-    "Semaphore": "plait.ipc.synchronize",
-    "BoundedSemaphore": "plait.ipc.synchronize",
-    "Event": "plait.ipc.synchronize",
-    "Barrier": "plait.ipc.synchronize",
-    "Queue": "plait.ipc.queues",
-    "JoinableQueue": "plait.ipc.queues",
-    "SimpleQueue": "plait.ipc.queues",
-    "Value": "plait.ipc.sharedctypes",
-    "Array": "plait.ipc.sharedctypes",
-    "RawValue": "plait.ipc.sharedctypes",
-    "RawArray": "plait.ipc.sharedctypes",
-    "Pool": "plait.pool.pool",
-    "Manager": "plait.managers",
-}
-
-# The names above that take the context they are made from, under this keyword.
-_CONTEXT_KEYWORD = {"Pool": "context", "Manager": "ctx"}
-
 
 def load(name: str) -> Any:
     """The object ``API_HOMES`` names, importing its module on first use."""
@@ -102,26 +86,8 @@ def get_spawning_popen() -> None:
     return None
 
 
-class ForkProcess(Process):
-    """A ``Process`` that always starts with ``fork``."""
-
-    _start_method = "fork"
-
-
-class SpawnProcess(Process):
-    """A ``Process`` that always starts with ``spawn``."""
-
-    _start_method = "spawn"
-
-
-class ForkServerProcess(Process):
-    """A ``Process`` that always starts with ``forkserver``."""
-
-    _start_method = "forkserver"
-
-
 def _api_method(name: str) -> Any:
-    keyword = _CONTEXT_KEYWORD.get(name)
+    keyword = CONTEXT_KEYWORD.get(name)
 
     def method(self: BaseContext, *args: Any, **kwargs: Any) -> Any:
         if keyword is not None:

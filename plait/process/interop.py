@@ -19,6 +19,10 @@ processes give them whenever the standard module is loaded (and cost nothing whe
   ``DupFd``, and the standard module's own reducers (connections, sockets), registered
   with its ``ForkingPickler`` rather than ``copyreg``, are applied.
 
+Every process imports this module with ``plait.process.process`` (it imports nothing
+itself): importing it in each forked child instead cost a fork-and-join ~2.5 ms of
+copy-on-write faults in the import machinery.
+
 What still fails, fails with the standard module's own message, which names both sides:
 a lock of the standard ``fork`` context cannot go to a spawned child ("A SemLock created in
 a fork context is being shared with a process in a spawn context").
@@ -27,8 +31,6 @@ a fork context is being shared with a process in a spawn context").
 from __future__ import annotations
 
 import sys
-
-from plait._core import fdpass
 
 # Annotations only: importing typing would cost every child ~10 ms (see spawn).
 TYPE_CHECKING = False
@@ -60,7 +62,11 @@ class _SpawningPopen:
     def duplicate_for_child(fd: int) -> int:
         return fd
 
-    DupFd = fdpass.DupFd
+    @staticmethod
+    def DupFd(fd: int) -> object:  # noqa: N802 - the standard popen's name
+        from plait._core.fdpass import DupFd  # noqa: PLC0415 - parents only
+
+        return DupFd(fd)
 
 
 def standard_reducers() -> dict[type, Any]:

@@ -35,7 +35,7 @@ import os
 import sys
 from _weakrefset import WeakSet
 
-from plait.process import log
+from plait.process import interop, log
 from plait.process.child import wait_readable
 
 # Annotations only: importing typing would cost every child ~10 ms (see spawn).
@@ -44,7 +44,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
-__all__ = ["Process", "current_process", "parent_process", "active_children"]
+__all__ = [
+    "Process",
+    "ForkProcess",
+    "SpawnProcess",
+    "ForkServerProcess",
+    "current_process",
+    "parent_process",
+    "active_children",
+]
 
 
 # True while a spawned child (or the fork server) re-runs its parent's main script: a
@@ -311,8 +319,7 @@ class Process:
             hooks = sys.modules.get("plait.process.hooks")
             if hooks is not None:
                 hooks.child_started()
-            if "multiprocessing.util" in sys.modules:  # standard objects inherited
-                _interop().child_started()
+            interop.child_started()  # standard objects inherited, if any
             log.info("child process calling self.run()")
             try:
                 self.run()
@@ -338,6 +345,27 @@ class Process:
             log.info("process exiting with exitcode %d", exitcode)
             flush_std_streams()
         return exitcode
+
+
+# The process classes of the contexts (``get_context("spawn").Process``). They live here,
+# not with the contexts: a spawned child unpickles its Process by class, and the context
+# module imports ``multiprocessing`` (its classes subclass the standard BaseContext).
+class ForkProcess(Process):
+    """A ``Process`` that always starts with ``fork``."""
+
+    _start_method = "fork"
+
+
+class SpawnProcess(Process):
+    """A ``Process`` that always starts with ``spawn``."""
+
+    _start_method = "spawn"
+
+
+class ForkServerProcess(Process):
+    """A ``Process`` that always starts with ``forkserver``."""
+
+    _start_method = "forkserver"
 
 
 class _MainProcess(Process):
@@ -498,7 +526,7 @@ def _exit_function() -> None:
     # The standard module's finalizers: its own exit hook runs them in a program it did
     # not start, but a plait child leaves through os._exit, so here they run with ours.
     in_child = _current_process._parent_pid is not None
-    standard = _interop() if in_child and "multiprocessing.util" in sys.modules else None
+    standard = interop if in_child and "multiprocessing.util" in sys.modules else None
     if hooks is None and standard is None and not _children:
         return
     _exiting = True
@@ -516,12 +544,6 @@ def _exit_function() -> None:
     for finalizers in (hooks, standard):
         if finalizers is not None:
             finalizers.run_finalizers()
-
-
-def _interop():
-    from plait.process import interop  # noqa: PLC0415 - only with the standard module loaded
-
-    return interop
 
 
 from plait.process import start as _start  # noqa: E402 - start imports the start methods
