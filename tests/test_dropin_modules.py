@@ -362,7 +362,7 @@ def test_standard_locks_queues_and_pipes_work_in_plait_children(tmp_path, method
     with the standard module's message naming both contexts."""
     output = run_on_both(tmp_path, MIXED, method, timeout=80)
     assert output.startswith("through a standard queue through a standard pipe\n0\n")
-    if method != "fork":
+    if method != "fork" and sys.version_info >= (3, 11):  # 3.10's SemLock does not check
         assert "created in a fork context is being shared with a process in a spawn" in output
 
 

@@ -174,11 +174,20 @@ def shape(text, tmod):
     return text.replace(f"{tmod.__name__}.", "").replace("_PyRLock", "_RLock")
 
 
+#: Tests of RLock._recursion_count(), which the standard locks have from Python 3.11.
+needs_recursion_count = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="the standard RLocks have _recursion_count from 3.11"
+)
+
+
 def wait_until_broken(barrier):
     with pytest.raises(threading.BrokenBarrierError):
         barrier.wait(10)
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="Event, Semaphore and Barrier have their reprs from 3.11"
+)
 @pytest.mark.timeout(20)
 def test_reprs_have_the_standard_shapes():
     def reprs(tmod):
@@ -255,6 +264,10 @@ def test_at_fork_reinit_frees_a_held_primitive(tmod):
     cond.acquire()
     cond._at_fork_reinit()
     assert cond.acquire(False)
+
+
+@needs_recursion_count
+def test_at_fork_reinit_frees_a_held_python_rlock(tmod):
     rlock = tmod._PyRLock()
     rlock.acquire()
     rlock._at_fork_reinit()
@@ -271,6 +284,7 @@ def rlock_type(request, tmod):
     return getattr(tmod, request.param)
 
 
+@needs_recursion_count
 @pytest.mark.timeout(20)
 def test_private_rlocks_keep_the_rlock_contract(rlock_type, tmod):
     lock = rlock_type()
@@ -297,6 +311,7 @@ def test_private_rlocks_keep_the_rlock_contract(rlock_type, tmod):
     assert weakref.ref(lock)() is lock
 
 
+@needs_recursion_count
 @pytest.mark.timeout(20)
 def test_condition_over_the_python_rlock_releases_every_level(tmod):
     cond = tmod.Condition(tmod._PyRLock())
