@@ -334,6 +334,18 @@ def test_crlock_is_what_rlock_makes(tmod):
     assert type(tmod.RLock()) is tmod._CRLock
 
 
+def test_rlock_ignores_arguments_and_313_warns(tmod):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lock = tmod.RLock(1, a=2)
+    assert [w.category for w in caught] == (
+        [DeprecationWarning] if sys.version_info >= (3, 13) else []
+    )
+    assert caught == [] or caught[0].filename == __file__
+    with lock, lock:
+        assert lock._is_owned()
+
+
 # --- the thread registry --------------------------------------------------------------
 
 
