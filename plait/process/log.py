@@ -103,22 +103,22 @@ def adopt(level: int | None, stderr_level: int | str | None) -> None:
 def sub_debug(msg: str, *args: object) -> None:
     """Log at SUBDEBUG level if a program created the logger."""
     if _logger is not None:
-        _logger.log(SUBDEBUG, msg, *args)
+        _logger.log(SUBDEBUG, msg, *args, stacklevel=2)
 
 
 def sub_warning(msg: str, *args: object) -> None:
     """Log at SUBWARNING level if a program created the logger."""
     if _logger is not None:
-        _logger.log(SUBWARNING, msg, *args)
+        _logger.log(SUBWARNING, msg, *args, stacklevel=2)
 
 
 def debug(msg: str, *args: object) -> None:
     """Log at DEBUG level if a program created the logger."""
     if _logger is not None:
-        _logger.debug(msg, *args)
+        _logger.debug(msg, *args, stacklevel=2)
 
 
 def info(msg: str, *args: object) -> None:
     """Log at INFO level if a program created the logger."""
     if _logger is not None:
-        _logger.info(msg, *args)
+        _logger.info(msg, *args, stacklevel=2)

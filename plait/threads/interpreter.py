@@ -19,15 +19,19 @@ and deleting it puts back the interpreter's default. The names are listed once, 
 ``SHARED``; nothing else of the face goes through a property, so looking up ``Lock`` or
 ``Queue`` on a face costs what it costs on any module.
 
-The registry's private names (``_active``, ``_limbo``, ``_shutdown_locks`` ...) are in the
+The registry's private names (``_active``, ``_limbo``, ``_dangling`` ...) are in the
 list because programs and debuggers read them to find threads, and they only mean
 something if they are the live objects. They carry no promise beyond the standard
-library's: they are whatever this interpreter's ``threading`` has.
+library's: they are whatever this interpreter's ``threading`` has, so the list follows
+the running version (3.13 starts threads with ``_start_joinable_thread`` and keeps the
+handles of non-daemon threads in ``_thread``, where 3.10-3.12 have ``_start_new_thread``
+and ``_shutdown_locks``).
 """
 
 from __future__ import annotations
 
 import _thread
+import sys
 import threading
 import types
 from typing import Any
@@ -40,19 +44,25 @@ SHARED: dict[str, str] = {
     "excepthook": "called with ExceptHookArgs when a thread's run() raises",
     "_trace_hook": "the function settrace() gives each thread started afterwards",
     "_profile_hook": "the function setprofile() gives each thread started afterwards",
-    "_start_new_thread": "makes the OS thread for Thread.start()",
     "_counter": "numbers the default names Thread-N",
     "_active": "ident -> Thread of every running thread",
     "_limbo": "threads whose start() has not yet reached the new thread",
     "_active_limbo_lock": "guards _active and _limbo",
     "_dangling": "weak set of every Thread object not yet collected",
-    "_shutdown_locks": "locks of the non-daemon threads the exit waits for",
-    "_shutdown_locks_lock": "guards _shutdown_locks",
     "_DummyThread": "what current_thread() returns in a thread threading did not start",
     "_MainThread": "the class of main_thread()",
     "_register_atexit": "runs a function at exit, before non-daemon threads are joined",
     "_shutdown": "the exit sequence the interpreter calls",
 }
+if sys.version_info >= (3, 13):
+    # 3.13 makes threads with joinable handles; the handles of non-daemon threads are kept
+    # by _thread itself, which threading._shutdown asks to wait for them.
+    SHARED["_start_joinable_thread"] = "makes the OS thread and its handle for Thread.start()"
+    SHARED["_thread_shutdown"] = "waits at exit for the non-daemon threads' handles"
+else:
+    SHARED["_start_new_thread"] = "makes the OS thread for Thread.start()"
+    SHARED["_shutdown_locks"] = "locks of the non-daemon threads the exit waits for"
+    SHARED["_shutdown_locks_lock"] = "guards _shutdown_locks"
 
 # What ``del face.name`` restores: the interpreter's defaults, not whatever a test or a
 # library had installed at the moment plait was imported.

@@ -33,6 +33,7 @@ a lock whose every state change can be followed in a debugger or subclassed.
 from __future__ import annotations
 
 import _thread
+import sys
 import threading
 import warnings
 from collections import deque
@@ -75,12 +76,19 @@ def Lock() -> Any:
     return _allocate_lock()
 
 
-def RLock() -> Any:
+def RLock(*args: Any, **kwargs: Any) -> Any:
     """A new reentrant lock: the interpreter's C RLock (a checked one if checking is on).
 
     The owning thread may take it again; it is free when released as often as taken.
-    ``release()`` by a thread that does not own it raises ``RuntimeError``.
+    ``release()`` by a thread that does not own it raises ``RuntimeError``. Arguments are
+    ignored, as the standard factory's are (from 3.13 with a ``DeprecationWarning``).
     """
+    if (args or kwargs) and sys.version_info >= (3, 13):
+        warnings.warn(
+            "Passing arguments to RLock is deprecated and will be removed in 3.15",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     if lockorder._enabled:
         return lockorder.CheckedLock(reentrant=True)
     return _CRLock()
