@@ -5,13 +5,20 @@ spawned worker that imports ``plait.pool.worker`` must not pay for the pool's sc
 Such a package maps each public name to the module that defines it and hands the
 module-level ``__getattr__``/``__dir__`` made here; the first lookup of a name imports its
 module and keeps the value in the package's namespace, so later lookups are plain.
+
+This module imports only ``sys``: ``plait.process`` uses it, so every spawned child loads
+it, and ``importlib`` (which imports ``warnings``) and ``collections.abc`` would cost a lean
+child more than the names it defers. Imports go through ``__import__``.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Callable, Iterable, Mapping
+
+# Annotations only: see above.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["lazy_names"]
 
@@ -36,7 +43,7 @@ def lazy_names(
     def __getattr__(name: str) -> object:  # noqa: N807 - the module hook's name
         if name in lazy_modules:
             try:
-                return importlib.import_module(f"{package}.{name}")
+                return _import(f"{package}.{name}")
             except ModuleNotFoundError as e:
                 if e.name != f"{package}.{name}":
                     raise
@@ -46,7 +53,7 @@ def lazy_names(
         except KeyError:
             raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
         module, _, attribute = module.partition(":")
-        value = getattr(importlib.import_module(module), attribute or name)
+        value = getattr(_import(module), attribute or name)
         namespace[name] = value
         return value
 
@@ -54,3 +61,9 @@ def lazy_names(
         return sorted(set(namespace) | listed)
 
     return __getattr__, __dir__
+
+
+def _import(module: str) -> object:
+    """The module named ``module`` (absolute), imported if it was not."""
+    __import__(module)
+    return sys.modules[module]
