@@ -53,6 +53,19 @@ def _standard_internal(cls: str, name: str) -> Callable[..., Any]:
     return internal
 
 
+def _cover_standard_methods(cls: type) -> None:
+    """Give ``cls`` every method its standard base classes define and it does not, as one
+    that raises ``NotImplementedError`` naming it: no standard code runs on plait's
+    executors, also when a newer Python adds a method to the standard class."""
+    for base in cls.__mro__:
+        if not base.__module__.startswith("concurrent.futures"):
+            continue
+        for name, value in vars(base).items():
+            dunder = name.startswith("__") and name.endswith("__")
+            if callable(value) and not dunder and getattr(cls, name) is value:
+                setattr(cls, name, _standard_internal(cls.__name__, name))
+
+
 class _Executor(concurrent.futures.Executor):
     """What both executors share: ``submit``, ``map``, ``shutdown``, context manager."""
 
@@ -181,12 +194,6 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
         )
         super().__init__(pool, pool._processes)
 
-    _adjust_process_count = _standard_internal("ProcessPoolExecutor", "_adjust_process_count")
-    _launch_processes = _standard_internal("ProcessPoolExecutor", "_launch_processes")
-    _spawn_process = _standard_internal("ProcessPoolExecutor", "_spawn_process")
-    _start_executor_manager_thread = _standard_internal(
-        "ProcessPoolExecutor", "_start_executor_manager_thread"
-    )
 
 
 class ThreadPoolExecutor(_Executor, concurrent.futures.ThreadPoolExecutor):
@@ -210,5 +217,7 @@ class ThreadPoolExecutor(_Executor, concurrent.futures.ThreadPoolExecutor):
             raise ValueError("max_workers must be greater than 0")
         super().__init__(ThreadPool(max_workers, initializer, initargs), max_workers)
 
-    _adjust_thread_count = _standard_internal("ThreadPoolExecutor", "_adjust_thread_count")
-    _initializer_failed = _standard_internal("ThreadPoolExecutor", "_initializer_failed")
+
+for _executor in (ProcessPoolExecutor, ThreadPoolExecutor):
+    _cover_standard_methods(_executor)
+del _executor

@@ -243,3 +243,30 @@ def test_an_executor_dropped_without_shutdown_says_nothing(cls, request):
         del ex
         gc.collect()
     assert not caught
+
+
+@pytest.mark.parametrize(
+    "ours, standard, internal",
+    [
+        (
+            plait.futures.ProcessPoolExecutor,
+            concurrent.futures.ProcessPoolExecutor,
+            "_adjust_process_count",
+        ),
+        (
+            plait.futures.ThreadPoolExecutor,
+            concurrent.futures.ThreadPoolExecutor,
+            "_adjust_thread_count",
+        ),
+    ],
+)
+def test_no_method_of_the_standard_executor_runs_on_plaits(ours, standard, internal):
+    """Identity only: every method the standard class has (on this Python, also ones a
+    newer version adds) is plait's own, or raises NotImplementedError naming itself."""
+    for name in dir(standard):
+        attribute = getattr(ours, name)
+        if callable(attribute) and not (name.startswith("__") and name.endswith("__")):
+            assert attribute.__module__.startswith("plait"), name
+    with ours(1) as executor:
+        with pytest.raises(NotImplementedError, match=f"{internal} is an internal"):
+            getattr(executor, internal)()
