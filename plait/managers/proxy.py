@@ -195,16 +195,24 @@ def convert_to_error(kind: Any, result: Any) -> BaseException:
     return ValueError(f"Unrecognized message type {kind!r}")
 
 
-def dispatch(c: Any, id: Any, methodname: str, args: tuple = (), kwds: dict | None = None) -> Any:  # noqa: A002
+def dispatch(
+    c: Any,
+    id: Any,  # noqa: A002
+    methodname: str,
+    args: tuple = (),
+    kwds: dict | None = None,
+    *,
+    timeout: float | None = None,
+) -> Any:
     """Send one request on connection ``c`` (from ``listener_client``'s ``Client``) and
     return its result; raise the error it brings. ``id`` None asks the server itself
     (``'number_of_objects'``, ``'debug_info'``, ``'dummy'``, ``'shutdown'``...).
 
-    Blocks for one round trip. The connection is a session of its own: objects it
-    creates are held until it closes.
+    Blocks for one round trip, up to ``timeout`` seconds (then ``TimeoutError``). The
+    connection is a session of its own: objects it creates are held until it closes.
     """
     c.send((id, methodname, tuple(args), dict(kwds or {}), None))
-    kind, result = c.recv()
+    kind, result = c.recv() if timeout is None else c.recv(timeout=timeout)
     if kind == RETURN:
         return result
     raise convert_to_error(kind, result)
