@@ -195,7 +195,6 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
         super().__init__(pool, pool._processes)
 
 
-
 class ThreadPoolExecutor(_Executor, concurrent.futures.ThreadPoolExecutor):
     """A ``concurrent.futures`` executor on threads of this process.
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from plait._core.errors import BufferTooShort
-from plait.threads.queues import Empty, Queue, ShutDown
+from plait.threads.queues import Empty, Full, Queue, ShutDown
 from plait.threads.sync import Condition, Lock
 
 __all__ = ["Client", "Connection", "Listener", "Pipe", "families"]
@@ -273,15 +273,18 @@ class Listener:
         self.close()
 
 
-def Client(address: Queue) -> Connection:  # noqa: N802 - standard name
+def Client(address: Queue, *, timeout: float | None = None) -> Connection:  # noqa: N802
     """Connect to the ``Listener`` whose ``address`` this is.
 
-    Blocks while the listener's backlog is full (until it accepts). Raises
-    ``ConnectionRefusedError`` if the listener is closed.
+    Blocks while the listener's backlog is full (until it accepts), up to ``timeout``
+    seconds (then ``TimeoutError``). Raises ``ConnectionRefusedError`` if the listener is
+    closed.
     """
     to_client, to_listener = _Inbox(), _Inbox()
     try:
-        address.put((to_listener, to_client))
+        address.put((to_listener, to_client), timeout=timeout)
+    except Full:
+        raise TimeoutError(f"the Listener's backlog stayed full for {timeout} seconds") from None
     except ShutDown:
         message = "the thread-backed Listener at this address is closed"
         raise ConnectionRefusedError(message) from None

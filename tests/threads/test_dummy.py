@@ -416,3 +416,14 @@ def test_manager_is_a_context_manager_with_a_pool():
         assert "Pool" in dir(manager)
         with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
             manager.Nothing  # noqa: B018 - the lookup is the test
+
+
+def test_a_client_waits_for_a_full_backlog_only_as_long_as_its_timeout():
+    listener = plait.multiprocessing.dummy.connection.Listener(backlog=1)
+    first = plait.multiprocessing.dummy.connection.Client(listener.address)
+    with pytest.raises(TimeoutError):
+        plait.multiprocessing.dummy.connection.Client(listener.address, timeout=0.1)
+    server = listener.accept()
+    first.send("still served")
+    assert server.recv() == "still served"
+    listener.close()
