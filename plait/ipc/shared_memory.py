@@ -25,9 +25,23 @@ every process that has it keeps using it; the memory goes away with the last of 
 ``format`` reads the same); each slot keeps the room of its first value, and a ``str``
 or ``bytes`` that does not fit raises ``ValueError``.
 
+Creating a block under a given name is atomic, as ``O_CREAT | O_EXCL`` is: the
+creator first takes the name's lock, an abstract Unix socket bound to
+``"\\0plait-shm:UID:NAME"`` (the kernel lets one socket at a time hold an address, and
+frees it when the socket closes, also when its process dies); under the lock it looks
+for a live block of that name (``FileExistsError`` if there is one) and makes its
+memfd. The lock is held only for that check and creation, so it never outlives the
+creator: a block whose creator closed or died while others hold it keeps its name,
+found by the same look, until it is unlinked or its last holder lets go. Another
+creator of the same name waits for the lock (a few milliseconds, at most
+``_LOCK_WAIT`` seconds) and then finds the block made under it.
+
 Names: a name made here (``SharedMemory(create=True)``) is ``psm_`` and random hex, as
-the standard library's (``_make_filename``), then ``@PID.FD``, which says where to look
-first. A name given by the caller is taken as it is.
+the standard library's (``_make_filename``), drawn again while a block this process
+made and still has open has it, then ``@PID.FD`` (zero-padded to a fixed width, so all
+made names are as long as each other), which says where to look first. The locator
+makes the name unique among all processes' blocks, so making one reads no directory.
+A name given by the caller is taken as it is (it may not contain ``@``).
 """
 
 from __future__ import annotations
@@ -36,7 +50,9 @@ import errno
 import mmap
 import os
 import secrets
+import socket
 import struct
+import time
 import types
 from collections.abc import Iterable
 from typing import Any
@@ -51,6 +67,11 @@ _USE_POSIX = True  # the standard flag: POSIX semantics (a name is unlinked once
 _LABEL = "plait-shm:"
 _META = struct.Struct("QQI")  # magic, size, unlinked
 _MAGIC = 0x706C6169_74736D31  # "plaitsm1"
+_PID_DIGITS = 7  # PID_MAX_LIMIT is 4194304
+_FD_DIGITS = 7  # fs.nr_open is 1048576 by default; a larger fd only makes a longer name
+_LOCK_WAIT = 10.0  # seconds another creator of the same name may hold its lock
+_MAX_ADDRESS = 108  # sizeof(sockaddr_un.sun_path)
+_made_here: set[str] = set()  # random parts of the made names of blocks open here
 
 
 def _make_filename() -> str:
@@ -60,16 +81,36 @@ def _make_filename() -> str:
     return _SHM_NAME_PREFIX + secrets.token_hex(nbytes)
 
 
-def _held_here(base: str) -> bool:
-    """Whether this process holds an fd of a block whose name is ``base``."""
-    target = f"/memfd:{_LABEL}{base} (deleted)"
-    for fd in os.listdir("/proc/self/fd"):
+def _lock_name(name: str) -> socket.socket:
+    """The creation lock of the block name ``name``, taken: a socket bound to an
+    abstract address made of the name (hashed if too long: then two names may share a
+    lock, which only makes one wait for the other). Waits while another process holds
+    it; ``TimeoutError`` after ``_LOCK_WAIT`` seconds."""
+    key = os.fsencode(name)
+    address = b"\0plait-shm:%d:%s" % (os.getuid(), key)
+    if len(address) > _MAX_ADDRESS:
+        import hashlib
+
+        address = b"\0plait-shm:%d#%s" % (os.getuid(), hashlib.sha256(key).hexdigest().encode())
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    deadline = time.monotonic() + _LOCK_WAIT
+    pause = 0.0005
+    while True:
         try:
-            if os.readlink(f"/proc/self/fd/{fd}") == target:
-                return True
-        except OSError:
-            continue
-    return False
+            sock.bind(address)
+            return sock
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                sock.close()
+                raise
+        if time.monotonic() >= deadline:
+            sock.close()
+            raise TimeoutError(
+                f"another process has been creating a shared memory block named {name!r} "
+                f"for {_LOCK_WAIT} s (its lock is the abstract socket {address!r})"
+            )
+        time.sleep(pause)
+        pause = min(2 * pause, 0.02)
 
 
 def _find(name: str) -> int:
@@ -80,7 +121,11 @@ def _find(name: str) -> int:
     unlinked: list[bool] = []
     if "@" in name:
         pid, _, fd = name.rpartition("@")[2].partition(".")
-        found = _open_if(f"/proc/{pid}/fd/{fd}", target, unlinked)
+        try:
+            where = f"/proc/{int(pid)}/fd/{int(fd)}"  # /proc refuses leading zeros
+        except ValueError:
+            where = ""
+        found = _open_if(where, target, unlinked) if where else -1
         if found >= 0:
             return found
     for pid in os.listdir("/proc"):
@@ -148,37 +193,51 @@ class SharedMemory:
         self._mmap = None
         self._buf = None
         self._saw_unlinked = False
-        if self._flags & os.O_EXCL:
-            self._create(name, size)
-            return
-        try:
-            self._attach(name)
-        except FileNotFoundError:
-            if not self._flags & os.O_CREAT:
-                raise
-            if size == 0:
-                raise ValueError("'size' must be a positive number different from zero") from None
-            self._create(name, size)
+        self._made = None
+        if name is None:
+            self._create(None, size)
+        elif not self._flags & os.O_CREAT:
+            self._attach(name, _find(name))
+        else:
+            self._open_or_create(name, size)
+
+    def _open_or_create(self, name: str, size: int) -> None:
+        """Create the block ``name`` or, if it exists and ``_flags`` lacks ``O_EXCL``,
+        attach to it: one step for every process, under the name's lock."""
+        if "@" in name:
+            if not self._flags & os.O_EXCL:
+                try:
+                    self._attach(name, _find(name))
+                    return
+                except FileNotFoundError:
+                    pass
+            raise ValueError(f"a block name may not contain '@': {name!r}")
+        with _lock_name(name):
+            try:
+                fd = _find(name)
+            except FileNotFoundError:
+                if size == 0:
+                    raise ValueError(
+                        "'size' must be a positive number different from zero"
+                    ) from None
+                self._create(name, size)
+                return
+            if self._flags & os.O_EXCL:
+                os.close(fd)
+                raise FileExistsError(errno.EEXIST, f"a shared memory block named {name!r} exists")
+            self._attach(name, fd)
 
     def _create(self, name: str | None, size: int) -> None:
         if name is None:
             # A fresh name, as the standard library makes it (``_make_filename``), that
-            # no block of this process has; the locator appended below makes it unique
-            # among other processes' blocks, which are not searched (that reads /proc).
+            # no block this process made and holds has; the locator appended below
+            # makes it unique among all blocks.
             while True:
                 internal = _make_filename()
                 base = internal[1:] if internal.startswith("/") else internal
-                if not _held_here(base):
+                if base not in _made_here:
                     break
         else:
-            if "@" in name:
-                raise ValueError(f"a block name may not contain '@': {name!r}")
-            try:
-                os.close(_find(name))
-            except FileNotFoundError:
-                pass
-            else:
-                raise FileExistsError(errno.EEXIST, f"a shared memory block named {name!r} exists")
             internal, base = "/" + name, name
         fd = os.memfd_create(_LABEL + base, os.MFD_CLOEXEC)
         try:
@@ -191,13 +250,18 @@ class SharedMemory:
             os.close(fd)
             raise
         self._name = internal
-        self._locator = "" if name is not None else f"@{os.getpid()}.{fd}"
+        if name is None:
+            self._locator = f"@{os.getpid():0{_PID_DIGITS}d}.{fd:0{_FD_DIGITS}d}"
+            self._made = base
+            _made_here.add(base)
+        else:
+            self._locator = ""
         self._size = size
         self._meta_at = data
         self._buf = memoryview(self._mmap)[:size]
 
-    def _attach(self, name: str) -> None:
-        fd = _find(name)
+    def _attach(self, name: str, fd: int) -> None:
+        """Map the block ``fd``, found under ``name``; it is this object's from now."""
         try:
             total = os.fstat(fd).st_size
             if total < _PAGE or total % _PAGE:
@@ -256,6 +320,9 @@ class SharedMemory:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
+        if self._made is not None:
+            _made_here.discard(self._made)
+            self._made = None
 
     def unlink(self) -> None:
         """Make the name unusable for new attaches; users keep the memory until they close.

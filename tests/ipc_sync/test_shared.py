@@ -5,7 +5,9 @@ from __future__ import annotations
 import ctypes
 import multiprocessing.shared_memory
 import os
+import pickle
 import signal
+import sys
 import time
 
 import pytest
@@ -138,6 +140,125 @@ def test_named_block_exists_once(no_shm_leaks):
     block.close()
     with pytest.raises(FileNotFoundError):  # nobody holds it: it is gone
         plait_shm.SharedMemory("plait-test-named")
+
+
+def _module(which):
+    return plait_shm if which == "plait" else multiprocessing.shared_memory
+
+
+def _race_to_create(which, name, start, conn, me):
+    start.wait(10)
+    try:
+        block = _module(which).SharedMemory(name, create=True, size=16)
+    except FileExistsError:
+        conn.send("exists")
+        return
+    block.buf[0] = me
+    conn.send("created")
+    conn.recv(timeout=30)  # every racer has answered: only now may the name go
+    block.close()
+    block.unlink()
+
+
+def test_racing_creators_of_one_name_one_wins(shm, no_shm_leaks):
+    # O_CREAT | O_EXCL is atomic: of several processes creating one name at once,
+    # exactly one gets the block and every other one FileExistsError.
+    which = shm.__name__.partition(".")[0]
+    for round_ in range(4):
+        name = f"plait_test_race_{os.getpid()}_{round_}"
+        start = PLAIT.Barrier(5)
+        pipes = [Pipe() for _ in range(4)]
+        racers = [
+            run(PLAIT, _race_to_create, which, name, start, b, i) for i, (_, b) in enumerate(pipes)
+        ]
+        try:
+            start.wait(10)
+            answers = [a.recv(timeout=30) for a, _ in pipes]
+        finally:
+            for a, b in pipes:
+                a.send("done")
+                a.close()
+                b.close()
+            exits = [finish(p) for p in racers]
+        assert sorted(answers) == ["created"] + ["exists"] * 3, f"round {round_}"
+        assert exits == [0] * 4
+
+
+def _attach_and_hold(which, name, conn):
+    block = _module(which).SharedMemory(name)
+    conn.send("attached")
+    conn.recv(timeout=30)
+    block.close()
+
+
+def test_a_name_outlives_its_creator_until_unlinked(shm, no_shm_leaks):
+    # The standard name exists until unlink(): while someone holds the block, creating
+    # the name again fails also after the creator closed; once unlinked, it is free.
+    name = f"plait_test_outlives_{os.getpid()}"
+    block = shm.SharedMemory(name, create=True, size=64)
+    a, b = Pipe()
+    with a, b:
+        holder = run(PLAIT, _attach_and_hold, shm.__name__.partition(".")[0], name, b)
+        assert a.recv(timeout=10) == "attached"
+        block.close()
+        with pytest.raises(FileExistsError):
+            shm.SharedMemory(name, create=True, size=64)
+        block.unlink()
+        again = shm.SharedMemory(name, create=True, size=64)
+        a.send("done")
+        assert finish(holder) == 0
+    again.close()
+    again.unlink()
+
+
+def test_fresh_names_have_one_length(shm, no_shm_leaks):
+    # CPython 3.12's test_shared_memory_ShareableList_pickling: the pickles of two
+    # lists are as long as each other, though their blocks' fds have different widths.
+    first = shm.ShareableList(range(10))
+    dummies = [os.open(os.devnull, os.O_RDONLY)]
+    while len(str(dummies[-1] + 1)) == len(str(dummies[-1])):
+        dummies.append(os.open(os.devnull, os.O_RDONLY))
+    second = shm.ShareableList(range(400))  # its block's fd has one more digit
+    try:
+        assert len(first.shm.name) == len(second.shm.name)
+        for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+            assert len(pickle.dumps(first, proto)) == len(pickle.dumps(second, proto))
+        again = pickle.loads(pickle.dumps(second))
+        assert again[399] == 399
+        again.shm.close()
+    finally:
+        for fd in dummies:
+            os.close(fd)
+        for sl in (first, second):
+            sl.shm.close()
+            sl.shm.unlink()
+
+
+def _list_proc_while_making_blocks(conn):
+    listed = []
+
+    def hook(event, args):
+        if event in ("os.listdir", "os.scandir") and str(args[0]).startswith("/proc"):
+            listed.append(str(args[0]))
+
+    sys.addaudithook(hook)
+    blocks = [plait_shm.SharedMemory(create=True, size=10) for _ in range(3)]
+    other = plait_shm.SharedMemory(blocks[0].name)
+    other.close()
+    for block in blocks:
+        block.close()
+    conn.send(listed)
+
+
+def test_fresh_names_and_their_attaches_list_no_directory(no_shm_leaks):
+    # A made name is unique (random, then where its fd is): creating N blocks must not
+    # list /proc each time (that made it O(N^2)), nor must attaching by such a name.
+    a, b = Pipe()
+    with a, b:
+        child = run(PLAIT, _list_proc_while_making_blocks, b)
+        listed = a.recv(timeout=20)
+        assert finish(child) == 0
+    assert listed == []
 
 
 def _hold_block(name, conn):
