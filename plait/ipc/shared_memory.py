@@ -46,6 +46,7 @@ A name given by the caller is taken as it is (it may not contain ``@``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -54,7 +55,7 @@ import socket
 import struct
 import time
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = ["ShareableList", "SharedMemory"]
@@ -79,6 +80,32 @@ def _make_filename() -> str:
     function of this name makes (the leading slash is not part of ``SharedMemory.name``)."""
     nbytes = (_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2
     return _SHM_NAME_PREFIX + secrets.token_hex(nbytes)
+
+
+# The creation locks this process holds now. A child forked while one is held (by another
+# thread) closes its copies at once, or the name would stay locked for the child's life.
+_held_locks: set[socket.socket] = set()
+
+
+def _close_held_locks_in_child() -> None:
+    for sock in _held_locks:
+        sock.close()
+    _held_locks.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_locks_in_child)
+
+
+@contextlib.contextmanager
+def _name_locked(name: str) -> Iterator[None]:
+    """Hold the creation lock of ``name`` (see ``_lock_name``) for the ``with`` block."""
+    sock = _lock_name(name)
+    _held_locks.add(sock)
+    try:
+        yield
+    finally:
+        _held_locks.discard(sock)
+        sock.close()
 
 
 def _lock_name(name: str) -> socket.socket:
@@ -212,7 +239,7 @@ class SharedMemory:
                 except FileNotFoundError:
                     pass
             raise ValueError(f"a block name may not contain '@': {name!r}")
-        with _lock_name(name):
+        with _name_locked(name):
             try:
                 fd = _find(name)
             except FileNotFoundError:
