@@ -36,6 +36,7 @@ import sys
 from _weakrefset import WeakSet
 
 from plait.process import interop, log
+from plait.process import start as _start
 from plait.process.child import wait_readable
 
 # Annotations only: importing typing would cost every child ~10 ms (see spawn).
@@ -545,8 +546,6 @@ def _exit_function() -> None:
         if finalizers is not None:
             finalizers.run_finalizers()
 
-
-from plait.process import start as _start  # noqa: E402 - start imports the start methods
 
 _current_process: Process = _MainProcess()
 _parent_process: Process | None = None
