@@ -218,6 +218,45 @@ def demo_pool() -> None:
     _done(t0, "done")
 
 
+def _square(x: int) -> int:
+    return x * x
+
+
+def _put_from_child(queue, lock) -> None:
+    with lock:
+        queue.put("a standard queue, from a plait child")
+
+
+def demo_dropin() -> None:
+    import concurrent.futures
+    import multiprocessing
+    import multiprocessing.context
+
+    import plait.multiprocessing as mp
+    from plait.multiprocessing import dummy, util
+
+    t0 = _section("drop-in: the standard submodules, identity, the standard module's objects")
+    ctx = mp.get_context("spawn")
+    print(
+        f"   isinstance(ctx, multiprocessing.context.BaseContext) = "
+        f"{isinstance(ctx, multiprocessing.context.BaseContext)}"
+    )
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        squares = list(executor.map(pow, range(6), [2] * 6))  # by reference, as it pickles
+        print(f"   the standard ProcessPoolExecutor on plait's spawn context: {squares}")
+    with dummy.Pool(2) as pool:
+        print(f"   multiprocessing.dummy.Pool (plait's ThreadPool): {pool.map(_square, range(6))}")
+    std = multiprocessing.get_context("fork")
+    queue, lock = std.Queue(), std.Lock()
+    child = mp.get_context("fork").Process(target=_put_from_child, args=(queue, lock))
+    child.start()
+    got = queue.get(timeout=30)
+    child.join(30)
+    print(f"   {got} (exit code {child.exitcode})")
+    print(f"   util.SUBWARNING = {util.SUBWARNING}, util.get_temp_dir() = {util.get_temp_dir()}")
+    _done(t0, "done")
+
+
 def _echo(conn) -> None:
     while (msg := conn.recv()) is not None:
         conn.send(msg)
@@ -429,6 +468,7 @@ DEMOS = [
     demo_ipc,
     demo_shared,
     demo_pool,
+    demo_dropin,
     demo_cluster,
     demo_managers,
     demo_threads,
