@@ -55,6 +55,7 @@ from plait.process.process import Process
 # Annotations only: importing typing would cost every child ~10 ms (see spawn).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = [
@@ -73,6 +74,13 @@ __all__ = [
 ]
 
 
+# Higher layers that must act in a child before anything is unpickled (``plait.patch``)
+# register here, without this layer importing them: module name -> a function returning
+# the argument of that module's ``prepare_child(argument)`` in the child, or None when the
+# child needs nothing. ``prepare`` imports the module and calls it first of all.
+child_preparers: dict[str, Callable[[], Any]] = {}
+
+
 def preparation_data(start_method: str) -> dict[str, Any]:
     """What a child needs to look like its parent before it unpickles the ``Process``."""
     data: dict[str, Any] = {
@@ -83,6 +91,10 @@ def preparation_data(start_method: str) -> dict[str, Any]:
         "site": not sys.flags.no_site,
         "start_method": start_method,
     }
+    preparers = [(name, get()) for name, get in child_preparers.items()]
+    preparers = [(name, argument) for name, argument in preparers if argument is not None]
+    if preparers:
+        data["preparers"] = preparers
     if log._stderr_level is not None:
         data["stderr_log_level"] = log._stderr_level
     if log._logger is not None:
@@ -304,6 +316,9 @@ def frame_payload(payload: bytes) -> bytes:
 def prepare(data: dict[str, Any]) -> None:
     """In a child: adopt the parent's ``sys.path``, ``sys.argv``, cwd and ``__main__``."""
     sys.path[:] = data["sys_path"]
+    for name, argument in data.get("preparers", ()):
+        __import__(name)
+        sys.modules[name].prepare_child(argument)
     sys.argv[:] = data["sys_argv"]
     sys.prefix, sys.exec_prefix = data["prefix"]
     if data["site"] and sys.flags.no_site:
