@@ -1,0 +1,287 @@
+"""``plait.patch()``: plait's faces in place of the standard modules, for a whole program.
+
+Most programs that start processes do not import ``multiprocessing`` themselves: a
+library does, often before the program could change anything. ``patch()`` makes every
+use of the standard modules, by any module, reach plait's faces instead:
+
+- ``multiprocessing`` and every submodule (``multiprocessing.pool``, ``.context``,
+  ``.dummy``, ``.dummy.connection``...) look like ``plait.multiprocessing`` and its
+  submodules;
+- ``concurrent.futures`` (with ``.process`` and ``.thread``) looks like ``plait.futures``,
+  so ``ProcessPoolExecutor`` and ``ThreadPoolExecutor`` are plait's;
+- opt-in, ``patch(threading=True, queue=True)``: ``threading`` and ``queue`` look like
+  ``plait.threading`` and ``plait.queue``.
+
+Theory of operation
+-------------------
+The standard module objects stay where they are, in ``sys.modules`` and in every module
+that imported them, and their ``__dict__`` is never touched. ``patch()`` imports each
+standard module of the list and sets its ``__class__`` to a ``ModuleType`` subclass whose
+``__getattribute__`` serves each public name (not ``_private``, not a submodule) from the
+matching face, imported on first use. Because it is the module object that changes, the
+patch reaches ``import multiprocessing`` done later anywhere, ``import multiprocessing as
+mp`` done earlier (``mp.Pool``, ``mp.get_context``, ``mp.Queue`` are plait's when read),
+``from multiprocessing import Pool`` and ``from multiprocessing.pool import Pool`` executed
+after the call, and a module attribute read at run time (``mp.pool.Pool``).
+
+What it does not reach: a name already copied out of a standard module, as
+``from multiprocessing import Pool`` executed *before* the call, keeps the object it
+bound (patch before the library imports, or use ``python -m plait run`` when it exists);
+``type(multiprocessing) is types.ModuleType`` becomes false (``isinstance`` holds). A
+standard public name the face does not have (a helper the standard module imported,
+``multiprocessing.util.MAXFD``) stays the standard one; a name the face refuses raises the
+face's error.
+
+Who still sees the standard modules. The redirection looks at the module that reads the
+attribute (its frame's ``__name__``) and serves the real standard attribute to:
+
+- plait itself (``plait.*``): its layers subclass ``multiprocessing.context.BaseContext``,
+  re-export the standard exception classes, and drive the standard module's private
+  machinery for standard objects (``plait.process.interop``); a plait module imported
+  lazily after ``patch()`` still gets the real ``multiprocessing.context``;
+- the patched standard packages themselves (``multiprocessing.*``,
+  ``concurrent.futures.*``, ``threading``, ``queue``): their code reads each other's
+  attributes (``util.Finalize``, ``process.current_process``), so a standard object made
+  before the call, or by the standard library, keeps running wholly standard code;
+- for ``threading`` and ``queue`` only, the whole standard library (``logging``,
+  ``asyncio``, ``concurrent.futures`` internals, the interpreter's shutdown): its locks
+  must keep the standard fork and shutdown behaviour (``_at_fork_reinit``...). Third-party
+  and user code get plait's.
+
+``unpatch()`` restores each module's original class, hence every attribute exactly as it
+was (nothing else changed). Objects made while patched are plait's own and do not
+depend on the patch: they keep working after it.
+
+This module is callable: ``plait.patch(...)`` (the package attribute is this module once
+it is imported) is ``plait.patch.patch(...)``.
+
+Children. A forked child inherits the patch. A spawned child, and the fork server (whose
+children are forked from it), receive it in the preparation data
+(``plait.process.spawn.child_preparers``) and call ``patch()`` before they re-run
+``__main__`` or unpickle anything; a patched child patches its own children the same way.
+A fork server already running when ``patch()`` is called was prepared without it: its
+children are not patched (call ``patch()`` before the first forkserver process).
+A child the *standard* module starts (possible only from the standard library, see above)
+is not patched.
+
+``patch()`` and ``unpatch()`` hold one lock, so concurrent calls are serialized, and
+each is idempotent: a second call changes nothing and reports nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import types
+from _thread import allocate_lock
+from collections.abc import Iterator
+
+__all__ = ["PatchReport", "patch", "patched", "patched_modules", "unpatch"]
+
+_MULTIPROCESSING_SUBMODULES = (
+    "connection",
+    "context",
+    "dummy",
+    "dummy.connection",
+    "forkserver",
+    "heap",
+    "managers",
+    "pool",
+    "popen_fork",
+    "popen_forkserver",
+    "popen_spawn_posix",
+    "popen_spawn_win32",
+    "process",
+    "queues",
+    "reduction",
+    "resource_sharer",
+    "resource_tracker",
+    "shared_memory",
+    "sharedctypes",
+    "spawn",
+    "synchronize",
+    "util",
+)
+
+# Which standard modules each option patches: standard name -> face name.
+_GROUPS: dict[str, dict[str, str]] = {
+    "multiprocessing": {
+        "multiprocessing": "plait.multiprocessing",
+        **{
+            f"multiprocessing.{sub}": f"plait.multiprocessing.{sub}"
+            for sub in _MULTIPROCESSING_SUBMODULES
+        },
+    },
+    "futures": {
+        "concurrent.futures": "plait.futures",
+        "concurrent.futures.process": "plait.futures.process",
+        "concurrent.futures.thread": "plait.futures.thread",
+    },
+    "threading": {"threading": "plait.threading"},
+    "queue": {"queue": "plait.queue"},
+}
+
+# Readers that get the real standard attributes (see the module docstring).
+_OWN = frozenset(
+    {
+        "plait",
+        "multiprocessing",
+        "concurrent",
+        "threading",
+        "queue",
+        # The import system: ``from m import name`` first asks it whether ``m`` has
+        # ``name`` (or must import a submodule of that name); the reader then gets it.
+        "_frozen_importlib",
+        "_frozen_importlib_external",
+        "importlib",
+    }
+)
+_STANDARD_LIBRARY = _OWN | frozenset(sys.stdlib_module_names)
+
+_lock = allocate_lock()
+_patched: dict[str, tuple[types.ModuleType, type]] = {}  # name -> (module, original class)
+_options: dict[str, bool] = {}  # the patch() arguments in force, for children
+
+
+class PatchReport(dict):
+    """What one ``patch()`` or ``unpatch()`` call changed: each standard module's name
+    -> the face that now serves it (``patch``) or that stopped serving it (``unpatch``).
+    Empty when the call changed nothing."""
+
+    def __repr__(self) -> str:
+        return f"PatchReport({dict.__repr__(self)})"
+
+
+def patch(*, threading: bool = False, queue: bool = False) -> PatchReport:
+    """Serve ``multiprocessing`` and ``concurrent.futures`` (and, if asked, ``threading``
+    and ``queue``) from plait's faces for the whole program and its children (see the
+    module docstring); the modules this call patched."""
+    groups = ["multiprocessing", "futures"]
+    if threading:
+        groups.append("threading")
+    if queue:
+        groups.append("queue")
+    report = PatchReport()
+    with _lock:
+        for group in groups:
+            for standard, face in _GROUPS[group].items():
+                if standard in _patched:
+                    continue
+                try:
+                    module = __import__(standard, fromlist=["_"])
+                except ImportError:
+                    continue  # popen_spawn_win32 off Windows: nothing to serve
+                exempt = _STANDARD_LIBRARY if group in ("threading", "queue") else _OWN
+                original = type(module)
+                module.__class__ = _view_class(original, face, exempt)
+                _patched[standard] = (module, original)
+                report[standard] = face
+            if group in ("threading", "queue"):
+                _options[group] = True
+        _register_with_children()
+    return report
+
+
+def unpatch() -> PatchReport:
+    """Give every patched module back its standard attributes; what it restored.
+    Objects made while patched keep working."""
+    report = PatchReport()
+    with _lock:
+        for standard, (module, original) in reversed(list(_patched.items())):
+            module.__class__ = original
+            report[standard] = _face_of(standard)
+        _patched.clear()
+        _options.clear()
+    return report
+
+
+def patched_modules() -> list[str]:
+    """The names of the standard modules plait's faces serve now."""
+    with _lock:
+        return sorted(_patched)
+
+
+@contextlib.contextmanager
+def patched(*, threading: bool = False, queue: bool = False) -> Iterator[PatchReport]:
+    """``patch()`` for the ``with`` block: on leaving it, undo what this ``patch()`` did
+    (modules patched before the block stay patched)."""
+    report = patch(threading=threading, queue=queue)
+    try:
+        yield report
+    finally:
+        with _lock:
+            for standard in reversed(list(report)):
+                entry = _patched.pop(standard, None)
+                if entry is not None:
+                    module, original = entry
+                    module.__class__ = original
+            for group in ("threading", "queue"):
+                if not any(name in _patched for name in _GROUPS[group]):
+                    _options.pop(group, None)
+
+
+def prepare_child(options: dict[str, bool]) -> None:
+    """In a spawned child or a fork server, before anything is unpickled: the parent's patch."""
+    patch(**options)
+
+
+def _face_of(standard: str) -> str:
+    for group in _GROUPS.values():
+        if standard in group:
+            return group[standard]
+    raise KeyError(standard)
+
+
+def _register_with_children() -> None:
+    """Have ``plait.process.spawn`` carry the patch to new children (see the docstring)."""
+    from plait.process import spawn  # noqa: PLC0415 - the process layer, only once patched
+
+    spawn.child_preparers[__name__] = _child_options
+
+
+def _child_options() -> dict[str, bool] | None:
+    """The preparation data for a new child: the ``patch()`` arguments, or None if unpatched."""
+    if not _patched:
+        return None
+    return dict(_options)
+
+
+def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
+    """A subclass of ``base`` (a module type) whose instances serve their public names
+    from the module ``face_name`` to every reader outside ``exempt`` (top-level package
+    names), falling back to their own attribute where the face has none."""
+    base_getattribute = base.__getattribute__
+    getframe = sys._getframe
+    face: list[types.ModuleType] = []  # imported on the first redirected read
+    missing: set[str] = set()  # standard names the face does not have
+
+    def __getattribute__(module: types.ModuleType, name: str) -> object:  # noqa: N807
+        if name.startswith("_") or name in missing:
+            return base_getattribute(module, name)
+        reader = getframe(1).f_globals.get("__name__")
+        if type(reader) is str and reader.partition(".")[0] in exempt:
+            return base_getattribute(module, name)
+        if isinstance(base_getattribute(module, "__dict__").get(name), types.ModuleType):
+            return base_getattribute(module, name)  # a submodule: patched in its own right
+        if not face:
+            __import__(face_name)
+            face.append(sys.modules[face_name])
+        try:
+            return getattr(face[0], name)
+        except AttributeError as e:
+            if type(e) is not AttributeError or not str(e).startswith("module "):
+                raise  # the face refuses the name and says why
+        missing.add(name)
+        return base_getattribute(module, name)
+
+    return type(base.__name__, (base,), {"__getattribute__": __getattribute__})
+
+
+class _CallableModule(types.ModuleType):
+    """This module's type: calling the module calls ``patch`` (see the module docstring)."""
+
+    def __call__(self, *, threading: bool = False, queue: bool = False) -> PatchReport:
+        return patch(threading=threading, queue=queue)
+
+
+sys.modules[__name__].__class__ = _CallableModule
