@@ -27,7 +27,10 @@ after the call, and a module attribute read at run time (``mp.pool.Pool``).
 What it does not reach: a name already copied out of a standard module, as
 ``from multiprocessing import Pool`` executed *before* the call, keeps the object it
 bound (patch before the library imports, or use ``python -m plait run`` when it exists);
-``type(multiprocessing) is types.ModuleType`` becomes false (``isinstance`` holds). A
+``type(multiprocessing) is types.ModuleType`` becomes false (``isinstance`` holds; the
+class pickles a module by name, as cloudpickle does for a plain module, which it
+recognises by its exact type: a ``python -c`` program's functions that name
+``multiprocessing`` still go to spawned children). A
 standard public name the face does not have (a helper the standard module imported,
 ``multiprocessing.util.MAXFD``) stays the standard one; a name the face refuses raises the
 face's error.
@@ -55,14 +58,13 @@ depend on the patch: they keep working after it.
 This module is callable: ``plait.patch(...)`` (the package attribute is this module once
 it is imported) is ``plait.patch.patch(...)``.
 
-Children. A forked child inherits the patch. A spawned child, and the fork server (whose
-children are forked from it), receive it in the preparation data
-(``plait.process.spawn.child_preparers``) and call ``patch()`` before they re-run
-``__main__`` or unpickle anything; a patched child patches its own children the same way.
-A fork server already running when ``patch()`` is called was prepared without it: its
-children are not patched (call ``patch()`` before the first forkserver process).
-A child the *standard* module starts (possible only from the standard library, see above)
-is not patched.
+Children. A forked child inherits the patch. A spawned child, and each child of a fork
+server, receive the parent's state in their preparation data
+(``plait.process.spawn.child_preparers``) and call ``patch()`` (or ``unpatch()``, once the
+parent unpatched) before they re-run ``__main__`` or unpickle anything, so a fork server
+started before ``patch()`` still gives patched children; a patched child patches its own
+children the same way. A child the *standard* module starts (possible only from the
+standard library, see above) is not patched.
 
 ``patch()`` and ``unpatch()`` hold one lock, so concurrent calls are serialized, and
 each is idempotent: a second call changes nothing and reports nothing.
@@ -71,6 +73,7 @@ each is idempotent: a second call changes nothing and reports nothing.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 import types
 from _thread import allocate_lock
@@ -220,9 +223,13 @@ def patched(*, threading: bool = False, queue: bool = False) -> Iterator[PatchRe
                     _options.pop(group, None)
 
 
-def prepare_child(options: dict[str, bool]) -> None:
-    """In a spawned child or a fork server, before anything is unpickled: the parent's patch."""
-    patch(**options)
+def prepare_child(options: dict[str, bool] | bool) -> None:
+    """In a spawned child or a fork server's child, before anything is unpickled: the
+    parent's patch (``options``, the ``patch()`` arguments), or none (``False``)."""
+    if options is False:
+        unpatch()
+    else:
+        patch(**options)
 
 
 def _face_of(standard: str) -> str:
@@ -236,14 +243,13 @@ def _register_with_children() -> None:
     """Have ``plait.process.spawn`` carry the patch to new children (see the docstring)."""
     from plait.process import spawn  # noqa: PLC0415 - the process layer, only once patched
 
-    spawn.child_preparers[__name__] = _child_options
+    spawn.child_preparers[__name__] = _child_options  # stays once this module is loaded
 
 
-def _child_options() -> dict[str, bool] | None:
-    """The preparation data for a new child: the ``patch()`` arguments, or None if unpatched."""
-    if not _patched:
-        return None
-    return dict(_options)
+def _child_options() -> dict[str, bool] | bool:
+    """The preparation data for a new child: the ``patch()`` arguments, or False once this
+    process unpatched (a fork server's child may have inherited the server's patch)."""
+    return dict(_options) if _patched else False
 
 
 def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
@@ -274,7 +280,15 @@ def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
         missing.add(name)
         return base_getattribute(module, name)
 
-    return type(base.__name__, (base,), {"__getattribute__": __getattribute__})
+    def __reduce_ex__(module: types.ModuleType, protocol: int) -> tuple:  # noqa: N807
+        # By name, as cloudpickle pickles a module (its table is keyed by the exact type).
+        return importlib.import_module, (base_getattribute(module, "__name__"),)
+
+    return type(
+        base.__name__,
+        (base,),
+        {"__getattribute__": __getattribute__, "__reduce_ex__": __reduce_ex__},
+    )
 
 
 class _CallableModule(types.ModuleType):

@@ -142,6 +142,7 @@ def test_importing_plait_imports_nothing_and_patch_is_idempotent_and_undone_exac
         second = plait.patch()
         listed = plait.patched_modules()
         served = [library.mp.Pool.__module__, concurrent.futures.ThreadPoolExecutor.__module__]
+        while_patched = type(library.mp) is types.ModuleType
         undone = plait.unpatch()
         again = plait.unpatch()
         after = snapshot()
@@ -152,11 +153,12 @@ def test_importing_plait_imports_nothing_and_patch_is_idempotent_and_undone_exac
             "second": dict(second),
             "listed": listed,
             "served": served,
+            "while_patched": while_patched,
             "undone": sorted(undone),
             "again": dict(again),
             "changed": changed,
             "same_keys": sorted(map(str, before)) == sorted(map(str, after)),
-            "types": sorted({type(sys.modules[n]).__name__ for n in listed}),
+            "types": sorted({type(sys.modules[n]) is types.ModuleType for n in listed}),
             "listed_after": plait.patched_modules(),
             "concurrent": concurrent_patches(),
         }))
@@ -169,8 +171,9 @@ def test_importing_plait_imports_nothing_and_patch_is_idempotent_and_undone_exac
     assert report["second"] == {} and report["again"] == {}
     assert report["listed"] == report["first"] == report["undone"]
     assert all(module.startswith("plait.") for module in report["served"])
+    assert report["while_patched"] is False
     assert report["changed"] == [] and report["same_keys"]
-    assert report["types"] == ["module"] and report["listed_after"] == []
+    assert report["types"] == [True] and report["listed_after"] == []
     assert report["concurrent"] == [8, True, report["first"]]
 
 
@@ -340,3 +343,67 @@ def test_threading_and_queue_are_opt_in_and_spare_the_standard_library(tmp_path)
     assert all(kind.startswith("plait") for kind in lines[2].split()), lines[2]
     assert not lines[3].startswith("plait")
     assert lines[4] == "in a thread"
+
+
+@pytest.mark.timeout(120)
+def test_a_fork_server_started_before_patch_gives_patched_children_and_none_after_unpatch(
+    tmp_path,
+):
+    output = run_program(
+        tmp_path,
+        """
+        import multiprocessing
+        import plait
+        import plait.multiprocessing as pm
+
+        def report():
+            import multiprocessing
+            print(multiprocessing.Pool.__module__, flush=True)
+
+        def run():
+            p = pm.get_context("forkserver").Process(target=report)
+            p.start()
+            p.join(60)
+
+        if __name__ == "__main__":
+            run()  # starts the fork server, unpatched
+            plait.patch()
+            run()
+            plait.unpatch()
+            run()
+        """,
+    )
+    standard = "multiprocessing.context"  # multiprocessing.Pool is a context's method
+    assert output.splitlines() == [standard, "plait.pool.pool", standard]
+
+
+@pytest.mark.timeout(60)
+def test_a_python_c_program_sends_functions_naming_a_patched_module_to_spawned_children():
+    program = textwrap.dedent(
+        """
+        import multiprocessing as mp
+        import plait
+
+        plait.patch()
+
+        def child(q):
+            q.put((mp.Pool.__module__, type(mp.Queue()).__module__))
+
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        p = ctx.Process(target=child, args=(q,))
+        p.start()
+        print(*q.get(timeout=30))
+        p.join(30)
+        print(p.exitcode)
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["plait.pool.pool plait.ipc.queues", "0"]
