@@ -264,7 +264,10 @@ def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
     def __getattribute__(module: types.ModuleType, name: str) -> object:  # noqa: N807
         if name.startswith("_") or name in missing:
             return base_getattribute(module, name)
-        reader = getframe(1).f_globals.get("__name__")
+        try:
+            reader = getframe(1).f_globals.get("__name__")
+        except ValueError:  # read by C code with no Python frame below: the interpreter
+            return base_getattribute(module, name)
         if type(reader) is str and reader.partition(".")[0] in exempt:
             return base_getattribute(module, name)
         if isinstance(base_getattribute(module, "__dict__").get(name), types.ModuleType):
