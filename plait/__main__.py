@@ -1,4 +1,6 @@
-"""``python -m plait demo`` tours what works; ``python -m plait bench`` runs the benchmarks."""
+"""``python -m plait demo`` tours what works; ``python -m plait bench`` runs the benchmarks;
+``python -m plait run script.py|-m module [args...]`` runs a program under ``patch()``
+(see ``plait.run``)."""
 
 from __future__ import annotations
 
@@ -509,11 +511,17 @@ def bench(names: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # the program's arguments are its own: no parsing here
+        from plait.run import run_program  # noqa: PLC0415 - only for this command
+
+        return run_program(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m plait")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="a short tour that runs real work through plait")
     b = sub.add_parser("bench", help="run the benchmarks (needs the bench extra)")
     b.add_argument("names", nargs="*", help="only the benchmarks whose name contains these")
+    sub.add_parser("run", help="run: python -m plait run script.py|-m module [args...]")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo()

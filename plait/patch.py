@@ -26,7 +26,7 @@ after the call, and a module attribute read at run time (``mp.pool.Pool``).
 
 What it does not reach: a name already copied out of a standard module, as
 ``from multiprocessing import Pool`` executed *before* the call, keeps the object it
-bound (patch before the library imports, or use ``python -m plait run`` when it exists);
+bound (patch before the library imports, or run the program with ``python -m plait run``);
 ``type(multiprocessing) is types.ModuleType`` becomes false (``isinstance`` holds; the
 class pickles a module by name, as cloudpickle does for a plain module, which it
 recognises by its exact type: a ``python -c`` program's functions that name
