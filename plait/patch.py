@@ -79,32 +79,11 @@ import types
 from _thread import allocate_lock
 from collections.abc import Iterator
 
+from plait.process.api import SUBMODULES
+
 __all__ = ["PatchReport", "patch", "patched", "patched_modules", "unpatch"]
 
-_MULTIPROCESSING_SUBMODULES = (
-    "connection",
-    "context",
-    "dummy",
-    "dummy.connection",
-    "forkserver",
-    "heap",
-    "managers",
-    "pool",
-    "popen_fork",
-    "popen_forkserver",
-    "popen_spawn_posix",
-    "popen_spawn_win32",
-    "process",
-    "queues",
-    "reduction",
-    "resource_sharer",
-    "resource_tracker",
-    "shared_memory",
-    "sharedctypes",
-    "spawn",
-    "synchronize",
-    "util",
-)
+_MULTIPROCESSING_SUBMODULES = (*SUBMODULES, "dummy.connection")
 
 # Which standard modules each option patches: standard name -> face name.
 _GROUPS: dict[str, dict[str, str]] = {

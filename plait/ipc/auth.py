@@ -110,13 +110,7 @@ def deliver_challenge(connection: Any, authkey: bytes, *, timeout: float | None 
     when the answer is wrong (the peer is told so first), ``TypeError`` when ``authkey``
     is not bytes.
     """
-    _check_authkey(authkey)
-    role = _next_role(connection)
-    if timeout is None:
-        _deliver(connection, authkey, role)
-        return
-    with _handshake(connection, timeout, "peer"):
-        _deliver(connection, authkey, role)
+    _one_side(_deliver, connection, authkey, timeout)
 
 
 def answer_challenge(connection: Any, authkey: bytes, *, timeout: float | None = None) -> None:
@@ -125,13 +119,19 @@ def answer_challenge(connection: Any, authkey: bytes, *, timeout: float | None =
     Blocks and raises like ``deliver_challenge``; also ``AuthenticationError`` when the
     peer sends no challenge or rejects the answer.
     """
+    _one_side(_answer, connection, authkey, timeout)
+
+
+def _one_side(step: Any, connection: Any, authkey: bytes, timeout: float | None) -> None:
+    """Run one side of the handshake (``_deliver`` or ``_answer``) on ``connection``,
+    under ``timeout`` when one is given."""
     _check_authkey(authkey)
     role = _next_role(connection)
     if timeout is None:
-        _answer(connection, authkey, role)
+        step(connection, authkey, role)
         return
     with _handshake(connection, timeout, "peer"):
-        _answer(connection, authkey, role)
+        step(connection, authkey, role)
 
 
 def _check_authkey(authkey: Any) -> None:

@@ -29,6 +29,7 @@ from plait.process import (
     set_start_method,
 )
 from plait.process.api import API_HOMES as _API_HOMES
+from plait.process.api import SUBMODULES as _SUBMODULES
 from plait.process.log import SUBDEBUG as SUBDEBUG
 from plait.process.log import SUBWARNING as SUBWARNING
 
@@ -71,29 +72,6 @@ __all__ = [
     "set_forkserver_preload",
     "set_start_method",
 ]
-
-_SUBMODULES = (
-    "connection",
-    "context",
-    "dummy",
-    "forkserver",
-    "heap",
-    "managers",
-    "pool",
-    "popen_fork",
-    "popen_forkserver",
-    "popen_spawn_posix",
-    "process",
-    "queues",
-    "reduction",
-    "resource_sharer",
-    "resource_tracker",
-    "shared_memory",
-    "sharedctypes",
-    "spawn",
-    "synchronize",
-    "util",
-)
 
 _HOME = {
     **_API_HOMES,

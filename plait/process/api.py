@@ -8,7 +8,7 @@ This module imports nothing, so the face can read the table without the context 
 which subclass the standard ``BaseContext`` and so import ``multiprocessing``.
 """
 
-__all__ = ["API_HOMES", "CONTEXT_KEYWORD"]
+__all__ = ["API_HOMES", "CONTEXT_KEYWORD", "SUBMODULES"]
 
 # Name of the multiprocessing API -> the plait module that defines it, for every name a
 # context offers that lives above the process layer.
@@ -34,3 +34,30 @@ API_HOMES = {
 
 # The names above that take the context they are made from, under this keyword.
 CONTEXT_KEYWORD = {"Pool": "context", "Manager": "ctx"}
+
+# The submodules of the standard package, each with a face ``plait.multiprocessing.<name>``
+# (``dummy.connection`` is a submodule of ``dummy``): the face imports them on first use,
+# and ``plait.patch()`` patches each.
+SUBMODULES = (
+    "connection",
+    "context",
+    "dummy",
+    "forkserver",
+    "heap",
+    "managers",
+    "pool",
+    "popen_fork",
+    "popen_forkserver",
+    "popen_spawn_posix",
+    "popen_spawn_win32",
+    "process",
+    "queues",
+    "reduction",
+    "resource_sharer",
+    "resource_tracker",
+    "shared_memory",
+    "sharedctypes",
+    "spawn",
+    "synchronize",
+    "util",
+)
