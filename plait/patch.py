@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import sys
 import types
 from _thread import allocate_lock
@@ -81,7 +82,17 @@ from collections.abc import Iterator
 
 from plait.process.api import SUBMODULES
 
-__all__ = ["PatchReport", "patch", "patched", "patched_modules", "unpatch"]
+__all__ = [
+    "PatchReport",
+    "from_environment",
+    "patch",
+    "patched",
+    "patched_modules",
+    "unpatch",
+]
+
+ENVIRONMENT_VARIABLE = "PLAIT_PATCH"
+_OPT_IN = ("threading", "queue")
 
 _MULTIPROCESSING_SUBMODULES = (*SUBMODULES, "dummy.connection")
 
@@ -123,6 +134,7 @@ _STANDARD_LIBRARY = _OWN | frozenset(sys.stdlib_module_names)
 _lock = allocate_lock()
 _patched: dict[str, tuple[types.ModuleType, type]] = {}  # name -> (module, original class)
 _options: dict[str, bool] = {}  # the patch() arguments in force, for children
+_environment_read: list[str] = []  # PLAIT_PATCH, once from_environment() has acted
 
 
 class PatchReport(dict):
@@ -209,6 +221,38 @@ def prepare_child(options: dict[str, bool] | bool) -> None:
         unpatch()
     else:
         patch(**options)
+
+
+def from_environment() -> PatchReport:
+    """``patch()`` as the ``PLAIT_PATCH`` environment variable asks; what it patched.
+
+    The ``plait-patch.pth`` hook that plait installs in site-packages calls this when the
+    variable is set, so every interpreter started with it runs under ``patch()``: how to
+    patch a program or a tool you cannot edit (a test runner, a CLI).
+
+    - unset, empty or ``0``: nothing;
+    - ``1`` (or ``multiprocessing``): ``patch()``;
+    - a comma-separated list of the opt-in modules, ``threading``, ``queue`` or both
+      (``PLAIT_PATCH=threading,queue``): ``patch()`` with those options too.
+
+    Any other value changes nothing and prints one line on stderr that names the value
+    (an exception here would stop every interpreter that starts with it). Only the first
+    call acts: ``site`` may read the same site-packages twice (a venv's ``lib64`` link).
+    """
+    value = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
+    if value in ("", "0") or _environment_read:
+        return PatchReport()
+    _environment_read.append(value)
+    words = {word.strip() for word in value.split(",")} - {"1", "multiprocessing"}
+    unknown = sorted(words - set(_OPT_IN))
+    if unknown:
+        print(
+            f"plait: {ENVIRONMENT_VARIABLE}={value!r} is not understood ({', '.join(unknown)}):"
+            f" use 1, or a list of {', '.join(_OPT_IN)}; nothing was patched",
+            file=sys.stderr,
+        )
+        return PatchReport()
+    return patch(**{option: option in words for option in _OPT_IN})
 
 
 def _face_of(standard: str) -> str:
