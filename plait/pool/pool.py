@@ -201,7 +201,9 @@ class Pool:
         """Start ``func(*args, **kwds)`` in a worker; return its ``AsyncResult`` at once.
 
         ``callback``/``error_callback`` run in the pool's thread with the result or the
-        exception. Raises ``ValueError`` if the pool is not running.
+        exception, outside the pool's lock, one at a time in the order results came; the
+        result is ready once its callback has returned. Raises ``ValueError`` if the
+        pool is not running.
         """
         self._engine.check_running()
         timeout = check_timeout(timeout)

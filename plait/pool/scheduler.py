@@ -424,6 +424,7 @@ class ProcessEngine(Engine):
         if answers:
             with self.lock:
                 self._settle(worker, answers)
+            self.run_deferred()
 
     def _settle(self, worker: _Worker, answers: list) -> None:
         """Hand ``answers`` to their jobs; consecutive chunks of one job as one outcome."""
