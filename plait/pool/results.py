@@ -17,8 +17,9 @@ and each delivery adds the compute seconds the worker measured, so
 later chunks hold about ``TARGET_SECONDS`` of work, never more than a fair share of
 what is left (so the tail is balanced) unless that is under ``MIN_SECONDS`` of work,
 and at most ``MAX_CHUNK`` items, or ``CHUNK_BYTES`` when items are big (as
-``sys.getsizeof`` of the first one says: arrays and bytes, which go out of band). A job with a
-per-task ``timeout`` always sends single items (the deadline is per task).
+``worker.nbytes`` of the first one says: arrays and bytes, which go out of band, counted
+by their buffer, also when they view memory they do not own). A job with a per-task
+``timeout`` always sends single items (the deadline is per task).
 
 Laziness (``imap``): the input iterator is read by the *consumer's* thread, in
 ``__next__``, up to ``window()`` items ahead of what it has consumed: an endless
@@ -39,7 +40,6 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import math
-import sys
 import threading
 import time
 from collections import deque
@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from plait.pool.errors import TimeoutError
-from plait.pool.worker import APPLY, MAP, STAR
+from plait.pool.worker import APPLY, MAP, STAR, nbytes
 
 __all__ = [
     "AsyncResult",
@@ -176,7 +176,7 @@ class _Job:
         per_item = max(per_item, 1e-9)
         limit = MAX_IMAP_CHUNK if self.lazy else MAX_CHUNK
         if self._item_bytes is None and self.buffer:
-            self._item_bytes = max(1, sys.getsizeof(self.buffer.first()))
+            self._item_bytes = max(1, nbytes(self.buffer.first()))
         if self._item_bytes:
             limit = min(limit, max(1, CHUNK_BYTES // self._item_bytes))
         size = min(int(TARGET_SECONDS / per_item), limit)

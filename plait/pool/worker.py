@@ -236,16 +236,22 @@ def _send(conn, answers: list) -> None:
 
 
 _SCALARS = frozenset({int, float, bool, complex, type(None)})
+_SHALLOW = 16  # longer tuples and lists count as their own size: no walk per item
 
 
-def nbytes(value: object) -> int:
-    """Roughly how many bytes ``value`` takes to send: a buffer's length, else its size.
+def nbytes(value: object, _depth: int = 2) -> int:
+    """Roughly how many bytes ``value`` takes to send: a buffer's length, else its size;
+    a tuple or list counts what it holds, two levels down (a ``starmap`` item, an
+    ``apply``'s ``(args, kwds)``, a result such as ``(array, info)``).
 
     (``sys.getsizeof`` alone misses the data of an array that views memory it does not
-    own, as an array unpickled from a received buffer does.)
+    own: a row of a 2-d array, an array unpickled from a received buffer.)
     """
-    if type(value) in _SCALARS:
+    kind = type(value)
+    if kind in _SCALARS:
         return 0
+    if (kind is tuple or kind is list) and _depth and len(value) <= _SHALLOW:
+        return sys.getsizeof(value) + sum(nbytes(v, _depth - 1) for v in value)
     try:
         return memoryview(value).nbytes
     except TypeError:
