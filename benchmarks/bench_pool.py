@@ -8,6 +8,9 @@ first with its default arguments, then with an equal explicit chunksize. Cases:
 (c) tasks of about 1 ms (a busy loop) through ``map``: parallel efficiency, i.e. the
     serial compute time divided by (workers x elapsed);
 (d) 8 MB numpy arrays through ``map(identity)``: GB/s, counting both directions;
+(f) nested pools: 2 outer tasks, each mapping ``N_NESTED`` tiny tasks on a pool it makes
+    inside its worker (plait's default size there is the worker's share of the CPUs),
+    beside the standard ``ProcessPoolExecutor`` doing the same; inner tasks per second;
 (e) ``kill -9`` of the worker running a task: seconds until the error reaches the
     caller (fresh pool per round, not timed). A pool that reports nothing within 3 s is
     marked "failed: NeverReported" (``multiprocessing.Pool``: cpython issue 96062).
@@ -18,7 +21,7 @@ tasks, (d) 32 arrays; ``--quick`` divides them further. The default-argument var
 ``ProcessPoolExecutor``, loky and pebble (chunksize 1) run (a) on 20,000 items,
 reported per item (on 200,000 they take minutes).
 
-Run: python benchmarks/bench_pool.py [--quick] [--cases abcde]
+Run: python benchmarks/bench_pool.py [--quick] [--cases abcdef]
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import plait.futures
 import plait.pool
 
 QUICK = "--quick" in sys.argv
-CASES = sys.argv[sys.argv.index("--cases") + 1] if "--cases" in sys.argv else "abcde"
+CASES = sys.argv[sys.argv.index("--cases") + 1] if "--cases" in sys.argv else "abcdef"
 SCALE = 4 if QUICK else 1
 WORKERS = 2
 N_TINY = 200_000 // SCALE
@@ -50,6 +53,7 @@ N_SLOW_PEER = 20_000 // SCALE  # (a) for the executors whose default chunksize i
 N_IMAP = 20_000 // SCALE
 N_MS = 1_000 // SCALE
 N_ARRAYS = 32 // SCALE
+N_NESTED = 200  # inner tasks per outer task of (f); 2 outer tasks
 ARRAY_BYTES = 8 << 20
 CHUNK = 1000  # the equal explicit chunksize of (a) and (b)
 ROUNDS = 3
@@ -68,6 +72,16 @@ def busy_ms(x):
     while time.perf_counter() < end:
         pass
     return x
+
+
+def plait_inner(n):
+    with plait.pool.Pool() as pool:
+        return sum(pool.map(inc, range(n)))
+
+
+def standard_inner(n):
+    with concurrent.futures.ProcessPoolExecutor() as ex:
+        return sum(ex.map(inc, range(n)))
 
 
 def hold(path):
@@ -255,6 +269,26 @@ def case_d(bench: Bench, p: Peers) -> None:
     )
 
 
+def case_f(bench: Bench, p: Peers) -> None:
+    outer = [N_NESTED] * WORKERS
+
+    def run(call):
+        seconds, result = timed(call)
+        return len(outer) * N_NESTED / seconds, sum(result)
+
+    bench.case(
+        f"(f) nested map: {WORKERS} outer x {N_NESTED} inner tiny tasks, default args",
+        {
+            "plait Pool.map in Pool.map": lambda: run(lambda: p.plait.map(plait_inner, outer)),
+            "ProcessPoolExecutor.map in ProcessPoolExecutor.map": lambda: run(
+                lambda: list(p.cf.map(standard_inner, outer))
+            ),
+        },
+        unit="inner items/s",
+        rounds=ROUNDS,
+    )
+
+
 def _kill_latency(submit, wait_error, close) -> float:
     """Submit ``hold``, kill -9 its worker, return seconds until the error arrived."""
     fd, path = tempfile.mkstemp(prefix="plait-bench-")
@@ -366,11 +400,12 @@ def main() -> None:
     )
     print(
         f"# {WORKERS} workers per pool; counts: (a) {N_TINY:,} (b) {N_IMAP:,} "
-        f"(c) {N_MS:,} (d) {N_ARRAYS} x 8 MB; pools warm"
+        f"(c) {N_MS:,} (d) {N_ARRAYS} x 8 MB (f) {WORKERS} x {N_NESTED}; pools warm"
     )
     peers = Peers()
     try:
-        for letter, case in zip("abcd", (case_a, case_b, case_c, case_d), strict=True):
+        cases = (case_a, case_b, case_c, case_d, case_f)
+        for letter, case in zip("abcdf", cases, strict=True):
             if letter in CASES:
                 case(bench, peers)
     finally:

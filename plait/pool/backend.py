@@ -83,6 +83,7 @@ class ProcessBackend:
         initargs,
         maxtasks: int | None,
         make_process: Callable[..., Any] | None = None,
+        cpu_share: int = 1,
     ) -> None:
         self._make_process = make_process or _context_process
         if isinstance(context, BaseContext):
@@ -90,7 +91,7 @@ class ProcessBackend:
         else:
             method = None if context is None else context.get_start_method()
             self._context = get_context(method)
-        self._args = (initializer, tuple(initargs), maxtasks)
+        self._args = (initializer, tuple(initargs), maxtasks, cpu_share)
 
     def start_worker(self) -> WorkerHandle:
         """Start one worker; returns once it runs. Raises ``OSError`` when out of resources."""

@@ -4,9 +4,17 @@ An *engine* runs a pool's jobs on its workers: ``scheduler.ProcessEngine`` on pr
 ``threadpool.ThreadEngine`` on threads. Callers' threads add work (``submit``,
 ``add_items`` from an ``imap`` consumer) and the engine's own thread(s) take chunks
 (``take_chunk``) and report outcomes through the jobs. One re-entrant lock, ``lock``,
-guards the queue, the jobs' buffers and the statistics: re-entrant because a job's
-callback runs under it and may submit more work. ``wake()`` tells the engine there is
-something new; each engine says how it sleeps.
+guards the queue, the jobs' buffers and the statistics (re-entrant: an engine settles
+several outcomes under one hold of it). ``wake()`` tells the engine there is something
+new; each engine says how it sleeps.
+
+User code never runs under ``lock``: a job's ``callback``/``error_callback``, the
+done-callbacks of an executor's future and the progress bar's update are *deferred*
+(``defer``) while the lock is held, and run by ``run_deferred`` once the thread that
+settled the outcome has released it, in the order the outcomes were settled. One
+thread at a time runs them (``_deferred_lock``, tried without blocking): a thread that
+finds another one running them leaves its own to it, so they keep their order, and a
+callback that sleeps delays the callbacks after it, never a caller's ``apply_async``.
 
 States, the standard pool's names and values: ``INIT`` (a pool still starting its
 workers, before its engine exists); ``RUN`` accepts work; ``CLOSE`` (after ``close()``)
@@ -17,9 +25,10 @@ now and fails whatever is pending with ``PoolTerminatedError``.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import weakref
 from collections import deque
-from threading import RLock
+from threading import Lock, RLock
 
 from plait.pool.errors import PoolTerminatedError
 
@@ -67,9 +76,33 @@ class Engine:
         self.busy: dict = {}
         self.costs: dict = {}  # seconds per item of each function, last measured
         self.cancelled_any = False  # a job was cancelled after some of it was sent
+        self._deferred: deque = deque()  # (func, args) to run once the lock is released
+        self._deferred_lock = Lock()  # held by the thread running them
 
     def wake(self) -> None:
         raise NotImplementedError
+
+    def defer(self, func, *args) -> None:
+        """Have ``func(*args)`` run once the lock is released (user code: see above)."""
+        self._deferred.append((func, args))
+
+    def run_deferred(self) -> None:
+        """Run what was deferred, in order, unless this thread holds the lock (its outer
+        hold runs them) or another thread is running them (it runs these too)."""
+        deferred = self._deferred
+        while deferred and not self.lock._is_owned():
+            if not self._deferred_lock.acquire(blocking=False):
+                return
+            try:
+                while deferred:
+                    func, args = deferred.popleft()
+                    try:
+                        func(*args)
+                    except Exception:
+                        sys.excepthook(*sys.exc_info())
+            finally:
+                self._deferred_lock.release()
+            # Checked again: a thread may have deferred more and left while we held it.
 
     def workers(self) -> list:
         """The live local workers, as the standard pool's ``_pool`` lists them: ``Process``
@@ -181,7 +214,8 @@ class Engine:
             if sent:
                 self.cancelled_any = True
                 self.wake()
-            return True
+        self.run_deferred()  # its error_callback
+        return True
 
     def cancel_pending(self) -> None:
         """Cancel the futures of jobs not sent yet (``shutdown(cancel_futures=True)``)."""
@@ -196,7 +230,11 @@ class Engine:
             return any(job.buffer and not job.done for job in self.ready) or bool(self.lazy_open)
 
     def outcome(self, job, start: int, values: list, errors: list | None, seconds: float):
-        """Record a chunk's outcome and hand it to its job (engine side)."""
+        """Record a chunk's outcome and hand it to its job (engine side).
+
+        The job's callbacks run when the caller does not hold the lock: here, or at the
+        end of the caller's own hold (``run_deferred``).
+        """
         with self.lock:
             failed = len(errors) if errors else 0
             self.in_flight -= len(values)
@@ -207,10 +245,11 @@ class Engine:
             job.deliver(start, values, errors)
             bar = job.progress
             if bar is not None:
-                bar.update(len(values))
+                self.defer(bar.update, len(values))
                 if job.done or (job.lazy and job.finished()):
-                    bar.close()
+                    self.defer(bar.close)
                     job.progress = None
+        self.run_deferred()
 
     def fail_pending(self, exc: BaseException) -> None:
         """Fail every job's unsent items and stop lazy jobs from reading more."""
@@ -225,6 +264,7 @@ class Engine:
                     start, items = job.take(len(job.buffer))
                     self.tasks_failed += len(items)
                     job.fail_chunk(start, len(items), exc)
+        self.run_deferred()
 
     def stats(self, workers: tuple) -> PoolStats:
         with self.lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import operator
+import os
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,7 @@ from plait.pool.results import (
 )
 from plait.pool.scheduler import ProcessEngine
 from plait.pool.threadpool import ThreadEngine
+from plait.pool.worker import CPU_SHARE_ENV
 from plait.process import cpu_count
 
 __all__ = ["Pool", "ThreadPool"]
@@ -63,6 +65,18 @@ def _register(engine) -> None:
         _atexit_registered = True
 
 
+def default_processes() -> int:
+    """The size of a pool made without ``processes``: ``cpu_count()``, or in a pool's
+    worker its share of it (``cpu_count() // workers`` of the outer pool, at least 1,
+    which the worker keeps in the environment variable ``PLAIT_CPU_SHARE``)."""
+    share = os.environ.get(CPU_SHARE_ENV)
+    if share is None:
+        return cpu_count()
+    if not share.isdigit() or int(share) < 1:
+        raise ValueError(f"{CPU_SHARE_ENV} must be a positive integer, not {share!r}")
+    return int(share)
+
+
 def _check_callable(func: Any, what: str = "func") -> None:
     if not callable(func):
         raise TypeError(f"{what} must be callable, not {type(func).__name__} {func!r}")
@@ -81,7 +95,8 @@ class Pool:
     """A pool of worker processes that never hangs on a dead worker.
 
     ``Pool(processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-    context=None)``: ``processes`` defaults to ``cpu_count()``; ``initializer(*initargs)``
+    context=None)``: ``processes`` defaults to ``cpu_count()`` (in a pool's worker, its
+    share: see ``default_processes``); ``initializer(*initargs)``
     runs in each worker when it starts; a worker is replaced after
     ``maxtasksperchild`` tasks; ``context`` chooses the start method.
     ``backend="dask"``/``"ray"`` with ``address=`` (and ``backend_options=``) runs the
@@ -126,7 +141,7 @@ class Pool:
             self._state = RUN
             return
         if processes is None:
-            processes = cpu_count()
+            processes = default_processes()
         processes = operator.index(processes)
         if processes < 1:
             raise ValueError("Number of processes must be at least 1")
@@ -154,7 +169,10 @@ class Pool:
         return ctx.Process(*args, **kwds)
 
     def _make_engine(self, processes, initializer, initargs, maxtasks, context):
-        backend = ProcessBackend(context, initializer, initargs, maxtasks, type(self).Process)
+        share = max(1, default_processes() // processes)
+        backend = ProcessBackend(
+            context, initializer, initargs, maxtasks, type(self).Process, share
+        )
         return ProcessEngine(backend, processes, maxtasks)
 
     def _cluster_engine(self, backend, address, *args):
@@ -201,7 +219,9 @@ class Pool:
         """Start ``func(*args, **kwds)`` in a worker; return its ``AsyncResult`` at once.
 
         ``callback``/``error_callback`` run in the pool's thread with the result or the
-        exception. Raises ``ValueError`` if the pool is not running.
+        exception, outside the pool's lock, one at a time in the order results came; the
+        result is ready once its callback has returned. Raises ``ValueError`` if the
+        pool is not running.
         """
         self._engine.check_running()
         timeout = check_timeout(timeout)

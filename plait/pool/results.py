@@ -17,8 +17,9 @@ and each delivery adds the compute seconds the worker measured, so
 later chunks hold about ``TARGET_SECONDS`` of work, never more than a fair share of
 what is left (so the tail is balanced) unless that is under ``MIN_SECONDS`` of work,
 and at most ``MAX_CHUNK`` items, or ``CHUNK_BYTES`` when items are big (as
-``sys.getsizeof`` of the first one says: arrays and bytes, which go out of band). A job with a
-per-task ``timeout`` always sends single items (the deadline is per task).
+``worker.nbytes`` of the first one says: arrays and bytes, which go out of band, counted
+by their buffer, also when they view memory they do not own). A job with a per-task
+``timeout`` always sends single items (the deadline is per task).
 
 Laziness (``imap``): the input iterator is read by the *consumer's* thread, in
 ``__next__``, up to ``window()`` items ahead of what it has consumed: an endless
@@ -39,15 +40,14 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import math
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from plait.pool.errors import TimeoutError
-from plait.pool.worker import APPLY, MAP, STAR
+from plait.pool.worker import APPLY, MAP, STAR, nbytes
 
 __all__ = [
     "AsyncResult",
@@ -176,7 +176,7 @@ class _Job:
         per_item = max(per_item, 1e-9)
         limit = MAX_IMAP_CHUNK if self.lazy else MAX_CHUNK
         if self._item_bytes is None and self.buffer:
-            self._item_bytes = max(1, sys.getsizeof(self.buffer.first()))
+            self._item_bytes = max(1, nbytes(self.buffer.first()))
         if self._item_bytes:
             limit = min(limit, max(1, CHUNK_BYTES // self._item_bytes))
         size = min(int(TARGET_SECONDS / per_item), limit)
@@ -229,15 +229,16 @@ class ApplyResult(_Job):
         self._error_callback = error_callback
         self._success: bool | None = None
         self._value: Any = None
+        self._ready = False  # settled and its callback has run: what callers wait for
         self.buffer.extend([(tuple(args), dict(kwds or {}))])
 
     def ready(self) -> bool:
-        """Whether the call has completed (never blocks)."""
-        return self.done
+        """Whether the call has completed and its callback has run (never blocks)."""
+        return self._ready
 
     def successful(self) -> bool:
         """Whether the call completed without raising; ``ValueError`` if not ready yet."""
-        if not self.done:
+        if not self._ready:
             raise ValueError(f"{self!r} not ready")
         return bool(self._success)
 
@@ -257,7 +258,7 @@ class ApplyResult(_Job):
         """Block until the result is ready or ``timeout`` seconds pass (``None``: no limit)."""
         timeout = check_timeout(timeout)
         with self._cond:
-            self._cond.wait_for(lambda: self.done, timeout)
+            self._cond.wait_for(lambda: self._ready, timeout)
 
     def get(self, timeout: float | None = None) -> Any:
         """Return the result; re-raise the task's exception (remote traceback as its cause).
@@ -268,23 +269,34 @@ class ApplyResult(_Job):
         timeout, ``TimeoutError``; a cancelled one, ``concurrent.futures.CancelledError``.
         """
         self.wait(timeout)
-        if not self.done:
+        if not self._ready:
             raise TimeoutError(f"result not ready after {timeout} s")
         if self._success:
             return self._value
         raise self._value
 
     def _resolve(self, success: bool, value: Any) -> None:
-        with self._cond:
-            self._success, self._value = success, value
-            self.done = True
-            self._cond.notify_all()
+        """Settle the job (under the engine's lock). Its callback, if any, runs later,
+        outside the lock (``Engine.defer``), and the result is ready once it has run,
+        as in ``multiprocessing.pool``."""
+        self._success, self._value = success, value
+        self.done = True
         callback = self._callback if success else self._error_callback
-        if callback is not None:
-            try:
-                callback(value)
-            except Exception:
-                sys.excepthook(*sys.exc_info())
+        if callback is None:
+            self._set_ready()
+        else:
+            self._engine.defer(self._call_back, callback, value)
+
+    def _call_back(self, callback: Callable[[Any], object], value: Any) -> None:
+        try:
+            callback(value)
+        finally:
+            self._set_ready()
+
+    def _set_ready(self) -> None:
+        with self._cond:
+            self._ready = True
+            self._cond.notify_all()
 
     def deliver(self, start, values, errors):
         if self.done:  # cancelled: the late outcome of its killed worker
@@ -295,7 +307,7 @@ class ApplyResult(_Job):
             self._resolve(True, values[0])
 
     def __repr__(self) -> str:
-        state = "ready" if self.done else "pending"
+        state = "ready" if self._ready else "pending"
         return f"<{type(self).__name__} job={self.id} {state}>"
 
 
@@ -334,11 +346,12 @@ class MapResult(ApplyResult):
         self._callback = callback
         self._error_callback = error_callback
         self._success = None
+        self._ready = False
         self.remaining = len(items)  # items whose outcome is not known yet
         self._values: list = [None] * len(items)
         self.buffer.extend(items)
         if not items:
-            self._success, self._value, self.done = True, [], True
+            self._success, self._value, self.done, self._ready = True, [], True, True
 
     def deliver(self, start, values, errors):
         if self.done:

@@ -89,7 +89,7 @@ PREFETCH = 2
 MAX_INFLIGHT = 256
 BATCH_SECONDS = 0.005
 HOLD_SECONDS = 0.0005  # a chunk estimated under this may keep earlier answers waiting
-HEAVY_BYTES = 1 << 20  # a chunk this big travels one or two at a time, whatever its cost
+HEAVY_BYTES = 1 << 20  # a chunk this big ends its message and goes out one at a time
 _JOIN_SECONDS = 5.0
 _YIELD_SECONDS = 0.005  # the wait before starting a replacement: lets the caller run
 _KILLED = (-signal.SIGKILL, -signal.SIGTERM)
@@ -97,7 +97,7 @@ _MAX_BACKOFF = 1.0  # the longest wait before replacing workers that keep dying 
 
 
 class _Chunk:
-    __slots__ = ("id", "job", "start", "items", "deadline", "estimate")
+    __slots__ = ("id", "job", "start", "items", "deadline", "estimate", "heavy")
 
     def __init__(self, chunk_id: int, job, start: int, items: list) -> None:
         self.id = chunk_id
@@ -105,10 +105,10 @@ class _Chunk:
         self.start = start
         self.items = items
         self.deadline: float | None = None
+        # HEAVY_BYTES or more: it ends the message it travels in (see _dispatch).
+        self.heavy = bool(items) and nbytes(items[0]) * len(items) >= HEAVY_BYTES
         # Its cost in seconds, or None: unknown, or too many bytes to hold many of.
-        self.estimate: float | None = job.estimate(len(items))
-        if self.estimate is not None and items and nbytes(items[0]) * len(items) >= HEAVY_BYTES:
-            self.estimate = None
+        self.estimate: float | None = None if self.heavy else job.estimate(len(items))
 
 
 class _Worker:
@@ -324,8 +324,11 @@ class ProcessEngine(Engine):
                 if chunk is None:
                     break
                 batch.append(chunk)
-                if chunk.job.timeout is not None:
-                    break  # a timed task travels alone
+                if chunk.job.timeout is not None or chunk.heavy:
+                    # A timed task travels alone; a heavy chunk ends its message, and the next
+                    # goes to the least busy worker: a worker starts on a chunk once
+                    # the whole message is in, and the others wait while it is sent.
+                    break
                 if chunk.estimate is not None:  # counted while the batch grows
                     best.estimated += chunk.estimate
                 else:
@@ -424,6 +427,7 @@ class ProcessEngine(Engine):
         if answers:
             with self.lock:
                 self._settle(worker, answers)
+            self.run_deferred()
 
     def _settle(self, worker: _Worker, answers: list) -> None:
         """Hand ``answers`` to their jobs; consecutive chunks of one job as one outcome."""

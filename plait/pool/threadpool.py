@@ -73,6 +73,7 @@ class ThreadEngine(Engine):
             self.state = TERMINATE
             self.fail_pending(PoolTerminatedError("pool terminated before the task started"))
             self._cond.notify_all()
+        self.run_deferred()
 
     def join(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -50,6 +50,7 @@ The worker ignores SIGINT: Ctrl-C belongs to the parent, which stops the pool.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -60,11 +61,13 @@ from plait._core import serialization
 
 __all__ = [
     "APPLY",
+    "CPU_SHARE_ENV",
     "MAP",
     "STAR",
     "ExceptionWithTraceback",
     "RemoteException",
     "mapstar",
+    "may_start_processes",
     "nbytes",
     "rebuild_exc",
     "starmapstar",
@@ -73,6 +76,8 @@ __all__ = [
 ]
 
 MAP, STAR, APPLY = 0, 1, 2
+# In a worker: how many CPUs a pool made there uses by default (its share of the machine).
+CPU_SHARE_ENV = "PLAIT_CPU_SHARE"
 _FUNC_CACHE_SIZE = 64
 BATCH_ANSWERS = 64
 BATCH_SECONDS = 0.001
@@ -236,16 +241,22 @@ def _send(conn, answers: list) -> None:
 
 
 _SCALARS = frozenset({int, float, bool, complex, type(None)})
+_SHALLOW = 16  # longer tuples and lists count as their own size: no walk per item
 
 
-def nbytes(value: object) -> int:
-    """Roughly how many bytes ``value`` takes to send: a buffer's length, else its size.
+def nbytes(value: object, _depth: int = 2) -> int:
+    """Roughly how many bytes ``value`` takes to send: a buffer's length, else its size;
+    a tuple or list counts what it holds, two levels down (a ``starmap`` item, an
+    ``apply``'s ``(args, kwds)``, a result such as ``(array, info)``).
 
     (``sys.getsizeof`` alone misses the data of an array that views memory it does not
-    own, as an array unpickled from a received buffer does.)
+    own: a row of a 2-d array, an array unpickled from a received buffer.)
     """
-    if type(value) in _SCALARS:
+    kind = type(value)
+    if kind in _SCALARS:
         return 0
+    if (kind is tuple or kind is list) and _depth and len(value) <= _SHALLOW:
+        return sys.getsizeof(value) + sum(nbytes(v, _depth - 1) for v in value)
     try:
         return memoryview(value).nbytes
     except TypeError:
@@ -256,12 +267,33 @@ def _is_big(values: list) -> bool:
     return bool(values) and nbytes(values[0]) >= BIG_ANSWER
 
 
-def worker_main(conn, progress, initializer=None, initargs=(), maxtasks: int | None = None) -> None:
+def may_start_processes(cpu_share: int) -> None:
+    """Let this worker's tasks start processes and pools (see ``worker_main``)."""
+    from plait.process import current_process, lifeline  # noqa: PLC0415 - loaded already
+
+    current_process().daemon = False  # a daemon may not have children
+    lifeline.tie_every_child = True  # ...but they all die with it, as if it were one
+    os.environ[CPU_SHARE_ENV] = str(cpu_share)
+
+
+def worker_main(
+    conn,
+    progress,
+    initializer=None,
+    initargs=(),
+    maxtasks: int | None = None,
+    cpu_share: int = 1,
+) -> None:
     """Run chunks from ``conn`` until told to exit, the pipe closes or ``maxtasks`` items ran.
 
     ``progress`` is the shared word in which the id of each chunk is written before it runs.
+    The worker started as a daemon (it dies with the pool's process, see
+    ``plait.process.lifeline``) and then lets its tasks start processes and pools: every
+    child it starts, daemon or not, is tied to it the same way, and a pool made here
+    defaults to ``cpu_share`` workers (``CPU_SHARE_ENV``), its share of the CPUs.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    may_start_processes(cpu_share)
     if initializer is not None:
         initializer(*initargs)
     inbox: deque = deque()

@@ -29,7 +29,7 @@ class ForkChild(DirectChild):
     method = "fork"
 
     def __init__(self, process_obj: Process) -> None:
-        lifeline_fd = lifeline.reader() if process_obj.daemon else -1
+        lifeline_fd = lifeline.reader() if lifeline.wanted(process_obj) else -1
         flush_std_streams()
         try:
             try:

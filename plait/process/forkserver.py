@@ -105,7 +105,7 @@ class ForkServerChild(ChildHandle):
 
     def __init__(self, process_obj: Process) -> None:
         payload, collector = dumps_payload(process_obj, self.method)
-        self._holds_lifeline = bool(process_obj.daemon)
+        self._holds_lifeline = lifeline.wanted(process_obj)
         mine, theirs = socket.socketpair()
         # socket.setdefaulttimeout() makes new sockets non-blocking; these are read with
         # plain blocking reads (here, in the server and in the child).

@@ -24,6 +24,9 @@ pipe becomes readable (EOF) and the kernel delivers SIGKILL to the child at once
 thread, no polling, nothing to run in the parent, and a daemon child's own daemon
 children follow it down the same way.
 
+A process may also tie every child, daemon or not (``tie_every_child``): a pool's worker
+does, so the processes and pools its tasks start die with it too.
+
 The pipe exists only while the parent has daemon children that have not been reaped:
 ``reader()`` counts them in, ``release()`` (called when a daemon child's exit status is
 collected, or its start failed) counts them out and closes the pipe at zero, so a
@@ -44,11 +47,20 @@ import _thread
 import fcntl
 import os
 
-__all__ = ["reader", "release", "arm"]
+__all__ = ["reader", "release", "arm", "wanted"]
 
 _lock = _thread.allocate_lock()
 _pipe: tuple[int, int] | None = None
 _holders = 0  # daemon children started and not yet reaped
+# Set by a process whose every child must die with it, daemon or not (a pool worker:
+# the processes its tasks start); a forked child starts with it unset.
+tie_every_child = False
+
+
+def wanted(process_obj) -> bool:
+    """Whether the child ``process_obj`` gets a lifeline: a daemon, or any child of a
+    process that ties every child (``tie_every_child``)."""
+    return bool(process_obj.daemon) or tie_every_child
 
 
 def reader() -> int:
@@ -95,9 +107,10 @@ def arm(fd: int) -> None:
 
 def _forget_in_child() -> None:
     """After ``fork``: the child must not hold its parent's lifeline (nor reuse it)."""
-    global _pipe, _holders, _lock
+    global _pipe, _holders, _lock, tie_every_child
     _lock = _thread.allocate_lock()
     _holders = 0
+    tie_every_child = False
     if _pipe is not None:
         for fd in _pipe:
             os.close(fd)

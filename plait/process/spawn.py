@@ -256,7 +256,7 @@ class SpawnChild(DirectChild):
 
     def __init__(self, process_obj: Process) -> None:
         payload, collector = dumps_payload(process_obj, self.method)
-        lifeline_fd = lifeline.reader() if process_obj.daemon else -1
+        lifeline_fd = lifeline.reader() if lifeline.wanted(process_obj) else -1
         r, w = os.pipe()
         try:
             # DUP2 onto the same number clears close-on-exec: the child gets these fds.

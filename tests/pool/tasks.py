@@ -165,3 +165,23 @@ def nested_pool_sum(face_name, n):
     face = importlib.import_module(face_name)
     with face.Pool(2) as pool:
         return sum(pool.map(square, range(n)))
+
+
+def inner_map(n):
+    """Run a pool inside this worker: squares of ``range(n)``, and the inner pool's size."""
+    from plait.pool import Pool  # noqa: PLC0415 - in the worker
+
+    with Pool() as pool:
+        return pool.map(square, range(n)), pool._processes
+
+
+def start_child_and_report(path):
+    """Start a plain (non-daemon) process that sleeps; write its pid to ``path``; sleep."""
+    import plait.process  # noqa: PLC0415 - in the worker
+
+    child = plait.process.Process(target=time.sleep, args=(60,))
+    child.start()
+    with open(path + ".tmp", "w") as f:
+        f.write(f"{os.getpid()} {child.pid}")
+    os.rename(path + ".tmp", path)
+    time.sleep(60)

@@ -90,6 +90,29 @@ def test_big_arrays_travel_both_ways(no_leaks):
 
 
 @pytest.mark.timeout(60)
+def test_views_of_a_big_array_are_shared_out_by_their_bytes(no_leaks):
+    # Rows of a 2-d array own no memory: their size is their buffer's, not their header's,
+    # or the whole map would go to one worker as one message (its function is known cheap).
+    np = pytest.importorskip("numpy")
+    rows = list(np.zeros((8, 1 << 19), dtype=np.int64))  # 8 views of 4 MB
+    with Pool(2) as pool:
+        pool.map(tasks.pid, range(100))
+        pids = pool.map(tasks.pid, rows)
+        assert len(set(pids)) == 2, pids
+
+
+def test_nbytes_counts_buffers_inside_views_and_tuples():
+    np = pytest.importorskip("numpy")
+    from plait.pool.worker import nbytes
+
+    row = np.zeros((4, 1 << 17), dtype=np.int64)[1]
+    assert nbytes(row) == 1 << 20
+    assert nbytes((row, 3)) >= 1 << 20
+    assert nbytes(((row,), {})) >= 1 << 20
+    assert nbytes(7) == 0
+
+
+@pytest.mark.timeout(60)
 def test_many_threads_submit_and_callbacks_submit_more(no_leaks):
     import threading
 
