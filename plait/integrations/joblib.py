@@ -1,0 +1,195 @@
+"""joblib on plait: ``Parallel(backend="plait")`` runs its batches on a plait ``Pool``.
+
+    import plait.integrations.joblib        # registers the backend "plait"
+    from joblib import Parallel, delayed
+
+    Parallel(n_jobs=2, backend="plait")(delayed(f)(x) for x in data)
+    with joblib.parallel_config(backend="plait", n_jobs=2):
+        ...                                 # code that calls Parallel itself
+
+Importing this module registers the backend (``register()`` does it again, with
+``make_default=True`` if asked). The import of joblib is this module's only cost.
+
+How joblib's contract maps onto the pool
+----------------------------------------
+joblib groups calls into batches (its auto-batching: the batch grows until one takes
+about 0.2 s) and hands each batch to ``submit(batch, callback)`` as one callable. The
+backend runs it with ``Pool.apply_async``; the pool's result thread calls joblib's
+callback with ``(True, value)`` or ``(False, exception)``, and ``retrieve_result_callback``
+turns that back into the value or the raise. The tag, rather than the bare value, keeps a
+batch that *returns* an exception object from being taken for one that raised it.
+
+- ``Parallel(timeout=t)`` becomes the pool's per-task timeout of each batch: at ``t`` the
+  worker is killed and replaced, so the batch really stops (joblib's other backends only
+  stop waiting for it), and joblib raises ``TimeoutError`` as it does elsewhere. The
+  error is plait's ``plait.pool.TimeoutError``, which is ``multiprocessing.TimeoutError``
+  and the builtin one, so the ``except`` clauses written for joblib still match.
+- A worker that dies (SIGKILL, a segfault, ``os._exit``) fails its batch with plait's
+  ``WorkerLostError`` (pid and signal included); the pool replaces the worker, and
+  joblib's abort path terminates the pool, so the next ``Parallel`` call starts fresh.
+- The pool is kept between ``Parallel`` calls with the same worker count, as joblib's
+  default loky backend keeps its executor: a loop of small ``Parallel`` calls does not
+  start workers each time. It is terminated at interpreter exit, or when a call aborts.
+- Inside a worker (a daemonic process) the backend runs sequentially, as joblib's
+  process backends do; nested calls from a thread go to joblib's threading backend.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any
+
+from joblib import parallel as _parallel
+from joblib._parallel_backends import (
+    AutoBatchingMixin,
+    FallbackToBackend,
+    ParallelBackendBase,
+    SequentialBackend,
+)
+
+from plait.pool import Pool
+from plait.pool.engine import RUN
+from plait.process import current_process
+from plait.process.cpu import cpu_count
+
+__all__ = ["PlaitBackend", "current_pool", "register", "shutdown"]
+
+BACKEND_NAME = "plait"
+
+# What joblib passes every backend for its memmapping of large arrays, which plait does
+# not need: its pool ships arrays as pickle-5 buffers.
+_JOBLIB_OWN = frozenset({"max_nbytes", "mmap_mode", "temp_folder", "verbose"})
+
+
+class PlaitBackend(AutoBatchingMixin, ParallelBackendBase):
+    """joblib's ``ParallelBackendBase`` on a plait ``Pool`` (see the module docstring).
+
+    Keyword arguments given to ``Parallel``/``parallel_config`` beyond joblib's own go
+    to the ``Pool``: ``initializer``, ``initargs``, ``maxtasksperchild``, ``context``.
+    """
+
+    supports_retrieve_callback = True
+    supports_timeout = True
+    default_n_jobs = -1
+
+    def __init__(self, nesting_level: int | None = None, **pool_kwargs: Any) -> None:
+        super().__init__(nesting_level=nesting_level, **pool_kwargs)
+        self._pool: Pool | None = None
+
+    def effective_n_jobs(self, n_jobs: int | None) -> int:
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 in Parallel has no meaning")
+        if n_jobs is None or current_process().daemon:
+            return 1  # a daemonic worker may not start processes (joblib's own rule)
+        if n_jobs < 0:
+            return max(cpu_count() + 1 + n_jobs, 1)
+        return n_jobs
+
+    def configure(
+        self,
+        n_jobs: int = 1,
+        parallel: Any = None,
+        prefer: str | None = None,
+        require: str | None = None,
+        **pool_kwargs: Any,
+    ) -> int:
+        n_jobs = self.effective_n_jobs(n_jobs)
+        if n_jobs == 1:
+            raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
+        pool_kwargs = {
+            name: value
+            for name, value in {**self.backend_kwargs, **pool_kwargs}.items()
+            if name not in _JOBLIB_OWN
+        }
+        self._pool = _shared_pool(n_jobs, pool_kwargs)
+        self.parallel = parallel
+        return n_jobs
+
+    def submit(self, func: Any, callback: Any = None) -> Any:
+        timeout = getattr(self.parallel, "timeout", None)
+        if callback is None:
+            return self._pool.apply_async(func, timeout=timeout)
+        return self._pool.apply_async(
+            func,
+            callback=lambda value: callback((True, value)),
+            error_callback=lambda error: callback((False, error)),
+            timeout=timeout,
+        )
+
+    def retrieve_result_callback(self, out: tuple[bool, Any]) -> Any:
+        succeeded, value = out
+        if succeeded:
+            return value
+        raise value
+
+    def terminate(self) -> None:
+        self._pool = None  # kept for the next call (see _shared_pool)
+        self.reset_batch_stats()
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        _drop_pool(self._pool)
+        self._pool = None
+        if ensure_ready:
+            self.configure(
+                n_jobs=self.parallel.n_jobs,
+                parallel=self.parallel,
+                **self.parallel._backend_kwargs,
+            )
+
+
+# The pool kept between Parallel calls: one at a time, for one worker count and one set
+# of pool arguments; a call that asks for another replaces it.
+_lock = threading.Lock()
+_kept: list[tuple[tuple, Pool]] = []
+
+
+def _shared_pool(n_jobs: int, pool_kwargs: dict[str, Any]) -> Pool:
+    key = (n_jobs, sorted(pool_kwargs.items(), key=lambda item: item[0]))
+    with _lock:
+        if _kept:
+            (kept_key, pool) = _kept[0]
+            if kept_key == key and pool._state == RUN:
+                return pool
+            _kept.clear()
+            pool.terminate()
+        pool = Pool(n_jobs, **pool_kwargs)
+        _kept.append((key, pool))
+        return pool
+
+
+def _drop_pool(pool: Pool | None) -> None:
+    with _lock:
+        if _kept and _kept[0][1] is pool:
+            _kept.clear()
+    if pool is not None:
+        pool.terminate()
+
+
+def current_pool() -> Pool | None:
+    """The pool that ``Parallel(backend="plait")`` runs on now, kept between calls; None
+    before the first call and after ``shutdown()``."""
+    with _lock:
+        return _kept[0][1] if _kept else None
+
+
+def shutdown() -> None:
+    """Terminate the kept pool and its workers (the next call starts a new one); also
+    done at interpreter exit."""
+    with _lock:
+        kept = [pool for _, pool in _kept]
+        _kept.clear()
+    for pool in kept:
+        pool.terminate()
+
+
+atexit.register(shutdown)
+
+
+def register(make_default: bool = False) -> None:
+    """Register ``PlaitBackend`` with joblib as ``"plait"`` (importing this module already
+    did); with ``make_default=True`` it serves every ``Parallel`` that names no backend."""
+    _parallel.register_parallel_backend(BACKEND_NAME, PlaitBackend, make_default=make_default)
+
+
+register()

@@ -1,0 +1,170 @@
+"""joblib's ``Parallel(backend="plait")`` runs on a plait Pool: the real joblib, the same
+results as its default backend, its batching, timeouts and dead workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+joblib = pytest.importorskip("joblib")
+
+from joblib import Parallel, delayed  # noqa: E402
+
+from plait.integrations import joblib as plait_joblib  # noqa: E402
+from plait.pool import TimeoutError as PoolTimeoutError  # noqa: E402
+from plait.pool import WorkerLostError  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def fresh_pool(no_leaks):
+    """Each test starts without a kept pool and leaves none behind (the kept pool is
+    terminated before the leak check looks)."""
+    plait_joblib.shutdown()
+    yield
+    plait_joblib.shutdown()
+
+
+def where(x):
+    import plait.process
+
+    return x * x, os.getpid(), plait.process.current_process().name
+
+
+def fail_on(x, bad):
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def sleep_then(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def die(x):
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+PROGRAM = """
+import sys
+import plait.integrations.joblib
+from joblib import Parallel, delayed
+
+def work(x):
+    if x == 13:
+        raise KeyError(x)
+    return {"x": x, "squares": [i * i for i in range(x % 7)]}
+
+if __name__ == "__main__":
+    backend = sys.argv[1]
+    print(Parallel(n_jobs=2, backend=backend)(delayed(work)(i) for i in range(13)))
+    try:
+        Parallel(n_jobs=2, backend=backend)(delayed(work)(i) for i in range(20))
+    except KeyError as e:
+        print("KeyError", e)
+"""
+
+
+def test_a_program_prints_the_same_on_plait_as_on_joblibs_default_backend(tmp_path):
+    # loky keeps its workers until the interpreter exits: each backend runs in its own.
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    outputs = {}
+    for backend in ("plait", "loky"):
+        run = subprocess.run(
+            [sys.executable, str(script), backend], capture_output=True, text=True, timeout=100
+        )
+        assert run.returncode == 0, run.stderr
+        outputs[backend] = run.stdout
+    assert outputs["plait"] == outputs["loky"]
+    assert "KeyError 13" in outputs["plait"]
+
+
+def test_same_results_as_without_plait_and_the_work_runs_in_plait_workers():
+    tasks = [delayed(where)(i) for i in range(200)]
+    ours = Parallel(n_jobs=2, backend="plait")(tasks)
+    theirs = Parallel(n_jobs=1)(tasks)
+    assert [value for value, _, _ in ours] == [value for value, _, _ in theirs]
+    pool = plait_joblib.current_pool()
+    assert pool is not None
+    pids = {pid for _, pid, _ in ours}
+    assert os.getpid() not in pids
+    assert pids <= set(pool.stats().workers) | set(pool.stats().busy_seconds)
+    # plait started these processes: it knows them by the names it gave them.
+    assert {name for _, _, name in ours} != {"MainProcess"}
+
+
+def test_lambdas_and_closures_run_as_with_loky():
+    offset = 10
+    results = Parallel(n_jobs=2, backend="plait")(
+        delayed(lambda x: x + offset)(i) for i in range(20)
+    )
+    assert results == [x + 10 for x in range(20)]
+
+
+def test_auto_batching_groups_tiny_tasks_into_fewer_pool_tasks():
+    count = 20_000
+    results = Parallel(n_jobs=2, backend="plait")(delayed(abs)(-i) for i in range(count))
+    assert results == list(range(count))
+    done = plait_joblib.current_pool().stats().tasks_done
+    assert done < count / 10, f"{done} pool tasks for {count} calls: no batching"
+
+
+def test_the_pool_is_kept_between_calls_as_loky_keeps_its_executor():
+    Parallel(n_jobs=2, backend="plait")(delayed(abs)(i) for i in range(10))
+    first = plait_joblib.current_pool()
+    Parallel(n_jobs=2, backend="plait")(delayed(abs)(i) for i in range(10))
+    assert plait_joblib.current_pool() is first
+    with joblib.parallel_config(backend="plait", n_jobs=2):
+        assert Parallel()(delayed(abs)(-i) for i in range(5)) == list(range(5))
+    assert plait_joblib.current_pool() is first
+
+
+def test_a_task_error_reaches_the_caller():
+    with pytest.raises(ValueError, match="bad item 7"):
+        Parallel(n_jobs=2, backend="plait")(delayed(fail_on)(i, 7) for i in range(20))
+    # ... and the backend serves the next call.
+    assert Parallel(n_jobs=2, backend="plait")(delayed(abs)(i) for i in range(5)) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
+def test_a_timeout_stops_the_task_itself_and_raises_what_joblib_raises():
+    with pytest.raises(TimeoutError) as caught:
+        Parallel(n_jobs=2, backend="plait", timeout=1)(
+            delayed(sleep_then)(s) for s in (0.01, 30, 0.01)
+        )
+    # joblib's own TimeoutError is multiprocessing's; plait's pool error is both.
+    import multiprocessing
+
+    assert isinstance(caught.value, multiprocessing.TimeoutError)
+    assert isinstance(caught.value, PoolTimeoutError)
+    assert Parallel(n_jobs=2, backend="plait")(delayed(abs)(i) for i in range(3)) == [0, 1, 2]
+
+
+def test_a_worker_killed_by_sigkill_fails_its_batch_with_worker_lost_and_the_next_call_works():
+    with pytest.raises(WorkerLostError) as caught:
+        Parallel(n_jobs=2, backend="plait", batch_size=1)(delayed(die)(i) for i in range(6))
+    assert caught.value.signal == signal.SIGKILL
+    assert Parallel(n_jobs=2, backend="plait")(delayed(abs)(i) for i in range(3)) == [0, 1, 2]
+
+
+def test_unknown_arguments_are_refused_and_n_jobs_one_runs_in_process():
+    with pytest.raises(TypeError, match="frobnicate"):
+        with joblib.parallel_config(backend="plait", n_jobs=2, frobnicate=1):
+            Parallel()(delayed(abs)(i) for i in range(3))
+    results = Parallel(n_jobs=1, backend="plait")(delayed(where)(i) for i in range(3))
+    assert {pid for _, pid, _ in results} == {os.getpid()}
