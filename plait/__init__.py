@@ -11,9 +11,9 @@ import sys
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "patch", "patched", "patched_modules", "unpatch"]
+__all__ = ["PatchWarning", "__version__", "patch", "patched", "patched_modules", "unpatch"]
 
-_PATCH_NAMES = frozenset({"patch", "patched", "patched_modules", "unpatch"})
+_PATCH_NAMES = frozenset({"PatchWarning", "patch", "patched", "patched_modules", "unpatch"})
 
 
 def __getattr__(name: str) -> object:

@@ -77,13 +77,16 @@ import importlib
 import os
 import sys
 import types
+import warnings
 from _thread import allocate_lock
 from collections.abc import Iterator
 
 from plait.process.api import SUBMODULES
 
 __all__ = [
+    "KEEP_STANDARD",
     "PatchReport",
+    "PatchWarning",
     "from_environment",
     "patch",
     "patched",
@@ -278,7 +281,8 @@ def _child_options() -> dict[str, bool] | bool:
 def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
     """A subclass of ``base`` (a module type) whose instances serve their public names
     from the module ``face_name`` to every reader outside ``exempt`` (top-level package
-    names), falling back to their own attribute where the face has none."""
+    names) and ``KEEP_STANDARD``, falling back to their own attribute where the face has
+    none."""
     base_getattribute = base.__getattribute__
     getframe = sys._getframe
     face: list[types.ModuleType] = []  # imported on the first redirected read
@@ -291,18 +295,27 @@ def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
             reader = getframe(1).f_globals.get("__name__")
         except ValueError:  # read by C code with no Python frame below: the interpreter
             return base_getattribute(module, name)
-        if type(reader) is str and reader.partition(".")[0] in exempt:
-            return base_getattribute(module, name)
+        if type(reader) is str:
+            top = reader.partition(".")[0]
+            if top in exempt:
+                return base_getattribute(module, name)
+            if top in KEEP_STANDARD:
+                _warn_once(top, f"{top} keeps the standard multiprocessing: {KEEP_STANDARD[top]}")
+                return base_getattribute(module, name)
         if isinstance(base_getattribute(module, "__dict__").get(name), types.ModuleType):
             return base_getattribute(module, name)  # a submodule: patched in its own right
         if not face:
             __import__(face_name)
             face.append(sys.modules[face_name])
         try:
-            return getattr(face[0], name)
+            value = getattr(face[0], name)
         except AttributeError as e:
             if type(e) is not AttributeError or not str(e).startswith("module "):
                 raise  # the face refuses the name and says why
+        else:
+            if isinstance(value, type) and value not in _watched:
+                _watch_subclasses(value, base_getattribute(module, name))
+            return value
         missing.add(name)
         return base_getattribute(module, name)
 
@@ -315,6 +328,116 @@ def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
         (base,),
         {"__getattribute__": __getattribute__, "__reduce_ex__": __reduce_ex__},
     )
+
+
+# -- libraries built on the standard internals (see the module docstring) ------------
+
+_JOBLIB_ADVICE = (
+    "its process backends are built on the standard module's internals; to run joblib on "
+    'plait, use Parallel(backend="plait") after importing plait.integrations.joblib'
+)
+# Top-level packages that always read the standard modules, and why.
+KEEP_STANDARD: dict[str, str] = {
+    "joblib": _JOBLIB_ADVICE,
+    "loky": "it is a process-pool library of its own, built on the standard internals",
+}
+
+_warned: set[str] = set()  # the libraries a PatchWarning named already
+_watched: dict[type, type] = {}  # a face class -> the standard class it stands for
+
+
+class PatchWarning(RuntimeWarning):
+    """A library keeps (some of) the standard modules under ``patch()``; the message
+    names it and says why."""
+
+
+def _warn_once(library: str, message: str, stacklevel: int = 3) -> None:
+    """One ``PatchWarning`` per library, pointing at the library's line (``stacklevel``
+    counts from this function's caller's caller, as ``warnings.warn`` does from here)."""
+    if library not in _warned:
+        _warned.add(library)
+        warnings.warn(f"plait.patch(): {message}", PatchWarning, stacklevel=stacklevel)
+
+
+def _watch_subclasses(face_class: type, standard_class: object) -> None:
+    """Have a class defined outside plait that subclasses ``face_class`` (served in
+    place of ``standard_class``) and uses the standard class's internals become a
+    subclass of the standard class instead, with a ``PatchWarning``."""
+    _watched[face_class] = face_class
+    if not isinstance(standard_class, type) or standard_class is face_class:
+        return
+    own = face_class.__dict__.get("__init_subclass__")
+
+    def __init_subclass__(cls: type, **kwargs: object) -> None:  # noqa: N807
+        if own is not None:
+            own.__func__(cls, **kwargs)
+        else:
+            super(face_class, cls).__init_subclass__(**kwargs)
+        if _patched:
+            _keep_standard_if_needed(cls, face_class, standard_class)
+
+    try:
+        face_class.__init_subclass__ = classmethod(__init_subclass__)
+    except TypeError:
+        pass  # a C type: it cannot be told about subclasses (nor be subclassed by most)
+
+
+def _keep_standard_if_needed(cls: type, face_class: type, standard_class: type) -> None:
+    library = cls.__module__.partition(".")[0]
+    if library == "plait":
+        return
+    touched = sorted(_names_used(cls) & _internals(standard_class, face_class))
+    if not touched:
+        return  # written against the public interface, which plait's class has
+    cls.__bases__ = tuple(standard_class if b is face_class else b for b in cls.__bases__)
+    standard = f"{standard_class.__module__}.{standard_class.__qualname__}"
+    _warn_once(
+        library,
+        f"{cls.__module__}.{cls.__qualname__} subclasses {standard} and uses its internals "
+        f"({', '.join(touched[:4])}), so it stays a subclass of the standard class and "
+        "runs on the standard module",
+        stacklevel=4,  # past _keep_standard_if_needed and __init_subclass__: the class line
+    )
+
+
+def _internals(standard_class: type, face_class: type) -> frozenset[str]:
+    """The names a subclass can only mean the standard implementation by: the private
+    attributes and methods the standard class defines or its code uses, and the public
+    hooks it defines that plait's class does not have (``Pool.Process`` has one)."""
+    private: set[str] = set()
+    hooks: set[str] = set()
+    for klass in standard_class.__mro__[:-1]:
+        for name, value in vars(klass).items():
+            private.update(_code_names(value))
+            if not name.startswith("_") and not hasattr(face_class, name):
+                hooks.add(name)
+            private.add(name)
+    return frozenset({n for n in private if n[:1] == "_" and n[:2] != "__"} | hooks)
+
+
+def _names_used(cls: type) -> set[str]:
+    """The names ``cls``'s own body defines, and the attribute names its methods use."""
+    names = set(vars(cls))
+    for value in vars(cls).values():
+        names.update(_code_names(value))
+    return names
+
+
+def _code_names(value: object) -> set[str]:
+    value = getattr(value, "__func__", value)  # classmethod, staticmethod
+    if isinstance(value, property):
+        functions = [value.fget, value.fset, value.fdel]
+    else:
+        functions = [value]
+    names: set[str] = set()
+    for function in functions:
+        code = getattr(function, "__code__", None)
+        stack = [code] if isinstance(code, types.CodeType) else []
+        while stack:
+            code = stack.pop()
+            names.update(code.co_names)
+            stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return names
 
 
 class _CallableModule(types.ModuleType):
