@@ -51,6 +51,19 @@ attribute (its frame's ``__name__``) and serves the real standard attribute to:
   must keep the standard fork and shutdown behaviour (``_at_fork_reinit``...). Third-party
   and user code get plait's.
 
+Libraries built on the standard internals. Some libraries use the standard module's
+private machinery rather than its interface; served plait's objects they would run half
+on each, and fail or hang. They keep the standard modules, with one ``PatchWarning``
+naming each:
+
+- the top-level packages of ``KEEP_STANDARD`` (joblib, loky), read as plait itself is;
+- a class defined outside plait that subclasses a class a face serves in place of a
+  standard one (the view hooks ``__init_subclass__`` on each such class when it first
+  serves it) and whose body defines or uses a private name of the standard class
+  (``_setup_queues``, ``_inqueue``), or a public hook plait's class lacks: its base is
+  swapped back to the standard class as it is made, so its instances run wholly on the
+  standard module. A subclass written against the public interface stays on plait.
+
 ``unpatch()`` restores each module's original class, hence every attribute exactly as it
 was (nothing else changed). Objects made while patched are plait's own and do not
 depend on the patch: they keep working after it.
@@ -65,6 +78,9 @@ parent unpatched) before they re-run ``__main__`` or unpickle anything, so a for
 started before ``patch()`` still gives patched children; a patched child patches its own
 children the same way. A child the *standard* module starts (possible only from the
 standard library, see above) is not patched.
+
+``PLAIT_PATCH``. The ``plait-patch.pth`` hook (see ``setup.py``) calls
+``from_environment()`` in every interpreter started with the variable set.
 
 ``patch()`` and ``unpatch()`` hold one lock, so concurrent calls are serialized, and
 each is idempotent: a second call changes nothing and reports nothing.

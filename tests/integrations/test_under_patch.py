@@ -36,6 +36,17 @@ def run_dask():
     return bag.compute(scheduler="processes")
 
 
+def run_dask_config_pool():
+    import dask
+    import dask.bag
+
+    import plait.futures
+
+    with plait.futures.ProcessPoolExecutor(2) as pool, dask.config.set(pool=pool):
+        bag = dask.bag.from_sequence(range(40), npartitions=8).map(where)
+        return bag.compute(scheduler="processes")
+
+
 def run_pebble():
     import time
 
@@ -137,6 +148,14 @@ def test_the_library_computes_the_same_and_runs_in_plait_processes_under_patch(t
     if workload != "standard_executor_on_a_plait_context":
         assert values_and_places(plain)[1] == {False}
     assert plain_warned == patched_warned == []
+
+
+@pytest.mark.timeout(200)
+@needs("dask")
+def test_dask_runs_on_a_plait_executor_given_as_its_pool_without_patch(tmp_path):
+    result, warned = run(tmp_path, "dask_config_pool", "plain")
+    assert values_and_places(result) == ([x * x for x in range(40)], {True})
+    assert warned == []
 
 
 @pytest.mark.timeout(200)
