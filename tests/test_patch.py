@@ -255,6 +255,43 @@ def test_plait_objects_made_under_patch_keep_working_after_unpatch(tmp_path):
 
 
 @pytest.mark.timeout(120)
+def test_patch_after_a_plait_pool_started_and_inside_its_task_works(tmp_path):
+    output = run_program(
+        tmp_path,
+        """
+        import multiprocessing
+        import plait
+        from plait.pool import Pool
+        from library import square
+
+        def patch_here(_):
+            import multiprocessing.pool
+
+            report = plait.patch()
+            return multiprocessing.pool.Pool.__module__, bool(report)
+
+        if __name__ == "__main__":
+            pool = Pool(2)
+            print(pool.map(square, [1, 2]))
+            plait.patch()
+            print(pool.map(square, [3]))
+            with multiprocessing.Pool(2) as inner:
+                print(type(inner).__module__, inner.map(square, [4]))
+            plait.unpatch()
+            print(pool.apply(patch_here, (0,)), multiprocessing.pool.Pool.__module__)
+            pool.close()
+            pool.join(30)
+        """,
+    )
+    assert output.splitlines() == [
+        "[1, 4]",
+        "[9]",
+        "plait.pool.pool [16]",
+        "('plait.pool.pool', True) multiprocessing.pool",
+    ]
+
+
+@pytest.mark.timeout(120)
 def test_patch_inside_a_plait_child_patches_that_child_and_its_pool(tmp_path):
     output = run_program(
         tmp_path,
