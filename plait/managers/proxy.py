@@ -379,7 +379,7 @@ class _Client:
             manager = proxy._manager if proxy is not None else None
             if proxytype is None:  # it came as XML-RPC: this side's registry names it
                 entry = getattr(manager, "_registry", {}).get(typeid)
-                proxytype = entry[3] if entry is not None else AutoProxy
+                proxytype = entry.proxytype if entry is not None else AutoProxy
             p = proxytype(
                 token,
                 self.serializer,

@@ -201,7 +201,8 @@ class _LocalClient(_proxy._Client):
 class Server:
     """Serves the objects of ``registry`` at ``address`` to clients holding ``authkey``.
 
-    ``registry`` maps a typeid to ``(callable, exposed, method_to_typeid, proxytype)``;
+    ``registry`` maps a typeid to a ``table.Registration`` (or a 4-tuple of its fields:
+    callable, exposed, method_to_typeid, proxytype);
     ``serializer`` is a key of ``listener_client`` (``'pickle'``, ``'xmlrpclib'``).
     Raises ``OSError`` naming the address when it cannot listen there, ``ValueError``
     for an unknown serializer.

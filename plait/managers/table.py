@@ -36,9 +36,18 @@ from plait.managers.proxy import (
     public_methods,
 )
 
-__all__ = ["Entry", "Session", "Table"]
+__all__ = ["Entry", "Registration", "Session", "Table"]
 
 _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+
+
+class Registration(NamedTuple):
+    """A typeid of a manager's registry, as ``BaseManager.register`` files it."""
+
+    callable: Any  # makes the object in the server; None: clients cannot create it
+    exposed: tuple[str, ...] | None  # None: the object's public methods
+    method_to_typeid: dict[str, str] | None  # methods whose results come back as proxies
+    proxytype: Any  # the proxy class clients get
 
 
 class Entry(NamedTuple):
@@ -65,7 +74,7 @@ class Session:
 
 class Table:
     """The objects a server holds for its clients, made from ``registry`` (typeid to
-    ``(callable, exposed, method_to_typeid, proxytype)``); ``address`` names the server in
+    ``Registration``, or a 4-tuple of the same fields); ``address`` names the server in
     errors."""
 
     def __init__(self, registry: dict[str, tuple], address: Any) -> None:
