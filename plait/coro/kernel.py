@@ -107,7 +107,7 @@ from .task import (
     report_crash,
 )
 
-__all__ = ["Kernel", "run"]
+__all__ = ["Kernel", "run", "where"]
 
 log = logging.getLogger("plait.coro")
 
