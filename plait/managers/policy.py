@@ -41,9 +41,9 @@ from __future__ import annotations
 import array
 import enum
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
-from plait.managers.proxy import RETURN
+from plait.managers.protocol import RETURN
 from plait.threads import (
     Barrier,
     BoundedSemaphore,
@@ -69,7 +69,6 @@ __all__ = [
     "TRY",
     "WAIT",
     "Attempt",
-    "Request",
     "Verdict",
     "creation_verdict",
     "mode_of",
@@ -100,17 +99,6 @@ WAIT = Verdict.WAIT
 PROMOTE = Verdict.PROMOTE
 RUN = Verdict.RUN
 READY = Verdict.READY
-
-
-class Request(NamedTuple):
-    """A request, as ``proxy`` sends it: on the wire a plain 5-tuple of these fields
-    (unpacked by position on the hot path), a ``Request`` where the server makes one."""
-
-    ident: int | None  # the object called; None: a request of the server itself
-    method: str
-    args: tuple
-    kwds: dict
-    control: Any  # ``(op, ident)`` pairs of reference counting, or None
 
 
 # A call without blocking: its reply, RUN, or None (it would block).

@@ -131,10 +131,10 @@ from plait.managers.policy import (
     RUN,
     TRY,
     WAIT,
-    Request,
     verdict,
 )
-from plait.managers.proxy import ERROR, RETURN, RemoteError, error_reply
+from plait.managers.protocol import ERROR, RETURN, RemoteError, Request
+from plait.managers.proxy import error_reply
 from plait.managers.serializers import check_serializer, listener_client
 from plait.managers.table import Session, Table
 

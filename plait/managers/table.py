@@ -27,14 +27,8 @@ import threading
 from typing import Any, NamedTuple
 
 from plait.managers.policy import Attempt, Verdict, mode_of
-from plait.managers.proxy import (
-    ERROR,
-    PROXY,
-    RETURN,
-    NotExposedError,
-    error_reply,
-    public_methods,
-)
+from plait.managers.protocol import ERROR, PROXY, RETURN
+from plait.managers.proxy import NotExposedError, error_reply, public_methods
 
 __all__ = ["Entry", "Registration", "Session", "Table"]
 
