@@ -53,20 +53,12 @@ Hot loop style: the loop caches bound methods and attributes in locals because i
 once per request of every connection; the I/O traps are dispatched inline for the same
 reason, the others through small methods.
 
-Measured (benchmarks/bench_echo.py, 64-byte echo, 100 connections, server CPU time per
-request, this design vs. the alternative in the same run): registrations kept across
-waits 7.8 µs vs. 12.8 µs when each wait registers and each wake-up unregisters; all
-events of a ``poll()`` in one batch 7.9-8.2 µs vs. 9.1-11.0 µs with one event per poll;
-waiting first after a drained read (see ``sockets``) 8.6 µs vs. 9.5 µs. A bare
-``selectors`` echo loop needs 6.7-6.8 µs on the same machine.
-
-Where a request's time goes now (64-byte echo on streams, a C client that keeps the
-server's core at 100%): 7.5 µs of server CPU at 100 connections, 10 µs at 1,000. A
-request costs one ``recv``, one ``send`` and a share of one ``epoll_wait`` (``strace -c``:
-nothing else), and the system calls are ~75% of it (``perf``: the loopback TCP path);
-the bare ``selectors`` loop makes the same calls and needs 6.2 and 7.2 µs. What is left
-in Python — this loop, one ``send()`` into the handler and one trap back, ``recv`` and
-``sendall`` — is ~1.3 µs at 100 connections; at 1,000 it grows with cache misses.
+Cost of a request: one ``recv``, one ``send`` and a share of one ``epoll_wait``, nothing
+else; the system calls are most of it, and a bare ``selectors`` loop makes the same
+ones. What this design adds in Python is this loop, one ``send()`` into the handler and
+one trap back. ``benchmarks/bench_echo.py`` measures it beside that floor, and its notes
+keep what each choice above (registrations kept across waits, a poll's events in one
+batch, waiting first after a drained read) was measured to save.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ TLS's want-read/want-write) does the task wait on epoll, and then it tries again
 server that keeps up with its clients most calls never wait, and a wait costs no
 ``epoll_ctl`` because the kernel keeps registrations across waits.
 
-One exception, measured: a read that came back *short* (fewer bytes than asked) left the
-socket drained. The next read on it would then almost always fail with ``EAGAIN`` — a
-request/response peer cannot have answered yet — and that failed call plus its exception
-cost about a tenth of a whole echo round trip. So the next read waits first (the socket
-is *drained*) and reads when epoll says so. Nothing can be missed: the registration is
+One exception: a read that came back *short* (fewer bytes than asked) left the socket
+drained. The next read on it would then almost always fail with ``EAGAIN`` — a
+request/response peer cannot have answered yet — and that failed call and its exception
+cost more than the wait. So the next read waits first (the socket is *drained*) and
+reads when epoll says so. Nothing can be missed: the registration is
 level-triggered, so bytes that did arrive meanwhile are reported by the very next
 ``poll``. TLS sockets never take this shortcut, since the TLS library may hold decrypted
 bytes that epoll cannot see.
@@ -26,7 +26,7 @@ The rest of the standard API (``family``, ``getsockname``, ``setsockopt``, TLS's
 ``getpeercert``, ...) is handed to the wrapped socket by one property per name, made
 when this module loads, not by ``__getattr__``: a class with ``__getattr__`` puts *every*
 attribute read on the slow generic path, ``_io`` and ``_drained`` too, which CPython
-cannot then specialize (24 ns instead of 6 ns a read, ~8 reads per echo request).
+cannot then specialize (several reads per echo request).
 
 :class:`SocketStream` (``sock.as_stream()``) adds a read buffer to a :class:`Socket`:
 ``read``, ``read_exactly``, ``readline`` (and ``async for line in stream``) and

@@ -27,17 +27,14 @@ Then the connection is served in one of two ways:
   block (the ``policy`` verdict ``INLINE``): calls on objects whose methods all
   return at once (``dict``, ``list``, ``array``, ``Namespace``, ``Value``), creating
   them and the standard queues, events and locks, batches of such calls, the server's
-  own queries. Creating
-  anything else (a user's type, a ``Pool``) runs in a thread once, which then gives
-  the connection back: ``m.Queue()`` used to hand its creator's connection to a thread
-  for good, and every later call of that client cost ~5x more. One thread serving
-  every ready connection per ``poll`` costs no thread switch per request and no GIL
-  hand-off between server threads, but it also runs every client's system calls one
-  after the other, where threads overlap them outside the GIL. Measured side by side
-  against a thread per connection on a loaded 2-core VM (4 client processes on one
-  dict; 1 client on a queue): per-round ratios from 0.7 to 2, medians ~1.1. It is
-  kept because the loop also watches thread-served connections (below) and needs no
-  thread for an idle client.
+  own queries. Creating anything else (a user's type, a ``Pool``) runs in a thread
+  once, which then gives the connection back, so the client's later calls are the
+  loop's again. One thread serving every ready connection per ``poll`` costs no thread
+  switch per request and no GIL hand-off between server threads, but it also runs
+  every client's system calls one after the other, where threads overlap them outside
+  the GIL; against a thread per connection it is about even. It is kept because the
+  loop also watches thread-served connections (below) and needs no thread for an idle
+  client.
 - *by a thread of its own*, from the first request that may block (``Lock.acquire``,
   ``Queue.get``, a user's type: anything not known to return at once) until the client
   goes; and from the start for TCP clients, whose stream could stop in the middle of
@@ -68,17 +65,13 @@ socket path stays for TCP clients, for large messages and for calls that may blo
 
 Where the time goes
 -------------------
-Measured with ``perf stat`` and cProfile on a 2-core VM, 4 client processes each doing
-``d[k] = v; d[k]`` (``benchmarks/bench_managers.py``), before the rings: per call the
-loop spent ~12 µs of CPU (``poll``, ``recv``, ``send``), each client ~11-14 µs, the
-standard library ~21 µs in its server threads and ~20 µs in each client. Five processes
-on two cores make this case CPU-bound: throughput follows CPU per call, so the system
-calls were the cost to cut, and a socket cannot go below one ``send`` and one ``recv``
-per side. The rings need none while both sides are awake: 1 client ~66k to ~160k
-operations per second, 4 clients ~60k to ~150k, 5-8x the standard library (the
-benchmark's table has the current figures). Waiting sides yield their CPU instead of
-spinning in place (``rings.YIELDS``): with 4 clients on 2 cores a spinning client holds
-the very CPU another client or the server needs.
+With more client processes than cores, throughput follows CPU per call, and on the
+socket path most of that CPU is system calls (``poll``, ``recv``, ``send``): a socket
+cannot go below one ``send`` and one ``recv`` per side. The rings need none while both
+sides are awake (``benchmarks/bench_managers.py`` has the figures, and what the rings
+were measured to save). Waiting sides yield their CPU instead of spinning in place
+(``rings.YIELDS``): with more clients than cores a spinning client holds the very CPU
+another client or the server needs.
 
 The socket path still spins the adaptive way of ``plait._core.framing`` ("Waiting"): the
 clients' receive, and the loop (``_ready``: ``poll(0)`` before a blocking ``poll``),
