@@ -6,7 +6,7 @@ The loop (``server.py``) serves many connections from one thread, so it must nev
 call that can block. Each request gets a :class:`Verdict` before it runs:
 
 - ``INLINE``: it returns at once; the loop (or the ring thread) runs it. Calls on objects
-  whose every method returns at once (``dict``, ``list``, ``array``: ``INLINE_TYPES``,
+  whose every method returns at once (``dict``, ``list``, ``set``, ``array``: ``_INLINE_TYPES``,
   and classes or makers marked ``_plait_inline_ = True``), creating such objects and
   those of ``QUICK_MAKERS``, batches of inline calls, the server's own queries.
 - ``TRY``: a call on a queue or an event. The loop tries it without blocking
@@ -109,7 +109,7 @@ Attempt = Callable[[Any, str, tuple, dict], Any]
 PROMOTE_AFTER = 3
 
 # Objects whose every method returns at once: the loop serves them without a thread.
-_INLINE_TYPES = (dict, list, array.array)
+_INLINE_TYPES = (dict, list, set, array.array)
 # The server's own requests that return at once.
 INLINE_REQUESTS = frozenset(
     {"dummy", "number_of_objects", "debug_info", "get_methods", "shutdown", "statistics"}
