@@ -661,10 +661,10 @@ class Server:
         """The reply of a call on a queue or event if it can be had without blocking."""
         table = self.table
         try:
-            obj, exposed, _, _, _, attempt = table.objects[ident]
-            if method not in exposed:
+            entry = table.objects[ident]
+            if method not in entry.exposed:
                 return table.call(ident, method, args, kwds, session)  # the error, at once
-            reply = attempt(obj, method, args, kwds)
+            reply = entry.attempt(entry.obj, method, args, kwds)
         except Exception as exc:
             return error_reply(exc)
         if reply is RUN:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from plait.managers.policy import Attempt, Verdict, mode_of
@@ -44,8 +45,11 @@ class Registration(NamedTuple):
     proxytype: Any  # the proxy class clients get
 
 
-class Entry(NamedTuple):
-    """One shared object in the table."""
+@dataclass(slots=True)
+class Entry:
+    """One shared object in the table. Slots, not a NamedTuple: CPython reads a slot as
+    fast as an item of a plain tuple, where a NamedTuple's fields and items take its slow
+    generic path, and every request reads its entry."""
 
     obj: Any
     exposed: frozenset[str]
@@ -84,7 +88,7 @@ class Table:
     def call(self, ident: int, method: str, args: tuple, kwds: dict, session) -> tuple:
         """Run one method call on object ``ident``; return the reply."""
         try:
-            obj, exposed, to_typeid, typeid, _, _ = self.objects[ident]
+            entry = self.objects[ident]
         except (KeyError, TypeError):
             return ERROR, (
                 ReferenceError(
@@ -92,19 +96,21 @@ class Table:
                 ),
                 "",
             )
+        obj = entry.obj
         try:
-            if method not in exposed:
+            if method not in entry.exposed:
                 if method == "#getvalue":
                     return RETURN, obj
                 if method == "__repr__" or method == "__str__":
                     return RETURN, getattr(obj, method)()
                 raise NotExposedError(
-                    f"method {method!r} of {typeid!r} object is not exposed "
-                    f"(exposed: {', '.join(sorted(exposed))})"
+                    f"method {method!r} of {entry.typeid!r} object is not exposed "
+                    f"(exposed: {', '.join(sorted(entry.exposed))})"
                 )
             result = getattr(obj, method)(*args, **kwds)
         except Exception as exc:
             return error_reply(exc)
+        to_typeid = entry.to_typeid
         if to_typeid is not None and method in to_typeid:
             return self._proxy_reply(result, to_typeid[method], session)
         if type(result) in _VIEWS:
