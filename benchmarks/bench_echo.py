@@ -36,6 +36,24 @@ that second figure moves much less than the rate, and its "plait x" is peer / pl
 Beside it: the server's CPU use during the client run (~100%: the server is the
 bottleneck, as it should be), the client's CPU use without its empty polls (~100%:
 client-bound) and, after "+ spin", what its empty polls took.
+
+What the choices of ``plait.coro`` were measured to save (64 B, 100 connections, server
+CPU per request, the choice against its alternative in one run, on the 2-core VM):
+- epoll registrations kept across waits: 7.8 µs, against 12.8 µs when each wait
+  registers and each wake-up unregisters;
+- all events of a ``poll()`` handled in one batch: 7.9-8.2 µs, against 9.1-11.0 µs with
+  one event per poll;
+- a read after a short (draining) read waits first: 8.6 µs, against 9.5 µs when it tries
+  the system call first (the failed call and its exception were ~1/10 of a round trip);
+- a bare ``selectors`` echo loop on the same machine: 6.7-6.8 µs.
+Where a request's time went then (streams, the C client keeping the server's core at
+100%): 7.5 µs of server CPU at 100 connections, 10 µs at 1,000; ``strace -c``: one
+``recv``, one ``send``, a share of one ``epoll_wait``; ``perf``: the system calls ~75% of
+it (the loopback TCP path); the bare ``selectors`` loop 6.2 and 7.2 µs; what is left in
+Python (the kernel's loop, one ``send()`` into the handler and one trap back, ``recv`` and
+``sendall``) ~1.3 µs at 100 connections, growing with cache misses at 1,000. ``Socket``
+forwards the standard socket's attributes by properties, not ``__getattr__``: with
+``__getattr__`` every attribute read took 24 ns instead of 6 ns, ~8 reads per request.
 """
 
 from __future__ import annotations

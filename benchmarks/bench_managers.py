@@ -15,6 +15,21 @@ Cases (each manager is started once, before the first round: warm):
 Every variant checks what the server holds afterwards (outside the timed region); the
 figures are operations per second (a set and a get count as two).
 
+What the server's design was measured to save (2-core VM):
+- before the rings, 4 client processes each doing ``d[k] = v; d[k]`` (``perf stat`` and
+  cProfile): per call the server's loop spent ~12 µs of CPU (``poll``, ``recv``,
+  ``send``), each client ~11-14 µs; the standard library ~21 µs in its server threads
+  and ~20 µs in each client. Five processes on two cores: CPU-bound, so the system calls
+  were the cost to cut;
+- with the rings: 1 client ~66k to ~160k operations per second, 4 clients ~60k to
+  ~150k, 5-8x the standard library;
+- the loop serving every ready connection, against a thread per connection (4 client
+  processes on one dict; 1 client on a queue, loaded VM): per-round ratios 0.7 to 2,
+  medians ~1.1;
+- ``m.Queue()`` handing its creator's connection to a thread for good (before the
+  creation ran in a thread once and gave the connection back): every later call of that
+  client cost ~5x more.
+
 Run: python benchmarks/bench_managers.py [--quick]
 """
 

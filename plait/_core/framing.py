@@ -42,9 +42,8 @@ Two transports, chosen by the socket type:
 Very large messages (``SEGMENT_THRESHOLD``, 32 MiB, and up) over Unix sockets travel
 as segments: one copy into the ``memfd`` by the sender, none by the receiver, which maps
 the segment and hands out views of it. Below that size two copies through the socket
-are faster (measured: 8 MB numpy arrays ~4 GB/s inline against ~2 GB/s as segments on
-a 2-core VM), because a fresh segment's pages must be allocated and faulted in, while
-the socket recycles hot kernel pages; at 64 MB segments win (~1.9 against ~1.3 GB/s).
+are faster, because a fresh segment's pages must be allocated and faulted in, while the
+socket recycles hot kernel pages; above it the copy saved wins.
 A payload without buffers is received into a scratch buffer the channel keeps (up to
 16 MiB), since the caller unpickles or copies it at once.
 
@@ -59,22 +58,18 @@ Waiting: a receive with no deadline first tries up to ``SPIN_TRIES`` non-blockin
 of the first record (a stream's first bytes) before it blocks. A reply often comes
 within tens of microseconds, and blocking costs far more than that here: the waiting CPU
 goes idle, and on a virtual machine (the ``haltpoll`` idle driver of these 2-core VMs)
-waking a halted CPU costs a trip through the hypervisor. Measured on a quiet machine,
-Pipe ping-pong went from 14k to 60-100k round trips per second (the standard library:
-15-22k); over TCP on 127.0.0.1, where streams did not spin yet, from 12k to 50k. The
-price is at most about 60 microseconds of CPU per receive that blocks anyway, so the
-budget adapts per channel by what the spin achieved: a spin that waited for the message
-and caught it doubles it (up to ``SPIN_TRIES``), one that ran out halves it, and a
-message that was already there (the kernel often runs the woken peer on the sender's
-CPU, so the reply is in when the sender resumes) leaves it as it is. A channel at zero
-spins the full budget on every ``PROBE_EVERY``-th receive (a probe), so it finds out
-when its peer is quick again. Spins that run out are what happens when the CPUs are all
-busy: 4 clients of one manager server on 2 cores spun ~20 reads per call, 40% of them in
-vain, and took the CPU the server needed (their throughput halved). The budget used to
-follow the length of the blocking wait instead (short: double), and a wait of ~100
-microseconds behind a busy server looked short, so those clients never stopped spinning.
-A receive with a deadline does not spin: its socket is in timeout mode, where each try
-would wait.
+waking a halted CPU costs a trip through the hypervisor. The price is at most about 60
+microseconds of CPU per receive that blocks anyway, so the budget adapts per channel by
+what the spin achieved, never by how long the blocking wait took (behind a busy peer a
+wait of a hundred microseconds looks short, and its receivers would never stop
+spinning): a spin that waited for the message and caught it doubles it (up to
+``SPIN_TRIES``), one that ran out halves it, and a message that was already there (the
+kernel often runs the woken peer on the sender's CPU, so the reply is in when the sender
+resumes) leaves it as it is. A channel at zero spins the full budget on every
+``PROBE_EVERY``-th receive (a probe), so it finds out when its peer is quick again.
+Spins that run out are what happens when the CPUs are all busy, and a spinning receiver
+then takes the CPU its peer needs: the budget shrinks there. A receive with a deadline
+does not spin: its socket is in timeout mode, where each try would wait.
 
 A channel is not thread-safe: one sender and one receiver at a time, as with the
 standard library's connections.
@@ -115,7 +110,7 @@ MAX_BUFFERS = 512  # the table then fits in the first record; callers pickle in-
 MAX_MESSAGE_SIZE = 1 << 32  # default limit of payload + buffers, per message
 SPIN_TRIES = 50  # non-blocking reads before a receive blocks (see "Waiting"): ~60 µs
 PROBE_EVERY = 16  # a channel that stopped spinning spins the full budget this often
-SEGMENT_THRESHOLD = 32 << 20  # measured: below it two copies through the socket win
+SEGMENT_THRESHOLD = 32 << 20  # below it two copies through the socket win
 _IOV_MAX = 1024
 _MSG_TRUNC = int(socket.MSG_TRUNC)
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)

@@ -11,8 +11,8 @@ for a socket, a timer, another task, a thread or a process. Modules, bottom up:
 - ``timeouts``   sleep, timeout_after, ignore_after
 - ``sync``       Lock, Event, Semaphore, BoundedSemaphore, Condition
 - ``queues``     Queue, LifoQueue, PriorityQueue
-- ``sockets``    Socket: try the system call, wait only when it would block
-- ``streams``    SocketStream, tcp/unix servers and connections, TLS
+- ``sockets``    Socket: try the system call, wait only when it would block; SocketStream
+- ``streams``    tcp/unix servers and connections, TLS
 - ``threads``    run_in_thread on a bounded pool
 - ``processes``  run_in_process on a plait process pool; cancelling kills the work
 - ``universal``  UniversalQueue, UniversalEvent: coroutines and threads at once
@@ -48,9 +48,8 @@ from .monitor import TaskInfo, format_ps, ps
 from .processes import run_in_process
 from .queues import LifoQueue, PriorityQueue, Queue
 from .signals import SignalQueue, wait_signal
-from .sockets import Socket
+from .sockets import Socket, SocketStream
 from .streams import (
-    SocketStream,
     open_connection,
     open_unix_connection,
     serve,

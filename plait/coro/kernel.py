@@ -53,20 +53,12 @@ Hot loop style: the loop caches bound methods and attributes in locals because i
 once per request of every connection; the I/O traps are dispatched inline for the same
 reason, the others through small methods.
 
-Measured (benchmarks/bench_echo.py, 64-byte echo, 100 connections, server CPU time per
-request, this design vs. the alternative in the same run): registrations kept across
-waits 7.8 µs vs. 12.8 µs when each wait registers and each wake-up unregisters; all
-events of a ``poll()`` in one batch 7.9-8.2 µs vs. 9.1-11.0 µs with one event per poll;
-waiting first after a drained read (see ``sockets``) 8.6 µs vs. 9.5 µs. A bare
-``selectors`` echo loop needs 6.7-6.8 µs on the same machine.
-
-Where a request's time goes now (64-byte echo on streams, a C client that keeps the
-server's core at 100%): 7.5 µs of server CPU at 100 connections, 10 µs at 1,000. A
-request costs one ``recv``, one ``send`` and a share of one ``epoll_wait`` (``strace -c``:
-nothing else), and the system calls are ~75% of it (``perf``: the loopback TCP path);
-the bare ``selectors`` loop makes the same calls and needs 6.2 and 7.2 µs. What is left
-in Python — this loop, one ``send()`` into the handler and one trap back, ``recv`` and
-``sendall`` — is ~1.3 µs at 100 connections; at 1,000 it grows with cache misses.
+Cost of a request: one ``recv``, one ``send`` and a share of one ``epoll_wait``, nothing
+else; the system calls are most of it, and a bare ``selectors`` loop makes the same
+ones. What this design adds in Python is this loop, one ``send()`` into the handler and
+one trap back. ``benchmarks/bench_echo.py`` measures it beside that floor, and its notes
+keep what each choice above (registrations kept across waits, a poll's events in one
+batch, waiting first after a drained read) was measured to save.
 """
 
 from __future__ import annotations
@@ -107,7 +99,7 @@ from .task import (
     report_crash,
 )
 
-__all__ = ["Kernel", "run"]
+__all__ = ["Kernel", "run", "where"]
 
 log = logging.getLogger("plait.coro")
 
@@ -124,6 +116,15 @@ _WRITE_WAIT = traps.WRITE_WAIT
 _PARK = traps.PARK
 _SLEEP = traps.SLEEP
 _SUSPEND = traps.SUSPEND
+
+
+# The fd table, ``Kernel._fds``: fd -> [mask, reader, writer, owner], a list the hot loop
+# reads and updates in place. ``mask`` is what epoll watches for the fd, ``reader`` and
+# ``writer`` the tasks waiting (or None), ``owner`` the object whose fd number this is.
+_MASK = 0
+_READER = 1
+_WRITER = 2
+_OWNER = 3
 
 
 def _ignore_signal(signo: int, frame: Any) -> None:
@@ -147,8 +148,7 @@ class Kernel:
         self.signal_watchers: dict[int, list[Any]] = {}
         self.thread_pool: Any = None
         self._epoll = select.epoll()
-        # fd -> [registered mask, reader task, writer task, owner]
-        self._fds: dict[int, list] = {}
+        self._fds: dict[int, list] = {}  # the fd table (see _MASK)
         self._ready: deque[Task] = deque()
         self._timers: list[tuple[float, int, Any]] = []
         self._stale_timers = 0
@@ -245,7 +245,7 @@ class Kernel:
             self._epoll.unregister(fileno)
         except OSError:
             pass  # already gone from the epoll set (closed behind our back)
-        for task in (entry[1], entry[2]):
+        for task in (entry[_READER], entry[_WRITER]):
             if task is not None:
                 self.wake(
                     task, None, ClosedResourceError(f"file {fileno}, closed while waited on,")
@@ -270,8 +270,9 @@ class Kernel:
         obj = task._wait_obj
         if kind == WAIT_READ or kind == WAIT_WRITE:
             entry = self._fds.get(obj)
-            if entry is not None and entry[kind] is task:
-                entry[kind] = None
+            slot = _READER if kind == WAIT_READ else _WRITER
+            if entry is not None and entry[slot] is task:
+                entry[slot] = None
         elif kind == WAIT_PARK:
             try:
                 obj.remove(task)
@@ -286,27 +287,30 @@ class Kernel:
         return True
 
     def _register(self, task: Task, fd: int, owner: object, kind: int) -> None:
-        """File ``task`` as the reader (kind 1) or writer (kind 2) of ``fd``."""
+        """File ``task`` as the reader (kind ``WAIT_READ``) or writer (``WAIT_WRITE``) of
+        ``fd``."""
         fds = self._fds
         entry = fds.get(fd)
-        want = _EPOLLIN if kind == WAIT_READ else _EPOLLOUT
-        if entry is None or entry[3] is not owner:
+        reading = kind == WAIT_READ
+        want = _EPOLLIN if reading else _EPOLLOUT
+        slot = _READER if reading else _WRITER
+        if entry is None or entry[_OWNER] is not owner:
             if entry is not None:
                 self.release_fd(fd)  # a stale registration of a fd number now reused
-            entry = fds[fd] = [want, None, None, owner]
+            entry = fds[fd] = [want, None, None, owner]  # _MASK, _READER, _WRITER, _OWNER
             try:
                 self._epoll.register(fd, want)
             except FileExistsError:
                 self._epoll.modify(fd, want)
-        elif entry[kind] is not None:
+        elif entry[slot] is not None:
             raise ResourceBusy(
-                f"task {entry[kind].id} already waits to {'read' if kind == 1 else 'write'} "
+                f"task {entry[slot].id} already waits to {'read' if reading else 'write'} "
                 f"fd {fd}; two tasks cannot wait for the same event of one socket"
             )
-        elif not entry[0] & want:
-            entry[0] |= want
-            self._epoll.modify(fd, entry[0])
-        entry[kind] = task
+        elif not entry[_MASK] & want:
+            entry[_MASK] |= want
+            self._epoll.modify(fd, entry[_MASK])
+        entry[slot] = task
         task._wait_kind = kind
         task._wait_obj = fd
 
@@ -536,6 +540,8 @@ class Kernel:
         finish = self._finish
         slow_step = self.slow_step
         perf_counter = time.perf_counter
+        # the fd table's slots, as locals like the rest: indexed per event and per wait
+        MASK, READER, WRITER, OWNER = _MASK, _READER, _WRITER, _OWNER
 
         while keep_going():
             timers = self._timers
@@ -555,26 +561,26 @@ class Kernel:
                     continue
                 drop = 0
                 if ev & _READABLE:
-                    task = entry[1]
+                    task = entry[READER]
                     if task is not None:
                         # an I/O waiter's _value and _exc are None already
-                        entry[1] = None
+                        entry[READER] = None
                         task._wait_kind = RUNNING
                         append(task)
-                    elif entry[0] & _EPOLLIN:
+                    elif entry[MASK] & _EPOLLIN:
                         drop = _EPOLLIN
                 if ev & _WRITABLE:
-                    task = entry[2]
+                    task = entry[WRITER]
                     if task is not None:
-                        entry[2] = None
+                        entry[WRITER] = None
                         task._wait_kind = RUNNING
                         append(task)
-                    elif entry[0] & _EPOLLOUT:
+                    elif entry[MASK] & _EPOLLOUT:
                         drop |= _EPOLLOUT
                 if drop:
-                    mask = entry[0] & ~drop
+                    mask = entry[MASK] & ~drop
                     if mask:
-                        entry[0] = mask
+                        entry[MASK] = mask
                         modify(fd, mask)
                     else:
                         del fds[fd]
@@ -615,11 +621,11 @@ class Kernel:
                     if trap.__class__ is tuple and trap[0] == _READ_WAIT:
                         fd = trap[1]
                         entry = entry_of(fd)
-                        if entry is not None and entry[3] is trap[2] and entry[1] is None:
-                            if not entry[0] & _EPOLLIN:
-                                entry[0] |= _EPOLLIN
-                                modify(fd, entry[0])
-                            entry[1] = task
+                        if entry is not None and entry[OWNER] is trap[2] and entry[READER] is None:
+                            if not entry[MASK] & _EPOLLIN:
+                                entry[MASK] |= _EPOLLIN
+                                modify(fd, entry[MASK])
+                            entry[READER] = task
                             task._wait_kind = WAIT_READ
                             task._wait_obj = fd
                             break

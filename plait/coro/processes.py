@@ -15,8 +15,8 @@ running it is killed with SIGKILL (``finally`` blocks in the worker do not run) 
 replaced by the pool. If the answer is already on its way back, the cancellation waits
 for the task's next blocking point and the answer is delivered first.
 
-Starting the pool forks its workers from the kernel's thread: the first call costs a
-few milliseconds of kernel time, later calls none.
+Starting the pool forks its workers from the kernel's thread: the first call holds the
+kernel while they start, later calls do not.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ TLS's want-read/want-write) does the task wait on epoll, and then it tries again
 server that keeps up with its clients most calls never wait, and a wait costs no
 ``epoll_ctl`` because the kernel keeps registrations across waits.
 
-One exception, measured: a read that came back *short* (fewer bytes than asked) left the
-socket drained. The next read on it would then almost always fail with ``EAGAIN`` — a
-request/response peer cannot have answered yet — and that failed call plus its exception
-cost about a tenth of a whole echo round trip. So the next read waits first (the socket
-is *drained*) and reads when epoll says so. Nothing can be missed: the registration is
+One exception: a read that came back *short* (fewer bytes than asked) left the socket
+drained. The next read on it would then almost always fail with ``EAGAIN`` — a
+request/response peer cannot have answered yet — and that failed call and its exception
+cost more than the wait. So the next read waits first (the socket is *drained*) and
+reads when epoll says so. Nothing can be missed: the registration is
 level-triggered, so bytes that did arrive meanwhile are reported by the very next
 ``poll``. TLS sockets never take this shortcut, since the TLS library may hold decrypted
 bytes that epoll cannot see.
@@ -26,7 +26,17 @@ The rest of the standard API (``family``, ``getsockname``, ``setsockopt``, TLS's
 ``getpeercert``, ...) is handed to the wrapped socket by one property per name, made
 when this module loads, not by ``__getattr__``: a class with ``__getattr__`` puts *every*
 attribute read on the slow generic path, ``_io`` and ``_drained`` too, which CPython
-cannot then specialize (24 ns instead of 6 ns a read, ~8 reads per echo request).
+cannot then specialize (several reads per echo request).
+
+:class:`SocketStream` (``sock.as_stream()``) adds a read buffer to a :class:`Socket`:
+``read``, ``read_exactly``, ``readline`` (and ``async for line in stream``) and
+``write``. ``write`` is awaited and returns only when every byte is in the kernel's
+socket buffer, so a writer that outruns its peer waits there (backpressure); there is
+no unbounded write buffer. With an empty buffer ``read`` *is* the socket's ``recv``
+(tried before any wait unless the last read drained the socket), and ``write`` *is* its
+``sendall``: both are plain methods that hand back the socket's coroutine, so an echo
+server on streams runs the same frames as one on bare sockets, and the receive and send
+loops exist once.
 """
 
 from __future__ import annotations
@@ -34,12 +44,13 @@ from __future__ import annotations
 import errno
 import socket as _socket
 import ssl as _ssl
+from collections.abc import Awaitable
 from typing import Any
 
 from . import traps
-from .errors import ClosedResourceError
+from .errors import ClosedResourceError, IncompleteRead
 
-__all__ = ["Socket", "WOULD_BLOCK_READ", "WOULD_BLOCK_WRITE", "wrap"]
+__all__ = ["Socket", "SocketStream", "WOULD_BLOCK_READ", "WOULD_BLOCK_WRITE", "wrap"]
 
 # What a non-blocking call raises when it must wait for readability/writability. A TLS
 # socket may need to read in order to write and the other way round.
@@ -97,10 +108,8 @@ class Socket:
         """The underlying (non-blocking) standard socket."""
         return self._socket
 
-    def as_stream(self) -> Any:
+    def as_stream(self) -> SocketStream:
         """A buffered :class:`SocketStream` over this socket (which it then owns)."""
-        from .streams import SocketStream
-
         return SocketStream(self)
 
     # -- receiving ---------------------------------------------------------------------
@@ -278,6 +287,127 @@ class Socket:
 
     async def __aexit__(self, *exc: Any) -> None:
         self.close_nowait()
+
+
+class SocketStream:
+    """A buffered byte stream over a :class:`Socket` (which the stream then owns)."""
+
+    __slots__ = ("_sock", "_buffer")
+
+    def __init__(self, sock: Socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def __repr__(self) -> str:
+        return f"<plait.coro.SocketStream {self._sock!r}>"
+
+    @property
+    def socket(self) -> Socket:
+        """The :class:`Socket` under the stream."""
+        return self._sock
+
+    def read(self, maxbytes: int = -1) -> Awaitable[bytes]:
+        """Up to ``maxbytes`` bytes (all until end of stream if negative); ``b""`` at end.
+
+        Blocks until at least one byte (or end of stream) is there.
+        """
+        if maxbytes >= 0 and not self._buffer:
+            # the hot path: the socket's own recv, no frame of the stream's in between
+            return self._sock.recv(maxbytes)
+        return self._read_buffered(maxbytes)
+
+    async def _read_buffered(self, maxbytes: int) -> bytes:
+        buffer = self._buffer
+        if buffer:
+            if maxbytes < 0 or maxbytes >= len(buffer):
+                data = bytes(buffer)
+                buffer.clear()
+            else:
+                data = bytes(buffer[:maxbytes])
+                del buffer[:maxbytes]
+            if maxbytes >= 0:
+                return data
+            return data + await self._read_buffered(-1)
+        recv = self._sock.recv
+        chunks = []
+        while True:
+            chunk = await recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    async def read_exactly(self, nbytes: int) -> bytes:
+        """Exactly ``nbytes`` bytes; raises :class:`IncompleteRead` (``EOFError``) if the
+        stream ends first (``partial`` holds what came). Blocks until they are all there.
+        """
+        buffer = self._buffer
+        while len(buffer) < nbytes:
+            chunk = await self._sock.recv(max(65536, nbytes - len(buffer)))
+            if not chunk:
+                partial = bytes(buffer)
+                buffer.clear()
+                raise IncompleteRead(partial, nbytes)
+            buffer += chunk
+        data = bytes(buffer[:nbytes])
+        del buffer[:nbytes]
+        return data
+
+    async def readline(self, limit: int = 65536) -> bytes:
+        """One line, ``b"\\n"`` included (the rest of the stream if it ends without one).
+
+        Blocks until a whole line is there. Raises ``ValueError`` naming the limit if no
+        newline comes within ``limit`` bytes (the bytes stay buffered).
+        """
+        buffer = self._buffer
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end >= 0:
+                end += 1
+                line = bytes(buffer[:end])
+                del buffer[:end]
+                return line
+            if len(buffer) >= limit:
+                raise ValueError(f"no newline within {limit} bytes (readline limit)")
+            start = len(buffer)
+            chunk = await self._sock.recv(65536)
+            if not chunk:
+                line = bytes(buffer)
+                buffer.clear()
+                return line
+            buffer += chunk
+
+    def __aiter__(self) -> SocketStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    def write(self, data: bytes | bytearray | memoryview) -> Awaitable[None]:
+        """Send all of ``data``; blocks while the peer does not keep up (backpressure).
+
+        This is the socket's ``sendall``; if cancelled midway, the exception carries
+        ``bytes_sent``.
+        """
+        return self._sock.sendall(data)
+
+    async def writelines(self, lines: Any) -> None:
+        """``write`` each item of ``lines`` in turn."""
+        for line in lines:
+            await self.write(line)
+
+    async def close(self) -> None:
+        """Close the stream and its socket (never blocks)."""
+        self._sock.close_nowait()
+
+    async def __aenter__(self) -> SocketStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._sock.close_nowait()
 
 
 class _Closed:

@@ -1,13 +1,4 @@
-"""Streams and servers: buffered byte streams over sockets, and the accept loop.
-
-:class:`SocketStream` adds a read buffer to a :class:`Socket`: ``read``, ``read_exactly``,
-``readline`` (and ``async for line in stream``) and ``write``. ``write`` is awaited and
-returns only when every byte is in the kernel's socket buffer, so a writer that outruns
-its peer waits there (backpressure); there is no unbounded write buffer. With an empty
-buffer ``read`` *is* the socket's ``recv`` (tried before any wait unless the last read
-drained the socket, see ``sockets``), and ``write`` *is* its ``sendall``: both are plain
-methods that hand back the socket's coroutine, so an echo server on streams runs the
-same frames as one on bare sockets, and the receive and send loops exist once.
+"""Servers and connections: the accept loop, listening sockets and connecting ones.
 
 Servers: ``tcp_server_socket``/``unix_server_socket`` make a listening :class:`Socket`
 (errors name the address: "port in use" says which port); ``serve`` accepts forever and
@@ -32,12 +23,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import traps
-from .errors import IncompleteRead, TaskCancelled
+from .errors import TaskCancelled
 from .sockets import Socket
 from .task import spawn
 
 __all__ = [
-    "SocketStream",
     "open_connection",
     "open_unix_connection",
     "serve",
@@ -48,127 +38,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("plait.coro")
-
-
-class SocketStream:
-    """A buffered byte stream over a :class:`Socket` (which the stream then owns)."""
-
-    __slots__ = ("_sock", "_buffer")
-
-    def __init__(self, sock: Socket) -> None:
-        self._sock = sock
-        self._buffer = bytearray()
-
-    def __repr__(self) -> str:
-        return f"<plait.coro.SocketStream {self._sock!r}>"
-
-    @property
-    def socket(self) -> Socket:
-        """The :class:`Socket` under the stream."""
-        return self._sock
-
-    def read(self, maxbytes: int = -1) -> Awaitable[bytes]:
-        """Up to ``maxbytes`` bytes (all until end of stream if negative); ``b""`` at end.
-
-        Blocks until at least one byte (or end of stream) is there.
-        """
-        if maxbytes >= 0 and not self._buffer:
-            # the hot path: the socket's own recv, no frame of the stream's in between
-            return self._sock.recv(maxbytes)
-        return self._read_buffered(maxbytes)
-
-    async def _read_buffered(self, maxbytes: int) -> bytes:
-        buffer = self._buffer
-        if buffer:
-            if maxbytes < 0 or maxbytes >= len(buffer):
-                data = bytes(buffer)
-                buffer.clear()
-            else:
-                data = bytes(buffer[:maxbytes])
-                del buffer[:maxbytes]
-            if maxbytes >= 0:
-                return data
-            return data + await self._read_buffered(-1)
-        recv = self._sock.recv
-        chunks = []
-        while True:
-            chunk = await recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-
-    async def read_exactly(self, nbytes: int) -> bytes:
-        """Exactly ``nbytes`` bytes; raises :class:`IncompleteRead` (``EOFError``) if the
-        stream ends first (``partial`` holds what came). Blocks until they are all there.
-        """
-        buffer = self._buffer
-        while len(buffer) < nbytes:
-            chunk = await self._sock.recv(max(65536, nbytes - len(buffer)))
-            if not chunk:
-                partial = bytes(buffer)
-                buffer.clear()
-                raise IncompleteRead(partial, nbytes)
-            buffer += chunk
-        data = bytes(buffer[:nbytes])
-        del buffer[:nbytes]
-        return data
-
-    async def readline(self, limit: int = 65536) -> bytes:
-        """One line, ``b"\\n"`` included (the rest of the stream if it ends without one).
-
-        Blocks until a whole line is there. Raises ``ValueError`` naming the limit if no
-        newline comes within ``limit`` bytes (the bytes stay buffered).
-        """
-        buffer = self._buffer
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end >= 0:
-                end += 1
-                line = bytes(buffer[:end])
-                del buffer[:end]
-                return line
-            if len(buffer) >= limit:
-                raise ValueError(f"no newline within {limit} bytes (readline limit)")
-            start = len(buffer)
-            chunk = await self._sock.recv(65536)
-            if not chunk:
-                line = bytes(buffer)
-                buffer.clear()
-                return line
-            buffer += chunk
-
-    def __aiter__(self) -> SocketStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        line = await self.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line
-
-    def write(self, data: bytes | bytearray | memoryview) -> Awaitable[None]:
-        """Send all of ``data``; blocks while the peer does not keep up (backpressure).
-
-        This is the socket's ``sendall``; if cancelled midway, the exception carries
-        ``bytes_sent``.
-        """
-        return self._sock.sendall(data)
-
-    async def writelines(self, lines: Any) -> None:
-        """``write`` each item of ``lines`` in turn."""
-        for line in lines:
-            await self.write(line)
-
-    async def close(self) -> None:
-        """Close the stream and its socket (never blocks)."""
-        self._sock.close_nowait()
-
-    async def __aenter__(self) -> SocketStream:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        self._sock.close_nowait()
 
 
 Handler = Callable[[Socket, Any], Awaitable[Any]]

@@ -36,7 +36,20 @@ from typing import Any
 from . import traps
 from .errors import TaskCancelled
 
-__all__ = ["Task", "TaskGroup", "current_task", "spawn"]
+__all__ = [
+    "RUNNING",
+    "WAIT_EXTERNAL",
+    "WAIT_PARK",
+    "WAIT_READ",
+    "WAIT_SLEEP",
+    "WAIT_WRITE",
+    "Task",
+    "TaskGroup",
+    "as_coroutine",
+    "current_task",
+    "report_crash",
+    "spawn",
+]
 
 log = logging.getLogger("plait.coro")
 

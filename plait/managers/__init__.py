@@ -2,11 +2,13 @@
 
 One concept per module:
 
+- ``protocol``: the messages: request and reply shapes, ``RemoteError``;
 - ``proxy``: tokens, ``BaseProxy``/``AutoProxy``, this process's connections to each
   server, reference counting that rides on requests, ``batch()``;
 - ``server``: the ``Server`` (one loop for local clients of objects that never block,
-  a thread for a client while its calls may block, the object table, sessions that
-  release what a dead client held);
+  a thread for a client while its calls may block);
+- ``table``: the server's objects and sessions, which release what a dead client held;
+- ``policy``: which requests the server's loop may answer itself;
 - ``rings``: the shared-memory path of local clients (an inbox ring per server, an
   outbox ring per connection; no system call per call while both sides are awake);
 - ``serializers``: ``listener_client``, how messages travel (pickle or XML-RPC);
@@ -42,6 +44,7 @@ _HOME = {
     "State": "manager",
     "Server": "server",
     "listener_client": "serializers",
+    "RemoteError": "protocol",
     "SharedMemoryManager": "shared_memory",
     "SharedMemoryServer": "shared_memory",
     "HAS_SHMEM": "shared_memory",
@@ -53,7 +56,6 @@ _HOME = {
             "ManagerGoneError",
             "NotExposedError",
             "RebuildProxy",
-            "RemoteError",
             "RemoteTraceback",
             "Token",
             "all_methods",

@@ -43,6 +43,7 @@ from plait.ipc.listener import address_type
 from plait.managers.proxy import AutoProxy, Token, client_for, forget_client
 from plait.managers.serializers import check_serializer, listener_client
 from plait.managers.server import Server
+from plait.managers.table import Registration
 
 __all__ = ["BaseManager", "State"]
 
@@ -96,7 +97,7 @@ class BaseManager:
             c = m.Counter()
     """
 
-    _registry: dict[str, tuple] = {}
+    _registry: dict[str, Registration] = {}
     _own_typeids: frozenset[str] = frozenset()
     _Server = Server
 
@@ -182,7 +183,7 @@ class BaseManager:
             for key, value in method_to_typeid.items():
                 if not isinstance(key, str) or not isinstance(value, str):
                     raise TypeError(f"method_to_typeid of {typeid!r} must map str to str")
-        cls._registry[typeid] = (
+        cls._registry[typeid] = Registration(
             callable,
             tuple(exposed) if exposed is not None else None,
             dict(method_to_typeid) if method_to_typeid else None,

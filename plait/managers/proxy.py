@@ -3,11 +3,8 @@
 Theory of operation
 -------------------
 A proxy is a ``Token`` (typeid, server address, object id) plus the way to call the
-server. Calling a method sends **one request and reads one reply** on a connection that
-belongs to the calling thread::
-
-    request  (ident, method, args, kwds, control)
-    reply    (RETURN, value) | (ERROR, (exception, remote traceback)) | (PROXY, (...))
+server. Calling a method sends **one request and reads one reply** (``protocol.py``) on a
+connection that belongs to the calling thread.
 
 Connections are per process, per thread, per server address, held by a ``_Client``
 (the registry ``_clients``), opened on first use and authenticated both ways (HMAC,
@@ -61,11 +58,11 @@ import threading
 import traceback
 import weakref
 from concurrent.futures import Future
-from multiprocessing import managers as _standard_managers  # for RemoteError only
 from typing import Any
 
 from plait.ipc.listener import HANDSHAKE_TIMEOUT
 from plait.managers import rings
+from plait.managers.protocol import ERROR, PROXY, RETURN, RemoteError
 from plait.managers.serializers import listener_client
 
 __all__ = [
@@ -85,20 +82,13 @@ __all__ = [
     "convert_to_error",
     "dispatch",
     "BATCH_LIMIT",
+    "client_for",
+    "forget_client",
 ]
 
-RETURN, ERROR, PROXY = 0, 1, 2
 # Whether connections to a local server ask for its rings (rings.py); off: sockets only.
 USE_RINGS = True
 BATCH_LIMIT = 1024
-
-
-class RemoteError(_standard_managers.RemoteError):
-    """The manager's server failed to handle a request (not an error of the method).
-
-    A subclass of ``multiprocessing.managers.RemoteError``, so a program's
-    ``except multiprocessing.managers.RemoteError`` keeps working (DESIGN.md's rule).
-    """
 
 
 class NotExposedError(RemoteError, AttributeError):
@@ -379,7 +369,7 @@ class _Client:
             manager = proxy._manager if proxy is not None else None
             if proxytype is None:  # it came as XML-RPC: this side's registry names it
                 entry = getattr(manager, "_registry", {}).get(typeid)
-                proxytype = entry[3] if entry is not None else AutoProxy
+                proxytype = entry.proxytype if entry is not None else AutoProxy
             p = proxytype(
                 token,
                 self.serializer,

@@ -35,10 +35,9 @@ from typing import Any
 
 from plait.ipc.connection import ConnectionWrapper
 from plait.ipc.listener import Client, Listener, xml_dumps, xml_loads
+from plait.managers.protocol import ERROR, PROXY, RemoteError
 
 __all__ = ["XmlConnection", "XmlListener", "XmlClient", "listener_client", "check_serializer"]
-
-_ERROR, _PROXY = 1, 2  # the reply kinds of proxy.py (RETURN, ERROR, PROXY = 0, 1, 2)
 
 
 class XmlConnection(ConnectionWrapper):
@@ -54,10 +53,10 @@ class XmlConnection(ConnectionWrapper):
     def send(self, obj: Any) -> None:
         """Send one message; ``TypeError`` (nothing sent) for a value XML-RPC cannot carry."""
         if type(obj) is tuple and len(obj) == 2:
-            if obj[0] == _ERROR and isinstance(obj[1], tuple) and obj[1]:
-                obj = (_ERROR, _describe_error(*obj[1]))
-            elif obj[0] == _PROXY and isinstance(obj[1], tuple) and len(obj[1]) == 4:
-                obj = (_PROXY, (None, *obj[1][1:]))
+            if obj[0] == ERROR and isinstance(obj[1], tuple) and obj[1]:
+                obj = (ERROR, _describe_error(*obj[1]))
+            elif obj[0] == PROXY and isinstance(obj[1], tuple) and len(obj[1]) == 4:
+                obj = (PROXY, (None, *obj[1][1:]))
         super().send(obj)
 
     def recv(self, *, timeout: float | None = None) -> Any:
@@ -67,9 +66,9 @@ class XmlConnection(ConnectionWrapper):
             return obj
         if len(obj) >= 2 and obj[0] == "#hello" and isinstance(obj[1], xmlrpc.client.Binary):
             obj[1] = obj[1].data
-        elif len(obj) == 2 and obj[0] == _ERROR and type(obj[1]) is list and len(obj[1]) == 3:
+        elif len(obj) == 2 and obj[0] == ERROR and type(obj[1]) is list and len(obj[1]) == 3:
             obj[1] = _rebuild_error(*obj[1])
-        elif len(obj) == 2 and obj[0] == _PROXY and type(obj[1]) is list:
+        elif len(obj) == 2 and obj[0] == PROXY and type(obj[1]) is list:
             obj[1] = tuple(obj[1])
         return tuple(obj)
 
@@ -88,8 +87,6 @@ def _describe_error(exc: Any, tb: Any = "") -> list:
 def _rebuild_error(name: Any, args: Any, tb: Any) -> tuple:
     """The ``(exception, traceback)`` of an error reply: the named class if this process
     has imported it (nothing is imported for it), else ``RemoteError`` naming it."""
-    from plait.managers.proxy import RemoteError  # noqa: PLC0415 - proxy imports this module
-
     module, _, qualname = str(name).partition(":")
     cls: Any = sys.modules.get(module)
     for part in qualname.split("."):

@@ -1,5 +1,8 @@
 """The manager's server: shared objects, served by one loop and by threads where needed.
 
+Three rooms: the objects and who holds them (``table.py``), which requests the loop may
+answer itself (``policy.py``), and this one, the loop, its threads and the ring thread.
+
 Theory of operation
 -------------------
 A ``Server`` listens (``plait.ipc.Listener``: a Unix socket, or TCP for clients on other
@@ -21,20 +24,17 @@ server's code sees the same tuples either way).
 Then the connection is served in one of two ways:
 
 - *by the loop*, for a local (Unix socket) client, as long as its requests cannot
-  block: calls on objects whose methods all return at once (``dict``, ``list``,
-  ``array``, ``Namespace``, ``Value``: ``_INLINE_TYPES`` and classes marked
-  ``_plait_inline_``), creating them and the standard queues, events and locks
-  (``_QUICK_MAKERS``), batches of such calls, the server's own queries. Creating
-  anything else (a user's type, a ``Pool``) runs in a thread once, which then gives
-  the connection back: ``m.Queue()`` used to hand its creator's connection to a thread
-  for good, and every later call of that client cost ~5x more. One thread serving
-  every ready connection per ``poll`` costs no thread switch per request and no GIL
-  hand-off between server threads, but it also runs every client's system calls one
-  after the other, where threads overlap them outside the GIL. Measured side by side
-  against a thread per connection on a loaded 2-core VM (4 client processes on one
-  dict; 1 client on a queue): per-round ratios from 0.7 to 2, medians ~1.1. It is
-  kept because the loop also watches thread-served connections (below) and needs no
-  thread for an idle client.
+  block (the ``policy`` verdict ``INLINE``): calls on objects whose methods all
+  return at once (``dict``, ``list``, ``array``, ``Namespace``, ``Value``), creating
+  them and the standard queues, events and locks, batches of such calls, the server's
+  own queries. Creating anything else (a user's type, a ``Pool``) runs in a thread
+  once, which then gives the connection back, so the client's later calls are the
+  loop's again. One thread serving every ready connection per ``poll`` costs no thread
+  switch per request and no GIL hand-off between server threads, but it also runs
+  every client's system calls one after the other, where threads overlap them outside
+  the GIL; against a thread per connection it is about even. It is kept because the
+  loop also watches thread-served connections (below) and needs no thread for an idle
+  client.
 - *by a thread of its own*, from the first request that may block (``Lock.acquire``,
   ``Queue.get``, a user's type: anything not known to return at once) until the client
   goes; and from the start for TCP clients, whose stream could stop in the middle of
@@ -65,17 +65,13 @@ socket path stays for TCP clients, for large messages and for calls that may blo
 
 Where the time goes
 -------------------
-Measured with ``perf stat`` and cProfile on a 2-core VM, 4 client processes each doing
-``d[k] = v; d[k]`` (``benchmarks/bench_managers.py``), before the rings: per call the
-loop spent ~12 µs of CPU (``poll``, ``recv``, ``send``), each client ~11-14 µs, the
-standard library ~21 µs in its server threads and ~20 µs in each client. Five processes
-on two cores make this case CPU-bound: throughput follows CPU per call, so the system
-calls were the cost to cut, and a socket cannot go below one ``send`` and one ``recv``
-per side. The rings need none while both sides are awake: 1 client ~66k to ~160k
-operations per second, 4 clients ~60k to ~150k, 5-8x the standard library (the
-benchmark's table has the current figures). Waiting sides yield their CPU instead of
-spinning in place (``rings.YIELDS``): with 4 clients on 2 cores a spinning client holds
-the very CPU another client or the server needs.
+With more client processes than cores, throughput follows CPU per call, and on the
+socket path most of that CPU is system calls (``poll``, ``recv``, ``send``): a socket
+cannot go below one ``send`` and one ``recv`` per side. The rings need none while both
+sides are awake (``benchmarks/bench_managers.py`` has the figures, and what the rings
+were measured to save). Waiting sides yield their CPU instead of spinning in place
+(``rings.YIELDS``): with more clients than cores a spinning client holds the very CPU
+another client or the server needs.
 
 The socket path still spins the adaptive way of ``plait._core.framing`` ("Waiting"): the
 clients' receive, and the loop (``_ready``: ``poll(0)`` before a blocking ``poll``),
@@ -86,18 +82,11 @@ The loop trusts local clients to send and read whole frames: one that is *stoppe
 (SIGSTOP) halfway through writing a large request, or with a large reply unread, holds
 the loop until it continues or dies (dying closes its socket, which ends the wait).
 
-The table
----------
-``objects`` maps an id (a counter, never reused, so a stale proxy can never reach
-another object) to ``(object, exposed, method_to_typeid, typeid)``; ``refs`` counts
-its holders: sessions that hold it (``held``: the client process has live proxies of
-it), sessions that pinned it (pickled a proxy of it), and proxies living in the server
-(a managed list stored in a managed dict). The hot path reads ``objects`` without the
-lock (a dict lookup is atomic under the GIL); every change of the table and the counts
-takes ``lock``. An object whose count reaches zero is removed, and dropped outside the
-lock (its ``__del__`` may do anything). When the last connection of a session closes,
-for any reason (shutdown, exit, SIGKILL mid-call), the session's holds and pins go:
-objects a dead client created are released.
+The table (``table.py``) is shared by the loop, its threads and the ring thread, under
+its own lock; the hand-overs between the loop and its threads (``_incoming``,
+``_finished``) and the sets of threads and their connections are under the server's.
+When the last connection of a session closes, for any reason (shutdown, exit, SIGKILL
+mid-call), the session's holds and pins go: objects a dead client created are released.
 
 Failure handling, per connection: a frame too large (``max_message_size``) or broken
 ends that connection; a message that does not unpickle or does not have the shape of a
@@ -113,8 +102,6 @@ behind, a daemon), and drops every object.
 
 from __future__ import annotations
 
-import array
-import itertools
 import os
 import select
 import socket
@@ -128,119 +115,31 @@ from plait.ipc import auth
 from plait.ipc.listener import HANDSHAKE_TIMEOUT
 from plait.managers import proxy as _proxy
 from plait.managers import rings
-from plait.managers.proxy import (
-    ERROR,
-    PROXY,
-    RETURN,
-    NotExposedError,
-    RemoteError,
-    error_reply,
-    public_methods,
+from plait.managers.policy import (
+    INLINE,
+    ONCE,
+    PROMOTE,
+    PROMOTE_AFTER,
+    READY,
+    RUN,
+    TRY,
+    WAIT,
+    verdict,
 )
+from plait.managers.protocol import ERROR, RETURN, RemoteError, Request
+from plait.managers.proxy import error_reply
 from plait.managers.serializers import check_serializer, listener_client
-from plait.threads import (
-    Barrier,
-    BoundedSemaphore,
-    Condition,
-    Empty,
-    Event,
-    Full,
-    Lock,
-    Queue,
-    RLock,
-    Semaphore,
-)
+from plait.managers.table import Session, Table
 
 __all__ = ["Server"]
 
-_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
-# Objects whose every method returns at once: the loop serves them without a thread.
-_INLINE_TYPES = (dict, list, array.array)
-_INLINE_REQUESTS = frozenset(
-    {"dummy", "number_of_objects", "debug_info", "get_methods", "shutdown", "statistics"}
-)
-
-
-# A connection whose calls had to wait this often keeps a thread: each waiting call
-# otherwise starts a thread (tens of microseconds) and hands the connection back.
-_PROMOTE_AFTER = 3
 _HANGUP = select.POLLRDHUP  # with POLLHUP and POLLERR, which poll always reports
-_TRY = object()  # _inline's answer for queues and events
-_ONCE = object()  # _inline's answer for a request a thread runs once (then gives back)
-_WAIT = object()  # _run_now's answer for a queue or event call that would block
-_PROMOTE = object()  # _run_now's answer for a request whose connection gets a thread
-_RUN = object()  # a policy's answer: run the call as asked, it cannot block
-_QUEUE_NONBLOCKING = frozenset(
-    {
-        "put_nowait",
-        "get_nowait",
-        "qsize",
-        "empty",
-        "full",
-        "task_done",
-        "shutdown",
-        "statistics",
-        "is_shutdown",
-    }
-)
-
-
-def _queue_attempt(obj: Queue, method: str, args: tuple, kwds: dict) -> Any:
-    """A queue call without blocking: its reply, ``_RUN``, or None (it would block)."""
-    if method == "get" or method == "put":
-        at = 0 if method == "get" else 1
-        block = args[at] if len(args) > at else kwds.get("block", True)
-        if method == "put" and obj.maxsize <= 0:
-            block = False  # an unbounded queue takes every item at once
-        if not block:
-            return _RUN
-        try:
-            if method == "get":
-                return RETURN, obj.get(False)
-            obj.put(args[0] if args else kwds["item"], False)
-            return RETURN, None
-        except (Empty, Full):
-            return None
-    return _RUN if method in _QUEUE_NONBLOCKING else None
-
-
-def _event_attempt(obj: Event, method: str, args: tuple, kwds: dict) -> Any:
-    """An event call without blocking: its reply, ``_RUN``, or None (it would block)."""
-    if method == "wait":
-        return (RETURN, True) if obj.is_set() else None
-    return _RUN if method in ("is_set", "set", "clear") else None
-
-
-def _policy(obj: Any) -> Any:
-    """How the loop treats calls on ``obj``: True (all inline), False (a thread), or a
-    function that tries a call without blocking."""
-    if type(obj) in _INLINE_TYPES or getattr(type(obj), "_plait_inline_", False):
-        return True
-    if isinstance(obj, Queue):
-        return _queue_attempt
-    if isinstance(obj, Event):
-        return _event_attempt
-    return False
-
-
-def _makes_inline(make: Any) -> bool:
-    """Whether objects made by ``make`` never block (a type of ``_INLINE_TYPES``, or a
-    class or function marked ``_plait_inline_ = True``)."""
-    return make in _INLINE_TYPES or getattr(make, "_plait_inline_", False)
-
-
-# Makers whose objects may block in their methods, but not while being made: the loop
-# creates them itself. Any other maker (a user's, Pool) runs in a thread, once.
-_QUICK_MAKERS = (Queue, Event, Lock, RLock, Semaphore, BoundedSemaphore, Condition, Barrier)
-
-
 _JOIN_TIMEOUT = 2.0
-_READY = object()  # marks a request already answered: (_READY, reply to send)
 
 
 def _refusal(why: str) -> tuple:
     """The error reply to a request that cannot be served, ready to send."""
-    return _READY, (ERROR, (RemoteError(why), ""))
+    return READY, (ERROR, (RemoteError(why), ""))
 
 
 def _checked(request: Any) -> tuple:
@@ -250,23 +149,12 @@ def _checked(request: Any) -> tuple:
     return request
 
 
-class _Session:
-    """One client process: how many connections it has open, what it holds and pinned."""
-
-    __slots__ = ("conns", "held", "pins")
-
-    def __init__(self) -> None:
-        self.conns = 0
-        self.held: set[int] = set()
-        self.pins: set[int] = set()
-
-
 class _Served:
     """A connection with its fd and session; ``left`` once the session let go of it."""
 
     __slots__ = ("conn", "fd", "sid", "session", "left", "blocked", "outbox")
 
-    def __init__(self, conn, sid: bytes, session: _Session) -> None:
+    def __init__(self, conn, sid: bytes, session: Session) -> None:
         self.conn = conn
         self.fd = conn.fileno()
         self.sid = sid
@@ -288,25 +176,26 @@ class _LocalClient(_proxy._Client):
 
     def adopt(self, ident: int, counted: bool) -> None:
         if not counted:
-            self.server.hold(ident)
+            self.server.table.hold(ident)
 
     def release(self, ident: int) -> None:
-        self.server.unhold(ident)
+        self.server.table.unhold(ident)
 
     def pin(self, ident: int) -> None:
         # Pickled in the server: it goes in a reply, so the client's session holds it.
         session = getattr(self.server.current, "session", None)
         if session is not None:
-            self.server.add_ref(session.held, ident)
+            self.server.table.add_ref(session.held, ident)
 
     def call(self, ident, method, args, kwds, proxy=None):
-        return self.decode(*self.server.call(ident, method, args, kwds, None), proxy)
+        return self.decode(*self.server.table.call(ident, method, args, kwds, None), proxy)
 
 
 class Server:
     """Serves the objects of ``registry`` at ``address`` to clients holding ``authkey``.
 
-    ``registry`` maps a typeid to ``(callable, exposed, method_to_typeid, proxytype)``;
+    ``registry`` maps a typeid to a ``table.Registration`` (or a 4-tuple of its fields:
+    callable, exposed, method_to_typeid, proxytype);
     ``serializer`` is a key of ``listener_client`` (``'pickle'``, ``'xmlrpclib'``).
     Raises ``OSError`` naming the address when it cannot listen there, ``ValueError``
     for an unknown serializer.
@@ -348,15 +237,11 @@ class Server:
         listener = listener_client[serializer][0]
         self.listener = listener(address, backlog=128, max_message_size=max_message_size)
         self.address = self.listener.address
-        self.objects: dict[int, tuple] = {}
-        self.refs: dict[int, int] = {}
-        self.inside: dict[int, int] = {}  # of refs, those held by proxies in the server
-        self.sessions: dict[bytes, _Session] = {}
-        # Reentrant: a collection inside a locked region may finalize a proxy living in
-        # the server (a managed list in a managed dict), whose __del__ calls unhold().
-        self.lock = threading.RLock()
+        self.table = Table(registry, self.address)
         self.current = threading.local()  # .session of the connection a thread serves
-        self._ids = itertools.count(1)
+        # Guards the hand-overs between the loop and the threads below (the table has
+        # its own lock).
+        self._lock = threading.Lock()
         self._conns: set[Any] = set()  # connections that have a thread
         self._threads: set[threading.Thread] = set()
         # Owned by the loop thread: connections it serves, and those threads serve (watched
@@ -467,7 +352,7 @@ class Server:
         thread = threading.Thread(
             target=target, args=(conn, *args), name="plait-manager-client", daemon=True
         )
-        with self.lock:
+        with self._lock:
             self._conns.add(conn)
             self._threads.add(thread)
         thread.start()
@@ -481,7 +366,7 @@ class Server:
 
     def _hand_back(self, served: _Served, to: list) -> None:
         """From a thread: give ``served`` to the loop (``_incoming`` or ``_finished``)."""
-        with self.lock:
+        with self._lock:
             to.append(served)
             self._conns.discard(served.conn)
             self._threads.discard(threading.current_thread())
@@ -494,7 +379,7 @@ class Server:
         self._release(served)
 
     def _take_handovers(self, poller) -> None:
-        with self.lock:
+        with self._lock:
             incoming, self._incoming = self._incoming, []
             finished, self._finished = self._finished, []
         watched = self._watched
@@ -519,7 +404,7 @@ class Server:
             if served.outbox is not None:
                 self._links.pop(served.outbox.token, None)
                 served.outbox.close()
-            self._leave(served.sid, served.session)
+            self.table.leave(served.sid, served.session)
 
     def _close(self) -> None:
         self.listener.close()
@@ -533,7 +418,7 @@ class Server:
             served.conn.close()
             self._release(served)
         self._looped.clear()
-        with self.lock:
+        with self._lock:
             conns = list(self._conns)
             threads = list(self._threads)
         for conn in conns:
@@ -544,19 +429,14 @@ class Server:
         deadline = time.monotonic() + join_timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        with self.lock:
+        with self._lock:
             rest = [*self._incoming, *self._finished, *self._watched.values()]
             self._incoming, self._finished = [], []
             self._watched.clear()
         for served in rest:  # handed over while the loop was stopping, or still in a call
             served.conn.close()
             self._release(served)
-        with self.lock:
-            objects = list(self.objects.values())
-            self.objects.clear()
-            self.refs.clear()
-            self.inside.clear()
-        del objects  # referents die here, outside the lock
+        self.table.clear()
         if _proxy._local_servers.get(self.address) is self:
             del _proxy._local_servers[self.address]
         wake_r, wake_w = self._wake_r, self._wake_w
@@ -564,24 +444,16 @@ class Server:
         os.close(wake_r)
         os.close(wake_w)
 
-    def debug_info(self) -> str:
-        """One line per object held: its id, holders and the start of its ``str``."""
-        with self.lock:
-            entries = [
-                (ident, self.refs.get(ident, 0), entry[0])
-                for ident, entry in sorted(self.objects.items())
-            ]
-        return "\n".join(
-            f"  {ident}:       refcount={refs}\n    {str(obj)[:75]}" for ident, refs, obj in entries
-        )
-
     def statistics(self) -> dict[str, int]:
         """A snapshot: objects, client sessions, connections served by the loop, threads
         serving connections, connections with rings, inbox entries taken."""
-        with self.lock:
+        table = self.table
+        with table.lock:
+            objects, sessions = len(table.objects), len(table.sessions)
+        with self._lock:
             return {
-                "objects": len(self.objects),
-                "sessions": len(self.sessions),
+                "objects": objects,
+                "sessions": sessions,
                 "loop_connections": len(self._looped),
                 "threads": len(self._threads),
                 "ring_connections": len(self._links),
@@ -605,7 +477,7 @@ class Server:
                 # No hello: a connection of ``dispatch()``, a session of its own,
                 # served by this thread.
                 sid = os.urandom(12)
-                session = self._join(sid)
+                session = self.table.join(sid)
                 self.current.session = session
                 if self._answer(conn, _checked(hello), session):
                     self._serve(conn, session)
@@ -615,7 +487,7 @@ class Server:
             sid = hello[1]
             if not isinstance(sid, bytes):
                 return
-            session = self._join(sid)
+            session = self.table.join(sid)
             if conn._channel.unix and not self._stopping:
                 # Local clients go to the loop. TCP ones keep their thread: a stream peer
                 # could stall the loop in the middle of a frame.
@@ -629,11 +501,11 @@ class Server:
         finally:
             if conn is not None:
                 conn.close()
-                with self.lock:
+                with self._lock:
                     self._conns.discard(conn)
                     self._threads.discard(threading.current_thread())
             if session is not None:
-                self._leave(sid, session)
+                self.table.leave(sid, session)
 
     def _loop_request(self, poller, served: _Served) -> None:
         """Serve one request of a looped connection; hand it to a thread if it may block."""
@@ -641,44 +513,46 @@ class Server:
         if request is None:
             self._drop(poller, served)
             return
-        verdict = self._run_now(served.session, request)
-        if verdict is _WAIT:
+        outcome = self._run_now(served.session, request)
+        if outcome is WAIT:
             served.blocked += 1
-            promote = served.blocked >= _PROMOTE_AFTER
+            promote = served.blocked >= PROMOTE_AFTER
             target = self._serve_promoted if promote else self._serve_once
-        elif verdict is _ONCE:
+        elif outcome is ONCE:
             target = self._serve_once
-        elif verdict is _PROMOTE:
+        elif outcome is PROMOTE:
             target = self._serve_promoted
         else:
-            if not self._answer(served.conn, verdict, served.session):
+            if not self._answer(served.conn, outcome, served.session):
                 self._drop(poller, served)
             return
         # _run_now applied the control list: the thread must not apply it again
-        self._to_thread(poller, served, target, (*request[:4], None))
+        ident, method, args, kwds, _ = request
+        self._to_thread(poller, served, target, Request(ident, method, args, kwds, None))
 
-    def _run_now(self, session: _Session, request: tuple) -> Any:
+    def _run_now(self, session: Session, request: tuple) -> Any:
         """Run ``request`` if it cannot block. Returns what ``_answer`` sends (the reply
-        as ``(_READY, reply)``, or the request itself for the server's own queries), or
-        how a thread must serve it instead: ``_WAIT`` (a queue or event call that would
-        block), ``_ONCE`` (a thread runs it, then gives the connection back) or
-        ``_PROMOTE`` (a thread serves the connection from now on). Applies the request's
+        as ``(READY, reply)``, or the request itself for the server's own queries), or
+        how a thread must serve it instead: ``WAIT`` (a queue or event call that would
+        block), ``ONCE`` (a thread runs it, then gives the connection back) or
+        ``PROMOTE`` (a thread serves the connection from now on). Applies the request's
         control list in every case."""
-        if request[0] is _READY:
+        if request[0] is READY:
             return request
         ident, method, args, kwds, control = request
+        table = self.table
         if control:
-            self._control(session, control)
-        mode = self._inline(ident, method, args)
+            table.control(session, control)
+        mode = verdict(table, self.public, ident, method, args)
         self.current.session = session
-        if mode is True:
+        if mode is INLINE:
             if ident is not None:  # the hot path: a call that cannot block
-                return _READY, self.call(ident, method, args, kwds, session)
-            return ident, method, args, kwds, None
-        if mode is _TRY:
+                return READY, table.call(ident, method, args, kwds, session)
+            return Request(ident, method, args, kwds, None)
+        if mode is TRY:
             reply = self._attempt(ident, method, args, kwds, session)
-            return _WAIT if reply is None else (_READY, reply)
-        return _ONCE if mode is _ONCE else _PROMOTE
+            return WAIT if reply is None else (READY, reply)
+        return ONCE if mode is ONCE else PROMOTE
 
     # -- the rings of local clients (rings.py) --------------------------------------------
 
@@ -692,7 +566,7 @@ class Server:
             served.conn.send(("#socket",))
             return
         try:
-            with self.lock:
+            with self._lock:
                 if self._inbox is None:
                     self._inbox = rings.make_ring(rings.INBOX_CAPACITY)
                     self._ring_thread = threading.Thread(
@@ -749,14 +623,14 @@ class Server:
             request = _checked(rings.loads_request(data))
         except Exception as exc:
             request = _refusal(f"cannot unpickle the request: {exc!r}")
-        verdict = self._run_now(served.session, request)
+        outcome = self._run_now(served.session, request)
         try:
-            if verdict is _WAIT or verdict is _ONCE or verdict is _PROMOTE:
+            if outcome is WAIT or outcome is ONCE or outcome is PROMOTE:
                 served.outbox.redirect()  # the loop and its threads serve it on the socket
                 return True
         except OSError:
             return False
-        return self._answer(served.outbox, verdict, served.session)
+        return self._answer(served.outbox, outcome, served.session)
 
     def _drop(self, poller, served: _Served) -> None:
         """Stop serving a looped connection that ended or broke."""
@@ -785,18 +659,19 @@ class Server:
 
     def _attempt(self, ident: int, method: str, args: Any, kwds: Any, session) -> tuple | None:
         """The reply of a call on a queue or event if it can be had without blocking."""
+        table = self.table
         try:
-            obj, exposed, _, _, policy = self.objects[ident]
-            if method not in exposed:
-                return self.call(ident, method, args, kwds, session)  # the error, at once
-            reply = policy(obj, method, args, kwds)
+            entry = table.objects[ident]
+            if method not in entry.exposed:
+                return table.call(ident, method, args, kwds, session)  # the error, at once
+            reply = entry.attempt(entry.obj, method, args, kwds)
         except Exception as exc:
             return error_reply(exc)
-        if reply is _RUN:
-            return self.call(ident, method, args, kwds, session)
+        if reply is RUN:
+            return table.call(ident, method, args, kwds, session)
         return reply
 
-    def _serve(self, conn, session: _Session) -> None:
+    def _serve(self, conn, session: Session) -> None:
         """Serve a connection in this thread until it ends."""
         self.current.session = session
         receive = self._receive
@@ -816,19 +691,19 @@ class Server:
             return _refusal(f"cannot unpickle the request: {exc!r}")
         return _checked(request)
 
-    def _answer(self, conn, request: tuple, session: _Session) -> bool:
+    def _answer(self, conn, request: tuple, session: Session) -> bool:
         """Run a request (or pass on an error reply), send the reply; False: conn is gone."""
-        if request[0] is _READY:
-            reply = request[1]
+        if request[0] is READY:
+            _, reply = request
             ident = method = None
         else:
             ident, method, args, kwds, control = request
             if control:
-                self._control(session, control)
+                self.table.control(session, control)
             if ident is None:
                 reply = self._special(method, args, session)
             else:
-                reply = self.call(ident, method, args, kwds, session)
+                reply = self.table.call(ident, method, args, kwds, session)
         if not self._send_reply(conn, reply):
             return False
         if ident is None and method == "shutdown" and reply[0] == RETURN:
@@ -849,75 +724,26 @@ class Server:
                 return False
         return True
 
-    def _inline(self, ident: Any, method: Any, args: Any) -> Any:
-        """Whether the loop may run this request: True (it cannot block), False (a thread
-        serves the connection from now on), ``_TRY`` (a queue or event: see
-        ``_attempt``) or ``_ONCE`` (a thread runs this request, then gives it back)."""
-        try:
-            if ident is not None:
-                entry = self.objects.get(ident)
-                if entry is None:
-                    return True  # the error reply
-                return entry[4] if entry[4] is True or entry[4] is False else _TRY
-            if method == "create":
-                make = self.registry[args[0]][0]
-                return True if _makes_inline(make) or make in _QUICK_MAKERS else _ONCE
-            if method == "batch":
-                return all(self._inline(i, m, a) is True for i, m, a, _ in args)
-            return method in _INLINE_REQUESTS or method in self.public
-        except Exception:
-            return False  # a malformed request: a thread will answer it with the error
-
-    def call(self, ident: int, method: str, args: tuple, kwds: dict, session) -> tuple:
-        """Run one method call on object ``ident``; return the reply."""
-        try:
-            obj, exposed, to_typeid, typeid, _ = self.objects[ident]
-        except (KeyError, TypeError):
-            return ERROR, (
-                ReferenceError(
-                    f"the manager at {self.address!r} holds no object with id {ident!r}"
-                ),
-                "",
-            )
-        try:
-            if method not in exposed:
-                if method == "#getvalue":
-                    return RETURN, obj
-                if method == "__repr__" or method == "__str__":
-                    return RETURN, getattr(obj, method)()
-                raise NotExposedError(
-                    f"method {method!r} of {typeid!r} object is not exposed "
-                    f"(exposed: {', '.join(sorted(exposed))})"
-                )
-            result = getattr(obj, method)(*args, **kwds)
-        except Exception as exc:
-            return error_reply(exc)
-        if to_typeid is not None and method in to_typeid:
-            return self._proxy_reply(result, to_typeid[method], session)
-        if type(result) in _VIEWS:
-            result = list(result)  # as the standard library: dict views come back as lists
-        return RETURN, result
-
-    def _special(self, method: str, args: Any, session: _Session) -> tuple:
+    def _special(self, method: str, args: Any, session: Session) -> tuple:
         try:
             if method == "batch":
-                call = self.call
+                call = self.table.call
                 return RETURN, [call(i, m, a, k, session) for i, m, a, k in args]
             if method == "create":
                 typeid, cargs, ckwds = args
                 try:
-                    return RETURN, self.create(session, typeid, *cargs, **ckwds)
+                    return RETURN, self.table.create(session, typeid, *cargs, **ckwds)
                 except Exception as exc:  # as the standard library: RemoteError, its text
                     _, (_, tb) = error_reply(exc)
                     return ERROR, (RemoteError(tb.lstrip("\n")), tb)
             if method == "get_methods":
-                return RETURN, sorted(self.objects[args[0]][1])
+                return RETURN, sorted(self.table.objects[args[0]].exposed)
             if method == "dummy" or method == "shutdown":
                 return RETURN, None
             if method == "number_of_objects":
-                return RETURN, self.number_of_objects()
+                return RETURN, self.table.number_of_objects()
             if method == "debug_info":
-                return RETURN, self.debug_info()
+                return RETURN, self.table.debug_info()
             if method == "statistics":
                 return RETURN, self.statistics()
             if method in self.public:
@@ -925,135 +751,6 @@ class Server:
             raise RemoteError(f"unknown request {method!r} to the manager at {self.address!r}")
         except Exception as exc:
             return error_reply(exc)
-
-    # -- objects and references ----------------------------------------------------------
-
-    def create(self, session: _Session | None, typeid: str, *args, **kwds) -> tuple:
-        """Make a new object of ``typeid``; ``session`` holds it. Returns ``(id, exposed)``.
-
-        Raises ``KeyError`` naming an unknown typeid, ``TypeError`` for a typeid that
-        has no callable here, and whatever the callable raised.
-        """
-        try:
-            make = self.registry[typeid][0]
-        except (KeyError, TypeError):
-            raise KeyError(f"typeid {typeid!r} is not registered with this manager") from None
-        if make is None:
-            raise TypeError(f"typeid {typeid!r} has no callable in this manager's server")
-        obj = make(*args, **kwds)
-        ident, exposed, _ = self._register(obj, typeid, session)
-        return ident, exposed
-
-    def _register(self, obj: Any, typeid: str, session: _Session | None):
-        try:
-            _, exposed, to_typeid, proxytype = self.registry[typeid]
-        except KeyError:
-            raise KeyError(f"typeid {typeid!r} is not registered with this manager") from None
-        if exposed is None:
-            exposed = getattr(obj, "_exposed_", None) or public_methods(obj)
-        exposed = tuple(exposed)
-        ident = next(self._ids)
-        with self.lock:
-            inline = _policy(obj)
-            self.objects[ident] = (obj, frozenset(exposed), to_typeid or None, typeid, inline)
-            # One holder: the session, or (a call from inside the server) the new proxy.
-            self.refs[ident] = 1
-            if session is not None:
-                session.held.add(ident)
-            else:
-                self.inside[ident] = 1
-        return ident, exposed, proxytype
-
-    def _proxy_reply(self, result: Any, typeid: str, session: _Session | None) -> tuple:
-        try:
-            ident, exposed, proxytype = self._register(result, typeid, session)
-        except Exception as exc:
-            return error_reply(exc)
-        return PROXY, (proxytype, typeid, ident, exposed)
-
-    def add_ref(self, holds: set[int], ident: int) -> None:
-        """Count ``ident`` as held by ``holds`` (a session's held or pins), once."""
-        with self.lock:
-            if ident in self.refs and ident not in holds:
-                holds.add(ident)
-                self.refs[ident] += 1
-
-    def hold(self, ident: int) -> None:
-        """One more holder inside the server (a proxy rebuilt here)."""
-        with self.lock:
-            if ident in self.refs:
-                self.refs[ident] += 1
-                self.inside[ident] = self.inside.get(ident, 0) + 1
-
-    def unhold(self, ident: int) -> None:
-        """One holder inside the server less."""
-        with self.lock:
-            n = self.inside.get(ident, 0)
-            if n > 1:
-                self.inside[ident] = n - 1
-            else:
-                self.inside.pop(ident, None)
-            freed = self._decref(ident)
-        del freed
-
-    def number_of_objects(self) -> int:
-        """How many objects some client holds, as the standard library counts them: an
-        object only other shared objects refer to (a managed list stored in a managed
-        dict, and nothing else) is not counted; ``statistics()`` counts every one."""
-        with self.lock:
-            inside = self.inside
-            return sum(1 for ident, n in self.refs.items() if n > inside.get(ident, 0))
-
-    def _decref(self, ident: int):
-        """Count one holder of ``ident`` out (lock held); return what it freed, if anything."""
-        n = self.refs.get(ident)
-        if n is None:
-            return None
-        if n > 1:
-            self.refs[ident] = n - 1
-            return None
-        del self.refs[ident]
-        self.inside.pop(ident, None)
-        return self.objects.pop(ident, None)
-
-    def _control(self, session: _Session, control: Any) -> None:
-        freed = []
-        try:
-            with self.lock:
-                for op, ident in control:
-                    if op == "decref":
-                        if ident in session.held:
-                            session.held.discard(ident)
-                            freed.append(self._decref(ident))
-                        continue
-                    holds = session.held if op == "incref" else session.pins
-                    if ident in self.refs and ident not in holds:
-                        holds.add(ident)
-                        self.refs[ident] += 1
-        except (TypeError, ValueError):
-            pass  # a malformed control list: ignore the rest of it
-        del freed
-
-    def _join(self, sid: bytes) -> _Session:
-        with self.lock:
-            session = self.sessions.get(sid)
-            if session is None:
-                session = self.sessions[sid] = _Session()
-            session.conns += 1
-        return session
-
-    def _leave(self, sid: bytes, session: _Session) -> None:
-        freed = []
-        with self.lock:
-            session.conns -= 1
-            if session.conns > 0:
-                return
-            self.sessions.pop(sid, None)
-            for ident in itertools.chain(session.held, session.pins):
-                freed.append(self._decref(ident))
-            session.held.clear()
-            session.pins.clear()
-        del freed
 
 
 def _peer_pid(conn) -> int | None:

@@ -421,14 +421,14 @@ def test_a_proxy_in_the_server_finalized_under_the_table_lock(leak_free):
     with served_in_this_process(SyncManager) as (server, client):
         d, lst = client.dict(), client.list([1])
         d["l"] = lst  # the dict in the server now holds a proxy of the list
-        inner = next(obj for obj, *_ in server.objects.values() if type(obj) is dict)
+        inner = next(e.obj for e in server.table.objects.values() if type(e.obj) is dict)
         proxy_in_server = inner.pop("l")
         cycle = [proxy_in_server]
         cycle.append(cycle)  # garbage only a collection frees
         del proxy_in_server, cycle
 
         def collect_under_the_lock():
-            with server.lock:
+            with server.table.lock:
                 gc.collect()  # the proxy's __del__ runs here, under the lock
 
         collector = threading.Thread(target=collect_under_the_lock, daemon=True)
