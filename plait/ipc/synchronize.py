@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Every primitive keeps its state in a small ``memfd`` mapped ``MAP_SHARED`` by each
-process that uses it (a ``_Block``); the words in it are operated on by the C core
+process that uses it (a ``plait._core.block.Block``); the words in it are operated on by the C core
 ``plait._core._sync`` with atomic instructions and futex waits (its source opens with
 the essay on the algorithms). Nothing lives in a server process or a named semaphore:
 
@@ -51,15 +51,12 @@ lock's and its own; ``Barrier`` three).
 
 from __future__ import annotations
 
-import fcntl
-import mmap
 import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from plait._core import fdpass
 from plait._core._sync import (
     EVENT,
     LOCK,
@@ -70,6 +67,7 @@ from plait._core._sync import (
     OwnerDiedError,
     SemLock,
 )
+from plait._core.block import Block
 
 __all__ = [
     "RECURSIVE_MUTEX",
@@ -88,62 +86,8 @@ __all__ = [
 
 RECURSIVE_MUTEX = RLOCK  # the standard name of the kind an RLock's ``kind`` reports
 
-_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 
-
-class _Block:
-    """A sealed ``memfd`` mapped shared: the memory of one primitive.
-
-    Owns the fd (closed when the block is collected) and the mapping (unmapped when
-    the last object built on it is collected).
-    """
-
-    __slots__ = ("fd", "mm", "size", "__weakref__")
-
-    def __init__(self, size: int, fd: int | None = None, name: str = "plait-sync") -> None:
-        if fd is None:
-            fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-            try:
-                os.ftruncate(fd, size)
-                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-            except BaseException:
-                os.close(fd)
-                raise
-        else:
-            try:
-                actual = os.fstat(fd).st_size
-                sealed = fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK
-            except OSError:  # not a memfd at all (F_GET_SEALS: EINVAL)
-                actual, sealed = 0, 0
-            if actual < size or not sealed:
-                os.close(fd)
-                raise ValueError(f"the fd sent as a {size}-byte sync block is not one")
-        self.fd = fd
-        self.size = size
-        try:
-            self.mm = mmap.mmap(fd, size)
-        except BaseException:
-            self.fd = -1
-            os.close(fd)
-            raise
-
-    def __reduce__(self):
-        return _rebuild_block, (fdpass.reduce_fd(self.fd), self.size)
-
-    def close_fd(self) -> None:
-        """Close the fd now; the mapping stays, but the block can no longer travel."""
-        fd, self.fd = getattr(self, "fd", -1), -1
-        if fd >= 0:
-            os.close(fd)
-
-    __del__ = close_fd
-
-
-def _rebuild_block(index: int, size: int) -> _Block:
-    return _Block(size, fdpass.rebuild_fd(index))
-
-
-def _record(block: _Block, offset: int, *init: int) -> SemLock:
+def _record(block: Block, offset: int, *init: int) -> SemLock:
     """A plain ``SemLock`` on the record at ``offset`` of ``block`` (initialized if
     ``init`` = (kind, value, maxvalue) is given)."""
     sem = SemLock()
@@ -155,7 +99,7 @@ class _Primitive(SemLock):
     """A ``SemLock`` that owns its block: construction, pickling, ``repr``."""
 
     def _create(self, kind: int, value: int, maxvalue: int) -> None:
-        self._block = _Block(RECORD_SIZE)
+        self._block = Block(RECORD_SIZE)
         self._attach(self._block.mm, 0, kind, value, maxvalue)
 
     def __reduce__(self):
@@ -173,7 +117,7 @@ class _Primitive(SemLock):
         return self._get_value() == 0
 
 
-def _rebuild_primitive(cls: type, block: _Block) -> _Primitive:
+def _rebuild_primitive(cls: type, block: Block) -> _Primitive:
     obj = cls.__new__(cls)
     obj._block = block
     obj._attach(block.mm, 0)
@@ -336,9 +280,9 @@ class Condition:
                 f"a plait Condition needs a plait Lock or RLock (plait.multiprocessing.Lock()), "
                 f"not a {kind}"
             )
-        self._setup(lock, _Block(_HEADER + _SLOTS * _SLOT))
+        self._setup(lock, Block(_HEADER + _SLOTS * _SLOT))
 
-    def _setup(self, lock: SemLock, block: _Block) -> None:
+    def _setup(self, lock: SemLock, block: Block) -> None:
         # The semaphores of the standard library's algorithm, which code written against
         # it reads: their get_value() says why there is no value, as the standard one
         # does where sem_getvalue() is missing.
@@ -507,9 +451,9 @@ class Event:
     """
 
     def __init__(self) -> None:
-        self._setup(_Block(RECORD_SIZE), True)
+        self._setup(Block(RECORD_SIZE), True)
 
-    def _setup(self, block: _Block, create: bool) -> None:
+    def _setup(self, block: Block, create: bool) -> None:
         self._block = block
         self._flag = _record(block, 0, *((EVENT, 0, 1) if create else ()))
 
@@ -557,7 +501,7 @@ class Barrier:
     ) -> None:
         if not isinstance(parties, int) or parties < 1:
             raise ValueError(f"parties must be an int >= 1, not {parties!r}")
-        block = _Block(8)
+        block = Block(8)
         self._setup(Condition(Lock()), block, parties, action, timeout)
 
     def _setup(self, cond, block, parties, action, timeout) -> None:

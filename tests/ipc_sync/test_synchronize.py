@@ -466,12 +466,12 @@ def test_primitives_travel_by_the_spawn_hook(no_shm_leaks):
 
 
 def test_an_fd_that_is_not_a_sync_block_is_refused_and_closed():
-    from plait.ipc.synchronize import _Block
+    from plait._core.block import Block
 
     r, w = os.pipe()
     try:
-        with pytest.raises(ValueError, match="sync block"):
-            _Block(16, r)
+        with pytest.raises(ValueError, match="memory block is not one: the fd is not a memfd"):
+            Block(16, r)
         with pytest.raises(OSError):
             os.fstat(r)  # closed by the refusal, not leaked
     finally:
