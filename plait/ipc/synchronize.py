@@ -25,11 +25,11 @@ semaphore of its own, in a slot of the condition's block that names its process,
 (``multiprocessing``'s ``notify`` waits for each woken waiter to acknowledge, forever
 if it was killed). ``Event`` is one futex word of its own.
 
-Why ``Condition`` and ``Barrier`` do not share code with ``plait.threads.sync``, whose
-algorithms they repeat: the layering would allow it (``threads`` sits below ``ipc``),
-but importing ``plait.threads.sync`` runs ``plait.threads``, whose lock-order checker
-imports ``dataclasses`` and ``inspect`` (about 10 ms), and every spawned child that
-unpickles a lock imports this module.
+``Condition`` and ``Barrier`` are the algorithms of ``plait.threads.waiting``, which
+the thread primitives use too, over this module's storage: the condition's waiters in
+slots of its block, the barrier's state and count in a block of their own. That module
+imports nothing of plait (``plait.threads`` loads its submodules lazily), so a spawned
+child that unpickles a lock does not pay for the lock-order checker.
 
 The owner-died rule (beyond the standard library). A ``Lock`` or ``RLock`` whose holder
 process died (killed, crashed) does not block its waiters forever. A waiter that is
@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +67,7 @@ from plait._core._sync import (
     SemLock,
 )
 from plait._core.block import Block
+from plait.threads import waiting
 
 __all__ = [
     "RECURSIVE_MUTEX",
@@ -251,7 +251,115 @@ class _NoCounter:
         )
 
 
-class Condition:
+class _Slots:
+    """The waiter store of a ``Condition`` across processes (see ``waiting``): the slots
+    of the condition's block. A waiter is the index of its slot."""
+
+    __slots__ = ("block", "ints", "longs", "wakeups")
+
+    def __init__(self, block: Block) -> None:
+        self.block = block
+        self.ints = memoryview(block.mm).cast("i")
+        self.longs = memoryview(block.mm).cast("q")
+        self.wakeups: dict[int, SemLock] = {}  # slot -> its semaphore, in this process
+
+    def __len__(self) -> int:
+        return self.ints[_WAITING_COUNT]
+
+    def add(self, _me=os.getpid) -> int:
+        """Take a slot as a waiter (the lock is held); return its index."""
+        ints, longs = self.ints, self.longs
+        top = ints[_TOP]
+        slot = next((i for i in range(top) if ints[_state(i)] <= _FREE), top)
+        if slot == _SLOTS:
+            slot = self._reclaim_dead()
+        base = _HEADER + slot * _SLOT
+        # A fresh wakeup of value 0: nobody sleeps on a free slot's record.
+        self.wakeups[slot] = _record(self.block, base, SEMAPHORE, 0, 1)
+        ints[_state(slot) - 1] = _me()
+        ints[_state(slot)] = _WAITING
+        longs[(base + RECORD_SIZE + 8) // 8] = longs[0]
+        longs[0] += 1
+        ints[_WAITING_COUNT] += 1
+        ints[_TOP] = max(top, slot + 1)
+        return slot
+
+    def _reclaim_dead(self) -> int:
+        """All slots are taken: free those of dead processes; return one, or raise."""
+        ints = self.ints
+        free = None
+        for slot in range(_SLOTS):
+            state = _state(slot)
+            if not _process_alive(ints[state - 1]):
+                if ints[state] == _WAITING:
+                    ints[_WAITING_COUNT] -= 1
+                ints[state] = _FREE
+                free = slot if free is None else free
+        if free is None:
+            raise RuntimeError(f"more than {_SLOTS} threads wait on one Condition at once")
+        return free
+
+    def sleep(self, slot: int, timeout: float | None) -> bool:
+        return self.wakeups[slot].acquire(True, timeout)
+
+    def leave(self, slot: int, notified: bool) -> bool:
+        """Give the slot back (the lock is held again); return whether it was notified."""
+        ints = self.ints
+        state = _state(slot)
+        if ints[state] == _NOTIFIED:
+            if not notified:  # the wakeup came after the timeout: it is still ours
+                notified = self.wakeups[slot].acquire(False)
+        else:  # timed out (or interrupted) before any notify
+            ints[_WAITING_COUNT] -= 1
+        ints[state] = _FREE
+        top = ints[_TOP]
+        while top and ints[_state(top - 1)] <= _FREE:
+            top -= 1
+        ints[_TOP] = top
+        return notified
+
+    def wake(self, n: int) -> None:
+        """Wake up to ``n`` waiters, oldest first, skipping dead ones; never blocks."""
+        ints = self.ints
+        if not ints[_WAITING_COUNT]:
+            return
+        longs = self.longs
+        waiting = sorted(
+            (longs[(_HEADER + slot * _SLOT + RECORD_SIZE + 8) // 8], slot)
+            for slot in range(ints[_TOP])
+            if ints[_state(slot)] == _WAITING
+        )
+        # Waking them all needs no look at who is alive; choosing some does (a killed
+        # waiter must not take the place of a live one). Its cost, a /proc read per
+        # waiter of another process, is paid only then.
+        choose = n < len(waiting)
+        me = os.getpid()
+        for _, slot in waiting:
+            state = _state(slot)
+            ints[_WAITING_COUNT] -= 1
+            pid = ints[state - 1]
+            if choose and pid != me and not _process_alive(pid):
+                ints[state] = _FREE  # killed in wait(): nobody to wake
+                continue
+            ints[state] = _NOTIFIED
+            self._wakeup(slot).release()
+            n -= 1
+            if not n:
+                return
+
+    def _wakeup(self, slot: int) -> SemLock:
+        wakeup = self.wakeups.get(slot)
+        if wakeup is None:
+            wakeup = self.wakeups[slot] = _record(self.block, _HEADER + slot * _SLOT)
+        return wakeup
+
+
+def _state(slot: int) -> int:
+    """The int32 index of a slot's state (its pid is the one before)."""
+    return (_HEADER + slot * _SLOT + RECORD_SIZE) // 4 + 1
+
+
+class Condition(waiting.Condition):
     """A condition variable shared between processes, on ``lock`` (default a new RLock).
 
     ``wait`` must be called holding the lock; it releases it (all levels of an RLock),
@@ -263,12 +371,11 @@ class Condition:
     ``multiprocessing.Condition``; ``wait`` raises ``RuntimeError`` when more than 1024
     threads wait at once.
 
-    How: the waiters' algorithm of ``plait.threads.sync.Condition`` (a waiter sleeps on
-    a semaphore of its own; notify releases the oldest ones), with the waiters kept in
-    slots in shared memory instead of a deque, each slot naming its process.
-    ``multiprocessing`` instead counts sleepers in shared semaphores and has ``notify``
-    wait until each woken waiter has acknowledged, which hangs forever on a waiter that
-    was killed.
+    How: the algorithm of ``plait.threads.waiting.Condition`` (a waiter sleeps on a
+    semaphore of its own; notify releases the oldest ones), with the waiters kept in
+    slots in shared memory, each slot naming its process. ``multiprocessing`` instead
+    counts sleepers in shared semaphores and has ``notify`` wait until each woken waiter
+    has acknowledged, which hangs forever on a waiter that was killed.
     """
 
     def __init__(self, lock: Lock | RLock | None = None) -> None:
@@ -289,13 +396,8 @@ class Condition:
         self._sleeping_count = _NoCounter("_sleeping_count")
         self._woken_count = _NoCounter("_woken_count")
         self._wait_semaphore = _NoCounter("_wait_semaphore")
-        self._lock = lock
         self._block = block
-        self._ints = memoryview(block.mm).cast("i")
-        self._longs = memoryview(block.mm).cast("q")
-        self._wakeups: dict[int, SemLock] = {}  # slot -> its semaphore, in this process
-        self.acquire = lock.acquire
-        self.release = lock.release
+        self._bind(lock, _Slots(block))
 
     def __getstate__(self):
         return self._lock, self._block
@@ -303,144 +405,25 @@ class Condition:
     def __setstate__(self, state) -> None:
         self._setup(*state)
 
-    def __enter__(self) -> bool:
-        return self._lock.__enter__()
-
-    def __exit__(self, *args) -> None:
-        self._lock.__exit__(*args)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__}({self._lock!r}, {self._ints[_WAITING_COUNT]})>"
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Release the lock, block until notified or ``timeout``; re-acquire. True if notified.
-
-        A negative or zero ``timeout`` only polls.
-        """
-        assert self._lock._is_mine(), "must acquire() condition before using wait()"
-        slot = self._enter()
-        wakeup = self._wakeups[slot]
-        count = self._lock._count()
+    # The lock protocol of ``waiting.Condition`` on a plait Lock or RLock.
+    def _release_save(self) -> int:
+        lock = self._lock
+        count = lock._count()
         for _ in range(count):
-            self._lock.release()
-        notified = False
-        try:
-            notified = wakeup.acquire(True, timeout)
-        finally:
-            for _ in range(count):
-                self._lock.acquire()
-            notified = self._leave(slot, notified)
-        return notified
+            lock.release()
+        return count
 
-    def _enter(self, _me=os.getpid) -> int:
-        """Take a slot as a waiter (the lock is held); return its index."""
-        ints, longs = self._ints, self._longs
-        top = ints[_TOP]
-        slot = next((i for i in range(top) if ints[self._state(i)] <= _FREE), top)
-        if slot == _SLOTS:
-            slot = self._reclaim_dead()
-        base = _HEADER + slot * _SLOT
-        # A fresh wakeup of value 0: nobody sleeps on a free slot's record.
-        self._wakeups[slot] = _record(self._block, base, SEMAPHORE, 0, 1)
-        ints[self._state(slot) - 1] = _me()
-        ints[self._state(slot)] = _WAITING
-        longs[(base + RECORD_SIZE + 8) // 8] = longs[0]
-        longs[0] += 1
-        ints[_WAITING_COUNT] += 1
-        ints[_TOP] = max(top, slot + 1)
-        return slot
+    def _acquire_restore(self, count: int) -> None:
+        for _ in range(count):
+            self._lock.acquire()
 
-    def _reclaim_dead(self) -> int:
-        """All slots are taken: free those of dead processes; return one, or raise."""
-        ints = self._ints
-        free = None
-        for slot in range(_SLOTS):
-            state = self._state(slot)
-            if not _process_alive(ints[state - 1]):
-                if ints[state] == _WAITING:
-                    ints[_WAITING_COUNT] -= 1
-                ints[state] = _FREE
-                free = slot if free is None else free
-        if free is None:
-            raise RuntimeError(f"more than {_SLOTS} waiters on {self!r}")
-        return free
+    def _is_owned(self) -> bool:
+        return self._lock._is_mine()
 
-    def _leave(self, slot: int, notified: bool) -> bool:
-        """Give the slot back (the lock is held again); return whether it was notified."""
-        ints = self._ints
-        state = self._state(slot)
-        if ints[state] == _NOTIFIED:
-            if not notified:  # the wakeup came after the timeout: it is still ours
-                notified = self._wakeups[slot].acquire(False)
-        else:  # timed out (or interrupted) before any notify
-            ints[_WAITING_COUNT] -= 1
-        ints[state] = _FREE
-        top = ints[_TOP]
-        while top and ints[self._state(top - 1)] <= _FREE:
-            top -= 1
-        ints[_TOP] = top
-        return notified
-
-    @staticmethod
-    def _state(slot: int) -> int:
-        """The int32 index of a slot's state (its pid is the one before)."""
-        return (_HEADER + slot * _SLOT + RECORD_SIZE) // 4 + 1
-
-    def notify(self, n: int = 1) -> None:
-        """Wake up to ``n`` waiters, oldest first, skipping dead ones; never blocks."""
-        assert self._lock._is_mine(), "lock is not owned"
-        ints = self._ints
-        if n <= 0 or not ints[_WAITING_COUNT]:
-            return
-        longs, state_of = self._longs, self._state
-        waiting = sorted(
-            (longs[(_HEADER + slot * _SLOT + RECORD_SIZE + 8) // 8], slot)
-            for slot in range(ints[_TOP])
-            if ints[state_of(slot)] == _WAITING
-        )
-        # Waking them all needs no look at who is alive; choosing some does (a killed
-        # waiter must not take the place of a live one). Its cost, a /proc read per
-        # waiter of another process, is paid only then.
-        choose = n < len(waiting)
-        me = os.getpid()
-        for _, slot in waiting:
-            state = state_of(slot)
-            ints[_WAITING_COUNT] -= 1
-            pid = ints[state - 1]
-            if choose and pid != me and not _process_alive(pid):
-                ints[state] = _FREE  # killed in wait(): nobody to wake
-                continue
-            ints[state] = _NOTIFIED
-            self._wakeup(slot).release()
-            n -= 1
-            if not n:
-                return
-
-    def _wakeup(self, slot: int) -> SemLock:
-        wakeup = self._wakeups.get(slot)
-        if wakeup is None:
-            wakeup = self._wakeups[slot] = _record(self._block, _HEADER + slot * _SLOT)
-        return wakeup
-
-    def notify_all(self) -> None:
-        """Wake every waiter; never blocks."""
-        self.notify(_SLOTS)
-
-    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
-        """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value."""
-        result = predicate()
-        if result:
-            return result
-        endtime = None if timeout is None else time.monotonic() + timeout
-        waittime = None
-        while not result:
-            if endtime is not None:
-                waittime = endtime - time.monotonic()
-                if waittime <= 0:
-                    break
-            self.wait(waittime)
-            result = predicate()
-        return result
+    def _not_owned(self, action: str) -> Exception:
+        if action == "wait":
+            return AssertionError("must acquire() condition before using wait()")
+        return AssertionError("lock is not owned")
 
 
 class Event:
@@ -483,17 +466,16 @@ class Event:
         return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
 
 
-# Barrier states, as in threading.Barrier.
-_FILLING, _DRAINING, _RESETTING, _BROKEN = 0, 1, -1, -2
-
-
-class Barrier:
+class Barrier(waiting.Barrier):
     """A barrier for ``parties`` threads or processes, as ``threading.Barrier``.
 
     ``wait(timeout=None)`` blocks until ``parties`` callers wait (then returns each a
     distinct index in ``range(parties)``; one of them first runs ``action``), or raises
     ``threading.BrokenBarrierError`` when the barrier is broken, reset, or ``timeout``
     passes (which breaks it). Raises ``ValueError`` for ``parties`` < 1.
+
+    How: the algorithm of ``plait.threads.waiting.Barrier`` on a plait ``Condition``,
+    its state and count in a block of their own.
     """
 
     def __init__(
@@ -501,8 +483,7 @@ class Barrier:
     ) -> None:
         if not isinstance(parties, int) or parties < 1:
             raise ValueError(f"parties must be an int >= 1, not {parties!r}")
-        block = Block(8)
-        self._setup(Condition(Lock()), block, parties, action, timeout)
+        self._setup(Condition(Lock()), Block(8), parties, action, timeout)
 
     def _setup(self, cond, block, parties, action, timeout) -> None:
         self._cond = cond
@@ -533,89 +514,3 @@ class Barrier:
     @_count.setter
     def _count(self, value: int) -> None:
         self._ints[1] = value
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the others; return this caller's index (see the class docstring)."""
-        if timeout is None:
-            timeout = self._timeout
-        with self._cond:
-            self._enter()
-            index = self._count
-            self._count += 1
-            try:
-                if index + 1 == self._parties:
-                    self._release()
-                else:
-                    self._wait(timeout)
-                return index
-            finally:
-                self._count -= 1
-                self._exit()
-
-    def _enter(self) -> None:
-        while self._state in (_DRAINING, _RESETTING):
-            self._cond.wait()
-        if self._state < 0:
-            raise threading.BrokenBarrierError
-
-    def _release(self) -> None:
-        try:
-            if self._action:
-                self._action()
-            self._state = _DRAINING
-            self._cond.notify_all()
-        except BaseException:
-            self._break()
-            raise
-
-    def _wait(self, timeout: float | None) -> None:
-        if not self._cond.wait_for(lambda: self._state != _FILLING, timeout):
-            self._break()
-            raise threading.BrokenBarrierError
-        if self._state < 0:
-            raise threading.BrokenBarrierError
-
-    def _exit(self) -> None:
-        if self._count == 0 and self._state in (_RESETTING, _DRAINING):
-            self._state = _FILLING
-            self._cond.notify_all()
-
-    def reset(self) -> None:
-        """Return to the empty state; current waiters get ``BrokenBarrierError``."""
-        with self._cond:
-            if self._count > 0:
-                if self._state in (_FILLING, _BROKEN):
-                    self._state = _RESETTING
-            else:
-                self._state = _FILLING
-            self._cond.notify_all()
-
-    def abort(self) -> None:
-        """Break the barrier: current and future waiters get ``BrokenBarrierError``."""
-        with self._cond:
-            self._break()
-
-    def _break(self) -> None:
-        self._state = _BROKEN
-        self._cond.notify_all()
-
-    @property
-    def parties(self) -> int:
-        """The number of callers needed to pass the barrier."""
-        return self._parties
-
-    @property
-    def n_waiting(self) -> int:
-        """The number of callers waiting now."""
-        return self._count if self._state == _FILLING else 0
-
-    @property
-    def broken(self) -> bool:
-        """Whether the barrier is broken."""
-        return self._state == _BROKEN
-
-    def __repr__(self) -> str:
-        where = f"{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}"
-        if self.broken:
-            return f"<{where}: broken>"
-        return f"<{where}: waiters={self.n_waiting}/{self._parties}>"

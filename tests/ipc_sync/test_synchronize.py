@@ -33,6 +33,7 @@ from plait.ipc.synchronize import (
 )
 from tests.conftest import wait_until
 from tests.ipc_sync.conftest import PLAIT, finish, run
+from tests.ipc_sync.lean_children import meet_and_report_imports
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -423,6 +424,28 @@ def test_lock_and_value_as_arguments_of_started_children(method, no_shm_leaks):
     assert value.value == 2000
 
 
+@pytest.mark.timeout(60)
+def test_a_spawned_child_using_conditions_and_barriers_loads_no_lock_order_checker(
+    no_shm_leaks,
+):
+    """The primitives' shared algorithms (``plait.threads.waiting``) come without the
+    lock-order checker: a spawned child that unpickles them does not import it."""
+    ctx = plait.process.get_context("spawn")
+    cond, barrier = Condition(), Barrier(2)
+    reader, writer = Pipe(duplex=False)
+    heavy = ["plait.threads.lockorder", "plait.threads.sync", "dataclasses", "inspect"]
+    child = ctx.Process(target=meet_and_report_imports, args=(cond, barrier, writer, heavy))
+    child.start()
+    writer.close()
+    try:
+        assert barrier.wait(30) in (0, 1)
+        assert reader.poll(30)
+        assert reader.recv() == []
+    finally:
+        reader.close()
+        assert finish(child) == 0
+
+
 CHILD_REBUILDS_PRIMITIVES = """
 import pickle, sys
 from plait._core import fdpass
@@ -526,3 +549,23 @@ def test_notify_one_goes_to_a_live_waiter_not_to_a_killed_one(no_shm_leaks):
     assert finish(survivor) == 0
     a.close()
     b.close()
+
+
+def test_broken_barrier_errors_read_the_same_for_threads_and_processes():
+    """One Barrier algorithm: the same causes, the same words, whichever world."""
+    import plait.threading
+
+    texts = []
+    for barrier in (plait.threading.Barrier(2), Barrier(2)):
+        with pytest.raises(threading.BrokenBarrierError) as timed_out:
+            barrier.wait(0.05)
+        with pytest.raises(threading.BrokenBarrierError) as broken:
+            barrier.wait()
+        where = f"{type(barrier).__module__}.Barrier at {id(barrier):#x}"
+        texts.append(
+            (
+                str(timed_out.value).replace(where, "B"),
+                str(broken.value).replace(where, "B"),
+            )
+        )
+    assert texts[0] == texts[1] == ("<B: broken>: wait timed out", "<B: broken> is broken")
