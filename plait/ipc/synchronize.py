@@ -51,6 +51,7 @@ lock's and its own; ``Barrier`` three).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from collections.abc import Callable
@@ -212,15 +213,37 @@ def _initial(value: int) -> int:
     return value
 
 
-# The block of a Condition: a header, then one slot per waiter. A slot is the waiter's
-# semaphore record (its wakeup), then its pid and state (int32 each) and its ticket
-# (int64, the order of arrival). Everything but the semaphores is read and written only
-# by holders of the condition's lock.
+# The block of a Condition: a header, then one slot per waiter. A waiter sleeps on the
+# semaphore record of its slot (its wakeup); everything else is read and written only by
+# holders of the condition's lock.
 _SLOTS = 1024
-_HEADER = 16  # next ticket (int64), waiters in the WAITING state (int32), slots in use (int32)
-_SLOT = RECORD_SIZE + 16
-_WAITING_COUNT, _TOP = 2, 3  # int32 indexes in the header
-_NEVER_USED, _FREE, _WAITING, _NOTIFIED = 0, 1, 2, 3
+_NEVER_USED, _FREE, _WAITING, _NOTIFIED = 0, 1, 2, 3  # a slot's state
+
+
+class _Header(ctypes.Structure):
+    _fields_ = (
+        ("next_ticket", ctypes.c_int64),  # the ticket the next waiter takes
+        ("waiting", ctypes.c_int32),  # slots in the WAITING state
+        ("top", ctypes.c_int32),  # every slot in use is below it
+    )
+
+
+class _Slot(ctypes.Structure):
+    _fields_ = (
+        ("wakeup", ctypes.c_ubyte * RECORD_SIZE),  # the waiter's semaphore (_sync's record)
+        ("pid", ctypes.c_int32),  # the waiter's process
+        ("state", ctypes.c_int32),
+        ("ticket", ctypes.c_int64),  # the order of arrival: notify wakes the lowest first
+    )
+
+
+class _ConditionBlock(ctypes.Structure):
+    _fields_ = (("header", _Header), ("slots", _Slot * _SLOTS))
+
+
+def _wakeup_at(slot: int) -> int:
+    """The offset in the block of slot ``slot``'s semaphore record."""
+    return _ConditionBlock.slots.offset + slot * ctypes.sizeof(_Slot) + _Slot.wakeup.offset
 
 
 def _process_alive(pid: int) -> bool:
@@ -255,45 +278,44 @@ class _Slots:
     """The waiter store of a ``Condition`` across processes (see ``waiting``): the slots
     of the condition's block. A waiter is the index of its slot."""
 
-    __slots__ = ("block", "ints", "longs", "wakeups")
+    __slots__ = ("block", "header", "slots", "wakeups")
 
     def __init__(self, block: Block) -> None:
         self.block = block
-        self.ints = memoryview(block.mm).cast("i")
-        self.longs = memoryview(block.mm).cast("q")
+        layout = _ConditionBlock.from_buffer(block.mm)
+        self.header = layout.header
+        self.slots = layout.slots
         self.wakeups: dict[int, SemLock] = {}  # slot -> its semaphore, in this process
 
     def __len__(self) -> int:
-        return self.ints[_WAITING_COUNT]
+        return self.header.waiting
 
     def add(self, _me=os.getpid) -> int:
         """Take a slot as a waiter (the lock is held); return its index."""
-        ints, longs = self.ints, self.longs
-        top = ints[_TOP]
-        slot = next((i for i in range(top) if ints[_state(i)] <= _FREE), top)
+        header, slots = self.header, self.slots
+        top = header.top
+        slot = next((i for i in range(top) if slots[i].state <= _FREE), top)
         if slot == _SLOTS:
             slot = self._reclaim_dead()
-        base = _HEADER + slot * _SLOT
         # A fresh wakeup of value 0: nobody sleeps on a free slot's record.
-        self.wakeups[slot] = _record(self.block, base, SEMAPHORE, 0, 1)
-        ints[_state(slot) - 1] = _me()
-        ints[_state(slot)] = _WAITING
-        longs[(base + RECORD_SIZE + 8) // 8] = longs[0]
-        longs[0] += 1
-        ints[_WAITING_COUNT] += 1
-        ints[_TOP] = max(top, slot + 1)
+        self.wakeups[slot] = _record(self.block, _wakeup_at(slot), SEMAPHORE, 0, 1)
+        waiter = slots[slot]
+        waiter.pid = _me()
+        waiter.state = _WAITING
+        waiter.ticket = header.next_ticket
+        header.next_ticket += 1
+        header.waiting += 1
+        header.top = max(top, slot + 1)
         return slot
 
     def _reclaim_dead(self) -> int:
         """All slots are taken: free those of dead processes; return one, or raise."""
-        ints = self.ints
         free = None
-        for slot in range(_SLOTS):
-            state = _state(slot)
-            if not _process_alive(ints[state - 1]):
-                if ints[state] == _WAITING:
-                    ints[_WAITING_COUNT] -= 1
-                ints[state] = _FREE
+        for slot, waiter in enumerate(self.slots):
+            if not _process_alive(waiter.pid):
+                if waiter.state == _WAITING:
+                    self.header.waiting -= 1
+                waiter.state = _FREE
                 free = slot if free is None else free
         if free is None:
             raise RuntimeError(f"more than {_SLOTS} threads wait on one Condition at once")
@@ -304,44 +326,41 @@ class _Slots:
 
     def leave(self, slot: int, notified: bool) -> bool:
         """Give the slot back (the lock is held again); return whether it was notified."""
-        ints = self.ints
-        state = _state(slot)
-        if ints[state] == _NOTIFIED:
+        header, slots = self.header, self.slots
+        waiter = slots[slot]
+        if waiter.state == _NOTIFIED:
             if not notified:  # the wakeup came after the timeout: it is still ours
                 notified = self.wakeups[slot].acquire(False)
         else:  # timed out (or interrupted) before any notify
-            ints[_WAITING_COUNT] -= 1
-        ints[state] = _FREE
-        top = ints[_TOP]
-        while top and ints[_state(top - 1)] <= _FREE:
+            header.waiting -= 1
+        waiter.state = _FREE
+        top = header.top
+        while top and slots[top - 1].state <= _FREE:
             top -= 1
-        ints[_TOP] = top
+        header.top = top
         return notified
 
     def wake(self, n: int) -> None:
         """Wake up to ``n`` waiters, oldest first, skipping dead ones; never blocks."""
-        ints = self.ints
-        if not ints[_WAITING_COUNT]:
+        header, slots = self.header, self.slots
+        if not header.waiting:
             return
-        longs = self.longs
         waiting = sorted(
-            (longs[(_HEADER + slot * _SLOT + RECORD_SIZE + 8) // 8], slot)
-            for slot in range(ints[_TOP])
-            if ints[_state(slot)] == _WAITING
+            (waiter.ticket, slot, waiter)
+            for slot, waiter in ((i, slots[i]) for i in range(header.top))
+            if waiter.state == _WAITING
         )
         # Waking them all needs no look at who is alive; choosing some does (a killed
         # waiter must not take the place of a live one). Its cost, a /proc read per
         # waiter of another process, is paid only then.
         choose = n < len(waiting)
         me = os.getpid()
-        for _, slot in waiting:
-            state = _state(slot)
-            ints[_WAITING_COUNT] -= 1
-            pid = ints[state - 1]
-            if choose and pid != me and not _process_alive(pid):
-                ints[state] = _FREE  # killed in wait(): nobody to wake
+        for _, slot, waiter in waiting:
+            header.waiting -= 1
+            if choose and waiter.pid != me and not _process_alive(waiter.pid):
+                waiter.state = _FREE  # killed in wait(): nobody to wake
                 continue
-            ints[state] = _NOTIFIED
+            waiter.state = _NOTIFIED
             self._wakeup(slot).release()
             n -= 1
             if not n:
@@ -350,13 +369,8 @@ class _Slots:
     def _wakeup(self, slot: int) -> SemLock:
         wakeup = self.wakeups.get(slot)
         if wakeup is None:
-            wakeup = self.wakeups[slot] = _record(self.block, _HEADER + slot * _SLOT)
+            wakeup = self.wakeups[slot] = _record(self.block, _wakeup_at(slot))
         return wakeup
-
-
-def _state(slot: int) -> int:
-    """The int32 index of a slot's state (its pid is the one before)."""
-    return (_HEADER + slot * _SLOT + RECORD_SIZE) // 4 + 1
 
 
 class Condition(waiting.Condition):
@@ -387,7 +401,7 @@ class Condition(waiting.Condition):
                 f"a plait Condition needs a plait Lock or RLock (plait.multiprocessing.Lock()), "
                 f"not a {kind}"
             )
-        self._setup(lock, Block(_HEADER + _SLOTS * _SLOT))
+        self._setup(lock, Block(ctypes.sizeof(_ConditionBlock)))
 
     def _setup(self, lock: SemLock, block: Block) -> None:
         # The semaphores of the standard library's algorithm, which code written against
@@ -466,6 +480,12 @@ class Event:
         return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
 
 
+class _BarrierBlock(ctypes.Structure):
+    """A barrier's block: read and written under its condition's lock."""
+
+    _fields_ = (("state", ctypes.c_int32), ("count", ctypes.c_int32))  # see waiting.Barrier
+
+
 class Barrier(waiting.Barrier):
     """A barrier for ``parties`` threads or processes, as ``threading.Barrier``.
 
@@ -483,12 +503,14 @@ class Barrier(waiting.Barrier):
     ) -> None:
         if not isinstance(parties, int) or parties < 1:
             raise ValueError(f"parties must be an int >= 1, not {parties!r}")
-        self._setup(Condition(Lock()), Block(8), parties, action, timeout)
+        self._setup(
+            Condition(Lock()), Block(ctypes.sizeof(_BarrierBlock)), parties, action, timeout
+        )
 
     def _setup(self, cond, block, parties, action, timeout) -> None:
         self._cond = cond
         self._block = block
-        self._ints = memoryview(block.mm).cast("i")  # [state, count], under the lock
+        self._shared = _BarrierBlock.from_buffer(block.mm)
         self._parties = parties
         self._action = action
         self._timeout = timeout
@@ -501,16 +523,16 @@ class Barrier(waiting.Barrier):
 
     @property
     def _state(self) -> int:
-        return self._ints[0]
+        return self._shared.state
 
     @_state.setter
     def _state(self, value: int) -> None:
-        self._ints[0] = value
+        self._shared.state = value
 
     @property
     def _count(self) -> int:
-        return self._ints[1]
+        return self._shared.count
 
     @_count.setter
     def _count(self, value: int) -> None:
-        self._ints[1] = value
+        self._shared.count = value
