@@ -204,12 +204,22 @@ class SharedMemory:
     bad ``size`` or a missing ``name``. A subclass whose ``_flags`` has ``os.O_CREAT``
     (without ``os.O_EXCL``) attaches or, if the name is free, creates, as in the standard
     library.
+
+    ``track`` (keyword only, the standard's from Python 3.13, accepted on every version)
+    says whether the standard library's resource tracker should unlink the block when
+    the process exits. A plait block needs no tracker: the kernel frees it when the
+    last process holding it is gone, whatever the way it went (as the standard library
+    does on Windows, where it ignores ``track`` too). So both values keep the block
+    alive for the processes that still hold it.
     """
 
     _flags = os.O_RDWR
     _mode = 0o600  # the standard attribute; a memfd has no permissions to set
+    _track = True
 
-    def __init__(self, name: str | None = None, create: bool = False, size: int = 0) -> None:
+    def __init__(
+        self, name: str | None = None, create: bool = False, size: int = 0, *, track: bool = True
+    ) -> None:
         if not isinstance(size, int) or size < 0:
             raise ValueError("'size' must be a positive integer")
         if create:
@@ -218,6 +228,7 @@ class SharedMemory:
                 raise ValueError("'size' must be a positive number different from zero")
         if name is None and not self._flags & os.O_EXCL:
             raise ValueError("'name' can only be None if create=True")
+        self._track = track
         self._block: Block | None = None
         self._buf = None
         self._saw_unlinked = False
