@@ -27,26 +27,16 @@ Layout: buffer ``i`` starts at ``offsets[i]``, each offset rounded up to ``ALIGN
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import mmap
 import os
 from collections.abc import Sequence
 
+from plait._core import block
+
 __all__ = ["ALIGN", "available", "layout", "create", "map_views"]
 
 ALIGN = 64
-_SEALS = (
-    fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
-    if hasattr(fcntl, "F_SEAL_SHRINK")
-    else 0
-)
-_MAP_FLAGS = mmap.MAP_PRIVATE
-
-
-def available() -> bool:
-    """Whether this system has sealable ``memfd``s (Linux)."""
-    return hasattr(os, "memfd_create") and _SEALS != 0
+available = block.available
 
 
 def layout(lengths: Sequence[int]) -> tuple[list[int], int]:
@@ -65,8 +55,8 @@ def create(parts: Sequence[memoryview], name: str = "plait") -> int:
 
     Raises ``OSError`` when the system cannot allocate it (``ENOMEM``, ``EMFILE``...).
     """
-    offsets, _ = layout([p.nbytes for p in parts])
-    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    offsets, size = layout([p.nbytes for p in parts])
+    fd = block.memfd(name, size)
     try:
         pwrite = os.pwrite
         for part, offset in zip(parts, offsets, strict=True):
@@ -74,7 +64,6 @@ def create(parts: Sequence[memoryview], name: str = "plait") -> int:
             size = part.nbytes
             while done < size:
                 done += pwrite(fd, part[done:] if done else part, offset + done)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
     except BaseException:
         os.close(fd)
         raise
@@ -84,20 +73,12 @@ def create(parts: Sequence[memoryview], name: str = "plait") -> int:
 def map_views(fd: int, lengths: Sequence[int]) -> list[memoryview]:
     """Map the segment ``fd`` privately; return writable views of its buffers.
 
-    Does not close ``fd``. Raises ``OSError`` (``EBADMSG``) when the segment is not sealed
-    against shrinking or is smaller than ``lengths`` need.
+    Does not close ``fd``. Raises ``OSError`` (``EBADMSG``) when the segment is not a
+    memfd sealed against shrinking or is smaller than ``lengths`` need (``block.check``).
     """
     offsets, size = layout(lengths)
-    try:
-        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
-    except OSError as exc:
-        raise OSError(errno.EBADMSG, f"the fd sent as a segment is not a memfd: {exc}") from exc
-    if not seals & fcntl.F_SEAL_SHRINK:
-        raise OSError(errno.EBADMSG, "the segment is not sealed against shrinking")
-    actual = os.fstat(fd).st_size
-    if actual < size:
-        raise OSError(errno.EBADMSG, f"the segment holds {actual} bytes, the header says {size}")
+    block.check(fd, size)
     if size == 0:
         return [memoryview(b"") for _ in lengths]
-    whole = memoryview(mmap.mmap(fd, size, flags=_MAP_FLAGS, prot=mmap.PROT_READ | mmap.PROT_WRITE))
+    whole = memoryview(mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE))
     return [whole[o : o + n] for o, n in zip(offsets, lengths, strict=True)]

@@ -8,8 +8,8 @@ small shared objects that should not each cost a mapping and an fd. plait's own 
 objects (``sharedctypes``, the locks) do take a ``memfd`` each; this module is the
 standard API for programs that use the heap directly.
 
-An ``Arena`` is a sealed ``memfd`` mapped ``MAP_SHARED`` (the ``_Block`` of
-``synchronize``): it pickles by sending its fd (``fdpass``), a forked child inherits it,
+An ``Arena`` is a sealed ``memfd`` mapped ``MAP_SHARED`` (the ``Block`` of
+``plait._core.block``): it pickles by sending its fd (``fdpass``), a forked child inherits it,
 and the kernel frees it with its last user, also after ``kill -9``: nothing is left in
 ``/dev/shm`` or in a temporary directory.
 
@@ -48,7 +48,7 @@ import threading
 import weakref
 from collections import defaultdict
 
-from plait.ipc.synchronize import _Block
+from plait._core.block import Block
 
 __all__ = ["Arena", "BufferWrapper", "Heap"]
 
@@ -59,7 +59,7 @@ class Arena:
     ``Process`` argument, a plait ``Connection``)."""
 
     def __init__(self, size: int, fd: int = -1) -> None:
-        self._block = _Block(size, None if fd < 0 else fd, "plait-heap")
+        self._block = Block(size, None if fd < 0 else fd, "plait-heap")
         self.size = size
         self.fd = self._block.fd
         self.buffer = self._block.mm
@@ -71,7 +71,7 @@ class Arena:
         return f"<plait.ipc.heap.Arena size={self.size} fd={self.fd}>"
 
 
-def _rebuild_arena(block: _Block) -> Arena:
+def _rebuild_arena(block: Block) -> Arena:
     arena = Arena.__new__(Arena)
     arena._block = block
     arena.size = block.size

@@ -73,8 +73,8 @@ from typing import Any
 
 from plait._core import fdpass, segment, serialization
 from plait._core._ring import HEADER_SIZE, PARTS, PLAIN, SEGMENT, Ring
+from plait._core.block import Block
 from plait.ipc.connection import _milliseconds
-from plait.ipc.synchronize import _Block
 
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
 
@@ -128,7 +128,7 @@ class Queue:
         capacity = operator.index(capacity)
         if capacity < 65536 or capacity & (capacity - 1):
             raise ValueError(f"capacity must be a power of two >= 65536, not {capacity}")
-        block = _Block(HEADER_SIZE + capacity)
+        block = Block(HEADER_SIZE + capacity)
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # Segments in flight are charged to the sender's buffer (~1 kB each): ask for as
         # much as the system allows (net.core.wmem_max caps it silently).
@@ -138,7 +138,7 @@ class Queue:
         self._setup(block, send, recv, doorbell, max(maxsize, 0), True)
 
     def _setup(
-        self, block: _Block, send: _Fd, recv: _Fd, doorbell: _Fd, maxsize: int, create: bool
+        self, block: Block, send: _Fd, recv: _Fd, doorbell: _Fd, maxsize: int, create: bool
     ) -> None:
         self._block, self._send, self._recv, self._doorbell = block, send, recv, doorbell
         self._maxsize = maxsize

@@ -58,6 +58,8 @@ import types
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from plait._core.block import Block
+
 __all__ = ["ShareableList", "SharedMemory"]
 
 _PAGE = mmap.PAGESIZE
@@ -202,12 +204,22 @@ class SharedMemory:
     bad ``size`` or a missing ``name``. A subclass whose ``_flags`` has ``os.O_CREAT``
     (without ``os.O_EXCL``) attaches or, if the name is free, creates, as in the standard
     library.
+
+    ``track`` (keyword only, the standard's from Python 3.13, accepted on every version)
+    says whether the standard library's resource tracker should unlink the block when
+    the process exits. A plait block needs no tracker: the kernel frees it when the
+    last process holding it is gone, whatever the way it went (as the standard library
+    does on Windows, where it ignores ``track`` too). So both values keep the block
+    alive for the processes that still hold it.
     """
 
     _flags = os.O_RDWR
     _mode = 0o600  # the standard attribute; a memfd has no permissions to set
+    _track = True
 
-    def __init__(self, name: str | None = None, create: bool = False, size: int = 0) -> None:
+    def __init__(
+        self, name: str | None = None, create: bool = False, size: int = 0, *, track: bool = True
+    ) -> None:
         if not isinstance(size, int) or size < 0:
             raise ValueError("'size' must be a positive integer")
         if create:
@@ -216,8 +228,8 @@ class SharedMemory:
                 raise ValueError("'size' must be a positive number different from zero")
         if name is None and not self._flags & os.O_EXCL:
             raise ValueError("'name' can only be None if create=True")
-        self._fd = -1
-        self._mmap = None
+        self._track = track
+        self._block: Block | None = None
         self._buf = None
         self._saw_unlinked = False
         self._made = None
@@ -266,56 +278,48 @@ class SharedMemory:
                     break
         else:
             internal, base = "/" + name, name
-        fd = os.memfd_create(_LABEL + base, os.MFD_CLOEXEC)
-        try:
-            data = (size + _PAGE - 1) // _PAGE * _PAGE
-            os.ftruncate(fd, data + _PAGE)
-            self._map(fd, data + _PAGE)
-            _META.pack_into(self._mmap, data, _MAGIC, size, 0)
-        except BaseException:
-            self._fd = -1
-            os.close(fd)
-            raise
+        data = (size + _PAGE - 1) // _PAGE * _PAGE
+        self._block = Block(data + _PAGE, name=_LABEL + base)
+        _META.pack_into(self._block.mm, data, _MAGIC, size, 0)
         self._name = internal
         if name is None:
-            self._locator = f"@{os.getpid():0{_PID_DIGITS}d}.{fd:0{_FD_DIGITS}d}"
+            self._locator = f"@{os.getpid():0{_PID_DIGITS}d}.{self._block.fd:0{_FD_DIGITS}d}"
             self._made = base
             _made_here.add(base)
         else:
             self._locator = ""
         self._size = size
         self._meta_at = data
-        self._buf = memoryview(self._mmap)[:size]
+        self._buf = memoryview(self._block.mm)[:size]
 
     def _attach(self, name: str, fd: int) -> None:
         """Map the block ``fd``, found under ``name``; it is this object's from now."""
         try:
             total = os.fstat(fd).st_size
-            if total < _PAGE or total % _PAGE:
-                raise FileNotFoundError(errno.ENOENT, f"{name!r} is not a shared memory block")
-            self._map(fd, total)
-            magic, size, unlinked = _META.unpack_from(self._mmap, total - _PAGE)
-            if magic != _MAGIC or size > total - _PAGE:
-                raise FileNotFoundError(errno.ENOENT, f"{name!r} is not a shared memory block")
-            if unlinked:
-                raise FileNotFoundError(errno.ENOENT, f"shared memory block {name!r} was unlinked")
         except BaseException:
-            if self._mmap is not None:
-                self._mmap.close()
-                self._mmap = None
-            self._fd = -1
             os.close(fd)
             raise
+        if total < _PAGE or total % _PAGE:
+            os.close(fd)
+            raise FileNotFoundError(errno.ENOENT, f"{name!r} is not a shared memory block")
+        try:
+            block = Block(total, fd)
+        except ValueError as exc:  # a memfd of that label, but not sealed: not plait's
+            raise FileNotFoundError(errno.ENOENT, f"{name!r} is not a shared memory block") from exc
+        magic, size, unlinked = _META.unpack_from(block.mm, total - _PAGE)
+        if magic != _MAGIC or size > total - _PAGE:
+            block.close()
+            raise FileNotFoundError(errno.ENOENT, f"{name!r} is not a shared memory block")
+        if unlinked:
+            block.close()
+            raise FileNotFoundError(errno.ENOENT, f"shared memory block {name!r} was unlinked")
+        self._block = block
         base, at, where = name.partition("@")
         self._name = "/" + base
         self._locator = at + where
         self._size = size
         self._meta_at = total - _PAGE
-        self._buf = memoryview(self._mmap)[:size]
-
-    def _map(self, fd: int, length: int) -> None:
-        self._mmap = mmap.mmap(fd, length)
-        self._fd = fd
+        self._buf = memoryview(block.mm)[:size]
 
     @property
     def name(self) -> str:
@@ -340,13 +344,11 @@ class SharedMemory:
         if self._buf is not None:
             self._buf.release()
             self._buf = None
-        if self._mmap is not None:
-            self._saw_unlinked = bool(_META.unpack_from(self._mmap, self._meta_at)[2])
-            self._mmap.close()
-            self._mmap = None
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        block = self._block
+        if block is not None:
+            self._saw_unlinked = bool(_META.unpack_from(block.mm, self._meta_at)[2])
+            block.close()
+            self._block = None
         if self._made is not None:
             _made_here.discard(self._made)
             self._made = None
@@ -359,8 +361,8 @@ class SharedMemory:
         ``FileNotFoundError`` if it was already unlinked (known to this object: marked
         before it closed, or still marked in a live block).
         """
-        if self._mmap is not None:
-            _mark_unlinked(self._mmap, self._meta_at, self.name)
+        if self._block is not None:
+            _mark_unlinked(self._block.mm, self._meta_at, self.name)
             return
         if self._saw_unlinked:
             raise FileNotFoundError(errno.ENOENT, f"{self.name!r} was already unlinked")
@@ -371,7 +373,7 @@ class SharedMemory:
                 raise
             return
         try:
-            _mark_unlinked(other._mmap, other._meta_at, self.name)
+            _mark_unlinked(other._block.mm, other._meta_at, self.name)
         finally:
             other.close()
 

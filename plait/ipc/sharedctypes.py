@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-Each object lives in its own small ``memfd`` mapped shared (the ``_Block`` of
-``plait.ipc.synchronize``); the ctypes object is built on the mapping with
+Each object lives in its own small ``memfd`` mapped shared (the ``Block`` of
+``plait._core.block``); the ctypes object is built on the mapping with
 ``from_buffer``, so reading and writing it is plain memory access, seen at once by every
 process that maps the block. The object's class is a subclass of the ctypes type asked
 for (``isinstance(v, ctypes.c_int)`` holds) that knows how to pickle itself: by sending
@@ -28,7 +28,8 @@ import ctypes
 import operator
 from typing import Any
 
-from plait.ipc.synchronize import RLock, SemLock, _Block
+from plait._core.block import Block
+from plait.ipc.synchronize import RLock, SemLock
 
 __all__ = [
     "Array",
@@ -83,7 +84,7 @@ def _ctype(typecode_or_type: Any) -> type:
 
 
 def _shared(base: type) -> type:
-    """The subclass of ctypes type ``base`` whose objects live in a ``_Block``."""
+    """The subclass of ctypes type ``base`` whose objects live in a ``Block``."""
     cls = _shared_types.get(base)
     if cls is None:
         namespace = {"__reduce__": _reduce_shared, "__module__": __name__}
@@ -116,18 +117,18 @@ def _build(description: Any) -> type:
     return description
 
 
-def _rebuild_shared(description: Any, block: _Block):
+def _rebuild_shared(description: Any, block: Block):
     return _on_block(_build(description), block)
 
 
-def _on_block(base: type, block: _Block):
+def _on_block(base: type, block: Block):
     obj = _shared(base).from_buffer(block.mm)
     obj._plait_block = block
     return obj
 
 
 def _new(base: type):
-    return _on_block(base, _Block(max(ctypes.sizeof(base), 1)))
+    return _on_block(base, Block(max(ctypes.sizeof(base), 1)))
 
 
 def RawValue(typecode_or_type: Any, *args: Any):  # noqa: N802 - the standard library's name

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Every primitive keeps its state in a small ``memfd`` mapped ``MAP_SHARED`` by each
-process that uses it (a ``_Block``); the words in it are operated on by the C core
+process that uses it (a ``plait._core.block.Block``); the words in it are operated on by the C core
 ``plait._core._sync`` with atomic instructions and futex waits (its source opens with
 the essay on the algorithms). Nothing lives in a server process or a named semaphore:
 
@@ -25,11 +25,11 @@ semaphore of its own, in a slot of the condition's block that names its process,
 (``multiprocessing``'s ``notify`` waits for each woken waiter to acknowledge, forever
 if it was killed). ``Event`` is one futex word of its own.
 
-Why ``Condition`` and ``Barrier`` do not share code with ``plait.threads.sync``, whose
-algorithms they repeat: the layering would allow it (``threads`` sits below ``ipc``),
-but importing ``plait.threads.sync`` runs ``plait.threads``, whose lock-order checker
-imports ``dataclasses`` and ``inspect`` (about 10 ms), and every spawned child that
-unpickles a lock imports this module.
+``Condition`` and ``Barrier`` are the algorithms of ``plait.threads.waiting``, which
+the thread primitives use too, over this module's storage: the condition's waiters in
+slots of its block, the barrier's state and count in a block of their own. That module
+imports nothing of plait (``plait.threads`` loads its submodules lazily), so a spawned
+child that unpickles a lock does not pay for the lock-order checker.
 
 The owner-died rule (beyond the standard library). A ``Lock`` or ``RLock`` whose holder
 process died (killed, crashed) does not block its waiters forever. A waiter that is
@@ -51,15 +51,12 @@ lock's and its own; ``Barrier`` three).
 
 from __future__ import annotations
 
-import fcntl
-import mmap
+import ctypes
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from plait._core import fdpass
 from plait._core._sync import (
     EVENT,
     LOCK,
@@ -70,6 +67,8 @@ from plait._core._sync import (
     OwnerDiedError,
     SemLock,
 )
+from plait._core.block import Block
+from plait.threads import waiting
 
 __all__ = [
     "RECURSIVE_MUTEX",
@@ -88,62 +87,8 @@ __all__ = [
 
 RECURSIVE_MUTEX = RLOCK  # the standard name of the kind an RLock's ``kind`` reports
 
-_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 
-
-class _Block:
-    """A sealed ``memfd`` mapped shared: the memory of one primitive.
-
-    Owns the fd (closed when the block is collected) and the mapping (unmapped when
-    the last object built on it is collected).
-    """
-
-    __slots__ = ("fd", "mm", "size", "__weakref__")
-
-    def __init__(self, size: int, fd: int | None = None, name: str = "plait-sync") -> None:
-        if fd is None:
-            fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-            try:
-                os.ftruncate(fd, size)
-                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-            except BaseException:
-                os.close(fd)
-                raise
-        else:
-            try:
-                actual = os.fstat(fd).st_size
-                sealed = fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK
-            except OSError:  # not a memfd at all (F_GET_SEALS: EINVAL)
-                actual, sealed = 0, 0
-            if actual < size or not sealed:
-                os.close(fd)
-                raise ValueError(f"the fd sent as a {size}-byte sync block is not one")
-        self.fd = fd
-        self.size = size
-        try:
-            self.mm = mmap.mmap(fd, size)
-        except BaseException:
-            self.fd = -1
-            os.close(fd)
-            raise
-
-    def __reduce__(self):
-        return _rebuild_block, (fdpass.reduce_fd(self.fd), self.size)
-
-    def close_fd(self) -> None:
-        """Close the fd now; the mapping stays, but the block can no longer travel."""
-        fd, self.fd = getattr(self, "fd", -1), -1
-        if fd >= 0:
-            os.close(fd)
-
-    __del__ = close_fd
-
-
-def _rebuild_block(index: int, size: int) -> _Block:
-    return _Block(size, fdpass.rebuild_fd(index))
-
-
-def _record(block: _Block, offset: int, *init: int) -> SemLock:
+def _record(block: Block, offset: int, *init: int) -> SemLock:
     """A plain ``SemLock`` on the record at ``offset`` of ``block`` (initialized if
     ``init`` = (kind, value, maxvalue) is given)."""
     sem = SemLock()
@@ -155,7 +100,7 @@ class _Primitive(SemLock):
     """A ``SemLock`` that owns its block: construction, pickling, ``repr``."""
 
     def _create(self, kind: int, value: int, maxvalue: int) -> None:
-        self._block = _Block(RECORD_SIZE)
+        self._block = Block(RECORD_SIZE)
         self._attach(self._block.mm, 0, kind, value, maxvalue)
 
     def __reduce__(self):
@@ -173,7 +118,7 @@ class _Primitive(SemLock):
         return self._get_value() == 0
 
 
-def _rebuild_primitive(cls: type, block: _Block) -> _Primitive:
+def _rebuild_primitive(cls: type, block: Block) -> _Primitive:
     obj = cls.__new__(cls)
     obj._block = block
     obj._attach(block.mm, 0)
@@ -268,15 +213,37 @@ def _initial(value: int) -> int:
     return value
 
 
-# The block of a Condition: a header, then one slot per waiter. A slot is the waiter's
-# semaphore record (its wakeup), then its pid and state (int32 each) and its ticket
-# (int64, the order of arrival). Everything but the semaphores is read and written only
-# by holders of the condition's lock.
+# The block of a Condition: a header, then one slot per waiter. A waiter sleeps on the
+# semaphore record of its slot (its wakeup); everything else is read and written only by
+# holders of the condition's lock.
 _SLOTS = 1024
-_HEADER = 16  # next ticket (int64), waiters in the WAITING state (int32), slots in use (int32)
-_SLOT = RECORD_SIZE + 16
-_WAITING_COUNT, _TOP = 2, 3  # int32 indexes in the header
-_NEVER_USED, _FREE, _WAITING, _NOTIFIED = 0, 1, 2, 3
+_NEVER_USED, _FREE, _WAITING, _NOTIFIED = 0, 1, 2, 3  # a slot's state
+
+
+class _Header(ctypes.Structure):
+    _fields_ = (
+        ("next_ticket", ctypes.c_int64),  # the ticket the next waiter takes
+        ("waiting", ctypes.c_int32),  # slots in the WAITING state
+        ("top", ctypes.c_int32),  # every slot in use is below it
+    )
+
+
+class _Slot(ctypes.Structure):
+    _fields_ = (
+        ("wakeup", ctypes.c_ubyte * RECORD_SIZE),  # the waiter's semaphore (_sync's record)
+        ("pid", ctypes.c_int32),  # the waiter's process
+        ("state", ctypes.c_int32),
+        ("ticket", ctypes.c_int64),  # the order of arrival: notify wakes the lowest first
+    )
+
+
+class _ConditionBlock(ctypes.Structure):
+    _fields_ = (("header", _Header), ("slots", _Slot * _SLOTS))
+
+
+def _wakeup_at(slot: int) -> int:
+    """The offset in the block of slot ``slot``'s semaphore record."""
+    return _ConditionBlock.slots.offset + slot * ctypes.sizeof(_Slot) + _Slot.wakeup.offset
 
 
 def _process_alive(pid: int) -> bool:
@@ -307,7 +274,106 @@ class _NoCounter:
         )
 
 
-class Condition:
+class _Slots:
+    """The waiter store of a ``Condition`` across processes (see ``waiting``): the slots
+    of the condition's block. A waiter is the index of its slot."""
+
+    __slots__ = ("block", "header", "slots", "wakeups")
+
+    def __init__(self, block: Block) -> None:
+        self.block = block
+        layout = _ConditionBlock.from_buffer(block.mm)
+        self.header = layout.header
+        self.slots = layout.slots
+        self.wakeups: dict[int, SemLock] = {}  # slot -> its semaphore, in this process
+
+    def __len__(self) -> int:
+        return self.header.waiting
+
+    def add(self, _me=os.getpid) -> int:
+        """Take a slot as a waiter (the lock is held); return its index."""
+        header, slots = self.header, self.slots
+        top = header.top
+        slot = next((i for i in range(top) if slots[i].state <= _FREE), top)
+        if slot == _SLOTS:
+            slot = self._reclaim_dead()
+        # A fresh wakeup of value 0: nobody sleeps on a free slot's record.
+        self.wakeups[slot] = _record(self.block, _wakeup_at(slot), SEMAPHORE, 0, 1)
+        waiter = slots[slot]
+        waiter.pid = _me()
+        waiter.state = _WAITING
+        waiter.ticket = header.next_ticket
+        header.next_ticket += 1
+        header.waiting += 1
+        header.top = max(top, slot + 1)
+        return slot
+
+    def _reclaim_dead(self) -> int:
+        """All slots are taken: free those of dead processes; return one, or raise."""
+        free = None
+        for slot, waiter in enumerate(self.slots):
+            if not _process_alive(waiter.pid):
+                if waiter.state == _WAITING:
+                    self.header.waiting -= 1
+                waiter.state = _FREE
+                free = slot if free is None else free
+        if free is None:
+            raise RuntimeError(f"more than {_SLOTS} threads wait on one Condition at once")
+        return free
+
+    def sleep(self, slot: int, timeout: float | None) -> bool:
+        return self.wakeups[slot].acquire(True, timeout)
+
+    def leave(self, slot: int, notified: bool) -> bool:
+        """Give the slot back (the lock is held again); return whether it was notified."""
+        header, slots = self.header, self.slots
+        waiter = slots[slot]
+        if waiter.state == _NOTIFIED:
+            if not notified:  # the wakeup came after the timeout: it is still ours
+                notified = self.wakeups[slot].acquire(False)
+        else:  # timed out (or interrupted) before any notify
+            header.waiting -= 1
+        waiter.state = _FREE
+        top = header.top
+        while top and slots[top - 1].state <= _FREE:
+            top -= 1
+        header.top = top
+        return notified
+
+    def wake(self, n: int) -> None:
+        """Wake up to ``n`` waiters, oldest first, skipping dead ones; never blocks."""
+        header, slots = self.header, self.slots
+        if not header.waiting:
+            return
+        waiting = sorted(
+            (waiter.ticket, slot, waiter)
+            for slot, waiter in ((i, slots[i]) for i in range(header.top))
+            if waiter.state == _WAITING
+        )
+        # Waking them all needs no look at who is alive; choosing some does (a killed
+        # waiter must not take the place of a live one). Its cost, a /proc read per
+        # waiter of another process, is paid only then.
+        choose = n < len(waiting)
+        me = os.getpid()
+        for _, slot, waiter in waiting:
+            header.waiting -= 1
+            if choose and waiter.pid != me and not _process_alive(waiter.pid):
+                waiter.state = _FREE  # killed in wait(): nobody to wake
+                continue
+            waiter.state = _NOTIFIED
+            self._wakeup(slot).release()
+            n -= 1
+            if not n:
+                return
+
+    def _wakeup(self, slot: int) -> SemLock:
+        wakeup = self.wakeups.get(slot)
+        if wakeup is None:
+            wakeup = self.wakeups[slot] = _record(self.block, _wakeup_at(slot))
+        return wakeup
+
+
+class Condition(waiting.Condition):
     """A condition variable shared between processes, on ``lock`` (default a new RLock).
 
     ``wait`` must be called holding the lock; it releases it (all levels of an RLock),
@@ -319,12 +385,11 @@ class Condition:
     ``multiprocessing.Condition``; ``wait`` raises ``RuntimeError`` when more than 1024
     threads wait at once.
 
-    How: the waiters' algorithm of ``plait.threads.sync.Condition`` (a waiter sleeps on
-    a semaphore of its own; notify releases the oldest ones), with the waiters kept in
-    slots in shared memory instead of a deque, each slot naming its process.
-    ``multiprocessing`` instead counts sleepers in shared semaphores and has ``notify``
-    wait until each woken waiter has acknowledged, which hangs forever on a waiter that
-    was killed.
+    How: the algorithm of ``plait.threads.waiting.Condition`` (a waiter sleeps on a
+    semaphore of its own; notify releases the oldest ones), with the waiters kept in
+    slots in shared memory, each slot naming its process. ``multiprocessing`` instead
+    counts sleepers in shared semaphores and has ``notify`` wait until each woken waiter
+    has acknowledged, which hangs forever on a waiter that was killed.
     """
 
     def __init__(self, lock: Lock | RLock | None = None) -> None:
@@ -336,22 +401,17 @@ class Condition:
                 f"a plait Condition needs a plait Lock or RLock (plait.multiprocessing.Lock()), "
                 f"not a {kind}"
             )
-        self._setup(lock, _Block(_HEADER + _SLOTS * _SLOT))
+        self._setup(lock, Block(ctypes.sizeof(_ConditionBlock)))
 
-    def _setup(self, lock: SemLock, block: _Block) -> None:
+    def _setup(self, lock: SemLock, block: Block) -> None:
         # The semaphores of the standard library's algorithm, which code written against
         # it reads: their get_value() says why there is no value, as the standard one
         # does where sem_getvalue() is missing.
         self._sleeping_count = _NoCounter("_sleeping_count")
         self._woken_count = _NoCounter("_woken_count")
         self._wait_semaphore = _NoCounter("_wait_semaphore")
-        self._lock = lock
         self._block = block
-        self._ints = memoryview(block.mm).cast("i")
-        self._longs = memoryview(block.mm).cast("q")
-        self._wakeups: dict[int, SemLock] = {}  # slot -> its semaphore, in this process
-        self.acquire = lock.acquire
-        self.release = lock.release
+        self._bind(lock, _Slots(block))
 
     def __getstate__(self):
         return self._lock, self._block
@@ -359,144 +419,25 @@ class Condition:
     def __setstate__(self, state) -> None:
         self._setup(*state)
 
-    def __enter__(self) -> bool:
-        return self._lock.__enter__()
-
-    def __exit__(self, *args) -> None:
-        self._lock.__exit__(*args)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__}({self._lock!r}, {self._ints[_WAITING_COUNT]})>"
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Release the lock, block until notified or ``timeout``; re-acquire. True if notified.
-
-        A negative or zero ``timeout`` only polls.
-        """
-        assert self._lock._is_mine(), "must acquire() condition before using wait()"
-        slot = self._enter()
-        wakeup = self._wakeups[slot]
-        count = self._lock._count()
+    # The lock protocol of ``waiting.Condition`` on a plait Lock or RLock.
+    def _release_save(self) -> int:
+        lock = self._lock
+        count = lock._count()
         for _ in range(count):
-            self._lock.release()
-        notified = False
-        try:
-            notified = wakeup.acquire(True, timeout)
-        finally:
-            for _ in range(count):
-                self._lock.acquire()
-            notified = self._leave(slot, notified)
-        return notified
+            lock.release()
+        return count
 
-    def _enter(self, _me=os.getpid) -> int:
-        """Take a slot as a waiter (the lock is held); return its index."""
-        ints, longs = self._ints, self._longs
-        top = ints[_TOP]
-        slot = next((i for i in range(top) if ints[self._state(i)] <= _FREE), top)
-        if slot == _SLOTS:
-            slot = self._reclaim_dead()
-        base = _HEADER + slot * _SLOT
-        # A fresh wakeup of value 0: nobody sleeps on a free slot's record.
-        self._wakeups[slot] = _record(self._block, base, SEMAPHORE, 0, 1)
-        ints[self._state(slot) - 1] = _me()
-        ints[self._state(slot)] = _WAITING
-        longs[(base + RECORD_SIZE + 8) // 8] = longs[0]
-        longs[0] += 1
-        ints[_WAITING_COUNT] += 1
-        ints[_TOP] = max(top, slot + 1)
-        return slot
+    def _acquire_restore(self, count: int) -> None:
+        for _ in range(count):
+            self._lock.acquire()
 
-    def _reclaim_dead(self) -> int:
-        """All slots are taken: free those of dead processes; return one, or raise."""
-        ints = self._ints
-        free = None
-        for slot in range(_SLOTS):
-            state = self._state(slot)
-            if not _process_alive(ints[state - 1]):
-                if ints[state] == _WAITING:
-                    ints[_WAITING_COUNT] -= 1
-                ints[state] = _FREE
-                free = slot if free is None else free
-        if free is None:
-            raise RuntimeError(f"more than {_SLOTS} waiters on {self!r}")
-        return free
+    def _is_owned(self) -> bool:
+        return self._lock._is_mine()
 
-    def _leave(self, slot: int, notified: bool) -> bool:
-        """Give the slot back (the lock is held again); return whether it was notified."""
-        ints = self._ints
-        state = self._state(slot)
-        if ints[state] == _NOTIFIED:
-            if not notified:  # the wakeup came after the timeout: it is still ours
-                notified = self._wakeups[slot].acquire(False)
-        else:  # timed out (or interrupted) before any notify
-            ints[_WAITING_COUNT] -= 1
-        ints[state] = _FREE
-        top = ints[_TOP]
-        while top and ints[self._state(top - 1)] <= _FREE:
-            top -= 1
-        ints[_TOP] = top
-        return notified
-
-    @staticmethod
-    def _state(slot: int) -> int:
-        """The int32 index of a slot's state (its pid is the one before)."""
-        return (_HEADER + slot * _SLOT + RECORD_SIZE) // 4 + 1
-
-    def notify(self, n: int = 1) -> None:
-        """Wake up to ``n`` waiters, oldest first, skipping dead ones; never blocks."""
-        assert self._lock._is_mine(), "lock is not owned"
-        ints = self._ints
-        if n <= 0 or not ints[_WAITING_COUNT]:
-            return
-        longs, state_of = self._longs, self._state
-        waiting = sorted(
-            (longs[(_HEADER + slot * _SLOT + RECORD_SIZE + 8) // 8], slot)
-            for slot in range(ints[_TOP])
-            if ints[state_of(slot)] == _WAITING
-        )
-        # Waking them all needs no look at who is alive; choosing some does (a killed
-        # waiter must not take the place of a live one). Its cost, a /proc read per
-        # waiter of another process, is paid only then.
-        choose = n < len(waiting)
-        me = os.getpid()
-        for _, slot in waiting:
-            state = state_of(slot)
-            ints[_WAITING_COUNT] -= 1
-            pid = ints[state - 1]
-            if choose and pid != me and not _process_alive(pid):
-                ints[state] = _FREE  # killed in wait(): nobody to wake
-                continue
-            ints[state] = _NOTIFIED
-            self._wakeup(slot).release()
-            n -= 1
-            if not n:
-                return
-
-    def _wakeup(self, slot: int) -> SemLock:
-        wakeup = self._wakeups.get(slot)
-        if wakeup is None:
-            wakeup = self._wakeups[slot] = _record(self._block, _HEADER + slot * _SLOT)
-        return wakeup
-
-    def notify_all(self) -> None:
-        """Wake every waiter; never blocks."""
-        self.notify(_SLOTS)
-
-    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
-        """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value."""
-        result = predicate()
-        if result:
-            return result
-        endtime = None if timeout is None else time.monotonic() + timeout
-        waittime = None
-        while not result:
-            if endtime is not None:
-                waittime = endtime - time.monotonic()
-                if waittime <= 0:
-                    break
-            self.wait(waittime)
-            result = predicate()
-        return result
+    def _not_owned(self, action: str) -> Exception:
+        if action == "wait":
+            return AssertionError("must acquire() condition before using wait()")
+        return AssertionError("lock is not owned")
 
 
 class Event:
@@ -507,9 +448,9 @@ class Event:
     """
 
     def __init__(self) -> None:
-        self._setup(_Block(RECORD_SIZE), True)
+        self._setup(Block(RECORD_SIZE), True)
 
-    def _setup(self, block: _Block, create: bool) -> None:
+    def _setup(self, block: Block, create: bool) -> None:
         self._block = block
         self._flag = _record(block, 0, *((EVENT, 0, 1) if create else ()))
 
@@ -539,17 +480,22 @@ class Event:
         return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
 
 
-# Barrier states, as in threading.Barrier.
-_FILLING, _DRAINING, _RESETTING, _BROKEN = 0, 1, -1, -2
+class _BarrierBlock(ctypes.Structure):
+    """A barrier's block: read and written under its condition's lock."""
+
+    _fields_ = (("state", ctypes.c_int32), ("count", ctypes.c_int32))  # see waiting.Barrier
 
 
-class Barrier:
+class Barrier(waiting.Barrier):
     """A barrier for ``parties`` threads or processes, as ``threading.Barrier``.
 
     ``wait(timeout=None)`` blocks until ``parties`` callers wait (then returns each a
     distinct index in ``range(parties)``; one of them first runs ``action``), or raises
     ``threading.BrokenBarrierError`` when the barrier is broken, reset, or ``timeout``
     passes (which breaks it). Raises ``ValueError`` for ``parties`` < 1.
+
+    How: the algorithm of ``plait.threads.waiting.Barrier`` on a plait ``Condition``,
+    its state and count in a block of their own.
     """
 
     def __init__(
@@ -557,13 +503,14 @@ class Barrier:
     ) -> None:
         if not isinstance(parties, int) or parties < 1:
             raise ValueError(f"parties must be an int >= 1, not {parties!r}")
-        block = _Block(8)
-        self._setup(Condition(Lock()), block, parties, action, timeout)
+        self._setup(
+            Condition(Lock()), Block(ctypes.sizeof(_BarrierBlock)), parties, action, timeout
+        )
 
     def _setup(self, cond, block, parties, action, timeout) -> None:
         self._cond = cond
         self._block = block
-        self._ints = memoryview(block.mm).cast("i")  # [state, count], under the lock
+        self._shared = _BarrierBlock.from_buffer(block.mm)
         self._parties = parties
         self._action = action
         self._timeout = timeout
@@ -576,102 +523,16 @@ class Barrier:
 
     @property
     def _state(self) -> int:
-        return self._ints[0]
+        return self._shared.state
 
     @_state.setter
     def _state(self, value: int) -> None:
-        self._ints[0] = value
+        self._shared.state = value
 
     @property
     def _count(self) -> int:
-        return self._ints[1]
+        return self._shared.count
 
     @_count.setter
     def _count(self, value: int) -> None:
-        self._ints[1] = value
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the others; return this caller's index (see the class docstring)."""
-        if timeout is None:
-            timeout = self._timeout
-        with self._cond:
-            self._enter()
-            index = self._count
-            self._count += 1
-            try:
-                if index + 1 == self._parties:
-                    self._release()
-                else:
-                    self._wait(timeout)
-                return index
-            finally:
-                self._count -= 1
-                self._exit()
-
-    def _enter(self) -> None:
-        while self._state in (_DRAINING, _RESETTING):
-            self._cond.wait()
-        if self._state < 0:
-            raise threading.BrokenBarrierError
-
-    def _release(self) -> None:
-        try:
-            if self._action:
-                self._action()
-            self._state = _DRAINING
-            self._cond.notify_all()
-        except BaseException:
-            self._break()
-            raise
-
-    def _wait(self, timeout: float | None) -> None:
-        if not self._cond.wait_for(lambda: self._state != _FILLING, timeout):
-            self._break()
-            raise threading.BrokenBarrierError
-        if self._state < 0:
-            raise threading.BrokenBarrierError
-
-    def _exit(self) -> None:
-        if self._count == 0 and self._state in (_RESETTING, _DRAINING):
-            self._state = _FILLING
-            self._cond.notify_all()
-
-    def reset(self) -> None:
-        """Return to the empty state; current waiters get ``BrokenBarrierError``."""
-        with self._cond:
-            if self._count > 0:
-                if self._state in (_FILLING, _BROKEN):
-                    self._state = _RESETTING
-            else:
-                self._state = _FILLING
-            self._cond.notify_all()
-
-    def abort(self) -> None:
-        """Break the barrier: current and future waiters get ``BrokenBarrierError``."""
-        with self._cond:
-            self._break()
-
-    def _break(self) -> None:
-        self._state = _BROKEN
-        self._cond.notify_all()
-
-    @property
-    def parties(self) -> int:
-        """The number of callers needed to pass the barrier."""
-        return self._parties
-
-    @property
-    def n_waiting(self) -> int:
-        """The number of callers waiting now."""
-        return self._count if self._state == _FILLING else 0
-
-    @property
-    def broken(self) -> bool:
-        """Whether the barrier is broken."""
-        return self._state == _BROKEN
-
-    def __repr__(self) -> str:
-        where = f"{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}"
-        if self.broken:
-            return f"<{where}: broken>"
-        return f"<{where}: waiters={self.n_waiting}/{self._parties}>"
+        self._shared.count = value

@@ -45,8 +45,8 @@ import pickle
 import select
 
 from plait._core._ring import HEADER_SIZE, PLAIN, Ring
+from plait._core.block import Block
 from plait._core.serialization import PROTOCOL
-from plait.ipc.synchronize import _Block
 
 __all__ = ["RingLink", "Outbox", "make_ring", "loads_request", "PLAIN", "TOKEN_SIZE"]
 
@@ -69,13 +69,13 @@ _dumps = pickle.dumps
 _loads = pickle.loads
 
 
-def make_ring(capacity: int) -> tuple[Ring, _Block]:
+def make_ring(capacity: int) -> tuple[Ring, Block]:
     """A new ring of ``capacity`` bytes in a memfd block (the block travels to clients)."""
-    block = _Block(HEADER_SIZE + capacity, name="plait-manager-ring")
+    block = Block(HEADER_SIZE + capacity, name="plait-manager-ring")
     return attach_ring(block, create=True), block
 
 
-def attach_ring(block: _Block, create: bool = False) -> Ring:
+def attach_ring(block: Block, create: bool = False) -> Ring:
     ring = Ring()
     ring._attach(block.mm, -1, -1, create=create)  # PLAIN entries only: no segments
     return ring
@@ -93,15 +93,13 @@ class _Closed:
 _CLOSED = _Closed()
 
 
-def free(*blocks: _Block) -> None:
-    """Close the blocks' fds and mappings (the mapping holds a copy of the fd) once
-    their rings are dropped."""
+def free(*blocks: Block) -> None:
+    """Unmap the blocks and close their fds once their rings are dropped."""
     for block in blocks:
-        block.close_fd()
         try:
-            block.mm.close()
-        except BufferError:  # a ring is still in use (another thread): the GC closes it
-            pass
+            block.close()
+        except BufferError:  # a ring is still in use (another thread): the GC unmaps it
+            block.close_fd()
 
 
 def loads_request(entry: bytes):
@@ -127,7 +125,7 @@ class RingLink:
         "__weakref__",
     )
 
-    def __init__(self, conn, inbox: _Block, outbox: _Block, token: bytes) -> None:
+    def __init__(self, conn, inbox: Block, outbox: Block, token: bytes) -> None:
         self.conn = conn
         self._inbox = attach_ring(inbox)
         self._outbox = attach_ring(outbox)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import array
 import os
-import time
 import weakref
 from typing import Any
 
@@ -33,6 +32,7 @@ from plait.threads import (
     Queue,
     RLock,
     Semaphore,
+    waiting,
 )
 
 __all__ = [
@@ -190,21 +190,8 @@ class ConditionProxy(AcquirerProxy):
     def notify_all(self) -> None:
         return self._callmethod("notify_all")
 
-    def wait_for(self, predicate: Any, timeout: float | None = None) -> Any:
-        """Wait until ``predicate()`` (evaluated here) is true, up to ``timeout`` seconds."""
-        result = predicate()
-        if result:
-            return result
-        endtime = None if timeout is None else time.monotonic() + timeout
-        waittime = None
-        while not result:
-            if endtime is not None:
-                waittime = endtime - time.monotonic()
-                if waittime <= 0:
-                    break
-            self.wait(waittime)
-            result = predicate()
-        return result
+    # Waits through ``wait``, evaluating ``predicate`` here, in the client.
+    wait_for = waiting.Condition.wait_for
 
 
 class EventProxy(BaseProxy):

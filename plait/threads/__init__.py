@@ -8,6 +8,9 @@ queue engine), and on nothing else of plait:
   re-raises the exception of its target), ``Timer``, the interpreter's thread functions;
 - ``sync``: ``Lock``, ``RLock``, ``Condition``, ``Semaphore``, ``BoundedSemaphore``,
   ``Event``, ``Barrier``;
+- ``waiting``: the algorithms of ``Condition`` and ``Barrier``, written once over a lock
+  protocol and a waiter store, for these primitives and for those shared between
+  processes (``plait.ipc.synchronize``);
 - ``queues``: ``Queue``, ``LifoQueue``, ``PriorityQueue``, ``SimpleQueue`` with
   ``shutdown()``;
 - ``dummy`` and ``dummy_connection``: the ``multiprocessing`` API on threads
@@ -20,37 +23,15 @@ queue engine), and on nothing else of plait:
 
 ``plait.threading`` and ``plait.queue`` re-export these under the standard names, which is
 where the public classes say they live (``__module__``), as ``threading`` and ``queue``.
+
+Each name is imported from its module on first use: ``plait.ipc.synchronize`` imports
+``waiting`` in every process that receives a lock, and must not pay for the lock-order
+checker (``dataclasses``, ``traceback``) or the thread queues.
 """
 
-from plait.threads.lockorder import (
-    CheckedLock,
-    LockOrderViolation,
-    LockOrderWarning,
-    check_lock_order,
-    lock_order_checking,
-    lock_order_reports,
-)
-from plait.threads.queues import (
-    Empty,
-    Full,
-    LifoQueue,
-    PriorityQueue,
-    Queue,
-    ShutDown,
-    SimpleQueue,
-)
-from plait.threads.sync import (
-    Barrier,
-    BoundedSemaphore,
-    BrokenBarrierError,
-    Condition,
-    Event,
-    Lock,
-    RLock,
-    Semaphore,
-    ThreadError,
-)
-from plait.threads.thread import Thread, Timer
+from __future__ import annotations
+
+from plait._core.lazy import lazy_names
 
 __all__ = [
     "Thread",
@@ -78,3 +59,44 @@ __all__ = [
     "LockOrderViolation",
     "LockOrderWarning",
 ]
+
+
+_HOME = {
+    "Thread": "plait.threads.thread",
+    "Timer": "plait.threads.thread",
+    "Lock": "plait.threads.sync",
+    "RLock": "plait.threads.sync",
+    "Condition": "plait.threads.sync",
+    "Semaphore": "plait.threads.sync",
+    "BoundedSemaphore": "plait.threads.sync",
+    "Event": "plait.threads.sync",
+    "Barrier": "plait.threads.sync",
+    "BrokenBarrierError": "plait.threads.sync",
+    "ThreadError": "plait.threads.sync",
+    "Queue": "plait.threads.queues",
+    "LifoQueue": "plait.threads.queues",
+    "PriorityQueue": "plait.threads.queues",
+    "SimpleQueue": "plait.threads.queues",
+    "Empty": "plait.threads.queues",
+    "Full": "plait.threads.queues",
+    "ShutDown": "plait.threads.queues",
+    "check_lock_order": "plait.threads.lockorder",
+    "lock_order_checking": "plait.threads.lockorder",
+    "lock_order_reports": "plait.threads.lockorder",
+    "CheckedLock": "plait.threads.lockorder",
+    "LockOrderViolation": "plait.threads.lockorder",
+    "LockOrderWarning": "plait.threads.lockorder",
+}
+
+_SUBMODULES = (
+    "dummy",
+    "dummy_connection",
+    "interpreter",
+    "lockorder",
+    "queues",
+    "sync",
+    "thread",
+    "waiting",
+)
+
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, _SUBMODULES)

@@ -16,8 +16,9 @@ Cost
 ----
 Off (the default), the checker costs nothing: ``Lock()`` and ``RLock()`` return the
 interpreter's C locks and nothing else ever runs on their acquire/release. On
-(``PLAIT_CHECK_LOCKS=1`` in the environment when ``plait.threads`` is imported, or a call
-to ``check_lock_order()``), locks created *from then on* are ``CheckedLock`` wrappers that
+(``PLAIT_CHECK_LOCKS=1`` in the environment when this module is imported, which the
+first import of ``plait.threading`` or of ``plait.threads``' locks does, or a call to
+``check_lock_order()``), locks created *from then on* are ``CheckedLock`` wrappers that
 record every acquisition: one dictionary lookup per held lock and, the first time an edge
 is seen, a stack capture and a depth-first search. Locks created before the switch stay
 unchecked; turn the checker on at program start.

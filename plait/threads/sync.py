@@ -15,6 +15,9 @@ window (a release that happens before the sleep just makes the sleep return at o
 sleeps with a timeout in the kernel. ``Condition`` keeps a deque of waiters; ``Semaphore``,
 ``Event`` and ``Barrier`` are written on ``Condition``, the way the standard library writes
 them, because their cost is dominated by the sleep and the wakeup, not by the bookkeeping.
+The algorithms of ``Condition`` and ``Barrier`` are ``waiting``'s, which the primitives
+shared between processes (``plait.ipc.synchronize``) use too; this module gives them the
+deque and the interpreter's locks.
 
 Semantics are the standard library's, call for call: the same return values, the same
 treatment of timeouts (``None`` waits forever; a ``Condition``/``Event`` wait with a
@@ -39,9 +42,9 @@ import warnings
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
-from typing import Any, TypeVar
+from typing import Any
 
-from plait.threads import lockorder
+from plait.threads import lockorder, waiting
 
 __all__ = [
     "Lock",
@@ -55,9 +58,7 @@ __all__ = [
     "ThreadError",
 ]
 
-T = TypeVar("T")
-
-BrokenBarrierError = threading.BrokenBarrierError
+BrokenBarrierError = waiting.BrokenBarrierError
 ThreadError = _thread.error
 
 _allocate_lock = _thread.allocate_lock
@@ -182,10 +183,42 @@ class _PyRLock:
         return self._count if self._owner == _get_ident() else 0
 
 
-class Condition:
+class _Waiters(deque):
+    """The waiter store of a ``Condition`` (see ``waiting``): C locks, oldest first."""
+
+    def add(self) -> Any:
+        waiter = _allocate_lock()
+        waiter.acquire()
+        self.append(waiter)
+        return waiter
+
+    @staticmethod
+    def sleep(waiter: Any, timeout: float | None) -> bool:
+        if timeout is None:
+            return waiter.acquire()
+        if timeout > 0:
+            return waiter.acquire(True, timeout)
+        return waiter.acquire(False)
+
+    def leave(self, waiter: Any, woken: bool) -> bool:
+        if not woken:
+            try:
+                self.remove(waiter)
+            except ValueError:  # notify() took it after the timeout
+                pass
+        return woken
+
+    def wake(self, n: int) -> None:
+        while self and n > 0:
+            self.popleft().release()
+            n -= 1
+
+
+class Condition(waiting.Condition):
     """A condition variable: threads wait on it until another thread notifies them.
 
-    The lock (an ``RLock()`` by default) must be held to wait or notify::
+    The lock (an ``RLock()`` by default) must be held to wait or notify (``RuntimeError``
+    otherwise)::
 
         with cond:
             cond.wait_for(lambda: queue_ready)
@@ -194,24 +227,12 @@ class Condition:
     def __init__(self, lock: Any = None) -> None:
         if lock is None:
             lock = RLock()
-        self._lock = lock
-        self.acquire = lock.acquire
-        self.release = lock.release
+        self._bind(lock, _Waiters())
         # Locks with their own save/restore (C RLock, CheckedLock) release every level
         # of a reentrant hold at once during wait(); a plain lock needs only one release.
         self._release_save = getattr(lock, "_release_save", self._release_save_plain)
         self._acquire_restore = getattr(lock, "_acquire_restore", self._acquire_restore_plain)
         self._is_owned = getattr(lock, "_is_owned", self._is_owned_plain)
-        self._waiters: deque[Any] = deque()
-
-    def __enter__(self) -> bool:
-        return self._lock.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.__exit__(*exc)
-
-    def __repr__(self) -> str:
-        return f"<Condition({self._lock!r}, {len(self._waiters)})>"
 
     def _at_fork_reinit(self) -> None:
         self._lock._at_fork_reinit()
@@ -228,68 +249,6 @@ class Condition:
             self._lock.release()
             return False
         return True
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Release the lock, sleep until notified or ``timeout`` seconds pass, retake it.
-
-        Blocks. Returns False if the timeout passed, True otherwise. Raises
-        ``RuntimeError`` if the calling thread does not hold the lock.
-        """
-        if not self._is_owned():
-            raise RuntimeError(f"cannot wait on un-acquired lock of {self!r}")
-        waiter = _allocate_lock()
-        waiter.acquire()
-        self._waiters.append(waiter)
-        saved = self._release_save()
-        woken = False
-        try:
-            if timeout is None:
-                woken = waiter.acquire()
-            elif timeout > 0:
-                woken = waiter.acquire(True, timeout)
-            else:
-                woken = waiter.acquire(False)
-            return woken
-        finally:
-            self._acquire_restore(saved)
-            if not woken:
-                try:
-                    self._waiters.remove(waiter)
-                except ValueError:
-                    pass
-
-    def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
-        """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value.
-
-        Blocks; the lock must be held (``RuntimeError`` otherwise).
-        """
-        deadline = None
-        result = predicate()
-        while not result:
-            if timeout is not None:
-                if deadline is None:
-                    deadline = monotonic() + timeout
-                remaining = deadline - monotonic()
-                if remaining <= 0:
-                    break
-                self.wait(remaining)
-            else:
-                self.wait()
-            result = predicate()
-        return result
-
-    def notify(self, n: int = 1) -> None:
-        """Wake up to ``n`` waiting threads. Never blocks; the lock must be held."""
-        if not self._is_owned():
-            raise RuntimeError(f"cannot notify on un-acquired lock of {self!r}")
-        waiters = self._waiters
-        while waiters and n > 0:
-            waiters.popleft().release()
-            n -= 1
-
-    def notify_all(self) -> None:
-        """Wake every waiting thread. Never blocks; the lock must be held."""
-        self.notify(len(self._waiters))
 
     def notifyAll(self) -> None:  # noqa: N802 (the standard's legacy spelling)
         """Deprecated spelling of ``notify_all``; warns with ``DeprecationWarning``."""
@@ -434,12 +393,7 @@ class Event:
             return signaled
 
 
-# Barrier states: threads arriving (filling), the trip's threads leaving (draining),
-# a reset() waiting for the draining threads to leave (resetting), broken.
-_FILLING, _DRAINING, _RESETTING, _BROKEN = 0, 1, -1, -2
-
-
-class Barrier:
+class Barrier(waiting.Barrier):
     """``parties`` threads wait until all have arrived, then all go on together.
 
     ``wait()`` returns each thread a distinct index in ``range(parties)``; one of them
@@ -457,94 +411,8 @@ class Barrier:
         self._action = action
         self._timeout = timeout
         self._parties = parties
-        self._state = _FILLING
+        self._state = waiting.FILLING
         self._count = 0
-
-    def __repr__(self) -> str:
-        cls = type(self)
-        if self._state == _BROKEN:
-            return f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}: broken>"
-        return (
-            f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}:"
-            f" waiters={self.n_waiting}/{self._parties}>"
-        )
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Block until ``parties`` threads are waiting; return this thread's index.
-
-        Raises ``BrokenBarrierError`` if the barrier is or becomes broken (including by
-        this wait timing out, after ``timeout`` or the barrier's default timeout).
-        """
-        if timeout is None:
-            timeout = self._timeout
-        with self._cond:
-            # Let the threads of the previous trip (or a reset) leave first.
-            self._cond.wait_for(lambda: self._state not in (_DRAINING, _RESETTING))
-            if self._state != _FILLING:
-                raise BrokenBarrierError(f"{self!r} is broken")
-            index = self._count
-            self._count += 1
-            try:
-                if index + 1 == self._parties:
-                    self._trip()
-                else:
-                    if not self._cond.wait_for(lambda: self._state != _FILLING, timeout):
-                        self._break()
-                        raise BrokenBarrierError(f"{self!r}: wait timed out")
-                    if self._state < 0:
-                        raise BrokenBarrierError(f"{self!r} was broken while waiting")
-                return index
-            finally:
-                self._count -= 1
-                if self._count == 0 and self._state in (_DRAINING, _RESETTING):
-                    self._state = _FILLING
-                    self._cond.notify_all()
-
-    def _trip(self) -> None:
-        try:
-            if self._action is not None:
-                self._action()
-            self._state = _DRAINING
-            self._cond.notify_all()
-        except BaseException:
-            self._break()
-            raise
-
-    def _break(self) -> None:
-        self._state = _BROKEN
-        self._cond.notify_all()
-
-    def reset(self) -> None:
-        """Return the barrier to its empty state; current waiters get BrokenBarrierError."""
-        with self._cond:
-            if self._count > 0:
-                if self._state == _FILLING:
-                    self._state = _RESETTING
-                elif self._state == _BROKEN:
-                    self._state = _RESETTING
-            else:
-                self._state = _FILLING
-            self._cond.notify_all()
-
-    def abort(self) -> None:
-        """Break the barrier: current and future waiters get BrokenBarrierError."""
-        with self._cond:
-            self._break()
-
-    @property
-    def parties(self) -> int:
-        """The number of threads it takes to trip the barrier."""
-        return self._parties
-
-    @property
-    def n_waiting(self) -> int:
-        """The number of threads waiting now."""
-        return self._count if self._state == _FILLING else 0
-
-    @property
-    def broken(self) -> bool:
-        """Whether the barrier is broken."""
-        return self._state == _BROKEN
 
 
 # The public home of these names is the face: reprs, pickles by reference and documentation

@@ -7,6 +7,7 @@ import multiprocessing.shared_memory
 import os
 import pickle
 import signal
+import subprocess
 import sys
 import time
 
@@ -209,6 +210,65 @@ def test_a_name_outlives_its_creator_until_unlinked(shm, no_shm_leaks):
         assert finish(holder) == 0
     again.close()
     again.unlink()
+
+
+ATTACH_IN_ANOTHER_PROGRAM = """
+import sys
+from {module} import SharedMemory
+block = SharedMemory(sys.argv[1], track={track})
+block.buf[0] = 7
+block.close()
+"""
+
+
+def _has_track(shm) -> bool:
+    import inspect
+
+    return "track" in inspect.signature(shm.SharedMemory).parameters
+
+
+def test_a_program_that_attaches_untracked_leaves_the_block_alive(shm, no_shm_leaks):
+    # Python 3.13's track=False: a separate program (not a child of this one) attaches,
+    # writes and exits; the block stays usable by name, and nothing warns of a leak.
+    if not _has_track(shm):
+        pytest.skip(f"{shm.__name__}.SharedMemory has no track= before Python 3.13")
+    block = shm.SharedMemory(create=True, size=10, track=False)
+    try:
+        code = ATTACH_IN_ANOTHER_PROGRAM.format(module=shm.__name__, track=False)
+        done = subprocess.run(
+            [sys.executable, "-c", code, block.name], capture_output=True, timeout=60
+        )
+        assert (done.returncode, done.stderr) == (0, b"")
+        assert block.buf[0] == 7
+        again = shm.SharedMemory(block.name, track=False)
+        assert again.buf[0] == 7
+        again.close()
+    finally:
+        block.close()
+        block.unlink()
+
+
+def test_track_is_keyword_only_and_a_tracked_block_outlives_a_program_that_attached(
+    no_shm_leaks,
+):
+    # The standard library's tracker would unlink the block when the attaching program
+    # exits (its CPython test_shared_memory_tracking); a plait block needs no tracker: the
+    # kernel keeps it while this process holds it, as the standard library on Windows.
+    with pytest.raises(TypeError):
+        plait_shm.SharedMemory(None, True, 10, True)
+    block = plait_shm.SharedMemory(create=True, size=10)
+    try:
+        code = ATTACH_IN_ANOTHER_PROGRAM.format(module=plait_shm.__name__, track=True)
+        done = subprocess.run(
+            [sys.executable, "-c", code, block.name], capture_output=True, timeout=60
+        )
+        assert (done.returncode, done.stderr) == (0, b"")
+        again = plait_shm.SharedMemory(block.name)
+        assert again.buf[0] == 7
+        again.close()
+    finally:
+        block.close()
+        block.unlink()
 
 
 def test_fresh_names_have_one_length(shm, no_shm_leaks):

@@ -33,6 +33,7 @@ from plait.ipc.synchronize import (
 )
 from tests.conftest import wait_until
 from tests.ipc_sync.conftest import PLAIT, finish, run
+from tests.ipc_sync.lean_children import meet_and_report_imports
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -423,6 +424,28 @@ def test_lock_and_value_as_arguments_of_started_children(method, no_shm_leaks):
     assert value.value == 2000
 
 
+@pytest.mark.timeout(60)
+def test_a_spawned_child_using_conditions_and_barriers_loads_no_lock_order_checker(
+    no_shm_leaks,
+):
+    """The primitives' shared algorithms (``plait.threads.waiting``) come without the
+    lock-order checker: a spawned child that unpickles them does not import it."""
+    ctx = plait.process.get_context("spawn")
+    cond, barrier = Condition(), Barrier(2)
+    reader, writer = Pipe(duplex=False)
+    heavy = ["plait.threads.lockorder", "plait.threads.sync", "dataclasses", "inspect"]
+    child = ctx.Process(target=meet_and_report_imports, args=(cond, barrier, writer, heavy))
+    child.start()
+    writer.close()
+    try:
+        assert barrier.wait(30) in (0, 1)
+        assert reader.poll(30)
+        assert reader.recv() == []
+    finally:
+        reader.close()
+        assert finish(child) == 0
+
+
 CHILD_REBUILDS_PRIMITIVES = """
 import pickle, sys
 from plait._core import fdpass
@@ -466,12 +489,12 @@ def test_primitives_travel_by_the_spawn_hook(no_shm_leaks):
 
 
 def test_an_fd_that_is_not_a_sync_block_is_refused_and_closed():
-    from plait.ipc.synchronize import _Block
+    from plait._core.block import Block
 
     r, w = os.pipe()
     try:
-        with pytest.raises(ValueError, match="sync block"):
-            _Block(16, r)
+        with pytest.raises(ValueError, match="memory block is not one: the fd is not a memfd"):
+            Block(16, r)
         with pytest.raises(OSError):
             os.fstat(r)  # closed by the refusal, not leaked
     finally:
@@ -526,3 +549,23 @@ def test_notify_one_goes_to_a_live_waiter_not_to_a_killed_one(no_shm_leaks):
     assert finish(survivor) == 0
     a.close()
     b.close()
+
+
+def test_broken_barrier_errors_read_the_same_for_threads_and_processes():
+    """One Barrier algorithm: the same causes, the same words, whichever world."""
+    import plait.threading
+
+    texts = []
+    for barrier in (plait.threading.Barrier(2), Barrier(2)):
+        with pytest.raises(threading.BrokenBarrierError) as timed_out:
+            barrier.wait(0.05)
+        with pytest.raises(threading.BrokenBarrierError) as broken:
+            barrier.wait()
+        where = f"{type(barrier).__module__}.Barrier at {id(barrier):#x}"
+        texts.append(
+            (
+                str(timed_out.value).replace(where, "B"),
+                str(broken.value).replace(where, "B"),
+            )
+        )
+    assert texts[0] == texts[1] == ("<B: broken>: wait timed out", "<B: broken> is broken")
