@@ -14,7 +14,10 @@ How joblib's contract maps onto the pool
 ----------------------------------------
 joblib groups calls into batches (its auto-batching: the batch grows until one takes
 about 0.2 s) and hands each batch to ``submit(batch, callback)`` as one callable. The
-backend runs it with ``Pool.apply_async``; the pool's result thread calls joblib's
+backend pickles the batch with cloudpickle, as loky does, so that functions and classes
+of ``__main__`` travel by value: a notebook's function defined after the kept pool
+started its workers reaches them too (large buffers still go out of band). It runs the
+batch with ``Pool.apply_async``; the pool's result thread calls joblib's
 callback with ``(True, value)`` or ``(False, exception)``, and ``retrieve_result_callback``
 turns that back into the value or the raise. The tag, rather than the bare value, keeps a
 batch that *returns* an exception object from being taken for one that raised it.
@@ -37,9 +40,12 @@ batch that *returns* an exception object from being taken for one that raised it
 from __future__ import annotations
 
 import atexit
+import os
+import pickle
 import threading
 from typing import Any
 
+import cloudpickle
 from joblib import parallel as _parallel
 from joblib._parallel_backends import (
     AutoBatchingMixin,
@@ -60,6 +66,7 @@ BACKEND_NAME = "plait"
 # What joblib passes every backend for its memmapping of large arrays, which plait does
 # not need: its pool ships arrays as pickle-5 buffers.
 _JOBLIB_OWN = frozenset({"max_nbytes", "mmap_mode", "temp_folder", "verbose"})
+_PROTOCOL = 5
 
 
 class PlaitBackend(AutoBatchingMixin, ParallelBackendBase):
@@ -108,10 +115,13 @@ class PlaitBackend(AutoBatchingMixin, ParallelBackendBase):
 
     def submit(self, func: Any, callback: Any = None) -> Any:
         timeout = getattr(self.parallel, "timeout", None)
+        buffers: list[pickle.PickleBuffer] = []
+        payload = cloudpickle.dumps(func, _PROTOCOL, buffer_callback=buffers.append)
         if callback is None:
-            return self._pool.apply_async(func, timeout=timeout)
+            return self._pool.apply_async(_run_batch, (payload, *buffers), timeout=timeout)
         return self._pool.apply_async(
-            func,
+            _run_batch,
+            (payload, *buffers),
             callback=lambda value: callback((True, value)),
             error_callback=lambda error: callback((False, error)),
             timeout=timeout,
@@ -138,10 +148,25 @@ class PlaitBackend(AutoBatchingMixin, ParallelBackendBase):
             )
 
 
+def _run_batch(payload: bytes, *buffers: Any) -> Any:
+    """In a worker: rebuild the batch joblib made (see the module docstring) and run it."""
+    return pickle.loads(payload, buffers=buffers)()
+
+
 # The pool kept between Parallel calls: one at a time, for one worker count and one set
-# of pool arguments; a call that asks for another replaces it.
+# of pool arguments; a call that asks for another replaces it. A forked child (a pool
+# worker running a nested Parallel) starts with none: the parent's is not its own.
 _lock = threading.Lock()
 _kept: list[tuple[tuple, Pool]] = []
+
+
+def _forget_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _kept.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _shared_pool(n_jobs: int, pool_kwargs: dict[str, Any]) -> Pool:

@@ -89,6 +89,39 @@ def test_a_program_prints_the_same_on_plait_as_on_joblibs_default_backend(tmp_pa
     assert "KeyError 13" in outputs["plait"]
 
 
+INTERACTIVE = """
+import plait.integrations.joblib
+from joblib import Parallel, delayed
+
+def square(x):
+    return x * x
+
+print(Parallel(n_jobs=2, backend="plait")(delayed(square)(i) for i in range(4)))
+
+# Defined after the kept pool forked its workers, in a __main__ no child can import:
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+def nested(n):
+    return sum(Parallel(n_jobs=2, backend="plait")(delayed(square)(i) for i in range(n)))
+
+print([p.x for p in Parallel(n_jobs=2, backend="plait")(delayed(Point)(i) for i in range(3))])
+print(Parallel(n_jobs=2, backend="plait")(delayed(nested)(n) for n in range(5)))
+"""
+
+
+@pytest.mark.timeout(150)
+def test_functions_and_classes_defined_later_in_main_and_nested_calls_run_as_with_loky():
+    # As in a notebook: __main__ grows after the workers started. A worker's nested
+    # Parallel gets a pool of its own, not the parent's copy of the kept one.
+    run = subprocess.run(
+        [sys.executable, "-c", INTERACTIVE], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["[0, 1, 4, 9]", "[0, 1, 2]", "[0, 0, 1, 5, 14]"]
+
+
 def test_same_results_as_without_plait_and_the_work_runs_in_plait_workers():
     tasks = [delayed(where)(i) for i in range(200)]
     ours = Parallel(n_jobs=2, backend="plait")(tasks)
