@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.plait-installed
 BENCH_STAMP := $(VENV)/.plait-bench-installed
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test test-all lint typecheck bench clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard plait/_core/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check plait tests benchmarks examples
 
-test: lint
+# What type checkers see of plait: a typed program on the faces, and the examples.
+typecheck: $(STAMP)
+	$(PY) -m mypy --strict --follow-imports=silent --cache-dir build/mypy tests/typed examples
+
+test: lint typecheck
 	$(PY) -m pytest
 
 bench: $(BENCH_STAMP)
@@ -53,7 +57,7 @@ interpreter = $(shell p=$$(ls -d $(PYENV_ROOT)/versions/$(1).*/bin/python$(1) 2>
 	[ -n "$$p" ] || p=$$(command -v python$(1)); [ -n "$$p" ] && "$$p" -c '' 2>/dev/null && echo "$$p")
 PYTEST_ALL   := -p no:cacheprovider -o 'filterwarnings=error::DeprecationWarning:plait'
 
-test-all: lint
+test-all: lint typecheck
 	@failed=; for v in $(ALL_VERSIONS); do \
 	  if [ "$$v" = "$(DEFAULT_VERSION)" ]; then venv=$(VENV); else venv=$(VENV)-$$v; fi; \
 	  echo "== Python $$v ($$venv)"; \
