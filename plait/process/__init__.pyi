@@ -8,6 +8,7 @@ from plait.process.context import get_context as get_context
 from plait.process.context import set_executable as set_executable
 from plait.process.context import set_forkserver_preload as set_forkserver_preload
 from plait.process.cpu import cpu_count as cpu_count
+from plait.process.cpu import process_cpu_count as process_cpu_count
 from plait.process.log import get_logger as get_logger
 from plait.process.log import log_to_stderr as log_to_stderr
 from plait.process.process import Process as Process
@@ -31,6 +32,7 @@ __all__ = [
     "get_start_method",
     "log_to_stderr",
     "parent_process",
+    "process_cpu_count",
     "set_executable",
     "set_forkserver_preload",
     "set_start_method",

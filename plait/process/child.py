@@ -60,6 +60,10 @@ class ChildHandle:
     def send_signal(self, signum: int) -> None:
         raise NotImplementedError
 
+    def interrupt(self) -> None:
+        """SIGINT, unless the child has ended; does not wait."""
+        self.send_signal(_signal.SIGINT)
+
     def terminate(self) -> None:
         """SIGTERM, unless the child has ended; does not wait."""
         self.send_signal(_signal.SIGTERM)
