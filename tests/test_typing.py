@@ -2,8 +2,9 @@
 
 ``mypy --strict`` itself runs in ``make test`` (on ``tests/typed/`` and ``examples/``);
 here the typed program runs, and each stub is held to its package: a name the package
-exports but its stub lacks would be invisible to checkers, one the stub imports from
-elsewhere than the package would get a wrong type.
+exports (``__all__``) but its stub lacks would be invisible to checkers, one the stub
+imports from elsewhere than the package would get a wrong type. A stub re-exports with
+``import X as X`` and needs no ``__all__`` of its own.
 """
 
 from __future__ import annotations
@@ -49,12 +50,6 @@ def test_a_stub_exports_what_its_module_exports_from_the_same_homes(stub):
                 declared[alias.asname or alias.name] = (node.module, alias.name)
         elif isinstance(node, ast.FunctionDef | ast.ClassDef):
             declared[node.name] = None
-    stub_all = next(
-        ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and node.targets[0].id == "__all__"
-    )
-    assert sorted(stub_all) == sorted(module.__all__)
     submodules = getattr(importlib.import_module("plait.process.api"), "SUBMODULES", ())
     for exported, home in declared.items():
         if home is None:

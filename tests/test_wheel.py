@@ -5,8 +5,8 @@
 of the running Python is installed into a new venv with ``CC=false`` and a ``PATH`` that
 holds only that venv (no gcc, no cc), binary packages only (and numpy, which the demo
 shows); then, from a directory outside the source tree, every public module is
-imported, the typing files are there, and the demo runs. Without a wheel for this Python the test is skipped: it tests a
-build, and only ``make wheel`` makes one.
+imported, the typing files are there, and the demo runs. Without a wheel for this
+Python the test is skipped: it tests a build, and only ``make wheel`` makes one.
 """
 
 from __future__ import annotations

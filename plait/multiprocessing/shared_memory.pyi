@@ -3,5 +3,3 @@
 
 from plait.ipc.shared_memory import ShareableList as ShareableList
 from plait.ipc.shared_memory import SharedMemory as SharedMemory
-
-__all__ = ["SharedMemory", "ShareableList"]

@@ -15,19 +15,3 @@ from plait.pool.results import AsyncResult as AsyncResult
 from plait.pool.results import IMapIterator as IMapIterator
 from plait.pool.results import IMapUnorderedIterator as IMapUnorderedIterator
 from plait.pool.results import MapResult as MapResult
-
-__all__ = [
-    "ApplyResult",
-    "AsyncResult",
-    "IMapIterator",
-    "IMapUnorderedIterator",
-    "MapResult",
-    "MaybeEncodingError",
-    "Pool",
-    "PoolStats",
-    "PoolTerminatedError",
-    "RemoteTraceback",
-    "ThreadPool",
-    "TimeoutError",
-    "WorkerLostError",
-]

@@ -18,22 +18,3 @@ from plait.process.process import parent_process as parent_process
 from plait.process.start import get_all_start_methods as get_all_start_methods
 from plait.process.start import get_start_method as get_start_method
 from plait.process.start import set_start_method as set_start_method
-
-__all__ = [
-    "BaseContext",
-    "Process",
-    "active_children",
-    "cpu_count",
-    "current_process",
-    "freeze_support",
-    "get_all_start_methods",
-    "get_context",
-    "get_logger",
-    "get_start_method",
-    "log_to_stderr",
-    "parent_process",
-    "process_cpu_count",
-    "set_executable",
-    "set_forkserver_preload",
-    "set_start_method",
-]
