@@ -22,7 +22,7 @@ CLIENTS = 1000
 ROUNDS = 20
 
 
-async def echo(client: coro.Socket, address: tuple) -> None:
+async def echo(client: coro.Socket, address: tuple[str, int]) -> None:
     async with client.as_stream() as stream:
         async for line in stream:
             await stream.write(line)

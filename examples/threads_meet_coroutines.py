@@ -69,7 +69,7 @@ async def main() -> None:
                 await group.spawn(consume, source, results)
             for t in threads:
                 t.start()
-            seen = {}
+            seen: dict[int, str] = {}
             while len(seen) < PRODUCERS * PER_PRODUCER:
                 n, h = await results.get()
                 seen[n] = h

@@ -45,7 +45,7 @@ import errno
 import socket as _socket
 import ssl as _ssl
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import traps
 from .errors import ClosedResourceError, IncompleteRead
@@ -98,6 +98,10 @@ class Socket:
 
     def __repr__(self) -> str:
         return f"<plait.coro.Socket {self._socket!r}>"
+
+    if TYPE_CHECKING:
+        # The rest of the wrapped socket's API: one property per name (see _delegate).
+        def __getattr__(self, name: str) -> Any: ...
 
     def fileno(self) -> int:
         """The fd, or -1 once closed."""

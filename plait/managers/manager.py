@@ -35,7 +35,7 @@ import atexit
 import signal
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from plait._core.errors import ProcessError
 from plait.ipc.connection import Pipe
@@ -44,6 +44,8 @@ from plait.managers.proxy import AutoProxy, Token, client_for, forget_client
 from plait.managers.serializers import check_serializer, listener_client
 from plait.managers.server import Server
 from plait.managers.table import Registration
+
+_Manager = TypeVar("_Manager", bound="BaseManager")  # __enter__ returns the subclass
 
 __all__ = ["BaseManager", "State"]
 
@@ -378,7 +380,7 @@ class BaseManager:
         served by its loop, threads. Raises ``ManagerGoneError`` if the server is gone."""
         return self._ask("statistics")
 
-    def __enter__(self) -> BaseManager:
+    def __enter__(self: _Manager) -> _Manager:
         if self._state.value == State.INITIAL:
             self.start()
         if self._state.value != State.STARTED:

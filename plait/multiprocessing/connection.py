@@ -1,12 +1,19 @@
 """Drop-in face of ``multiprocessing.connection``; the code lives in ``plait.ipc``.
 
 Names of the standard module with no meaning here are absent: ``BUFSIZE`` (plait reads
-whole messages, there is no read buffer to size) and the Windows-only pipe classes.
+whole messages, there is no read buffer to size) and the Windows-only pipe classes. The
+handshake's message prefixes are public before Python 3.12 and private from it on
+(``_CHALLENGE``), as in the standard module of the running Python.
 """
 
+import sys
+
 from plait._core.errors import AuthenticationError, BufferTooShort
-from plait.ipc.auth import CHALLENGE, FAILURE, WELCOME, answer_challenge, deliver_challenge
+from plait.ipc.auth import CHALLENGE as _CHALLENGE
+from plait.ipc.auth import FAILURE as _FAILURE
 from plait.ipc.auth import NONCE_SIZE as MESSAGE_LENGTH
+from plait.ipc.auth import WELCOME as _WELCOME
+from plait.ipc.auth import answer_challenge, deliver_challenge
 from plait.ipc.connection import (
     Connection,
     ConnectionWrapper,
@@ -30,11 +37,8 @@ from plait.ipc.listener import (
 )
 
 __all__ = [
-    "CHALLENGE",
     "CONNECTION_TIMEOUT",
-    "FAILURE",
     "MESSAGE_LENGTH",
-    "WELCOME",
     "AuthenticationError",
     "BufferTooShort",
     "Client",
@@ -56,3 +60,7 @@ __all__ = [
     "reduce_connection",
     "wait",
 ]
+
+if sys.version_info < (3, 12):
+    CHALLENGE, FAILURE, WELCOME = _CHALLENGE, _FAILURE, _WELCOME
+    __all__ += ["CHALLENGE", "FAILURE", "WELCOME"]

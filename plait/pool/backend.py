@@ -19,7 +19,10 @@ the pool class's ``Process`` hook, which calls ``ctx.Process``: a program's over
 either is honoured (the known recipes for pools whose workers may start pools of their
 own give the pool a ``Process`` that is never daemonic). A plait context is used as it
 is; any other (the standard library's) names a start method, and plait's context of
-that method starts the workers: their pipe end travels as a plait fd.
+that method starts the workers: their pipe end travels as a plait fd. On ``fork``, a
+fork helper made with the backend starts the workers forked while the scheduler thread
+runs (``plait.process.forkserver.ForkHelper``): no worker is forked from a process
+that runs threads. ``close()`` ends it, after the workers.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from plait.ipc.sharedctypes import RawValue
 from plait.pool import worker
 from plait.process import get_context
 from plait.process.context import BaseContext
+from plait.process.forkserver import ForkHelper
 
 __all__ = ["ProcessBackend", "WorkerHandle"]
 
@@ -92,6 +96,7 @@ class ProcessBackend:
             method = None if context is None else context.get_start_method()
             self._context = get_context(method)
         self._args = (initializer, tuple(initargs), maxtasks, cpu_share)
+        self._helper = ForkHelper() if self._context.get_start_method() == "fork" else None
 
     def start_worker(self) -> WorkerHandle:
         """Start one worker; returns once it runs. Raises ``OSError`` when out of resources."""
@@ -105,10 +110,18 @@ class ProcessBackend:
                 daemon=True,
             )
             process.name = process.name.replace("Process", "PoolWorker", 1)
-            process.start()
+            if self._helper is None:
+                process.start()
+            else:
+                self._helper.start_process(process)
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()
         return WorkerHandle(process, ours, progress)
+
+    def close(self) -> None:
+        """End the fork helper, if any; call it once the workers are reaped."""
+        if self._helper is not None:
+            self._helper.close()

@@ -217,6 +217,7 @@ class ProcessEngine(Engine):
             for w in self._workers:
                 w.handle.close()
             self._close_wake()
+            backend.close()
             raise
         self._thread = threading.Thread(target=self._run, name="plait-pool-scheduler", daemon=True)
         self._thread.start()
@@ -586,6 +587,7 @@ class ProcessEngine(Engine):
         self._retry.clear()
         self.fail_pending(exc)
         self._close_wake()
+        self._backend.close()
 
     def _kill_all(self) -> None:
         for w in self._workers:

@@ -12,7 +12,8 @@ What lives here, one module per concept:
 - ``context``: ``get_context`` and the context objects, instances of the standard
   ``BaseContext`` (imported on first use: a lean child does not import ``multiprocessing``);
 - ``lifeline``: how daemon children die with their parent, even after SIGKILL;
-- ``cpu``: ``cpu_count`` that honours affinity masks and cgroup quotas;
+- ``cpu``: ``cpu_count`` (and ``process_cpu_count``) that honours affinity masks, cgroup
+  quotas and ``-X cpu_count``;
 - ``log``: ``get_logger`` and ``log_to_stderr``.
 
 The interface is ``multiprocessing``'s, with its error classes and messages; the
@@ -23,7 +24,7 @@ the start method that made it and nothing else.
 """
 
 from plait._core.lazy import lazy_names
-from plait.process.cpu import cpu_count
+from plait.process.cpu import cpu_count, process_cpu_count
 from plait.process.log import get_logger, log_to_stderr
 from plait.process.process import Process, active_children, current_process, parent_process
 from plait.process.start import get_all_start_methods, get_start_method, set_start_method
@@ -41,6 +42,7 @@ __all__ = [
     "get_start_method",
     "log_to_stderr",
     "parent_process",
+    "process_cpu_count",
     "set_executable",
     "set_forkserver_preload",
     "set_start_method",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import _signal  # the C module under signal, which would import enum (~4 ms in a child)
 import _thread
+import errno
 import math
 import os
 import select
@@ -58,6 +59,10 @@ class ChildHandle:
 
     def send_signal(self, signum: int) -> None:
         raise NotImplementedError
+
+    def interrupt(self) -> None:
+        """SIGINT, unless the child has ended; does not wait."""
+        self.send_signal(_signal.SIGINT)
 
     def terminate(self) -> None:
         """SIGTERM, unless the child has ended; does not wait."""
@@ -135,6 +140,11 @@ class DirectChild(ChildHandle):
                     os.waitid(os.P_PIDFD, self.sentinel, os.WEXITED | os.WNOWAIT)
                 except ChildProcessError:
                     pass  # another thread reaped it: poll() reports what it found
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise
+                    # Linux 5.3 has pidfds but not waitid(P_PIDFD) (5.4): poll the pidfd.
+                    wait_readable(self.sentinel, None)
             elif not wait_readable(self.sentinel, timeout):
                 return None
         return self.poll()

@@ -11,14 +11,20 @@ Quotas are read from the cgroup of this process and of every ancestor cgroup (a 
 set on a parent cgroup applies to its children): ``cpu.max`` ("<quota> <period>" or
 "max <period>") under cgroup v2, ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota
 -1: none) under v1. A quota of 1.5 CPUs counts as 2: the work of 2 workers fits in it.
+
+The user's word comes first: ``python -X cpu_count=N`` or ``PYTHON_CPU_COUNT=N`` (the
+environment variable unless ``-E``) sets the count, as they set ``os.cpu_count()`` and
+``os.process_cpu_count()`` from Python 3.13 on; plait honours them on every version.
+``process_cpu_count`` is the same count under the name 3.13 gave it.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 
-__all__ = ["cpu_count"]
+__all__ = ["cpu_count", "process_cpu_count"]
 
 
 def cpu_count() -> int:
@@ -27,9 +33,13 @@ def cpu_count() -> int:
     Unlike ``os.cpu_count()``, which counts every CPU of the machine, this is at most
     ``len(os.sched_getaffinity(0))`` and at most the CPU quota of the process's cgroup
     (v1 or v2, the tightest of its ancestors too), rounded up; never less than 1.
+    ``-X cpu_count=N`` or ``PYTHON_CPU_COUNT=N`` overrides it (see above).
     Raises ``NotImplementedError`` if the count cannot be determined, like
     ``multiprocessing.cpu_count``.
     """
+    override = cpu_count_override()
+    if override is not None:
+        return override
     try:
         count = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -40,6 +50,22 @@ def cpu_count() -> int:
     if quota is not None:
         count = min(count, max(1, math.ceil(quota)))
     return count
+
+
+def process_cpu_count() -> int:
+    """``cpu_count()``, under the name of Python 3.13's ``os.process_cpu_count``."""
+    return cpu_count()
+
+
+def cpu_count_override() -> int | None:
+    """The count set by ``-X cpu_count=N``, else by ``PYTHON_CPU_COUNT=N``; ``None`` if
+    neither sets one (absent, ``default``, or not a positive integer)."""
+    value = sys._xoptions.get("cpu_count")
+    if value is None and not sys.flags.ignore_environment:
+        value = os.environ.get("PYTHON_CPU_COUNT")
+    if not isinstance(value, str) or not value.isdigit() or int(value) < 1:
+        return None
+    return int(value)
 
 
 def cgroup_cpu_quota(

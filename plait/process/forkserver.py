@@ -38,6 +38,25 @@ is gone, however it died. Only the parent holds the control socket: it is close-
 and an at-fork hook closes it in any process forked from the parent (which starts its
 own server when it needs one). ``stop_server`` ends the server on demand (tests use it
 to prove nothing leaks). A server that died is replaced by the next start.
+
+Fork helpers
+------------
+``fork`` from a process that runs threads copies locks that other threads may hold at
+that instant; the child can deadlock on them, and Python 3.12+ warns. A pool on ``fork``
+runs a scheduler thread, and must still start replacement workers that look like the
+first ones. A ``ForkHelper`` is the same server *forked* from the process instead of
+spawned: made while the process runs one thread (a pool makes it before it starts its
+thread), it is a copy of the process at that moment, with nothing to prepare. The pool
+then starts its workers with ``helper.start_process(process)``: a ``fork`` start made
+while the process runs other threads goes to the helper (the payload carries no
+preparation data, the child just unpickles its ``Process``), one made while it runs
+one thread forks directly, as always. A worker forked by the helper sees the parent as it
+was when the helper was made, which is what the pool's first workers saw too.
+
+The helper's owner ends it with ``close()``, after the children it forked (it reports
+their exit codes); it exits by itself when its owner dies. Processes later forked from
+the owner do not keep it alive: an at-fork hook closes every helper's control socket in
+them. If the helper is gone (killed from outside), ``start_process`` forks directly.
 """
 
 from __future__ import annotations
@@ -51,7 +70,7 @@ import socket
 import struct
 
 from plait._core.fdpass import MAX_FDS
-from plait.process import lifeline
+from plait.process import fork, lifeline
 from plait.process.child import UNKNOWN_EXITCODE, ChildHandle, kill_and_reap, wait_readable
 from plait.process.process import Process, flush_std_streams
 from plait.process.spawn import (
@@ -64,7 +83,13 @@ from plait.process.spawn import (
     read_exactly,
 )
 
+# Annotations only: importing typing would cost the fork server ~10 ms (see spawn).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
+    "ForkHelper",
     "ForkServerChild",
     "set_forkserver_preload",
     "stop_server",
@@ -99,12 +124,16 @@ def set_forkserver_preload(module_names: list[str]) -> None:
 
 
 class ForkServerChild(ChildHandle):
-    """A child forked by the fork server; exit code and sentinel come through a socket."""
+    """A child forked by the fork server (or by ``helper``, a ``ForkHelper``); exit code
+    and sentinel come through a socket."""
 
     method = "forkserver"
 
-    def __init__(self, process_obj: Process) -> None:
-        payload, collector = dumps_payload(process_obj, self.method)
+    def __init__(self, process_obj: Process, helper: ForkHelper | None = None) -> None:
+        if helper is None:
+            payload, collector = dumps_payload(process_obj, self.method)
+        else:
+            payload, collector = dumps_payload(process_obj, "fork", copy_of_parent=True)
         self._holds_lifeline = lifeline.wanted(process_obj)
         mine, theirs = socket.socketpair()
         # socket.setdefaulttimeout() makes new sockets non-blocking; these are read with
@@ -114,7 +143,11 @@ class ForkServerChild(ChildHandle):
         try:
             lifeline_fds = [lifeline.reader()] if self._holds_lifeline else []
             try:
-                _request([theirs.fileno(), *lifeline_fds, *collector.fds], bool(lifeline_fds))
+                fds = [theirs.fileno(), *lifeline_fds, *collector.fds]
+                if helper is None:
+                    _request(fds, bool(lifeline_fds))
+                else:
+                    helper.request(fds, bool(lifeline_fds))
             finally:
                 for fd in lifeline_fds:
                     os.close(fd)
@@ -168,6 +201,105 @@ class ForkServerChild(ChildHandle):
                 os.kill(self.pid, signum)
             except ProcessLookupError:
                 pass
+
+
+class ForkHelper:
+    """A fork server forked from this process now (see "Fork helpers" above).
+
+    Make it while this process runs one thread; ``start_process(p)`` then starts ``p``
+    as ``p.start()`` does, but a ``fork`` start made while other threads run is forked
+    by the helper. ``close()`` ends it. Raises ``OSError`` if the fork fails.
+    """
+
+    def __init__(self) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        mine.setblocking(True)  # as for the fork server: no default timeout
+        theirs.setblocking(True)
+        flush_std_streams()
+        try:
+            pid = os.fork()
+        except BaseException:
+            mine.close()
+            theirs.close()
+            raise
+        if pid == 0:
+            _be_helper(mine, theirs)
+        theirs.close()
+        self.pid = pid
+        self._control: socket.socket | None = mine
+        self._lock = _thread.allocate_lock()
+        _helpers.add(self)
+
+    def start_process(self, process: Process) -> None:
+        """``process.start()``, with the helper forking it if this process runs threads."""
+        fork.through.helper = self
+        try:
+            process.start()
+        finally:
+            fork.through.helper = None
+
+    def start(self, process_obj: Process) -> ChildHandle | None:
+        """Have the helper fork ``process_obj``; ``None`` if the helper is gone."""
+        if self._control is None:
+            return None
+        try:
+            return ForkServerChild(process_obj, self)
+        except (BrokenPipeError, ConnectionError):
+            self.close(0)
+            return None
+
+    def request(self, fds: list[int], with_lifeline: bool) -> None:
+        """Send one request (see ``_request``); ``BrokenPipeError`` if the helper is gone."""
+        control = self._control
+        if control is None:
+            raise BrokenPipeError("the fork helper is closed")
+        socket.send_fds(control, [b"L" if with_lifeline else b"F"], fds)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """End the helper: it exits, is reaped, and forks nothing more.
+
+        Blocks up to ``timeout`` seconds for it to exit, then kills it. Children it forked
+        keep running; if any still runs, its exit code is reported as 255. Returns
+        whether it exited by itself.
+        """
+        with self._lock:
+            control, self._control = self._control, None
+        if control is None:
+            return True
+        _helpers.discard(self)
+        control.close()
+        if _reap_server(self.pid, timeout):
+            return True
+        kill_and_reap(self.pid)
+        return False
+
+    def _forget(self) -> None:
+        """In a process forked from the owner: the helper is not ours."""
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+
+
+# The helpers this process owns (their control sockets are closed in forked children).
+_helpers: set[ForkHelper] = set()
+
+
+def _be_helper(mine: socket.socket, theirs: socket.socket) -> None:
+    """In the helper, just forked: serve ``theirs`` until the owner closes it; exit."""
+    code = 0
+    try:
+        mine.close()
+        int_handler = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # see serve
+        _serve(theirs, int_handler)
+    except BaseException:
+        import traceback  # noqa: PLC0415 - only a failing helper pays for it
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        flush_std_streams()
+        os._exit(code)
 
 
 def _request(fds: list[int], with_lifeline: bool) -> None:
@@ -301,12 +433,16 @@ def stop_server(timeout: float = 5.0) -> bool:
 
 
 def _forget_in_child() -> None:
-    """After ``fork``: the parent's server is not ours (and its lock may be held)."""
+    """After ``fork``: the parent's server and helpers are not ours (and its lock may be
+    held)."""
     global _control, _server_pid, _lock
     _lock = _thread.allocate_lock()
     if _control is not None:
         _control.close()
     _control = _server_pid = None
+    for helper in _helpers:
+        helper._forget()
+    _helpers.clear()
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
@@ -336,6 +472,13 @@ def serve(control_fd: int) -> None:
             __import__(name)
         except Exception:
             pass  # as above
+    _serve(control, signal.default_int_handler)
+
+
+def _serve(control: socket.socket, int_handler: Any) -> None:
+    """Fork a child per request on ``control`` until it reports EOF; the children get
+    ``int_handler`` back for SIGINT."""
+    control_fd = control.fileno()
     poller = select.poll()
     poller.register(control_fd, select.POLLIN)
     children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, connection fd)
@@ -358,7 +501,9 @@ def serve(control_fd: int) -> None:
             if not fds:
                 continue  # out of fds: the kernel closed the request's, its parent reads EOF
             try:
-                pid, pidfd = _fork_child(kind, fds, flags & socket.MSG_CTRUNC, control, children)
+                pid, pidfd = _fork_child(
+                    kind, fds, flags & socket.MSG_CTRUNC, control, children, int_handler
+                )
             except OSError as e:
                 # This request fails, with its errno; the server goes on serving.
                 _answer(fds[0], _PID.pack(-(e.errno or errno.EIO)))
@@ -370,7 +515,12 @@ def serve(control_fd: int) -> None:
 
 
 def _fork_child(
-    kind: bytes, fds: list[int], truncated: int, control: socket.socket, children: dict
+    kind: bytes,
+    fds: list[int],
+    truncated: int,
+    control: socket.socket,
+    children: dict,
+    int_handler: Any,
 ) -> tuple[int, int]:
     """Fork the child of one request; return its pid and pidfd.
 
@@ -386,7 +536,7 @@ def _fork_child(
         flush_std_streams()
         pid = os.fork()
         if pid == 0:
-            _run_child(conn, lifeline_fd, args, control, children)
+            _run_child(conn, lifeline_fd, args, control, children, int_handler)
     finally:
         for fd in rest:
             os.close(fd)
@@ -406,12 +556,17 @@ def _answer(conn: int, data: bytes) -> None:
 
 
 def _run_child(
-    conn: int, lifeline_fd: int, fds: list[int], control: socket.socket, children: dict
+    conn: int,
+    lifeline_fd: int,
+    fds: list[int],
+    control: socket.socket,
+    children: dict,
+    int_handler: Any,
 ) -> None:
     """In a child forked by the server: drop the server's fds, run the process, exit."""
     code = 1
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, int_handler)
         control.close()
         for pidfd, (_, other) in children.items():
             os.close(pidfd)

@@ -181,6 +181,15 @@ class Process:
         _children.discard(self)
         return False
 
+    def interrupt(self) -> None:
+        """Send SIGINT to the child (nothing if it already ended); does not wait.
+
+        Python 3.14's ``Process.interrupt``, on every version: the child's default
+        handler raises ``KeyboardInterrupt`` there.
+        """
+        self._check_closed()
+        self._popen.interrupt()
+
     def terminate(self) -> None:
         """Send SIGTERM to the child (nothing if it already ended); does not wait."""
         self._check_closed()

@@ -162,12 +162,15 @@ def _dump_with(pickler_class: Any, obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def dumps_payload(process_obj: Process, start_method: str) -> tuple[bytes, Any]:
+def dumps_payload(
+    process_obj: Process, start_method: str, *, copy_of_parent: bool = False
+) -> tuple[bytes, Any]:
     """The one message a spawned (or forkserver) child reads before it runs.
 
     Returns ``(payload, collector)``: the ``fdpass.FdCollector`` holds dups of the fds
     that objects among the arguments own (a ``Connection``); the caller passes them to
-    the child and then calls ``collector.close()``.
+    the child and then calls ``collector.close()``. With ``copy_of_parent`` (a child of
+    a fork helper, a copy of this process) the payload carries no preparation data.
     """
     from plait._core import fdpass, serialization  # noqa: PLC0415 - parents only
 
@@ -176,7 +179,8 @@ def dumps_payload(process_obj: Process, start_method: str) -> tuple[bytes, Any]:
     try:
         with collector:
             blob = dumps_process(process_obj, data)
-        return serialization.dumps((data, blob, collector.fds)), collector
+        sent = None if copy_of_parent else data
+        return serialization.dumps((sent, blob, collector.fds)), collector
     except BaseException:
         collector.close()
         raise
@@ -423,7 +427,8 @@ def load_and_run(payload: bytes, fds: list[int] | None = None) -> int:
     import _pickle  # noqa: PLC0415 - the C unpickler without pickle.py's imports
 
     data, blob, numbers = _pickle.loads(payload)
-    prepare(data)
+    if data is not None:  # None: the child is a copy of its parent (a fork helper's)
+        prepare(data)
     if fds is None:
         fds = numbers
     if fds:

@@ -109,9 +109,9 @@ _handles: dict[str, Any] = {}
 
 def _load_handle(method: str) -> Any:
     if method == "fork":
-        from plait.process.fork import ForkChild  # noqa: PLC0415 - on first use
+        from plait.process.fork import start_child  # noqa: PLC0415 - on first use
 
-        return ForkChild
+        return start_child
     if method == "spawn":
         from plait.process.spawn import SpawnChild  # noqa: PLC0415 - on first use
 

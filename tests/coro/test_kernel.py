@@ -214,8 +214,11 @@ def test_a_joined_crash_is_not_reported(caplog):
 
 
 def test_trap_outside_the_kernel_names_the_cause():
+    async def main():
+        await coro.sleep(0.01)
+
     with pytest.raises(coro.NoKernelError, match=r"plait\.coro\.run\(\)"):
-        asyncio.run(coro.sleep(0.01))
+        asyncio.run(main())
     with pytest.raises(coro.NoKernelError):
         coro.current_task()
 

@@ -74,11 +74,15 @@ def no_shm_leaks(request):
     The fd check is skipped for the standard library's variant of a scenario: its shared
     heap (behind ``Barrier`` and ``Value``) keeps an arena fd for the life of the process.
     """
-    standard = any(
-        name in request.fixturenames
-        and getattr(request.getfixturevalue(name), "__name__", "").startswith("multiprocessing")
-        for name in ("shm",)
-    ) or ("api" in request.fixturenames and request.getfixturevalue("api") is STANDARD)
+    standard = (
+        any(
+            name in request.fixturenames
+            and getattr(request.getfixturevalue(name), "__name__", "").startswith("multiprocessing")
+            for name in ("shm",)
+        )
+        or ("api" in request.fixturenames and request.getfixturevalue("api") is STANDARD)
+        or ("mods" in request.fixturenames and request.getfixturevalue("mods").api is STANDARD)
+    )
     fds, threads, names = open_fds(), set(threading.enumerate()), shm_names()
     before = child_pids()
     yield

@@ -13,6 +13,7 @@ import multiprocessing.shared_memory
 import multiprocessing.sharedctypes
 import os
 import re
+import sys
 import types
 from unittest import mock
 
@@ -150,6 +151,8 @@ def test_reprs_match(mods):
     assert repr(api.Semaphore(3)) == "<Semaphore(value=3)>"
     assert repr(api.BoundedSemaphore(2)) == "<BoundedSemaphore(value=2, maxvalue=2)>"
     assert repr(api.Condition(api.Lock())) == "<Condition(<Lock(owner=None)>, 0)>"
+    if api is STANDARD and sys.version_info < (3, 11):
+        return  # the standard Event and Barrier have these reprs from 3.11 on
     event = api.Event()
     assert re.fullmatch(r"<Event at 0x[0-9a-f]+ unset>", repr(event))
     event.set()

@@ -8,6 +8,12 @@ import pytest
 
 METHODS = ["fork", "spawn", "forkserver"]
 
+# For scenarios that fork from a process running threads on purpose (a program's choice,
+# which Python 3.12+ warns about): the warning is expected there, not a finding.
+FORKS_FROM_THREADS = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
+
 
 def _stop_fork_server() -> None:
     forkserver = sys.modules.get("plait.process.forkserver")

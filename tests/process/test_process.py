@@ -15,6 +15,7 @@ import pytest
 import plait.process
 from tests.conftest import child_pids, open_fds, wait_until
 from tests.process.childresult import ChildDied, run_in_child
+from tests.process.conftest import FORKS_FROM_THREADS
 from tests.process.targets import (
     SQUARERS,
     FdBox,
@@ -302,6 +303,7 @@ def test_fork_server_exits_when_its_parent_is_killed(tmp_path):
     assert wait_until(lambda: not pid_alive(server_pid), 20)
 
 
+@FORKS_FROM_THREADS
 @pytest.mark.timeout(60)
 def test_daemon_started_from_a_short_lived_thread_outlives_the_thread(method, no_leaks):
     ctx = plait.process.get_context(method)
@@ -324,6 +326,7 @@ def _start_daemon_sleeper(ctx):
     return p
 
 
+@FORKS_FROM_THREADS
 @pytest.mark.timeout(60)
 def test_results_from_a_child_started_in_a_thread(method):
     results = []
@@ -430,6 +433,7 @@ def test_a_child_starts_its_own_children(method, inner):
     assert left == 0
 
 
+@FORKS_FROM_THREADS
 @pytest.mark.timeout(90)
 def test_threads_start_processes_at_once(method, no_leaks):
     ctx = plait.process.get_context(method)
@@ -621,6 +625,7 @@ def test_objects_owning_fds_travel_to_the_child(method, no_leaks):
             os.close(w)
 
 
+@FORKS_FROM_THREADS
 @pytest.mark.timeout(60)
 def test_spawn_is_not_held_up_by_a_fork_from_another_thread(no_leaks):
     """A child forked by another thread while a spawn starts inherits the payload pipe;

@@ -1,0 +1,179 @@
+"""No fork from a process that runs threads: the fork helper, and the pool that uses it.
+
+Each scenario reads what the kernel shows: a child's parent pid, and how many threads
+that parent runs (``/proc/<pid>/stat``). A helper is a single-threaded copy of this
+process; a child it forked has the helper as parent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import warnings
+
+import pytest
+
+import plait.ipc
+import plait.process
+from plait.pool import Pool
+from plait.process.fork import thread_count
+from plait.process.forkserver import ForkHelper
+from tests.process import targets
+from tests.process.conftest import FORKS_FROM_THREADS
+
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
+
+FORK = plait.process.get_context("fork")
+# Set after the helper of a test is made: its children must not see it.
+LATE = {"value": "before the helper"}
+
+
+def threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(b")") + 2 :].split()[17])
+
+
+def report(conn) -> None:
+    """Send back (my parent's pid, its thread count, LATE's value, my SIGINT handler)."""
+    parent = os.getppid()
+    handler = signal.getsignal(signal.SIGINT)
+    conn.send((parent, threads_of(parent), LATE["value"], getattr(handler, "__name__", handler)))
+    conn.close()
+
+
+def worker_parent(_) -> tuple[int, int]:
+    parent = os.getppid()
+    return parent, threads_of(parent)
+
+
+class Running:
+    """A thread that runs until the block ends: this process runs two threads."""
+
+    def __enter__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._stop.wait, args=(30,))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+
+def started_through(helper: ForkHelper, target, *args):
+    """Start ``target(conn, *args)`` with ``helper.start_process``; return what it sent."""
+    here, there = plait.ipc.Pipe()
+    p = FORK.Process(target=target, args=(there, *args))
+    helper.start_process(p)
+    there.close()
+    try:
+        assert here.poll(30), "the child sent nothing"
+        return p, here.recv()
+    finally:
+        p.join(30)
+        here.close()
+
+
+@pytest.fixture
+def helper():
+    if thread_count() != 1:
+        pytest.skip("this process runs threads already (a helper needs one)")
+    h = ForkHelper()
+    yield h
+    assert h.close(10), "the fork helper did not exit when its owner closed it"
+
+
+def test_a_start_while_threads_run_is_forked_by_the_helper(helper):
+    LATE["value"] = "after the helper"
+    try:
+        with Running():
+            assert thread_count() == 2
+            p, (parent, threads, late, _) = started_through(helper, report)
+    finally:
+        LATE["value"] = "before the helper"
+    assert parent == helper.pid != os.getpid()
+    assert threads == 1
+    assert late == "before the helper"  # the helper is a copy made before the change
+    assert p.exitcode == 0
+
+
+def test_a_start_with_no_other_thread_forks_directly(helper):
+    p, (parent, _, late, _) = started_through(helper, report)
+    assert parent == os.getpid()
+    assert late == "before the helper"
+    assert p.exitcode == 0
+
+
+def test_the_helper_reports_exit_codes_and_signals(helper):
+    with Running():
+        for target, args, code in [
+            (targets.exit_with, (7,), 7),
+            (targets.signal_self, (signal.SIGTERM,), -signal.SIGTERM),
+        ]:
+            p = FORK.Process(target=target, args=args)
+            helper.start_process(p)
+            p.join(30)
+            assert p.exitcode == code
+            p.close()
+        p = FORK.Process(target=targets.sleep, args=(30,))
+        helper.start_process(p)
+        p.kill()
+        p.join(30)
+        assert p.exitcode == -signal.SIGKILL
+
+
+def test_ctrl_c_does_not_stop_the_helper_and_its_children_get_the_owner_s_handler(helper):
+    os.kill(helper.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches the process group
+    with Running():
+        _, (parent, _, _, handler) = started_through(helper, report)
+    assert parent == helper.pid
+    assert handler == "default_int_handler"
+
+
+def test_a_process_forked_from_the_owner_does_not_keep_the_helper_alive(helper):
+    p = FORK.Process(target=targets.sleep, args=(30,))
+    p.start()  # holds a copy of every fd the owner had, but the helper's socket
+    try:
+        assert helper.close(10), "the forked child kept the helper's control socket"
+    finally:
+        p.kill()
+        p.join(30)
+
+
+@FORKS_FROM_THREADS
+def test_a_helper_killed_from_outside_leaves_starts_to_a_direct_fork(helper):
+    os.kill(helper.pid, signal.SIGKILL)
+    with Running():
+        p, (parent, _, _, _) = started_through(helper, report)
+    assert parent == os.getpid()
+    assert p.exitcode == 0
+
+
+def test_a_pool_on_fork_never_forks_a_worker_while_its_scheduler_thread_runs():
+    if thread_count() != 1:
+        pytest.skip("this process runs threads already")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Pool(2, context=FORK, maxtasksperchild=1) as pool:
+            parents = pool.map(worker_parent, range(8), chunksize=1)
+            pool.close()
+            pool.join()
+    # The first two workers are forked before the scheduler thread starts; each of the
+    # six that replace them, while it runs, by a single-threaded helper.
+    direct = [parent for parent, _ in parents if parent == os.getpid()]
+    assert len(direct) <= 2
+    assert all(threads == 1 for parent, threads in parents if parent != os.getpid())
+    assert not [w for w in caught if "multi-threaded" in str(w.message)]
+    if sys.version_info >= (3, 12):
+        # The scenario that warns: the standard pool forks its replacements from a
+        # process that runs its handler threads.
+        import multiprocessing  # noqa: PLC0415 - the peer
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with multiprocessing.get_context("fork").Pool(1, maxtasksperchild=1) as pool:
+                pool.map(worker_parent, range(3), chunksize=1)
+        assert [w for w in caught if "multi-threaded" in str(w.message)]
