@@ -5,7 +5,8 @@
 of the running Python is installed into a new venv with ``CC=false`` and a ``PATH`` that
 holds only that venv (no gcc, no cc), binary packages only (and numpy, which the demo
 shows); then, from a directory outside the source tree, every public module is
-imported, the typing files are there, and the demo runs. Without a wheel for this
+imported, the typing files are there, the ``PLAIT_PATCH`` hook patches an interpreter,
+and the demo runs. Without a wheel for this
 Python the test is skipped: it tests a build, and only ``make wheel`` makes one.
 """
 
@@ -83,6 +84,17 @@ def test_the_wheel_installs_and_runs_without_a_compiler(tmp_path):
     assert Path(root).is_relative_to(venv), "plait was imported from elsewhere than the wheel"
     assert typed.split()[0] == "True" and int(typed.split()[1]) >= 5
     assert so == "['_queue', '_ring', '_sync']"
+    # The PLAIT_PATCH hook came with the wheel (setup.py puts it beside the package).
+    probe = "import multiprocessing; print(multiprocessing.Pool.__module__)"
+    patched = subprocess.run(
+        [python, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PLAIT_PATCH": "1"},
+        cwd=tmp_path,
+    )
+    assert patched.stdout.strip() == "plait.pool.pool", patched.stderr
     demo = subprocess.run(
         [python, "-m", "plait", "demo"],
         capture_output=True,
