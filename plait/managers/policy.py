@@ -6,9 +6,10 @@ The loop (``server.py``) serves many connections from one thread, so it must nev
 call that can block. Each request gets a :class:`Verdict` before it runs:
 
 - ``INLINE``: it returns at once; the loop (or the ring thread) runs it. Calls on objects
-  whose every method returns at once (``dict``, ``list``, ``set``, ``array``: ``_INLINE_TYPES``,
-  and classes or makers marked ``_plait_inline_ = True``), creating such objects and
-  those of ``QUICK_MAKERS``, batches of inline calls, the server's own queries.
+  whose every method returns at once (``dict``, ``list``, ``set``, ``array``:
+  ``_INLINE_TYPES``, and classes or makers marked ``_plait_inline_ = True``), creating
+  such objects and those of ``_QUICK_MAKERS``, batches of inline calls, the server's
+  own queries.
 - ``TRY``: a call on a queue or an event. The loop tries it without blocking
   (``attempt(obj, method, args, kwds)``, the object's attempt function); only when it
   would block (``WAIT``) does a thread take it.
@@ -25,11 +26,12 @@ What the loop then does with a request, the outcome of trying it:
 - ``ONCE``: as above;
 - ``PROMOTE``: a thread serves the connection from now on.
 
+A call on an object has the verdict of its kind, found once when the object enters the
+table (``mode_of``) and kept in its entry; the server's own requests get theirs from
+``verdict``. An attempt function answers a call with its reply (it ran without
+blocking), ``RUN`` (the call cannot block: run it as asked) or None (it would block).
 A request answered before it runs (one that did not unpickle, or has not the shape of a
 request) travels as ``(READY, the error reply)`` where a request would.
-
-An attempt function answers a call with its reply (it ran without blocking), ``RUN``
-(the call cannot block: run it as asked) or None (it would block).
 
 Invariant: a verdict errs towards a thread. A request the policy cannot read (malformed,
 an unknown id's shape) is ``THREAD``; a thread then answers it with the error. An unknown
@@ -180,20 +182,20 @@ def creation_verdict(make: Any) -> Verdict:
     return ONCE
 
 
-def verdict(table: Any, public: Any, ident: Any, method: Any, args: Any) -> Verdict:
-    """The verdict of the request ``(ident, method, args, ...)`` to a server with
-    ``table`` (a ``table.Table``) and its own requests ``public``: ``INLINE``, ``TRY``,
-    ``ONCE`` or ``THREAD``."""
+def verdict(table: Any, public: Any, method: Any, args: Any) -> Verdict:
+    """The verdict of the request ``(None, method, args, ...)`` of the server itself, to a
+    server with ``table`` (a ``table.Table``) and its own requests ``public``: ``INLINE``,
+    ``ONCE`` or ``THREAD``. (A call on an object has the verdict its entry keeps,
+    ``Entry.mode``; the server reads it on its hot path.)"""
     try:
-        if ident is not None:
-            entry = table.objects.get(ident)
-            return INLINE if entry is None else entry.mode  # unknown: the error reply
         if method == "create":
             make, _, _, _ = table.registry[args[0]]
             return creation_verdict(make)
         if method == "batch":
-            for i, m, a, _ in args:
-                if verdict(table, public, i, m, a) is not INLINE:
+            objects = table.objects
+            for ident, _, _, _ in args:
+                entry = objects.get(ident)
+                if entry is not None and entry.mode is not INLINE:  # unknown: the error
                     return THREAD
             return INLINE
         return INLINE if method in INLINE_REQUESTS or method in public else THREAD

@@ -543,7 +543,11 @@ class Server:
         table = self.table
         if control:
             table.control(session, control)
-        mode = verdict(table, self.public, ident, method, args)
+        if ident is not None:  # the hot path: a call on an object, its entry's verdict
+            entry = table.objects.get(ident)
+            mode = INLINE if entry is None else entry.mode  # unknown: the error, at once
+        else:
+            mode = verdict(table, self.public, method, args)
         self.current.session = session
         if mode is INLINE:
             if ident is not None:  # the hot path: a call that cannot block
