@@ -78,6 +78,7 @@ _HOME = {
             "EventProxy",
             "IteratorProxy",
             "ListProxy",
+            "SetProxy",
             "Namespace",
             "NamespaceProxy",
             "BasePoolProxy",

@@ -40,6 +40,7 @@ from plait.managers.sync import Namespace as Namespace
 from plait.managers.sync import NamespaceProxy as NamespaceProxy
 from plait.managers.sync import PoolProxy as PoolProxy
 from plait.managers.sync import ProcessLocalSet as ProcessLocalSet
+from plait.managers.sync import SetProxy as SetProxy
 from plait.managers.sync import SyncManager as SyncManager
 from plait.managers.sync import Value as Value
 from plait.managers.sync import ValueProxy as ValueProxy

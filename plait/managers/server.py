@@ -257,7 +257,7 @@ class Server:
         # as ``get_server()``'s can be, holds no fds but its listener's).
         self._wake_r = self._wake_w = -1
         # The rings of local clients (rings.py), made for the first one that asks.
-        self._inbox: tuple | None = None  # (Ring, its _Block)
+        self._inbox: tuple | None = None  # (Ring, its Block)
         self._links: dict[bytes, _Served] = {}  # by token
         self._ring_requests = 0  # entries the ring thread took (statistics)
         self._ring_thread: threading.Thread | None = None

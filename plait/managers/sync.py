@@ -1,15 +1,16 @@
 """``SyncManager`` and ``Manager()``: the standard shared types and their proxies.
 
 The objects live in the manager's server process as ordinary objects of one process:
-``dict`` and ``list``, ``Namespace``, ``Value`` and ``Array`` (an ``array.array``), the
-thread primitives and queues of ``plait.threads`` (the server serves each client
-connection with its own thread, so a client blocked in ``acquire`` or ``get`` blocks only
-itself), and a ``plait.pool.Pool`` (imported when the first one is made). Clients hold the
-proxies below, whose names, exposed methods and behaviour are those of
-``multiprocessing.managers``: ``DictProxy``, ``ListProxy``, ``NamespaceProxy``,
-``ValueProxy``, ``ArrayProxy``, ``AcquirerProxy``, ``ConditionProxy``, ``EventProxy``,
-``BarrierProxy``, ``PoolProxy``, ``IteratorProxy``. Results that stay on the server
-(``iter(d)``, ``pool.apply_async``) come back as proxies (``method_to_typeid``).
+``dict``, ``list`` and ``set``, ``Namespace``, ``Value`` and ``Array`` (an
+``array.array``), the thread primitives and queues of ``plait.threads`` (the server
+serves each client connection with its own thread, so a client blocked in ``acquire``
+or ``get`` blocks only itself), and a ``plait.pool.Pool`` (imported when the first one
+is made). Clients hold the proxies below, whose names, exposed methods and behaviour
+are those of ``multiprocessing.managers`` (3.14's, on every version): ``DictProxy``,
+``ListProxy``, ``SetProxy``, ``NamespaceProxy``, ``ValueProxy``, ``ArrayProxy``,
+``AcquirerProxy``, ``ConditionProxy``, ``EventProxy``, ``BarrierProxy``, ``PoolProxy``,
+``IteratorProxy``. Results that stay on the server (``iter(d)``, ``pool.apply_async``)
+come back as proxies (``method_to_typeid``).
 
 Blocking methods take the standard ``timeout`` arguments; the server applies them.
 """
@@ -50,6 +51,7 @@ __all__ = [
     "BaseListProxy",
     "ListProxy",
     "DictProxy",
+    "SetProxy",
     "ArrayProxy",
     "BasePoolProxy",
     "PoolProxy",
@@ -279,6 +281,8 @@ BaseListProxy = MakeProxyType(
         "__rmul__",
         "__setitem__",
         "append",
+        "clear",
+        "copy",
         "count",
         "extend",
         "index",
@@ -308,11 +312,16 @@ _DictBase = MakeProxyType(
         "__contains__",
         "__delitem__",
         "__getitem__",
+        "__ior__",
         "__iter__",
         "__len__",
+        "__or__",
+        "__reversed__",
+        "__ror__",
         "__setitem__",
         "clear",
         "copy",
+        "fromkeys",
         "get",
         "items",
         "keys",
@@ -327,6 +336,73 @@ _DictBase = MakeProxyType(
 
 class DictProxy(_DictBase):
     _method_to_typeid_ = {"__iter__": "Iterator"}
+
+    def __ior__(self, value: Any) -> DictProxy:
+        self._callmethod("update", (value,))  # as |=, without sending the dict back
+        return self
+
+
+_SetBase = MakeProxyType(
+    "SetProxy",
+    (
+        "__and__",
+        "__contains__",
+        "__ge__",
+        "__gt__",
+        "__iand__",
+        "__ior__",
+        "__isub__",
+        "__iter__",
+        "__ixor__",
+        "__le__",
+        "__len__",
+        "__lt__",
+        "__or__",
+        "__rand__",
+        "__ror__",
+        "__rsub__",
+        "__rxor__",
+        "__sub__",
+        "__xor__",
+        "add",
+        "clear",
+        "copy",
+        "difference",
+        "difference_update",
+        "discard",
+        "intersection",
+        "intersection_update",
+        "isdisjoint",
+        "issubset",
+        "issuperset",
+        "pop",
+        "remove",
+        "symmetric_difference",
+        "symmetric_difference_update",
+        "union",
+        "update",
+    ),
+)
+
+
+def _in_place(method: str) -> Any:
+    """A set's in-place operator as the named method that makes the same change, so the
+    reply is not the whole set; like a set's, it takes only sets."""
+
+    def operator(self: Any, value: Any) -> Any:
+        if not isinstance(value, set | frozenset):
+            return NotImplemented  # as on a set: then ``self | value``, a TypeError
+        self._callmethod(method, (value,))
+        return self
+
+    return operator
+
+
+class SetProxy(_SetBase):
+    __ior__ = _in_place("update")
+    __iand__ = _in_place("intersection_update")
+    __ixor__ = _in_place("symmetric_difference_update")
+    __isub__ = _in_place("difference_update")
 
 
 ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__"))
@@ -405,6 +481,7 @@ SyncManager.register("Barrier", Barrier, BarrierProxy)
 SyncManager.register("Pool", _pool, PoolProxy)
 SyncManager.register("list", list, ListProxy)
 SyncManager.register("dict", dict, DictProxy)
+SyncManager.register("set", set, SetProxy)
 SyncManager.register("Value", Value, ValueProxy)
 SyncManager.register("Array", Array, ArrayProxy)
 SyncManager.register("Namespace", Namespace, NamespaceProxy)
