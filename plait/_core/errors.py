@@ -4,9 +4,9 @@ DESIGN.md's rule: an exception a user already catches by its standard name is th
 standard class (or a subclass of it), so ``except multiprocessing.AuthenticationError``
 in a program keeps working after it switches to plait, whichever of the two raised.
 These are therefore the classes of ``multiprocessing.context`` themselves. That module is
-imported for its classes only; it starts nothing (no resource tracker, no threads) and
-costs about 1.5 ms in a lean child, which pays it only when it first needs an error of
-this family (``plait.process`` does not import this module).
+imported for its classes only; it starts nothing (no resource tracker, no threads), and
+a lean child imports it only when it first needs an error of this family
+(``plait.process`` does not import this module).
 
 Every layer above ``_core`` raises these and re-exports them; none defines its own copy.
 New failures (``WorkerLostError``, ``OwnerDiedError``, ...) subclass the nearest of these

@@ -12,9 +12,8 @@ their large buffers (numpy arrays, ``PickleBuffer``) stay out of band: they go o
 ``sendmsg`` without being joined to the pickle and are received straight into their
 own memory, and from 32 MiB on they travel in a shared-memory segment (one copy; the
 receiver maps it). ``Pipe(False)`` is the same socket pair with one end read-only and
-the other write-only. Measured against ``multiprocessing.Pipe`` on a 2-core VM
-(``benchmarks/bench_process.py``): ~1.3-1.6x the round trips per second, ~5x the
-bandwidth for 8 MB numpy arrays.
+the other write-only. ``benchmarks/bench_process.py`` measures both against
+``multiprocessing.Pipe``.
 
 The connection never reads ahead of the message it returns, so the kernel's view of
 the fd is the whole truth: ``poll`` and ``wait`` ask the fd alone, and a plait connection
