@@ -64,6 +64,8 @@ __all__ = [
     "arbitrary_address",
     "default_family",
     "families",
+    "xml_dumps",
+    "xml_loads",
 ]
 
 HANDSHAKE_TIMEOUT = 10.0
