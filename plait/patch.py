@@ -53,16 +53,11 @@ attribute (its frame's ``__name__``) and serves the real standard attribute to:
 
 Libraries built on the standard internals. Some libraries use the standard module's
 private machinery rather than its interface; served plait's objects they would run half
-on each, and fail or hang. They keep the standard modules, with one ``PatchWarning``
-naming each:
-
-- the top-level packages of ``KEEP_STANDARD`` (joblib, loky), read as plait itself is;
-- a class defined outside plait that subclasses a class a face serves in place of a
-  standard one (the view hooks ``__init_subclass__`` on each such class when it first
-  serves it) and whose body defines or uses a private name of the standard class
-  (``_setup_queues``, ``_inqueue``), or a public hook plait's class lacks: its base is
-  swapped back to the standard class as it is made, so its instances run wholly on the
-  standard module. A subclass written against the public interface stays on plait.
+on each, and fail or hang. The top-level packages of ``KEEP_STANDARD`` (joblib, loky) are
+read as plait itself is, and a class defined outside plait that subclasses a class a
+face serves in place of a standard one is examined as it is made
+(``plait.patch_subclasses``): written against the standard implementation, it gets the
+standard class back. One ``PatchWarning`` names each library.
 
 ``unpatch()`` restores each module's original class, hence every attribute exactly as it
 was (nothing else changed). Objects made while patched are plait's own and do not
@@ -93,10 +88,10 @@ import importlib
 import os
 import sys
 import types
-import warnings
 from _thread import allocate_lock
 from collections.abc import Iterator
 
+from plait.patch_subclasses import PatchWarning, active, warn_once, watch
 from plait.process.api import SUBMODULES
 
 __all__ = [
@@ -189,6 +184,7 @@ def patch(*, threading: bool = False, queue: bool = False) -> PatchReport:
                 module.__class__ = _view_class(original, face, exempt)
                 _patched[standard] = (module, original)
                 report[standard] = face
+                active[0] = True
             if group in ("threading", "queue"):
                 _options[group] = True
         _register_with_children()
@@ -204,6 +200,7 @@ def unpatch() -> PatchReport:
             module.__class__ = original
             report[standard] = _face_of(standard)
         _patched.clear()
+        active[0] = False
         _options.clear()
     return report
 
@@ -225,6 +222,7 @@ def patched(*, threading: bool = False, queue: bool = False) -> Iterator[PatchRe
         with _lock:
             for standard in reversed(list(report)):
                 entry = _patched.pop(standard, None)
+                active[0] = bool(_patched)
                 if entry is not None:
                     module, original = entry
                     module.__class__ = original
@@ -255,11 +253,13 @@ def from_environment() -> PatchReport:
       (``PLAIT_PATCH=threading,queue``): ``patch()`` with those options too.
 
     Any other value changes nothing and prints one line on stderr that names the value
-    (an exception here would stop every interpreter that starts with it). Only the first
-    call acts: ``site`` may read the same site-packages twice (a venv's ``lib64`` link).
+    (an exception would make ``site`` print a traceback in every interpreter that starts
+    with it). Only the first call acts: ``site`` may read the same site-packages twice (a
+    venv's ``lib64`` link). A child the standard module starts is left unpatched (see
+    ``_started_by_the_standard_module``).
     """
     value = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
-    if value in ("", "0") or _environment_read:
+    if value in ("", "0") or _environment_read or _started_by_the_standard_module():
         return PatchReport()
     _environment_read.append(value)
     words = {word.strip() for word in value.split(",")} - {"1", "multiprocessing"}
@@ -272,6 +272,20 @@ def from_environment() -> PatchReport:
         )
         return PatchReport()
     return patch(**{option: option in words for option in _OPT_IN})
+
+
+def _started_by_the_standard_module() -> bool:
+    """Whether this interpreter is a child the standard ``multiprocessing`` started (a
+    spawned child, its fork server, its resource tracker): it inherits ``PLAIT_PATCH``
+    but runs the standard module's own bootstrap, which must find the standard
+    functions (a patched program's standard children are not patched either)."""
+    argv = sys.orig_argv
+    if "--multiprocessing-fork" in argv:
+        return True
+    return any(
+        flag == "-c" and code.lstrip().startswith("from multiprocessing.")
+        for flag, code in zip(argv, argv[1:], strict=False)
+    )
 
 
 def _face_of(standard: str) -> str:
@@ -316,7 +330,7 @@ def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
             if top in exempt:
                 return base_getattribute(module, name)
             if top in KEEP_STANDARD:
-                _warn_once(top, f"{top} keeps the standard multiprocessing: {KEEP_STANDARD[top]}")
+                warn_once(top, f"{top} keeps the standard multiprocessing: {KEEP_STANDARD[top]}")
                 return base_getattribute(module, name)
         if isinstance(base_getattribute(module, "__dict__").get(name), types.ModuleType):
             return base_getattribute(module, name)  # a submodule: patched in its own right
@@ -329,8 +343,8 @@ def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
             if type(e) is not AttributeError or not str(e).startswith("module "):
                 raise  # the face refuses the name and says why
         else:
-            if isinstance(value, type) and value not in _watched:
-                _watch_subclasses(value, base_getattribute(module, name))
+            if isinstance(value, type):
+                watch(value, base_getattribute(module, name))
             return value
         missing.add(name)
         return base_getattribute(module, name)
@@ -357,103 +371,6 @@ KEEP_STANDARD: dict[str, str] = {
     "joblib": _JOBLIB_ADVICE,
     "loky": "it is a process-pool library of its own, built on the standard internals",
 }
-
-_warned: set[str] = set()  # the libraries a PatchWarning named already
-_watched: dict[type, type] = {}  # a face class -> the standard class it stands for
-
-
-class PatchWarning(RuntimeWarning):
-    """A library keeps (some of) the standard modules under ``patch()``; the message
-    names it and says why."""
-
-
-def _warn_once(library: str, message: str, stacklevel: int = 3) -> None:
-    """One ``PatchWarning`` per library, pointing at the library's line (``stacklevel``
-    counts from this function's caller's caller, as ``warnings.warn`` does from here)."""
-    if library not in _warned:
-        _warned.add(library)
-        warnings.warn(f"plait.patch(): {message}", PatchWarning, stacklevel=stacklevel)
-
-
-def _watch_subclasses(face_class: type, standard_class: object) -> None:
-    """Have a class defined outside plait that subclasses ``face_class`` (served in
-    place of ``standard_class``) and uses the standard class's internals become a
-    subclass of the standard class instead, with a ``PatchWarning``."""
-    _watched[face_class] = face_class
-    if not isinstance(standard_class, type) or standard_class is face_class:
-        return
-    own = face_class.__dict__.get("__init_subclass__")
-
-    def __init_subclass__(cls: type, **kwargs: object) -> None:  # noqa: N807
-        if own is not None:
-            own.__func__(cls, **kwargs)
-        else:
-            super(face_class, cls).__init_subclass__(**kwargs)
-        if _patched:
-            _keep_standard_if_needed(cls, face_class, standard_class)
-
-    try:
-        face_class.__init_subclass__ = classmethod(__init_subclass__)
-    except TypeError:
-        pass  # a C type: it cannot be told about subclasses (nor be subclassed by most)
-
-
-def _keep_standard_if_needed(cls: type, face_class: type, standard_class: type) -> None:
-    library = cls.__module__.partition(".")[0]
-    if library == "plait":
-        return
-    touched = sorted(_names_used(cls) & _internals(standard_class, face_class))
-    if not touched:
-        return  # written against the public interface, which plait's class has
-    cls.__bases__ = tuple(standard_class if b is face_class else b for b in cls.__bases__)
-    standard = f"{standard_class.__module__}.{standard_class.__qualname__}"
-    _warn_once(
-        library,
-        f"{cls.__module__}.{cls.__qualname__} subclasses {standard} and uses its internals "
-        f"({', '.join(touched[:4])}), so it stays a subclass of the standard class and "
-        "runs on the standard module",
-        stacklevel=4,  # past _keep_standard_if_needed and __init_subclass__: the class line
-    )
-
-
-def _internals(standard_class: type, face_class: type) -> frozenset[str]:
-    """The names a subclass can only mean the standard implementation by: the private
-    attributes and methods the standard class defines or its code uses, and the public
-    hooks it defines that plait's class does not have (``Pool.Process`` has one)."""
-    private: set[str] = set()
-    hooks: set[str] = set()
-    for klass in standard_class.__mro__[:-1]:
-        for name, value in vars(klass).items():
-            private.update(_code_names(value))
-            if not name.startswith("_") and not hasattr(face_class, name):
-                hooks.add(name)
-            private.add(name)
-    return frozenset({n for n in private if n[:1] == "_" and n[:2] != "__"} | hooks)
-
-
-def _names_used(cls: type) -> set[str]:
-    """The names ``cls``'s own body defines, and the attribute names its methods use."""
-    names = set(vars(cls))
-    for value in vars(cls).values():
-        names.update(_code_names(value))
-    return names
-
-
-def _code_names(value: object) -> set[str]:
-    value = getattr(value, "__func__", value)  # classmethod, staticmethod
-    if isinstance(value, property):
-        functions = [value.fget, value.fset, value.fdel]
-    else:
-        functions = [value]
-    names: set[str] = set()
-    for function in functions:
-        code = getattr(function, "__code__", None)
-        stack = [code] if isinstance(code, types.CodeType) else []
-        while stack:
-            code = stack.pop()
-            names.update(code.co_names)
-            stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return names
 
 
 class _CallableModule(types.ModuleType):

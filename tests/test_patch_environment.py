@@ -121,3 +121,37 @@ def test_a_test_runner_started_with_it_runs_the_tests_on_plait(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout
+
+
+STANDARD_CHILDREN = """
+import multiprocessing
+import sys
+
+import plait
+
+
+def report(q):
+    q.put(plait.patched_modules())
+
+
+if __name__ == "__main__":
+    # What a library that keeps the standard module does (joblib's own backends): its
+    # children start through the standard bootstrap, which must find standard functions.
+    standard = vars(multiprocessing)["get_context"](sys.argv[1])
+    q = standard.SimpleQueue()
+    child = standard.Process(target=report, args=(q,))
+    child.start()
+    print(bool(plait.patched_modules()), q.get(), type(child).__module__)
+    child.join(60)
+    print(child.exitcode)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_children_the_standard_module_starts_run_its_bootstrap_unpatched(tmp_path, method):
+    script = tmp_path / "standard_children.py"
+    script.write_text(STANDARD_CHILDREN)
+    run = start("", "1", str(script), method, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["True [] multiprocessing.context", "0"]

@@ -73,9 +73,15 @@ def run_standard_executor_on_a_plait_context():
 
     import plait.multiprocessing
 
-    # The standard class itself, whatever patch() serves under its name.
+    # The standard class itself, whatever patch() serves under its name, on plait's
+    # context (patched run) or on the standard one (plain run).
     executor_class = vars(concurrent.futures.process)["ProcessPoolExecutor"]
-    context = plait.multiprocessing.get_context("spawn")
+    if sys.argv[2] == "patched":
+        context = plait.multiprocessing.get_context("spawn")
+    else:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
     with executor_class(2, mp_context=context) as executor:
         return list(executor.map(where, range(10)))
 
@@ -98,6 +104,19 @@ def run_subclasses():
     with Public(2) as pool:
         out += pool.squares(range(4))
         out.append(Public.__mro__[1].__module__)
+
+    import multiprocessing
+
+    class ResultProcess(multiprocessing.Process):  # private names plait's Process has
+        def run(self):
+            self._queue.put(self._target(*self._args))
+
+    queue = multiprocessing.SimpleQueue()
+    child = ResultProcess(target=where, args=(7,))
+    child._queue = queue
+    child.start()
+    out.append((queue.get(), ResultProcess.__mro__[1].__module__))
+    child.join(60)
     return out
 
 
@@ -145,8 +164,7 @@ def test_the_library_computes_the_same_and_runs_in_plait_processes_under_patch(t
     patched, patched_warned = run(tmp_path, workload, "patched")
     assert values_and_places(plain)[0] == values_and_places(patched)[0]
     assert values_and_places(patched)[1] == {True}
-    if workload != "standard_executor_on_a_plait_context":
-        assert values_and_places(plain)[1] == {False}
+    assert values_and_places(plain)[1] == {False}
     assert plain_warned == patched_warned == []
 
 
@@ -183,6 +201,11 @@ def test_a_subclass_using_the_standard_internals_stays_standard_with_one_warning
     assert plain[5:9] == [(x * x, False) for x in range(4)]
     assert patched[5:9] == [(x * x, True) for x in range(4)]
     assert (plain[9], patched[9]) == ("multiprocessing.pool", "plait.pool.pool")
+    # ... and so does one that uses the private names plait's Process honours.
+    assert plain[10] == ((49, False), "multiprocessing.context")
+    assert patched[10] == ((49, True), "plait.process.process")
     assert len(patched_warned) == 1
-    assert "Internal subclasses multiprocessing.pool.Pool" in patched_warned[0]
-    assert "_inqueue, _setup_queues" in patched_warned[0]
+    assert (
+        "Internal uses _inqueue, _setup_queues of multiprocessing.pool.Pool" in (patched_warned[0])
+    )
+    assert "stays a subclass of the standard class" in patched_warned[0]
