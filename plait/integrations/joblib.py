@@ -29,17 +29,18 @@ batch that *returns* an exception object from being taken for one that raised it
   and the builtin one, so the ``except`` clauses written for joblib still match.
 - A worker that dies (SIGKILL, a segfault, ``os._exit``) fails its batch with plait's
   ``WorkerLostError`` (pid and signal included); the pool replaces the worker, and
-  joblib's abort path terminates the pool, so the next ``Parallel`` call starts fresh.
+  joblib's abort path retires the pool, so the next ``Parallel`` call starts fresh.
 - The pool is kept between ``Parallel`` calls with the same worker count, as joblib's
   default loky backend keeps its executor: a loop of small ``Parallel`` calls does not
-  start workers each time. It is terminated at interpreter exit, or when a call aborts.
+  start workers each time. It is terminated at process exit (plait children included),
+  or once a call that aborted, or that needed other arguments, retired it and no
+  other call still runs on it: concurrent calls from several threads share it safely.
 - Inside a worker (a daemonic process) the backend runs sequentially, as joblib's
   process backends do; nested calls from a thread go to joblib's threading backend.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import pickle
 import threading
@@ -58,6 +59,7 @@ from plait.pool import Pool
 from plait.pool.engine import RUN
 from plait.process import current_process
 from plait.process.cpu import cpu_count
+from plait.process.hooks import Finalize
 
 __all__ = ["PlaitBackend", "current_pool", "register", "shutdown"]
 
@@ -109,7 +111,7 @@ class PlaitBackend(AutoBatchingMixin, ParallelBackendBase):
             for name, value in {**self.backend_kwargs, **pool_kwargs}.items()
             if name not in _JOBLIB_OWN
         }
-        self._pool = _shared_pool(n_jobs, pool_kwargs)
+        self._pool = _acquire(n_jobs, pool_kwargs)
         self.parallel = parallel
         return n_jobs
 
@@ -134,11 +136,12 @@ class PlaitBackend(AutoBatchingMixin, ParallelBackendBase):
         raise value
 
     def terminate(self) -> None:
-        self._pool = None  # kept for the next call (see _shared_pool)
+        _release(self._pool)  # kept for the next call (see _acquire)
+        self._pool = None
         self.reset_batch_stats()
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
-        _drop_pool(self._pool)
+        _release(self._pool, retire=True)
         self._pool = None
         if ensure_ready:
             self.configure(
@@ -154,41 +157,58 @@ def _run_batch(payload: bytes, *buffers: Any) -> Any:
 
 
 # The pool kept between Parallel calls: one at a time, for one worker count and one set
-# of pool arguments; a call that asks for another replaces it. A forked child (a pool
-# worker running a nested Parallel) starts with none: the parent's is not its own.
+# of pool arguments. Each call holds it from configure() to terminate(); a call that
+# needs other arguments, or that aborts, retires it (the next call starts a new one),
+# and a retired pool is terminated once no call holds it, so one call's abort never
+# kills another's tasks. A forked child (a pool worker running a nested Parallel) starts
+# with none: the parent's pools are not its own.
 _lock = threading.Lock()
-_kept: list[tuple[tuple, Pool]] = []
+_kept: list[tuple[tuple, Pool]] = []  # (key, pool), at most one
+_holders: dict[Pool, int] = {}  # each pool a call holds -> how many calls hold it
 
 
 def _forget_after_fork() -> None:
     global _lock
     _lock = threading.Lock()
     _kept.clear()
+    _holders.clear()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def _shared_pool(n_jobs: int, pool_kwargs: dict[str, Any]) -> Pool:
+def _acquire(n_jobs: int, pool_kwargs: dict[str, Any]) -> Pool:
     key = (n_jobs, sorted(pool_kwargs.items(), key=lambda item: item[0]))
+    retired = None
     with _lock:
-        if _kept:
-            (kept_key, pool) = _kept[0]
-            if kept_key == key and pool._state == RUN:
-                return pool
+        if _kept and (_kept[0][0] != key or _kept[0][1]._state != RUN):
+            retired = _kept.pop()[1]
+            if retired in _holders:
+                retired = None  # its last holder terminates it
+        if not _kept:
+            _kept.append((key, Pool(n_jobs, **pool_kwargs)))
+        pool = _kept[0][1]
+        _holders[pool] = _holders.get(pool, 0) + 1
+    if retired is not None:
+        retired.terminate()
+    return pool
+
+
+def _release(pool: Pool | None, retire: bool = False) -> None:
+    """A call is done with ``pool``; ``retire``: no call may take it again."""
+    if pool is None:
+        return
+    with _lock:
+        if retire and _kept and _kept[0][1] is pool:
             _kept.clear()
-            pool.terminate()
-        pool = Pool(n_jobs, **pool_kwargs)
-        _kept.append((key, pool))
-        return pool
-
-
-def _drop_pool(pool: Pool | None) -> None:
-    with _lock:
+        held = _holders.get(pool, 0) - 1
+        if held > 0:
+            _holders[pool] = held
+            return
+        _holders.pop(pool, None)
         if _kept and _kept[0][1] is pool:
-            _kept.clear()
-    if pool is not None:
-        pool.terminate()
+            return  # kept for the next call
+    pool.terminate()
 
 
 def current_pool() -> Pool | None:
@@ -199,16 +219,18 @@ def current_pool() -> Pool | None:
 
 
 def shutdown() -> None:
-    """Terminate the kept pool and its workers (the next call starts a new one); also
-    done at interpreter exit."""
+    """Terminate the kept pool and every pool a call still holds (the next call starts a
+    new one); also done when the process exits, a plait child included."""
     with _lock:
-        kept = [pool for _, pool in _kept]
+        pools = {pool for _, pool in _kept} | set(_holders)
         _kept.clear()
-    for pool in kept:
+        _holders.clear()
+    for pool in pools:
         pool.terminate()
 
 
-atexit.register(shutdown)
+# Finalize rather than atexit: a plait child leaves by os._exit after its finalizers.
+Finalize(None, shutdown, exitpriority=15)
 
 
 def register(make_default: bool = False) -> None:

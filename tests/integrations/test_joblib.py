@@ -201,3 +201,59 @@ def test_unknown_arguments_are_refused_and_n_jobs_one_runs_in_process():
             Parallel()(delayed(abs)(i) for i in range(3))
     results = Parallel(n_jobs=1, backend="plait")(delayed(where)(i) for i in range(3))
     assert {pid for _, pid, _ in results} == {os.getpid()}
+
+
+def slow(x):
+    time.sleep(0.05)
+    return x
+
+
+@pytest.mark.parametrize("other", ["aborts", "needs three workers"])
+def test_a_concurrent_call_that_aborts_or_needs_another_pool_leaves_this_call_running(other):
+    import threading
+
+    out = {}
+    started = threading.Event()
+
+    def long_call():
+        tasks = (delayed(slow)(i) for i in range(60) if i or not started.set())
+        try:
+            out["long"] = len(Parallel(n_jobs=2, backend="plait")(tasks))
+        except Exception as e:  # noqa: BLE001 - the result of the test
+            out["long"] = repr(e)
+
+    def other_call():
+        started.wait(30)
+        try:
+            if other == "aborts":
+                Parallel(n_jobs=2, backend="plait", batch_size=1)(
+                    delayed(fail_on)(i, 5) for i in range(10)
+                )
+            else:
+                out["other"] = sum(
+                    Parallel(n_jobs=3, backend="plait")(delayed(abs)(i) for i in range(4))
+                )
+        except ValueError as e:
+            out["other"] = str(e)
+
+    threads = [threading.Thread(target=long_call), threading.Thread(target=other_call)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert out == {"long": 60, "other": "bad item 5" if other == "aborts" else 6}
+
+
+def parallel_in_a_child(_):
+    return sum(Parallel(n_jobs=2, backend="plait")(delayed(abs)(-i) for i in range(10)))
+
+
+def test_a_plait_child_that_used_the_backend_ends_cleanly_without_calling_shutdown():
+    # A plait child leaves by os._exit: its kept pool must end with its finalizers.
+    import plait.process
+
+    for _ in range(3):
+        child = plait.process.Process(target=parallel_in_a_child, args=(0,))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
