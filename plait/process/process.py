@@ -544,13 +544,19 @@ def _exit_function() -> None:
     for finalizers in (hooks, standard):
         if finalizers is not None:
             finalizers.run_finalizers(0)
+    # A child's owner (a pool's thread) may reap and close it meanwhile: skip it then.
     for p in active_children():
-        if p.daemon:
+        popen = p._popen
+        if p.daemon and popen is not None:
             log.info("calling terminate() for daemon %s", p.name)
-            p._popen.terminate()
+            popen.terminate()
     for p in active_children():
         log.info("calling join() for process %s", p.name)
-        p.join()
+        try:
+            p.join()
+        except ValueError:
+            if not p._closed:
+                raise
     for finalizers in (hooks, standard):
         if finalizers is not None:
             finalizers.run_finalizers()
