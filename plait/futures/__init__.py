@@ -32,7 +32,7 @@ from concurrent.futures import (
 )
 
 from plait.futures import process, thread
-from plait.pool.errors import WorkerLostError
+from plait.pool.errors import SoftTimeoutError, WorkerLostError
 from plait.pool.executor import ProcessPoolExecutor, ThreadPoolExecutor
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "Future",
     "InvalidStateError",
     "ProcessPoolExecutor",
+    "SoftTimeoutError",
     "ThreadPoolExecutor",
     "TimeoutError",
     "WorkerLostError",

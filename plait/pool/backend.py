@@ -7,8 +7,8 @@ cluster backend (a later issue: Dask, Ray) can stand where local processes stand
 - ``handle.conn`` is a ``Connection``-like channel: ``send(obj)``, ``recv()``,
   ``poll(timeout)``, ``fileno()`` (it sits in the scheduler's ``wait``);
 - ``handle.sentinel`` is an fd that becomes readable when the worker is gone;
-- ``handle.pid``, ``handle.kill()``, ``handle.reap(timeout)`` (the exit code, or None
-  while it still runs), ``handle.close()``;
+- ``handle.pid``, ``handle.kill()``, ``handle.signal(signum)``, ``handle.reap(timeout)``
+  (the exit code, or None while it still runs), ``handle.close()``;
 - ``handle.started()``: the id of the chunk the worker started last (its progress
   word, see ``worker``), 0 before the first.
 
@@ -24,6 +24,7 @@ that method starts the workers: their pipe end travels as a plait fd.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,13 @@ class WorkerHandle:
     def kill(self) -> None:
         """SIGKILL the worker (nothing if it already ended); does not wait."""
         self.process.kill()
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the worker (nothing if it already ended)."""
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
 
     def reap(self, timeout: float | None = 0) -> int | None:
         """Wait up to ``timeout`` seconds for the worker to end; its exit code or None."""

@@ -178,7 +178,7 @@ class Engine:
                     ready.popleft()
                     job.queued = False
                     continue
-                if job.timeout is not None and not timed_ok:
+                if job.timed and not timed_ok:
                     return None
                 if not job.claim():
                     ready.popleft()

@@ -7,6 +7,9 @@ whether it used ``multiprocessing.pool`` or ``concurrent.futures``:
   ``AsyncResult.get(timeout)`` raises in the standard pool), from the builtin
   ``TimeoutError`` and from ``concurrent.futures.TimeoutError`` (the builtin one since
   3.11); the same class reports a task that overran its per-task timeout.
+- ``SoftTimeoutError`` is new, a ``TimeoutError`` (the class above): raised *inside* a
+  task at its soft deadline (``timeout=(soft, hard)``), so the task can clean up; the
+  task may catch it and return, and one that does not fails with it.
 - ``WorkerLostError`` is new: the worker that held the task died (SIGKILL, a segfault,
   the OOM killer, ``os._exit``) and carries its pid, exit code and signal. It is a
   ``multiprocessing.ProcessError`` and a ``concurrent.futures.process.BrokenProcessPool``
@@ -34,6 +37,7 @@ __all__ = [
     "MaybeEncodingError",
     "PoolTerminatedError",
     "RemoteTraceback",
+    "SoftTimeoutError",
     "TimeoutError",
     "WorkerLostError",
 ]
@@ -49,6 +53,10 @@ _FUTURES_TIMEOUT = (
 
 class TimeoutError(_core.TimeoutError, builtins.TimeoutError, *_FUTURES_TIMEOUT):  # noqa: A001
     """A result was not ready in time, or a task overran its per-task timeout."""
+
+
+class SoftTimeoutError(TimeoutError):
+    """Raised inside a task that ran past its soft timeout (``timeout=(soft, hard)``)."""
 
 
 class WorkerLostError(ProcessError, BrokenProcessPool):

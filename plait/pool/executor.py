@@ -9,7 +9,8 @@ Where the standard executors break, these do not: a worker killed in the middle 
 task fails that future alone with ``WorkerLostError`` (no ``BrokenProcessPool`` for the
 rest), a replacement starts, and the executor stays usable. ``task_timeout=`` (process
 executor only) is a per-task limit: the worker is killed and replaced, the future fails
-with ``TimeoutError``.
+with ``TimeoutError``; ``soft_timeout=`` (at most ``task_timeout``) raises
+``SoftTimeoutError`` inside the task first, so that it can clean up.
 
 ``map(fn, *iterables, timeout=None, chunksize=None)`` reads its input lazily (the
 standard one submits everything at once); ``timeout`` counts from the call, as in the
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from plait.pool.pool import Pool, ThreadPool
-from plait.pool.results import IMapIterator, check_timeout
+from plait.pool.results import IMapIterator, TaskTimeout, check_task_timeout
 
 __all__ = ["ProcessPoolExecutor", "ThreadPoolExecutor"]
 
@@ -70,7 +71,7 @@ class _Executor(concurrent.futures.Executor):
     """What both executors share: ``submit``, ``map``, ``shutdown``, context manager."""
 
     _pool: Pool
-    _task_timeout: float | None = None
+    _task_timeout: TaskTimeout | None = None
 
     def __init__(self, pool: Pool, max_workers: int) -> None:
         self._pool = pool
@@ -159,8 +160,10 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
     """A ``concurrent.futures`` executor on worker processes that never breaks.
 
     ``ProcessPoolExecutor(max_workers=None, mp_context=None, initializer=None,
-    initargs=(), max_tasks_per_child=None, *, task_timeout=None, backend="local",
-    address=None, backend_options=None)``: the last three as for ``Pool``.
+    initargs=(), max_tasks_per_child=None, *, task_timeout=None, soft_timeout=None,
+    backend="local", address=None, backend_options=None)``: the last three as for
+    ``Pool``; ``soft_timeout`` raises ``SoftTimeoutError`` inside a task that runs
+    longer (``Pool``'s ``timeout=(soft, hard)``), ``task_timeout`` kills its worker.
 
         with ProcessPoolExecutor(task_timeout=10) as ex:
             print(ex.submit(pow, 2, 10).result())
@@ -175,13 +178,14 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
         max_tasks_per_child: int | None = None,
         *,
         task_timeout: float | None = None,
+        soft_timeout: float | None = None,
         backend: str = "local",
         address: Any = None,
         backend_options: Any = None,
     ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
-        self._task_timeout = check_timeout(task_timeout, "task_timeout")
+        self._task_timeout = check_task_timeout((soft_timeout, task_timeout))
         pool = Pool(
             max_workers,
             initializer,

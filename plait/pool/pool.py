@@ -6,9 +6,12 @@ The classes here check arguments, serialize the function once per call, make the
 
 Past the standard interface, all keyword-only: ``timeout=`` on ``apply``/``apply_async``
 and on the map-style calls is a *per-task* limit (the worker is killed and replaced, the
-task fails with ``TimeoutError``); ``progress=True`` on map-style calls shows a tqdm bar
-when tqdm is installed; ``chunksize=None`` (also the default of ``imap``) sizes chunks
-from measured task times; ``join(timeout)``; ``stats()``.
+task fails with ``TimeoutError``), or ``(soft, hard)``: at ``soft`` seconds
+``SoftTimeoutError`` is raised inside the task, which may catch it and return, at
+``hard`` the worker is killed (see ``worker`` for C code that never checks signals);
+``progress=True`` on map-style calls shows a tqdm bar when tqdm is installed;
+``chunksize=None`` (also the default of ``imap``) sizes chunks from measured task times;
+``join(timeout)``; ``stats()``.
 
 Misuse raises what ``multiprocessing.pool`` raises: ``ValueError("Pool not running")``
 after ``close``/``terminate``, ``ValueError("Number of processes must be at least 1")``,
@@ -35,6 +38,8 @@ from plait.pool.results import (
     IMapIterator,
     IMapUnorderedIterator,
     MapResult,
+    TaskTimeout,
+    check_task_timeout,
     check_timeout,
 )
 from plait.pool.scheduler import ProcessEngine
@@ -197,7 +202,7 @@ class Pool:
         args: Iterable[Any] = (),
         kwds: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
     ) -> Any:
         """Call ``func(*args, **kwds)`` in a worker and return its result (blocks).
 
@@ -214,7 +219,7 @@ class Pool:
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
     ) -> ApplyResult:
         """Start ``func(*args, **kwds)`` in a worker; return its ``AsyncResult`` at once.
 
@@ -224,7 +229,7 @@ class Pool:
         pool is not running.
         """
         self._engine.check_running()
-        timeout = check_timeout(timeout)
+        timeout = check_task_timeout(timeout)
         self._check_timeout_supported(timeout)
         if kwds is None:
             kwds = {}
@@ -242,7 +247,7 @@ class Pool:
         iterable: Iterable[Any],
         chunksize: int | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> list:
         """``list(map(func, iterable))`` computed by the workers (blocks until all done).
@@ -259,7 +264,7 @@ class Pool:
         iterable: Iterable[Iterable[Any]],
         chunksize: int | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> list:
         """Like ``map`` with each item unpacked as the arguments: ``func(*item)``."""
@@ -273,7 +278,7 @@ class Pool:
         callback=None,
         error_callback=None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> MapResult:
         """Start ``map``; return a ``MapResult`` at once (the input is read now)."""
@@ -289,7 +294,7 @@ class Pool:
         callback=None,
         error_callback=None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> MapResult:
         """Start ``starmap``; return a ``MapResult`` at once (the input is read now)."""
@@ -302,7 +307,7 @@ class Pool:
     ) -> MapResult:
         self._engine.check_running()
         chunksize = _check_chunksize(chunksize)
-        timeout = check_timeout(timeout)
+        timeout = check_task_timeout(timeout)
         self._check_timeout_supported(timeout)
         func_bytes = self._func(func)
         # A range stays a range: its chunks are ranges, which pickle in O(1).
@@ -329,7 +334,7 @@ class Pool:
         iterable: Iterable[Any],
         chunksize: int | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> IMapIterator:
         """An iterator over ``func(x)`` for each ``x``, in input order, reading input lazily.
@@ -344,7 +349,7 @@ class Pool:
         iterable: Iterable[Any],
         chunksize: int | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> IMapUnorderedIterator:
         """Like ``imap``, yielding results in the order they complete."""
@@ -353,7 +358,7 @@ class Pool:
     def _imap(self, cls, func, iterable, chunksize, timeout, progress, star=False):
         self._engine.check_running()
         chunksize = _check_chunksize(chunksize)
-        timeout = check_timeout(timeout)
+        timeout = check_task_timeout(timeout)
         self._check_timeout_supported(timeout)
         job = cls(
             self._engine,
@@ -371,8 +376,9 @@ class Pool:
         job.top_up()
         return job
 
-    def _check_timeout_supported(self, timeout: float | None) -> None:
-        pass
+    def _check_timeout_supported(self, timeout: TaskTimeout | None) -> None:
+        if timeout is not None and timeout.soft is not None and not self._engine.kills_workers:
+            raise ValueError("a soft timeout needs local worker processes, not a cluster")
 
     def _submit_future(self, func, args, kwds, timeout, future) -> None:
         """Run ``func(*args, **kwds)``; settle the ``concurrent.futures.Future`` with it.
@@ -496,7 +502,7 @@ class ThreadPool(Pool):
     def _make_engine(self, processes, initializer, initargs, maxtasks, context):
         return ThreadEngine(processes, initializer, initargs)
 
-    def _check_timeout_supported(self, timeout: float | None) -> None:
+    def _check_timeout_supported(self, timeout: TaskTimeout | None) -> None:
         if timeout is not None:
             raise ValueError(
                 "a ThreadPool cannot stop a running thread: per-task timeout= needs Pool"

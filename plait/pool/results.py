@@ -44,7 +44,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from plait.pool.errors import TimeoutError
 from plait.pool.worker import APPLY, MAP, STAR, nbytes
@@ -56,6 +56,8 @@ __all__ = [
     "MapResult",
     "IMapIterator",
     "IMapUnorderedIterator",
+    "TaskTimeout",
+    "check_task_timeout",
     "job_counter",
 ]
 
@@ -78,6 +80,35 @@ def check_timeout(timeout: float | None, what: str = "timeout") -> float | None:
     if timeout < 0 or math.isnan(timeout):
         raise ValueError(f"{what} must be a non-negative number of seconds, not {timeout!r}")
     return float(timeout)
+
+
+class TaskTimeout(NamedTuple):
+    """A task's limits in seconds: at ``soft`` it gets ``SoftTimeoutError`` raised inside
+    it, at ``hard`` its worker is killed (either may be None, not both)."""
+
+    soft: float | None
+    hard: float | None
+
+
+def check_task_timeout(timeout: Any) -> TaskTimeout | None:
+    """A per-task ``timeout=``: seconds (the hard limit), ``(soft, hard)`` or None.
+
+    Raises ``TypeError``/``ValueError`` naming what is wrong, also for a soft limit past
+    the hard one (the worker would be killed before the task is told).
+    """
+    if timeout is None:
+        return None
+    if not isinstance(timeout, tuple):
+        return TaskTimeout(None, check_timeout(timeout))
+    if len(timeout) != 2:
+        raise TypeError(f"timeout must be seconds or (soft, hard), not {timeout!r}")
+    soft = check_timeout(timeout[0], "soft timeout")
+    hard = check_timeout(timeout[1], "hard timeout")
+    if soft is None and hard is None:
+        return None
+    if soft is not None and hard is not None and soft > hard:
+        raise ValueError(f"the soft timeout ({soft} s) is past the hard one ({hard} s)")
+    return TaskTimeout(soft, hard)
 
 
 class Buffer:
@@ -151,8 +182,11 @@ class _Job:
         self.id = next(job_counter)
         self.func_bytes = func_bytes
         self.func = func
-        self.timeout = timeout
-        self.chunksize = 1 if timeout is not None else chunksize
+        # Per task (a TaskTimeout, or None): a timed job's tasks travel alone.
+        self.timed = timeout is not None
+        self.timeout = timeout.hard if self.timed else None
+        self.soft_timeout = timeout.soft if self.timed else None
+        self.chunksize = 1 if self.timed else chunksize
         self.buffer = Buffer()
         self.queued = False
         self.done = False

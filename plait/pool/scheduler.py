@@ -81,7 +81,7 @@ from plait.pool.errors import (
     TimeoutError,
     WorkerLostError,
 )
-from plait.pool.worker import nbytes
+from plait.pool.worker import SOFT, SOFT_SIGNAL, nbytes
 
 __all__ = ["ProcessEngine"]
 
@@ -97,14 +97,15 @@ _MAX_BACKOFF = 1.0  # the longest wait before replacing workers that keep dying 
 
 
 class _Chunk:
-    __slots__ = ("id", "job", "start", "items", "deadline", "estimate", "heavy")
+    __slots__ = ("id", "job", "start", "items", "deadline", "soft_deadline", "estimate", "heavy")
 
     def __init__(self, chunk_id: int, job, start: int, items: list) -> None:
         self.id = chunk_id
         self.job = job
         self.start = start
         self.items = items
-        self.deadline: float | None = None
+        self.deadline: float | None = None  # hard: the worker is killed
+        self.soft_deadline: float | None = None  # the task is told, once (then None)
         # HEAVY_BYTES or more: it ends the message it travels in (see _dispatch).
         self.heavy = bool(items) and nbytes(items[0]) * len(items) >= HEAVY_BYTES
         # Its cost in seconds, or None: unknown, or too many bytes to hold many of.
@@ -324,7 +325,7 @@ class ProcessEngine(Engine):
                 if chunk is None:
                     break
                 batch.append(chunk)
-                if chunk.job.timeout is not None or chunk.heavy:
+                if chunk.job.timed or chunk.heavy:
                     # A timed task travels alone; a heavy chunk ends its message, and the next
                     # goes to the least busy worker: a worker starts on a chunk once
                     # the whole message is in, and the others wait while it is sent.
@@ -351,7 +352,7 @@ class ProcessEngine(Engine):
             if chunk.job.done:
                 retry.popleft()
                 continue
-            if chunk.job.timeout is not None and not idle:
+            if chunk.job.timed and not idle:
                 return None
             if quota is not None and len(chunk.items) > quota:
                 return None
@@ -367,7 +368,7 @@ class ProcessEngine(Engine):
             (
                 c.id,
                 c.job.func_bytes,
-                c.job.kind,
+                c.job.kind if c.job.soft_timeout is None else c.job.kind | SOFT,
                 c.items,
                 c.estimate is not None and c.estimate < HOLD_SECONDS,
             )
@@ -391,9 +392,14 @@ class ProcessEngine(Engine):
             worker.hold(chunk)
             if worker.quota is not None:
                 worker.quota -= len(chunk.items)
-            if chunk.job.timeout is not None:
+            job = chunk.job
+            if job.timed:
                 worker.exclusive = True
-                chunk.deadline = time.monotonic() + chunk.job.timeout
+                now = time.monotonic()
+                if job.timeout is not None:
+                    chunk.deadline = now + job.timeout
+                if job.soft_timeout is not None:
+                    chunk.soft_deadline = now + job.soft_timeout
 
     # -- receiving ------------------------------------------------------------------
 
@@ -440,7 +446,7 @@ class ProcessEngine(Engine):
             if chunk is None:
                 continue  # settled already: its worker was killed
             busy += seconds
-            if chunk.deadline is not None:
+            if chunk.job.timed:
                 worker.exclusive = False
             n = len(chunk.items)
             if values is None:  # it did not unpickle: errors is why
@@ -537,9 +543,10 @@ class ProcessEngine(Engine):
         deadline = None
         for w in self._workers:
             if w.exclusive and w.outstanding:
-                d = w.outstanding[0].deadline
-                if d is not None and (deadline is None or d < deadline):
-                    deadline = d
+                chunk = w.outstanding[0]
+                for d in (chunk.deadline, chunk.soft_deadline):
+                    if d is not None and (deadline is None or d < deadline):
+                        deadline = d
         if deadline is None:
             return None
         return max(0.0, deadline - time.monotonic())
@@ -550,6 +557,9 @@ class ProcessEngine(Engine):
             if not (w.exclusive and w.outstanding) or w.killed:
                 continue
             chunk = w.outstanding[0]
+            if chunk.soft_deadline is not None and chunk.soft_deadline <= now:
+                chunk.soft_deadline = None
+                w.handle.signal(SOFT_SIGNAL)  # the worker raises SoftTimeoutError in it
             if chunk.deadline is None or chunk.deadline > now:
                 continue
             w.handle.kill()

@@ -43,6 +43,17 @@ a socket buffer, the scheduler would block sending while the worker blocks sendi
 a deadlock. The reader thread always drains the pipe into ``inbox``, so the scheduler's
 send always completes, and the scheduler bounds how many chunks are in the inbox.
 
+Soft timeouts: a task with a soft timeout runs alone on its worker (as every timed task,
+see ``scheduler``), with ``SOFT`` in its kind. At the soft deadline the scheduler sends
+the worker ``SOFT_SIGNAL``; its handler raises ``SoftTimeoutError`` in the main thread,
+which runs the task, if the task is still running (``_soft.armed``, set just around the
+call); a signal that arrives after the task returned does nothing. The task may catch
+the error and return; one that does not fails with it. Python runs a signal handler
+between bytecodes and when a blocking system call is interrupted (``time.sleep``,
+reading a socket): a task inside C code that never returns to the interpreter (a long
+numpy or BLAS call, a C extension's loop) gets the error only when that call returns,
+and if the hard deadline comes first the worker is killed as for any hard timeout.
+
 What can fail on the way back: a result or an exception that cannot be pickled is
 replaced by ``MaybeEncodingError`` naming it, item by item, so the others still arrive.
 The worker ignores SIGINT: Ctrl-C belongs to the parent, which stops the pool.
@@ -63,6 +74,8 @@ __all__ = [
     "APPLY",
     "CPU_SHARE_ENV",
     "MAP",
+    "SOFT",
+    "SOFT_SIGNAL",
     "STAR",
     "ExceptionWithTraceback",
     "RemoteException",
@@ -76,6 +89,8 @@ __all__ = [
 ]
 
 MAP, STAR, APPLY = 0, 1, 2
+SOFT = 4  # or-ed into a chunk's kind: its task has a soft timeout (see "Soft timeouts")
+SOFT_SIGNAL = signal.SIGUSR1  # what the scheduler sends at a task's soft deadline
 # In a worker: how many CPUs a pool made there uses by default (its share of the machine).
 CPU_SHARE_ENV = "PLAIT_CPU_SHARE"
 _FUNC_CACHE_SIZE = 64
@@ -132,6 +147,39 @@ def _remote(exc: BaseException) -> object:
 
         return RemoteException(MaybeEncodingError(why, exc), wrapped.tb)
     return wrapped
+
+
+class _Soft:
+    """Whether the running task may get ``SoftTimeoutError`` (see "Soft timeouts")."""
+
+    armed = False
+    error: type | None = None  # SoftTimeoutError, imported before the first soft task
+
+
+_soft = _Soft()
+
+
+def _on_soft_timeout(signum, frame) -> None:
+    if _soft.armed:
+        _soft.armed = False
+        raise _soft.error("the task ran past its soft timeout")
+
+
+def _run_soft(func, kind: int, items: list) -> tuple[list, list | None]:
+    """``_run`` of a task with a soft timeout: ``SoftTimeoutError`` may be raised in it."""
+    if _soft.error is None:
+        from plait.pool.errors import SoftTimeoutError  # noqa: PLC0415 - see above
+
+        _soft.error = SoftTimeoutError
+    _soft.armed = True
+    try:
+        outcome = _run(func, kind, items)
+        _soft.armed = False
+    except _soft.error as exc:
+        # It came after the task returned, before the line above (the handler disarms
+        # itself, so it comes once): the deadline passed as it returned; it fails.
+        return [None] * len(items), [(i, _remote(exc)) for i in range(len(items))]
+    return outcome
 
 
 def _run(func, kind: int, items: list) -> tuple[list, list | None]:
@@ -293,6 +341,7 @@ def worker_main(
     defaults to ``cpu_share`` workers (``CPU_SHARE_ENV``), its share of the CPUs.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(SOFT_SIGNAL, _on_soft_timeout)  # before any soft deadline can pass
     may_start_processes(cpu_share)
     if initializer is not None:
         initializer(*initargs)
@@ -333,7 +382,10 @@ def worker_main(
                 errors = [(i, _remote(exc)) for i in range(len(items))]
             else:
                 started = clock()
-                values, errors = _run(func, kind, items)
+                if kind & SOFT:
+                    values, errors = _run_soft(func, kind & ~SOFT, items)
+                else:
+                    values, errors = _run(func, kind, items)
                 seconds = clock() - started
             done += len(items)
             if _is_big(values):

@@ -185,3 +185,27 @@ def start_child_and_report(path):
         f.write(f"{os.getpid()} {child.pid}")
     os.rename(path + ".tmp", path)
     time.sleep(60)
+
+
+def sleep_until_soft_timeout(seconds):
+    """Sleep; at the soft timeout clean up and return what happened."""
+    import plait  # noqa: PLC0415 - in the worker
+
+    try:
+        time.sleep(seconds)
+    except plait.SoftTimeoutError:
+        return "cleaned up"
+    return "finished"
+
+
+def ignore_soft_timeout(seconds):
+    """Catch the soft timeout and keep running: the hard one must stop us."""
+    import plait  # noqa: PLC0415 - in the worker
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(deadline - time.monotonic())
+        except plait.SoftTimeoutError:
+            pass
+    return "finished"
