@@ -92,6 +92,8 @@ class ProcessBackend:
         maxtasks: int | None,
         make_process: Callable[..., Any] | None = None,
         cpu_share: int = 1,
+        env: dict | None = None,
+        thread_cap: int | None = None,
     ) -> None:
         self._make_process = make_process or _context_process
         if isinstance(context, BaseContext):
@@ -99,7 +101,7 @@ class ProcessBackend:
         else:
             method = None if context is None else context.get_start_method()
             self._context = get_context(method)
-        self._args = (initializer, tuple(initargs), maxtasks, cpu_share)
+        self._args = (initializer, tuple(initargs), maxtasks, cpu_share, env, thread_cap)
 
     def start_worker(self) -> WorkerHandle:
         """Start one worker; returns once it runs. Raises ``OSError`` when out of resources."""

@@ -161,9 +161,10 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
 
     ``ProcessPoolExecutor(max_workers=None, mp_context=None, initializer=None,
     initargs=(), max_tasks_per_child=None, *, task_timeout=None, soft_timeout=None,
-    backend="local", address=None, backend_options=None)``: the last three as for
-    ``Pool``; ``soft_timeout`` raises ``SoftTimeoutError`` inside a task that runs
-    longer (``Pool``'s ``timeout=(soft, hard)``), ``task_timeout`` kills its worker.
+    backend="local", address=None, backend_options=None, worker_env=None,
+    cap_threads=True)``: the last five as for ``Pool``; ``soft_timeout`` raises
+    ``SoftTimeoutError`` inside a task that runs longer (``Pool``'s
+    ``timeout=(soft, hard)``), ``task_timeout`` kills its worker.
 
         with ProcessPoolExecutor(task_timeout=10) as ex:
             print(ex.submit(pow, 2, 10).result())
@@ -182,6 +183,8 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
         backend: str = "local",
         address: Any = None,
         backend_options: Any = None,
+        worker_env: Any = None,
+        cap_threads: bool = True,
     ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
@@ -195,6 +198,8 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
             backend=backend,
             address=address,
             backend_options=backend_options,
+            worker_env=worker_env,
+            cap_threads=cap_threads,
         )
         super().__init__(pool, pool._processes)
 

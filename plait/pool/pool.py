@@ -82,6 +82,42 @@ def default_processes() -> int:
     return int(share)
 
 
+# The variables BLAS and OpenMP libraries read for their thread count.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def worker_environment(
+    worker_env: Mapping[str, str] | None, cap_threads: bool, threads: int
+) -> tuple[dict, int | None]:
+    """The environment a pool's workers get, and the thread cap of their BLAS pools.
+
+    ``worker_env`` as given (strings only: ``TypeError`` naming the entry otherwise), and
+    with ``cap_threads`` every one of ``THREAD_VARIABLES`` at ``threads``, so that workers
+    x threads stays within the CPUs, unless ``worker_env`` or this process's environment
+    sets one of them: that is the user's choice, and the cap steps back entirely.
+    """
+    env = {}
+    for key, value in (worker_env or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                f"worker_env takes strings: {key!r}: {value!r} ({type(value).__name__})"
+            )
+        env[key] = value
+    if not cap_threads:
+        return env, None
+    if any(v in env or v in os.environ for v in THREAD_VARIABLES):
+        return env, None
+    env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    return env, threads
+
+
 def _check_callable(func: Any, what: str = "func") -> None:
     if not callable(func):
         raise TypeError(f"{what} must be callable, not {type(func).__name__} {func!r}")
@@ -105,7 +141,9 @@ class Pool:
     runs in each worker when it starts; a worker is replaced after
     ``maxtasksperchild`` tasks; ``context`` chooses the start method.
     ``backend="dask"``/``"ray"`` with ``address=`` (and ``backend_options=``) runs the
-    same jobs on a cluster instead (``plait.pool.backends``).
+    same jobs on a cluster instead (``plait.pool.backends``). ``worker_env={...}`` is set
+    in each worker's environment; ``cap_threads=True`` caps the BLAS/OpenMP threads of
+    each worker to its share of the CPUs (``worker_environment``; ``False`` turns it off).
 
         with Pool(4) as pool:
             print(pool.map(lambda x: x * x, range(10), timeout=5))
@@ -126,10 +164,14 @@ class Pool:
         backend: str = "local",
         address: Any = None,
         backend_options: Mapping[str, Any] | None = None,
+        worker_env: Mapping[str, str] | None = None,
+        cap_threads: bool = True,
     ) -> None:
         if initializer is not None:
             _check_callable(initializer, "initializer")
         if backend != "local" or address is not None or backend_options is not None:
+            if worker_env is not None:
+                raise ValueError("worker_env= needs local worker processes, not a cluster")
             self._engine = self._cluster_engine(
                 backend,
                 address,
@@ -158,6 +200,7 @@ class Pool:
             ):
                 raise ValueError("maxtasksperchild must be a positive int or None")
         self._processes = processes
+        self._worker_env = (worker_env, cap_threads)
         self._engine = self._make_engine(
             processes, initializer, tuple(initargs), maxtasksperchild, context
         )
@@ -175,8 +218,9 @@ class Pool:
 
     def _make_engine(self, processes, initializer, initargs, maxtasks, context):
         share = max(1, default_processes() // processes)
+        env, thread_cap = worker_environment(*self._worker_env, share)
         backend = ProcessBackend(
-            context, initializer, initargs, maxtasks, type(self).Process, share
+            context, initializer, initargs, maxtasks, type(self).Process, share, env, thread_cap
         )
         return ProcessEngine(backend, processes, maxtasks)
 

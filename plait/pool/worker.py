@@ -81,6 +81,7 @@ __all__ = [
     "RemoteException",
     "mapstar",
     "may_start_processes",
+    "set_environment",
     "nbytes",
     "rebuild_exc",
     "starmapstar",
@@ -315,6 +316,22 @@ def _is_big(values: list) -> bool:
     return bool(values) and nbytes(values[0]) >= BIG_ANSWER
 
 
+def set_environment(env: dict, thread_cap: int | None) -> None:
+    """Set the worker's environment, and cap the BLAS/OpenMP pools loaded already.
+
+    The thread variables in ``env`` reach libraries loaded from now on. A worker forked
+    from a parent that had loaded numpy has its BLAS pool already: ``threadpoolctl``, if
+    installed, caps it to ``thread_cap`` threads.
+    """
+    os.environ.update(env)
+    if thread_cap is not None and "numpy" in sys.modules:
+        try:
+            from threadpoolctl import threadpool_limits  # noqa: PLC0415 - optional
+        except ImportError:
+            return
+        threadpool_limits(thread_cap)
+
+
 def may_start_processes(cpu_share: int) -> None:
     """Let this worker's tasks start processes and pools (see ``worker_main``)."""
     from plait.process import current_process, lifeline  # noqa: PLC0415 - loaded already
@@ -331,6 +348,8 @@ def worker_main(
     initargs=(),
     maxtasks: int | None = None,
     cpu_share: int = 1,
+    env: dict | None = None,
+    thread_cap: int | None = None,
 ) -> None:
     """Run chunks from ``conn`` until told to exit, the pipe closes or ``maxtasks`` items ran.
 
@@ -339,10 +358,14 @@ def worker_main(
     ``plait.process.lifeline``) and then lets its tasks start processes and pools: every
     child it starts, daemon or not, is tied to it the same way, and a pool made here
     defaults to ``cpu_share`` workers (``CPU_SHARE_ENV``), its share of the CPUs.
+    ``env`` is set in its environment before the initializer runs, and BLAS/OpenMP pools
+    it holds already are capped to ``thread_cap`` threads (``set_environment``).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(SOFT_SIGNAL, _on_soft_timeout)  # before any soft deadline can pass
     may_start_processes(cpu_share)
+    if env or thread_cap is not None:
+        set_environment(env or {}, thread_cap)
     if initializer is not None:
         initializer(*initargs)
     inbox: deque = deque()

@@ -209,3 +209,16 @@ def ignore_soft_timeout(seconds):
         except plait.SoftTimeoutError:
             pass
     return "finished"
+
+
+def environment(names):
+    """The values of the environment variables ``names`` in this worker."""
+    return [os.environ.get(n) for n in names]
+
+
+def blas_threads(_=None):
+    """The thread counts of the BLAS pools numpy loaded here (threadpoolctl)."""
+    import numpy  # noqa: F401, PLC0415 - loads its BLAS
+    from threadpoolctl import threadpool_info  # noqa: PLC0415
+
+    return sorted({pool["num_threads"] for pool in threadpool_info()})
