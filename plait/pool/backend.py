@@ -94,6 +94,7 @@ class ProcessBackend:
         cpu_share: int = 1,
         env: dict | None = None,
         thread_cap: int | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         self._make_process = make_process or _context_process
         if isinstance(context, BaseContext):
@@ -101,7 +102,15 @@ class ProcessBackend:
         else:
             method = None if context is None else context.get_start_method()
             self._context = get_context(method)
-        self._args = (initializer, tuple(initargs), maxtasks, cpu_share, env, thread_cap)
+        self._args = (
+            initializer,
+            tuple(initargs),
+            maxtasks,
+            cpu_share,
+            env,
+            thread_cap,
+            memory_limit,
+        )
 
     def start_worker(self) -> WorkerHandle:
         """Start one worker; returns once it runs. Raises ``OSError`` when out of resources."""

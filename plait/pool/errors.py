@@ -63,14 +63,21 @@ class WorkerLostError(ProcessError, BrokenProcessPool):
     """The worker process running the task ended before it returned a result.
 
     ``pid`` is the worker's pid, ``exitcode`` its exit code as ``Process.exitcode``
-    reports it (negative: killed by that signal), ``signal`` the signal number or None.
+    reports it (negative: killed by that signal), ``signal`` the signal number or None,
+    ``reason`` why the pool killed it, if it did (its memory limit), or None.
     """
 
-    def __init__(self, pid: int, exitcode: int | None, task: str = "task") -> None:
+    def __init__(
+        self, pid: int, exitcode: int | None, task: str = "task", reason: str | None = None
+    ) -> None:
         self.pid = pid
         self.exitcode = exitcode
+        self.task = task
+        self.reason = reason
         self.signal = -exitcode if exitcode is not None and exitcode < 0 else None
-        if self.signal is not None:
+        if reason is not None:
+            how = reason
+        elif self.signal is not None:
             try:
                 how = f"killed by {signal.Signals(self.signal).name}"
             except ValueError:
@@ -80,7 +87,7 @@ class WorkerLostError(ProcessError, BrokenProcessPool):
         super().__init__(f"worker {pid} {how} while running its {task}")
 
     def __reduce__(self):
-        return type(self), (self.pid, self.exitcode)
+        return type(self), (self.pid, self.exitcode, self.task, self.reason)
 
 
 class MaybeEncodingError(_standard_pool.MaybeEncodingError):

@@ -162,9 +162,9 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
     ``ProcessPoolExecutor(max_workers=None, mp_context=None, initializer=None,
     initargs=(), max_tasks_per_child=None, *, task_timeout=None, soft_timeout=None,
     backend="local", address=None, backend_options=None, worker_env=None,
-    cap_threads=True)``: the last five as for ``Pool``; ``soft_timeout`` raises
-    ``SoftTimeoutError`` inside a task that runs longer (``Pool``'s
-    ``timeout=(soft, hard)``), ``task_timeout`` kills its worker.
+    cap_threads=True, max_memory_per_child=None)``: the last six as for ``Pool``;
+    ``soft_timeout`` raises ``SoftTimeoutError`` inside a task that runs longer
+    (``Pool``'s ``timeout=(soft, hard)``), ``task_timeout`` kills its worker.
 
         with ProcessPoolExecutor(task_timeout=10) as ex:
             print(ex.submit(pow, 2, 10).result())
@@ -185,6 +185,7 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
         backend_options: Any = None,
         worker_env: Any = None,
         cap_threads: bool = True,
+        max_memory_per_child: int | str | None = None,
     ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
@@ -200,6 +201,7 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
             backend_options=backend_options,
             worker_env=worker_env,
             cap_threads=cap_threads,
+            max_memory_per_child=max_memory_per_child,
         )
         super().__init__(pool, pool._processes)
 

@@ -32,6 +32,7 @@ from plait._core import serialization
 from plait.pool import progress as _progress
 from plait.pool.backend import ProcessBackend
 from plait.pool.engine import CLOSE, INIT, RUN, TERMINATE, PoolStats
+from plait.pool.memory import format_bytes, parse_memory
 from plait.pool.results import (
     ApplyResult,
     FutureJob,
@@ -50,6 +51,7 @@ from plait.process import cpu_count
 __all__ = ["Pool", "ThreadPool"]
 
 _live_engines: weakref.WeakSet = weakref.WeakSet()
+_MEMORY_REPORT_SECONDS = 10.0  # the longest wait for a fresh worker's resident set
 _atexit_registered = False
 
 
@@ -144,6 +146,8 @@ class Pool:
     same jobs on a cluster instead (``plait.pool.backends``). ``worker_env={...}`` is set
     in each worker's environment; ``cap_threads=True`` caps the BLAS/OpenMP threads of
     each worker to its share of the CPUs (``worker_environment``; ``False`` turns it off).
+    ``max_memory_per_child`` (bytes, or ``"2GB"``) replaces a worker whose resident set
+    is over it after a task, and kills one far over it during a task (``memory``).
 
         with Pool(4) as pool:
             print(pool.map(lambda x: x * x, range(10), timeout=5))
@@ -166,12 +170,16 @@ class Pool:
         backend_options: Mapping[str, Any] | None = None,
         worker_env: Mapping[str, str] | None = None,
         cap_threads: bool = True,
+        max_memory_per_child: int | str | None = None,
     ) -> None:
         if initializer is not None:
             _check_callable(initializer, "initializer")
         if backend != "local" or address is not None or backend_options is not None:
-            if worker_env is not None:
-                raise ValueError("worker_env= needs local worker processes, not a cluster")
+            if worker_env is not None or max_memory_per_child is not None:
+                raise ValueError(
+                    "worker_env= and max_memory_per_child= need local worker processes, "
+                    "not a cluster"
+                )
             self._engine = self._cluster_engine(
                 backend,
                 address,
@@ -201,9 +209,14 @@ class Pool:
                 raise ValueError("maxtasksperchild must be a positive int or None")
         self._processes = processes
         self._worker_env = (worker_env, cap_threads)
+        self._memory_limit = (
+            None if max_memory_per_child is None else parse_memory(max_memory_per_child)
+        )
         self._engine = self._make_engine(
             processes, initializer, tuple(initargs), maxtasksperchild, context
         )
+        if self._memory_limit is not None:
+            self._check_memory_limit()
         _register(self._engine)
         weakref.finalize(self, self._engine.terminate)
         self._state = RUN
@@ -219,10 +232,34 @@ class Pool:
     def _make_engine(self, processes, initializer, initargs, maxtasks, context):
         share = max(1, default_processes() // processes)
         env, thread_cap = worker_environment(*self._worker_env, share)
+        limit = self._memory_limit
         backend = ProcessBackend(
-            context, initializer, initargs, maxtasks, type(self).Process, share, env, thread_cap
+            context,
+            initializer,
+            initargs,
+            maxtasks,
+            type(self).Process,
+            share,
+            env,
+            thread_cap,
+            limit,
         )
-        return ProcessEngine(backend, processes, maxtasks)
+        return ProcessEngine(backend, processes, maxtasks, limit)
+
+    def _check_memory_limit(self) -> None:
+        """Refuse a memory limit below what a fresh worker uses (it would replace every
+        worker after every task). Waits for the first worker's report, a few seconds at
+        most."""
+        engine = self._engine
+        engine.fresh_reported.wait(_MEMORY_REPORT_SECONDS)
+        fresh, limit = engine.fresh_rss, self._memory_limit
+        if fresh is not None and fresh >= limit:
+            self.terminate()
+            raise ValueError(
+                f"max_memory_per_child={format_bytes(limit)} is below what a fresh worker "
+                f"uses ({format_bytes(fresh)} resident): every worker would be replaced "
+                "after every task"
+            )
 
     def _cluster_engine(self, backend, address, *args):
         if backend == "local":

@@ -81,7 +81,8 @@ from plait.pool.errors import (
     TimeoutError,
     WorkerLostError,
 )
-from plait.pool.worker import SOFT, SOFT_SIGNAL, nbytes
+from plait.pool.memory import CHECK_SECONDS, FAR_OVER, format_bytes, resident_bytes
+from plait.pool.worker import MEMORY_REPORT, RETIRING, SOFT, SOFT_SIGNAL, nbytes
 
 __all__ = ["ProcessEngine"]
 
@@ -124,6 +125,7 @@ class _Worker:
         "unknown",
         "poller",
         "answered",
+        "retiring",
     )
 
     def __init__(self, handle, quota: int | None) -> None:
@@ -136,6 +138,7 @@ class _Worker:
         self.estimated = 0.0  # estimated seconds of its outstanding chunks...
         self.unknown = 0  # ...except these many, whose cost is not known yet
         self.answered = False  # it sent at least one answer
+        self.retiring: int | None = None  # its resident bytes when it said it exits
         # "Is another answer waiting?" after each one: a poll object made once, not
         # per call as Connection.poll makes it.
         self.poller = select.poll()
@@ -186,6 +189,8 @@ class _Worker:
         """Whether one more chunk may go to it, ``batched`` being already on their way."""
         if self.exclusive or self.quota == 0 or self.killed or self.stopped:
             return False
+        if self.retiring is not None:
+            return False
         n = len(self.outstanding) + batched
         if n < PREFETCH:
             return True
@@ -197,10 +202,16 @@ class ProcessEngine(Engine):
 
     kills_workers = True
 
-    def __init__(self, backend, workers: int, maxtasks: int | None) -> None:
+    def __init__(
+        self, backend, workers: int, maxtasks: int | None, memory_limit: int | None = None
+    ) -> None:
         super().__init__(workers)
         self._backend = backend
         self._maxtasks = maxtasks
+        self._memory_limit = memory_limit
+        self._memory_check_at = 0.0
+        self.fresh_rss: int | None = None  # a fresh worker's resident bytes, once known
+        self.fresh_reported = threading.Event()
         self._workers: list[_Worker] = []
         self._retry: deque[_Chunk] = deque()
         self._chunk_ids = 0
@@ -266,6 +277,8 @@ class ProcessEngine(Engine):
             if state == CLOSE and self._finished():
                 return
             timeout = self._next_deadline()
+            if self._memory_limit is not None and any(w.outstanding for w in self._workers):
+                timeout = CHECK_SECONDS if timeout is None else min(timeout, CHECK_SECONDS)
             if self._to_start:
                 delay = max(_YIELD_SECONDS, self._start_at - time.monotonic())
                 timeout = delay if timeout is None else min(timeout, delay)
@@ -292,6 +305,8 @@ class ProcessEngine(Engine):
             self._stop_cancelled()
             if timeout is not None:
                 self._expire()
+            if self._memory_limit is not None:
+                self._check_memory()
             while self._to_start and self.state != TERMINATE and time.monotonic() >= self._start_at:
                 self._to_start -= 1
                 self._start_worker()
@@ -421,7 +436,10 @@ class ProcessEngine(Engine):
                 answers.append((None, None, exc, 0.0))
             else:
                 if type(message) is tuple:
-                    answers.append(message)
+                    if message[0] < 0:  # a notice, not an answer
+                        self._notice(worker, message[0], message[1])
+                    else:
+                        answers.append(message)
                 else:
                     for chunk_id, data in message:
                         try:
@@ -466,6 +484,42 @@ class ProcessEngine(Engine):
             self.outcome(*run)
         self.busy[pid] = self.busy.get(pid, 0.0) + busy
 
+    def _notice(self, worker: _Worker, notice: int, rss: int) -> None:
+        """A worker's notice (see ``worker``): its fresh resident set, or its retirement."""
+        if notice == MEMORY_REPORT:
+            if self.fresh_rss is None:
+                self.fresh_rss = rss
+                self.fresh_reported.set()
+        elif notice == RETIRING:
+            worker.retiring = rss
+
+    def _check_memory(self) -> None:
+        """Kill each busy worker ``FAR_OVER`` times past the memory limit (``memory``)."""
+        now = time.monotonic()
+        if now < self._memory_check_at:
+            return
+        self._memory_check_at = now + CHECK_SECONDS
+        limit = self._memory_limit
+        for w in self._workers:
+            if w.killed or not w.outstanding:
+                continue
+            rss = resident_bytes(w.handle.pid)
+            if rss is None or rss <= FAR_OVER * limit:
+                continue
+            chunk = w.current()
+            w.handle.kill()
+            w.killed = True
+            if chunk is None:
+                continue
+            w.settle(chunk.id)
+            n = len(chunk.items)
+            what = "task" if n == 1 else f"chunk of {n} tasks"
+            reason = (
+                f"was killed by the pool at {format_bytes(rss)} resident, over {FAR_OVER}x "
+                f"its max_memory_per_child of {format_bytes(limit)}"
+            )
+            self._fail(chunk, WorkerLostError(w.handle.pid, -signal.SIGKILL, what, reason))
+
     def _fail(self, chunk: _Chunk, exc: BaseException) -> None:
         n = len(chunk.items)
         self.outcome(chunk.job, chunk.start, [None] * n, [(i, exc) for i in range(n)], 0.0)
@@ -500,10 +554,11 @@ class ProcessEngine(Engine):
         exitcode = handle.reap(_JOIN_SECONDS)
         started = handle.started()
         retired = worker.quota == 0 and not worker.outstanding and not worker.killed
+        retired = retired or (worker.retiring is not None and not worker.killed)
         rerun = list(worker.outstanding)
         worker.outstanding.clear()
-        lost = [c for c in rerun if c.id == started]
-        if not lost and rerun and rerun[0].id > started and not worker.killed:
+        lost = [c for c in rerun if c.id == started and worker.retiring is None]
+        if not lost and rerun and rerun[0].id > started and not retired and not worker.killed:
             lost.append(rerun[0])  # it died before starting any: the oldest is to blame
         for chunk in lost:
             rerun.remove(chunk)

@@ -69,11 +69,14 @@ import time
 from collections import deque
 
 from plait._core import serialization
+from plait.pool.memory import resident_bytes
 
 __all__ = [
     "APPLY",
     "CPU_SHARE_ENV",
     "MAP",
+    "MEMORY_REPORT",
+    "RETIRING",
     "SOFT",
     "SOFT_SIGNAL",
     "STAR",
@@ -92,6 +95,9 @@ __all__ = [
 MAP, STAR, APPLY = 0, 1, 2
 SOFT = 4  # or-ed into a chunk's kind: its task has a soft timeout (see "Soft timeouts")
 SOFT_SIGNAL = signal.SIGUSR1  # what the scheduler sends at a task's soft deadline
+# Notices, sent as answers with these chunk ids: (notice, resident bytes, None, 0.0).
+MEMORY_REPORT = -1  # a fresh worker's resident set (when the pool has a memory limit)
+RETIRING = -2  # over the memory limit after a task: this worker exits now
 # In a worker: how many CPUs a pool made there uses by default (its share of the machine).
 CPU_SHARE_ENV = "PLAIT_CPU_SHARE"
 _FUNC_CACHE_SIZE = 64
@@ -350,6 +356,7 @@ def worker_main(
     cpu_share: int = 1,
     env: dict | None = None,
     thread_cap: int | None = None,
+    memory_limit: int | None = None,
 ) -> None:
     """Run chunks from ``conn`` until told to exit, the pipe closes or ``maxtasks`` items ran.
 
@@ -360,6 +367,8 @@ def worker_main(
     defaults to ``cpu_share`` workers (``CPU_SHARE_ENV``), its share of the CPUs.
     ``env`` is set in its environment before the initializer runs, and BLAS/OpenMP pools
     it holds already are capped to ``thread_cap`` threads (``set_environment``).
+    With a ``memory_limit`` (bytes) it reports its resident set once started and exits
+    after a task that leaves it over the limit (``plait.pool.memory``).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(SOFT_SIGNAL, _on_soft_timeout)  # before any soft deadline can pass
@@ -368,6 +377,8 @@ def worker_main(
         set_environment(env or {}, thread_cap)
     if initializer is not None:
         initializer(*initargs)
+    if memory_limit is not None:
+        conn.send((MEMORY_REPORT, resident_bytes(), None, 0.0))
     inbox: deque = deque()
     ready = threading.Semaphore(0)
     reader = threading.Thread(target=_reader, args=(conn, inbox, ready), daemon=True)
@@ -416,10 +427,19 @@ def worker_main(
                     _send(conn, waiting)
                     waiting = []
                 _send(conn, [(chunk_id, values, errors, seconds)])
-                continue
-            if not waiting:
-                flush_at = clock() + BATCH_SECONDS
-            waiting.append((chunk_id, values, errors, seconds))
+            else:
+                if not waiting:
+                    flush_at = clock() + BATCH_SECONDS
+                waiting.append((chunk_id, values, errors, seconds))
+            del values, errors  # not counted in the resident set below
+            if memory_limit is not None:
+                rss = resident_bytes()
+                if rss is not None and rss > memory_limit:
+                    if waiting:
+                        _send(conn, waiting)
+                        waiting = []
+                    conn.send((RETIRING, rss, None, 0.0))
+                    break
         if waiting:
             _send(conn, waiting)
     except (EOFError, OSError):

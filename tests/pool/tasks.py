@@ -222,3 +222,20 @@ def blas_threads(_=None):
     from threadpoolctl import threadpool_info  # noqa: PLC0415
 
     return sorted({pool["num_threads"] for pool in threadpool_info()})
+
+
+_hoard: list = []
+
+
+def grow_and_return(megabytes):
+    """Keep ``megabytes`` more of memory in this worker; return the worker's pid."""
+    _hoard.append(bytearray(megabytes << 20))  # zeroed: resident
+    return os.getpid()
+
+
+def grow_slowly(megabytes):
+    """Allocate ``megabytes`` one at a time, then sleep: the pool must kill us first."""
+    for _ in range(megabytes):
+        _hoard.append(bytearray(1 << 20))
+    time.sleep(60)
+    return "survived"
