@@ -33,7 +33,7 @@ from concurrent.futures import (
 
 from plait.futures import process, thread
 from plait.pool.errors import SoftTimeoutError, WorkerLostError
-from plait.pool.executor import ProcessPoolExecutor, ThreadPoolExecutor
+from plait.pool.executor import ProcessPoolExecutor, ThreadPoolExecutor, get_reusable_executor
 
 __all__ = [
     "ALL_COMPLETED",
@@ -50,6 +50,7 @@ __all__ = [
     "TimeoutError",
     "WorkerLostError",
     "as_completed",
+    "get_reusable_executor",
     "process",
     "thread",
     "wait",

@@ -12,6 +12,9 @@ executor only) is a per-task limit: the worker is killed and replaced, the futur
 with ``TimeoutError``; ``soft_timeout=`` (at most ``task_timeout``) raises
 ``SoftTimeoutError`` inside the task first, so that it can clean up.
 
+``get_reusable_executor()`` returns one process executor across calls, whose workers exit
+when idle and come back with work.
+
 ``map(fn, *iterables, timeout=None, chunksize=None)`` reads its input lazily (the
 standard one submits everything at once); ``timeout`` counts from the call, as in the
 standard library, and ``chunksize=None`` sizes chunks from measured task times.
@@ -31,14 +34,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from plait.pool.pool import Pool, ThreadPool
+from plait.pool.pool import Pool, ThreadPool, default_processes
 from plait.pool.results import IMapIterator, TaskTimeout, check_task_timeout
 
-__all__ = ["ProcessPoolExecutor", "ThreadPoolExecutor"]
+__all__ = ["ProcessPoolExecutor", "ThreadPoolExecutor", "get_reusable_executor"]
 
 
 def _standard_internal(cls: str, name: str) -> Callable[..., Any]:
@@ -162,7 +166,8 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
     ``ProcessPoolExecutor(max_workers=None, mp_context=None, initializer=None,
     initargs=(), max_tasks_per_child=None, *, task_timeout=None, soft_timeout=None,
     backend="local", address=None, backend_options=None, worker_env=None,
-    cap_threads=True, max_memory_per_child=None)``: the last six as for ``Pool``;
+    cap_threads=True, max_memory_per_child=None, idle_timeout=None)``: the last seven as
+    for ``Pool``;
     ``soft_timeout`` raises ``SoftTimeoutError`` inside a task that runs longer
     (``Pool``'s ``timeout=(soft, hard)``), ``task_timeout`` kills its worker.
 
@@ -186,6 +191,7 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
         worker_env: Any = None,
         cap_threads: bool = True,
         max_memory_per_child: int | str | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
@@ -202,6 +208,7 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
             worker_env=worker_env,
             cap_threads=cap_threads,
             max_memory_per_child=max_memory_per_child,
+            idle_timeout=idle_timeout,
         )
         super().__init__(pool, pool._processes)
 
@@ -231,3 +238,41 @@ class ThreadPoolExecutor(_Executor, concurrent.futures.ThreadPoolExecutor):
 for _executor in (ProcessPoolExecutor, ThreadPoolExecutor):
     _cover_standard_methods(_executor)
 del _executor
+
+
+class _Reusable:
+    """The executor ``get_reusable_executor`` hands out, and the arguments it was made with."""
+
+    lock = threading.Lock()
+    executor: ProcessPoolExecutor | None = None
+    arguments: tuple | None = None
+
+
+def get_reusable_executor(
+    max_workers: int | None = None, idle_timeout: float | None = 300, **kwargs: Any
+) -> ProcessPoolExecutor:
+    """A process executor that lives across calls: the same one while the arguments are
+    the same, as loky's function of that name.
+
+    Its workers exit after ``idle_timeout`` seconds without work and start again on the
+    next task, so a program that calls it in many places keeps one set of workers and
+    holds no processes while idle. ``kwargs`` are ``ProcessPoolExecutor``'s.
+
+    Called with other arguments than the live executor's (a different ``max_workers``,
+    ``initializer``...), the live one is shut down, which waits for the tasks it runs,
+    and a new one is made: one reusable executor at a time. One that its user shut down
+    is replaced too. Raises what ``ProcessPoolExecutor`` raises for bad arguments.
+    """
+    if max_workers is None:
+        max_workers = default_processes()
+    arguments = (max_workers, idle_timeout, sorted(kwargs.items()))
+    with _Reusable.lock:
+        current = _Reusable.executor
+        if current is not None and not current._shutdown and _Reusable.arguments == arguments:
+            return current
+        if current is not None:
+            current.shutdown(wait=True)
+            _Reusable.executor = None
+        executor = ProcessPoolExecutor(max_workers, idle_timeout=idle_timeout, **kwargs)
+        _Reusable.executor, _Reusable.arguments = executor, arguments
+        return executor

@@ -148,6 +148,8 @@ class Pool:
     each worker to its share of the CPUs (``worker_environment``; ``False`` turns it off).
     ``max_memory_per_child`` (bytes, or ``"2GB"``) replaces a worker whose resident set
     is over it after a task, and kills one far over it during a task (``memory``).
+    With ``idle_timeout`` (seconds) a worker idle that long exits, and the pool starts
+    workers again when work comes.
 
         with Pool(4) as pool:
             print(pool.map(lambda x: x * x, range(10), timeout=5))
@@ -171,14 +173,15 @@ class Pool:
         worker_env: Mapping[str, str] | None = None,
         cap_threads: bool = True,
         max_memory_per_child: int | str | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         if initializer is not None:
             _check_callable(initializer, "initializer")
         if backend != "local" or address is not None or backend_options is not None:
-            if worker_env is not None or max_memory_per_child is not None:
+            if worker_env is not None or max_memory_per_child is not None or idle_timeout:
                 raise ValueError(
-                    "worker_env= and max_memory_per_child= need local worker processes, "
-                    "not a cluster"
+                    "worker_env=, max_memory_per_child= and idle_timeout= need local worker "
+                    "processes, not a cluster"
                 )
             self._engine = self._cluster_engine(
                 backend,
@@ -212,6 +215,7 @@ class Pool:
         self._memory_limit = (
             None if max_memory_per_child is None else parse_memory(max_memory_per_child)
         )
+        self._idle_timeout = check_timeout(idle_timeout, "idle_timeout")
         self._engine = self._make_engine(
             processes, initializer, tuple(initargs), maxtasksperchild, context
         )
@@ -244,7 +248,7 @@ class Pool:
             thread_cap,
             limit,
         )
-        return ProcessEngine(backend, processes, maxtasks, limit)
+        return ProcessEngine(backend, processes, maxtasks, limit, self._idle_timeout)
 
     def _check_memory_limit(self) -> None:
         """Refuse a memory limit below what a fresh worker uses (it would replace every

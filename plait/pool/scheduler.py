@@ -126,6 +126,8 @@ class _Worker:
         "poller",
         "answered",
         "retiring",
+        "idle_since",
+        "idle_exit",
     )
 
     def __init__(self, handle, quota: int | None) -> None:
@@ -139,6 +141,8 @@ class _Worker:
         self.unknown = 0  # ...except these many, whose cost is not known yet
         self.answered = False  # it sent at least one answer
         self.retiring: int | None = None  # its resident bytes when it said it exits
+        self.idle_since: float | None = None  # with an idle_timeout: idle from then on
+        self.idle_exit = False  # told to exit after idle_timeout: not replaced
         # "Is another answer waiting?" after each one: a poll object made once, not
         # per call as Connection.poll makes it.
         self.poller = select.poll()
@@ -189,7 +193,7 @@ class _Worker:
         """Whether one more chunk may go to it, ``batched`` being already on their way."""
         if self.exclusive or self.quota == 0 or self.killed or self.stopped:
             return False
-        if self.retiring is not None:
+        if self.retiring is not None or self.idle_exit:
             return False
         n = len(self.outstanding) + batched
         if n < PREFETCH:
@@ -203,9 +207,15 @@ class ProcessEngine(Engine):
     kills_workers = True
 
     def __init__(
-        self, backend, workers: int, maxtasks: int | None, memory_limit: int | None = None
+        self,
+        backend,
+        workers: int,
+        maxtasks: int | None,
+        memory_limit: int | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         super().__init__(workers)
+        self._idle_timeout = idle_timeout
         self._backend = backend
         self._maxtasks = maxtasks
         self._memory_limit = memory_limit
@@ -273,10 +283,16 @@ class ProcessEngine(Engine):
             state = self.state
             if state == TERMINATE:
                 return
+            if self._idle_timeout is not None:
+                self._start_on_demand()
             self._dispatch()
             if state == CLOSE and self._finished():
                 return
             timeout = self._next_deadline()
+            if self._idle_timeout is not None:
+                idle = self._stop_idle()
+                if idle is not None:
+                    timeout = idle if timeout is None else min(timeout, idle)
             if self._memory_limit is not None and any(w.outstanding for w in self._workers):
                 timeout = CHECK_SECONDS if timeout is None else min(timeout, CHECK_SECONDS)
             if self._to_start:
@@ -555,6 +571,7 @@ class ProcessEngine(Engine):
         started = handle.started()
         retired = worker.quota == 0 and not worker.outstanding and not worker.killed
         retired = retired or (worker.retiring is not None and not worker.killed)
+        retired = retired or worker.idle_exit
         rerun = list(worker.outstanding)
         worker.outstanding.clear()
         lost = [c for c in rerun if c.id == started and worker.retiring is None]
@@ -569,8 +586,8 @@ class ProcessEngine(Engine):
         self._workers.remove(worker)
         self._waitables = None
         handle.close()
-        if self.state == TERMINATE:
-            return
+        if self.state == TERMINATE or worker.idle_exit:
+            return  # an idle worker is started again on demand (_start_on_demand)
         if not retired:
             with self.lock:
                 self.workers_replaced += 1
@@ -586,6 +603,42 @@ class ProcessEngine(Engine):
             else:
                 self._backoff = min(_MAX_BACKOFF, max(_YIELD_SECONDS, self._backoff * 2))
             self._start_at = time.monotonic() + self._backoff
+
+    # -- idle workers (idle_timeout) ------------------------------------------------
+
+    def _stop_idle(self) -> float | None:
+        """Tell workers idle for ``idle_timeout`` to exit; seconds until the next expires."""
+        now = time.monotonic()
+        soonest = None
+        busy = None  # computed once, if some worker expires
+        for w in self._workers:
+            if w.outstanding or w.killed or w.stopped or w.idle_exit or w.retiring is not None:
+                w.idle_since = None
+                continue
+            if w.idle_since is None:
+                w.idle_since = now
+            expires = w.idle_since + self._idle_timeout
+            if expires > now:
+                soonest = expires if soonest is None else min(soonest, expires)
+                continue
+            if busy is None:
+                busy = bool(self._retry) or self.has_unsent()
+            if busy:
+                continue
+            w.idle_exit = True
+            try:
+                w.handle.conn.send(None)  # "exit now": its sentinel fires, _on_death
+            except OSError:
+                w.handle.kill()
+        return None if soonest is None else max(0.0, soonest - now)
+
+    def _start_on_demand(self) -> None:
+        """Start the workers that exited idle again, once there is work for them."""
+        live = sum(1 for w in self._workers if not w.idle_exit)
+        missing = self.workers_wanted - live - self._to_start
+        if missing > 0 and self.state == RUN and (self._retry or self.has_unsent()):
+            for _ in range(missing):
+                self._start_worker()
 
     def _start_worker(self) -> None:
         handle = self._backend.start_worker()

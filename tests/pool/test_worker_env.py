@@ -56,7 +56,9 @@ def test_numpy_in_a_worker_runs_capped_blas_threads(method, no_leaks, no_thread_
 def test_bad_worker_env_is_refused_before_any_worker_starts():
     with pytest.raises(TypeError, match="worker_env takes strings: 'N': 4"):
         Pool(1, worker_env={"N": 4})
-    with pytest.raises(ValueError, match="worker_env= and max_memory_per_child= need local"):
+    with pytest.raises(
+        ValueError, match="worker_env=, max_memory_per_child= and idle_timeout= need local"
+    ):
         Pool(1, backend="dask", address="tcp://127.0.0.1:1", worker_env={"A": "b"})
 
 
