@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -103,11 +104,13 @@ class _Executor(concurrent.futures.Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int | None = None,
+        buffersize: int | None = None,
     ) -> Iterator[Any]:
         """``map(fn, *iterables)`` run by the workers; results in input order.
 
         The iterator raises a task's exception at its position, and
         ``TimeoutError`` when a result is not there ``timeout`` seconds after this call.
+        ``buffersize`` bounds the tasks read from the input but not yet yielded.
         Raises ``RuntimeError`` after ``shutdown``.
         """
         if self._shutdown:
@@ -120,6 +123,7 @@ class _Executor(concurrent.futures.Executor):
             chunksize,
             self._task_timeout,
             False,
+            buffersize,
             star=True,
         )
         return _results(results, deadline)
@@ -211,6 +215,23 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
             idle_timeout=idle_timeout,
         )
         super().__init__(pool, pool._processes)
+
+    def terminate_workers(self) -> None:
+        """Shut down and SIGTERM every worker now (the standard executor's, from 3.14).
+
+        Futures not started are cancelled; running ones fail with ``PoolTerminatedError``
+        (a ``BrokenExecutor``). Blocks until the workers are reaped (seconds at most).
+        """
+        self._stop_workers(signal.SIGTERM)
+
+    def kill_workers(self) -> None:
+        """As ``terminate_workers``, with SIGKILL."""
+        self._stop_workers(signal.SIGKILL)
+
+    def _stop_workers(self, signum: int) -> None:
+        self.shutdown(wait=False, cancel_futures=True)
+        self._pool._engine.stop_signal = signum
+        self._pool.terminate()
 
 
 class ThreadPoolExecutor(_Executor, concurrent.futures.ThreadPoolExecutor):

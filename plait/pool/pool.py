@@ -40,6 +40,7 @@ from plait.pool.results import (
     IMapUnorderedIterator,
     MapResult,
     TaskTimeout,
+    check_buffersize,
     check_task_timeout,
     check_timeout,
 )
@@ -418,31 +419,38 @@ class Pool:
         func: Callable[[Any], Any],
         iterable: Iterable[Any],
         chunksize: int | None = None,
+        buffersize: int | None = None,
         *,
         timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> IMapIterator:
         """An iterator over ``func(x)`` for each ``x``, in input order, reading input lazily.
 
-        ``next(timeout)`` on it raises ``TimeoutError`` when the next result is late.
+        ``buffersize`` bounds the tasks read from the input but not yet yielded (chunks
+        of ``chunksize``; None: plait's own window). ``next(timeout)`` on it raises
+        ``TimeoutError`` when the next result is late.
         """
-        return self._imap(IMapIterator, func, iterable, chunksize, timeout, progress)
+        return self._imap(IMapIterator, func, iterable, chunksize, timeout, progress, buffersize)
 
     def imap_unordered(
         self,
         func: Callable[[Any], Any],
         iterable: Iterable[Any],
         chunksize: int | None = None,
+        buffersize: int | None = None,
         *,
         timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> IMapUnorderedIterator:
         """Like ``imap``, yielding results in the order they complete."""
-        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, timeout, progress)
+        return self._imap(
+            IMapUnorderedIterator, func, iterable, chunksize, timeout, progress, buffersize
+        )
 
-    def _imap(self, cls, func, iterable, chunksize, timeout, progress, star=False):
+    def _imap(self, cls, func, iterable, chunksize, timeout, progress, buffersize=None, star=False):
         self._engine.check_running()
         chunksize = _check_chunksize(chunksize)
+        buffersize = check_buffersize(buffersize)
         timeout = check_task_timeout(timeout)
         self._check_timeout_supported(timeout)
         job = cls(
@@ -454,6 +462,7 @@ class Pool:
             chunksize,
             timeout,
             self._processes,
+            buffersize,
         )
         if progress:
             job.progress = _progress.bar(_progress.length_hint(iterable))

@@ -57,6 +57,7 @@ __all__ = [
     "IMapIterator",
     "IMapUnorderedIterator",
     "TaskTimeout",
+    "check_buffersize",
     "check_task_timeout",
     "job_counter",
 ]
@@ -109,6 +110,15 @@ def check_task_timeout(timeout: Any) -> TaskTimeout | None:
     if soft is not None and hard is not None and soft > hard:
         raise ValueError(f"the soft timeout ({soft} s) is past the hard one ({hard} s)")
     return TaskTimeout(soft, hard)
+
+
+def check_buffersize(buffersize: Any) -> int | None:
+    """``buffersize`` of ``imap``/``Executor.map``, checked as the standard library does."""
+    if buffersize is not None and (not isinstance(buffersize, int) or isinstance(buffersize, bool)):
+        raise TypeError("buffersize must be an integer or None")
+    if buffersize is not None and buffersize < 1:
+        raise ValueError("buffersize must be None or > 0")
+    return buffersize
 
 
 class Buffer:
@@ -412,10 +422,20 @@ class IMapIterator(_Job):
     _ordered = True
 
     def __init__(
-        self, engine, func_bytes, func, iterable: Iterable, star, chunksize, timeout, workers: int
+        self,
+        engine,
+        func_bytes,
+        func,
+        iterable: Iterable,
+        star,
+        chunksize,
+        timeout,
+        workers: int,
+        buffersize: int | None = None,
     ):
         super().__init__(engine, func_bytes, func, chunksize, timeout)
         self.kind = STAR if star else MAP
+        self._buffersize = buffersize  # tasks read ahead of the consumer, at most
         self._source: Iterator | None = iter(iterable)
         self._source_lock = threading.Lock()
         self._workers = workers
@@ -433,6 +453,8 @@ class IMapIterator(_Job):
         self._low_water = MIN_WINDOW  # read more input once this little is left ahead
 
     def window(self) -> int:
+        if self._buffersize is not None:
+            return self._buffersize * (self.chunksize or 1)
         size = self.next_size(self._workers)
         return max(MIN_WINDOW, size * self._workers * 4)
 
@@ -453,8 +475,19 @@ class IMapIterator(_Job):
         self._pull(window - ahead)
 
     def drain(self) -> None:
-        """Read the rest of the source now (``Pool.close`` does, as the standard pool)."""
-        self._pull(None)
+        """At ``Pool.close``: read the rest of the source now, as the standard pool does.
+
+        A job with a ``buffersize`` reads no more (its input may be endless): its consumer
+        gets the results of what was read, then ``RuntimeError``.
+        """
+        if self._buffersize is None:
+            self._pull(None)
+            return
+        with self._source_lock:
+            self.close_source(
+                RuntimeError("the pool was closed: the rest of the input was not read (buffersize)")
+            )
+        self._engine.source_done(self)
 
     def _pull(self, want: int | None) -> None:
         with self._source_lock:

@@ -205,6 +205,7 @@ class ProcessEngine(Engine):
     """Run jobs on worker processes started by ``backend`` (see the module docstring)."""
 
     kills_workers = True
+    stop_signal = signal.SIGKILL  # what terminate() sends the workers
 
     def __init__(
         self,
@@ -707,7 +708,10 @@ class ProcessEngine(Engine):
 
     def _kill_all(self) -> None:
         for w in self._workers:
-            w.handle.kill()
+            if self.stop_signal == signal.SIGKILL:
+                w.handle.kill()
+            else:
+                w.handle.signal(self.stop_signal)
         for w in self._workers:
             w.handle.reap(_JOIN_SECONDS)
 

@@ -239,3 +239,16 @@ def grow_slowly(megabytes):
         _hoard.append(bytearray(1 << 20))
     time.sleep(60)
     return "survived"
+
+
+def note_sigterm_and_sleep(path):
+    """Write "TERM" to ``path`` if SIGTERM comes, then exit; else sleep."""
+
+    def on_term(signum, frame):
+        with open(path, "w") as f:
+            f.write("TERM")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    open(path + ".ready", "w").close()
+    time.sleep(60)
