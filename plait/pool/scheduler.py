@@ -42,11 +42,19 @@ The crash-handling state machine, per worker:
   a wait that doubles, up to a second, while workers keep dying by themselves before
   answering anything (an initializer that raises): no fork loop.
 - A worker that reached its ``maxtasksperchild`` quota is sent no more items, exits on
-  its own after its last result, and is replaced without counting as lost.
+  its own after its last result, and is replaced without counting as lost. So is one
+  that said it is over its memory limit (``RETIRING``, after answering); the chunks it
+  held but had not started go to the others, blaming none. One ``FAR_OVER`` its limit
+  while busy (read every ``CHECK_SECONDS``, see ``memory``) is killed: its current
+  chunk fails with a ``WorkerLostError`` naming the figures.
+- With ``idle_timeout``, a worker idle that long while nothing waits is sent the exit
+  message (``idle_exit``) and not replaced; workers start again when work comes.
 - A chunk of a job with a per-task ``timeout`` is one item, is sent only to an idle
   worker, and nothing else is sent to that worker until it answers (so the deadline
   measures the task alone, and a kill costs no other task). At the deadline the worker
   is SIGKILLed, the task fails with ``TimeoutError``, and the death is handled as above.
+  A soft deadline before it sends the worker ``SOFT_SIGNAL`` once (``worker``: the task
+  gets ``SoftTimeoutError``); the worker stays exclusive until it answers.
 - A job cancelled by its caller (``AsyncResult.cancel``) is resolved at once by the
   caller's thread, which wakes this one. Whenever the chunk a worker runs or runs next
   (as its progress word says) belongs to a cancelled job, the scheduler first reads the
@@ -111,6 +119,12 @@ class _Chunk:
         self.heavy = bool(items) and nbytes(items[0]) * len(items) >= HEAVY_BYTES
         # Its cost in seconds, or None: unknown, or too many bytes to hold many of.
         self.estimate: float | None = None if self.heavy else job.estimate(len(items))
+
+
+def _what(chunk: _Chunk) -> str:
+    """What a worker was running, for its ``WorkerLostError``."""
+    n = len(chunk.items)
+    return "task" if n == 1 else f"chunk of {n} tasks"
 
 
 class _Worker:
@@ -529,13 +543,12 @@ class ProcessEngine(Engine):
             if chunk is None:
                 continue
             w.settle(chunk.id)
-            n = len(chunk.items)
-            what = "task" if n == 1 else f"chunk of {n} tasks"
             reason = (
                 f"was killed by the pool at {format_bytes(rss)} resident, over {FAR_OVER}x "
                 f"its max_memory_per_child of {format_bytes(limit)}"
             )
-            self._fail(chunk, WorkerLostError(w.handle.pid, -signal.SIGKILL, what, reason))
+            lost = WorkerLostError(w.handle.pid, -signal.SIGKILL, _what(chunk), reason)
+            self._fail(chunk, lost)
 
     def _fail(self, chunk: _Chunk, exc: BaseException) -> None:
         n = len(chunk.items)
@@ -580,9 +593,7 @@ class ProcessEngine(Engine):
             lost.append(rerun[0])  # it died before starting any: the oldest is to blame
         for chunk in lost:
             rerun.remove(chunk)
-            n = len(chunk.items)
-            what = "task" if n == 1 else f"chunk of {n} tasks"
-            self._fail(chunk, WorkerLostError(handle.pid, exitcode, what))
+            self._fail(chunk, WorkerLostError(handle.pid, exitcode, _what(chunk)))
         self._retry.extendleft(reversed(rerun))  # another worker runs them
         self._workers.remove(worker)
         self._waitables = None
