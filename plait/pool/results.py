@@ -200,7 +200,7 @@ class _Job:
         self.buffer = Buffer()
         self.queued = False
         self.done = False
-        self.cancelled = False  # by its caller: a worker still running it gets killed
+        self.cancel_requested = False  # by its caller: a worker still running it gets killed
         self.progress = None  # a tqdm bar, advanced by the engine
         self._seconds = 0.0
         self._measured = 0
@@ -297,6 +297,13 @@ class ApplyResult(_Job):
         or if it runs already on a worker that cannot be killed (a thread).
         """
         return self._engine.cancel(self, concurrent.futures.CancelledError(f"{self!r} cancelled"))
+
+    def cancelled(self) -> bool:
+        """Whether the call was cancelled (``cancel`` returned True); never blocks.
+
+        A method, as ``concurrent.futures.Future.cancelled``.
+        """
+        return self.cancel_requested
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the result is ready or ``timeout`` seconds pass (``None``: no limit)."""

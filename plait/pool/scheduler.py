@@ -562,12 +562,12 @@ class ProcessEngine(Engine):
             if w.killed or not w.outstanding:
                 continue
             chunk = w.current()
-            if chunk is None or not chunk.job.cancelled:
+            if chunk is None or not chunk.job.cancel_requested:
                 continue
             if w.poller.poll(0):
                 self._receive(w)  # it may have answered the cancelled chunk already
                 chunk = w.current()
-                if chunk is None or not chunk.job.cancelled:
+                if chunk is None or not chunk.job.cancel_requested:
                     continue
             w.handle.kill()
             w.killed = True
