@@ -200,6 +200,8 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         self._task_timeout = check_task_timeout((soft_timeout, task_timeout))
+        if soft_timeout is not None and backend != "local":
+            raise ValueError("a soft timeout needs local worker processes, not a cluster")
         pool = Pool(
             max_workers,
             initializer,

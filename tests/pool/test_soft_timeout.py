@@ -55,6 +55,8 @@ def test_the_executor_takes_soft_timeout(no_leaks):
 def test_bad_soft_timeouts_are_refused():
     with pytest.raises(ValueError, match=r"soft timeout \(2.0 s\) is past the hard one \(1.0 s\)"):
         ProcessPoolExecutor(1, task_timeout=1, soft_timeout=2)
+    with pytest.raises(ValueError, match="soft timeout needs local worker processes"):
+        ProcessPoolExecutor(1, soft_timeout=2, backend="dask", address="tcp://127.0.0.1:1")
     with Pool(1) as pool:
         with pytest.raises(ValueError, match="past the hard one"):
             pool.apply_async(tasks.square, (1,), timeout=(5, 1))
