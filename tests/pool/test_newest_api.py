@@ -8,12 +8,12 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import multiprocessing
-import time
 
 import pytest
 
 import plait.futures
 from plait.pool import Pool, PoolTerminatedError
+from tests.conftest import wait_until
 from tests.pool import tasks
 
 
@@ -86,9 +86,7 @@ def test_stopping_the_workers_fails_the_running_and_cancels_the_rest(executor, h
     ex = executor(1)
     running = ex.submit(tasks.sleep_return, 30)
     waiting = ex.submit(tasks.square, 3)
-    deadline = time.monotonic() + 30
-    while not running.running() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert wait_until(running.running, 30)
     getattr(ex, how)()
     with pytest.raises(concurrent.futures.BrokenExecutor):
         running.result(30)
@@ -105,9 +103,7 @@ def test_terminate_workers_sends_sigterm_and_kill_workers_sigkill(how, no_leaks,
     ex = plait.futures.ProcessPoolExecutor(1)
     future = ex.submit(tasks.note_sigterm_and_sleep, str(path))
     ready = tmp_path / "signal.ready"  # its handler is set
-    deadline = time.monotonic() + 30
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert wait_until(ready.exists, 30)
     getattr(ex, how)()
     with pytest.raises(concurrent.futures.BrokenExecutor):
         future.result(30)

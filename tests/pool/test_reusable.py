@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from plait.futures import get_reusable_executor
 from plait.pool import Pool
+from tests.conftest import wait_until
 from tests.pool import tasks
-
-
-def _wait_for(predicate, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.mark.timeout(90)
 def test_idle_workers_exit_and_come_back_with_work(no_leaks):
     with Pool(2, idle_timeout=0.3) as pool:
         assert pool.map(tasks.square, range(10)) == [x * x for x in range(10)]
-        assert _wait_for(lambda: not pool.stats().workers), pool.stats()
+        assert wait_until(lambda: not pool.stats().workers, 30), pool.stats()
         assert pool.map(tasks.square, range(10)) == [x * x for x in range(10)]
         assert pool.stats().workers_replaced == 0
         assert pool.apply(tasks.square, (3,)) == 9
@@ -36,7 +26,7 @@ def test_the_reusable_executor_is_the_same_while_its_arguments_are(no_leaks):
     try:
         assert get_reusable_executor(max_workers=2, idle_timeout=0.3) is ex
         assert ex.submit(tasks.square, 5).result(30) == 25
-        assert _wait_for(lambda: not ex.stats().workers), ex.stats()
+        assert wait_until(lambda: not ex.stats().workers, 30), ex.stats()
         assert list(ex.map(tasks.square, range(5))) == [0, 1, 4, 9, 16]
         # Other arguments: the live one is shut down and replaced.
         other = get_reusable_executor(max_workers=1, idle_timeout=0.3)
