@@ -11,7 +11,15 @@ import sys
 
 __version__ = "0.1.0"
 
-__all__ = ["PatchWarning", "__version__", "patch", "patched", "patched_modules", "unpatch"]
+__all__ = [
+    "PatchWarning",
+    "SoftTimeoutError",
+    "__version__",
+    "patch",
+    "patched",
+    "patched_modules",
+    "unpatch",
+]
 
 _PATCH_NAMES = frozenset({"PatchWarning", "patch", "patched", "patched_modules", "unpatch"})
 
@@ -24,4 +32,6 @@ def __getattr__(name: str) -> object:
         __import__("plait.patch")
         module = sys.modules["plait.patch"]
         return module if name == "patch" else getattr(module, name)
+    if name == "SoftTimeoutError":  # raised inside a pool's task at its soft timeout
+        return __import__("plait.pool.errors", fromlist=[name]).SoftTimeoutError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

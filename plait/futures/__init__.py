@@ -32,8 +32,8 @@ from concurrent.futures import (
 )
 
 from plait.futures import process, thread
-from plait.pool.errors import WorkerLostError
-from plait.pool.executor import ProcessPoolExecutor, ThreadPoolExecutor
+from plait.pool.errors import SoftTimeoutError, WorkerLostError
+from plait.pool.executor import ProcessPoolExecutor, ThreadPoolExecutor, get_reusable_executor
 
 __all__ = [
     "ALL_COMPLETED",
@@ -45,10 +45,12 @@ __all__ = [
     "Future",
     "InvalidStateError",
     "ProcessPoolExecutor",
+    "SoftTimeoutError",
     "ThreadPoolExecutor",
     "TimeoutError",
     "WorkerLostError",
     "as_completed",
+    "get_reusable_executor",
     "process",
     "thread",
     "wait",

@@ -6,6 +6,7 @@ from plait.pool.engine import PoolStats as PoolStats
 from plait.pool.errors import MaybeEncodingError as MaybeEncodingError
 from plait.pool.errors import PoolTerminatedError as PoolTerminatedError
 from plait.pool.errors import RemoteTraceback as RemoteTraceback
+from plait.pool.errors import SoftTimeoutError as SoftTimeoutError
 from plait.pool.errors import TimeoutError as TimeoutError
 from plait.pool.errors import WorkerLostError as WorkerLostError
 from plait.pool.pool import Pool as Pool

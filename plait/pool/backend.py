@@ -7,8 +7,8 @@ cluster backend (a later issue: Dask, Ray) can stand where local processes stand
 - ``handle.conn`` is a ``Connection``-like channel: ``send(obj)``, ``recv()``,
   ``poll(timeout)``, ``fileno()`` (it sits in the scheduler's ``wait``);
 - ``handle.sentinel`` is an fd that becomes readable when the worker is gone;
-- ``handle.pid``, ``handle.kill()``, ``handle.reap(timeout)`` (the exit code, or None
-  while it still runs), ``handle.close()``;
+- ``handle.pid``, ``handle.kill()``, ``handle.signal(signum)``, ``handle.reap(timeout)``
+  (the exit code, or None while it still runs), ``handle.close()``;
 - ``handle.started()``: the id of the chunk the worker started last (its progress
   word, see ``worker``), 0 before the first.
 
@@ -27,6 +27,7 @@ that runs threads. ``close()`` ends it, after the workers.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,13 @@ class WorkerHandle:
         """SIGKILL the worker (nothing if it already ended); does not wait."""
         self.process.kill()
 
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the worker (nothing if it already ended)."""
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
     def reap(self, timeout: float | None = 0) -> int | None:
         """Wait up to ``timeout`` seconds for the worker to end; its exit code or None."""
         self.process.join(timeout)
@@ -88,6 +96,9 @@ class ProcessBackend:
         maxtasks: int | None,
         make_process: Callable[..., Any] | None = None,
         cpu_share: int = 1,
+        env: dict | None = None,
+        thread_cap: int | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         self._make_process = make_process or _context_process
         if isinstance(context, BaseContext):
@@ -95,7 +106,15 @@ class ProcessBackend:
         else:
             method = None if context is None else context.get_start_method()
             self._context = get_context(method)
-        self._args = (initializer, tuple(initargs), maxtasks, cpu_share)
+        self._args = (
+            initializer,
+            tuple(initargs),
+            maxtasks,
+            cpu_share,
+            env,
+            thread_cap,
+            memory_limit,
+        )
         self._helper = ForkHelper() if self._context.get_start_method() == "fork" else None
 
     def start_worker(self) -> WorkerHandle:

@@ -178,7 +178,7 @@ class Engine:
                     ready.popleft()
                     job.queued = False
                     continue
-                if job.timeout is not None and not timed_ok:
+                if job.timed and not timed_ok:
                     return None
                 if not job.claim():
                     ready.popleft()
@@ -209,7 +209,7 @@ class Engine:
                 return False
             self.tasks_failed += len(job.buffer)
             job.buffer.clear()
-            job.cancelled = True
+            job.cancel_requested = True
             job.fail_chunk(0, 1, exc)
             if sent:
                 self.cancelled_any = True

@@ -7,6 +7,9 @@ whether it used ``multiprocessing.pool`` or ``concurrent.futures``:
   ``AsyncResult.get(timeout)`` raises in the standard pool), from the builtin
   ``TimeoutError`` and from ``concurrent.futures.TimeoutError`` (the builtin one since
   3.11); the same class reports a task that overran its per-task timeout.
+- ``SoftTimeoutError`` is new, a ``TimeoutError`` (the class above): raised *inside* a
+  task at its soft deadline (``timeout=(soft, hard)``), so the task can clean up; the
+  task may catch it and return, and one that does not fails with it.
 - ``WorkerLostError`` is new: the worker that held the task died (SIGKILL, a segfault,
   the OOM killer, ``os._exit``) and carries its pid, exit code and signal. It is a
   ``multiprocessing.ProcessError`` and a ``concurrent.futures.process.BrokenProcessPool``
@@ -34,6 +37,7 @@ __all__ = [
     "MaybeEncodingError",
     "PoolTerminatedError",
     "RemoteTraceback",
+    "SoftTimeoutError",
     "TimeoutError",
     "WorkerLostError",
 ]
@@ -51,18 +55,29 @@ class TimeoutError(_core.TimeoutError, builtins.TimeoutError, *_FUTURES_TIMEOUT)
     """A result was not ready in time, or a task overran its per-task timeout."""
 
 
+class SoftTimeoutError(TimeoutError):
+    """Raised inside a task that ran past its soft timeout (``timeout=(soft, hard)``)."""
+
+
 class WorkerLostError(ProcessError, BrokenProcessPool):
     """The worker process running the task ended before it returned a result.
 
     ``pid`` is the worker's pid, ``exitcode`` its exit code as ``Process.exitcode``
-    reports it (negative: killed by that signal), ``signal`` the signal number or None.
+    reports it (negative: killed by that signal), ``signal`` the signal number or None,
+    ``reason`` why the pool killed it, if it did (its memory limit), or None.
     """
 
-    def __init__(self, pid: int, exitcode: int | None, task: str = "task") -> None:
+    def __init__(
+        self, pid: int, exitcode: int | None, task: str = "task", reason: str | None = None
+    ) -> None:
         self.pid = pid
         self.exitcode = exitcode
+        self.task = task
+        self.reason = reason
         self.signal = -exitcode if exitcode is not None and exitcode < 0 else None
-        if self.signal is not None:
+        if reason is not None:
+            how = reason
+        elif self.signal is not None:
             try:
                 how = f"killed by {signal.Signals(self.signal).name}"
             except ValueError:
@@ -72,7 +87,7 @@ class WorkerLostError(ProcessError, BrokenProcessPool):
         super().__init__(f"worker {pid} {how} while running its {task}")
 
     def __reduce__(self):
-        return type(self), (self.pid, self.exitcode)
+        return type(self), (self.pid, self.exitcode, self.task, self.reason)
 
 
 class MaybeEncodingError(_standard_pool.MaybeEncodingError):

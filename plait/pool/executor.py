@@ -9,7 +9,11 @@ Where the standard executors break, these do not: a worker killed in the middle 
 task fails that future alone with ``WorkerLostError`` (no ``BrokenProcessPool`` for the
 rest), a replacement starts, and the executor stays usable. ``task_timeout=`` (process
 executor only) is a per-task limit: the worker is killed and replaced, the future fails
-with ``TimeoutError``.
+with ``TimeoutError``; ``soft_timeout=`` (at most ``task_timeout``) raises
+``SoftTimeoutError`` inside the task first, so that it can clean up.
+
+``get_reusable_executor()`` returns one process executor across calls, whose workers exit
+when idle and come back with work.
 
 ``map(fn, *iterables, timeout=None, chunksize=None)`` reads its input lazily (the
 standard one submits everything at once); ``timeout`` counts from the call, as in the
@@ -30,14 +34,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from plait.pool.pool import Pool, ThreadPool
-from plait.pool.results import IMapIterator, check_timeout
+from plait.pool.pool import Pool, ThreadPool, default_processes
+from plait.pool.results import IMapIterator, TaskTimeout, check_task_timeout
 
-__all__ = ["ProcessPoolExecutor", "ThreadPoolExecutor"]
+__all__ = ["ProcessPoolExecutor", "ThreadPoolExecutor", "get_reusable_executor"]
 
 
 def _standard_internal(cls: str, name: str) -> Callable[..., Any]:
@@ -70,7 +76,7 @@ class _Executor(concurrent.futures.Executor):
     """What both executors share: ``submit``, ``map``, ``shutdown``, context manager."""
 
     _pool: Pool
-    _task_timeout: float | None = None
+    _task_timeout: TaskTimeout | None = None
 
     def __init__(self, pool: Pool, max_workers: int) -> None:
         self._pool = pool
@@ -98,11 +104,13 @@ class _Executor(concurrent.futures.Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int | None = None,
+        buffersize: int | None = None,
     ) -> Iterator[Any]:
         """``map(fn, *iterables)`` run by the workers; results in input order.
 
         The iterator raises a task's exception at its position, and
         ``TimeoutError`` when a result is not there ``timeout`` seconds after this call.
+        ``buffersize`` bounds the tasks read from the input but not yet yielded.
         Raises ``RuntimeError`` after ``shutdown``.
         """
         if self._shutdown:
@@ -115,6 +123,7 @@ class _Executor(concurrent.futures.Executor):
             chunksize,
             self._task_timeout,
             False,
+            buffersize,
             star=True,
         )
         return _results(results, deadline)
@@ -159,8 +168,12 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
     """A ``concurrent.futures`` executor on worker processes that never breaks.
 
     ``ProcessPoolExecutor(max_workers=None, mp_context=None, initializer=None,
-    initargs=(), max_tasks_per_child=None, *, task_timeout=None, backend="local",
-    address=None, backend_options=None)``: the last three as for ``Pool``.
+    initargs=(), max_tasks_per_child=None, *, task_timeout=None, soft_timeout=None,
+    backend="local", address=None, backend_options=None, worker_env=None,
+    cap_threads=True, max_memory_per_child=None, idle_timeout=None)``: the last seven as
+    for ``Pool``;
+    ``soft_timeout`` raises ``SoftTimeoutError`` inside a task that runs longer
+    (``Pool``'s ``timeout=(soft, hard)``), ``task_timeout`` kills its worker.
 
         with ProcessPoolExecutor(task_timeout=10) as ex:
             print(ex.submit(pow, 2, 10).result())
@@ -175,13 +188,20 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
         max_tasks_per_child: int | None = None,
         *,
         task_timeout: float | None = None,
+        soft_timeout: float | None = None,
         backend: str = "local",
         address: Any = None,
         backend_options: Any = None,
+        worker_env: Any = None,
+        cap_threads: bool = True,
+        max_memory_per_child: int | str | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
-        self._task_timeout = check_timeout(task_timeout, "task_timeout")
+        self._task_timeout = check_task_timeout((soft_timeout, task_timeout))
+        if soft_timeout is not None and backend != "local":
+            raise ValueError("a soft timeout needs local worker processes, not a cluster")
         pool = Pool(
             max_workers,
             initializer,
@@ -191,8 +211,29 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
             backend=backend,
             address=address,
             backend_options=backend_options,
+            worker_env=worker_env,
+            cap_threads=cap_threads,
+            max_memory_per_child=max_memory_per_child,
+            idle_timeout=idle_timeout,
         )
         super().__init__(pool, pool._processes)
+
+    def terminate_workers(self) -> None:
+        """Shut down and SIGTERM every worker now (the standard executor's, from 3.14).
+
+        Futures not started are cancelled; running ones fail with ``PoolTerminatedError``
+        (a ``BrokenExecutor``). Blocks until the workers are reaped (seconds at most).
+        """
+        self._stop_workers(signal.SIGTERM)
+
+    def kill_workers(self) -> None:
+        """As ``terminate_workers``, with SIGKILL."""
+        self._stop_workers(signal.SIGKILL)
+
+    def _stop_workers(self, signum: int) -> None:
+        self.shutdown(wait=False, cancel_futures=True)
+        self._pool._engine.stop_signal = signum
+        self._pool.terminate()
 
 
 class ThreadPoolExecutor(_Executor, concurrent.futures.ThreadPoolExecutor):
@@ -220,3 +261,41 @@ class ThreadPoolExecutor(_Executor, concurrent.futures.ThreadPoolExecutor):
 for _executor in (ProcessPoolExecutor, ThreadPoolExecutor):
     _cover_standard_methods(_executor)
 del _executor
+
+
+class _Reusable:
+    """The executor ``get_reusable_executor`` hands out, and the arguments it was made with."""
+
+    lock = threading.Lock()
+    executor: ProcessPoolExecutor | None = None
+    arguments: tuple | None = None
+
+
+def get_reusable_executor(
+    max_workers: int | None = None, idle_timeout: float | None = 300, **kwargs: Any
+) -> ProcessPoolExecutor:
+    """A process executor that lives across calls: the same one while the arguments are
+    the same, as loky's function of that name.
+
+    Its workers exit after ``idle_timeout`` seconds without work and start again on the
+    next task, so a program that calls it in many places keeps one set of workers and
+    holds no processes while idle. ``kwargs`` are ``ProcessPoolExecutor``'s.
+
+    Called with other arguments than the live executor's (a different ``max_workers``,
+    ``initializer``...), the live one is shut down, which waits for the tasks it runs,
+    and a new one is made: one reusable executor at a time. One that its user shut down
+    is replaced too. Raises what ``ProcessPoolExecutor`` raises for bad arguments.
+    """
+    if max_workers is None:
+        max_workers = default_processes()
+    arguments = (max_workers, idle_timeout, sorted(kwargs.items()))
+    with _Reusable.lock:
+        current = _Reusable.executor
+        if current is not None and not current._shutdown and _Reusable.arguments == arguments:
+            return current
+        if current is not None:
+            current.shutdown(wait=True)
+            _Reusable.executor = None
+        executor = ProcessPoolExecutor(max_workers, idle_timeout=idle_timeout, **kwargs)
+        _Reusable.executor, _Reusable.arguments = executor, arguments
+        return executor

@@ -6,9 +6,12 @@ The classes here check arguments, serialize the function once per call, make the
 
 Past the standard interface, all keyword-only: ``timeout=`` on ``apply``/``apply_async``
 and on the map-style calls is a *per-task* limit (the worker is killed and replaced, the
-task fails with ``TimeoutError``); ``progress=True`` on map-style calls shows a tqdm bar
-when tqdm is installed; ``chunksize=None`` (also the default of ``imap``) sizes chunks
-from measured task times; ``join(timeout)``; ``stats()``.
+task fails with ``TimeoutError``), or ``(soft, hard)``: at ``soft`` seconds
+``SoftTimeoutError`` is raised inside the task, which may catch it and return, at
+``hard`` the worker is killed (see ``worker`` for C code that never checks signals);
+``progress=True`` on map-style calls shows a tqdm bar when tqdm is installed;
+``chunksize=None`` (also the default of ``imap``) sizes chunks from measured task times;
+``join(timeout)``; ``stats()``.
 
 Misuse raises what ``multiprocessing.pool`` raises: ``ValueError("Pool not running")``
 after ``close``/``terminate``, ``ValueError("Number of processes must be at least 1")``,
@@ -29,12 +32,16 @@ from plait._core import serialization
 from plait.pool import progress as _progress
 from plait.pool.backend import ProcessBackend
 from plait.pool.engine import CLOSE, INIT, RUN, TERMINATE, PoolStats
+from plait.pool.memory import format_bytes, parse_memory
 from plait.pool.results import (
     ApplyResult,
     FutureJob,
     IMapIterator,
     IMapUnorderedIterator,
     MapResult,
+    TaskTimeout,
+    check_buffersize,
+    check_task_timeout,
     check_timeout,
 )
 from plait.pool.scheduler import ProcessEngine
@@ -45,6 +52,7 @@ from plait.process import cpu_count
 __all__ = ["Pool", "ThreadPool"]
 
 _live_engines: weakref.WeakSet = weakref.WeakSet()
+_MEMORY_REPORT_SECONDS = 10.0  # the longest wait for a fresh worker's resident set
 _atexit_registered = False
 
 
@@ -77,6 +85,42 @@ def default_processes() -> int:
     return int(share)
 
 
+# The variables BLAS and OpenMP libraries read for their thread count.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def worker_environment(
+    worker_env: Mapping[str, str] | None, cap_threads: bool, threads: int
+) -> tuple[dict, int | None]:
+    """The environment a pool's workers get, and the thread cap of their BLAS pools.
+
+    ``worker_env`` as given (strings only: ``TypeError`` naming the entry otherwise), and
+    with ``cap_threads`` every one of ``THREAD_VARIABLES`` at ``threads``, so that workers
+    x threads stays within the CPUs, unless ``worker_env`` or this process's environment
+    sets one of them: that is the user's choice, and the cap steps back entirely.
+    """
+    env = {}
+    for key, value in (worker_env or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                f"worker_env takes strings: {key!r}: {value!r} ({type(value).__name__})"
+            )
+        env[key] = value
+    if not cap_threads:
+        return env, None
+    if any(v in env or v in os.environ for v in THREAD_VARIABLES):
+        return env, None
+    env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    return env, threads
+
+
 def _check_callable(func: Any, what: str = "func") -> None:
     if not callable(func):
         raise TypeError(f"{what} must be callable, not {type(func).__name__} {func!r}")
@@ -100,7 +144,13 @@ class Pool:
     runs in each worker when it starts; a worker is replaced after
     ``maxtasksperchild`` tasks; ``context`` chooses the start method.
     ``backend="dask"``/``"ray"`` with ``address=`` (and ``backend_options=``) runs the
-    same jobs on a cluster instead (``plait.pool.backends``).
+    same jobs on a cluster instead (``plait.pool.backends``). ``worker_env={...}`` is set
+    in each worker's environment; ``cap_threads=True`` caps the BLAS/OpenMP threads of
+    each worker to its share of the CPUs (``worker_environment``; ``False`` turns it off).
+    ``max_memory_per_child`` (bytes, or ``"2GB"``) replaces a worker whose resident set
+    is over it after a task, and kills one far over it during a task (``memory``).
+    With ``idle_timeout`` (seconds) a worker idle that long exits, and the pool starts
+    workers again when work comes.
 
         with Pool(4) as pool:
             print(pool.map(lambda x: x * x, range(10), timeout=5))
@@ -121,10 +171,19 @@ class Pool:
         backend: str = "local",
         address: Any = None,
         backend_options: Mapping[str, Any] | None = None,
+        worker_env: Mapping[str, str] | None = None,
+        cap_threads: bool = True,
+        max_memory_per_child: int | str | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         if initializer is not None:
             _check_callable(initializer, "initializer")
         if backend != "local" or address is not None or backend_options is not None:
+            if worker_env is not None or max_memory_per_child is not None or idle_timeout:
+                raise ValueError(
+                    "worker_env=, max_memory_per_child= and idle_timeout= need local worker "
+                    "processes, not a cluster"
+                )
             self._engine = self._cluster_engine(
                 backend,
                 address,
@@ -153,9 +212,16 @@ class Pool:
             ):
                 raise ValueError("maxtasksperchild must be a positive int or None")
         self._processes = processes
+        self._worker_env = (worker_env, cap_threads)
+        self._memory_limit = (
+            None if max_memory_per_child is None else parse_memory(max_memory_per_child)
+        )
+        self._idle_timeout = check_timeout(idle_timeout, "idle_timeout")
         self._engine = self._make_engine(
             processes, initializer, tuple(initargs), maxtasksperchild, context
         )
+        if self._memory_limit is not None:
+            self._check_memory_limit()
         _register(self._engine)
         weakref.finalize(self, self._engine.terminate)
         self._state = RUN
@@ -170,10 +236,35 @@ class Pool:
 
     def _make_engine(self, processes, initializer, initargs, maxtasks, context):
         share = max(1, default_processes() // processes)
+        env, thread_cap = worker_environment(*self._worker_env, share)
+        limit = self._memory_limit
         backend = ProcessBackend(
-            context, initializer, initargs, maxtasks, type(self).Process, share
+            context,
+            initializer,
+            initargs,
+            maxtasks,
+            type(self).Process,
+            share,
+            env,
+            thread_cap,
+            limit,
         )
-        return ProcessEngine(backend, processes, maxtasks)
+        return ProcessEngine(backend, processes, maxtasks, limit, self._idle_timeout)
+
+    def _check_memory_limit(self) -> None:
+        """Refuse a memory limit below what a fresh worker uses (it would replace every
+        worker after every task). Waits for the first worker's report, a few seconds at
+        most."""
+        engine = self._engine
+        engine.fresh_reported.wait(_MEMORY_REPORT_SECONDS)
+        fresh, limit = engine.fresh_rss, self._memory_limit
+        if fresh is not None and fresh >= limit:
+            self.terminate()
+            raise ValueError(
+                f"max_memory_per_child={format_bytes(limit)} is below what a fresh worker "
+                f"uses ({format_bytes(fresh)} resident): every worker would be replaced "
+                "after every task"
+            )
 
     def _cluster_engine(self, backend, address, *args):
         if backend == "local":
@@ -197,7 +288,7 @@ class Pool:
         args: Iterable[Any] = (),
         kwds: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
     ) -> Any:
         """Call ``func(*args, **kwds)`` in a worker and return its result (blocks).
 
@@ -214,7 +305,7 @@ class Pool:
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
     ) -> ApplyResult:
         """Start ``func(*args, **kwds)`` in a worker; return its ``AsyncResult`` at once.
 
@@ -224,7 +315,7 @@ class Pool:
         pool is not running.
         """
         self._engine.check_running()
-        timeout = check_timeout(timeout)
+        timeout = check_task_timeout(timeout)
         self._check_timeout_supported(timeout)
         if kwds is None:
             kwds = {}
@@ -242,7 +333,7 @@ class Pool:
         iterable: Iterable[Any],
         chunksize: int | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> list:
         """``list(map(func, iterable))`` computed by the workers (blocks until all done).
@@ -259,7 +350,7 @@ class Pool:
         iterable: Iterable[Iterable[Any]],
         chunksize: int | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> list:
         """Like ``map`` with each item unpacked as the arguments: ``func(*item)``."""
@@ -273,7 +364,7 @@ class Pool:
         callback=None,
         error_callback=None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> MapResult:
         """Start ``map``; return a ``MapResult`` at once (the input is read now)."""
@@ -289,7 +380,7 @@ class Pool:
         callback=None,
         error_callback=None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> MapResult:
         """Start ``starmap``; return a ``MapResult`` at once (the input is read now)."""
@@ -302,7 +393,7 @@ class Pool:
     ) -> MapResult:
         self._engine.check_running()
         chunksize = _check_chunksize(chunksize)
-        timeout = check_timeout(timeout)
+        timeout = check_task_timeout(timeout)
         self._check_timeout_supported(timeout)
         func_bytes = self._func(func)
         # A range stays a range: its chunks are ranges, which pickle in O(1).
@@ -328,32 +419,39 @@ class Pool:
         func: Callable[[Any], Any],
         iterable: Iterable[Any],
         chunksize: int | None = None,
+        buffersize: int | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> IMapIterator:
         """An iterator over ``func(x)`` for each ``x``, in input order, reading input lazily.
 
-        ``next(timeout)`` on it raises ``TimeoutError`` when the next result is late.
+        ``buffersize`` bounds the tasks read from the input but not yet yielded (chunks
+        of ``chunksize``; None: plait's own window). ``next(timeout)`` on it raises
+        ``TimeoutError`` when the next result is late.
         """
-        return self._imap(IMapIterator, func, iterable, chunksize, timeout, progress)
+        return self._imap(IMapIterator, func, iterable, chunksize, timeout, progress, buffersize)
 
     def imap_unordered(
         self,
         func: Callable[[Any], Any],
         iterable: Iterable[Any],
         chunksize: int | None = None,
+        buffersize: int | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | tuple | None = None,
         progress: bool = False,
     ) -> IMapUnorderedIterator:
         """Like ``imap``, yielding results in the order they complete."""
-        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, timeout, progress)
+        return self._imap(
+            IMapUnorderedIterator, func, iterable, chunksize, timeout, progress, buffersize
+        )
 
-    def _imap(self, cls, func, iterable, chunksize, timeout, progress, star=False):
+    def _imap(self, cls, func, iterable, chunksize, timeout, progress, buffersize=None, star=False):
         self._engine.check_running()
         chunksize = _check_chunksize(chunksize)
-        timeout = check_timeout(timeout)
+        buffersize = check_buffersize(buffersize)
+        timeout = check_task_timeout(timeout)
         self._check_timeout_supported(timeout)
         job = cls(
             self._engine,
@@ -364,6 +462,7 @@ class Pool:
             chunksize,
             timeout,
             self._processes,
+            buffersize,
         )
         if progress:
             job.progress = _progress.bar(_progress.length_hint(iterable))
@@ -371,8 +470,9 @@ class Pool:
         job.top_up()
         return job
 
-    def _check_timeout_supported(self, timeout: float | None) -> None:
-        pass
+    def _check_timeout_supported(self, timeout: TaskTimeout | None) -> None:
+        if timeout is not None and timeout.soft is not None and not self._engine.kills_workers:
+            raise ValueError("a soft timeout needs local worker processes, not a cluster")
 
     def _submit_future(self, func, args, kwds, timeout, future) -> None:
         """Run ``func(*args, **kwds)``; settle the ``concurrent.futures.Future`` with it.
@@ -496,7 +596,7 @@ class ThreadPool(Pool):
     def _make_engine(self, processes, initializer, initargs, maxtasks, context):
         return ThreadEngine(processes, initializer, initargs)
 
-    def _check_timeout_supported(self, timeout: float | None) -> None:
+    def _check_timeout_supported(self, timeout: TaskTimeout | None) -> None:
         if timeout is not None:
             raise ValueError(
                 "a ThreadPool cannot stop a running thread: per-task timeout= needs Pool"

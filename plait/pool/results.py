@@ -44,7 +44,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from plait.pool.errors import TimeoutError
 from plait.pool.worker import APPLY, MAP, STAR, nbytes
@@ -56,6 +56,9 @@ __all__ = [
     "MapResult",
     "IMapIterator",
     "IMapUnorderedIterator",
+    "TaskTimeout",
+    "check_buffersize",
+    "check_task_timeout",
     "job_counter",
 ]
 
@@ -78,6 +81,44 @@ def check_timeout(timeout: float | None, what: str = "timeout") -> float | None:
     if timeout < 0 or math.isnan(timeout):
         raise ValueError(f"{what} must be a non-negative number of seconds, not {timeout!r}")
     return float(timeout)
+
+
+class TaskTimeout(NamedTuple):
+    """A task's limits in seconds: at ``soft`` it gets ``SoftTimeoutError`` raised inside
+    it, at ``hard`` its worker is killed (either may be None, not both)."""
+
+    soft: float | None
+    hard: float | None
+
+
+def check_task_timeout(timeout: Any) -> TaskTimeout | None:
+    """A per-task ``timeout=``: seconds (the hard limit), ``(soft, hard)`` or None.
+
+    Raises ``TypeError``/``ValueError`` naming what is wrong, also for a soft limit past
+    the hard one (the worker would be killed before the task is told).
+    """
+    if timeout is None:
+        return None
+    if not isinstance(timeout, tuple):
+        return TaskTimeout(None, check_timeout(timeout))
+    if len(timeout) != 2:
+        raise TypeError(f"timeout must be seconds or (soft, hard), not {timeout!r}")
+    soft = check_timeout(timeout[0], "soft timeout")
+    hard = check_timeout(timeout[1], "hard timeout")
+    if soft is None and hard is None:
+        return None
+    if soft is not None and hard is not None and soft > hard:
+        raise ValueError(f"the soft timeout ({soft} s) is past the hard one ({hard} s)")
+    return TaskTimeout(soft, hard)
+
+
+def check_buffersize(buffersize: Any) -> int | None:
+    """``buffersize`` of ``imap``/``Executor.map``, checked as the standard library does."""
+    if buffersize is not None and (not isinstance(buffersize, int) or isinstance(buffersize, bool)):
+        raise TypeError("buffersize must be an integer or None")
+    if buffersize is not None and buffersize < 1:
+        raise ValueError("buffersize must be None or > 0")
+    return buffersize
 
 
 class Buffer:
@@ -151,12 +192,15 @@ class _Job:
         self.id = next(job_counter)
         self.func_bytes = func_bytes
         self.func = func
-        self.timeout = timeout
-        self.chunksize = 1 if timeout is not None else chunksize
+        # Per task (a TaskTimeout, or None): a timed job's tasks travel alone.
+        self.timed = timeout is not None
+        self.timeout = timeout.hard if self.timed else None
+        self.soft_timeout = timeout.soft if self.timed else None
+        self.chunksize = 1 if self.timed else chunksize
         self.buffer = Buffer()
         self.queued = False
         self.done = False
-        self.cancelled = False  # by its caller: a worker still running it gets killed
+        self.cancel_requested = False  # by its caller: a worker still running it gets killed
         self.progress = None  # a tqdm bar, advanced by the engine
         self._seconds = 0.0
         self._measured = 0
@@ -253,6 +297,13 @@ class ApplyResult(_Job):
         or if it runs already on a worker that cannot be killed (a thread).
         """
         return self._engine.cancel(self, concurrent.futures.CancelledError(f"{self!r} cancelled"))
+
+    def cancelled(self) -> bool:
+        """Whether the call was cancelled (``cancel`` returned True); never blocks.
+
+        A method, as ``concurrent.futures.Future.cancelled``.
+        """
+        return self.cancel_requested
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the result is ready or ``timeout`` seconds pass (``None``: no limit)."""
@@ -378,10 +429,20 @@ class IMapIterator(_Job):
     _ordered = True
 
     def __init__(
-        self, engine, func_bytes, func, iterable: Iterable, star, chunksize, timeout, workers: int
+        self,
+        engine,
+        func_bytes,
+        func,
+        iterable: Iterable,
+        star,
+        chunksize,
+        timeout,
+        workers: int,
+        buffersize: int | None = None,
     ):
         super().__init__(engine, func_bytes, func, chunksize, timeout)
         self.kind = STAR if star else MAP
+        self._buffersize = buffersize  # tasks read ahead of the consumer, at most
         self._source: Iterator | None = iter(iterable)
         self._source_lock = threading.Lock()
         self._workers = workers
@@ -399,6 +460,8 @@ class IMapIterator(_Job):
         self._low_water = MIN_WINDOW  # read more input once this little is left ahead
 
     def window(self) -> int:
+        if self._buffersize is not None:
+            return self._buffersize * (self.chunksize or 1)
         size = self.next_size(self._workers)
         return max(MIN_WINDOW, size * self._workers * 4)
 
@@ -419,8 +482,19 @@ class IMapIterator(_Job):
         self._pull(window - ahead)
 
     def drain(self) -> None:
-        """Read the rest of the source now (``Pool.close`` does, as the standard pool)."""
-        self._pull(None)
+        """At ``Pool.close``: read the rest of the source now, as the standard pool does.
+
+        A job with a ``buffersize`` reads no more (its input may be endless): its consumer
+        gets the results of what was read, then ``RuntimeError``.
+        """
+        if self._buffersize is None:
+            self._pull(None)
+            return
+        with self._source_lock:
+            self.close_source(
+                RuntimeError("the pool was closed: the rest of the input was not read (buffersize)")
+            )
+        self._engine.source_done(self)
 
     def _pull(self, want: int | None) -> None:
         with self._source_lock:

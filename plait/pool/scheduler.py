@@ -42,11 +42,19 @@ The crash-handling state machine, per worker:
   a wait that doubles, up to a second, while workers keep dying by themselves before
   answering anything (an initializer that raises): no fork loop.
 - A worker that reached its ``maxtasksperchild`` quota is sent no more items, exits on
-  its own after its last result, and is replaced without counting as lost.
+  its own after its last result, and is replaced without counting as lost. So is one
+  that said it is over its memory limit (``RETIRING``, after answering); the chunks it
+  held but had not started go to the others, blaming none. One ``FAR_OVER`` its limit
+  while busy (read every ``CHECK_SECONDS``, see ``memory``) is killed: its current
+  chunk fails with a ``WorkerLostError`` naming the figures.
+- With ``idle_timeout``, a worker idle that long while nothing waits is sent the exit
+  message (``idle_exit``) and not replaced; workers start again when work comes.
 - A chunk of a job with a per-task ``timeout`` is one item, is sent only to an idle
   worker, and nothing else is sent to that worker until it answers (so the deadline
   measures the task alone, and a kill costs no other task). At the deadline the worker
   is SIGKILLed, the task fails with ``TimeoutError``, and the death is handled as above.
+  A soft deadline before it sends the worker ``SOFT_SIGNAL`` once (``worker``: the task
+  gets ``SoftTimeoutError``); the worker stays exclusive until it answers.
 - A job cancelled by its caller (``AsyncResult.cancel``) is resolved at once by the
   caller's thread, which wakes this one. Whenever the chunk a worker runs or runs next
   (as its progress word says) belongs to a cancelled job, the scheduler first reads the
@@ -81,7 +89,8 @@ from plait.pool.errors import (
     TimeoutError,
     WorkerLostError,
 )
-from plait.pool.worker import nbytes
+from plait.pool.memory import CHECK_SECONDS, FAR_OVER, format_bytes, resident_bytes
+from plait.pool.worker import MEMORY_REPORT, RETIRING, SOFT, SOFT_SIGNAL, nbytes
 
 __all__ = ["ProcessEngine"]
 
@@ -97,18 +106,25 @@ _MAX_BACKOFF = 1.0  # the longest wait before replacing workers that keep dying 
 
 
 class _Chunk:
-    __slots__ = ("id", "job", "start", "items", "deadline", "estimate", "heavy")
+    __slots__ = ("id", "job", "start", "items", "deadline", "soft_deadline", "estimate", "heavy")
 
     def __init__(self, chunk_id: int, job, start: int, items: list) -> None:
         self.id = chunk_id
         self.job = job
         self.start = start
         self.items = items
-        self.deadline: float | None = None
+        self.deadline: float | None = None  # hard: the worker is killed
+        self.soft_deadline: float | None = None  # the task is told, once (then None)
         # HEAVY_BYTES or more: it ends the message it travels in (see _dispatch).
         self.heavy = bool(items) and nbytes(items[0]) * len(items) >= HEAVY_BYTES
         # Its cost in seconds, or None: unknown, or too many bytes to hold many of.
         self.estimate: float | None = None if self.heavy else job.estimate(len(items))
+
+
+def _what(chunk: _Chunk) -> str:
+    """What a worker was running, for its ``WorkerLostError``."""
+    n = len(chunk.items)
+    return "task" if n == 1 else f"chunk of {n} tasks"
 
 
 class _Worker:
@@ -123,6 +139,9 @@ class _Worker:
         "unknown",
         "poller",
         "answered",
+        "retiring",
+        "idle_since",
+        "idle_exit",
     )
 
     def __init__(self, handle, quota: int | None) -> None:
@@ -135,6 +154,9 @@ class _Worker:
         self.estimated = 0.0  # estimated seconds of its outstanding chunks...
         self.unknown = 0  # ...except these many, whose cost is not known yet
         self.answered = False  # it sent at least one answer
+        self.retiring: int | None = None  # its resident bytes when it said it exits
+        self.idle_since: float | None = None  # with an idle_timeout: idle from then on
+        self.idle_exit = False  # told to exit after idle_timeout: not replaced
         # "Is another answer waiting?" after each one: a poll object made once, not
         # per call as Connection.poll makes it.
         self.poller = select.poll()
@@ -185,6 +207,8 @@ class _Worker:
         """Whether one more chunk may go to it, ``batched`` being already on their way."""
         if self.exclusive or self.quota == 0 or self.killed or self.stopped:
             return False
+        if self.retiring is not None or self.idle_exit:
+            return False
         n = len(self.outstanding) + batched
         if n < PREFETCH:
             return True
@@ -195,11 +219,24 @@ class ProcessEngine(Engine):
     """Run jobs on worker processes started by ``backend`` (see the module docstring)."""
 
     kills_workers = True
+    stop_signal = signal.SIGKILL  # what terminate() sends the workers
 
-    def __init__(self, backend, workers: int, maxtasks: int | None) -> None:
+    def __init__(
+        self,
+        backend,
+        workers: int,
+        maxtasks: int | None,
+        memory_limit: int | None = None,
+        idle_timeout: float | None = None,
+    ) -> None:
         super().__init__(workers)
+        self._idle_timeout = idle_timeout
         self._backend = backend
         self._maxtasks = maxtasks
+        self._memory_limit = memory_limit
+        self._memory_check_at = 0.0
+        self.fresh_rss: int | None = None  # a fresh worker's resident bytes, once known
+        self.fresh_reported = threading.Event()
         self._workers: list[_Worker] = []
         self._retry: deque[_Chunk] = deque()
         self._chunk_ids = 0
@@ -262,10 +299,18 @@ class ProcessEngine(Engine):
             state = self.state
             if state == TERMINATE:
                 return
+            if self._idle_timeout is not None:
+                self._start_on_demand()
             self._dispatch()
             if state == CLOSE and self._finished():
                 return
             timeout = self._next_deadline()
+            if self._idle_timeout is not None:
+                idle = self._stop_idle()
+                if idle is not None:
+                    timeout = idle if timeout is None else min(timeout, idle)
+            if self._memory_limit is not None and any(w.outstanding for w in self._workers):
+                timeout = CHECK_SECONDS if timeout is None else min(timeout, CHECK_SECONDS)
             if self._to_start:
                 delay = max(_YIELD_SECONDS, self._start_at - time.monotonic())
                 timeout = delay if timeout is None else min(timeout, delay)
@@ -292,6 +337,8 @@ class ProcessEngine(Engine):
             self._stop_cancelled()
             if timeout is not None:
                 self._expire()
+            if self._memory_limit is not None:
+                self._check_memory()
             while self._to_start and self.state != TERMINATE and time.monotonic() >= self._start_at:
                 self._to_start -= 1
                 self._start_worker()
@@ -325,7 +372,7 @@ class ProcessEngine(Engine):
                 if chunk is None:
                     break
                 batch.append(chunk)
-                if chunk.job.timeout is not None or chunk.heavy:
+                if chunk.job.timed or chunk.heavy:
                     # A timed task travels alone; a heavy chunk ends its message, and the next
                     # goes to the least busy worker: a worker starts on a chunk once
                     # the whole message is in, and the others wait while it is sent.
@@ -352,7 +399,7 @@ class ProcessEngine(Engine):
             if chunk.job.done:
                 retry.popleft()
                 continue
-            if chunk.job.timeout is not None and not idle:
+            if chunk.job.timed and not idle:
                 return None
             if quota is not None and len(chunk.items) > quota:
                 return None
@@ -368,7 +415,7 @@ class ProcessEngine(Engine):
             (
                 c.id,
                 c.job.func_bytes,
-                c.job.kind,
+                c.job.kind if c.job.soft_timeout is None else c.job.kind | SOFT,
                 c.items,
                 c.estimate is not None and c.estimate < HOLD_SECONDS,
             )
@@ -392,9 +439,14 @@ class ProcessEngine(Engine):
             worker.hold(chunk)
             if worker.quota is not None:
                 worker.quota -= len(chunk.items)
-            if chunk.job.timeout is not None:
+            job = chunk.job
+            if job.timed:
                 worker.exclusive = True
-                chunk.deadline = time.monotonic() + chunk.job.timeout
+                now = time.monotonic()
+                if job.timeout is not None:
+                    chunk.deadline = now + job.timeout
+                if job.soft_timeout is not None:
+                    chunk.soft_deadline = now + job.soft_timeout
 
     # -- receiving ------------------------------------------------------------------
 
@@ -416,7 +468,10 @@ class ProcessEngine(Engine):
                 answers.append((None, None, exc, 0.0))
             else:
                 if type(message) is tuple:
-                    answers.append(message)
+                    if message[0] < 0:  # a notice, not an answer
+                        self._notice(worker, message[0], message[1])
+                    else:
+                        answers.append(message)
                 else:
                     for chunk_id, data in message:
                         try:
@@ -441,7 +496,7 @@ class ProcessEngine(Engine):
             if chunk is None:
                 continue  # settled already: its worker was killed
             busy += seconds
-            if chunk.deadline is not None:
+            if chunk.job.timed:
                 worker.exclusive = False
             n = len(chunk.items)
             if values is None:  # it did not unpickle: errors is why
@@ -461,6 +516,41 @@ class ProcessEngine(Engine):
             self.outcome(*run)
         self.busy[pid] = self.busy.get(pid, 0.0) + busy
 
+    def _notice(self, worker: _Worker, notice: int, rss: int) -> None:
+        """A worker's notice (see ``worker``): its fresh resident set, or its retirement."""
+        if notice == MEMORY_REPORT:
+            if self.fresh_rss is None:
+                self.fresh_rss = rss
+                self.fresh_reported.set()
+        elif notice == RETIRING:
+            worker.retiring = rss
+
+    def _check_memory(self) -> None:
+        """Kill each busy worker ``FAR_OVER`` times past the memory limit (``memory``)."""
+        now = time.monotonic()
+        if now < self._memory_check_at:
+            return
+        self._memory_check_at = now + CHECK_SECONDS
+        limit = self._memory_limit
+        for w in self._workers:
+            if w.killed or not w.outstanding:
+                continue
+            rss = resident_bytes(w.handle.pid)
+            if rss is None or rss <= FAR_OVER * limit:
+                continue
+            chunk = w.current()
+            w.handle.kill()
+            w.killed = True
+            if chunk is None:
+                continue
+            w.settle(chunk.id)
+            reason = (
+                f"was killed by the pool at {format_bytes(rss)} resident, over {FAR_OVER}x "
+                f"its max_memory_per_child of {format_bytes(limit)}"
+            )
+            lost = WorkerLostError(w.handle.pid, -signal.SIGKILL, _what(chunk), reason)
+            self._fail(chunk, lost)
+
     def _fail(self, chunk: _Chunk, exc: BaseException) -> None:
         n = len(chunk.items)
         self.outcome(chunk.job, chunk.start, [None] * n, [(i, exc) for i in range(n)], 0.0)
@@ -473,12 +563,12 @@ class ProcessEngine(Engine):
             if w.killed or not w.outstanding:
                 continue
             chunk = w.current()
-            if chunk is None or not chunk.job.cancelled:
+            if chunk is None or not chunk.job.cancel_requested:
                 continue
             if w.poller.poll(0):
                 self._receive(w)  # it may have answered the cancelled chunk already
                 chunk = w.current()
-                if chunk is None or not chunk.job.cancelled:
+                if chunk is None or not chunk.job.cancel_requested:
                     continue
             w.handle.kill()
             w.killed = True
@@ -495,22 +585,22 @@ class ProcessEngine(Engine):
         exitcode = handle.reap(_JOIN_SECONDS)
         started = handle.started()
         retired = worker.quota == 0 and not worker.outstanding and not worker.killed
+        retired = retired or (worker.retiring is not None and not worker.killed)
+        retired = retired or worker.idle_exit
         rerun = list(worker.outstanding)
         worker.outstanding.clear()
-        lost = [c for c in rerun if c.id == started]
-        if not lost and rerun and rerun[0].id > started and not worker.killed:
+        lost = [c for c in rerun if c.id == started and worker.retiring is None]
+        if not lost and rerun and rerun[0].id > started and not retired and not worker.killed:
             lost.append(rerun[0])  # it died before starting any: the oldest is to blame
         for chunk in lost:
             rerun.remove(chunk)
-            n = len(chunk.items)
-            what = "task" if n == 1 else f"chunk of {n} tasks"
-            self._fail(chunk, WorkerLostError(handle.pid, exitcode, what))
+            self._fail(chunk, WorkerLostError(handle.pid, exitcode, _what(chunk)))
         self._retry.extendleft(reversed(rerun))  # another worker runs them
         self._workers.remove(worker)
         self._waitables = None
         handle.close()
-        if self.state == TERMINATE:
-            return
+        if self.state == TERMINATE or worker.idle_exit:
+            return  # an idle worker is started again on demand (_start_on_demand)
         if not retired:
             with self.lock:
                 self.workers_replaced += 1
@@ -527,6 +617,42 @@ class ProcessEngine(Engine):
                 self._backoff = min(_MAX_BACKOFF, max(_YIELD_SECONDS, self._backoff * 2))
             self._start_at = time.monotonic() + self._backoff
 
+    # -- idle workers (idle_timeout) ------------------------------------------------
+
+    def _stop_idle(self) -> float | None:
+        """Tell workers idle for ``idle_timeout`` to exit; seconds until the next expires."""
+        now = time.monotonic()
+        soonest = None
+        busy = None  # computed once, if some worker expires
+        for w in self._workers:
+            if w.outstanding or w.killed or w.stopped or w.idle_exit or w.retiring is not None:
+                w.idle_since = None
+                continue
+            if w.idle_since is None:
+                w.idle_since = now
+            expires = w.idle_since + self._idle_timeout
+            if expires > now:
+                soonest = expires if soonest is None else min(soonest, expires)
+                continue
+            if busy is None:
+                busy = bool(self._retry) or self.has_unsent()
+            if busy:
+                continue
+            w.idle_exit = True
+            try:
+                w.handle.conn.send(None)  # "exit now": its sentinel fires, _on_death
+            except OSError:
+                w.handle.kill()
+        return None if soonest is None else max(0.0, soonest - now)
+
+    def _start_on_demand(self) -> None:
+        """Start the workers that exited idle again, once there is work for them."""
+        live = sum(1 for w in self._workers if not w.idle_exit)
+        missing = self.workers_wanted - live - self._to_start
+        if missing > 0 and self.state == RUN and (self._retry or self.has_unsent()):
+            for _ in range(missing):
+                self._start_worker()
+
     def _start_worker(self) -> None:
         handle = self._backend.start_worker()
         self._workers.append(_Worker(handle, self._maxtasks))
@@ -538,9 +664,10 @@ class ProcessEngine(Engine):
         deadline = None
         for w in self._workers:
             if w.exclusive and w.outstanding:
-                d = w.outstanding[0].deadline
-                if d is not None and (deadline is None or d < deadline):
-                    deadline = d
+                chunk = w.outstanding[0]
+                for d in (chunk.deadline, chunk.soft_deadline):
+                    if d is not None and (deadline is None or d < deadline):
+                        deadline = d
         if deadline is None:
             return None
         return max(0.0, deadline - time.monotonic())
@@ -551,6 +678,9 @@ class ProcessEngine(Engine):
             if not (w.exclusive and w.outstanding) or w.killed:
                 continue
             chunk = w.outstanding[0]
+            if chunk.soft_deadline is not None and chunk.soft_deadline <= now:
+                chunk.soft_deadline = None
+                w.handle.signal(SOFT_SIGNAL)  # the worker raises SoftTimeoutError in it
             if chunk.deadline is None or chunk.deadline > now:
                 continue
             w.handle.kill()
@@ -591,7 +721,10 @@ class ProcessEngine(Engine):
 
     def _kill_all(self) -> None:
         for w in self._workers:
-            w.handle.kill()
+            if self.stop_signal == signal.SIGKILL:
+                w.handle.kill()
+            else:
+                w.handle.signal(self.stop_signal)
         for w in self._workers:
             w.handle.reap(_JOIN_SECONDS)
 

@@ -43,6 +43,17 @@ a socket buffer, the scheduler would block sending while the worker blocks sendi
 a deadlock. The reader thread always drains the pipe into ``inbox``, so the scheduler's
 send always completes, and the scheduler bounds how many chunks are in the inbox.
 
+Soft timeouts: a task with a soft timeout runs alone on its worker (as every timed task,
+see ``scheduler``), with ``SOFT`` in its kind. At the soft deadline the scheduler sends
+the worker ``SOFT_SIGNAL``; its handler raises ``SoftTimeoutError`` in the main thread,
+which runs the task, if the task is still running (``_soft.armed``, set just around the
+call); a signal that arrives after the task returned does nothing. The task may catch
+the error and return; one that does not fails with it. Python runs a signal handler
+between bytecodes and when a blocking system call is interrupted (``time.sleep``,
+reading a socket): a task inside C code that never returns to the interpreter (a long
+numpy or BLAS call, a C extension's loop) gets the error only when that call returns,
+and if the hard deadline comes first the worker is killed as for any hard timeout.
+
 What can fail on the way back: a result or an exception that cannot be pickled is
 replaced by ``MaybeEncodingError`` naming it, item by item, so the others still arrive.
 The worker ignores SIGINT: Ctrl-C belongs to the parent, which stops the pool.
@@ -58,16 +69,22 @@ import time
 from collections import deque
 
 from plait._core import serialization
+from plait.pool.memory import resident_bytes
 
 __all__ = [
     "APPLY",
     "CPU_SHARE_ENV",
     "MAP",
+    "MEMORY_REPORT",
+    "RETIRING",
+    "SOFT",
+    "SOFT_SIGNAL",
     "STAR",
     "ExceptionWithTraceback",
     "RemoteException",
     "mapstar",
     "may_start_processes",
+    "set_environment",
     "nbytes",
     "rebuild_exc",
     "starmapstar",
@@ -76,6 +93,11 @@ __all__ = [
 ]
 
 MAP, STAR, APPLY = 0, 1, 2
+SOFT = 4  # or-ed into a chunk's kind: its task has a soft timeout (see "Soft timeouts")
+SOFT_SIGNAL = signal.SIGUSR1  # what the scheduler sends at a task's soft deadline
+# Notices, sent as answers with these chunk ids: (notice, resident bytes, None, 0.0).
+MEMORY_REPORT = -1  # a fresh worker's resident set (when the pool has a memory limit)
+RETIRING = -2  # over the memory limit after a task: this worker exits now
 # In a worker: how many CPUs a pool made there uses by default (its share of the machine).
 CPU_SHARE_ENV = "PLAIT_CPU_SHARE"
 _FUNC_CACHE_SIZE = 64
@@ -132,6 +154,39 @@ def _remote(exc: BaseException) -> object:
 
         return RemoteException(MaybeEncodingError(why, exc), wrapped.tb)
     return wrapped
+
+
+class _Soft:
+    """Whether the running task may get ``SoftTimeoutError`` (see "Soft timeouts")."""
+
+    armed = False
+    error: type | None = None  # SoftTimeoutError, imported before the first soft task
+
+
+_soft = _Soft()
+
+
+def _on_soft_timeout(signum, frame) -> None:
+    if _soft.armed:
+        _soft.armed = False
+        raise _soft.error("the task ran past its soft timeout")
+
+
+def _run_soft(func, kind: int, items: list) -> tuple[list, list | None]:
+    """``_run`` of a task with a soft timeout: ``SoftTimeoutError`` may be raised in it."""
+    if _soft.error is None:
+        from plait.pool.errors import SoftTimeoutError  # noqa: PLC0415 - see above
+
+        _soft.error = SoftTimeoutError
+    _soft.armed = True
+    try:
+        outcome = _run(func, kind, items)
+        _soft.armed = False
+    except _soft.error as exc:
+        # It came after the task returned, before the line above (the handler disarms
+        # itself, so it comes once): the deadline passed as it returned; it fails.
+        return [None] * len(items), [(i, _remote(exc)) for i in range(len(items))]
+    return outcome
 
 
 def _run(func, kind: int, items: list) -> tuple[list, list | None]:
@@ -267,6 +322,22 @@ def _is_big(values: list) -> bool:
     return bool(values) and nbytes(values[0]) >= BIG_ANSWER
 
 
+def set_environment(env: dict, thread_cap: int | None) -> None:
+    """Set the worker's environment, and cap the BLAS/OpenMP pools loaded already.
+
+    The thread variables in ``env`` reach libraries loaded from now on. A worker forked
+    from a parent that had loaded numpy has its BLAS pool already: ``threadpoolctl``, if
+    installed, caps it to ``thread_cap`` threads.
+    """
+    os.environ.update(env)
+    if thread_cap is not None and "numpy" in sys.modules:
+        try:
+            from threadpoolctl import threadpool_limits  # noqa: PLC0415 - optional
+        except ImportError:
+            return
+        threadpool_limits(thread_cap)
+
+
 def may_start_processes(cpu_share: int) -> None:
     """Let this worker's tasks start processes and pools (see ``worker_main``)."""
     from plait.process import current_process, lifeline  # noqa: PLC0415 - loaded already
@@ -283,6 +354,9 @@ def worker_main(
     initargs=(),
     maxtasks: int | None = None,
     cpu_share: int = 1,
+    env: dict | None = None,
+    thread_cap: int | None = None,
+    memory_limit: int | None = None,
 ) -> None:
     """Run chunks from ``conn`` until told to exit, the pipe closes or ``maxtasks`` items ran.
 
@@ -291,11 +365,20 @@ def worker_main(
     ``plait.process.lifeline``) and then lets its tasks start processes and pools: every
     child it starts, daemon or not, is tied to it the same way, and a pool made here
     defaults to ``cpu_share`` workers (``CPU_SHARE_ENV``), its share of the CPUs.
+    ``env`` is set in its environment before the initializer runs, and BLAS/OpenMP pools
+    it holds already are capped to ``thread_cap`` threads (``set_environment``).
+    With a ``memory_limit`` (bytes) it reports its resident set once started and exits
+    after a task that leaves it over the limit (``plait.pool.memory``).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(SOFT_SIGNAL, _on_soft_timeout)  # before any soft deadline can pass
     may_start_processes(cpu_share)
+    if env or thread_cap is not None:
+        set_environment(env or {}, thread_cap)
     if initializer is not None:
         initializer(*initargs)
+    if memory_limit is not None:
+        conn.send((MEMORY_REPORT, resident_bytes(), None, 0.0))
     inbox: deque = deque()
     ready = threading.Semaphore(0)
     reader = threading.Thread(target=_reader, args=(conn, inbox, ready), daemon=True)
@@ -333,7 +416,10 @@ def worker_main(
                 errors = [(i, _remote(exc)) for i in range(len(items))]
             else:
                 started = clock()
-                values, errors = _run(func, kind, items)
+                if kind & SOFT:
+                    values, errors = _run_soft(func, kind & ~SOFT, items)
+                else:
+                    values, errors = _run(func, kind, items)
                 seconds = clock() - started
             done += len(items)
             if _is_big(values):
@@ -341,10 +427,19 @@ def worker_main(
                     _send(conn, waiting)
                     waiting = []
                 _send(conn, [(chunk_id, values, errors, seconds)])
-                continue
-            if not waiting:
-                flush_at = clock() + BATCH_SECONDS
-            waiting.append((chunk_id, values, errors, seconds))
+            else:
+                if not waiting:
+                    flush_at = clock() + BATCH_SECONDS
+                waiting.append((chunk_id, values, errors, seconds))
+            del values, errors  # not counted in the resident set below
+            if memory_limit is not None:
+                rss = resident_bytes()
+                if rss is not None and rss > memory_limit:
+                    if waiting:
+                        _send(conn, waiting)
+                        waiting = []
+                    conn.send((RETIRING, rss, None, 0.0))
+                    break
         if waiting:
             _send(conn, waiting)
     except (EOFError, OSError):

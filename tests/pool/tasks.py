@@ -185,3 +185,70 @@ def start_child_and_report(path):
         f.write(f"{os.getpid()} {child.pid}")
     os.rename(path + ".tmp", path)
     time.sleep(60)
+
+
+def sleep_until_soft_timeout(seconds):
+    """Sleep; at the soft timeout clean up and return what happened."""
+    import plait  # noqa: PLC0415 - in the worker
+
+    try:
+        time.sleep(seconds)
+    except plait.SoftTimeoutError:
+        return "cleaned up"
+    return "finished"
+
+
+def ignore_soft_timeout(seconds):
+    """Catch the soft timeout and keep running: the hard one must stop us."""
+    import plait  # noqa: PLC0415 - in the worker
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(deadline - time.monotonic())
+        except plait.SoftTimeoutError:
+            pass
+    return "finished"
+
+
+def environment(names):
+    """The values of the environment variables ``names`` in this worker."""
+    return [os.environ.get(n) for n in names]
+
+
+def blas_threads(_=None):
+    """The thread counts of the BLAS pools numpy loaded here (threadpoolctl)."""
+    import numpy  # noqa: F401, PLC0415 - loads its BLAS
+    from threadpoolctl import threadpool_info  # noqa: PLC0415
+
+    return sorted({pool["num_threads"] for pool in threadpool_info()})
+
+
+_hoard: list = []
+
+
+def grow_and_return(megabytes):
+    """Keep ``megabytes`` more of memory in this worker; return the worker's pid."""
+    _hoard.append(bytearray(megabytes << 20))  # zeroed: resident
+    return os.getpid()
+
+
+def grow_slowly(megabytes):
+    """Allocate ``megabytes`` one at a time, then sleep: the pool must kill us first."""
+    for _ in range(megabytes):
+        _hoard.append(bytearray(1 << 20))
+    time.sleep(60)
+    return "survived"
+
+
+def note_sigterm_and_sleep(path):
+    """Write "TERM" to ``path`` if SIGTERM comes, then exit; else sleep."""
+
+    def on_term(signum, frame):
+        with open(path, "w") as f:
+            f.write("TERM")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    open(path + ".ready", "w").close()
+    time.sleep(60)

@@ -39,7 +39,9 @@ def test_cancelling_a_running_call_kills_its_worker_and_the_pool_goes_on(tmp_pat
             report_pid_then_sleep, (str(marker), 60), error_callback=errors.append
         )
         pid = started_pid(marker)
+        assert not result.cancelled()
         assert result.cancel() is True
+        assert result.cancelled()  # a method, as concurrent.futures.Future.cancelled
         with pytest.raises(CancelledError):
             result.get(timeout=5)
         assert result.ready() and not result.successful()
@@ -94,6 +96,7 @@ def test_a_finished_call_cannot_be_cancelled():
         result = pool.apply_async(tasks.square, (3,))
         assert result.get(timeout=30) == 9
         assert result.cancel() is False
+        assert not result.cancelled()
         assert result.get() == 9
 
 
