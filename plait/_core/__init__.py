@@ -1,5 +1,5 @@
 """The lowest layer: serialization and the other building blocks every layer shares."""
 
-from plait._core.system import check as _check
+from plait._core.system import check_platform as _check_platform
 
-_check()  # before any C extension: a system plait cannot run on gets one clear error
+_check_platform()  # before any C extension: another system gets one clear error

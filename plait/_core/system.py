@@ -1,15 +1,17 @@
-"""What plait needs from the system, checked once, when its first layer is imported.
+"""What plait needs from the system, checked once, when the layer that needs it loads.
 
-plait stands on Linux primitives: futexes (the C cores), pidfds (``pidfd_open``, Linux
-5.3: every child's sentinel, and signals that cannot reach a recycled pid) and memfds
-(``memfd_create``, Linux 3.17: shared memory that needs no name in ``/dev/shm``). Where
-one is missing (another operating system, an older kernel, or a seccomp profile, as
-containers have, that refuses the system call) nothing of plait works, and a failure
-later, deep inside a start or a C extension, would name nothing useful. So
-``plait._core`` calls ``check()`` on import: it makes each system call once on a
-throw-away object and raises one ``UnsupportedSystemError``, an ``ImportError`` that
-names what is missing and says that the standard modules work there. The probes cost
-four system calls; the C extensions are imported only after them.
+plait stands on Linux primitives: futexes (the C cores of every layer), pidfds
+(``pidfd_open``, Linux 5.3: every child's sentinel, and signals that cannot reach a
+recycled pid) and memfds (``memfd_create``, Linux 3.17: shared memory that needs no name
+in ``/dev/shm``). Where one is missing (another operating system, an older kernel, or a
+seccomp profile, as containers and valgrind have, that refuses the system call) a
+failure later, deep inside a start or a C extension, would name nothing useful. So
+``plait._core`` calls ``check_platform()`` before any C extension loads, and the
+process layer (hence ``plait.multiprocessing``) calls ``check_processes()``, which
+makes each system call once on a throw-away object. Either raises one
+``UnsupportedSystemError``, an ``ImportError`` that names what is missing and says that
+the standard modules work there. Threads and thread queues need only Linux: they still
+import where processes cannot run.
 
 Only the answers that mean "not here" count: ``ENOSYS`` (the kernel lacks the call) and
 ``EPERM``/``EACCES`` (a policy refuses it). Any other error (out of fds, say) is left
@@ -22,7 +24,7 @@ import errno
 import os
 import sys
 
-__all__ = ["MIN_KERNEL", "UnsupportedSystemError", "check"]
+__all__ = ["MIN_KERNEL", "UnsupportedSystemError", "check_platform", "check_processes"]
 
 MIN_KERNEL = "5.3"
 _STANDARD = (
@@ -54,14 +56,18 @@ _PROBES = (
 )
 
 
-def check() -> None:
-    """Raise ``UnsupportedSystemError`` unless this system has what plait needs."""
+def check_platform() -> None:
+    """Raise ``UnsupportedSystemError`` unless this is Linux."""
     if not sys.platform.startswith("linux"):
         raise UnsupportedSystemError(
             "Linux",
             f"it runs on Linux only (this is {sys.platform}) and stands on futexes, pidfds "
             "and memfds",
         )
+
+
+def check_processes() -> None:
+    """Raise ``UnsupportedSystemError`` unless this system lets plait run processes."""
     for call, probe, use, release in _PROBES:
         try:
             probe()

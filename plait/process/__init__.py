@@ -24,10 +24,13 @@ the start method that made it and nothing else.
 """
 
 from plait._core.lazy import lazy_names
+from plait._core.system import check_processes as _check_processes
 from plait.process.cpu import cpu_count, process_cpu_count
 from plait.process.log import get_logger, log_to_stderr
 from plait.process.process import Process, active_children, current_process, parent_process
 from plait.process.start import get_all_start_methods, get_start_method, set_start_method
+
+_check_processes()  # a system without pidfds or memfds gets one clear error (see there)
 
 __all__ = [
     "BaseContext",

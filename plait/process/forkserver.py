@@ -51,7 +51,10 @@ then starts its workers with ``helper.start_process(process)``: a ``fork`` start
 while the process runs other threads goes to the helper (the payload carries no
 preparation data, the child just unpickles its ``Process``), one made while it runs
 one thread forks directly, as always. A worker forked by the helper sees the parent as it
-was when the helper was made, which is what the pool's first workers saw too.
+was when the helper was made, which is what the pool's first workers saw too. A pool
+made while other threads already run (the program's, or a library's: numpy's BLAS
+starts some on import) forks its helper then, once, with Python's warning, and every
+worker through it: the helper itself runs one thread, as every forked process does.
 
 The helper's owner ends it with ``close()``, after the children it forked (it reports
 their exit codes); it exits by itself when its owner dies. Processes later forked from

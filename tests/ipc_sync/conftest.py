@@ -60,11 +60,12 @@ def api(request):
 
 
 def shm_names() -> set[str]:
-    """The names in /dev/shm now, but the standard library's semaphores (``sem.mp-*``):
-    other programs on this machine make and unlink those all the time, plait never."""
+    """The names in /dev/shm now, but POSIX named semaphores (``sem.*``: the standard
+    library's ``sem.mp-*``, loky's ``sem.loky-*``): other programs on this machine make
+    and unlink those all the time, plait never."""
     if not os.path.isdir("/dev/shm"):
         return set()
-    return {n for n in os.listdir("/dev/shm") if not n.startswith("sem.mp-")}
+    return {n for n in os.listdir("/dev/shm") if not n.startswith("sem.")}
 
 
 @pytest.fixture

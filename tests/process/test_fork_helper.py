@@ -2,28 +2,32 @@
 
 Each scenario reads what the kernel shows: a child's parent pid, and how many threads
 that parent runs (``/proc/<pid>/stat``). A helper is a single-threaded copy of this
-process; a child it forked has the helper as parent.
+process (a fork copies only the calling thread); a child it forked has the helper as
+parent. The scenarios that need a process with one thread (the test process may run
+others: numpy's BLAS threads, a library's) run as small programs of their own.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 import threading
-import warnings
 
 import pytest
 
 import plait.ipc
 import plait.process
-from plait.pool import Pool
 from plait.process.fork import thread_count
 from plait.process.forkserver import ForkHelper
 from tests.process import targets
 from tests.process.conftest import FORKS_FROM_THREADS
 
-pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
+# A helper made here while the test process runs threads is forked with Python's warning.
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60), FORKS_FROM_THREADS]
 
 FORK = plait.process.get_context("fork")
 # Set after the helper of a test is made: its children must not see it.
@@ -42,11 +46,6 @@ def report(conn) -> None:
     handler = signal.getsignal(signal.SIGINT)
     conn.send((parent, threads_of(parent), LATE["value"], getattr(handler, "__name__", handler)))
     conn.close()
-
-
-def worker_parent(_) -> tuple[int, int]:
-    parent = os.getppid()
-    return parent, threads_of(parent)
 
 
 class Running:
@@ -77,10 +76,21 @@ def started_through(helper: ForkHelper, target, *args):
         here.close()
 
 
+def run_program(code: str) -> object:
+    """Run ``code`` (a program that prints one JSON value) in a fresh interpreter."""
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
 @pytest.fixture
 def helper():
-    if thread_count() != 1:
-        pytest.skip("this process runs threads already (a helper needs one)")
     h = ForkHelper()
     yield h
     assert h.close(10), "the fork helper did not exit when its owner closed it"
@@ -90,7 +100,7 @@ def test_a_start_while_threads_run_is_forked_by_the_helper(helper):
     LATE["value"] = "after the helper"
     try:
         with Running():
-            assert thread_count() == 2
+            assert thread_count() >= 2
             p, (parent, threads, late, _) = started_through(helper, report)
     finally:
         LATE["value"] = "before the helper"
@@ -100,11 +110,26 @@ def test_a_start_while_threads_run_is_forked_by_the_helper(helper):
     assert p.exitcode == 0
 
 
-def test_a_start_with_no_other_thread_forks_directly(helper):
-    p, (parent, _, late, _) = started_through(helper, report)
-    assert parent == os.getpid()
-    assert late == "before the helper"
-    assert p.exitcode == 0
+def test_a_start_with_no_other_thread_forks_directly():
+    parents = run_program(
+        """
+        import json, os
+        import plait.process
+        from plait.process.forkserver import ForkHelper
+        from tests.process.test_fork_helper import report
+
+        helper = ForkHelper()
+        here, there = plait.ipc.Pipe()
+        p = plait.process.get_context("fork").Process(target=report, args=(there,))
+        helper.start_process(p)
+        parent = here.recv()[0]
+        p.join(30)
+        print(json.dumps([parent, os.getpid(), helper.pid, p.exitcode, helper.close(10)]))
+        """
+    )
+    parent, me, helper_pid, exitcode, closed = parents
+    assert parent == me != helper_pid
+    assert exitcode == 0 and closed
 
 
 def test_the_helper_reports_exit_codes_and_signals(helper):
@@ -143,7 +168,6 @@ def test_a_process_forked_from_the_owner_does_not_keep_the_helper_alive(helper):
         p.join(30)
 
 
-@FORKS_FROM_THREADS
 def test_a_helper_killed_from_outside_leaves_starts_to_a_direct_fork(helper):
     os.kill(helper.pid, signal.SIGKILL)
     with Running():
@@ -152,28 +176,39 @@ def test_a_helper_killed_from_outside_leaves_starts_to_a_direct_fork(helper):
     assert p.exitcode == 0
 
 
-def test_a_pool_on_fork_never_forks_a_worker_while_its_scheduler_thread_runs():
-    if thread_count() != 1:
-        pytest.skip("this process runs threads already")
+POOL_PROGRAM = """
+import json, os, sys, warnings
+warnings.simplefilter("always")
+import {module} as multiprocessing
+
+def worker_parent(_):
+    parent = os.getppid()
+    with open(f"/proc/{{parent}}/stat", "rb") as f:
+        stat = f.read()
+    return parent, int(stat[stat.rindex(b")") + 2 :].split()[17])
+
+if __name__ == "__main__":
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with Pool(2, context=FORK, maxtasksperchild=1) as pool:
+        with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1) as pool:
             parents = pool.map(worker_parent, range(8), chunksize=1)
             pool.close()
             pool.join()
-    # The first two workers are forked before the scheduler thread starts; each of the
-    # six that replace them, while it runs, by a single-threaded helper.
-    direct = [parent for parent, _ in parents if parent == os.getpid()]
-    assert len(direct) <= 2
-    assert all(threads == 1 for parent, threads in parents if parent != os.getpid())
-    assert not [w for w in caught if "multi-threaded" in str(w.message)]
-    if sys.version_info >= (3, 12):
-        # The scenario that warns: the standard pool forks its replacements from a
-        # process that runs its handler threads.
-        import multiprocessing  # noqa: PLC0415 - the peer
+    warned = [str(w.message) for w in caught if "multi-threaded" in str(w.message)]
+    print(json.dumps([os.getpid(), parents, warned]))
+"""
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with multiprocessing.get_context("fork").Pool(1, maxtasksperchild=1) as pool:
-                pool.map(worker_parent, range(3), chunksize=1)
-        assert [w for w in caught if "multi-threaded" in str(w.message)]
+
+@pytest.mark.parametrize("module", ["plait.multiprocessing", "multiprocessing"])
+def test_a_pool_on_fork_never_forks_a_worker_while_its_scheduler_thread_runs(module):
+    me, parents, warned = run_program(POOL_PROGRAM.format(module=module))
+    # The first two workers are forked before the pool's threads start; each of the
+    # six that replace them, while they run.
+    replacements = [(parent, threads) for parent, threads in parents if parent != me]
+    if module == "multiprocessing":  # the peer forks them from its own threaded process
+        assert len(replacements) == 0
+        assert warned or sys.version_info < (3, 12)
+        return
+    assert len(replacements) >= 6
+    assert all(threads == 1 for _, threads in replacements)
+    assert warned == []
