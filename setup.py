@@ -9,6 +9,7 @@ runs under ``plait.patch()`` (``plait.patch.from_environment``). Unset, the line
 dictionary lookup: ``os`` is already imported when ``site`` reads ``.pth`` files.
 """
 
+import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -44,6 +45,11 @@ class EditableWheel(editable_wheel):
 
 _FLAGS = ["-Wall", "-Wno-missing-field-initializers"]
 
+# The C cores use Linux system calls (futex, memfd). Elsewhere plait installs without
+# them and its import raises one ImportError that names what is missing
+# (plait._core.system), instead of the build failing in a compiler.
+ON_LINUX = sys.platform.startswith("linux")
+
 setup(
     cmdclass={"build_py": BuildPy, "editable_wheel": EditableWheel},
     ext_modules=[
@@ -62,5 +68,7 @@ setup(
             depends=["plait/_core/_futex.h"],
             extra_compile_args=_FLAGS,
         ),
-    ],
+    ]
+    if ON_LINUX
+    else [],
 )
