@@ -48,6 +48,7 @@ def run_dask_config_pool():
 
 
 def run_pebble():
+    import concurrent.futures
     import time
 
     import pebble
@@ -57,7 +58,7 @@ def run_pebble():
         late = pool.schedule(time.sleep, args=(30,), timeout=1)
         try:
             late.result()
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:  # the builtin one from 3.11 on
             out.append(("timed out", out[-1][1]))
     return out
 
