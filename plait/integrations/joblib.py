@@ -35,8 +35,11 @@ batch that *returns* an exception object from being taken for one that raised it
   start workers each time. It is terminated at process exit (plait children included),
   or once a call that aborted, or that needed other arguments, retired it and no
   other call still runs on it: concurrent calls from several threads share it safely.
-- Inside a worker (a daemonic process) the backend runs sequentially, as joblib's
-  process backends do; nested calls from a thread go to joblib's threading backend.
+- ``parallel_config(inner_max_num_threads=n)`` sets the BLAS/OpenMP thread variables
+  of each worker to ``n`` (the pool's ``worker_env``); without it the pool caps them at
+  each worker's share of the CPUs, as loky does.
+- A nested ``Parallel(backend="plait")`` inside a task starts a pool of the worker's
+  own (workers may have children); other nested calls go to joblib's threading backend.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class PlaitBackend(AutoBatchingMixin, ParallelBackendBase):
 
     supports_retrieve_callback = True
     supports_timeout = True
+    supports_inner_max_num_threads = True
     default_n_jobs = -1
 
     def __init__(self, nesting_level: int | None = None, **pool_kwargs: Any) -> None:
@@ -111,6 +115,11 @@ class PlaitBackend(AutoBatchingMixin, ParallelBackendBase):
             for name, value in {**self.backend_kwargs, **pool_kwargs}.items()
             if name not in _JOBLIB_OWN
         }
+        if self.inner_max_num_threads is not None:
+            # parallel_config(inner_max_num_threads=n): each worker's BLAS/OpenMP threads.
+            threads = str(self.inner_max_num_threads)
+            caps = {variable: threads for variable in self.MAX_NUM_THREADS_VARS}
+            pool_kwargs["worker_env"] = {**caps, **pool_kwargs.get("worker_env", {})}
         self._pool = _acquire(n_jobs, pool_kwargs)
         self.parallel = parallel
         return n_jobs

@@ -257,3 +257,13 @@ def test_a_plait_child_that_used_the_backend_ends_cleanly_without_calling_shutdo
         child.start()
         child.join(60)
         assert child.exitcode == 0
+
+
+def thread_variables(_):
+    return os.environ.get("OMP_NUM_THREADS"), os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+def test_inner_max_num_threads_sets_each_workers_blas_threads_as_with_loky():
+    with joblib.parallel_config(backend="plait", n_jobs=2, inner_max_num_threads=3):
+        seen = set(Parallel()(delayed(thread_variables)(i) for i in range(4)))
+    assert seen == {("3", "3")}
