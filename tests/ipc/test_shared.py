@@ -7,7 +7,6 @@ import multiprocessing.shared_memory
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import time
 
@@ -18,7 +17,7 @@ import plait.ipc.sharedctypes as plait_sct
 from plait.ipc import Pipe
 from plait.ipc.synchronize import Lock, OwnerDiedError
 from tests.ipc.conftest import PLAIT
-from tests.support import finish, start
+from tests.support import finish, run_python, start
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -237,10 +236,8 @@ def test_a_program_that_attaches_untracked_leaves_the_block_alive(shm, no_shm_le
     block = shm.SharedMemory(create=True, size=10, track=False)
     try:
         code = ATTACH_IN_ANOTHER_PROGRAM.format(module=shm.__name__, track=False)
-        done = subprocess.run(
-            [sys.executable, "-c", code, block.name], capture_output=True, timeout=60
-        )
-        assert (done.returncode, done.stderr) == (0, b"")
+        done = run_python("-c", code, block.name, timeout=60)
+        assert (done.returncode, done.stderr) == (0, "")
         assert block.buf[0] == 7
         again = shm.SharedMemory(block.name, track=False)
         assert again.buf[0] == 7
@@ -261,10 +258,8 @@ def test_track_is_keyword_only_and_a_tracked_block_outlives_a_program_that_attac
     block = plait_shm.SharedMemory(create=True, size=10)
     try:
         code = ATTACH_IN_ANOTHER_PROGRAM.format(module=plait_shm.__name__, track=True)
-        done = subprocess.run(
-            [sys.executable, "-c", code, block.name], capture_output=True, timeout=60
-        )
-        assert (done.returncode, done.stderr) == (0, b"")
+        done = run_python("-c", code, block.name, timeout=60)
+        assert (done.returncode, done.stderr) == (0, "")
         again = plait_shm.SharedMemory(block.name)
         assert again.buf[0] == 7
         again.close()
