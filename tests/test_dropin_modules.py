@@ -7,13 +7,12 @@ import importlib
 import io
 import logging
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from tests.scripts import run_on_both
+from tests.support import run_on_both, run_python
 
 CONTEXTS = """
 import sys
@@ -79,7 +78,7 @@ def test_a_context_offers_queues_without_importing_the_layer_first():
         print(q.get(timeout=5) + 1, "plait.ipc" in sys.modules, callable(ctx.Pool))
         """
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    run = run_python("-c", code, timeout=50)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["False", "42", "True", "True"]
 
@@ -321,9 +320,7 @@ def test_registered_reducers_reach_plait_queues_and_pools():
                 print(pool.apply(point_x, (Point(5),)))
         """
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="."
-    )
+    run = run_python("-c", code, timeout=60, cwd=".")
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["40", "500"]
 
@@ -359,9 +356,7 @@ def test_a_registered_name_is_removed_once_its_users_are_gone(tmp_path, module):
     name = f"plait-test-{module}-{os.getpid()}"
     script = tmp_path / "leak.py"
     script.write_text(textwrap.dedent(LEAK.format(module=module)))
-    run = subprocess.run(
-        [sys.executable, str(script), name], capture_output=True, text=True, timeout=60
-    )
+    run = run_python(str(script), name, timeout=60)
     assert run.stdout.split() == ["0", "too", "long"], run.stderr
     assert "There appear to be 1 leaked shared_memory objects" in run.stderr
     assert not os.path.exists(os.path.join("/dev/shm", name))
@@ -466,9 +461,7 @@ sys.exit(p.exitcode)
 def test_a_script_without_the_main_guard_fails_instead_of_forking_a_bomb(tmp_path, module, method):
     script = tmp_path / "bomb.py"
     script.write_text(textwrap.dedent(UNGUARDED.format(module=module)))
-    run = subprocess.run(
-        [sys.executable, str(script), method], capture_output=True, text=True, timeout=60
-    )
+    run = run_python(str(script), method, timeout=60)
     assert run.returncode != 0
     assert run.stdout == ""
     assert "RuntimeError" in run.stderr
@@ -561,7 +554,7 @@ def test_standard_objects_reach_a_spawned_child_of_a_program_run_with_dash_c():
         print(p.exitcode)
         """
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    run = run_python("-c", code, timeout=60)
     assert run.stdout == "through the pipe through the queue\n0\n", run.stderr
 
 
@@ -590,5 +583,5 @@ def test_many_queues_and_a_lambda_go_to_one_child(tmp_path, method):
     )
     script = tmp_path / "many_queues.py"
     script.write_text(code)
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=80)
+    run = run_python(str(script), timeout=80)
     assert run.stdout == "40\n0\n", run.stderr

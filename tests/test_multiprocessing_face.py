@@ -3,13 +3,11 @@
 import importlib
 import multiprocessing
 import pkgutil
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from tests.scripts import run_on_both
+from tests.support import run_on_both, run_python
 
 # Every public submodule of the standard package (the Windows-only one aside), read from
 # the standard package itself, and the package.
@@ -57,7 +55,7 @@ def test_every_submodule_is_an_attribute_of_the_package_after_a_bare_import():
         "import plait.multiprocessing as mp; "
         f"print(all(getattr(mp, name.split('.')[1]) for name in {STANDARD_MODULES[2:]}))"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    run = run_python("-c", code, timeout=50)
     assert run.stdout.strip() == "True", run.stderr
 
 
@@ -177,6 +175,6 @@ print("Pool" in dir(ctx), callable(ctx.Pool), callable(ctx.Queue), callable(ctx.
 def test_import_leaves_pool_and_managers_for_first_use(module, heavy):
     """Importing the face imports neither the pool nor the managers, yet names them all."""
     code = textwrap.dedent(LAZY.format(module=module, heavy=heavy))
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    run = run_python("-c", code, timeout=50)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["[]", "True", "True True True True"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.support import run_python
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,14 +58,7 @@ def run_program(tmp_path, source: str, *args: str, timeout: float = 100) -> str:
     script = tmp_path / "program.py"
     script.write_text(textwrap.dedent(source))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT])}
-    run = subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=tmp_path,
-        env=env,
-    )
+    run = run_python(str(script), *args, timeout=timeout, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr
     return run.stdout
 
@@ -435,12 +428,6 @@ def test_a_python_c_program_sends_functions_naming_a_patched_module_to_spawned_c
         print(p.exitcode)
         """
     )
-    run = subprocess.run(
-        [sys.executable, "-c", program],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        env={**os.environ, "PYTHONPATH": ROOT},
-    )
+    run = run_python("-c", program, timeout=50, env={**os.environ, "PYTHONPATH": ROOT})
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["plait.pool.pool plait.ipc.queues", "0"]

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import site
-import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests.support import run_python
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,14 +34,7 @@ def start(code: str, value: str | None, *args: str, cwd: str | None = None):
     env["PYTHONPATH"] = ROOT
     if value is not None:
         env["PLAIT_PATCH"] = value
-    return subprocess.run(
-        [sys.executable, *(["-c", code] if code else []), *args],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        env=env,
-        cwd=cwd,
-    )
+    return run_python(*(["-c", code] if code else []), *args, timeout=100, env=env, cwd=cwd)
 
 
 def test_the_hook_is_installed_beside_plait():

@@ -7,12 +7,11 @@ the work ran on differs (``multiprocessing`` against ``plait``).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.support import run_python
 
 PROGRAM = """
 import sys
@@ -44,15 +43,7 @@ if __name__ == "__main__":
 
 
 def _run(tmp_path, *argv):
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run(
-        [sys.executable, *argv],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        cwd=tmp_path,
-        env=environment,
-    )
+    return run_python(*argv, timeout=100, cwd=tmp_path, sys_path=True)
 
 
 @pytest.mark.timeout(120)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import ast
 import importlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import plait
+from tests.support import run_python
 
 PLAIT = Path(plait.__file__).parent
 STUBS = sorted(PLAIT.rglob("*.pyi"))
@@ -70,8 +69,6 @@ def test_a_stub_exports_what_its_module_exports_from_the_same_homes(stub):
 def test_the_typed_program_runs():
     program = Path(__file__).parent / "typed" / "faces_program.py"
     env = {**os.environ, "PYTHONPATH": str(PLAIT.parent)}
-    run = subprocess.run(
-        [sys.executable, str(program)], capture_output=True, text=True, timeout=100, env=env
-    )
+    run = run_python(str(program), timeout=100, env=env)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["325", "12", "28"]

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from plait._core.block import Block, check, memfd
-from tests.process.childresult import run_in_child
+from tests.support import run_in_child
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
 from plait.pool.backends import BackendNotInstalledError, UnknownBackendError, make_engine
+from tests.support import run_python
 
 
 def test_unknown_backend_names_the_known_ones():
@@ -34,6 +34,6 @@ def test_importing_plait_imports_no_engine():
         "import sys, plait, plait.pool, plait.multiprocessing, plait.pool.backends\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'ray')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = run_python("-c", code, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -13,8 +13,6 @@ import multiprocessing
 import os
 import pickle
 import socket
-import subprocess
-import sys
 import threading
 from multiprocessing.pool import RemoteTraceback
 
@@ -28,7 +26,7 @@ from plait.pool.backends import (
 )
 from tests.cluster import tasks
 from tests.cluster.conftest import cluster_executor, cluster_pool
-from tests.conftest import child_pids, wait_until
+from tests.support import child_pids, run_python, wait_until
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -274,8 +272,6 @@ def test_functions_of_main_travel_by_value(address):
         "        print(pool.map(triple, range(5)), pool.apply(lambda: 'lambda'))\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    out = subprocess.run(
-        [sys.executable, "-c", code, address], capture_output=True, text=True, timeout=100, cwd=root
-    )
+    out = run_python("-c", code, address, timeout=100, cwd=root)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[0, 3, 6, 9, 12] lambda"

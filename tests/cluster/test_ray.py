@@ -9,8 +9,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import socket
-import subprocess
-import sys
 from multiprocessing.pool import RemoteTraceback
 
 import pytest
@@ -19,6 +17,7 @@ from plait.pool import WorkerLostError
 from plait.pool.backends import RemoteWorkerLostError, UnsupportedOptionError
 from tests.cluster import tasks
 from tests.cluster.conftest import cluster_executor, cluster_pool
+from tests.support import run_python
 
 ray = pytest.importorskip("ray")
 
@@ -120,7 +119,7 @@ def test_unreachable_head_is_a_clear_error():
         "    print(type(exc).__name__, exc.address, exc.timeout)\n"
     )
     where = f"127.0.0.1:{port}"
-    out = subprocess.run([sys.executable, "-c", code, where], capture_output=True, text=True)
+    out = run_python("-c", code, where, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["SchedulerUnreachableError", where, "2"]
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -18,6 +16,7 @@ from joblib import Parallel, delayed  # noqa: E402
 from plait.integrations import joblib as plait_joblib  # noqa: E402
 from plait.pool import TimeoutError as PoolTimeoutError  # noqa: E402
 from plait.pool import WorkerLostError  # noqa: E402
+from tests.support import run_python  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,9 +79,7 @@ def test_a_program_prints_the_same_on_plait_as_on_joblibs_default_backend(tmp_pa
     script.write_text(PROGRAM)
     outputs = {}
     for backend in ("plait", "loky"):
-        run = subprocess.run(
-            [sys.executable, str(script), backend], capture_output=True, text=True, timeout=100
-        )
+        run = run_python(str(script), backend, timeout=100)
         assert run.returncode == 0, run.stderr
         outputs[backend] = run.stdout
     assert outputs["plait"] == outputs["loky"]
@@ -115,9 +112,7 @@ print(Parallel(n_jobs=2, backend="plait")(delayed(nested)(n) for n in range(5)))
 def test_functions_and_classes_defined_later_in_main_and_nested_calls_run_as_with_loky():
     # As in a notebook: __main__ grows after the workers started. A worker's nested
     # Parallel gets a pool of its own, not the parent's copy of the kept one.
-    run = subprocess.run(
-        [sys.executable, "-c", INTERACTIVE], capture_output=True, text=True, timeout=120
-    )
+    run = run_python("-c", INTERACTIVE, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["[0, 1, 4, 9]", "[0, 1, 2]", "[0, 0, 1, 5, 14]"]
 

@@ -2,7 +2,7 @@
 
 torch is not installed in CI (its wheels are gigabytes); this test makes the same check
 and the same calls its loader makes on the context it is given, run the same way on the
-standard module and on plait's face (``tests.scripts.run_on_both``):
+standard module and on plait's face (``tests.support.run_on_both``):
 
 - the check: ``isinstance(context, multiprocessing.context.BaseContext)``, with the
   *standard* ``multiprocessing`` (torch imports it as ``python_multiprocessing``);
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scripts import run_on_both
+from tests.support import run_on_both
 
 LOADER = """
 import multiprocessing as python_multiprocessing

@@ -3,11 +3,11 @@ what they compute without it (the real library, run in a subprocess each way).""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.support import run_python
 
 pytest.importorskip("tqdm")
 
@@ -49,9 +49,7 @@ def test_process_map_and_thread_map_run_on_plait_under_patch(tmp_path):
     script.write_text(textwrap.dedent(PROGRAM))
     outputs = {}
     for mode in ("plain", "patched"):
-        run = subprocess.run(
-            [sys.executable, str(script), mode], capture_output=True, text=True, timeout=100
-        )
+        run = run_python(str(script), mode, timeout=100)
         assert run.returncode == 0, run.stderr
         outputs[mode] = run.stdout.split("\n")
     assert outputs["plain"][:4] == ["True", "True", "[False]", "[False]"]

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import subprocess
-import sys
 
 import pytest
+
+from tests.support import run_python
 
 PROGRAM = r"""
 import sys
@@ -133,9 +133,7 @@ if __name__ == "__main__":
 def run(tmp_path, workload: str, mode: str):
     script = tmp_path / "workload.py"
     script.write_text(PROGRAM)
-    done = subprocess.run(
-        [sys.executable, str(script), workload, mode], capture_output=True, text=True, timeout=150
-    )
+    done = run_python(str(script), workload, mode, timeout=150)
     assert done.returncode == 0, done.stderr
     result, warned = done.stdout.splitlines()[-2:]
     return ast.literal_eval(result), ast.literal_eval(warned)

@@ -10,8 +10,6 @@ import pickle
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -21,7 +19,7 @@ from hypothesis import strategies as st
 
 import plait.ipc
 from plait._core import fdpass, framing
-from tests.ipc.children import child
+from tests.support import child, python_with_fds
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -515,24 +513,10 @@ def test_the_spawn_hook_passes_a_connection_to_a_fresh_interpreter():
         with fdpass.FdCollector() as collector:
             data = pickle.dumps(there)
         there.close()
-        try:
-            child = subprocess.Popen(
-                [sys.executable, "-c", CHILD_REBUILDS_CONNECTION, *map(str, collector.fds)],
-                stdin=subprocess.PIPE,
-                pass_fds=collector.fds,
-            )
-        finally:
-            collector.close()
-        try:
-            with child.stdin:
-                child.stdin.write(data)
+        with python_with_fds(CHILD_REBUILDS_CONNECTION, data, collector) as child:
             here.send("ping")
             assert here.recv(timeout=30) == ("rebuilt in a spawned child", "ping")
             assert child.wait(30) == 0
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait(10)
 
 
 def test_timeouts_too_long_for_poll_mean_forever():

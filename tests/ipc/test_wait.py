@@ -9,7 +9,7 @@ import socket
 import pytest
 
 import plait.ipc
-from tests.ipc.children import child
+from tests.support import child
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -137,7 +137,7 @@ def test_dict_proxy_fromkeys_union_and_reversed(family, plait_no_leaks):
     strict=True,
     reason="plait.managers.sync lacks SyncManager.set()",
 )
-def test_set_proxy_in_place_operators_take_only_sets_as_a_set_does(leak_free):
+def test_set_proxy_in_place_operators_take_only_sets_as_a_set_does(no_leaks):
     """``s |= [1]`` raises ``TypeError`` on a set, and on plait's proxy of one (the
     standard library's proxy sends it to the server and drops the ``NotImplemented``
     that comes back: nothing changes and nothing is said)."""

@@ -13,7 +13,7 @@ import pytest
 import plait.multiprocessing as pmp
 from plait.ipc import Client
 from plait.managers import ManagerGoneError, RemoteError, SyncManager, proxy, rings
-from tests.conftest import wait_until
+from tests.support import wait_until
 
 
 def _fork_manager() -> SyncManager:
@@ -30,7 +30,7 @@ def _link(m: SyncManager) -> rings.RingLink:
 
 
 @pytest.mark.timeout(60)
-def test_calls_that_cannot_block_take_the_rings(leak_free):
+def test_calls_that_cannot_block_take_the_rings(no_leaks):
     with _fork_manager() as m:
         d = m.dict()
         before = m.statistics()["ring_requests"]
@@ -44,7 +44,7 @@ def test_calls_that_cannot_block_take_the_rings(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_without_rings_the_same_calls_give_the_same_results(leak_free, monkeypatch):
+def test_without_rings_the_same_calls_give_the_same_results(no_leaks, monkeypatch):
     def scenario(m):
         d, q, lst = m.dict(), m.Queue(), m.list()
         d.update(a=1, b=[1, 2])
@@ -63,7 +63,7 @@ def test_without_rings_the_same_calls_give_the_same_results(leak_free, monkeypat
 
 
 @pytest.mark.timeout(60)
-def test_large_requests_and_replies_travel_on_the_socket(leak_free):
+def test_large_requests_and_replies_travel_on_the_socket(no_leaks):
     big = bytes(range(256)) * (rings.RING_MESSAGE_MAX // 128)  # twice the ring limit
     with _fork_manager() as m:
         d = m.dict()
@@ -77,7 +77,7 @@ def test_large_requests_and_replies_travel_on_the_socket(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_objects_carrying_fds_travel_on_the_socket(leak_free):
+def test_objects_carrying_fds_travel_on_the_socket(no_leaks):
     here, there = pmp.Pipe()
     with _fork_manager() as m:
         lst = m.list()
@@ -92,7 +92,7 @@ def test_objects_carrying_fds_travel_on_the_socket(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_calls_that_wait_are_redirected_and_the_rings_go_on(leak_free):
+def test_calls_that_wait_are_redirected_and_the_rings_go_on(no_leaks):
     with _fork_manager() as m:
         q = m.Queue()
         got = []
@@ -109,7 +109,7 @@ def test_calls_that_wait_are_redirected_and_the_rings_go_on(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_garbage_in_the_inbox_gets_an_error_reply(leak_free):
+def test_garbage_in_the_inbox_gets_an_error_reply(no_leaks):
     with _fork_manager() as m:
         d = m.dict(a=1)
         link = _link(m)
@@ -125,7 +125,7 @@ def test_garbage_in_the_inbox_gets_an_error_reply(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_a_client_that_never_reads_its_replies_loses_only_its_connection(leak_free):
+def test_a_client_that_never_reads_its_replies_loses_only_its_connection(no_leaks):
     with _fork_manager() as m:
         d = m.dict(a=1)
         pid = os.fork()
@@ -155,7 +155,7 @@ def test_a_client_that_never_reads_its_replies_loses_only_its_connection(leak_fr
 
 
 @pytest.mark.timeout(60)
-def test_a_killed_server_fails_calls_waiting_on_the_rings(leak_free):
+def test_a_killed_server_fails_calls_waiting_on_the_rings(no_leaks):
     m = _fork_manager()
     d = m.dict(a=1)
     assert d["a"] == 1
@@ -168,7 +168,7 @@ def test_a_killed_server_fails_calls_waiting_on_the_rings(leak_free):
 
 
 @pytest.mark.timeout(120)
-def test_clients_killed_in_the_middle_of_ring_calls_never_disturb_the_others(leak_free):
+def test_clients_killed_in_the_middle_of_ring_calls_never_disturb_the_others(no_leaks):
     with _fork_manager() as m:
         d = m.dict()
         for round_ in range(30):
@@ -193,7 +193,7 @@ def test_clients_killed_in_the_middle_of_ring_calls_never_disturb_the_others(lea
 
 
 @pytest.mark.timeout(60)
-def test_a_client_whose_pid_the_socket_does_not_see_keeps_the_socket(leak_free):
+def test_a_client_whose_pid_the_socket_does_not_see_keeps_the_socket(no_leaks):
     """As a client in another pid namespace (a container): the rings' locks would take
     its live pid for a dead one, so it gets no rings and is served on its socket."""
     with _fork_manager() as m:

@@ -21,7 +21,7 @@ import plait.multiprocessing as pmp
 from plait._core.framing import HEADER, PLAIN
 from plait.ipc import Client
 from plait.managers import BaseManager, ManagerGoneError, SyncManager, batch
-from tests.conftest import wait_until
+from tests.support import run_python, wait_until
 
 from . import targets
 
@@ -60,12 +60,8 @@ def tcp_server_program():
 
 
 def run_client(port: int, key: bytes) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", targets.CLIENT_PROGRAM, str(port), key.decode()],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        start_new_session=True,
+    return run_python(
+        "-c", targets.CLIENT_PROGRAM, str(port), key.decode(), timeout=60, start_new_session=True
     )
 
 
@@ -136,7 +132,7 @@ def test_garbage_and_oversized_frames_from_an_authenticated_client(tcp_manager):
 
 
 @pytest.mark.timeout(90)
-def test_client_killed_mid_call_others_work_and_its_objects_are_released(leak_free):
+def test_client_killed_mid_call_others_work_and_its_objects_are_released(no_leaks):
     ctx = pmp.get_context("fork")
     with SyncManager(ctx=ctx, authkey=b"k") as m:
         q, ready = m.Queue(), m.Event()
@@ -157,7 +153,7 @@ def test_client_killed_mid_call_others_work_and_its_objects_are_released(leak_fr
 
 
 @pytest.mark.timeout(60)
-def test_killed_during_a_slow_method(leak_free):
+def test_killed_during_a_slow_method(no_leaks):
     ctx = pmp.get_context("fork")
     with CounterManager(ctx=ctx) as m:
         c = m.Counter()
@@ -171,7 +167,7 @@ def test_killed_during_a_slow_method(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_shutdown_with_live_proxies_gives_a_clear_error(leak_free):
+def test_shutdown_with_live_proxies_gives_a_clear_error(no_leaks):
     m = SyncManager(ctx=pmp.get_context("fork"))
     m.start()
     d = m.dict(a=1)
@@ -189,7 +185,7 @@ def test_shutdown_with_live_proxies_gives_a_clear_error(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_shutdown_seen_from_another_process(leak_free):
+def test_shutdown_seen_from_another_process(no_leaks):
     m = SyncManager(ctx=pmp.get_context("fork"))
     m.start()
     d = m.dict(a=1)
@@ -217,7 +213,7 @@ def test_shutdown_seen_from_another_process(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_batch_sends_many_calls_in_one_round_trip(leak_free):
+def test_batch_sends_many_calls_in_one_round_trip(no_leaks):
     with SyncManager(ctx=pmp.get_context("fork")) as m:
         d = m.dict()
         with batch():
@@ -234,7 +230,7 @@ def test_batch_sends_many_calls_in_one_round_trip(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_objects_of_dropped_proxies_are_released(leak_free):
+def test_objects_of_dropped_proxies_are_released(no_leaks):
     with SyncManager(ctx=pmp.get_context("fork")) as m:
         lists = [m.list([i]) for i in range(5)]
         assert m._number_of_objects() == 5
@@ -251,7 +247,7 @@ def test_objects_of_dropped_proxies_are_released(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_proxy_pickled_to_a_spawned_child_outlives_the_parents_copy(leak_free):
+def test_proxy_pickled_to_a_spawned_child_outlives_the_parents_copy(no_leaks):
     ctx = pmp.get_context("spawn")
     with SyncManager(ctx=ctx) as m:
         p = ctx.Process(target=targets.append_pid, args=(m.list(),))
@@ -279,7 +275,7 @@ def served_in_this_process(manager_type):
     assert not thread.is_alive()
 
 
-def test_server_in_this_process_with_get_server(leak_free):
+def test_server_in_this_process_with_get_server(no_leaks):
     with served_in_this_process(CounterManager) as (_, client):
         c = client.Counter(3)
         assert c.add(1) == 4
@@ -295,14 +291,12 @@ def test_program_with_a_manager_exits_cleanly():
         print(d["x"])
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
-    )
+    done = run_python("-c", program, timeout=60)
     assert done.returncode == 0 and done.stdout == "1\n", done.stderr
 
 
 @pytest.mark.timeout(60)
-def test_custom_key_travels_with_proxies_to_spawned_children(leak_free):
+def test_custom_key_travels_with_proxies_to_spawned_children(no_leaks):
     ctx = pmp.get_context("spawn")
     with SyncManager(ctx=ctx, authkey=b"not the process key") as m:
         items = m.list()
@@ -343,7 +337,7 @@ def test_server_stops_when_the_program_that_started_it_is_killed():
 
 
 @pytest.mark.timeout(60)
-def test_proxy_inherited_across_fork_and_used_by_both(leak_free):
+def test_proxy_inherited_across_fork_and_used_by_both(no_leaks):
     with SyncManager(ctx=pmp.get_context("fork")) as m:
         d = m.dict(parent=0)
         d["parent"] += 1  # the parent has a connection before the fork
@@ -363,7 +357,7 @@ def test_proxy_inherited_across_fork_and_used_by_both(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_statistics_show_where_connections_are_served(leak_free):
+def test_statistics_show_where_connections_are_served(no_leaks):
     with SyncManager(ctx=pmp.get_context("fork")) as m:
         d = m.dict()
         d["x"] = 1
@@ -378,7 +372,7 @@ def test_statistics_show_where_connections_are_served(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_creating_objects_leaves_the_connection_to_the_loop(leak_free):
+def test_creating_objects_leaves_the_connection_to_the_loop(no_leaks):
     with SyncManager(ctx=pmp.get_context("fork")) as m:
         made = [m.Queue(), m.Event(), m.Lock(), m.RLock(), m.Condition(), m.Barrier(2)]
         made[0].put("x")
@@ -396,7 +390,7 @@ def test_creating_objects_leaves_the_connection_to_the_loop(leak_free):
 
 
 @pytest.mark.timeout(60)
-def test_client_killed_in_a_call_that_never_returns_releases_its_objects(leak_free):
+def test_client_killed_in_a_call_that_never_returns_releases_its_objects(no_leaks):
     ctx = pmp.get_context("fork")
     with SyncManager(ctx=ctx, authkey=b"k") as m:
         ready = m.Event()
@@ -414,7 +408,7 @@ def test_client_killed_in_a_call_that_never_returns_releases_its_objects(leak_fr
 
 
 @pytest.mark.timeout(60)
-def test_a_proxy_in_the_server_finalized_under_the_table_lock(leak_free):
+def test_a_proxy_in_the_server_finalized_under_the_table_lock(no_leaks):
     """A collection may run inside any region that holds the server's lock and finalize
     a proxy living in the server (here: a managed list taken out of a managed dict),
     whose __del__ takes the lock again: it must not deadlock."""

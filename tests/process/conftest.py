@@ -21,13 +21,6 @@ def _stop_fork_server() -> None:
         assert forkserver.stop_server(timeout=10), "the fork server did not exit"
 
 
-@pytest.fixture
-def no_leaks(no_leaks):
-    """The shared leak check, after stopping the fork server (a child of this process)."""
-    yield
-    _stop_fork_server()
-
-
 @pytest.fixture(autouse=True)
 def _no_fork_server_left():
     """Tests of other directories must not inherit a fork server from these."""

@@ -7,8 +7,6 @@ import multiprocessing
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -24,6 +22,7 @@ from tests.process.targets import (
     sleep,
     start_grandchild,
 )
+from tests.support import run_python
 
 MODULES = [multiprocessing, plait.process]
 
@@ -191,13 +190,7 @@ print(repr(out))
 @pytest.mark.timeout(60)
 def test_start_method_functions_match():
     outputs = [
-        subprocess.run(
-            [sys.executable, "-c", FRESH_INTERPRETER, mod.__name__],
-            capture_output=True,
-            text=True,
-            timeout=50,
-            check=True,
-        ).stdout
+        run_python("-c", FRESH_INTERPRETER, mod.__name__, timeout=50, check=True).stdout
         for mod in MODULES
     ]
     assert outputs[0] == outputs[1]
@@ -232,15 +225,7 @@ if __name__ == "__main__":
 def test_exit_joins_children_and_terminates_daemons(method, tmp_path):
     script = tmp_path / "exiting.py"
     script.write_text(EXIT_WAITS_FOR_CHILDREN)
-    outputs = [
-        subprocess.run(
-            [sys.executable, str(script), mod.__name__, method],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        for mod in MODULES
-    ]
+    outputs = [run_python(str(script), mod.__name__, method, timeout=60) for mod in MODULES]
     assert [o.stdout for o in outputs] == [f"3 {-signal.SIGTERM}\n"] * 2, outputs
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
 from plait.process import cpu
-from tests.process.childresult import run_in_child
+from tests.support import run_in_child, run_python
 
 V1 = "cpu,cpuacct/x/"
 
@@ -77,9 +76,7 @@ if __name__ == "__main__":
 def test_log_to_stderr_reaches_children(start, tmp_path):
     script = tmp_path / "logs.py"
     script.write_text(LOGGING_PROGRAM)
-    out = subprocess.run(
-        [sys.executable, str(script), start], capture_output=True, text=True, timeout=50
-    )
+    out = run_python(str(script), start, timeout=50)
     assert out.returncode == 0, out.stderr
     assert "[INFO/Logger] working in Logger" in out.stderr
     assert "[INFO/Logger] child process calling self.run()" in out.stderr

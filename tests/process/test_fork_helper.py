@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -25,6 +24,7 @@ from plait.process.fork import thread_count
 from plait.process.forkserver import ForkHelper
 from tests.process import targets
 from tests.process.conftest import FORKS_FROM_THREADS
+from tests.support import run_python
 
 # A helper made here while the test process runs threads is forked with Python's warning.
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60), FORKS_FROM_THREADS]
@@ -78,12 +78,11 @@ def started_through(helper: ForkHelper, target, *args):
 
 def run_program(code: str) -> object:
     """Run ``code`` (a program that prints one JSON value) in a fresh interpreter."""
-    run = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
+    run = run_python(
+        "-c",
+        textwrap.dedent(code),
         timeout=50,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        sys_path=True,
     )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import subprocess
 import sys
 import time
 
 import pytest
 
 import plait.process
+from tests.support import run_python
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -63,12 +63,13 @@ def test_interrupt_before_start_is_the_standard_error(name):
 
 
 def counts(args: list[str], env: dict[str, str], code: str) -> list[str]:
-    run = subprocess.run(
-        [sys.executable, *args, "-c", code],
-        capture_output=True,
-        text=True,
+    run = run_python(
+        *args,
+        "-c",
+        code,
         timeout=30,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env},
+        sys_path=True,
+        env={**os.environ, **env},
     )
     assert run.returncode == 0, run.stderr
     return run.stdout.split()

@@ -13,8 +13,6 @@ import time
 import pytest
 
 import plait.process
-from tests.conftest import child_pids, open_fds, wait_until
-from tests.process.childresult import ChildDied, run_in_child
 from tests.process.conftest import FORKS_FROM_THREADS
 from tests.process.targets import (
     SQUARERS,
@@ -32,6 +30,7 @@ from tests.process.targets import (
     sleep,
     write_through,
 )
+from tests.support import ChildDied, child_pids, open_fds, run_in_child, run_python, wait_until
 
 # -- exit codes and signals -----------------------------------------------------------
 
@@ -187,13 +186,9 @@ if __name__ == "__main__":
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("start", ["spawn", "forkserver"])
 def test_script_with_main_guard(start, tmp_path):
-    import subprocess
-
     script = tmp_path / "prog.py"
     script.write_text(MAIN_SCRIPT)
-    out = subprocess.run(
-        [sys.executable, str(script), start], capture_output=True, text=True, timeout=50
-    )
+    out = run_python(str(script), start, timeout=50)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "module body ran as __main__"
@@ -205,15 +200,13 @@ def test_script_with_main_guard(start, tmp_path):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("start", ["spawn", "forkserver"])
 def test_function_of_a_main_without_file_travels_by_value(start):
-    import subprocess
-
     code = (
         "import sys, plait.process\n"
         "def cube(x):\n    sys.exit(x ** 3)\n"
         f"p = plait.process.get_context({start!r}).Process(target=cube, args=(2,))\n"
         "p.start(); p.join(30); print(p.exitcode)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    out = run_python("-c", code, timeout=50)
     assert out.stdout.strip() == "8", out.stderr
 
 
@@ -293,11 +286,9 @@ if __name__ == "__main__":
 
 @pytest.mark.timeout(60)
 def test_fork_server_exits_when_its_parent_is_killed(tmp_path):
-    import subprocess
-
     script = tmp_path / "fs_parent.py"
     script.write_text(FORKSERVER_PARENT)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    out = run_python(str(script), timeout=50)
     assert out.returncode == -signal.SIGKILL
     server_pid = int(out.stdout)
     assert wait_until(lambda: not pid_alive(server_pid), 20)
@@ -496,13 +487,9 @@ print("exitcode", p.exitcode, flush=True)
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("start", ["spawn", "forkserver"])
 def test_script_without_main_guard_fails_in_the_child_instead_of_recursing(start, tmp_path):
-    import subprocess
-
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED_SCRIPT)
-    out = subprocess.run(
-        [sys.executable, str(script), start], capture_output=True, text=True, timeout=50
-    )
+    out = run_python(str(script), start, timeout=50)
     assert out.returncode == 0, out.stderr
     # Exactly one top-level start; nothing started from inside a re-run of the script.
     assert out.stdout.count("exitcode") == 1
@@ -529,21 +516,13 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("start", ["spawn", "forkserver"])
 @pytest.mark.parametrize("layout", ["module", "package"])
 def test_programs_run_with_dash_m(start, layout, tmp_path):
-    import subprocess
-
     if layout == "module":
         (tmp_path / "squaring.py").write_text(MODULE_MAIN)
     else:  # pkg/__main__.py is never re-run in children: its functions travel by value
         (tmp_path / "squaring").mkdir()
         (tmp_path / "squaring" / "__init__.py").write_text("")
         (tmp_path / "squaring" / "__main__.py").write_text(MODULE_MAIN)
-    out = subprocess.run(
-        [sys.executable, "-m", "squaring", start],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        cwd=tmp_path,
-    )
+    out = run_python("-m", "squaring", start, timeout=50, cwd=tmp_path)
     assert out.stdout.strip() == "result 25", out.stderr
 
 

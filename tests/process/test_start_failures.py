@@ -14,7 +14,6 @@ import errno
 import os
 import resource
 import socket
-import subprocess
 import sys
 import textwrap
 
@@ -22,7 +21,7 @@ import pytest
 
 import plait.process
 from plait.process import forkserver
-from tests.conftest import wait_until
+from tests.support import run_python, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -172,7 +171,7 @@ if __name__ == "__main__":
 def test_fork_parent_out_of_fds_kills_and_reaps_the_child(tmp_path):
     script = tmp_path / "out_of_fds.py"
     script.write_text(textwrap.dedent(PARENT_OUT_OF_FDS))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    out = run_python(str(script), timeout=50)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["refused EMFILE True", "no children", "again 3"]
 

@@ -16,7 +16,7 @@ import pytest
 import plait.multiprocessing.dummy
 import plait.multiprocessing.dummy.connection
 from plait.pool import ThreadPool
-from tests.conftest import wait_until
+from tests.support import wait_until
 
 MODULES = [multiprocessing.dummy, plait.multiprocessing.dummy]
 

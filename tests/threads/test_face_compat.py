@@ -11,7 +11,6 @@ import gc
 import pickle
 import queue
 import re
-import subprocess
 import sys
 import threading
 import types
@@ -23,7 +22,7 @@ import pytest
 import plait.queue
 import plait.threading
 from plait.threads import interpreter
-from tests.conftest import wait_until
+from tests.support import run_python, wait_until
 
 
 @pytest.fixture(params=[threading, plait.threading], ids=["threading", "plait"])
@@ -428,9 +427,7 @@ def test_register_atexit_runs_before_exit_once(modname):
         threading._register_atexit(too_late)
         threading._register_atexit(last)  # the last registered runs first
     """
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=50
-    )
+    done = run_python("-c", program, timeout=50)
     assert done.stdout == "last words\n"
     assert "RuntimeError: can't register atexit after shutdown" in done.stderr
 

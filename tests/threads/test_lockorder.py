@@ -2,7 +2,6 @@
 
 import _thread
 import os
-import subprocess
 import sys
 import warnings
 
@@ -10,6 +9,7 @@ import pytest
 
 import plait.threading
 from plait import threads
+from tests.support import run_python
 
 
 @pytest.fixture
@@ -177,8 +177,6 @@ def test_environment_variable_turns_it_on(tmp_path, no_leaks):
     )
     root = os.path.dirname(os.path.dirname(plait.threading.__file__))
     env = dict(os.environ, PLAIT_CHECK_LOCKS="1", PYTHONPATH=root)
-    proc = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=50
-    )
+    proc = run_python(str(script), env=env, timeout=50)
     assert proc.returncode == 0
     assert "LockOrderWarning: potential deadlock" in proc.stderr

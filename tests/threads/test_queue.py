@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import plait.queue
-from tests.conftest import wait_until
+from tests.support import wait_until
 
 HAS_STD_SHUTDOWN = hasattr(queue.Queue, "shutdown")
 

@@ -4,15 +4,11 @@ The interpreter itself is not built for valgrind and reports errors of its own, 
 test counts only the error reports whose stack passes through the engine (``_queue``).
 """
 
-import os
-import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-import plait.queue
+from tests.support import valgrind_reports
 
 SCENARIO = """
 import gc, threading
@@ -56,17 +52,6 @@ print("scenario done")
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
 def test_queue_engine_is_clean_under_valgrind(no_leaks):
-    root = os.path.dirname(os.path.dirname(plait.queue.__file__))
-    env = dict(os.environ, PYTHONMALLOC="malloc", PYTHONPATH=root)
-    proc = subprocess.run(
-        ["valgrind", "-q", "--num-callers=40", sys.executable, "-c", SCENARIO],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert "scenario done" in proc.stdout, proc.stderr[-3000:]
-    # One report per blank-line-separated block of "==pid== ..." lines.
-    blocks = re.split(r"==\d+== \n", proc.stderr)
+    blocks = valgrind_reports(SCENARIO, timeout=170)
     ours = [b for b in blocks if "_queue" in b]
     assert ours == [], "\n".join(ours)

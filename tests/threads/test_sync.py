@@ -5,7 +5,7 @@ import threading
 import pytest
 
 import plait.threading
-from tests.conftest import wait_until
+from tests.support import wait_until
 
 
 @pytest.fixture(params=[threading, plait.threading], ids=["threading", "plait"])

@@ -5,15 +5,11 @@ The interpreter is not built for valgrind and reports errors of its own, so the 
 counts only the reports whose stack passes through our two modules.
 """
 
-import os
-import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-import plait.ipc.queues
+from tests.support import valgrind_reports
 
 SCENARIO = """
 import os, threading, queue, pickle
@@ -66,16 +62,6 @@ print("scenario done")
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
 def test_native_cores_are_clean_under_valgrind(no_leaks):
-    root = os.path.dirname(os.path.dirname(os.path.dirname(plait.ipc.queues.__file__)))
-    env = dict(os.environ, PYTHONMALLOC="malloc", PYTHONPATH=root)
-    proc = subprocess.run(
-        ["valgrind", "-q", "--num-callers=40", sys.executable, "-c", SCENARIO],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=230,
-    )
-    assert "scenario done" in proc.stdout, proc.stderr[-3000:]
-    blocks = re.split(r"==\d+== \n", proc.stderr)
+    blocks = valgrind_reports(SCENARIO, timeout=230)
     ours = [b for b in blocks if "_sync" in b or "_ring" in b]
     assert ours == [], "\n".join(ours)

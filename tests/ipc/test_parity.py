@@ -24,7 +24,8 @@ import plait.ipc.queues
 import plait.ipc.shared_memory
 import plait.ipc.sharedctypes
 import plait.process
-from tests.ipc_sync.conftest import PLAIT, STANDARD, finish, run
+from tests.ipc.conftest import PLAIT, STANDARD
+from tests.support import finish, start
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -116,7 +117,7 @@ def test_the_reader_end_is_waited_on_beside_sentinels(mods, no_shm_leaks):
     assert reader is q._reader
     assert multiprocessing.connection.wait([reader], timeout=0.05) == []
     assert not reader.poll()
-    child = run(mods.api, _put_later, q, ["a", ("b", 2)])
+    child = start(mods.api.Process, _put_later, q, ["a", ("b", 2)])
     ready = multiprocessing.connection.wait([reader, child.sentinel], timeout=10)
     assert reader in ready
     assert reader.recv() == "a"
@@ -181,7 +182,7 @@ def _double_foo(foo):
 @pytest.mark.parametrize("lock", [False, True])
 def test_a_shared_structure_is_doubled_by_a_child(mods, lock, no_shm_leaks):
     foo = mods.sharedctypes.Value(Foo, 3, 2, lock=lock)
-    assert finish(run(mods.api, _double_foo, foo)) == 0
+    assert finish(start(mods.api.Process, _double_foo, foo)) == 0
     assert (foo.x, foo.y) == (6, 4.0)
     if lock:
         assert type(foo).__name__ == "SynchronizedFoo"
@@ -215,7 +216,7 @@ def test_a_heap_buffer_is_shared_with_a_child(mods, fresh_heap, no_shm_leaks):
     wrapper = mods.heap.BufferWrapper(16)
     view = wrapper.create_memoryview()
     assert len(view) == 16
-    assert finish(run(mods.api, _write_into, wrapper)) == 0
+    assert finish(start(mods.api.Process, _write_into, wrapper)) == 0
     assert bytes(view[:5]) == b"child"
     view.release()
     del view, wrapper

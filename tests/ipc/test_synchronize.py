@@ -11,8 +11,6 @@ import os
 import pickle
 import signal
 import struct
-import subprocess
-import sys
 import threading
 import time
 
@@ -31,9 +29,9 @@ from plait.ipc.synchronize import (
     RLock,
     Semaphore,
 )
-from tests.conftest import wait_until
-from tests.ipc_sync.conftest import PLAIT, finish, run
-from tests.ipc_sync.lean_children import meet_and_report_imports
+from tests.ipc.conftest import PLAIT
+from tests.ipc.lean_children import meet_and_report_imports
+from tests.support import finish, python_with_fds, start, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,7 +47,7 @@ def _add_under_lock(lock, counter, times):
 def test_lock_excludes_other_processes(api, kind, no_shm_leaks):
     lock = getattr(api, kind)()
     counter = mmap.mmap(-1, 8)
-    children = [run(api, _add_under_lock, lock, counter, 2000) for _ in range(3)]
+    children = [start(api.Process, _add_under_lock, lock, counter, 2000) for _ in range(3)]
     _add_under_lock(lock, counter, 2000)
     assert [finish(p) for p in children] == [0, 0, 0]
     assert struct.unpack_from("q", counter)[0] == 8000
@@ -73,7 +71,7 @@ def test_lock_semantics_match(api, no_shm_leaks):
 def test_a_lock_may_be_released_by_another_process(api, no_shm_leaks):
     lock = api.Lock()
     lock.acquire()
-    assert finish(run(api, lock.release)) == 0
+    assert finish(start(api.Process, lock.release)) == 0
     assert lock.acquire(timeout=5)
     lock.release()
 
@@ -104,7 +102,7 @@ def test_rlock_semantics_match(api, no_shm_leaks):
     assert errors == [AssertionError]
     a, b = Pipe()
     with a, b:
-        assert finish(run(api, _release_rlock, rlock, b)) == 0
+        assert finish(start(api.Process, _release_rlock, rlock, b)) == 0
         assert a.recv(timeout=10) == "AssertionError"
     rlock.release()
 
@@ -148,7 +146,7 @@ def test_semaphore_bounds_concurrency_across_processes(api, no_shm_leaks):
     sem, lock = api.Semaphore(2), api.Lock()
     shared = mmap.mmap(-1, 16)
     counter = memoryview(shared).cast("q")
-    children = [run(api, _hold_and_note, sem, counter, lock) for _ in range(5)]
+    children = [start(api.Process, _hold_and_note, sem, counter, lock) for _ in range(5)]
     assert [finish(p) for p in children] == [0] * 5
     assert counter[0] == 0
     assert 1 <= counter[1] <= 2
@@ -166,7 +164,7 @@ def test_condition_wait_for_and_notify_all(api, no_shm_leaks):
     shared = mmap.mmap(-1, 8)
     flag = memoryview(shared).cast("q")
     a, b = Pipe()
-    children = [run(api, _wait_for_flag, cond, flag, b) for _ in range(3)]
+    children = [start(api.Process, _wait_for_flag, cond, flag, b) for _ in range(3)]
     assert [a.recv(timeout=20) for _ in children] == ["ready"] * 3
     with cond:  # taken only once every child sits in wait()
         flag[0] = 1
@@ -192,7 +190,7 @@ def _wait_and_report(cond, conn):
 def test_condition_notify_n_wakes_n(api, no_shm_leaks):
     cond = api.Condition(api.Lock())
     a, b = Pipe()
-    children = [run(api, _wait_and_report, cond, b) for _ in range(3)]
+    children = [start(api.Process, _wait_and_report, cond, b) for _ in range(3)]
     assert [a.recv(timeout=20) for _ in range(3)] == ["ready"] * 3
     with cond:  # taken only once every child sits in wait()
         cond.notify(2)
@@ -215,7 +213,7 @@ def test_event_across_processes(api, no_shm_leaks):
     event = api.Event()
     assert not event.is_set()
     assert event.wait(0.01) is False
-    child = run(api, _set_later, event)
+    child = start(api.Process, _set_later, event)
     assert event.wait(10) is True
     assert event.is_set()
     event.clear()
@@ -230,7 +228,7 @@ def _wait_event(event, conn):
 def test_event_set_wakes_every_waiting_process(api, no_shm_leaks):
     event = api.Event()
     pipes = [Pipe() for _ in range(3)]
-    children = [run(api, _wait_event, event, b) for _, b in pipes]
+    children = [start(api.Process, _wait_event, event, b) for _, b in pipes]
     time.sleep(0.2)
     event.set()
     assert [a.recv(timeout=20) for a, _ in pipes] == [True] * 3
@@ -247,7 +245,7 @@ def _pass_barrier(barrier, conn):
 def test_barrier_across_processes(api, no_shm_leaks):
     barrier = api.Barrier(3)
     a, b = Pipe()
-    children = [run(api, _pass_barrier, barrier, b) for _ in range(2)]
+    children = [start(api.Process, _pass_barrier, barrier, b) for _ in range(2)]
     mine = barrier.wait(10)
     assert sorted([mine, a.recv(timeout=10), a.recv(timeout=10)]) == [0, 1, 2]
     assert [finish(p) for p in children] == [0, 0]
@@ -272,7 +270,7 @@ def _acquire_and_die(lock):
 @pytest.mark.parametrize("cls", [Lock, RLock])
 def test_holder_killed_waiter_gets_owner_died(cls, no_shm_leaks):
     lock = cls()
-    child = run(PLAIT, _acquire_and_die, lock)
+    child = start(PLAIT.Process, _acquire_and_die, lock)
     assert wait_until(lambda: lock._owner() == child.pid, 10)
     with pytest.raises(OwnerDiedError) as info:
         lock.acquire(timeout=10)
@@ -294,10 +292,10 @@ def _waiter(lock, conn):
 
 def test_only_one_waiter_is_told_of_the_death(no_shm_leaks):
     lock = Lock()
-    holder = run(PLAIT, _acquire_and_die, lock)
+    holder = start(PLAIT.Process, _acquire_and_die, lock)
     assert wait_until(lambda: lock._owner() == holder.pid, 10)
     a, b = Pipe()
-    waiters = [run(PLAIT, _waiter, lock, b) for _ in range(3)]
+    waiters = [start(PLAIT.Process, _waiter, lock, b) for _ in range(3)]
     replies = [a.recv(timeout=15) for _ in waiters]
     assert replies.count("acquired") == 2
     assert ("died", holder.pid) in replies
@@ -310,7 +308,7 @@ def test_only_one_waiter_is_told_of_the_death(no_shm_leaks):
 def test_waiting_with_a_timeout_still_times_out_on_a_live_holder(no_shm_leaks):
     lock = Lock()
     event = Event()
-    child = run(PLAIT, _hold_until, lock, event)
+    child = start(PLAIT.Process, _hold_until, lock, event)
     assert wait_until(lambda: lock._owner() == child.pid, 10)
     assert lock.acquire(timeout=0.25) is False
     event.set()
@@ -468,24 +466,10 @@ def test_primitives_travel_by_the_spawn_hook(no_shm_leaks):
     lock, queue, value, event = Lock(), Queue(), Value("i", 41), Event()
     with fdpass.FdCollector() as collector:
         data = pickle.dumps((lock, queue, value, event))
-    try:
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD_REBUILDS_PRIMITIVES, *map(str, collector.fds)],
-            stdin=subprocess.PIPE,
-            pass_fds=collector.fds,
-        )
-    finally:
-        collector.close()
-    try:
-        with child.stdin:
-            child.stdin.write(data)
+    with python_with_fds(CHILD_REBUILDS_PRIMITIVES, data, collector) as child:
         assert queue.get(timeout=30) == ("rebuilt in a fresh interpreter", 42)
         event.set()
         assert child.wait(30) == 0
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(10)
 
 
 def test_an_fd_that_is_not_a_sync_block_is_refused_and_closed():
@@ -512,16 +496,16 @@ def test_notify_does_not_wait_for_a_waiter_killed_in_wait(no_shm_leaks):
     """multiprocessing's notify waits forever for a killed waiter to wake; plait's skips it."""
     cond = Condition(Lock())
     a, b = Pipe()
-    victim = run(PLAIT, _wait_and_report, cond, b)
+    victim = start(PLAIT.Process, _wait_and_report, cond, b)
     assert a.recv(timeout=20) == "ready"
     with cond:  # taken only once the victim sits in wait()
         pass
     os.kill(victim.pid, signal.SIGKILL)
     assert finish(victim) == -signal.SIGKILL
-    survivor = run(PLAIT, _wait_and_report, cond, b)
+    survivor = start(PLAIT.Process, _wait_and_report, cond, b)
     assert a.recv(timeout=20) == "ready"
     # notify_all in another process: a hang there fails the test instead of hanging it.
-    notifier = run(PLAIT, _notify_all_and_report, cond, b)
+    notifier = start(PLAIT.Process, _notify_all_and_report, cond, b)
     assert a.poll(20), "notify_all hung on the killed waiter"
     assert sorted([a.recv(timeout=5), a.recv(timeout=10)], key=str) == [True, "notified"]
     assert [finish(notifier), finish(survivor)] == [0, 0]
@@ -535,9 +519,10 @@ def test_notify_does_not_wait_for_a_waiter_killed_in_wait(no_shm_leaks):
 def test_notify_one_goes_to_a_live_waiter_not_to_a_killed_one(no_shm_leaks):
     cond = Condition(Lock())
     a, b = Pipe()
-    victim = run(PLAIT, _wait_and_report, cond, b)  # the oldest waiter: notify's first pick
+    # The oldest waiter: notify's first pick.
+    victim = start(PLAIT.Process, _wait_and_report, cond, b)
     assert a.recv(timeout=20) == "ready"
-    survivor = run(PLAIT, _wait_and_report, cond, b)
+    survivor = start(PLAIT.Process, _wait_and_report, cond, b)
     assert a.recv(timeout=20) == "ready"
     with cond:
         pass

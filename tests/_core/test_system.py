@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import platform
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.support import run_python
 
 # Syscall numbers and the audit arch of the machines the filter knows.
 SYSCALLS = {
@@ -73,14 +72,7 @@ CHILD = REFUSE + textwrap.dedent(
 
 
 def run_child(setup: str, face: str = "plait.multiprocessing") -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    run = subprocess.run(
-        [sys.executable, "-c", CHILD, setup, face],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    run = run_python("-c", CHILD, setup, face, timeout=60, sys_path=True)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
@@ -152,9 +144,6 @@ def test_on_linux_5_3_join_waits_without_waitid_on_a_pidfd():
             print(p.exitcode)
         """
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
-    )
+    run = run_python("-c", code, timeout=60, sys_path=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["5", "5"]

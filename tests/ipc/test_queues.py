@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from plait.ipc import Pipe
 from plait.ipc.queues import JoinableQueue, Queue
-from tests.conftest import wait_until
-from tests.ipc_sync.conftest import PLAIT, finish, run
+from tests.ipc.conftest import PLAIT
+from tests.support import finish, start, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,7 +56,7 @@ def test_fifo_empty_full_match(api, no_shm_leaks):
 
 def test_items_from_a_child_arrive_in_order(api, no_shm_leaks):
     q = api.Queue()
-    child = run(api, _produce, q, 0, 1000)
+    child = start(api.Process, _produce, q, 0, 1000)
     assert [q.get(timeout=10) for _ in range(1000)] == list(range(1000))
     assert finish(child) == 0
 
@@ -68,8 +68,8 @@ def _consume_and_report(q, conn, n):
 def test_many_producers_many_consumers(api, no_shm_leaks):
     q = api.Queue(50)
     pipes = [Pipe() for _ in range(3)]  # one each: big messages of two senders would mix
-    producers = [run(api, _produce, q, k * 1000, 1000) for k in range(3)]
-    consumers = [run(api, _consume_and_report, q, b, 1000) for _, b in pipes]
+    producers = [start(api.Process, _produce, q, k * 1000, 1000) for k in range(3)]
+    consumers = [start(api.Process, _consume_and_report, q, b, 1000) for _, b in pipes]
     got = [a.recv(timeout=30) for a, _ in pipes]
     assert [finish(p) for p in producers + consumers] == [0] * 6
     everything = sorted(x for part in got for x in part)
@@ -97,7 +97,7 @@ def test_joinable_queue_join_waits_for_task_done(api, no_shm_leaks):
     for i in range(100):
         q.put(i)
     q.put(None)
-    worker = run(api, _work, q)
+    worker = start(api.Process, _work, q)
     q.join()
     assert finish(worker) == 0
     with pytest.raises(ValueError):
@@ -107,7 +107,7 @@ def test_joinable_queue_join_waits_for_task_done(api, no_shm_leaks):
 def test_simple_queue_matches(api, no_shm_leaks):
     q = api.SimpleQueue()
     assert q.empty()
-    child = run(api, _produce, q, 0, 10)
+    child = start(api.Process, _produce, q, 0, 10)
     assert [q.get() for _ in range(10)] == list(range(10))
     assert finish(child) == 0
     assert q.empty()
@@ -126,7 +126,7 @@ def test_a_producer_can_be_joined_before_its_items_are_read(no_shm_leaks):
     # With multiprocessing.Queue this join deadlocks: the child's feeder thread waits
     # for the pipe to drain before the child can exit.
     q = Queue()
-    child = run(PLAIT, _put_much_and_exit, q)
+    child = start(PLAIT.Process, _put_much_and_exit, q)
     child.join(20)
     assert child.exitcode == 0
     got = [q.get(timeout=10) for _ in range(200)]
@@ -144,7 +144,7 @@ def _put_forever(q, payload):
 def test_producer_killed_in_put_leaves_a_usable_queue(size, no_shm_leaks):
     q = Queue(4, capacity=1 << 25)
     payload = np.ones(size // 8)
-    child = run(PLAIT, _put_forever, q, payload)
+    child = start(PLAIT.Process, _put_forever, q, payload)
     assert wait_until(q.full, 10)
     got = [q.get(timeout=10)[0] for _ in range(3)]
     os.kill(child.pid, signal.SIGKILL)
@@ -170,7 +170,7 @@ def _get_forever(q):
 
 def test_consumer_killed_in_get_leaves_a_usable_queue(no_shm_leaks):
     q = Queue()
-    consumer = run(PLAIT, _get_forever, q)
+    consumer = start(PLAIT.Process, _get_forever, q)
     assert wait_until(lambda: q.statistics()["getters_waiting"] == 1, 10)
     os.kill(consumer.pid, signal.SIGKILL)
     assert finish(consumer) == -signal.SIGKILL
@@ -184,7 +184,7 @@ def test_consumer_killed_while_copying_large_items_out(no_shm_leaks):
     payload = np.ones(1_000_000)  # 8 MB: copied out without the ring's lock
     for i in range(3):
         q.put((i, payload))
-    consumer = run(PLAIT, _get_forever, q)
+    consumer = start(PLAIT.Process, _get_forever, q)
     # Kill it once it has claimed an item: while it copies one out, or between gets.
     assert wait_until(lambda: q.qsize() < 3, 10)
     os.kill(consumer.pid, signal.SIGKILL)
@@ -205,7 +205,7 @@ def test_large_items_travel_without_a_pipe(no_shm_leaks):
     q = Queue(capacity=1 << 20)
     inline = np.arange(40_000, dtype=np.int64)  # 320 kB: in the ring
     big = np.arange(1_000_000, dtype=np.float64)  # 8 MB: in a segment
-    child = run(PLAIT, q.put, (inline, big, b"x" * 3_000_000, bytearray(5)))
+    child = start(PLAIT.Process, q.put, (inline, big, b"x" * 3_000_000, bytearray(5)))
     a, b, c, d = q.get(timeout=10)
     assert finish(child) == 0
     assert np.array_equal(a, inline) and np.array_equal(b, big)
@@ -322,8 +322,8 @@ def test_no_item_lost_or_duplicated(producers, consumers, maxsize, sizes, put_ti
             if item[0] == k:
                 q.put(item, timeout=put_timeout)
 
-    cons = [run(PLAIT, _consume_until_none, q, b) for _, b in pipes]
-    prods = [run(PLAIT, produce, k) for k in range(producers)]
+    cons = [start(PLAIT.Process, _consume_until_none, q, b) for _, b in pipes]
+    prods = [start(PLAIT.Process, produce, k) for k in range(producers)]
     assert [finish(p) for p in prods] == [0] * producers
     for _ in range(consumers):
         q.put(None, timeout=10)

@@ -7,7 +7,6 @@ import multiprocessing.shared_memory
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import time
 
@@ -17,7 +16,8 @@ import plait.ipc.shared_memory as plait_shm
 import plait.ipc.sharedctypes as plait_sct
 from plait.ipc import Pipe
 from plait.ipc.synchronize import Lock, OwnerDiedError
-from tests.ipc_sync.conftest import PLAIT, finish, run
+from tests.ipc.conftest import PLAIT
+from tests.support import finish, run_python, start
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,7 +38,7 @@ def test_value_and_array_match(api, no_shm_leaks):
     sct = api.sharedctypes
     value = sct.Value("i", 0)
     array = sct.Array("d", [0.0, 1.5, 2.5])
-    children = [run(api, _bump, value, array, 500) for _ in range(3)]
+    children = [start(api.Process, _bump, value, array, 500) for _ in range(3)]
     _bump(value, array, 500)
     assert [finish(p) for p in children] == [0] * 3
     assert value.value == 2000
@@ -109,7 +109,7 @@ def test_shared_memory_matches(shm, no_shm_leaks):
     block = shm.SharedMemory(create=True, size=100)
     try:
         assert block.size >= 100 and len(block.buf) >= 100
-        child = run(PLAIT, _write_hello, block.name)
+        child = start(PLAIT.Process, _write_hello, block.name)
         assert finish(child) == 0
         assert bytes(block.buf[:5]) == b"hello"
         other = shm.SharedMemory(block.name)
@@ -147,8 +147,8 @@ def _module(which):
     return plait_shm if which == "plait" else multiprocessing.shared_memory
 
 
-def _race_to_create(which, name, start, conn, me):
-    start.wait(10)
+def _race_to_create(which, name, gate, conn, me):
+    gate.wait(10)
     try:
         block = _module(which).SharedMemory(name, create=True, size=16)
     except FileExistsError:
@@ -167,13 +167,14 @@ def test_racing_creators_of_one_name_one_wins(shm, no_shm_leaks):
     which = shm.__name__.partition(".")[0]
     for round_ in range(4):
         name = f"plait_test_race_{os.getpid()}_{round_}"
-        start = PLAIT.Barrier(5)
+        gate = PLAIT.Barrier(5)
         pipes = [Pipe() for _ in range(4)]
         racers = [
-            run(PLAIT, _race_to_create, which, name, start, b, i) for i, (_, b) in enumerate(pipes)
+            start(PLAIT.Process, _race_to_create, which, name, gate, b, i)
+            for i, (_, b) in enumerate(pipes)
         ]
         try:
-            start.wait(10)
+            gate.wait(10)
             answers = [a.recv(timeout=30) for a, _ in pipes]
         finally:
             for a, b in pipes:
@@ -199,7 +200,7 @@ def test_a_name_outlives_its_creator_until_unlinked(shm, no_shm_leaks):
     block = shm.SharedMemory(name, create=True, size=64)
     a, b = Pipe()
     with a, b:
-        holder = run(PLAIT, _attach_and_hold, shm.__name__.partition(".")[0], name, b)
+        holder = start(PLAIT.Process, _attach_and_hold, shm.__name__.partition(".")[0], name, b)
         assert a.recv(timeout=10) == "attached"
         block.close()
         with pytest.raises(FileExistsError):
@@ -235,10 +236,8 @@ def test_a_program_that_attaches_untracked_leaves_the_block_alive(shm, no_shm_le
     block = shm.SharedMemory(create=True, size=10, track=False)
     try:
         code = ATTACH_IN_ANOTHER_PROGRAM.format(module=shm.__name__, track=False)
-        done = subprocess.run(
-            [sys.executable, "-c", code, block.name], capture_output=True, timeout=60
-        )
-        assert (done.returncode, done.stderr) == (0, b"")
+        done = run_python("-c", code, block.name, timeout=60)
+        assert (done.returncode, done.stderr) == (0, "")
         assert block.buf[0] == 7
         again = shm.SharedMemory(block.name, track=False)
         assert again.buf[0] == 7
@@ -259,10 +258,8 @@ def test_track_is_keyword_only_and_a_tracked_block_outlives_a_program_that_attac
     block = plait_shm.SharedMemory(create=True, size=10)
     try:
         code = ATTACH_IN_ANOTHER_PROGRAM.format(module=plait_shm.__name__, track=True)
-        done = subprocess.run(
-            [sys.executable, "-c", code, block.name], capture_output=True, timeout=60
-        )
-        assert (done.returncode, done.stderr) == (0, b"")
+        done = run_python("-c", code, block.name, timeout=60)
+        assert (done.returncode, done.stderr) == (0, "")
         again = plait_shm.SharedMemory(block.name)
         assert again.buf[0] == 7
         again.close()
@@ -315,7 +312,7 @@ def test_fresh_names_and_their_attaches_list_no_directory(no_shm_leaks):
     # list /proc each time (that made it O(N^2)), nor must attaching by such a name.
     a, b = Pipe()
     with a, b:
-        child = run(PLAIT, _list_proc_while_making_blocks, b)
+        child = start(PLAIT.Process, _list_proc_while_making_blocks, b)
         listed = a.recv(timeout=20)
         assert finish(child) == 0
     assert listed == []
@@ -335,7 +332,7 @@ def test_block_lives_while_a_user_lives_and_dies_with_the_last(no_shm_leaks):
     block.buf[:3] = b"abc"
     name = block.name
     a, b = Pipe()
-    holder = run(PLAIT, _hold_block, name, b)
+    holder = start(PLAIT.Process, _hold_block, name, b)
     assert a.recv(timeout=10) == "attached"
     block.close()  # the creator lets go; the holder still has it
     again = plait_shm.SharedMemory(name)
@@ -391,7 +388,7 @@ def test_shareable_list_travels_and_refuses_other_types(no_shm_leaks):
 
 def test_value_lock_holder_killed(no_shm_leaks):
     value = plait_sct.Value("i", 0, lock=Lock())
-    child = run(PLAIT, _hold_and_die, value)
+    child = start(PLAIT.Process, _hold_and_die, value)
     finish(child)
     with pytest.raises(OwnerDiedError):
         value.get_lock().acquire(timeout=10)
