@@ -649,7 +649,7 @@ class ProcessEngine(Engine):
         """Start the workers that exited idle again, once there is work for them."""
         live = sum(1 for w in self._workers if not w.idle_exit)
         missing = self.workers_wanted - live - self._to_start
-        if missing > 0 and self.state == RUN and (self._retry or self.has_unsent()):
+        if missing > 0 and self.state in (RUN, CLOSE) and (self._retry or self.has_unsent()):
             for _ in range(missing):
                 self._start_worker()
 
