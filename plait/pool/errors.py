@@ -55,8 +55,12 @@ class TimeoutError(_core.TimeoutError, builtins.TimeoutError, *_FUTURES_TIMEOUT)
     """A result was not ready in time, or a task overran its per-task timeout."""
 
 
-class SoftTimeoutError(TimeoutError):
-    """Raised inside a task that ran past its soft timeout (``timeout=(soft, hard)``)."""
+class SoftTimeoutError(Exception):
+    """Raised inside a task that ran past its soft timeout (``timeout=(soft, hard)``).
+
+    An ``Exception`` only, as billiard's ``SoftTimeLimitExceeded``: not an ``OSError``
+    nor a ``TimeoutError``, so that the task's own ``except OSError`` around I/O, or a
+    retry loop on timeouts, does not swallow it and run on into the hard kill."""
 
 
 class WorkerLostError(ProcessError, BrokenProcessPool):
