@@ -27,7 +27,6 @@ that runs threads. ``close()`` ends it, after the workers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -60,11 +59,11 @@ class WorkerHandle:
         self.process.kill()
 
     def signal(self, signum: int) -> None:
-        """Send ``signum`` to the worker (nothing if it already ended)."""
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
+        """Send ``signum`` to the worker unless it is known to have ended, through its
+        process handle (a pidfd where the worker is our child, never a recycled pid)."""
+        popen = self.process._popen
+        if popen is not None:
+            popen.send_signal(signum)
 
     def reap(self, timeout: float | None = 0) -> int | None:
         """Wait up to ``timeout`` seconds for the worker to end; its exit code or None."""

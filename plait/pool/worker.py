@@ -371,6 +371,7 @@ def worker_main(
     after a task that leaves it over the limit (``plait.pool.memory``).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _soft.armed = False  # a worker forked inside a soft-timed task inherits the flag
     signal.signal(SOFT_SIGNAL, _on_soft_timeout)  # before any soft deadline can pass
     may_start_processes(cpu_share)
     if env or thread_cap is not None:
