@@ -51,7 +51,8 @@ class WorkerHandle:
         self._progress = progress
 
     def started(self) -> int:
-        """The id of the chunk the worker started last (0: none yet; not after ``close``)."""
+        """The id of the chunk the worker started last, negated once it finished running
+        it (0: none yet; not after ``close``)."""
         return self._progress.value
 
     def kill(self) -> None:

@@ -197,7 +197,7 @@ class _Worker:
 
         (Older outstanding chunks have finished: their answers are on the way.)
         """
-        started = self.handle.started()
+        started = abs(self.handle.started())
         for chunk in self.outstanding:
             if chunk.id >= started:
                 return chunk
@@ -533,8 +533,10 @@ class ProcessEngine(Engine):
         self._memory_check_at = now + CHECK_SECONDS
         limit = self._memory_limit
         for w in self._workers:
-            if w.killed or not w.outstanding:
+            if w.killed or not w.outstanding or w.retiring is not None:
                 continue
+            if w.handle.started() <= 0:
+                continue  # between tasks: over the limit, it retires by itself once answered
             rss = resident_bytes(w.handle.pid)
             if rss is None or rss <= FAR_OVER * limit:
                 continue
@@ -583,7 +585,7 @@ class ProcessEngine(Engine):
         if worker.outstanding:
             self._receive(worker)  # what it answered before it died
         exitcode = handle.reap(_JOIN_SECONDS)
-        started = handle.started()
+        started = abs(handle.started())  # finished or not, its answer did not arrive
         retired = worker.quota == 0 and not worker.outstanding and not worker.killed
         retired = retired or (worker.retiring is not None and not worker.killed)
         retired = retired or worker.idle_exit

@@ -422,6 +422,7 @@ def worker_main(
                 else:
                     values, errors = _run(func, kind, items)
                 seconds = clock() - started
+            progress.value = -chunk_id  # finished: its answer is on the way
             done += len(items)
             if _is_big(values):
                 if waiting:

@@ -32,7 +32,7 @@ def test_an_uncaught_soft_timeout_fails_the_task_with_it(no_leaks):
         assert plait.SoftTimeoutError is SoftTimeoutError
         # Not an OSError (builtin TimeoutError is one): task code catching OSError
         # around I/O must not swallow it.
-        assert not isinstance(info.value, (OSError, TimeoutError))
+        assert not isinstance(info.value, OSError | TimeoutError)
         assert pool.apply(tasks.square, (4,), timeout=(0.2, 5)) == 16  # a task well in time
 
 
