@@ -25,11 +25,11 @@ and at most ``MAX_CHUNK`` items, or ``CHUNK_BYTES`` when items are big (as
 by their buffer, also when they view memory they do not own). A job with a per-task
 ``timeout`` always sends single items (the deadline is per task).
 
-Outcomes: a call's outcome (``CallJob``) is settled under the engine's lock; its
-callback, if any, runs later, outside the lock (``Engine.defer``), and the outcome is
-*ready* once the callback has run, as in ``multiprocessing.pool``. A map (``MapJob``)
-resolves on its first failed item (the standard behaviour): its other chunks still
-unsent are dropped.
+Outcomes: the outcome of an ``apply_async`` or a map (``Outcome``, a part of ``ApplyJob``
+and ``MapJob``) is settled under the engine's lock; its callback, if any, runs later,
+outside the lock (``Engine.defer``), and the outcome is *ready* once the callback has
+run, as in ``multiprocessing.pool``. A map (``MapJob``) resolves on its first failed
+item (the standard behaviour): its other chunks still unsent are dropped.
 
 Laziness (``IMapJob``): the input iterator is read by the *consumer's* thread, when its
 iterator asks for the next result, up to ``window()`` items ahead of what it has
@@ -59,12 +59,14 @@ from plait.pool.results import TaskTimeout, job_counter
 from plait.pool.worker import APPLY, MAP, STAR, nbytes
 
 __all__ = [
+    "ApplyJob",
     "Buffer",
     "CallJob",
     "FutureJob",
     "IMapJob",
     "Job",
     "MapJob",
+    "Outcome",
 ]
 
 TARGET_SECONDS = 0.01
@@ -219,31 +221,16 @@ class Job:
         self.deliver(start, [None] * count, [(i, exc) for i in range(count)])
 
 
-class CallJob(Job):
-    """``apply_async``: one call, its outcome (``success``, ``value``) and its callbacks.
+class Outcome:
+    """What a result reads: ``success`` and ``value``, and ``ready``, which turns true
+    under ``cond`` once the outcome is settled and its callback has run (see the module
+    essay). A part of a ``Job`` (it uses the job's ``engine`` and ``done``)."""
 
-    ``ready`` turns true, under ``cond``, once the outcome is settled and its callback
-    has run: what an ``AsyncResult`` waits for.
-    """
-
-    kind = APPLY
-
-    def __init__(
+    def _init_outcome(
         self,
-        engine,
-        func_bytes: bytes,
-        func,
-        args: Iterable,
-        kwds: dict | None,
         callback: Callable[[Any], object] | None,
         error_callback: Callable[[BaseException], object] | None,
-        timeout: TaskTimeout | None,
     ) -> None:
-        super().__init__(engine, func_bytes, func, 1, timeout)
-        self._init_outcome(callback, error_callback)
-        self.buffer.extend([(tuple(args), dict(kwds or {}))])
-
-    def _init_outcome(self, callback, error_callback) -> None:
         self._callback = callback
         self._error_callback = error_callback
         self.success: bool | None = None
@@ -253,7 +240,7 @@ class CallJob(Job):
         self.cond = threading.Condition(self.lock)
 
     def resolve(self, success: bool, value: Any) -> None:
-        """Settle the outcome; its callback, if any, runs later (see the module essay)."""
+        """Settle the outcome; its callback, if any, runs later, outside the lock."""
         self.success, self.value = success, value
         self.done = True
         callback = self._callback if success else self._error_callback
@@ -273,6 +260,22 @@ class CallJob(Job):
             self.ready = True
             self.cond.notify_all()
 
+
+class CallJob(Job):
+    """One call, ``func(*args, **kwds)``: its arguments are the buffer's only item; its
+    outcome goes to ``resolve``."""
+
+    kind = APPLY
+
+    def __init__(
+        self, engine, func_bytes: bytes, func, args: Iterable, kwds: dict | None, timeout
+    ) -> None:
+        super().__init__(engine, func_bytes, func, 1, timeout)
+        self.buffer.extend([(tuple(args), dict(kwds or {}))])
+
+    def resolve(self, success: bool, value: Any) -> None:
+        raise NotImplementedError
+
     def deliver(self, start, values, errors):
         if self.done:  # cancelled: the late outcome of its killed worker
             return
@@ -282,7 +285,51 @@ class CallJob(Job):
             self.resolve(True, values[0])
 
 
-class MapJob(CallJob):
+class ApplyJob(Outcome, CallJob):
+    """``apply_async``: a call whose ``AsyncResult`` reads its ``Outcome``."""
+
+    def __init__(
+        self,
+        engine,
+        func_bytes: bytes,
+        func,
+        args: Iterable,
+        kwds: dict | None,
+        callback: Callable[[Any], object] | None,
+        error_callback: Callable[[BaseException], object] | None,
+        timeout: TaskTimeout | None,
+    ) -> None:
+        CallJob.__init__(self, engine, func_bytes, func, args, kwds, timeout)
+        self._init_outcome(callback, error_callback)
+
+
+class FutureJob(CallJob):
+    """An executor's ``submit``: a call whose outcome settles a ``Future``.
+
+    The future turns running when the call is first sent (``claim``); a future
+    cancelled before that is never sent. ``set_result``/``set_exception`` run the
+    future's done-callbacks (user code), so they run deferred, outside the lock.
+    """
+
+    def __init__(
+        self, engine, func_bytes: bytes, func, args: Iterable, kwds: dict | None, future, timeout
+    ) -> None:
+        super().__init__(engine, func_bytes, func, args, kwds, timeout)
+        self.future: concurrent.futures.Future = future
+
+    def claim(self) -> bool:
+        if self.future.set_running_or_notify_cancel():
+            return True
+        self.done = True  # cancelled: never sent, nothing to settle
+        return False
+
+    def resolve(self, success: bool, value: Any) -> None:
+        self.done = True
+        future = self.future
+        self.engine.defer(future.set_result if success else future.set_exception, value)
+
+
+class MapJob(Outcome, Job):
     """``map_async``/``starmap_async``: the outcome is a list in input order."""
 
     def __init__(
@@ -320,46 +367,6 @@ class MapJob(CallJob):
             self.resolve(True, self._values)
 
 
-class FutureJob(Job):
-    """An executor's ``submit``: its outcome settles a ``concurrent.futures.Future``.
-
-    The future turns running when the call is first sent (``claim``); a future
-    cancelled before that is never sent. ``set_result``/``set_exception`` run the
-    future's done-callbacks (user code), so they run deferred, outside the lock.
-    """
-
-    kind = APPLY
-
-    def __init__(
-        self,
-        engine,
-        func_bytes: bytes,
-        func,
-        args: Iterable,
-        kwds: dict | None,
-        future: concurrent.futures.Future,
-        timeout: TaskTimeout | None,
-    ) -> None:
-        super().__init__(engine, func_bytes, func, 1, timeout)
-        self.future = future
-        self.buffer.extend([(tuple(args), dict(kwds or {}))])
-
-    def claim(self) -> bool:
-        if self.future.set_running_or_notify_cancel():
-            return True
-        self.done = True  # cancelled: never sent, nothing to settle
-        return False
-
-    def deliver(self, start, values, errors):
-        if self.done:
-            return
-        self.done = True
-        if errors:
-            self.engine.defer(self.future.set_exception, errors[0][1])
-        else:
-            self.engine.defer(self.future.set_result, values[0])
-
-
 class IMapJob(Job):
     """``imap``/``imap_unordered``: input read lazily, outcomes kept by chunk.
 
@@ -394,7 +401,7 @@ class IMapJob(Job):
         self.low_water = MIN_WINDOW  # read more input once this little is left ahead
         self.chunks: dict[int, tuple[list, dict | None]] = {}  # ordered: by first index
         self.arrived: deque = deque()  # unordered: chunks in arrival order
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the consumer takes it directly, once per item
         self.cond = threading.Condition(self.lock)
 
     def window(self) -> int:

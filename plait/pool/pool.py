@@ -33,7 +33,7 @@ from plait._core import serialization
 from plait.pool import progress as _progress
 from plait.pool.backend import ProcessBackend
 from plait.pool.engine import CLOSE, INIT, RUN, TERMINATE, PoolStats
-from plait.pool.jobs import CallJob, FutureJob, IMapJob, MapJob
+from plait.pool.jobs import ApplyJob, FutureJob, IMapJob, MapJob
 from plait.pool.memory import format_bytes, parse_memory
 from plait.pool.results import (
     ApplyResult,
@@ -320,7 +320,7 @@ class Pool:
         self._check_timeout_supported(timeout)
         if kwds is None:
             kwds = {}
-        job = CallJob(
+        job = ApplyJob(
             self._engine, self._func(func), func, args, kwds, callback, error_callback, timeout
         )
         self._engine.submit(job)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from plait.pool.errors import TimeoutError
 
 if TYPE_CHECKING:
-    from plait.pool.jobs import CallJob, IMapJob
+    from plait.pool.jobs import ApplyJob, IMapJob, MapJob
 
 __all__ = [
     "AsyncResult",
@@ -101,7 +101,7 @@ class ApplyResult:
     """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``,
     ``cancel``, ``cancelled``."""
 
-    def __init__(self, job: CallJob) -> None:
+    def __init__(self, job: ApplyJob | MapJob) -> None:
         self._job = job
 
     def ready(self) -> bool:
@@ -179,6 +179,7 @@ class IMapIterator:
 
     def __init__(self, job: IMapJob) -> None:
         self._job = job
+        self._lock = job.lock  # the lock of job.cond, taken directly: a C call per item
         self._cond = job.cond
         self._yielded = 0  # results handed to the consumer
         self._index = 0  # ordered: the index of the first item of the next chunk
@@ -196,7 +197,7 @@ class IMapIterator:
         job = self._job
         if job.pulled - self._yielded <= job.low_water:
             job.top_up(self._yielded)
-        with self._cond:
+        with self._lock:
             if self._pos >= len(self._values) and not self._next_chunk():
                 self._wait_chunk(timeout)
             pos = self._pos
