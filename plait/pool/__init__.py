@@ -3,8 +3,9 @@
 One concept per module:
 
 - ``pool``: the public classes, argument checks;
-- ``results``: jobs, which are also the results callers hold (``AsyncResult``,
-  ``MapResult``, the ``imap`` iterators), chunking and adaptive chunk sizes;
+- ``jobs``: the engine's jobs, chunking and adaptive chunk sizes, outcomes;
+- ``results``: what callers hold (``AsyncResult``, ``MapResult``, the ``imap``
+  iterators), views of the jobs, and the checks of the calls' arguments;
 - ``engine``: the job queue, pool states and statistics both engines share;
 - ``scheduler``: the process engine, one thread that feeds the workers and handles
   their deaths and per-task deadlines (its docstring holds the crash state machine);

@@ -196,7 +196,7 @@ class Engine:
             return None
 
     def cancel(self, job, exc: BaseException) -> bool:
-        """Cancel ``job`` for its caller: resolve it with ``exc``; see ``ApplyResult.cancel``.
+        """Cancel ``job`` for its caller: resolve it with ``exc`` (``ApplyResult.cancel``).
 
         Its unsent items are dropped here. If some were sent already, only an engine that
         ``kills_workers`` accepts: it is woken to kill the workers running them.

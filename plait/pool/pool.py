@@ -1,8 +1,9 @@
 """``Pool`` and ``ThreadPool``: the ``multiprocessing.pool`` interface on plait's engines.
 
 The classes here check arguments, serialize the function once per call, make the job
-(``results``) and hand it to an engine: ``scheduler.ProcessEngine`` for ``Pool``,
-``threadpool.ThreadEngine`` for ``ThreadPool``. Everything that waits, waits on a job.
+(``jobs``) and hand it to an engine: ``scheduler.ProcessEngine`` for ``Pool``,
+``threadpool.ThreadEngine`` for ``ThreadPool``, and return the caller's result
+(``results``), a view of the job. Everything that waits, waits on a job.
 
 Past the standard interface, all keyword-only: ``timeout=`` on ``apply``/``apply_async``
 and on the map-style calls is a *per-task* limit (the worker is killed and replaced, the
@@ -32,10 +33,10 @@ from plait._core import serialization
 from plait.pool import progress as _progress
 from plait.pool.backend import ProcessBackend
 from plait.pool.engine import CLOSE, INIT, RUN, TERMINATE, PoolStats
+from plait.pool.jobs import ApplyJob, FutureJob, IMapJob, MapJob
 from plait.pool.memory import format_bytes, parse_memory
 from plait.pool.results import (
     ApplyResult,
-    FutureJob,
     IMapIterator,
     IMapUnorderedIterator,
     MapResult,
@@ -319,11 +320,11 @@ class Pool:
         self._check_timeout_supported(timeout)
         if kwds is None:
             kwds = {}
-        job = ApplyResult(
+        job = ApplyJob(
             self._engine, self._func(func), func, args, kwds, callback, error_callback, timeout
         )
         self._engine.submit(job)
-        return job
+        return ApplyResult(job)
 
     # -- map-style calls ------------------------------------------------------------
 
@@ -398,7 +399,7 @@ class Pool:
         func_bytes = self._func(func)
         # A range stays a range: its chunks are ranges, which pickle in O(1).
         items = iterable if type(iterable) is range else list(iterable)
-        job = MapResult(
+        job = MapJob(
             self._engine,
             func_bytes,
             func,
@@ -412,7 +413,7 @@ class Pool:
         if progress:
             job.progress = _progress.bar(len(items))
         self._engine.submit(job)
-        return job
+        return MapResult(job)
 
     def imap(
         self,
@@ -453,7 +454,7 @@ class Pool:
         buffersize = check_buffersize(buffersize)
         timeout = check_task_timeout(timeout)
         self._check_timeout_supported(timeout)
-        job = cls(
+        job = IMapJob(
             self._engine,
             self._func(func),
             func,
@@ -463,12 +464,13 @@ class Pool:
             timeout,
             self._processes,
             buffersize,
+            ordered=cls is not IMapUnorderedIterator,
         )
         if progress:
             job.progress = _progress.bar(_progress.length_hint(iterable))
         self._engine.submit(job)
-        job.top_up()
-        return job
+        job.top_up(0)
+        return cls(job)
 
     def _check_timeout_supported(self, timeout: TaskTimeout | None) -> None:
         if timeout is not None and timeout.soft is not None and not self._engine.kills_workers:
@@ -481,17 +483,7 @@ class Pool:
         task is never sent (``plait.pool.executor``).
         """
         self._engine.check_running()
-        job = FutureJob(
-            self._engine,
-            self._func(func),
-            func,
-            args,
-            kwds,
-            future.set_result,
-            future.set_exception,
-            timeout,
-        )
-        job.future = future
+        job = FutureJob(self._engine, self._func(func), func, args, kwds, future, timeout)
         self._engine.submit(job)
 
     def _cancel_pending_futures(self) -> None:

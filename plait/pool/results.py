@@ -1,38 +1,22 @@
-"""Jobs: what a pool call submits, how it is cut into chunks, and how its result is waited for.
+"""Results: what a caller holds for a pool call, and the checks of the calls' arguments.
 
 Theory of operation
 -------------------
-Every call (``apply_async``, ``map_async``, ``imap``, ...) makes one *job*, which is also
-the object the caller holds (``AsyncResult``, ``MapResult``, ``IMapIterator``), as in
-``multiprocessing.pool``. A job has a *buffer* of items not yet sent (``Buffer``); the
-engine (``scheduler`` for processes, ``threadpool`` for threads) cuts chunks from it with
-``take`` when a worker has room, and reports back with ``deliver`` (values and per-item
-errors of a chunk) or ``fail_chunk`` (the whole chunk: worker lost, timeout, terminate).
-All of that runs under the engine's lock; waiting callers sleep on the job's own
-condition.
+A result is the caller's view of one *job* (``jobs``), which the engine owns: it reads
+the job's outcome, waits on the job's condition and asks the engine to cancel the job,
+and has nothing else: the standard interface of ``multiprocessing.pool``
+(``AsyncResult``/``ApplyResult`` and ``MapResult``: ``ready``, ``successful``, ``wait``,
+``get``; ``IMapIterator``/``IMapUnorderedIterator``: ``next``, ``__next__``,
+``__iter__``), plus ``cancel`` and ``cancelled`` on ``AsyncResult``, as on
+``concurrent.futures.Future``. The job holds no reference back, so a result its caller
+drops is freed at once, and with it a lazy job nothing else holds.
 
-Chunk size: a fixed ``chunksize`` is honoured. Without one the job measures: the first
-chunks hold one item (unless the engine measured the same function before: ``costs``),
-and each delivery adds the compute seconds the worker measured, so
-later chunks hold about ``TARGET_SECONDS`` of work, never more than a fair share of
-what is left (so the tail is balanced) unless that is under ``MIN_SECONDS`` of work,
-and at most ``MAX_CHUNK`` items, or ``CHUNK_BYTES`` when items are big (as
-``worker.nbytes`` of the first one says: arrays and bytes, which go out of band, counted
-by their buffer, also when they view memory they do not own). A job with a per-task
-``timeout`` always sends single items (the deadline is per task).
-
-Laziness (``imap``): the input iterator is read by the *consumer's* thread, in
-``__next__``, up to ``window()`` items ahead of what it has consumed: an endless
-generator holds a bounded number of items, and a generator that blocks never blocks the
-engine. The window follows the chunk size, so adaptive chunks keep every worker fed.
-An input iterator that raises fails the item at that position, and the iteration ends
-after it, as in ``multiprocessing``. With a fixed ``chunksize`` the input is read in whole
-chunks and an input that raises inside a chunk fails that chunk: its items read before
-the error never run and the error takes their place (``multiprocessing`` cuts chunks as
-it reads, and the same program sees the same sequence on both).
-
-A ``MapResult`` resolves on its first failed item (the standard behaviour): its other
-chunks still unsent are dropped.
+An ``imap`` iterator is the consumer of its job's outcomes: it asks the job to read
+more input when fewer than ``low_water`` items are read ahead of what it yielded
+(``IMapJob.top_up``), and walks through the job's arrived chunks one at a time, so a
+result costs no lock per item. ``next(timeout)`` raises ``TimeoutError`` when the next
+result is not ready in time and re-raises a failed item's exception (the iteration
+then goes on with the next item).
 """
 
 from __future__ import annotations
@@ -40,34 +24,26 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import math
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plait.pool.errors import TimeoutError
-from plait.pool.worker import APPLY, MAP, STAR, nbytes
+
+if TYPE_CHECKING:
+    from plait.pool.jobs import ApplyJob, IMapJob, MapJob
 
 __all__ = [
     "AsyncResult",
     "ApplyResult",
-    "FutureJob",
     "MapResult",
     "IMapIterator",
     "IMapUnorderedIterator",
     "TaskTimeout",
     "check_buffersize",
     "check_task_timeout",
+    "check_timeout",
     "job_counter",
 ]
-
-TARGET_SECONDS = 0.01
-MIN_SECONDS = 0.001
-CHUNK_BYTES = 8 << 20  # big items (arrays, bytes) travel a few per chunk: no huge message
-MAX_CHUNK = 100_000
-MAX_IMAP_CHUNK = 4096
-MIN_WINDOW = 1024  # items an imap reads ahead of its consumer, at the least
 
 job_counter = itertools.count()  # the ids of jobs (the standard pool's name)
 
@@ -121,170 +97,23 @@ def check_buffersize(buffersize: Any) -> int | None:
     return buffersize
 
 
-class Buffer:
-    """Items not sent yet, as whole lists: cutting a chunk is a slice, not a loop per item.
+class ApplyResult:
+    """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``,
+    ``cancel``, ``cancelled``."""
 
-    Items enter at the end in input order and leave from the front, so the index of an
-    item is the count of items that left before it (``next_index``).
-    """
-
-    __slots__ = ("_segments", "_offset", "_len", "next_index")
-
-    def __init__(self) -> None:
-        self._segments: deque[list] = deque()
-        self._offset = 0  # items of the first segment already taken
-        self._len = 0
-        self.next_index = 0
-
-    def __len__(self) -> int:
-        return self._len
-
-    def extend(self, items: list) -> None:
-        if items:
-            self._segments.append(items)
-            self._len += len(items)
-
-    def take(self, size: int) -> tuple[int, list]:
-        """Remove up to ``size`` items from the front; return (index of the first, items)."""
-        segments = self._segments
-        start = self.next_index
-        out: list | None = None
-        while size > 0 and segments:
-            seg = segments[0]
-            offset = self._offset
-            avail = len(seg) - offset
-            if avail <= size:
-                piece = seg[offset:] if offset or out is not None else seg
-                segments.popleft()
-                self._offset = 0
-            else:
-                piece = seg[offset : offset + size]
-                self._offset = offset + size
-            if out is None:
-                out = piece
-            else:
-                out.extend(piece)
-            size -= len(piece)
-        out = out if out is not None else []
-        self._len -= len(out)
-        self.next_index += len(out)
-        return start, out
-
-    def first(self) -> Any:
-        """The item at the front (the buffer must not be empty)."""
-        return self._segments[0][self._offset]
-
-    def clear(self) -> None:
-        self.next_index += self._len
-        self._segments.clear()
-        self._offset = 0
-        self._len = 0
-
-
-class _Job:
-    """The part every job shares: its function, the unsent buffer, chunk sizing."""
-
-    kind = MAP
-    lazy = False
-
-    def __init__(self, engine, func_bytes: bytes, func, chunksize, timeout) -> None:
-        self._engine = engine
-        self.id = next(job_counter)
-        self.func_bytes = func_bytes
-        self.func = func
-        # Per task (a TaskTimeout, or None): a timed job's tasks travel alone.
-        self.timed = timeout is not None
-        self.timeout = timeout.hard if self.timed else None
-        self.soft_timeout = timeout.soft if self.timed else None
-        self.chunksize = 1 if self.timed else chunksize
-        self.buffer = Buffer()
-        self.queued = False
-        self.done = False
-        self.cancel_requested = False  # by its caller: a worker still running it gets killed
-        self.progress = None  # a tqdm bar, advanced by the engine
-        self._seconds = 0.0
-        self._measured = 0
-        self.cost_key = func_bytes or func  # thread pools send no bytes
-        self._item_bytes: int | None = None  # size of the first item, for big items
-        self._lock = threading.Lock()  # taken directly on hot paths: a C call, not Python's
-        self._cond = threading.Condition(self._lock)
-
-    # -- engine side (under the engine's lock) ---------------------------------------
-
-    def next_size(self, workers: int) -> int:
-        if self.chunksize is not None:
-            return self.chunksize
-        per_item = self.per_item()
-        if per_item is None:
-            return 1
-        per_item = max(per_item, 1e-9)
-        limit = MAX_IMAP_CHUNK if self.lazy else MAX_CHUNK
-        if self._item_bytes is None and self.buffer:
-            self._item_bytes = max(1, nbytes(self.buffer.first()))
-        if self._item_bytes:
-            limit = min(limit, max(1, CHUNK_BYTES // self._item_bytes))
-        size = min(int(TARGET_SECONDS / per_item), limit)
-        if not self.lazy:
-            # Balance the tail: a fair share of what is left, but never a chunk of less
-            # than MIN_SECONDS of work, below which splitting costs more than it evens.
-            share = math.ceil(len(self.buffer) / (2 * workers))
-            size = min(size, max(share, int(MIN_SECONDS / per_item)))
-        return max(1, size)
-
-    def take(self, size: int) -> tuple[int, list]:
-        """Cut up to ``size`` buffered items; return (index of the first, items)."""
-        return self.buffer.take(size)
-
-    def per_item(self) -> float | None:
-        """Measured seconds per item: this job's, else the last job's of the same function."""
-        if self._measured:
-            return self._seconds / self._measured
-        return self._engine.costs.get(self.cost_key)
-
-    def estimate(self, count: int) -> float | None:
-        """Seconds ``count`` items should take, from what was measured (None: unknown)."""
-        per_item = self.per_item()
-        return None if per_item is None else count * per_item
-
-    def claim(self) -> bool:
-        """Whether the job may still be sent (False: its caller cancelled it)."""
-        return True
-
-    def measure(self, count: int, seconds: float) -> None:
-        self._measured += count
-        self._seconds += seconds
-        self._engine.costs[self.cost_key] = self._seconds / self._measured
-
-    def deliver(self, start: int, values: list, errors: list | None) -> None:
-        raise NotImplementedError
-
-    def fail_chunk(self, start: int, count: int, exc: BaseException) -> None:
-        self.deliver(start, [None] * count, [(i, exc) for i in range(count)])
-
-
-class ApplyResult(_Job):
-    """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``."""
-
-    kind = APPLY
-
-    def __init__(self, engine, func_bytes, func, args, kwds, callback, error_callback, timeout):
-        super().__init__(engine, func_bytes, func, 1, timeout)
-        self._callback = callback
-        self._error_callback = error_callback
-        self._success: bool | None = None
-        self._value: Any = None
-        self._ready = False  # settled and its callback has run: what callers wait for
-        self.buffer.extend([(tuple(args), dict(kwds or {}))])
+    def __init__(self, job: ApplyJob | MapJob) -> None:
+        self._job = job
 
     def ready(self) -> bool:
         """Whether the call has completed and its callback has run (never blocks)."""
-        return self._ready
+        return self._job.ready
 
     def successful(self) -> bool:
         """Whether the call completed without raising; ``ValueError`` if not ready yet."""
-        if not self._ready:
+        job = self._job
+        if not job.ready:
             raise ValueError(f"{self!r} not ready")
-        return bool(self._success)
+        return bool(job.success)
 
     def cancel(self) -> bool:
         """Stop the call; return whether it was cancelled. Never blocks.
@@ -296,20 +125,22 @@ class ApplyResult(_Job):
         ``error_callback`` gets that error. Returns ``False`` if the call has finished,
         or if it runs already on a worker that cannot be killed (a thread).
         """
-        return self._engine.cancel(self, concurrent.futures.CancelledError(f"{self!r} cancelled"))
+        job = self._job
+        return job.engine.cancel(job, concurrent.futures.CancelledError(f"{self!r} cancelled"))
 
     def cancelled(self) -> bool:
         """Whether the call was cancelled (``cancel`` returned True); never blocks.
 
         A method, as ``concurrent.futures.Future.cancelled``.
         """
-        return self.cancel_requested
+        return self._job.cancel_requested
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the result is ready or ``timeout`` seconds pass (``None``: no limit)."""
         timeout = check_timeout(timeout)
-        with self._cond:
-            self._cond.wait_for(lambda: self._ready, timeout)
+        job = self._job
+        with job.cond:
+            job.cond.wait_for(lambda: job.ready, timeout)
 
     def get(self, timeout: float | None = None) -> Any:
         """Return the result; re-raise the task's exception (remote traceback as its cause).
@@ -320,218 +151,41 @@ class ApplyResult(_Job):
         timeout, ``TimeoutError``; a cancelled one, ``concurrent.futures.CancelledError``.
         """
         self.wait(timeout)
-        if not self._ready:
+        job = self._job
+        if not job.ready:
             raise TimeoutError(f"result not ready after {timeout} s")
-        if self._success:
-            return self._value
-        raise self._value
-
-    def _resolve(self, success: bool, value: Any) -> None:
-        """Settle the job (under the engine's lock). Its callback, if any, runs later,
-        outside the lock (``Engine.defer``), and the result is ready once it has run,
-        as in ``multiprocessing.pool``."""
-        self._success, self._value = success, value
-        self.done = True
-        callback = self._callback if success else self._error_callback
-        if callback is None:
-            self._set_ready()
-        else:
-            self._engine.defer(self._call_back, callback, value)
-
-    def _call_back(self, callback: Callable[[Any], object], value: Any) -> None:
-        try:
-            callback(value)
-        finally:
-            self._set_ready()
-
-    def _set_ready(self) -> None:
-        with self._cond:
-            self._ready = True
-            self._cond.notify_all()
-
-    def deliver(self, start, values, errors):
-        if self.done:  # cancelled: the late outcome of its killed worker
-            return
-        if errors:
-            self._resolve(False, errors[0][1])
-        else:
-            self._resolve(True, values[0])
+        if job.success:
+            return job.value
+        raise job.value
 
     def __repr__(self) -> str:
-        state = "ready" if self._ready else "pending"
-        return f"<{type(self).__name__} job={self.id} {state}>"
+        state = "ready" if self._job.ready else "pending"
+        return f"<{type(self).__name__} job={self._job.id} {state}>"
 
 
 AsyncResult = ApplyResult
 
 
-class FutureJob(ApplyResult):
-    """An ``apply`` whose outcome settles a ``concurrent.futures.Future`` (executors)."""
-
-    future = None
-
-    def claim(self) -> bool:
-        if self.future.set_running_or_notify_cancel():
-            return True
-        self.done = True  # cancelled: never sent, nothing to settle
-        return False
-
-
 class MapResult(ApplyResult):
     """The result of ``map_async``/``starmap_async``: a list in input order."""
 
-    def __init__(
-        self,
-        engine,
-        func_bytes,
-        func,
-        items: list,
-        star,
-        chunksize,
-        callback,
-        error_callback,
-        timeout,
-    ):
-        _Job.__init__(self, engine, func_bytes, func, chunksize, timeout)
-        self.kind = STAR if star else MAP
-        self._callback = callback
-        self._error_callback = error_callback
-        self._success = None
-        self._ready = False
-        self.remaining = len(items)  # items whose outcome is not known yet
-        self._values: list = [None] * len(items)
-        self.buffer.extend(items)
-        if not items:
-            self._success, self._value, self.done, self._ready = True, [], True, True
 
-    def deliver(self, start, values, errors):
-        if self.done:
-            return
-        if errors:
-            self.buffer.clear()
-            self.remaining = 0
-            self._resolve(False, errors[0][1])
-            return
-        self._values[start : start + len(values)] = values
-        self.remaining -= len(values)
-        if self.remaining == 0:
-            self._resolve(True, self._values)
-
-
-class IMapIterator(_Job):
+class IMapIterator:
     """The iterator ``imap`` returns: results in input order, input read lazily.
 
     ``next(timeout)`` raises ``TimeoutError`` when the next result is not ready in time,
     re-raises a failed item's exception (the iteration then goes on with the next item).
     """
 
-    lazy = True
-    _ordered = True
-
-    def __init__(
-        self,
-        engine,
-        func_bytes,
-        func,
-        iterable: Iterable,
-        star,
-        chunksize,
-        timeout,
-        workers: int,
-        buffersize: int | None = None,
-    ):
-        super().__init__(engine, func_bytes, func, chunksize, timeout)
-        self.kind = STAR if star else MAP
-        self._buffersize = buffersize  # tasks read ahead of the consumer, at most
-        self._source: Iterator | None = iter(iterable)
-        self._source_lock = threading.Lock()
-        self._workers = workers
-        self._pulled = 0  # items read from the source
+    def __init__(self, job: IMapJob) -> None:
+        self._job = job
+        self._lock = job.lock  # the lock of job.cond, taken directly: a C call per item
+        self._cond = job.cond
         self._yielded = 0  # results handed to the consumer
-        self._delivered = 0  # outcomes known
-        # Outcomes are kept as their chunks arrive, (values, {position: exception} or
-        # None): no object per item. The consumer walks through one chunk at a time.
-        self._chunks: dict[int, tuple[list, dict | None]] = {}  # ordered: by first index
-        self._arrived: deque = deque()  # unordered: chunks in arrival order
         self._index = 0  # ordered: the index of the first item of the next chunk
         self._values: list = []  # the chunk being consumed...
         self._failed: dict | None = None
         self._pos = 0  # ...and the position of its next item
-        self._low_water = MIN_WINDOW  # read more input once this little is left ahead
-
-    def window(self) -> int:
-        if self._buffersize is not None:
-            return self._buffersize * (self.chunksize or 1)
-        size = self.next_size(self._workers)
-        return max(MIN_WINDOW, size * self._workers * 4)
-
-    def top_up(self) -> None:
-        """Read the source until ``window()`` items are pulled but not yet consumed.
-
-        Reads only once less than half the window is left, so the source is read (and
-        the engine woken) in batches, not once per consumed item.
-        """
-        if self._source is None:
-            self._low_water = -1  # nothing more to read: next() stops checking
-            return
-        window = self.window()
-        self._low_water = window // 2
-        ahead = self._pulled - self._yielded
-        if ahead > self._low_water:
-            return
-        self._pull(window - ahead)
-
-    def drain(self) -> None:
-        """At ``Pool.close``: read the rest of the source now, as the standard pool does.
-
-        A job with a ``buffersize`` reads no more (its input may be endless): its consumer
-        gets the results of what was read, then ``RuntimeError``.
-        """
-        if self._buffersize is None:
-            self._pull(None)
-            return
-        with self._source_lock:
-            self.close_source(
-                RuntimeError("the pool was closed: the rest of the input was not read (buffersize)")
-            )
-        self._engine.source_done(self)
-
-    def _pull(self, want: int | None) -> None:
-        with self._source_lock:
-            if self._source is None:
-                return
-            start = self._pulled
-            items: list = []
-            failure = None
-            chunksize = self.chunksize
-            if want is not None and chunksize is not None:
-                want = -(-want // chunksize) * chunksize  # whole chunks: see the docstring
-            try:
-                items.extend(itertools.islice(self._source, want))
-            except Exception as exc:
-                failure = exc
-                if chunksize is not None:
-                    del items[len(items) - len(items) % chunksize :]
-            end = start + len(items)
-            if failure is not None or want is None or len(items) < want:
-                self._source = None
-            self._pulled = end
-            if failure is not None:
-                self._pulled = end + 1
-                self._store(end, False, failure)
-            if items:
-                self._engine.add_items(self, start, items)
-            if self._source is None:
-                self._engine.source_done(self)
-
-    def close_source(self, exc: BaseException) -> None:
-        """Stop reading input (the pool was terminated): ``exc`` ends the iteration."""
-        if self._source is None:
-            return
-        self._source = None
-        index = self._pulled
-        self._pulled = index + 1
-        self._store(index, False, exc)
 
     def __iter__(self) -> IMapIterator:
         return self
@@ -540,8 +194,9 @@ class IMapIterator(_Job):
         """The next result; see the class docstring for what it raises."""
         if timeout is not None:
             timeout = check_timeout(timeout)
-        if self._pulled - self._yielded <= self._low_water:
-            self.top_up()
+        job = self._job
+        if job.pulled - self._yielded <= job.low_water:
+            job.top_up(self._yielded)
         with self._lock:
             if self._pos >= len(self._values) and not self._next_chunk():
                 self._wait_chunk(timeout)
@@ -550,8 +205,8 @@ class IMapIterator(_Job):
             self._yielded += 1
             value = self._values[pos]
             failed = self._failed
-        if self._pulled - self._yielded <= self._low_water:
-            self.top_up()
+        if job.pulled - self._yielded <= job.low_water:
+            job.top_up(self._yielded)
         if failed is not None and pos in failed:
             raise failed[pos]
         return value
@@ -561,8 +216,9 @@ class IMapIterator(_Job):
     def _wait_chunk(self, timeout: float | None) -> None:
         """Wait (the lock held) until a next chunk is the one consumed; see ``next``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        job = self._job
         while not self._next_chunk():
-            if self._source is None and self._yielded >= self._pulled:
+            if job.source is None and self._yielded >= job.pulled:
                 raise StopIteration
             if deadline is None:
                 self._cond.wait()
@@ -574,44 +230,23 @@ class IMapIterator(_Job):
 
     def _next_chunk(self) -> bool:
         """Make the next chunk to arrive (in order, or unordered) the one consumed."""
-        if self._ordered:
-            chunk = self._chunks.pop(self._index, None)
+        job = self._job
+        if job.ordered:
+            chunk = job.chunks.pop(self._index, None)
             if chunk is None:
                 return False
             self._index += len(chunk[0])
-        elif self._arrived:
-            chunk = self._arrived.popleft()
+        elif job.arrived:
+            chunk = job.arrived.popleft()
         else:
             return False
         self._values, self._failed = chunk
         self._pos = 0
         return True
 
-    def finished(self) -> bool:
-        """Whether all input was read and every outcome is known."""
-        return self._source is None and self._delivered >= self._pulled
-
-    def _store(self, index: int, success: bool, value: Any) -> None:
-        if success:
-            self.deliver(index, [value], None)
-        else:
-            self.deliver(index, [None], [(0, value)])
-
-    def deliver(self, start, values, errors):
-        chunk = (values, dict(errors) if errors else None)
-        with self._cond:
-            self._delivered += len(values)
-            if self._ordered:
-                self._chunks[start] = chunk
-            else:
-                self._arrived.append(chunk)
-            self._cond.notify()
-
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} job={self.id} yielded={self._yielded}>"
+        return f"<{type(self).__name__} job={self._job.id} yielded={self._yielded}>"
 
 
 class IMapUnorderedIterator(IMapIterator):
     """The iterator ``imap_unordered`` returns: results as they complete."""
-
-    _ordered = False

@@ -80,6 +80,26 @@ def test_async_result_and_callbacks(pool):
     assert isinstance(errors[0], ValueError)
 
 
+def public_names(obj) -> set[str]:
+    return {name for name in dir(obj) if not name.startswith("_")}
+
+
+@pytest.mark.timeout(60)
+def test_results_have_the_standard_interface_and_no_more(pool):
+    """What a caller holds: the standard public names, plus only plait's documented
+    ``cancel``/``cancelled`` on ``AsyncResult``; the engine's machinery stays out."""
+    extras = {"cancel", "cancelled"} if isinstance(pool, plait.multiprocessing.pool.Pool) else set()
+    applied = pool.apply_async(tasks.add, (1, 2))
+    mapped = pool.map_async(tasks.square, range(3))
+    ordered = pool.imap(tasks.square, range(3))
+    unordered = pool.imap_unordered(tasks.square, range(3))
+    assert public_names(applied) == {"get", "ready", "successful", "wait"} | extras
+    assert public_names(mapped) == {"get", "ready", "successful", "wait"} | extras
+    assert public_names(ordered) == public_names(unordered) == {"next"}
+    assert (applied.get(30), mapped.get(30)) == (3, [0, 1, 4])
+    assert (list(ordered), sorted(unordered)) == ([0, 1, 4], [0, 1, 4])
+
+
 @pytest.mark.timeout(60)
 def test_exceptions_carry_the_remote_traceback(pool):
     with pytest.raises(ValueError) as info:

@@ -4,10 +4,11 @@ Theory of operation
 -------------------
 A cluster backend does not start workers of its own: Dask or Ray owns the workers,
 places tasks, retries a task whose worker died and replaces the worker. What plait
-keeps is everything above that, unchanged: the jobs (``plait.pool.results``) that
-callers hold, with their ordered results, lazy ``imap`` windows, callbacks and
-progress bars. ``RemoteEngine`` stands where the local ``ProcessEngine`` stands and
-talks to the cluster through a *runner* (``dask_runner``, ``ray_runner``):
+keeps is everything above that, unchanged: the jobs (``plait.pool.jobs``), with their
+ordered outcomes, lazy ``imap`` windows, callbacks and progress bars, and the results
+callers hold (``plait.pool.results``). ``RemoteEngine`` stands where the local
+``ProcessEngine`` stands and talks to the cluster through a *runner* (``dask_runner``,
+``ray_runner``):
 
 - ``runner.slots``: how many tasks the cluster runs at once (its worker threads);
 - ``runner.submit(payload, done)``: start ``run_chunk(payload)`` on the cluster; return
