@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import leak_check, wait_until
+from tests.support import leak_check
 
 
 def _runs_standard(request: pytest.FixtureRequest) -> bool:
@@ -50,7 +50,3 @@ def plait_no_leaks(request):
         yield
     else:
         yield from leak_check()
-
-
-# tests/pool/ still imports ``wait_until`` from here; its home is ``tests.support``.
-__all__ = ["wait_until"]

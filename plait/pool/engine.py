@@ -219,11 +219,15 @@ class Engine:
 
     def cancel_pending(self) -> None:
         """Cancel the futures of jobs not sent yet (``shutdown(cancel_futures=True)``)."""
-        with self.lock:
-            for job in self.ready:
+        futures = []
+        with self.lock:  # no longer sent; cancelled below, where the user's done
+            for job in self.ready:  # callbacks may run (never under the lock)
                 future = getattr(job, "future", None)
-                if future is not None and future.cancel():
+                if future is not None and not job.done and not future.running():
                     job.done = True
+                    futures.append(future)
+        for future in futures:
+            future.cancel()
 
     def has_unsent(self) -> bool:
         with self.lock:

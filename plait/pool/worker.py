@@ -372,7 +372,9 @@ def worker_main(
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _soft.armed = False  # a worker forked inside a soft-timed task inherits the flag
-    signal.signal(SOFT_SIGNAL, _on_soft_timeout)  # before any soft deadline can pass
+    # At start, not with the first soft task: the signal may come while the worker still
+    # loads that task's function. It replaces a SIGUSR1 handler the worker inherited.
+    signal.signal(SOFT_SIGNAL, _on_soft_timeout)
     may_start_processes(cpu_share)
     if env or thread_cap is not None:
         set_environment(env or {}, thread_cap)

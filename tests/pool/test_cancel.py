@@ -9,8 +9,8 @@ from concurrent.futures import CancelledError
 import pytest
 
 from plait.pool import Pool, ThreadPool
-from tests.conftest import wait_until
 from tests.pool import tasks
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
 

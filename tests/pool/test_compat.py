@@ -15,8 +15,8 @@ import pytest
 
 import plait.multiprocessing.pool
 from plait.pool import TimeoutError as PlaitTimeoutError
-from tests.conftest import wait_until
 from tests.pool import tasks
+from tests.support import wait_until
 
 FACES = [
     pytest.param(multiprocessing.pool, id="multiprocessing"),

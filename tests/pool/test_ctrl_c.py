@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.support import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -16,8 +16,8 @@ import pytest
 import plait.futures
 from plait.futures import WorkerLostError
 from plait.pool.errors import TimeoutError
-from tests.conftest import wait_until
 from tests.pool import tasks
+from tests.support import wait_until
 
 EXECUTORS = [
     pytest.param(concurrent.futures.ProcessPoolExecutor, id="std-process"),

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from plait.pool import MaybeEncodingError, Pool, TimeoutError, WorkerLostError
-from tests.conftest import wait_until
 from tests.pool import tasks
+from tests.support import wait_until
 
 
 def outcomes_of(iterator, error: type) -> list:

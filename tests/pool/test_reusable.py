@@ -6,8 +6,8 @@ import pytest
 
 from plait.futures import get_reusable_executor
 from plait.pool import Pool
-from tests.conftest import wait_until
 from tests.pool import tasks
+from tests.support import wait_until
 
 
 @pytest.mark.timeout(90)
