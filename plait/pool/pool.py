@@ -86,6 +86,8 @@ def default_processes() -> int:
     return int(share)
 
 
+# Set beside the thread variables by a pool's cap: their value was plait's, not the user's.
+THREAD_CAP_ENV = "PLAIT_THREAD_CAP"
 # The variables BLAS and OpenMP libraries read for their thread count.
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -105,7 +107,9 @@ def worker_environment(
     ``worker_env`` as given (strings only: ``TypeError`` naming the entry otherwise), and
     with ``cap_threads`` every one of ``THREAD_VARIABLES`` at ``threads``, so that workers
     x threads stays within the CPUs, unless ``worker_env`` or this process's environment
-    sets one of them: that is the user's choice, and the cap steps back entirely.
+    sets one of them: that is the user's choice, and the cap steps back entirely. Values
+    an outer pool's cap set in this process (a pool inside a worker; ``THREAD_CAP_ENV``
+    names them) are not a choice: the cap is computed again for this pool's share.
     """
     env = {}
     for key, value in (worker_env or {}).items():
@@ -116,9 +120,11 @@ def worker_environment(
         env[key] = value
     if not cap_threads:
         return env, None
-    if any(v in env or v in os.environ for v in THREAD_VARIABLES):
+    inherited = os.environ.get(THREAD_CAP_ENV)
+    if any(v in env or (v in os.environ and os.environ[v] != inherited) for v in THREAD_VARIABLES):
         return env, None
     env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    env[THREAD_CAP_ENV] = str(threads)
     return env, threads
 
 

@@ -11,6 +11,7 @@ from plait.futures import ProcessPoolExecutor
 from plait.pool import Pool
 from plait.pool.pool import THREAD_VARIABLES
 from tests.pool import tasks
+from tests.support import run_python
 
 CAPPED = ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"]
 
@@ -69,3 +70,34 @@ def test_the_parent_is_not_capped(no_leaks):
         pool.apply(tasks.square, (2,))
     assert {name: os.environ.get(name) for name in THREAD_VARIABLES} == before
     assert "PLAIT_TEST_COLOUR" not in os.environ
+
+
+NESTED = """
+import os
+from plait.pool import Pool
+
+def threads(_):
+    return os.environ.get("OMP_NUM_THREADS")
+
+def inner(_):
+    with Pool() as pool:  # its share of the CPUs, and its own cap
+        return os.environ.get("OMP_NUM_THREADS"), pool._processes, pool.map(threads, range(4))
+
+if __name__ == "__main__":
+    with Pool(2) as pool:
+        print(pool.map(inner, range(2)))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_pool_inside_a_worker_caps_its_own_workers_threads(tmp_path):
+    # 8 CPUs, 2 outer workers (4 threads each), each running a pool of 4: 1 thread each,
+    # not the outer cap read as the user's choice (2 x 4 x 4 = 32 threads on 8 CPUs).
+    script = tmp_path / "nested.py"
+    script.write_text(NESTED)
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    env["PYTHON_CPU_COUNT"] = "8"
+    env.pop("PLAIT_THREAD_CAP", None)
+    run = run_python(script, env=env, timeout=100, sys_path=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str([("4", 4, ["1"] * 4)] * 2)
