@@ -33,7 +33,6 @@ the tasks it takes with ``BrokenThreadPool`` (``plait.pool.errors``, ``threadpoo
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import signal
 import threading
 import time
@@ -42,6 +41,11 @@ from typing import Any
 
 from plait.pool.pool import Pool, ThreadPool, default_processes
 from plait.pool.results import IMapIterator, TaskTimeout, check_task_timeout
+from plait.process.cpu import process_cpu_count
+
+# Bound once: under plait.patch() a read of concurrent.futures.Future goes through the
+# patched module's attribute view, which every submit would pay.
+_Future = concurrent.futures.Future
 
 __all__ = ["ProcessPoolExecutor", "ThreadPoolExecutor", "get_reusable_executor"]
 
@@ -94,7 +98,7 @@ class _Executor(concurrent.futures.Executor):
         """
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        future: concurrent.futures.Future = _Future()
         self._pool._submit_future(fn, args, kwargs, self._task_timeout, future)
         return future
 
@@ -240,8 +244,8 @@ class ThreadPoolExecutor(_Executor, concurrent.futures.ThreadPoolExecutor):
     """A ``concurrent.futures`` executor on threads of this process.
 
     ``ThreadPoolExecutor(max_workers=None, thread_name_prefix="", initializer=None,
-    initargs=())``; ``max_workers`` defaults to ``min(32, cpu_count + 4)`` as in the
-    standard library.
+    initargs=())``; ``max_workers`` defaults to ``min(32, process_cpu_count() + 4)`` as
+    in the standard library (3.13: the CPUs this process may use).
     """
 
     def __init__(
@@ -252,7 +256,7 @@ class ThreadPoolExecutor(_Executor, concurrent.futures.ThreadPoolExecutor):
         initargs: Iterable[Any] = (),
     ) -> None:
         if max_workers is None:
-            max_workers = min(32, (os.cpu_count() or 1) + 4)
+            max_workers = min(32, process_cpu_count() + 4)
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         super().__init__(ThreadPool(max_workers, initializer, initargs), max_workers)
@@ -282,9 +286,10 @@ def get_reusable_executor(
     holds no processes while idle. ``kwargs`` are ``ProcessPoolExecutor``'s.
 
     Called with other arguments than the live executor's (a different ``max_workers``,
-    ``initializer``...), the live one is shut down, which waits for the tasks it runs,
-    and a new one is made: one reusable executor at a time. One that its user shut down
-    is replaced too. Raises what ``ProcessPoolExecutor`` raises for bad arguments.
+    ``initializer``...), a new one is made and the live one is shut down without waiting:
+    the work already submitted to it, by this thread or another, still completes, and
+    nothing blocks. One reusable executor at a time; one that its user shut down is
+    replaced too. Raises what ``ProcessPoolExecutor`` raises for bad arguments.
     """
     if max_workers is None:
         max_workers = default_processes()
@@ -293,9 +298,8 @@ def get_reusable_executor(
         current = _Reusable.executor
         if current is not None and not current._shutdown and _Reusable.arguments == arguments:
             return current
-        if current is not None:
-            current.shutdown(wait=True)
-            _Reusable.executor = None
         executor = ProcessPoolExecutor(max_workers, idle_timeout=idle_timeout, **kwargs)
         _Reusable.executor, _Reusable.arguments = executor, arguments
-        return executor
+    if current is not None:
+        current.shutdown(wait=False)
+    return executor

@@ -41,6 +41,20 @@ def test_the_reusable_executor_is_the_same_while_its_arguments_are(no_leaks):
         get_reusable_executor(max_workers=1, idle_timeout=0.3).shutdown()
 
 
+@pytest.mark.timeout(90)
+def test_replacing_the_reusable_executor_does_not_wait_and_its_work_completes(no_leaks):
+    ex = get_reusable_executor(max_workers=1, idle_timeout=5)
+    late = ex.submit(tasks.sleep_return, 2, "done")
+    other = get_reusable_executor(max_workers=2, idle_timeout=5)  # returns before `late`
+    try:
+        assert not late.done()
+        assert late.result(30) == "done"
+        assert other.submit(tasks.square, 3).result(30) == 9
+    finally:
+        other.shutdown()
+        ex.shutdown()
+
+
 def test_a_bad_idle_timeout_is_refused():
     with pytest.raises(ValueError, match="idle_timeout"):
         Pool(1, idle_timeout=-1)
