@@ -28,7 +28,7 @@ import select
 
 from plait.process import lifeline
 
-__all__ = ["ChildHandle", "DirectChild", "wait_readable"]
+__all__ = ["UNKNOWN_EXITCODE", "ChildHandle", "DirectChild", "kill_and_reap", "wait_readable"]
 
 _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 UNKNOWN_EXITCODE = 255

@@ -53,6 +53,8 @@ __all__ = [
     "current_process",
     "parent_process",
     "active_children",
+    "flush_std_streams",
+    "stdin_from_devnull",
 ]
 
 

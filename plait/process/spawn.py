@@ -71,6 +71,10 @@ __all__ = [
     "is_forking",
     "spawn_main",
     "get_command_line",
+    "STDIN_FROM_DEVNULL",
+    "dumps_payload",
+    "load_and_run",
+    "read_exactly",
 ]
 
 
