@@ -84,22 +84,22 @@ import struct
 
 from plait._core.fdpass import MAX_FDS
 from plait.process import fork, lifeline
-from plait.process.child import UNKNOWN_EXITCODE, ChildHandle, kill_and_reap, wait_readable
-from plait.process.process import Process, flush_std_streams
-from plait.process.spawn import (
-    STDIN_FROM_DEVNULL,
-    child_command,
-    dumps_payload,
-    load_and_run,
-    preparation_data,
-    prepare,
-    read_exactly,
+from plait.process.bootstrap import load_and_run, prepare, read_exactly
+from plait.process.child import (
+    UNKNOWN_EXITCODE,
+    ChildHandle,
+    flush_std_streams,
+    kill_and_reap,
+    wait_readable,
 )
+from plait.process.spawn import STDIN_FROM_DEVNULL, child_command, dumps_payload, preparation_data
 
 # Annotations only: importing typing would cost the fork server ~10 ms (see spawn).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from plait.process.process import Process
 
 __all__ = [
     "ForkHelper",
@@ -466,7 +466,7 @@ os.register_at_fork(after_in_child=_forget_in_child)
 
 def serve(control_fd: int) -> None:
     """Main loop of the fork server (see the module docstring); exits on control EOF."""
-    import _pickle  # noqa: PLC0415 - see spawn.load_and_run
+    import _pickle  # noqa: PLC0415 - see bootstrap.load_and_run
 
     # Ctrl-C in a terminal signals the whole process group: the parent decides what
     # happens to its children, the server must not die of it.
