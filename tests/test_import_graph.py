@@ -24,13 +24,7 @@ ROOT = Path(plait.__file__).resolve().parent
 
 # Packages known to have a cycle, each with why it is still there. A strict xfail: the
 # day the cycle goes, the test fails until its entry goes too.
-KNOWN_CYCLES = {
-    "plait.process": (
-        "process.py imports log.py and start.py, and both lead back to it: log imports "
-        "process, start imports fork, spawn and forkserver, which import process; the "
-        "package is untangled in a step of its own (issue 17, item 3)"
-    ),
-}
+KNOWN_CYCLES: dict[str, str] = {}
 # Packages whose modules import from each other only names of ``__all__``.
 ALL_CHECKED = ("plait.coro", "plait.managers")
 

@@ -21,8 +21,12 @@ import _thread
 import os
 
 from plait.process import lifeline
-from plait.process.child import ChildHandle, DirectChild
-from plait.process.process import Process, flush_std_streams, stdin_from_devnull
+from plait.process.child import ChildHandle, DirectChild, flush_std_streams, stdin_from_devnull
+
+# Annotations only: importing typing would cost every child ~10 ms (see spawn).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from plait.process.process import Process
 
 __all__ = ["ForkChild", "start_child", "thread_count", "through"]
 

@@ -33,11 +33,21 @@ and reaped), the server writes the negated errno in place of the pid, closes ``t
 and serves the next request; the parent raises ``OSError`` with that errno, as a failed
 ``os.fork`` would in the ``fork`` method.
 
+Who can make the server fork: only the process that started it. The control socket is
+one end of a socketpair, so it has no address: no other process can connect to it, it
+can only hold it. The parent's end is close-on-exec, and an at-fork hook closes it in
+any process forked from the parent (which starts its own server when it needs one); the
+server's end, handed over at ``posix_spawn``, is made close-on-exec again as the server
+starts, and every child the server forks closes it first thing. So an fd is the key, and
+no process but the parent has it. ``multiprocessing``'s server listens on a named Unix
+socket that any local process can connect to, which is why 3.14 gave it an ``authkey``
+and an HMAC handshake per connection; here there is no connection to authenticate, and a
+key would travel with the socket anyway (a process that can steal one can read the
+other). The same holds for the fork helpers below.
+
 Lifetime: the server exits when the control socket reports EOF, that is when the parent
-is gone, however it died. Only the parent holds the control socket: it is close-on-exec,
-and an at-fork hook closes it in any process forked from the parent (which starts its
-own server when it needs one). ``stop_server`` ends the server on demand (tests use it
-to prove nothing leaks). A server that died is replaced by the next start.
+is gone, however it died. ``stop_server`` ends the server on demand (tests use it to
+prove nothing leaks). A server that died is replaced by the next start.
 
 Fork helpers
 ------------
@@ -74,22 +84,22 @@ import struct
 
 from plait._core.fdpass import MAX_FDS
 from plait.process import fork, lifeline
-from plait.process.child import UNKNOWN_EXITCODE, ChildHandle, kill_and_reap, wait_readable
-from plait.process.process import Process, flush_std_streams
-from plait.process.spawn import (
-    STDIN_FROM_DEVNULL,
-    child_command,
-    dumps_payload,
-    load_and_run,
-    preparation_data,
-    prepare,
-    read_exactly,
+from plait.process.bootstrap import load_and_run, prepare, read_exactly
+from plait.process.child import (
+    UNKNOWN_EXITCODE,
+    ChildHandle,
+    flush_std_streams,
+    kill_and_reap,
+    wait_readable,
 )
+from plait.process.spawn import STDIN_FROM_DEVNULL, child_command, dumps_payload, preparation_data
 
 # Annotations only: importing typing would cost the fork server ~10 ms (see spawn).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from plait.process.process import Process
 
 __all__ = [
     "ForkHelper",
@@ -456,11 +466,14 @@ os.register_at_fork(after_in_child=_forget_in_child)
 
 def serve(control_fd: int) -> None:
     """Main loop of the fork server (see the module docstring); exits on control EOF."""
-    import _pickle  # noqa: PLC0415 - see spawn.load_and_run
+    import _pickle  # noqa: PLC0415 - see bootstrap.load_and_run
 
     # Ctrl-C in a terminal signals the whole process group: the parent decides what
     # happens to its children, the server must not die of it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # posix_spawn's dup2 cleared close-on-exec: a program the parent's ``__main__`` runs
+    # here while it is preloaded must not inherit the control socket.
+    os.set_inheritable(control_fd, False)
     control = socket.socket(fileno=control_fd)
     first = control.recv(1 << 20)  # one seqpacket record: the preparation data
     if not first:

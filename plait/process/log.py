@@ -18,6 +18,7 @@ from __future__ import annotations
 # Annotations only: importing typing would cost every child ~10 ms (see spawn).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = [
@@ -80,10 +81,17 @@ def log_to_stderr(level: int | str | None = None) -> Any:
     return logger
 
 
-def _with_process_name(record: Any) -> bool:
-    from plait.process.process import current_process  # noqa: PLC0415 - cycle
+def _main_process_name() -> str:
+    return "MainProcess"
 
-    record.processName = current_process().name
+
+# The name of the running process, for records. ``process`` puts its own lookup here as
+# it loads (it sits above this module, which it uses); the package imports it at once.
+process_name: Callable[[], str] = _main_process_name
+
+
+def _with_process_name(record: Any) -> bool:
+    record.processName = process_name()
     return True
 
 

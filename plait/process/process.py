@@ -37,7 +37,7 @@ from _weakrefset import WeakSet
 
 from plait.process import interop, log
 from plait.process import start as _start
-from plait.process.child import wait_readable
+from plait.process.child import flush_std_streams, wait_readable
 
 # Annotations only: importing typing would cost every child ~10 ms (see spawn).
 TYPE_CHECKING = False
@@ -56,11 +56,6 @@ __all__ = [
 ]
 
 
-# True while a spawned child (or the fork server) re-runs its parent's main script: a
-# script without the ``if __name__ == "__main__":`` guard would otherwise start processes
-# from every child, recursively.
-importing_main = False
-
 _NOT_BOOTSTRAPPED = """
         An attempt has been made to start a new process before the
         current process has finished its bootstrapping phase.
@@ -75,6 +70,35 @@ _NOT_BOOTSTRAPPED = """
 
         The "freeze_support()" line can be omitted if the program
         is not going to be frozen to produce an executable."""
+
+
+def _child_handle(process_obj: Process) -> Any:
+    """Start ``process_obj`` with its start method; return the handle of the child."""
+    method = process_obj._start_method or _start.get_start_method()
+    try:
+        handle = _handles[method]
+    except KeyError:
+        handle = _handles[method] = _load_handle(method)
+    return handle(process_obj)
+
+
+# Start method -> handle class, filled on first use (an import statement per start would
+# cost a forked child's parent copy-on-write faults in the import machinery).
+_handles: dict[str, Any] = {}
+
+
+def _load_handle(method: str) -> Any:
+    if method == "fork":
+        from plait.process.fork import start_child  # noqa: PLC0415 - on first use
+
+        return start_child
+    if method == "spawn":
+        from plait.process.spawn import SpawnChild  # noqa: PLC0415 - on first use
+
+        return SpawnChild
+    from plait.process.forkserver import ForkServerChild  # noqa: PLC0415 - on first use
+
+    return ForkServerChild
 
 
 def _fail(message: str) -> None:
@@ -141,10 +165,10 @@ class Process:
             _fail("can only start a process object created by current process")
         if _current_process._config.get("daemon"):
             _fail("daemonic processes are not allowed to have children")
-        if importing_main:
+        if _start.importing_main:
             raise RuntimeError(_NOT_BOOTSTRAPPED)
         _cleanup()
-        self._popen = _start.child_handle(self)
+        self._popen = _child_handle(self)
         self._sentinel = self._popen.sentinel
         # The child has its own copy; dropping ours frees what the target holds.
         del self._target, self._args, self._kwargs
@@ -446,6 +470,13 @@ def current_process() -> Process:
     return _current_process
 
 
+def _process_name() -> str:
+    return _current_process.name
+
+
+log.process_name = _process_name
+
+
 def parent_process() -> Process | None:
     """The parent of the calling process, or ``None`` in a process plait did not start."""
     global _parent_process
@@ -479,38 +510,6 @@ def _cleanup() -> None:
     for p in list(_children):
         if p._popen is not None and p._popen.poll() is not None:
             _children.discard(p)
-
-
-def stdin_from_devnull() -> None:
-    """Make the child's stdin read from /dev/null, so it never reads its parent's input.
-
-    ``multiprocessing`` closes ``sys.stdin`` and opens a new one; building a new text
-    stream costs a forked child ~0.2 ms, so when ``sys.stdin`` is the usual stream on
-    fd 0 we only redirect the fd under it. A replaced ``sys.stdin`` (a test runner's, an
-    ``io.StringIO``) is closed and replaced, as ``multiprocessing`` does. Spawned
-    children get /dev/null on fd 0 from ``posix_spawn``.
-    """
-    fd = os.open(os.devnull, os.O_RDONLY)
-    if fd != 0:
-        os.dup2(fd, 0)
-        os.close(fd)
-    stdin = sys.stdin
-    if stdin is None or stdin is sys.__stdin__:
-        return  # the interpreter's own stream on fd 0: it now reads /dev/null
-    try:
-        stdin.close()
-    except (OSError, ValueError):
-        pass
-    sys.stdin = open(0, encoding="utf-8", closefd=False)
-
-
-def flush_std_streams() -> None:
-    """Flush ``sys.stdout`` and ``sys.stderr`` (before fork and before ``os._exit``)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, ValueError):
-            pass
 
 
 _exiting = False

@@ -7,7 +7,9 @@ interpreter and interpreter flags as the parent) with a pipe's read end as ``fd`
 writes one pickle into the pipe: ``(preparation data, pickled Process)``. The child reads
 it to EOF, applies the preparation data (``sys.path``, ``sys.argv``, the working
 directory, the parent's ``__main__`` re-run as ``__mp_main__``), then unpickles the
-``Process`` and runs ``Process._bootstrap``. Two pickles, because the ``Process`` can
+``Process`` and runs ``Process._bootstrap``. That child side (``prepare``,
+``load_and_run`` and the entry point ``main``) lives in ``bootstrap``, which the fork
+server shares; this module is the parent's side. Two pickles, because the ``Process`` can
 only be unpickled once ``sys.path`` and ``__main__`` are in place. Objects among the
 arguments that own an fd (a ``Connection``) pickle it through ``plait._core.fdpass``:
 the parent collects dups of those fds while it pickles, the child inherits them at the
@@ -29,7 +31,7 @@ deferred ``site`` changes, visibly: ``sitecustomize`` runs late or never, and
 ``sys.flags.no_site`` is 1 in the child.
 
 The rest is kept small: the child imports ``_pickle`` (not ``pickle``, which drags in
-``re``), this module and ``process``; ``logging``, ``cloudpickle``, ``runpy`` and
+``re``), ``bootstrap`` and ``process``; ``logging``, ``cloudpickle``, ``runpy`` and
 ``traceback`` are imported only when used. Main scripts that are plain files are run
 with ``compile``/``exec`` instead of ``runpy``. No resource-tracker process is started.
 
@@ -48,9 +50,9 @@ from __future__ import annotations
 import os
 import sys
 
-from plait.process import interop, lifeline, log, process
+from plait.process import interop, lifeline, log
+from plait.process.bootstrap import main_is_rerun, prepare, run_main_path
 from plait.process.child import DirectChild
-from plait.process.process import Process
 
 # Annotations only: importing typing would cost every child ~10 ms (see spawn).
 TYPE_CHECKING = False
@@ -58,12 +60,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from plait.process.process import Process
+
 __all__ = [
     "SpawnChild",
     "preparation_data",
     "prepare",
     "child_command",
-    "main",
     "set_executable",
     "get_executable",
     "get_preparation_data",
@@ -71,6 +74,8 @@ __all__ = [
     "is_forking",
     "spawn_main",
     "get_command_line",
+    "STDIN_FROM_DEVNULL",
+    "dumps_payload",
 ]
 
 
@@ -110,15 +115,6 @@ def preparation_data(start_method: str) -> dict[str, Any]:
     return data
 
 
-def _main_is_rerun(data: dict[str, Any]) -> bool:
-    """Whether the child will re-run the parent's ``__main__`` (see ``prepare``)."""
-    name = data.get("main_name")
-    if name is not None:
-        return name != "__main__" and not name.endswith(".__main__")
-    path = data.get("main_path")
-    return path is not None and os.path.splitext(os.path.basename(path))[0] != "ipython"
-
-
 def dumps_process(process_obj: Process, data: dict[str, Any]) -> bytes:
     """Pickle the ``Process``; by value for ``__main__`` objects the child cannot re-import.
 
@@ -128,7 +124,7 @@ def dumps_process(process_obj: Process, data: dict[str, Any]) -> bytes:
     from plait._core import fdpass, serialization  # noqa: PLC0415 - parents only
 
     with interop.spawning():
-        if _main_is_rerun(data):
+        if main_is_rerun(data):
             mark = fdpass.collected()
             try:
                 return _dump_with(serialization.pickle.Pickler, process_obj)
@@ -208,7 +204,7 @@ def get_preparation_data(name: str | None = None) -> dict[str, Any]:
 
 def import_main_path(main_path: str) -> None:
     """Run the script ``main_path`` as ``__mp_main__`` and make it ``__main__``."""
-    _run_main_path(os.path.abspath(main_path))
+    run_main_path(os.path.abspath(main_path))
 
 
 def is_forking(argv: list[str]) -> bool:
@@ -266,7 +262,9 @@ class SpawnChild(DirectChild):
             # DUP2 onto the same number clears close-on-exec: the child gets these fds.
             inherited = [r, *collector.fds] + ([lifeline_fd] if lifeline_fd >= 0 else [])
             actions = [STDIN_FROM_DEVNULL] + [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in inherited]
-            argv = child_command(f"from plait.process.spawn import main;main({r},{lifeline_fd})")
+            argv = child_command(
+                f"from plait.process.bootstrap import main;main({r},{lifeline_fd})"
+            )
             pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
         except BaseException:
             os.close(w)
@@ -290,161 +288,6 @@ class SpawnChild(DirectChild):
             pass  # the child died before reading; its exit code tells why
 
 
-def read_exactly(fd: int, n: int) -> bytes:
-    """Read ``n`` bytes from ``fd``, fewer only at EOF (blocks until then)."""
-    data = b""
-    while len(data) < n:
-        chunk = os.read(fd, n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def read_payload(fd: int) -> bytes:
-    """Read a payload framed by ``frame_payload``.
-
-    Length-prefixed rather than read to EOF: a process that another thread of the parent
-    forks while this child starts inherits the pipe's write end (close-on-exec does not
-    apply to fork), and EOF would then wait for that unrelated process to exit.
-    """
-    header = read_exactly(fd, 8)
-    return read_exactly(fd, int.from_bytes(header, "little")) if len(header) == 8 else b""
-
-
 def frame_payload(payload: bytes) -> bytes:
     """``payload`` with the 8-byte length ``read_payload`` expects."""
     return len(payload).to_bytes(8, "little") + payload
-
-
-def prepare(data: dict[str, Any]) -> None:
-    """In a child: adopt the parent's ``sys.path``, ``sys.argv``, cwd and ``__main__``."""
-    sys.path[:] = data["sys_path"]
-    for name, argument in data.get("preparers", ()):
-        __import__(name)
-        sys.modules[name].prepare_child(argument)
-    sys.argv[:] = data["sys_argv"]
-    sys.prefix, sys.exec_prefix = data["prefix"]
-    if data["site"] and sys.flags.no_site:
-        _defer_site()
-    log.adopt(data.get("log_level"), data.get("stderr_log_level"))
-    os.chdir(data["dir"])
-    from plait.process import start  # noqa: PLC0415 - start imports the start methods
-
-    start.force_start_method(data["start_method"])
-    if not _main_is_rerun(data):
-        return
-    process.importing_main = True
-    main = sys.modules["__main__"]
-    try:
-        if "main_name" in data:
-            _run_main_module(data["main_name"])
-        else:
-            _run_main_path(data["main_path"])
-    except BaseException:
-        # Not half a main: a fork server whose re-run failed lets each child run it
-        # again, so the error (a script without the __main__ guard) reaches every child.
-        sys.modules["__main__"] = main
-        sys.modules.pop("__mp_main__", None)
-        raise
-    finally:
-        process.importing_main = False
-
-
-_site_deferred = False
-
-
-def _defer_site() -> None:
-    global _site_deferred
-    if _site_deferred:
-        return  # a forkserver child: its server did this already
-    _site_deferred = True
-    import site  # noqa: PLC0415 - cheap with -S: main() is not run
-
-    site.setquit()
-    site.setcopyright()
-    site.sethelper()
-    sys.meta_path.append(_SiteOnDemand)
-
-
-class _SiteOnDemand:
-    """Last finder on ``sys.meta_path``: on the first miss, run ``site.main()`` and retry."""
-
-    @classmethod
-    def find_spec(cls, name: str, path: Any = None, target: Any = None) -> Any:
-        sys.meta_path.remove(cls)
-        import site  # noqa: PLC0415 - see module docstring
-
-        site.main()
-        for finder in sys.meta_path:
-            find_spec = getattr(finder, "find_spec", None)
-            spec = find_spec(name, path, target) if find_spec else None
-            if spec is not None:
-                return spec
-        return None
-
-
-def _install_main(module: Any) -> None:
-    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
-
-
-def _run_main_path(path: str) -> None:
-    main = sys.modules["__main__"]
-    if getattr(main, "__file__", None) == path:
-        return  # already run (a forkserver child of a server that preloaded it)
-    module = type(sys)("__mp_main__")
-    if path.endswith((".pyz", ".zip")) or not os.path.isfile(path):
-        import runpy  # noqa: PLC0415 - zip apps and directories only
-
-        module.__dict__.update(runpy.run_path(path, run_name="__mp_main__"))
-        _install_main(module)
-        return
-    import io  # noqa: PLC0415 - already loaded at interpreter start-up
-
-    with io.open_code(path) as f:
-        code = compile(f.read(), path, "exec")
-    module.__file__ = path
-    _install_main(module)
-    exec(code, module.__dict__)
-
-
-def _run_main_module(name: str) -> None:
-    if getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) == name:
-        return
-    import runpy  # noqa: PLC0415 - only for parents started with -m
-
-    module = type(sys)("__mp_main__")
-    module.__dict__.update(runpy.run_module(name, run_name="__mp_main__", alter_sys=True))
-    _install_main(module)
-
-
-def load_and_run(payload: bytes, fds: list[int] | None = None) -> int:
-    """In a child: prepare from ``payload``, rebuild the ``Process``, run it; the exit code.
-
-    ``fds`` are the fds that came with the payload, in the order the parent collected
-    them; ``None`` means they kept their numbers (spawn), which the payload lists.
-    """
-    import _pickle  # noqa: PLC0415 - the C unpickler without pickle.py's imports
-
-    data, blob, numbers = _pickle.loads(payload)
-    if data is not None:  # None: the child is a copy of its parent (a fork helper's)
-        prepare(data)
-    if fds is None:
-        fds = numbers
-    if fds:
-        from plait._core.fdpass import FdSupply  # noqa: PLC0415 - only if fds came along
-
-        with FdSupply(fds):
-            process_obj = _pickle.loads(blob)
-    else:
-        process_obj = _pickle.loads(blob)
-    return process_obj._bootstrap()
-
-
-def main(fd: int, lifeline_fd: int) -> None:
-    """Entry point of a spawned child (see ``child_command``); never returns."""
-    if lifeline_fd >= 0:
-        lifeline.arm(lifeline_fd)
-    payload = read_payload(fd)
-    os.close(fd)
-    sys.exit(load_and_run(payload))

@@ -1,25 +1,20 @@
-"""Start methods: which one a new child uses, and the code that starts it.
+"""Start methods: which one a new child uses, and whether it may start one now.
 
 This is the light half of the context machinery, the part every process needs: the
 default start method (chosen once with ``set_start_method``, else the platform default,
 which is the running Python's ``multiprocessing`` default: ``fork`` on Linux before 3.14,
-``forkserver`` from 3.14, ``spawn`` on macOS) and ``child_handle``, the one place that maps
-a method name to the code that starts a child. That code is imported when the method is
-first used. The context objects (``get_context()``) live in ``context``, which is imported
-on first use: they are instances of the standard ``BaseContext`` class, and a lean child
-that never asks for a context does not pay for importing ``multiprocessing``.
+``forkserver`` from 3.14, ``spawn`` on macOS), and ``importing_main``, set while a child
+re-runs its parent's main script. It imports no start method: ``Process.start`` (in
+``process``) maps a method name to the code that starts a child, and the child's side
+(``bootstrap``) sets both values here as it adopts its parent's state. The context
+objects (``get_context()``) live in ``context``, which is imported on first use: they are
+instances of the standard ``BaseContext`` class, and a lean child that never asks for a
+context does not pay for importing ``multiprocessing``.
 """
 
 from __future__ import annotations
 
 import sys
-
-# Annotations only: importing typing would cost every child ~10 ms (see spawn).
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
-    from plait.process.process import Process
 
 __all__ = [
     "START_METHODS",
@@ -28,13 +23,18 @@ __all__ = [
     "get_start_method",
     "set_start_method",
     "force_start_method",
-    "child_handle",
+    "importing_main",
 ]
 
 START_METHODS = ("fork", "spawn", "forkserver")
 
 # The default start method once chosen (set_start_method, or fixed on first use).
 _chosen: str | None = None
+
+# True while a spawned child (or the fork server) re-runs its parent's main script: a
+# script without the ``if __name__ == "__main__":`` guard would otherwise start processes
+# from every child, recursively.
+importing_main = False
 
 
 def platform_default() -> str:
@@ -90,32 +90,3 @@ def force_start_method(method: str) -> None:
     """In a child: adopt the start method that started it as the default."""
     global _chosen
     _chosen = method
-
-
-def child_handle(process_obj: Process) -> Any:
-    """Start ``process_obj`` with its start method; return the handle of the child."""
-    method = process_obj._start_method or get_start_method()
-    try:
-        handle = _handles[method]
-    except KeyError:
-        handle = _handles[method] = _load_handle(method)
-    return handle(process_obj)
-
-
-# Start method -> handle class, filled on first use (an import statement per start would
-# cost a forked child's parent copy-on-write faults in the import machinery).
-_handles: dict[str, Any] = {}
-
-
-def _load_handle(method: str) -> Any:
-    if method == "fork":
-        from plait.process.fork import start_child  # noqa: PLC0415 - on first use
-
-        return start_child
-    if method == "spawn":
-        from plait.process.spawn import SpawnChild  # noqa: PLC0415 - on first use
-
-        return SpawnChild
-    from plait.process.forkserver import ForkServerChild  # noqa: PLC0415 - on first use
-
-    return ForkServerChild
