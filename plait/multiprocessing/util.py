@@ -7,7 +7,7 @@ levels, ``_run_finalizers``, ``_exit_function``, the registries and ``_cleanup_t
 
 import sys
 
-from plait.process import hooks, process
+from plait.process import child, hooks, process
 from plait.process.hooks import (
     Finalize,
     ForkAwareLocal,
@@ -61,4 +61,4 @@ _run_after_forkers = hooks.run_after_forkers
 _run_finalizers = hooks.run_finalizers
 _cleanup_tests = hooks.cleanup
 _exit_function = process._exit_function
-_flush_std_streams = process.flush_std_streams
+_flush_std_streams = child.flush_std_streams
