@@ -186,7 +186,7 @@ def stdin_from_devnull() -> None:
     """Make the child's stdin read from /dev/null, so it never reads its parent's input.
 
     ``multiprocessing`` closes ``sys.stdin`` and opens a new one; building a new text
-    stream costs a forked child ~0.2 ms, so when ``sys.stdin`` is the usual stream on
+    stream is dear for a forked child, so when ``sys.stdin`` is the usual stream on
     fd 0 we only redirect the fd under it. A replaced ``sys.stdin`` (a test runner's, an
     ``io.StringIO``) is closed and replaced, as ``multiprocessing`` does. Spawned
     children get /dev/null on fd 0 from ``posix_spawn``.

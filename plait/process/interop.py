@@ -20,8 +20,8 @@ processes give them whenever the standard module is loaded (and cost nothing whe
   with its ``ForkingPickler`` rather than ``copyreg``, are applied.
 
 Every process imports this module with ``plait.process.process`` (it imports nothing
-itself): importing it in each forked child instead cost a fork-and-join ~2.5 ms of
-copy-on-write faults in the import machinery.
+itself): importing it in each forked child instead would make every fork-and-join pay
+for copy-on-write faults in the import machinery.
 
 What still fails, fails with the standard module's own message, which names both sides:
 a lock of the standard ``fork`` context cannot go to a spawned child ("A SemLock created in

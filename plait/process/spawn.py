@@ -17,9 +17,10 @@ same numbers (``posix_spawn`` dup2 actions), and the payload lists the numbers.
 
 Where the time goes, and what we do about it
 --------------------------------------------
-A bare ``python -c pass`` costs ~22 ms here, and most of it is ``site``: it processes
-every ``.pth`` file of the environment, and some of them import a lot (an editable
-install's finder pulls in ``pathlib``, ``re``, ``urllib``...). The child does not need
+Most of what a bare ``python -c pass`` costs is ``site`` (``bench_process.py`` shows
+that floor beside each start method): it processes every ``.pth`` file of the
+environment, and some of them import a lot (an editable install's finder pulls in
+``pathlib``, ``re``, ``urllib``...). The child does not need
 that work to find modules, because it receives the parent's finished ``sys.path``.
 So the child starts with ``-S`` and *defers* site: it installs the builtins ``site`` adds
 (``exit``, ``quit``, ``help``...), copies ``sys.prefix``/``sys.exec_prefix`` from the
