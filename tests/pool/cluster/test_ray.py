@@ -15,13 +15,13 @@ import pytest
 
 from plait.pool import WorkerLostError
 from plait.pool.backends import RemoteWorkerLostError, UnsupportedOptionError
-from tests.cluster import tasks
-from tests.cluster.conftest import cluster_executor, cluster_pool
+from tests.pool.cluster import tasks
+from tests.pool.cluster.conftest import cluster_executor, cluster_pool
 from tests.support import run_python
 
 ray = pytest.importorskip("ray")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 @pytest.fixture(scope="module")

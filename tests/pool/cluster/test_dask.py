@@ -15,6 +15,7 @@ import pickle
 import socket
 import threading
 from multiprocessing.pool import RemoteTraceback
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +25,8 @@ from plait.pool.backends import (
     SchedulerUnreachableError,
     UnsupportedOptionError,
 )
-from tests.cluster import tasks
-from tests.cluster.conftest import cluster_executor, cluster_pool
+from tests.pool.cluster import tasks
+from tests.pool.cluster.conftest import cluster_executor, cluster_pool
 from tests.support import child_pids, run_python, wait_until
 
 distributed = pytest.importorskip("distributed")
@@ -264,14 +265,14 @@ def test_without_address_the_pool_runs_its_own_cluster_and_stops_it(address):
 def test_functions_of_main_travel_by_value(address):
     code = (
         "import sys\n"
-        "from tests.cluster.conftest import cluster_pool\n"
+        "from tests.pool.cluster.conftest import cluster_pool\n"
         "def triple(x):\n"
         "    return 3 * x\n"
         "if __name__ == '__main__':\n"
         "    with cluster_pool(backend='dask', address=sys.argv[1]) as pool:\n"
         "        print(pool.map(triple, range(5)), pool.apply(lambda: 'lambda'))\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = str(Path(__file__).resolve().parents[3])  # the repository, where tests/ is
     out = run_python("-c", code, address, timeout=100, cwd=root)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[0, 3, 6, 9, 12] lambda"
