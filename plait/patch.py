@@ -317,6 +317,7 @@ def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
     getframe = sys._getframe
     face: list[types.ModuleType] = []  # imported on the first redirected read
     missing: set[str] = set()  # standard names the face does not have
+    watched: set[str] = set()  # names whose class was given to ``watch`` already
 
     def __getattribute__(module: types.ModuleType, name: str) -> object:  # noqa: N807
         if name.startswith("_") or name in missing:
@@ -343,7 +344,8 @@ def _view_class(base: type, face_name: str, exempt: frozenset[str]) -> type:
             if type(e) is not AttributeError or not str(e).startswith("module "):
                 raise  # the face refuses the name and says why
         else:
-            if isinstance(value, type):
+            if name not in watched and isinstance(value, type):
+                watched.add(name)
                 watch(value, base_getattribute(module, name))
             return value
         missing.add(name)

@@ -113,7 +113,7 @@ def examine(cls: type, face_class: type) -> None:
     """Give ``cls`` (a new subclass of ``face_class``) the standard base it was written
     for, if it was (see the module docstring)."""
     library = cls.__module__.partition(".")[0]
-    if library == "plait" or cls.__module__ == face_class.__module__:
+    if library == "plait":
         return
     standard = _most_derived(_standard_of[face_class])
     touched = sorted(_used(cls) & (_meant_by(standard) - _known_to(face_class)))

@@ -128,15 +128,13 @@ class PlaitBackend(AutoBatchingMixin, ParallelBackendBase):
         timeout = getattr(self.parallel, "timeout", None)
         buffers: list[pickle.PickleBuffer] = []
         payload = cloudpickle.dumps(func, _PROTOCOL, buffer_callback=buffers.append)
-        if callback is None:
-            return self._pool.apply_async(_run_batch, (payload, *buffers), timeout=timeout)
-        return self._pool.apply_async(
-            _run_batch,
-            (payload, *buffers),
-            callback=lambda value: callback((True, value)),
-            error_callback=lambda error: callback((False, error)),
-            timeout=timeout,
-        )
+        tagged = {}
+        if callback is not None:
+            tagged = {
+                "callback": lambda value: callback((True, value)),
+                "error_callback": lambda error: callback((False, error)),
+            }
+        return self._pool.apply_async(_run_batch, (payload, *buffers), timeout=timeout, **tagged)
 
     def retrieve_result_callback(self, out: tuple[bool, Any]) -> Any:
         succeeded, value = out

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from plait.futures import ProcessPoolExecutor
 from plait.pool import Pool
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_leaks")]
 
@@ -17,11 +16,8 @@ def square(x):
     return x * x
 
 
-def wait_for_idle_exit(stats, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while stats().workers and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not stats().workers, "the workers did not leave idle"
+def wait_for_idle_exit(stats):
+    assert wait_until(lambda: not stats().workers, 20), "the workers did not leave idle"
 
 
 def test_a_map_submitted_then_closed_after_the_workers_left_idle_completes():
