@@ -83,24 +83,24 @@ class PageHandler(BaseHTTPRequestHandler):
             site.active += 1
             site.peak = max(site.peak, site.active)
             site.requests[self.path] += 1
-        try:
-            time.sleep(site.latency)  # a real server takes its time
-            _, kind, number = self.path.split("/")
-            if kind != "page" or not number.isdigit() or int(number) >= site.pages:
-                self.send_error(404)
-                return
-            body = "".join(
-                f'<a href="{link}">{link}</a>\n' for link in links_of(int(number), site.pages)
-            )
-            data = f"<html><body>\n{body}</body></html>\n".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        finally:
-            with site.lock:
-                site.active -= 1
+        time.sleep(site.latency)  # a real server takes its time
+        kind, _, number = self.path.removeprefix("/").partition("/")
+        found = kind == "page" and number.isdigit() and int(number) < site.pages
+        links = links_of(int(number), site.pages) if found else []
+        # Counted out before the answer leaves: the client's next request may come as
+        # soon as it has this one, and must not find this one still counted.
+        with site.lock:
+            site.active -= 1
+        if not found:
+            self.send_error(404)
+            return
+        body = "".join(f'<a href="{link}">{link}</a>\n' for link in links)
+        data = f"<html><body>\n{body}</body></html>\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # one line per request would drown the crawler's output
