@@ -97,6 +97,15 @@ def run_workers(
             raise RuntimeError(f"worker {p.pid} ended with exit code {p.exitcode}")
 
 
+def end(program: subprocess.Popen[bytes]) -> int:
+    """Wait for ``program`` to end (kill it past ``TIMEOUT``); return its exit code."""
+    try:
+        return program.wait(TIMEOUT)
+    except subprocess.TimeoutExpired:
+        program.kill()
+        return program.wait(TIMEOUT)
+
+
 def serve(address: tuple[str, int], authkey: bytes, args: argparse.Namespace, wait: float) -> int:
     """The serving side: the server, this side's workers, then every report and the check."""
     with ResultsManager(address=address, authkey=authkey) as manager:
@@ -109,6 +118,8 @@ def serve(address: tuple[str, int], authkey: bytes, args: argparse.Namespace, wa
                 + ["--workers", str(args.workers), "--limit", str(args.limit)],
                 env={**os.environ, KEY_VARIABLE: authkey.decode()},
             )
+        else:
+            print(f"waiting for {args.workers} workers run with --connect HOST:{port} elsewhere")
         try:
             run_workers(manager.address, authkey, 0, args)
             inbox = manager.reports()
@@ -118,9 +129,11 @@ def serve(address: tuple[str, int], authkey: bytes, args: argparse.Namespace, wa
             print(f"not every worker reported within {wait} s", file=sys.stderr)
             return 1
         finally:
-            if other is not None and other.wait(TIMEOUT) != 0:
-                print(f"the connecting side ended with {other.returncode}", file=sys.stderr)
+            other_status = 0 if other is None else end(other)
         shared = dict(manager.results())
+    if other_status != 0:
+        print(f"the connecting side ended with exit code {other_status}", file=sys.stderr)
+        return 1
     hosts = sorted({key.rpartition(":")[0] for key in shared})
     print(f"the shared dict holds {len(shared)} entries, from the hosts {', '.join(hosts)}")
     total = sum(share for _, share in shared.values())
