@@ -60,7 +60,7 @@ CLAIMS: dict[str, list[str]] = {
         r"^all 24 digests match hashlib in the parent$",
     ],
     "process_start_methods.py": [
-        *(rf"^ *{method}: square\(7\) -> exit code 49 in " for method in ("fork", "spawn")),
+        *(rf"^ *{m}: square\(7\) -> exit code 49 in " for m in ("fork", "spawn", "forkserver")),
         r"^ *a lambda target -> exit code 4$",
         r"terminated -> <ForkProcess .* stopped exitcode=-SIGTERM daemon>$",
     ],
