@@ -675,9 +675,11 @@ def run(main: Any, *args: Any, slow_step: float | None = None, max_threads: int 
     daemon tasks, closes every thread, fd and timer of the kernel, logs tasks that
     crashed unobserved, and returns main's result (or raises its exception).
 
-        async def main():
-            await sleep(0.1)
-            return 42
-        assert run(main) == 42
+    >>> from plait.coro import sleep
+    >>> async def main():
+    ...     await sleep(0.1)
+    ...     return 42
+    >>> run(main)
+    42
     """
     return Kernel(slow_step=slow_step, max_threads=max_threads).run(main, *args)

@@ -49,7 +49,11 @@ async def run_in_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> A
     ``plait.pool.WorkerLostError`` if the worker died, ``TypeError`` if ``fn`` is not
     callable, and a pickling error if ``fn`` or an argument cannot be sent.
 
-        total = await run_in_process(sum, range(10**7))
+    >>> from plait.coro import run
+    >>> async def main():
+    ...     return await run_in_process(sum, range(10**6))
+    >>> run(main)
+    499999500000
     """
     k = traps.kernel()
     task = k.current

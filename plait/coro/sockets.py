@@ -64,10 +64,18 @@ _write_wait = traps.write_wait
 class Socket:
     """An awaitable socket. ``Socket(sock)`` takes ownership of ``sock``.
 
-    sock = Socket(socket.socket())
-    await sock.connect(("127.0.0.1", 8000))
-    await sock.sendall(b"ping")
-    reply = await sock.recv(100)
+    >>> import socket
+    >>> from plait.coro import run, tcp_server_socket
+    >>> async def main():
+    ...     async with tcp_server_socket("127.0.0.1", 0) as server:
+    ...         sock = Socket(socket.socket())
+    ...         await sock.connect(server.getsockname())
+    ...         client, _ = await server.accept()
+    ...         async with sock, client:
+    ...             await sock.sendall(b"ping")
+    ...             return await client.recv(100)
+    >>> run(main)
+    b'ping'
     """
 
     __slots__ = (

@@ -112,7 +112,13 @@ async def run_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     cancellation the task goes on at once, the thread finishes ``fn`` and its result is
     dropped.
 
-        digest = await run_in_thread(hashlib.sha256, big_bytes)
+    >>> import hashlib
+    >>> from plait.coro import run
+    >>> async def main():
+    ...     digest = await run_in_thread(hashlib.sha256, b"plait" * 100_000)
+    ...     return digest.hexdigest()[:16]
+    >>> run(main)
+    '261aa4309e7fdfd7'
     """
     k = traps.kernel()
     pool = getattr(k, "thread_pool", None)

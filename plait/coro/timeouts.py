@@ -83,8 +83,15 @@ class timeout_after(_Scope):  # noqa: N801 - named like a function, as in curio
     """``async with timeout_after(s):`` raises :class:`TaskTimeout` (a ``TimeoutError``)
     if the block has not finished ``s`` seconds after it started.
 
-        async with timeout_after(5):
-            data = await sock.recv(100)
+    >>> from plait.coro import run, sleep
+    >>> async def main():
+    ...     try:
+    ...         async with timeout_after(0.1):
+    ...             await sleep(10)  # a reply that does not come, say
+    ...     except TaskTimeout as exc:
+    ...         return exc
+    >>> run(main)
+    TaskTimeout('operation timed out after 0.1 s')
     """
 
     __slots__ = ()

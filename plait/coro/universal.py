@@ -49,9 +49,15 @@ class UniversalQueue:
     """A FIFO queue for threads (blocking ``put``/``get``) and coroutines (``await
     put_async``/``get_async``) at once. ``maxsize <= 0`` means unbounded.
 
-        q = UniversalQueue()
-        threading.Thread(target=lambda: q.put(42)).start()
-        item = await q.get_async()       # in a task; the kernel keeps running
+    >>> import threading
+    >>> from plait.coro import run
+    >>> q = UniversalQueue()
+    >>> t = threading.Thread(target=q.put, args=(42,)); t.start()
+    >>> async def main():
+    ...     return await q.get_async()  # the task waits; the kernel keeps running
+    >>> run(main)
+    42
+    >>> t.join(5)
     """
 
     def __init__(self, maxsize: int = 0) -> None:

@@ -1,11 +1,13 @@
 """joblib on plait: ``Parallel(backend="plait")`` runs its batches on a plait ``Pool``.
 
-    import plait.integrations.joblib        # registers the backend "plait"
-    from joblib import Parallel, delayed
-
-    Parallel(n_jobs=2, backend="plait")(delayed(f)(x) for x in data)
-    with joblib.parallel_config(backend="plait", n_jobs=2):
-        ...                                 # code that calls Parallel itself
+>>> import plait.integrations.joblib  # registers the backend "plait"
+>>> from joblib import Parallel, delayed, parallel_config
+>>> Parallel(n_jobs=2, backend="plait")(delayed(abs)(x) for x in range(-3, 1))
+[3, 2, 1, 0]
+>>> with parallel_config(backend="plait", n_jobs=2):  # for code that calls Parallel itself
+...     Parallel()(delayed(pow)(2, k) for k in range(4))
+[1, 2, 4, 8]
+>>> plait.integrations.joblib.shutdown()  # the pool kept between calls (see below)
 
 Importing this module registers the backend (``register()`` does it again, with
 ``make_default=True`` if asked). The import of joblib is this module's only cost.

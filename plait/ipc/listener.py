@@ -17,13 +17,30 @@ both ends proved they hold the key. The handshake has a time limit
 (``handshake_timeout``) so that a silent client cannot hold ``accept`` for long; a client
 that fails it (wrong key, garbage, an enormous announced length, disconnecting midway)
 makes that ``accept`` raise ``AuthenticationError``, and the next ``accept`` serves the
-next client. Such errors are the caller's to catch: a server loop reads
+next client. Such errors are the caller's to catch, as this server does, which serves
+the client that holds the key after one that does not:
 
-    while True:
-        try:
-            conn = listener.accept()
-        except AuthenticationError:
-            continue
+>>> from plait.multiprocessing import AuthenticationError
+>>> from plait.threads import Thread
+>>> listener = Listener(authkey=b"the key")
+>>> def send_hello(key):
+...     try:
+...         with Client(listener.address, authkey=key) as conn:
+...             conn.send(f"hello from the holder of {key!r}")
+...     except AuthenticationError:
+...         pass  # the listener refused the key
+>>> clients = Thread(target=lambda: [send_hello(b"a wrong key"), send_hello(b"the key")])
+>>> clients.start()
+>>> def accept(listener):
+...     while True:
+...         try:
+...             return listener.accept()
+...         except AuthenticationError:
+...             continue  # a client without the key: serve the next one
+>>> with accept(listener) as conn:
+...     conn.recv(timeout=5)
+"hello from the holder of b'the key'"
+>>> listener.close(); clients.join(5)
 
 Failures name the address: a port in use, a path that exists, a dead address to
 connect to (``ConnectionRefusedError``/``FileNotFoundError`` at once, no retrying).

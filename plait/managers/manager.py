@@ -93,10 +93,20 @@ class BaseManager:
     Raises ``TypeError`` for a key that is not bytes, ``ValueError`` for an unknown
     serializer or a TCP address without a key.
 
-        class MyManager(BaseManager): pass
-        MyManager.register("Counter", Counter)
-        with MyManager() as m:
-            c = m.Counter()
+    >>> class Counter:
+    ...     def __init__(self):
+    ...         self.total = 0
+    ...     def add(self, n):
+    ...         self.total += n
+    ...         return self.total
+    >>> class MyManager(BaseManager): pass
+    >>> MyManager.register("Counter", Counter)
+    >>> with MyManager() as m:
+    ...     c = m.Counter()  # the counter lives in the server; c is its proxy
+    ...     c.add(2)
+    ...     c.add(3)
+    2
+    5
     """
 
     _registry: dict[str, Registration] = {}

@@ -446,11 +446,17 @@ class batch:  # noqa: N801 - a context manager used like a function
     server in one message (per ``BATCH_LIMIT`` calls) and the futures are resolved when
     the block ends, in order. The calls run on the server in the order made. Leaving
     the block blocks until every reply is in; it raises the first call's exception, if
-    any (each future holds its own)::
+    any (each future holds its own).
 
-        with batch():
-            for k, v in items: d[k] = v
-            n = d.get("count")      # a Future; n.result() after the block
+    >>> from plait.managers import SyncManager
+    >>> with SyncManager() as m:
+    ...     d = m.dict()
+    ...     with batch():  # one message to the server for the four calls
+    ...         for k in range(3):
+    ...             d[k] = k * k
+    ...         n = d.get(2)  # a Future
+    ...     n.result()
+    4
     """
 
     def __enter__(self) -> batch:

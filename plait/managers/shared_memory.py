@@ -91,8 +91,10 @@ class SharedMemoryManager(BaseManager):
 
     ``SharedMemoryManager(address=None, authkey=None, ...)`` as ``BaseManager``.
 
-        with SharedMemoryManager() as smm:
-            sl = smm.ShareableList(range(10))    # attach elsewhere by sl.shm.name
+    >>> with SharedMemoryManager() as smm:
+    ...     sl = smm.ShareableList(range(5))  # another process attaches by sl.shm.name
+    ...     sum(sl)
+    10
     """
 
     _Server = SharedMemoryServer

@@ -444,8 +444,11 @@ class PoolProxy(BasePoolProxy):
 class SyncManager(BaseManager):
     """A manager with the standard shared types: ``m.dict()``, ``m.Lock()``, ``m.Queue()``...
 
-    with Manager() as m:
-        d = m.dict(); d["x"] = 1
+    >>> with SyncManager() as m:
+    ...     d = m.dict()
+    ...     d["x"] = 1
+    ...     d.copy()
+    {'x': 1}
     """
 
     if TYPE_CHECKING:  # the methods register() makes below, as type checkers see them

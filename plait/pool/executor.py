@@ -179,8 +179,9 @@ class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):
     ``soft_timeout`` raises ``SoftTimeoutError`` inside a task that runs longer
     (``Pool``'s ``timeout=(soft, hard)``), ``task_timeout`` kills its worker.
 
-        with ProcessPoolExecutor(task_timeout=10) as ex:
-            print(ex.submit(pow, 2, 10).result())
+    >>> with ProcessPoolExecutor(task_timeout=10) as ex:
+    ...     ex.submit(pow, 2, 10).result(timeout=10)
+    1024
     """
 
     def __init__(

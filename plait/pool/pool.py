@@ -159,8 +159,9 @@ class Pool:
     With ``idle_timeout`` (seconds) a worker idle that long exits, and the pool starts
     workers again when work comes.
 
-        with Pool(4) as pool:
-            print(pool.map(lambda x: x * x, range(10), timeout=5))
+    >>> with Pool(2) as pool:
+    ...     pool.map(lambda x: x * x, range(10), timeout=5)
+    [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]
     """
 
     _thread_workers = False

@@ -65,7 +65,8 @@ def get_logger() -> Any:
 def log_to_stderr(level: int | str | None = None) -> Any:
     """Send the ``plait`` logger's records to stderr; set its level if given. Returns it.
 
-    logger = log_to_stderr(logging.INFO)
+    ``log_to_stderr(logging.INFO)`` shows plait's records of level INFO and above, from
+    this process and from the children it starts afterwards.
     """
     global _stderr_level
     import logging  # noqa: PLC0415 - see module docstring

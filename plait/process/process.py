@@ -114,8 +114,12 @@ class Process:
     default one (see ``set_start_method``) unless the class comes from a context
     (``get_context("spawn").Process``).
 
-        p = Process(target=print, args=("hello",))
-        p.start(); p.join(timeout=5)
+    >>> import sys
+    >>> p = Process(target=sys.exit, args=(3,))
+    >>> p.start(); p.join(timeout=5)
+    >>> p.exitcode
+    3
+    >>> p.close()
     """
 
     _start_method: str | None = None

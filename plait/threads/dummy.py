@@ -77,9 +77,12 @@ class DummyProcess(Thread):
 
     Same constructor as ``Process``; ``start``, ``join(timeout)``, ``is_alive``, ``name``,
     ``daemon`` are the thread's. ``exitcode`` is ``None`` before the thread ends, ``0``
-    after. ``start`` raises ``RuntimeError`` in any thread but the one that made it::
+    after. ``start`` raises ``RuntimeError`` in any thread but the one that made it.
 
-        p = DummyProcess(target=print, args=("hi",)); p.start(); p.join(5)
+    >>> p = DummyProcess(target=print, args=("hi",)); p.start(); p.join(5)
+    hi
+    >>> p.exitcode
+    0
     """
 
     def __init__(

@@ -56,9 +56,16 @@ class Queue(_queue.QueueCore):
 
     ``put`` blocks while the queue is full, ``get`` while it is empty; each takes
     ``block`` and ``timeout``. Every item put counts as an unfinished task until a
-    consumer calls ``task_done()``; ``join()`` waits for all of them::
+    consumer calls ``task_done()``; ``join(timeout=None)`` waits for all of them and
+    returns ``True``, or ``False`` once ``timeout`` seconds have passed.
 
-        q = Queue(); q.put(1); assert q.get(timeout=1) == 1; q.task_done(); q.join()
+    >>> q = Queue()
+    >>> q.put(1)
+    >>> q.get(timeout=1)
+    1
+    >>> q.task_done()
+    >>> q.join(timeout=5)  # every item put is done: it returns at once
+    True
 
     Methods (implemented in C, documented here):
 

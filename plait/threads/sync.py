@@ -218,10 +218,19 @@ class Condition(waiting.Condition):
     """A condition variable: threads wait on it until another thread notifies them.
 
     The lock (an ``RLock()`` by default) must be held to wait or notify (``RuntimeError``
-    otherwise)::
+    otherwise).
 
-        with cond:
-            cond.wait_for(lambda: queue_ready)
+    >>> import threading
+    >>> cond, items = Condition(), []
+    >>> def put(item):
+    ...     with cond:
+    ...         items.append(item)
+    ...         cond.notify()
+    >>> t = threading.Thread(target=put, args=(42,)); t.start()
+    >>> with cond:
+    ...     cond.wait_for(lambda: items, timeout=5)  # returns the predicate's last value
+    [42]
+    >>> t.join(5)
     """
 
     def __init__(self, lock: Any = None) -> None:

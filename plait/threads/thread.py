@@ -133,10 +133,11 @@ def _capturing(run: Callable[[Thread], Any]) -> Callable[[Thread], Any]:
 class Thread(threading.Thread):
     """A ``threading.Thread`` that keeps its outcome: see ``result``.
 
-    Same constructor and methods as ``threading.Thread``::
+    Same constructor and methods as ``threading.Thread``.
 
-        t = Thread(target=sum, args=([1, 2, 3],)); t.start()
-        assert t.result(timeout=5) == 6
+    >>> t = Thread(target=sum, args=([1, 2, 3],)); t.start()
+    >>> t.result(timeout=5)
+    6
     """
 
     _outcome: _Outcome | None = None  # until run() ends

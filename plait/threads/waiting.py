@@ -66,10 +66,8 @@ class Condition:
     """A condition variable over the lock protocol and the waiter store (see the module).
 
     The subclass sets ``_lock`` and ``_waiters`` (``_bind``) and the lock protocol's
-    methods. The lock must be held to wait or notify::
-
-        with cond:
-            cond.wait_for(lambda: queue_ready)
+    methods. The lock must be held to wait or notify (an example:
+    ``plait.threads.sync.Condition``).
     """
 
     _lock: Any
