@@ -42,7 +42,7 @@ import os
 import signal
 import subprocess as _subprocess
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from plait.process.child import DirectChild
@@ -164,7 +164,7 @@ class Popen:
         stdout: Any = None,
         stderr: Any = None,
         cwd: _Arg | None = None,
-        env: Any = None,
+        env: Mapping[str, str] | None = None,
         executable: _Arg | None = None,
         shell: bool = False,
         start_new_session: bool = False,
@@ -215,8 +215,9 @@ class Popen:
                 os.close(fd)
         program = _program(args)
         for name, fd in ours.items():
-            sock = Socket(_PipeFile(fd, f"the {name} of process {self.pid} ({program})"))
-            sock._name = f"the {name} pipe of process {self.pid} ({program})"
+            what = f"the {name} pipe of process {self.pid} ({program})"
+            sock = Socket(_PipeFile(fd, what))
+            sock._name = what  # what its ClosedResourceError names
             setattr(self, name, sock.as_stream())
 
     def __repr__(self) -> str:
@@ -336,7 +337,7 @@ async def run_process(
     check: bool = False,
     timeout: float | None = None,
     cwd: _Arg | None = None,
-    env: Any = None,
+    env: Mapping[str, str] | None = None,
     **options: Any,
 ) -> _subprocess.CompletedProcess:
     """Run ``args`` to its end, like ``subprocess.run``; return a ``CompletedProcess``.

@@ -141,7 +141,8 @@ def test_a_child_that_closes_its_pipes_early_gives_eof_and_broken_pipe():
         async with coro.Popen(python(code), stdin=PIPE, stdout=PIPE) as p:
             assert await p.stdout.read() == b""  # EOF while the child still runs
             assert p.poll() is None
-            with pytest.raises(BrokenPipeError, match=f"stdin of process {p.pid} .* is closed"):
+            closed = f"stdin pipe of process {p.pid} .* is closed"
+            with pytest.raises(BrokenPipeError, match=closed):
                 await p.stdin.write(b"nobody reads this\n")
             assert await p.wait() == 0
 
