@@ -59,7 +59,6 @@ PIPE = _subprocess.PIPE
 DEVNULL = _subprocess.DEVNULL
 STDOUT = _subprocess.STDOUT
 
-_STREAMS = ("stdin", "stdout", "stderr")
 _Arg = str | bytes | os.PathLike
 
 

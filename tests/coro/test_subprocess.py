@@ -115,6 +115,17 @@ def test_lines_go_back_and_forth_through_the_pipes():
     assert coro.run(main) == ([b"ONE\n", b"TWO\n", b"THREE\n"], 0)
 
 
+def test_the_socket_under_a_pipe_stream_reads_into_a_buffer():
+    async def main():
+        async with coro.Popen(["printf", "abcdef"], stdout=PIPE) as p:
+            buffer = bytearray(4)
+            first = await p.stdout.socket.recv_into(buffer)
+            rest = await p.stdout.read()
+        return bytes(buffer[:first]), rest
+
+    assert coro.run(main) == (b"abcd", b"ef")  # printf writes once: 6 bytes at a time
+
+
 def test_output_lines_are_iterated_until_the_end():
     async def main():
         async with coro.Popen(["sh", "-c", "seq 1 5; echo tail >&2"], stdout=PIPE) as p:
