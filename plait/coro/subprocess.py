@@ -292,6 +292,19 @@ class Popen:
         child (see :meth:`wait`). ``input`` needs ``stdin=PIPE`` (``ValueError``); a child
         that exits without reading all of it is not an error, as in ``subprocess``.
         """
+        out, err = self._output_chunks()
+        await self._communicate(input, out, err)
+        return _joined(out), _joined(err)
+
+    def _output_chunks(self) -> tuple[list[bytes] | None, list[bytes] | None]:
+        """Where ``_communicate`` collects stdout and stderr (``None``: not a pipe)."""
+        return (None if self.stdout is None else [], None if self.stderr is None else [])
+
+    async def _communicate(
+        self, input: bytes | None, out: list[bytes] | None, err: list[bytes] | None
+    ) -> None:
+        """``communicate``, collecting into ``out``/``err`` what has come so far, so that
+        a timeout can still report it."""
         if input is not None:
             if isinstance(input, str):
                 raise TypeError("input must be bytes (the streams carry bytes), not str")
@@ -300,10 +313,11 @@ class Popen:
         async with TaskGroup() as g:
             if self.stdin is not None:
                 await g.spawn(self._feed, self.stdin, input)
-            out = None if self.stdout is None else await g.spawn(self.stdout.read)
-            err = None if self.stderr is None else await g.spawn(self.stderr.read)
+            if out is not None:
+                await g.spawn(_collect, self.stdout, out)
+            if err is not None:
+                await g.spawn(_collect, self.stderr, err)
             await self.wait()
-        return (None if out is None else out.result, None if err is None else err.result)
 
     @staticmethod
     async def _feed(stdin: SocketStream, data: bytes | None) -> None:
@@ -366,18 +380,30 @@ async def run_process(
     async with Popen(
         args, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env, **options
     ) as p:
+        out, err = p._output_chunks()
         try:
             if timeout is None:
-                out, err = await p.communicate(input)
+                await p._communicate(input, out, err)
             else:
                 async with timeout_after(timeout):
-                    out, err = await p.communicate(input)
+                    await p._communicate(input, out, err)
         except TaskTimeout:
             p._kill_and_reap()
-            raise _subprocess.TimeoutExpired(args, timeout) from None
+            raise _subprocess.TimeoutExpired(args, timeout, _joined(out), _joined(err)) from None
         except BaseException:
             p._kill_and_reap()
             raise
+    output, errors = _joined(out), _joined(err)
     if check and p.returncode:
-        raise _subprocess.CalledProcessError(p.returncode, args, out, err)
-    return _subprocess.CompletedProcess(args, p.returncode, out, err)
+        raise _subprocess.CalledProcessError(p.returncode, args, output, errors)
+    return _subprocess.CompletedProcess(args, p.returncode, output, errors)
+
+
+async def _collect(stream: SocketStream, chunks: list[bytes]) -> None:
+    """Read ``stream`` to its end into ``chunks``."""
+    while chunk := await stream.read(65536):
+        chunks.append(chunk)
+
+
+def _joined(chunks: list[bytes] | None) -> bytes | None:
+    return None if chunks is None else b"".join(chunks)

@@ -80,12 +80,13 @@ def test_a_missing_program_is_a_file_not_found_error_naming_it(run):
     assert "program-of-plait" in str(caught.value)
 
 
-def test_a_timeout_kills_the_child_and_raises_timeout_expired(run):
-    args = python("import time; time.sleep(60)")
+def test_a_timeout_kills_the_child_and_reports_the_output_so_far(run):
+    args = ["sh", "-c", "echo started; echo warming up >&2; exec sleep 60"]
     with pytest.raises(subprocess.TimeoutExpired) as caught:
-        run(args, timeout=0.2)
-    assert caught.value.cmd == args
-    assert str(caught.value).startswith(f"Command '{args}' timed out after 0.")
+        run(args, capture_output=True, timeout=1.5)
+    e = caught.value
+    assert (e.cmd, e.stdout, e.stderr) == (args, b"started\n", b"warming up\n")
+    assert str(e).startswith(f"Command '{args}' timed out after ")
     # no_leaks: the child is gone and reaped
 
 
