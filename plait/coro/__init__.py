@@ -15,6 +15,7 @@ for a socket, a timer, another task, a thread or a process. Modules, bottom up:
 - ``streams``    tcp/unix servers and connections, TLS
 - ``threads``    run_in_thread on a bounded pool
 - ``processes``  run_in_process on a plait process pool; cancelling kills the work
+- ``subprocess`` Popen with awaitable pipes, run_process; cancelling kills the child
 - ``universal``  UniversalQueue, UniversalEvent: coroutines and threads at once
 - ``signals``    SignalQueue, wait_signal
 - ``monitor``    ps()
@@ -23,7 +24,8 @@ Blocking points (where a cancellation or an expired timeout is delivered): every
 ``await`` on ``sleep``, ``Task.join``/``wait``/``cancel``, a ``TaskGroup`` exit,
 ``Lock``/``Semaphore``/``Condition`` acquire and wait, ``Event.wait``, queue ``get``/``put``/
 ``join``, every socket and stream operation except ``close``, ``run_in_thread``,
-``run_in_process``, the ``*_async`` methods of the universal objects, and
+``run_in_process``, ``Popen.wait``/``communicate`` and ``run_process`` (a cancellation
+there kills the child), the ``*_async`` methods of the universal objects, and
 ``SignalQueue.get``. Nothing else suspends a task, so code between two of them runs
 without interruption.
 
@@ -58,6 +60,7 @@ from .streams import (
     unix_server,
     unix_server_socket,
 )
+from .subprocess import Popen, run_process
 from .sync import BoundedSemaphore, Condition, Event, Lock, Semaphore
 from .task import Task, TaskGroup, current_task, spawn
 from .threads import run_in_thread
@@ -75,6 +78,7 @@ __all__ = [
     "LifoQueue",
     "Lock",
     "NoKernelError",
+    "Popen",
     "PriorityQueue",
     "Queue",
     "ResourceBusy",
@@ -101,6 +105,7 @@ __all__ = [
     "run",
     "run_in_process",
     "run_in_thread",
+    "run_process",
     "serve",
     "sleep",
     "spawn",

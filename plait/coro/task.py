@@ -12,11 +12,19 @@ kernel logs every crash that was never observed, when the task is garbage collec
 at the latest when ``run()`` returns, so no failure disappears silently.
 
 Task groups: ``async with TaskGroup() as g: await g.spawn(f)`` waits at the end of the
-block for every task of the group. When one of them fails (raises anything but a
-cancellation), the others are cancelled and the first error propagates out of the
-``async with``; if the block itself raises or the waiting task is cancelled, all tasks of
-the group are cancelled before the exception goes on. Either way no task outlives its
-group.
+block for every task of the group, with asyncio's ``TaskGroup`` semantics (3.11+). The
+first child that fails (raises anything but a cancellation) cancels the others and
+interrupts the block itself at its current blocking point (with a cancellation the group
+recognizes as its own and absorbs at the exit). Every failure is kept: the exit raises
+one ``ExceptionGroup`` holding each child's exception in the order they failed, then the
+block's own exception if it raised one (a ``BaseExceptionGroup`` when one of them is not
+an ``Exception``), so ``except*`` picks them apart (on 3.10 the ``exceptiongroup``
+backport's ``catch``). Two exceptions are never wrapped: a cancellation of the task that
+owns the group (it cancels the children and goes on once they ended; if children failed
+too, the group is raised and the cancellation stays pending for the owner's next
+blocking point, so it is not lost), and ``KeyboardInterrupt``/``SystemExit``, which
+propagate bare. Either way no task outlives its group, and a group that is shutting down
+takes no new task.
 
 Generator-style tasks (a plain generator function, the classic style) are wrapped in a
 small driver coroutine: ``yield from sleep(1)`` passes plait's traps straight to the
@@ -29,12 +37,16 @@ import concurrent.futures
 import inspect
 import itertools
 import logging
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from . import traps
 from .errors import TaskCancelled
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = [
     "RUNNING",
@@ -267,7 +279,12 @@ class TaskGroup:
     """Tasks that live and die together; see the module notes.
 
     ``tasks`` lists the tasks spawned in the group; ``exceptions`` the errors of those
-    that failed (the first one is raised when the group exits).
+    that failed, in the order they failed (all of them are raised together when the group
+    exits).
+
+        async with TaskGroup() as g:
+            await g.spawn(fetch, url1)
+            await g.spawn(fetch, url2)
     """
 
     def __init__(self) -> None:
@@ -275,12 +292,23 @@ class TaskGroup:
         self.exceptions: list[BaseException] = []
         self._running: set[Task] = set()
         self._waiters: deque = deque()
+        self._owner: Task | None = None
+        self._abort: TaskCancelled | None = None  # thrown into the block by a failure
+        self._fatal: BaseException | None = None  # the first KeyboardInterrupt/SystemExit
+        self._aborting = False
+        self._exiting = False
         self._closed = False
 
     async def spawn(self, fn: Callable[..., Any] | Awaitable, *args: Any) -> Task:
-        """Start ``fn(*args)`` as a task of this group; returns at once."""
+        """Start ``fn(*args)`` as a task of this group; returns at once.
+
+        Raises ``RuntimeError`` once the group has exited or while it shuts down (a task
+        failed, or the block raised).
+        """
         if self._closed:
             raise RuntimeError("this TaskGroup has already exited; spawn into a live group")
+        if self._aborting:
+            raise RuntimeError("this TaskGroup is shutting down (a task or its block failed)")
         coro, name = as_coroutine(fn, args)
         k = traps.kernel()
         task = k.start(coro, name, False, group=self)
@@ -294,38 +322,76 @@ class TaskGroup:
         for task in list(self._running):
             k.cancel(task, TaskCancelled(f"task {task.id} ({task.name}) cancelled by its group"))
 
+    def _shut_down(self) -> None:
+        if not self._aborting:
+            self._aborting = True
+            self.cancel_remaining()
+
+    def _keep_fatal(self, exc: BaseException) -> None:
+        """Remember the first KeyboardInterrupt/SystemExit: it leaves the group bare."""
+        if self._fatal is None and isinstance(exc, KeyboardInterrupt | SystemExit):
+            self._fatal = exc
+
     def task_done(self, task: Task) -> None:
         """Kernel hook: ``task`` of this group has terminated."""
         self._running.discard(task)
         task._observed = True
-        if task._exception is not None:
-            if not self.exceptions:
-                self.cancel_remaining()
-            self.exceptions.append(task._exception)
+        exc = task._exception
         k = traps.kernel()
+        if exc is not None:
+            self.exceptions.append(exc)
+            self._keep_fatal(exc)
+            owner = self._owner
+            if (
+                not self._aborting
+                and not self._exiting
+                and owner is not None
+                and owner._cancel_pending is None
+            ):
+                # Interrupt the block, unless a cancellation is on its way to it already.
+                self._abort = TaskCancelled(
+                    f"the block of a TaskGroup interrupted: task {task.id} ({task.name}) failed"
+                )
+                k.cancel(owner, self._abort)
+            self._shut_down()
         while self._waiters:
             k.wake(self._waiters.popleft(), None)
 
     async def __aenter__(self) -> TaskGroup:
+        if self._owner is not None:
+            raise RuntimeError("this TaskGroup has already been entered")
+        self._owner = traps.kernel().current
         return self
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self._exiting = True
+        owner = self._owner
+        if self._abort is not None and owner._cancel_pending is self._abort:
+            owner._cancel_pending = None  # the block ended before the interruption reached it
+        if exc is not None and exc is self._abort:
+            exc = None  # the block was interrupted by this group: not an error of its own
+        cancelled = exc if isinstance(exc, TaskCancelled) else None
         if exc is not None:
-            self.cancel_remaining()
-        cancelled: BaseException | None = None
+            self._keep_fatal(exc)
+            self._shut_down()
         while self._running:
             try:
                 await traps.park(self._waiters, "TASKGROUP_JOIN")
             except TaskCancelled as e:
                 cancelled = cancelled or e
-                self.cancel_remaining()
+                self._shut_down()
         self._closed = True
-        if isinstance(exc, TaskCancelled):
-            return False  # the block was cancelled first: that cancellation goes on
-        if cancelled is not None:
-            raise cancelled
-        if exc is not None:
-            return False
-        if self.exceptions:
-            raise self.exceptions[0]
-        return False
+        if self._fatal is not None:
+            if self._fatal is exc:
+                return False
+            raise self._fatal
+        errors = list(self.exceptions)
+        if exc is not None and cancelled is not exc:
+            errors.append(exc)
+        if errors:
+            if cancelled is not None:
+                traps.kernel().cancel(owner, cancelled)  # delivered at the owner's next wait
+            raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors) from None
+        if cancelled is None or cancelled is exc:
+            return False  # nothing, or the block's own cancellation, goes on
+        raise cancelled

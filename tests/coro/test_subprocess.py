@@ -1,0 +1,305 @@
+"""Child programs for tasks: run_process beside subprocess.run, Popen's awaitable pipes,
+waits on the pidfd, and cancellation that kills and reaps the child."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from plait import coro
+from tests.support import child_pids
+
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
+
+PY = sys.executable
+PIPE = subprocess.PIPE
+
+
+def python(code: str) -> list[str]:
+    return [PY, "-c", code]
+
+
+@pytest.fixture(params=["subprocess", "plait"])
+def run(request):
+    """``subprocess.run``, or the same call made with ``coro.run_process`` in a kernel."""
+    if request.param == "subprocess":
+        return subprocess.run
+
+    def run_process(args, **kwargs):
+        return coro.run(coro.run_process(args, **kwargs))
+
+    return run_process
+
+
+# -- the same scenarios on subprocess.run and coro.run_process ------------------------
+
+
+def test_output_error_and_exit_code_are_captured(run):
+    args = ["sh", "-c", "echo out; echo err >&2; exit 3"]
+    done = run(args, capture_output=True)
+    assert isinstance(done, subprocess.CompletedProcess)
+    assert (done.args, done.returncode, done.stdout, done.stderr) == (args, 3, b"out\n", b"err\n")
+
+
+def test_a_megabyte_goes_through_cat_both_ways_at_once(run):
+    data = bytes(range(256)) * 4096
+    done = run(["cat"], input=data, stdout=PIPE)
+    assert (done.returncode, done.stdout, done.stderr) == (0, data, None)
+
+
+def test_stderr_joins_stdout_and_cwd_and_env_reach_the_child(run, tmp_path):
+    args = ["sh", "-c", 'echo "$GREETING"; pwd; echo oops >&2']
+    env = {"GREETING": "hello", "PATH": os.environ["PATH"]}
+    done = run(args, stdout=PIPE, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+    assert done.stdout == f"hello\n{tmp_path}\noops\n".encode()
+    assert done.stderr is None
+
+
+def test_check_raises_called_process_error_with_the_output(run):
+    args = ["sh", "-c", "echo partial; exit 7"]
+    with pytest.raises(subprocess.CalledProcessError) as caught:
+        run(args, stdout=PIPE, check=True)
+    e = caught.value
+    assert (e.returncode, e.cmd, e.output) == (7, args, b"partial\n")
+    assert str(e) == f"Command '{args}' returned non-zero exit status 7."
+
+
+def test_a_child_killed_by_a_signal_has_a_negative_exit_code(run):
+    assert run(["sh", "-c", "kill -9 $$"]).returncode == -signal.SIGKILL
+
+
+def test_a_missing_program_is_a_file_not_found_error_naming_it(run):
+    with pytest.raises(FileNotFoundError) as caught:
+        run(["/nonexistent/program-of-plait", "arg"])
+    assert caught.value.filename == "/nonexistent/program-of-plait"
+    assert "program-of-plait" in str(caught.value)
+
+
+def test_a_timeout_kills_the_child_and_reports_the_output_so_far(run):
+    args = ["sh", "-c", "echo started; echo warming up >&2; exec sleep 60"]
+    with pytest.raises(subprocess.TimeoutExpired) as caught:
+        run(args, capture_output=True, timeout=1.5)
+    e = caught.value
+    assert (e.cmd, e.stdout, e.stderr) == (args, b"started\n", b"warming up\n")
+    assert str(e).startswith(f"Command '{args}' timed out after ")
+    # no_leaks: the child is gone and reaped
+
+
+def test_input_with_stdin_and_capture_output_with_stdout_are_refused(run):
+    with pytest.raises(ValueError, match="stdin"):
+        run(["cat"], input=b"x", stdin=subprocess.DEVNULL)
+    with pytest.raises(ValueError, match="capture_output"):
+        run(["cat"], capture_output=True, stdout=PIPE)
+
+
+# -- Popen: the pipes ------------------------------------------------------------------
+
+
+def test_lines_go_back_and_forth_through_the_pipes():
+    upper = python("import sys\nfor line in sys.stdin: print(line.upper(), end='', flush=True)")
+
+    async def main():
+        async with coro.Popen(upper, stdin=PIPE, stdout=PIPE) as p:
+            answers = []
+            for word in (b"one\n", b"two\n", b"three\n"):
+                await p.stdin.write(word)
+                answers.append(await p.stdout.readline())
+            await p.stdin.close()
+            assert await p.stdout.read() == b""
+            return answers, await p.wait()
+
+    assert coro.run(main) == ([b"ONE\n", b"TWO\n", b"THREE\n"], 0)
+
+
+def test_the_socket_under_a_pipe_stream_reads_into_a_buffer():
+    async def main():
+        async with coro.Popen(["printf", "abcdef"], stdout=PIPE) as p:
+            buffer = bytearray(4)
+            first = await p.stdout.socket.recv_into(buffer)
+            rest = await p.stdout.read()
+        return bytes(buffer[:first]), rest
+
+    assert coro.run(main) == (b"abcd", b"ef")  # printf writes once: 6 bytes at a time
+
+
+def test_output_lines_are_iterated_until_the_end():
+    async def main():
+        async with coro.Popen(["sh", "-c", "seq 1 5; echo tail >&2"], stdout=PIPE) as p:
+            lines = [line async for line in p.stdout]
+        return lines, p.returncode, p.stderr
+
+    assert coro.run(main) == ([b"1\n", b"2\n", b"3\n", b"4\n", b"5\n"], 0, None)
+
+
+def test_communicate_feeds_stdin_and_collects_both_outputs():
+    code = "import sys; print(len(sys.stdin.buffer.read())); print('e', file=sys.stderr)"
+
+    async def main():
+        async with coro.Popen(python(code), stdin=PIPE, stdout=PIPE, stderr=PIPE) as p:
+            return await p.communicate(b"z" * 300_000), p.returncode
+
+    assert coro.run(main) == ((b"300000\n", b"e\n"), 0)
+
+
+def test_a_child_that_closes_its_pipes_early_gives_eof_and_broken_pipe():
+    code = "import os, time; os.close(0); os.close(1); time.sleep(0.2)"
+
+    async def main():
+        async with coro.Popen(python(code), stdin=PIPE, stdout=PIPE) as p:
+            assert await p.stdout.read() == b""  # EOF while the child still runs
+            assert p.poll() is None
+            closed = f"stdin pipe of process {p.pid} .* is closed"
+            with pytest.raises(BrokenPipeError, match=closed):
+                await p.stdin.write(b"nobody reads this\n")
+            assert await p.wait() == 0
+
+    coro.run(main)
+
+
+def test_writing_to_a_pipe_this_side_closed_names_the_pipe():
+    async def main():
+        async with coro.Popen(["cat"], stdin=PIPE) as p:
+            await p.stdin.close()
+            with pytest.raises(coro.ClosedResourceError, match=f"stdin pipe of process {p.pid}"):
+                await p.stdin.write(b"late")
+        return p.returncode
+
+    assert coro.run(main) == 0
+
+
+# -- Popen: waiting, signals, cancellation ---------------------------------------------
+
+
+def test_wait_on_the_pidfd_lets_the_other_tasks_run_without_a_thread_or_sigchld_handler():
+    ticks = []
+    handler = signal.getsignal(signal.SIGCHLD)
+
+    async def ticker():
+        while True:
+            ticks.append(threading.active_count())
+            await coro.sleep(0.005)
+
+    async def main():
+        t = await coro.spawn(ticker)
+        p = coro.Popen(python("import time; time.sleep(0.3)"))
+        code = await p.wait()
+        await t.cancel()
+        return code, signal.getsignal(signal.SIGCHLD)
+
+    assert coro.run(main) == (0, handler)
+    assert ticks and set(ticks) == {threading.active_count()}
+
+
+def test_several_tasks_wait_for_one_child():
+    async def main():
+        p = coro.Popen(["sh", "-c", "sleep 0.1; exit 4"])
+        async with coro.TaskGroup() as g:
+            waits = [await g.spawn(p.wait) for _ in range(3)]
+        return [t.result for t in waits], p.poll()
+
+    assert coro.run(main) == ([4, 4, 4], 4)
+
+
+def test_terminate_and_send_signal_reach_the_child():
+    async def main():
+        p = coro.Popen(["sleep", "60"])
+        p.terminate()
+        first = await p.wait()
+        q = coro.Popen(["sleep", "60"])
+        q.send_signal(signal.SIGUSR1)
+        second = await q.wait()
+        q.kill()  # reaped already: nothing to signal, no error
+        return first, second
+
+    assert coro.run(main) == (-signal.SIGTERM, -signal.SIGUSR1)
+
+
+def test_cancelling_a_waiting_task_kills_and_reaps_the_child():
+    async def waiter(p):
+        await p.wait()
+
+    async def main():
+        p = coro.Popen(["sleep", "60"])
+        t = await coro.spawn(waiter, p)
+        await coro.sleep(0.05)
+        await t.cancel()
+        return p.pid, p.returncode, t.cancelled
+
+    pid, code, cancelled = coro.run(main)
+    assert (code, cancelled) == (-signal.SIGKILL, True)
+    assert pid not in child_pids()  # reaped: not even a zombie
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_timeout_around_wait_or_run_process_kills_the_child():
+    async def main():
+        p = coro.Popen(["sleep", "60"])
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(0.05):
+                await p.wait()
+        assert p.returncode == -signal.SIGKILL
+        t = await coro.spawn(coro.run_process, ["sleep", "60"])
+        await coro.sleep(0.05)
+        await t.cancel()
+        return t.cancelled, child_pids()
+
+    assert coro.run(main) == (True, set())
+
+
+# -- bad input -------------------------------------------------------------------------
+
+
+def test_a_missing_program_fails_its_task_only():
+    async def main():
+        done = []
+
+        async def other():
+            await coro.sleep(0.05)
+            done.append("other task ran")
+
+        t = await coro.spawn(other)
+        with pytest.raises(FileNotFoundError, match="no-such-program-xyz"):
+            coro.Popen(["no-such-program-xyz"], stdin=PIPE, stdout=PIPE, stderr=PIPE)
+        with pytest.raises(FileNotFoundError, match="/no/such/dir"):
+            await coro.run_process(["true"], cwd="/no/such/dir")
+        await t.join()
+        return done, (await coro.run_process(["true"])).returncode
+
+    assert coro.run(main) == (["other task ran"], 0)  # no_leaks: no pipe fd left open
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"args": []}, ValueError, "args is empty"),
+        ({"args": ["echo", 3]}, TypeError, r"args\[1\] is 3"),
+        ({"args": 42}, TypeError, "args must be"),
+        ({"args": ["cat"], "stdout": subprocess.STDOUT}, ValueError, "stdout=STDOUT"),
+        ({"args": ["cat"], "stdin": "file.txt"}, TypeError, "stdin='file.txt'"),
+        ({"args": ["cat"], "stderr": True}, TypeError, "stderr=True"),
+        ({"args": ["cat"], "stdin": -7}, ValueError, "stdin=-7"),
+        ({"args": ["cat"], "bufsize": 1}, TypeError, "bufsize"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        coro.Popen(**kwargs)
+
+
+def test_bad_arguments_of_run_process_and_communicate_are_named():
+    async def main():
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            await coro.run_process(["true"], timeout="soon")
+        with pytest.raises(TypeError, match="input must be bytes"):
+            await coro.run_process(["cat"], input="text")
+        async with coro.Popen(["true"]) as p:
+            with pytest.raises(ValueError, match="stdin=PIPE"):
+                await p.communicate(b"data")
+
+    coro.run(main)
