@@ -149,10 +149,14 @@ class Popen:
     ``PermissionError``, ...), ``TypeError``/``ValueError`` naming a bad argument.
     The streams carry bytes.
 
-        async with Popen(["sort"], stdin=PIPE, stdout=PIPE) as p:
-            await p.stdin.write(b"b\\na\\n")
-            await p.stdin.close()
-            assert await p.stdout.read() == b"a\\nb\\n"
+    >>> from plait.coro import run
+    >>> async def main():
+    ...     async with Popen(["sort"], stdin=PIPE, stdout=PIPE) as p:
+    ...         await p.stdin.write(b"b\\na\\n")
+    ...         await p.stdin.close()
+    ...         return await p.stdout.read()
+    >>> run(main)
+    b'a\\nb\\n'
     """
 
     def __init__(
@@ -365,7 +369,13 @@ async def run_process(
     ``options`` go to :class:`Popen` (``executable``, ``shell``, ``start_new_session``,
     ``pass_fds``).
 
-        done = await run_process(["git", "status"], capture_output=True, check=True)
+    >>> import sys
+    >>> from plait.coro import run
+    >>> async def main():
+    ...     done = await run_process([sys.executable, "-c", "print(6 * 7)"], capture_output=True)
+    ...     return done.returncode, done.stdout
+    >>> run(main)
+    (0, b'42\\n')
     """
     if input is not None:
         if stdin is not None:

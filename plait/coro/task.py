@@ -282,9 +282,21 @@ class TaskGroup:
     that failed, in the order they failed (all of them are raised together when the group
     exits).
 
-        async with TaskGroup() as g:
-            await g.spawn(fetch, url1)
-            await g.spawn(fetch, url2)
+    >>> from plait.coro import run, sleep
+    >>> async def fetch(n):
+    ...     await sleep(0.01)
+    ...     if n == 2:
+    ...         raise KeyError(n)
+    ...     return n
+    >>> async def main():
+    ...     try:
+    ...         async with TaskGroup() as g:
+    ...             await g.spawn(fetch, 1)
+    ...             await g.spawn(fetch, 2)
+    ...     except Exception as group:
+    ...         return [repr(e) for e in group.exceptions]
+    >>> run(main)
+    ['KeyError(2)']
     """
 
     def __init__(self) -> None:
