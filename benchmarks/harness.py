@@ -253,7 +253,7 @@ def _case(name, names, figures, notes, unit, higher_is_better) -> report.Case:
     variants = [report.Variant.measured(n, figures[n], notes.get(n)) for n in names]
     ratios = []
     for v in variants[1:]:
-        if v.note is not None or v.median is None:
+        if v.shown is None:
             continue
         per_round = [
             (b / p if higher_is_better else p / b)

@@ -42,6 +42,7 @@ __all__ = [
     "Conditions",
     "Ratio",
     "ReportError",
+    "Row",
     "Run",
     "Variant",
     "dump",
@@ -53,8 +54,8 @@ __all__ = [
 ]
 
 _PREFIX = "plait-bench/"
-VERSION = 1
-FORMAT = f"{_PREFIX}{VERSION}"
+_VERSION = 1
+FORMAT = f"{_PREFIX}{_VERSION}"
 
 
 class ReportError(Exception):
@@ -117,6 +118,13 @@ class Variant:
     min: float | None
     max: float | None
     note: str | None = None  # why it has rounds without a figure: over cap, failed, ...
+
+    @property
+    def shown(self) -> tuple[float, float, float] | None:
+        """(median, min, max) to show, or None: the variant has a note or no figure."""
+        if self.note is not None or self.median is None or self.min is None or self.max is None:
+            return None
+        return self.median, self.min, self.max
 
     @classmethod
     def measured(cls, name: str, figures: list[float | None], note: str | None) -> Variant:
@@ -201,8 +209,8 @@ def load(path: os.PathLike | str) -> Run:
     if not isinstance(fmt, str) or not fmt.startswith(_PREFIX):
         raise ReportError(f"not plait benchmark results (no 'format': '{FORMAT}' field)", path)
     version = fmt[len(_PREFIX) :]
-    if version != str(VERSION):
-        age = "an older" if version.isdigit() and int(version) < VERSION else "an unknown"
+    if version != str(_VERSION):
+        age = "an older" if version.isdigit() and int(version) < _VERSION else "an unknown"
         raise ReportError(
             f"results in {age} format ({fmt!r}); this plait reads {FORMAT!r} only: "
             "run the benchmark again to record it in this format",
@@ -293,15 +301,16 @@ def table_rows(case: Case) -> list[Row]:
     ratios = {r.peer: r for r in case.ratios}
     rows = []
     for v in case.variants:
-        if v.note is not None or v.median is None:
+        if v.shown is None:
             rows.append(Row(v.name, v.note or "no figure", "", "", ""))
             continue
-        spread = f"{format_figure(v.min, case.unit)}-{format_figure(v.max, case.unit)}"
+        median, low, high = v.shown
+        spread = f"{format_figure(low, case.unit)}-{format_figure(high, case.unit)}"
         r = ratios.get(v.name)
         ratio, ratio_range = (
             ("", "") if r is None else (f"{r.median:.2f}", f"{r.min:.2f}-{r.max:.2f}")
         )
-        rows.append(Row(v.name, format_figure(v.median, case.unit), spread, ratio, ratio_range))
+        rows.append(Row(v.name, format_figure(median, case.unit), spread, ratio, ratio_range))
     return rows
 
 
@@ -331,42 +340,49 @@ def _matplotlib():
 
 def _chart(run: Run, figure: type):
     """The figure of one run: a row per case, variants left, plait's ratios right."""
-    heights = [max(1.6, 0.42 * len(case.variants) + 0.9) for case in run.cases]
-    fig = figure(figsize=(11, sum(heights) + 1.6), layout="constrained")
-    axes = fig.subplots(len(run.cases), 2, squeeze=False, height_ratios=heights)
+    heights = [max(1.4, 0.36 * len(case.variants) + 0.8) for case in run.cases]
+    fig = figure(figsize=(12, sum(heights) + 1.4), layout="constrained")
+    axes = fig.subplots(
+        len(run.cases), 2, squeeze=False, height_ratios=heights, width_ratios=[3, 2]
+    )
     for (left, right), case in zip(axes, run.cases, strict=True):
-        names = [v.name for v in case.variants]
-        ys = range(len(names))
-        shown = [v.note is None and v.median is not None for v in case.variants]
-        medians = [v.median if ok else 0 for v, ok in zip(case.variants, shown, strict=True)]
-        low = [v.median - v.min if ok else 0 for v, ok in zip(case.variants, shown, strict=True)]
-        high = [v.max - v.median if ok else 0 for v, ok in zip(case.variants, shown, strict=True)]
-        colours = [_PLAIT] + [_PEER] * (len(names) - 1)
-        left.barh(ys, medians, xerr=[low, high], color=colours, capsize=3)
-        for y, v, ok in zip(ys, case.variants, shown, strict=True):
-            if not ok:
-                left.text(0, y, f" {v.note or 'no figure'}", va="center", fontsize=8)
-        left.set_yticks(list(ys), names, fontsize=8)
-        left.invert_yaxis()
-        better = "higher" if case.higher_is_better else "lower"
-        left.set_xlabel(f"{case.unit} ({better} is better; bar: median, line: min-max)", fontsize=8)
-        left.set_title(case.name, fontsize=10, loc="left")
-        left.tick_params(axis="x", labelsize=8)
+        _figures(left, case)
         _ratios(right, case)
     fig.suptitle(f"{run.title}  (bench_{run.bench}.py {' '.join(run.command)})".strip())
-    fig.supxlabel(
-        "\n".join(
-            textwrap.wrap(
-                f"Recorded {run.started} to {run.finished} on {run.conditions.caption()}", 150
-            )
-        ),
-        fontsize=7,
-    )
+    caption = f"Recorded {run.started} to {run.finished} on {run.conditions.caption()}"
+    fig.supxlabel("\n".join(textwrap.wrap(caption, 160)), fontsize=7)
     return fig
 
 
+def _figures(ax, case: Case) -> None:
+    """The variants' figures: the median as a bar, the rounds' min-max as an error bar."""
+    shown = [v.shown or (0.0, 0.0, 0.0) for v in case.variants]  # a note: no bar
+    medians = [median for median, _, _ in shown]
+    low = [median - lo for median, lo, _ in shown]
+    high = [hi - median for median, _, hi in shown]
+    ys = range(len(case.variants))
+    colours = [_PLAIT] + [_PEER] * (len(case.variants) - 1)
+    ax.barh(ys, medians, xerr=[low, high], color=colours, capsize=3)
+    for y, v in zip(ys, case.variants, strict=True):
+        if v.shown is None:
+            note = textwrap.shorten(v.note or "no figure", 70)
+            ax.text(0, y, f" {note}", va="center", fontsize=7)
+    names = ["\n".join(textwrap.wrap(v.name, 30)) for v in case.variants]
+    ax.set_yticks(list(ys), names, fontsize=8)
+    ax.set_ylim(len(case.variants) - 0.5, -0.5)
+    ax.xaxis.set_major_formatter(lambda x, _: format_figure(x, case.unit) if x > 0 else "0")
+    better = "higher" if case.higher_is_better else "lower"
+    ax.set_xlabel(f"{case.unit}, {better} is better (bar: median; line: min-max)", fontsize=8)
+    ax.set_title(case.name, fontsize=10, loc="left")
+    ax.tick_params(axis="x", labelsize=8)
+
+
 def _ratios(ax, case: Case) -> None:
-    """plait's ratio to each peer: the median dot, the per-round min-max, the line at 1."""
+    """plait's ratio to each peer, on the peer's row: the median dot, the per-round
+    min-max, the line at 1."""
+    rows = len(case.variants)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.tick_params(axis="y", left=False, labelleft=False)
     if not case.ratios:
         ax.text(
             0.5,
@@ -377,11 +393,12 @@ def _ratios(ax, case: Case) -> None:
             transform=ax.transAxes,
             fontsize=8,
         )
-        ax.set_axis_off()
+        ax.set_xticks([])
         return
     ax.axvline(1, color="black", linewidth=0.8)
     ax.set_xscale("log")
-    ys = range(len(case.ratios))
+    row = {v.name: y for y, v in enumerate(case.variants)}
+    ys = [row[r.peer] for r in case.ratios]
     med = [r.median for r in case.ratios]
     err = [[r.median - r.min for r in case.ratios], [r.max - r.median for r in case.ratios]]
     ax.errorbar(med, ys, xerr=err, fmt="o", color=_RATIO, capsize=3)
@@ -390,19 +407,18 @@ def _ratios(ax, case: Case) -> None:
             f"{r.median:.2f}",
             (r.median, y),
             textcoords="offset points",
-            xytext=(0, 5),
+            xytext=(0, 4),
             ha="center",
             fontsize=7,
         )
-    ax.set_yticks(list(ys), [f"vs {r.peer}" for r in case.ratios], fontsize=8)
-    ax.set_ylim(len(case.ratios) - 0.5, -0.5)
     lo = min(0.5, min(r.min for r in case.ratios) / 1.5)
     hi = max(2.0, max(r.max for r in case.ratios) * 1.5)
     ax.set_xlim(lo, hi)
-    ax.set_xticks([t for t in _RATIO_TICKS if lo <= t <= hi], minor=False)
+    ticks = _RATIO_TICKS if hi / lo < 100 else [t for t in _RATIO_TICKS if str(t)[0] == "1"]
+    ax.set_xticks([t for t in ticks if lo <= t <= hi])
     ax.xaxis.set_major_formatter("{x:g}")
     ax.xaxis.set_minor_formatter("")
-    ax.set_xlabel("plait x peer (above 1: plait ahead; dot: median, line: min-max)", fontsize=8)
+    ax.set_xlabel("plait x peer, above 1: plait ahead (dot: median; line: min-max)", fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
 
 
