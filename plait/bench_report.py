@@ -27,9 +27,11 @@ the machine while it was recorded.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import pathlib
+import re
 import shutil
 import statistics
 import tempfile
@@ -173,9 +175,22 @@ class Run:
     cases: list[Case]
     format: str = FORMAT
 
+    def period(self) -> str:
+        """When it ran: '2026-12-02 20:48:19 to 20:53:53 UTC'."""
+        started, finished = _when(self.started), _when(self.finished)
+        if started[:10] == finished[:10]:  # the same day: the date and the zone once
+            return f"{started.removesuffix(' UTC')} to {finished[11:]}"
+        return f"{started} to {finished}"
+
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         return {"format": data.pop("format"), **data}
+
+
+def _when(iso: str) -> str:
+    """An ISO 8601 UTC time for a reader: '2026-12-02 20:48:19 UTC'."""
+    when = datetime.datetime.fromisoformat(iso).astimezone(datetime.timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def dump(run: Run, path: os.PathLike | str) -> None:
@@ -251,6 +266,13 @@ def _list(value: object, where: str) -> list:
 
 def _run(data: dict) -> Run:
     run = _fields(data, Run, "the file")
+    if not isinstance(run["bench"], str) or not re.fullmatch(r"\w[\w.-]*", run["bench"]):
+        raise ValueError(f"'bench' should name a file of charts/, not {run['bench']!r}")
+    for key in ("started", "finished"):
+        try:
+            _when(run[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"{key!r} is not an ISO 8601 time: {run[key]!r}") from None
     run["conditions"] = Conditions(**_fields(run["conditions"], Conditions, "'conditions'"))
     cases = []
     for i, item in enumerate(_list(run["cases"], "'cases'")):
@@ -350,7 +372,7 @@ def _chart(run: Run, figure: type):
         _figures(left, case)
         _ratios(right, case)
     fig.suptitle(f"{run.title}  (bench_{run.bench}.py {' '.join(run.command)})".strip())
-    caption = f"Recorded {run.started} to {run.finished} on {run.conditions.caption()}"
+    caption = f"Recorded {run.period()} on {run.conditions.caption()}"
     fig.supxlabel("\n".join(textwrap.wrap(caption, 160)), fontsize=7)
     return fig
 
@@ -425,13 +447,13 @@ def _ratios(ax, case: Case) -> None:
 
 def _markdown(runs: list[Run], note: str | None) -> str:
     """report.md: what was recorded where and when, then a section per benchmark."""
-    first = min(run.started for run in runs)
-    last = max(run.finished for run in runs)
+    first = _when(min(run.started for run in runs))
+    last = _when(max(run.finished for run in runs))
     machines = sorted({run.conditions.hostname + f" ({run.conditions.cpu_model})" for run in runs})
     lines = [
         "# Benchmark report: a recording",
         "",
-        f"These figures are a **recording**, made from {first} to {last} (UTC) on "
+        f"These figures are a **recording**, made from {first} to {last} on "
         f"{', '.join(machines)}; they are not measured when you read them. Each benchmark's "
         "conditions (Python, cores, load average at its start and end, package versions) are "
         "in its section and in its chart's caption. To record your own: "
@@ -447,15 +469,13 @@ def _markdown(runs: list[Run], note: str | None) -> str:
         lines += [
             f"## {run.title}",
             "",
-            f"`{command}`, recorded {run.started} to {run.finished}. {c.caption()}. "
+            f"`{command}`, recorded {run.period()}. {c.caption()}. "
             f"{c.rounds} rounds per case, interleaved and rotated; cap {c.cap:g} s per call. "
             "'plait x' is how many times better plait did than the peer: the median of the "
             "per-round ratios, and their range; above 1 plait is ahead, a range that "
             "straddles 1 means no difference.",
             "",
             f"![{run.title}](charts/{run.bench}.svg)",
-            "",
-            f"[PNG](charts/{run.bench}.png)",
             "",
         ]
         for case in run.cases:

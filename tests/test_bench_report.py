@@ -104,6 +104,31 @@ def test_the_bench_writes_its_run_as_json(results):
     assert ratio["per_round"] == pytest.approx(expected)  # times: peer / plait
 
 
+def date_in_words(data: dict) -> str:
+    data["started"] = "the day before yesterday"
+    return "'started' is not an ISO 8601 time"
+
+
+def figure_in_words(data: dict) -> str:
+    data["cases"][1]["variants"][0]["figures"][1] = "fast"
+    return "variant 'generator' of case 'sum of squares, time' should be a number"
+
+
+def name_a_path(data: dict) -> str:
+    data["bench"] = "../../elsewhere"
+    return "'bench' should name a file of charts/"
+
+
+@pytest.mark.parametrize("break_it", [date_in_words, figure_in_words, name_a_path])
+def test_a_result_with_a_broken_field_is_refused(results, capsys, break_it):
+    path = results / "first.json"
+    data = json.loads(path.read_text())
+    cause = break_it(data)
+    path.write_text(json.dumps(data))
+    message = refused(results, capsys)
+    assert str(path) in message and "malformed" in message and cause in message
+
+
 def test_load_reads_back_what_the_bench_wrote(results):
     run = bench_report.load(results / "second.json")
     assert run.bench == "second"
