@@ -522,7 +522,7 @@ def write_report(directory: os.PathLike | str) -> list[pathlib.Path]:
     try:
         charts = work / "charts"
         charts.mkdir()
-        rc = {"svg.hashsalt": _SVG_SALT, "svg.fonttype": "path"}
+        rc = {"svg.hashsalt": _SVG_SALT, "svg.fonttype": "none"}
         with matplotlib.rc_context(rc):
             for run in runs:
                 fig = _chart(run, figure)
