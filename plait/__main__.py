@@ -542,7 +542,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m plait")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="a short tour that runs real work through plait")
-    b = sub.add_parser("bench", help="run the benchmarks (needs the bench extra)")
+    b = sub.add_parser(
+        "bench",
+        help="run the benchmarks (the bench extra), or chart their results (the docs extra)",
+    )
     b.add_argument("names", nargs="*", help="only the benchmarks whose name contains these")
     b.add_argument("--quick", action="store_true", help="the shorter runs of each benchmark")
     b.add_argument("--json", metavar="DIR", help="write the results to DIR/<bench>.json")

@@ -238,6 +238,15 @@ def test_without_matplotlib_the_report_names_the_docs_extra(results):
     assert snapshot(results) == before
 
 
+def test_the_report_runs_no_benchmark(results, capsys):
+    before = snapshot(results)
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", "--report", str(results), "--quick", "threads"])
+    assert stopped.value.code == 2
+    assert "--report runs no benchmark" in capsys.readouterr().err
+    assert snapshot(results) == before
+
+
 def test_the_json_option_is_taken_off_the_command_line():
     for argv, path in (
         (["bench_x.py", "--quick", "--json", "out/", "--rounds", "3"], "out/"),
