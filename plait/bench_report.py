@@ -518,7 +518,10 @@ def write_report(directory: os.PathLike | str) -> list[pathlib.Path]:
     matplotlib, figure = _matplotlib()
     note_path = directory / "NOTE.md"
     note = note_path.read_text(encoding="utf-8") if note_path.exists() else None
-    work = pathlib.Path(tempfile.mkdtemp(prefix=".report-", dir=directory))
+    try:
+        work = pathlib.Path(tempfile.mkdtemp(prefix=".report-", dir=directory))
+    except OSError as exc:
+        raise ReportError(f"cannot write the report here ({exc.strerror})", directory) from None
     try:
         charts = work / "charts"
         charts.mkdir()
