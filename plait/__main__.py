@@ -1,4 +1,5 @@
-"""``python -m plait demo`` tours what works; ``python -m plait bench`` runs the benchmarks;
+"""``python -m plait demo`` tours what works; ``python -m plait bench`` runs the benchmarks
+(``bench --report DIR`` draws the charts of the results they wrote, see ``plait.bench_report``);
 ``python -m plait run script.py|-m module [args...]`` runs a program under ``patch()``
 (see ``plait.run``)."""
 
@@ -498,7 +499,7 @@ def demo() -> int:
 BENCH_CAP = 900  # seconds a whole benchmark script may take before it is stopped
 
 
-def bench(names: list[str]) -> int:
+def bench(names: list[str], options: list[str]) -> int:
     here = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
     scripts = sorted(here.glob("bench_*.py"))
     if names:
@@ -510,11 +511,26 @@ def bench(names: list[str]) -> int:
     for script in scripts:
         print(f"\n### {script.name}", flush=True)
         try:
-            status |= subprocess.run([sys.executable, str(script)], timeout=BENCH_CAP).returncode
+            status |= subprocess.run(
+                [sys.executable, str(script), *options], timeout=BENCH_CAP
+            ).returncode
         except subprocess.TimeoutExpired:
             print(f"### {script.name}: over its cap of {BENCH_CAP} s, stopped", flush=True)
             status = 1
     return status
+
+
+def report(directory: str) -> int:
+    from plait.bench_report import ReportError, write_report  # noqa: PLC0415 - only here
+
+    try:
+        made = write_report(directory)
+    except ReportError as exc:
+        print(f"python -m plait bench --report: {exc}", file=sys.stderr)
+        return 1
+    for path in made:
+        print(path)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -526,13 +542,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m plait")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="a short tour that runs real work through plait")
-    b = sub.add_parser("bench", help="run the benchmarks (needs the bench extra)")
+    b = sub.add_parser(
+        "bench",
+        help="run the benchmarks (the bench extra), or chart their results (the docs extra)",
+    )
     b.add_argument("names", nargs="*", help="only the benchmarks whose name contains these")
+    b.add_argument("--quick", action="store_true", help="the shorter runs of each benchmark")
+    b.add_argument("--json", metavar="DIR", help="write the results to DIR/<bench>.json")
+    b.add_argument(
+        "--report",
+        metavar="DIR",
+        help="run nothing: draw DIR/charts/ and DIR/report.md from the results in DIR/*.json",
+    )
     sub.add_parser("run", help="run: python -m plait run script.py|-m module [args...]")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo()
-    return bench(args.names)
+    if args.report is not None:
+        if args.names or args.quick or args.json:
+            parser.error("--report runs no benchmark: it takes no names, --quick or --json")
+        return report(args.report)
+    options = ["--quick"] * args.quick + (["--json", args.json] if args.json else [])
+    return bench(args.names, options)
 
 
 if __name__ == "__main__":
