@@ -1,0 +1,99 @@
+"""The built site: no warnings, no broken internal link, a reference entry per public name."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from tests.docs.conftest import Site
+
+# the modules whose every public name must have an entry of its own in the reference
+FACES = [
+    "plait.multiprocessing",
+    "plait.threading",
+    "plait.queue",
+    "plait.futures",
+    "plait.coro",
+    "plait.pool",
+]
+
+pytestmark = pytest.mark.timeout(900)  # the first test to ask for the site builds it
+
+
+def test_the_build_is_warning_free(site: Site) -> None:
+    warnings = [line for line in site.output.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert site.returncode == 0 and not warnings, site.output
+
+
+class Page(HTMLParser):
+    """The ids a page defines and the internal addresses it points to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("id", "name") and value:
+                self.ids.add(value)
+            elif name in ("href", "src") and value and not urlsplit(value).scheme:
+                self.links.append(value)
+
+
+def read_pages(html: Path) -> dict[Path, Page]:
+    pages = {}
+    for path in sorted(html.rglob("*.html")):
+        page = Page()
+        page.feed(path.read_text(encoding="utf-8"))
+        pages[path] = page
+    return pages
+
+
+def test_every_internal_link_resolves(site: Site) -> None:
+    pages = read_pages(site.html)
+    assert site.html / "index.html" in pages
+    broken = []
+    for path, page in pages.items():
+        for link in page.links:
+            parts = urlsplit(link)
+            target = (path.parent / unquote(parts.path)).resolve() if parts.path else path
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                broken.append(f"{path.relative_to(site.html)}: {link} (no such file)")
+            elif parts.fragment and target.suffix == ".html":
+                if unquote(parts.fragment) not in pages[target].ids:
+                    broken.append(f"{path.relative_to(site.html)}: {link} (no such anchor)")
+    assert not broken, "\n".join(broken)
+
+
+def inventory(path: Path) -> dict[str, str]:
+    """The entries of a Sphinx ``objects.inv`` (version 2): name -> domain:role."""
+    data = path.read_bytes()
+    header = data.split(b"\n", 4)
+    assert header[0] == b"# Sphinx inventory version 2", header[0]
+    entries = {}
+    for line in zlib.decompress(header[4]).decode().splitlines():
+        match = re.match(r"(.+?)\s+(\S+:\S+)\s+-?\d+\s+\S*\s+.*", line)
+        if match:
+            entries[match[1]] = match[2]
+    return entries
+
+
+def test_every_public_name_of_the_faces_has_a_reference_entry(site: Site) -> None:
+    entries = inventory(site.html / "objects.inv")
+    missing = []
+    for module_name in FACES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            qualified = f"{module_name}.{name}"
+            if not entries.get(qualified, "").startswith("py:"):
+                missing.append(qualified)
+    assert not missing, f"no entry in the API reference for {missing}"
