@@ -25,30 +25,7 @@ from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-MULTIPROCESSING_SUBMODULES = [
-    "connection",
-    "context",
-    "dummy",
-    "dummy.connection",
-    "forkserver",
-    "heap",
-    "managers",
-    "pool",
-    "popen_fork",
-    "popen_forkserver",
-    "popen_spawn_posix",
-    "popen_spawn_win32",
-    "process",
-    "queues",
-    "reduction",
-    "resource_sharer",
-    "resource_tracker",
-    "shared_memory",
-    "sharedctypes",
-    "spawn",
-    "synchronize",
-    "util",
-]
+from plait.process.api import SUBMODULES  # the standard package's public submodules
 
 LIST_ITEM = re.compile(r"([-*+]|\d+\.|#\.|\(?\w\)|\w\.)\s")
 
@@ -56,7 +33,8 @@ LIST_ITEM = re.compile(r"([-*+]|\d+\.|#\.|\(?\w\)|\w\.)\s")
 MODULES = [
     "plait",
     "plait.multiprocessing",
-    *(f"plait.multiprocessing.{name}" for name in MULTIPROCESSING_SUBMODULES),
+    *(f"plait.multiprocessing.{name}" for name in SUBMODULES),
+    "plait.multiprocessing.dummy.connection",
     "plait.threading",
     "plait.queue",
     "plait.futures",

@@ -19,6 +19,7 @@ import types
 import zlib
 from pathlib import Path
 
+from plait_api import kind_of
 from sphinx.application import Sphinx
 from sphinx.config import Config
 
@@ -63,21 +64,13 @@ PAGES = {
 }
 
 
-def role_of(value: object) -> str:
-    if isinstance(value, type):
-        return "py:exception" if issubclass(value, BaseException) else "py:class"
-    if callable(value):
-        return "py:function"
-    return "py:data"
-
-
 def entries() -> list[tuple[str, str, str]]:
     """(name, role, uri) of every listed standard name."""
     found = [("python", "std:label", "index.html")]
     for name, value in vars(builtins).items():
         if name.startswith("_"):
             continue
-        role = role_of(value)
+        role = f"py:{kind_of(value)}"
         page = {"py:exception": "exceptions", "py:data": "constants"}.get(role, "functions")
         found.append((name, role, f"library/{page}.html#{name}"))
     for module_name, page in PAGES.items():
@@ -89,7 +82,7 @@ def entries() -> list[tuple[str, str, str]]:
             if value is None or isinstance(value, types.ModuleType):
                 continue
             qualified = f"{module_name}.{name}"
-            role = role_of(value)
+            role = f"py:{kind_of(value)}"
             found.append((qualified, role, f"library/{page}.html#{qualified}"))
             canonical = f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', '')}"
             if isinstance(value, type) and canonical != qualified:  # the name autodoc shows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import zlib
 from html.parser import HTMLParser
@@ -11,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.docs.conftest import Site
+from tests.docs.conftest import DOCS, Site
 
 # the modules whose every public name must have an entry of its own in the reference
 FACES = [
@@ -97,3 +98,15 @@ def test_every_public_name_of_the_faces_has_a_reference_entry(site: Site) -> Non
             if not entries.get(qualified, "").startswith("py:"):
                 missing.append(qualified)
     assert not missing, f"no entry in the API reference for {missing}"
+
+
+def test_every_module_of_the_reference_has_its_page(site: Site) -> None:
+    """docs/_ext/plait_api.py's MODULES (the faces' submodules come from the table the
+    faces use) and the pages of docs/api/ name the same modules, and each page is built."""
+    spec = importlib.util.spec_from_file_location("plait_api", DOCS / "_ext" / "plait_api.py")
+    plait_api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plait_api)
+    pages = {path.stem for path in (DOCS / "api").glob("*.rst")}
+    assert pages == set(plait_api.MODULES)
+    for module_name in plait_api.MODULES:
+        assert (site.html / "api" / f"{module_name}.html").is_file(), module_name
