@@ -110,3 +110,13 @@ def test_every_module_of_the_reference_has_its_page(site: Site) -> None:
     assert pages == set(plait_api.MODULES)
     for module_name in plait_api.MODULES:
         assert (site.html / "api" / f"{module_name}.html").is_file(), module_name
+
+
+def test_the_readmes_links_name_files_of_the_tree() -> None:
+    """The README links to the site's sources (GitHub shows them); none may be stale."""
+    readme = DOCS.parent / "README.md"
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme.read_text(encoding="utf-8"))
+    local = [link for link in links if not urlsplit(link).scheme]
+    assert local, "the README links to no page of the site"
+    missing = [link for link in local if not (readme.parent / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
