@@ -32,6 +32,8 @@ LIST_ITEM = re.compile(r"([-*+]|\d+\.|#\.|\(?\w\)|\w\.)\s")
 # The order decides where an object is documented in full: its first name here.
 MODULES = [
     "plait",
+    "plait.patch",
+    "plait.run",
     "plait.multiprocessing",
     *(f"plait.multiprocessing.{name}" for name in SUBMODULES),
     "plait.multiprocessing.dummy.connection",
@@ -94,6 +96,8 @@ def homes() -> dict[int, str]:
             value = getattr(module, name)
             if kind_of(value) != "data":
                 home.setdefault(id(value), f"{module_name}.{name}")
+            if isinstance(value, types.ModuleType) and callable(value):  # plait.patch
+                home.setdefault(id(value.patch), f"{module_name}.{name}")
     return home
 
 
@@ -164,7 +168,10 @@ class PlaitAPI(SphinxDirective):
             raise self.error(f"{module_name} is not in plait_api.MODULES; add it there")
         module = importlib.import_module(module_name)
         home = self.env.app.plait_api_homes
-        lines = [f".. automodule:: {module_name}", "   :no-members:", ""]
+        if callable(module):  # plait.patch: its name is the function's (see entry())
+            lines = [f".. py:currentmodule:: {module_name}", ""]
+        else:
+            lines = [f".. automodule:: {module_name}", "   :no-members:", ""]
         for name in public_names(module):
             value = getattr(module, name)
             lines += entry(module_name, name, value, home.get(id(value), f"{module_name}.{name}"))
