@@ -25,8 +25,29 @@ from sphinx.config import Config
 
 PYTHON_DOCS = "https://docs.python.org/3"
 
-# Modules whose names are documented on the page library/<page>.html.
+# Modules whose names are documented on the page library/<page>.html. A module comes
+# before those that import its names, and an object is linked where its first name is
+# documented (``selectors.Mapping`` is ``collections.abc.Mapping``; the canonical name
+# ``concurrent.futures.thread.ThreadPoolExecutor`` is ``concurrent.futures``' name).
 PAGES = {
+    "collections.abc": "collections.abc",
+    "typing": "typing",
+    "types": "types",
+    "contextlib": "contextlib",
+    "itertools": "itertools",
+    "array": "array",
+    "os": "os",
+    "signal": "signal",
+    "socket": "socket",
+    "ssl": "ssl",
+    "selectors": "selectors",
+    "mmap": "mmap",
+    "ctypes": "ctypes",
+    "pickle": "pickle",
+    "logging": "logging",
+    "subprocess": "subprocess",
+    "threading": "threading",
+    "queue": "queue",
     "multiprocessing": "multiprocessing",
     "multiprocessing.connection": "multiprocessing",
     "multiprocessing.context": "multiprocessing",
@@ -42,51 +63,42 @@ PAGES = {
     "concurrent.futures": "concurrent.futures",
     "concurrent.futures.process": "concurrent.futures",
     "concurrent.futures.thread": "concurrent.futures",
-    "threading": "threading",
-    "queue": "queue",
-    "asyncio": "asyncio",
-    "collections.abc": "collections.abc",
-    "contextlib": "contextlib",
-    "ctypes": "ctypes",
-    "logging": "logging",
-    "mmap": "mmap",
-    "os": "os",
-    "pickle": "pickle",
-    "selectors": "selectors",
-    "signal": "signal",
-    "socket": "socket",
-    "subprocess": "subprocess",
-    "array": "array",
-    "itertools": "itertools",
-    "ssl": "ssl",
-    "types": "types",
-    "typing": "typing",
 }
+# the builtin classes documented on stdtypes.html rather than functions.html
+STDTYPES = {"bytearray", "bytes", "dict", "frozenset", "list", "memoryview", "range", "set"}
+STDTYPES |= {"str", "tuple"}
 
 
 def entries() -> list[tuple[str, str, str]]:
     """(name, role, uri) of every listed standard name."""
     found = [("python", "std:label", "index.html")]
+    first: dict[int, str] = {}  # id(class or function) -> the uri of its first name
+
+    def add(name: str, value: object, uri: str) -> None:
+        kind = kind_of(value)
+        if kind != "data":
+            uri = first.setdefault(id(value), uri)
+        found.append((name, f"py:{kind}", uri))
+
     for name, value in vars(builtins).items():
-        if name.startswith("_"):
-            continue
-        role = f"py:{kind_of(value)}"
-        page = {"py:exception": "exceptions", "py:data": "constants"}.get(role, "functions")
-        found.append((name, role, f"library/{page}.html#{name}"))
+        if not name.startswith("_"):
+            kind = kind_of(value)
+            page = {"exception": "exceptions", "data": "constants"}.get(kind, "functions")
+            add(name, value, f"library/{'stdtypes' if name in STDTYPES else page}.html#{name}")
     for module_name, page in PAGES.items():
         module = importlib.import_module(module_name)
         found.append((module_name, "py:module", f"library/{page}.html#module-{module_name}"))
         names = {*getattr(module, "__all__", ()), *(n for n in vars(module) if n[0] != "_")}
-        for name in sorted(names):
+        # a class's or function's own name first: array.array, not its alias ArrayType
+        own = {n for n in names if getattr(getattr(module, n, None), "__name__", None) == n}
+        for name in sorted(names, key=lambda n: (n not in own, n)):
             value = getattr(module, name, None)
             if value is None or isinstance(value, types.ModuleType):
                 continue
             qualified = f"{module_name}.{name}"
-            role = f"py:{kind_of(value)}"
-            found.append((qualified, role, f"library/{page}.html#{qualified}"))
-            canonical = f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', '')}"
-            if isinstance(value, type) and canonical != qualified:  # the name autodoc shows
-                found.append((canonical, role, f"library/{page}.html#{qualified}"))
+            add(qualified, value, f"library/{page}.html#{qualified}")
+            if isinstance(value, type):  # the canonical name, which autodoc shows for bases
+                add(f"{value.__module__}.{value.__qualname__}", value, "")
     return found
 
 
