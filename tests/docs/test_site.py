@@ -120,3 +120,20 @@ def test_the_readmes_links_name_files_of_the_tree() -> None:
     assert local, "the README links to no page of the site"
     missing = [link for link in local if not (readme.parent / link).exists()]
     assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_every_example_is_a_recipe_linked_from_a_guide(site: Site) -> None:
+    """Each program of examples/ is shown on the Recipes page, and a guide links to it."""
+    pages = read_pages(site.html)
+    recipes = pages[site.html / "recipes.html"]
+    guide_links = {
+        link.rsplit("#", 1)[-1]
+        for path, page in pages.items()
+        if path.parent.name == "guides"
+        for link in page.links
+        if link.startswith("../recipes.html#")
+    }
+    for example in sorted((DOCS.parent / "examples").glob("*.py")):
+        anchor = "recipe-" + example.stem.replace("_", "-")  # as docutils makes ids
+        assert anchor in recipes.ids, f"{example.name} is not on the Recipes page"
+        assert anchor in guide_links, f"no guide links to the recipe {example.name}"
