@@ -217,6 +217,12 @@ def skip_class_aliases(
     return None
 
 
+def drop_object_base(app: Sphinx, name: str, obj: type, options, bases: list) -> None:
+    """Every class derives from ``object``: "Bases: object" says nothing."""
+    if bases == [object]:
+        bases.clear()
+
+
 def public_objects() -> set[str]:
     return {
         f"{module}.{name}"
@@ -284,6 +290,7 @@ def setup(app: Sphinx) -> dict[str, object]:
     app.connect("builder-inited", compute_homes)
     app.connect("autodoc-process-docstring", mark_examples)
     app.connect("autodoc-skip-member", skip_class_aliases)
+    app.connect("autodoc-process-bases", drop_object_base)
     app.connect("missing-reference", internal_reference)
     app.add_directive("plait-api", PlaitAPI)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
