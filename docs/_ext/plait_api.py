@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
 import sys
 import types
 
@@ -26,8 +25,6 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 from plait.process.api import SUBMODULES  # the standard package's public submodules
-
-LIST_ITEM = re.compile(r"([-*+]|\d+\.|#\.|\(?\w\)|\w\.)\s")
 
 # The order decides where an object is documented in full: its first name here.
 MODULES = [
@@ -187,26 +184,6 @@ def compute_homes(app: Sphinx) -> None:
     app.plait_api_public = public_objects()
 
 
-def mark_examples(
-    app: Sphinx, what: str, name: str, obj: object, options, lines: list[str]
-) -> None:
-    """plait's docstrings show code as a block indented under a paragraph, without the
-    ``::`` that makes it literal in reStructuredText; add it. A block is such an example
-    when a blank line and an unindented line that opens no list item come before it."""
-    previous = ""  # the last non-blank line
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        starts_block = line[:1] == " " and line.strip() and index and not lines[index - 1].strip()
-        if starts_block and previous[:1] not in ("", " ") and not previous.endswith("::"):
-            if not LIST_ITEM.match(previous):
-                lines[index:index] = ["::", ""]
-                index += 2
-        if line.strip():
-            previous = line
-        index += 1
-
-
 def skip_class_aliases(
     app: Sphinx, what: str, name: str, obj: object, skip: bool, options
 ) -> bool | None:
@@ -288,7 +265,6 @@ def internal_reference(app: Sphinx, env, node, contnode):
 
 def setup(app: Sphinx) -> dict[str, object]:
     app.connect("builder-inited", compute_homes)
-    app.connect("autodoc-process-docstring", mark_examples)
     app.connect("autodoc-skip-member", skip_class_aliases)
     app.connect("autodoc-process-bases", drop_object_base)
     app.connect("missing-reference", internal_reference)
