@@ -32,6 +32,13 @@ def test_the_build_is_warning_free(site: Site) -> None:
     assert site.returncode == 0 and not warnings, site.output
 
 
+def test_the_build_reads_its_inventories_from_files(site: Site) -> None:
+    """intersphinx loads the Python docs' inventory from the file the build wrote, and
+    fetches nothing: the build must work where only PyPI is reachable."""
+    loads = re.findall(r"loading intersphinx inventory '(\w+)' from (\S+)", site.output)
+    assert loads and all(not urlsplit(source).scheme for _, source in loads), site.output
+
+
 class Page(HTMLParser):
     """The ids a page defines and the internal addresses it points to."""
 
