@@ -144,3 +144,14 @@ def test_every_example_is_a_recipe_linked_from_a_guide(site: Site) -> None:
         anchor = "recipe-" + example.stem.replace("_", "-")  # as docutils makes ids
         assert anchor in recipes.ids, f"{example.name} is not on the Recipes page"
         assert anchor in guide_links, f"no guide links to the recipe {example.name}"
+
+
+def test_the_benchmarks_page_shows_the_recorded_report_as_a_recording(site: Site) -> None:
+    page = read_pages(site.html)[site.html / "benchmarks.html"]
+    text = (site.html / "benchmarks.html").read_text(encoding="utf-8")
+    assert "a recording, not a live measurement" in text
+    recorded = DOCS / "benchmarks" / "recorded"
+    assert (recorded / "report.md").is_file(), "no recorded report: python -m plait bench --report"
+    shown = {Path(link).name for link in page.links}
+    charts = {chart.name for chart in (recorded / "charts").glob("*.svg")}
+    assert charts and charts <= shown, f"charts not on the page: {sorted(charts - shown)}"
