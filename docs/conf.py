@@ -27,15 +27,12 @@ source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 # the recorded benchmark report is a part of benchmarks.md, not a page of its own
 exclude_patterns = ["_build", "benchmarks/recorded"]
 
-myst_enable_extensions = ["colon_fence", "deflist"]
-myst_heading_anchors = 3
+myst_enable_extensions = ["colon_fence"]  # ::: fences, for admonitions
+myst_heading_anchors = 3  # [text](#a-heading) links
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 
-intersphinx_timeout = 1
-
 html_theme = "furo"
 html_title = f"plait {release}"
-html_static_path: list[str] = []
