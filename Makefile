@@ -1,6 +1,7 @@
 # The two commands of the README, and the helpers they stand on.
 # Each target sets up .venv by itself when it is missing or older than pyproject.toml.
-# The test set-up installs the cluster extras (dask, ray) too: their tests run in CI.
+# The test set-up installs the cluster extras (dask, ray) too: their tests run in CI, and
+# the docs extra, so that `make docs` works and tests/docs/ runs.
 # `make test-all` runs the suite on every CPython 3.10+ the machine has (see below).
 
 PYTHON ?= python3
@@ -9,24 +10,24 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.plait-installed
 BENCH_STAMP := $(VENV)/.plait-bench-installed
 
-.PHONY: demo test test-all test-version lint typecheck bench wheel clean
+.PHONY: demo test test-all test-version lint typecheck bench docs wheel clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard plait/_core/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,dask,ray]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,dask,ray,docs]'
 	$(PY) -m compileall -q plait
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,dask,ray,bench]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,dask,ray,docs,bench]'
 	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m plait demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check plait tests benchmarks examples
+	$(VENV)/bin/ruff check plait tests benchmarks examples docs
 
 # What type checkers see of plait: a typed program on the faces, and the examples.
 typecheck: $(STAMP)
@@ -34,6 +35,12 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(PY) -m pytest
+
+# The site, into docs/_build/html: any warning fails the build (-W, all of them reported:
+# --keep-going), and so does a cross-reference that does not resolve (-n, nitpicky).
+# No network: the Python docs' inventory is made locally (docs/_ext/python_inventory.py).
+docs: $(STAMP)
+	$(PY) -m sphinx -b html -W --keep-going -n -d docs/_build/doctrees docs docs/_build/html
 
 bench: $(BENCH_STAMP)
 	$(PY) -m compileall -q plait  # spawned children then load .pyc like the stdlib's
