@@ -8,7 +8,8 @@ for a socket, a timer, another task, a thread or a process. Modules, bottom up:
 - ``traps``      the only doors between a task and the kernel
 - ``task``       Task, spawn, current_task, TaskGroup
 - ``kernel``     the loop: epoll, timers, cancellation, signals; ``run``
-- ``timeouts``   sleep, timeout_after, ignore_after
+- ``timeouts``   sleep, timeout_after, ignore_after, clock
+- ``clock``      MockClock: the kernel's time under a test's control
 - ``sync``       Lock, Event, Semaphore, BoundedSemaphore, Condition
 - ``queues``     Queue, LifoQueue, PriorityQueue
 - ``sockets``    Socket: try the system call, wait only when it would block; SocketStream
@@ -28,10 +29,28 @@ Blocking points (where a cancellation or an expired timeout is delivered): every
 without interruption.
 
 Every blocking call can be bounded with ``async with timeout_after(seconds):``.
+
+Testing. ``run(main, clock=MockClock(autojump_threshold=0))`` runs every timer of the
+kernel (``sleep``, the timeout scopes, ``clock()``) on a mock clock that jumps to the next
+deadline whenever the kernel idles, so a test of a 60-second timeout takes milliseconds;
+``MockClock().jump(s)`` moves time by hand instead. Sockets, threads and processes keep
+real time. The pytest plugin ``plait.pytest_plugin`` (installed with plait) runs each
+``async def`` test, and each test marked ``@pytest.mark.plait``, as the main task of its
+own kernel, with its async fixtures set up and torn down in that kernel:
+
+    @pytest.mark.plait(clock="autojump")
+    async def test_gives_up_after_a_minute():
+        with pytest.raises(TaskTimeout):
+            async with timeout_after(60):
+                await Event().wait()
+
+The fixtures ``mock_clock`` and ``autojump_clock`` hand the test the clock its kernel runs
+on.
 """
 
 from __future__ import annotations
 
+from .clock import MockClock, MockClockError
 from .errors import (
     ClosedResourceError,
     DeadlockError,
@@ -74,6 +93,8 @@ __all__ = [
     "Kernel",
     "LifoQueue",
     "Lock",
+    "MockClock",
+    "MockClockError",
     "NoKernelError",
     "PriorityQueue",
     "Queue",
