@@ -44,8 +44,9 @@ own kernel, with its async fixtures set up and torn down in that kernel:
             async with timeout_after(60):
                 await Event().wait()
 
-The fixtures ``mock_clock`` and ``autojump_clock`` hand the test the clock its kernel runs
-on.
+The fixtures ``plait_mock_clock`` and ``plait_autojump_clock`` hand the test the clock its
+kernel runs on. A MockClock serves one kernel at a time and changes only from that
+kernel's tasks; anything else raises :class:`MockClockError`.
 """
 
 from __future__ import annotations

@@ -74,8 +74,7 @@ class MockClock:
     __slots__ = (
         "_rate",
         "_autojump_threshold",
-        "_virtual_base",
-        "_real_base",
+        "_base",
         "_kernel",
         "_thread",
         "_thread_name",
@@ -91,8 +90,9 @@ class MockClock:
         if self._rate == math.inf:
             raise ValueError("rate must be finite")
         self._autojump_threshold = self._threshold(autojump_threshold)
-        self._virtual_base = float(start)
-        self._real_base = time.monotonic()
+        # (clock time, real time) of the last jump or rate change: one tuple, so that a
+        # reader in another thread never sees half of a change
+        self._base = (float(start), time.monotonic())
         self._kernel: object = None  # the kernel this clock drives, while it runs
         self._thread: int | None = None  # ident of that kernel's thread
         self._thread_name = ""
@@ -116,13 +116,12 @@ class MockClock:
 
     def current_time(self) -> float:
         """The clock's time in seconds. Never blocks; any thread may read it."""
-        if not self._rate:
-            return self._virtual_base
-        return self._virtual_base + (time.monotonic() - self._real_base) * self._rate
+        now, real = self._base
+        rate = self._rate
+        return now + (time.monotonic() - real) * rate if rate else now
 
     def _set(self, now: float) -> None:
-        self._virtual_base = now
-        self._real_base = time.monotonic()
+        self._base = (now, time.monotonic())
 
     @property
     def rate(self) -> float:
