@@ -4,7 +4,8 @@
 Installed with plait (entry point ``pytest11``), or loaded with ``-p plait.pytest_plugin``.
 
 Which tests. An ``async def`` test function, unless a marker of another async framework
-(``asyncio``, ``trio``, ``anyio``, ...) claims it: that plugin keeps it. The marker
+(``asyncio``, ``trio``, ``anyio``, ...) claims it, or it is a method of a
+``unittest.TestCase``: those keep their own runner. The marker
 ``@pytest.mark.plait`` says "plait" outright and takes the kernel's options:
 
     @pytest.mark.plait(clock="autojump")
@@ -39,6 +40,7 @@ nothing.
 from __future__ import annotations
 
 import inspect
+import unittest
 from collections.abc import Callable
 from typing import Any
 
@@ -108,6 +110,8 @@ def _claimed(item: pytest.Item) -> bool:
     """Whether this plugin runs ``item``: an ``async def`` test no other plugin claims."""
     if not isinstance(item, pytest.Function):
         return False
+    if item.cls is not None and issubclass(item.cls, unittest.TestCase):
+        return False  # unittest runs its own (IsolatedAsyncioTestCase: on asyncio)
     if not inspect.iscoroutinefunction(item.obj):
         return False
     return not any(item.get_closest_marker(name) for name in _FOREIGN_MARKERS)

@@ -179,7 +179,10 @@ def test_what_cannot_run_in_a_kernel_is_refused_by_name(run_pytest):
 def test_tests_of_other_plugins_and_sync_tests_are_left_alone(run_pytest):
     result = run_pytest(
         """
+        import asyncio
         import sys
+        import unittest
+
         import pytest
 
         pytestmark = pytest.mark.plait
@@ -190,10 +193,28 @@ def test_tests_of_other_plugins_and_sync_tests_are_left_alone(run_pytest):
         @pytest.mark.trio
         async def test_claimed_by_another_plugin():
             pass
+
+        class TestUnittestRunsItsOwn(unittest.IsolatedAsyncioTestCase):
+            async def test_on_the_standard_runner(self):
+                self.assertIsNotNone(asyncio.get_running_loop())
+
+        class TestUnittestWithAnAsyncFixture(unittest.IsolatedAsyncioTestCase):
+            @pytest.fixture(autouse=True)
+            async def not_plaits(self):
+                pass
+
+            async def test_left_to_pytest(self):
+                pass
         """,
         "-p",
         "no:randomly",
     )
     # no trio plugin is loaded, so pytest itself refuses the trio test: plait left it
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
+    # and pytest refuses the unittest test's async fixture: plait did not take it either
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*async def functions are not natively supported*",
+            "*'test_left_to_pytest' requested an async fixture 'not_plaits'*",
+        ]
+    )
