@@ -42,9 +42,12 @@ from __future__ import annotations
 import inspect
 import unittest
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from _pytest.fixtures import SubRequest
 
 __all__ = ["plait_autojump_clock", "plait_mock_clock"]
 
@@ -118,7 +121,7 @@ def _claimed(item: pytest.Item) -> bool:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> Any:
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: SubRequest) -> Any:
     """Defer an async fixture of a plait test into its kernel; refuse what cannot be."""
     item = getattr(request, "_pyfuncitem", None)
     if item is None or not _claimed(item):
@@ -156,12 +159,12 @@ def _kernel_options(item: pytest.Function) -> dict[str, Any]:
     from plait.coro import MockClock
 
     marker = item.get_closest_marker("plait")
-    options = dict(marker.kwargs) if marker is not None else {}
+    args, options = (marker.args, dict(marker.kwargs)) if marker is not None else ((), {})
     unknown = sorted(set(options) - set(_OPTIONS))
-    if (marker is not None and marker.args) or unknown:
+    if args or unknown:
         pytest.fail(
-            f"@pytest.mark.plait takes the keyword options {', '.join(_OPTIONS)}; got "
-            f"{marker.args!r} {unknown!r}",
+            f"@pytest.mark.plait takes only the keyword options {', '.join(_OPTIONS)}; got "
+            f"{args!r} {unknown!r}",
             pytrace=False,
         )
     clock = options.get("clock")

@@ -96,7 +96,7 @@ class MockClock:
         self._kernel: object = None  # the kernel this clock drives, while it runs
         self._thread: int | None = None  # ident of that kernel's thread
         self._thread_name = ""
-        self._watch: select.poll | None = None  # a poll() on that kernel's epoll fd
+        self._watch = select.poll()  # watches that kernel's epoll fd
 
     def __repr__(self) -> str:
         return (
@@ -187,7 +187,6 @@ class MockClock:
         self._kernel = kernel
         self._thread = threading.get_ident()
         self._thread_name = threading.current_thread().name
-        self._watch = select.poll()
         self._watch.register(epoll_fileno, select.POLLIN)
 
     def _detach(self, kernel: object) -> None:
@@ -197,7 +196,7 @@ class MockClock:
         self._kernel = None
         self._thread = None
         self._thread_name = ""
-        self._watch = None
+        self._watch = select.poll()
 
     def _idle_timeout(self, deadline: float) -> float:
         """Nothing is ready and the next timer is due at ``deadline``: how many real

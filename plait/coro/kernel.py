@@ -546,11 +546,11 @@ class Kernel:
             return True, None, None
         return False, None, TypeError(f"task {task.id} ({task.name}) yielded unknown trap {trap!r}")
 
-    def _mock_idle(self, deadline: float) -> float:
+    def _mock_idle(self, clock: MockClock, deadline: float) -> float:
         """poll()'s timeout when nothing is ready and the next timer, due at ``deadline``,
-        runs on the MockClock: the clock's answer (it may jump), or a deadlock verdict
-        when the clock stands still and nothing else can wake a task."""
-        timeout = self.mock_clock._idle_timeout(deadline)
+        runs on ``clock``: the clock's answer (it may jump), or a deadlock verdict when
+        the clock stands still and nothing else can wake a task."""
+        timeout = clock._idle_timeout(deadline)
         if (
             timeout < 0
             and not self._fds
@@ -572,7 +572,7 @@ class Kernel:
         modify = self._epoll.modify
         unregister = self._epoll.unregister
         monotonic = self._clock
-        mock_idle = None if self.mock_clock is None else self._mock_idle
+        mock_clock = self.mock_clock
         wake_r = self._wake_r
         trap_other = self._trap
         finish = self._finish
@@ -587,8 +587,8 @@ class Kernel:
                 timeout = 0
             elif timers:
                 timeout = max(0.0, timers[0][0] - monotonic())
-                if mock_idle is not None:  # a MockClock's seconds are not poll()'s
-                    timeout = mock_idle(timers[0][0])
+                if mock_clock is not None:  # a MockClock's seconds are not poll()'s
+                    timeout = self._mock_idle(mock_clock, timers[0][0])
             else:
                 timeout = -1
                 if not fds and self._deadlocked():
