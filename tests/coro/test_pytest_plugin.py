@@ -91,9 +91,6 @@ def test_async_tests_and_their_fixtures_run_in_one_kernel(run_pytest):
             await echo_peer.sendall(b"again")
             assert await echo_peer.recv(100) == b"again"
 
-        def test_the_yielding_fixture_was_finished_in_its_kernel():
-            assert TORN_DOWN == ["echo_peer"]
-
         class TestInAClass:
             @pytest.fixture
             async def number(self):
@@ -103,9 +100,12 @@ def test_async_tests_and_their_fixtures_run_in_one_kernel(run_pytest):
             async def test_method_and_method_fixture(self, number):
                 assert number == 7
 
-        async def test_a_failing_async_test_fails():
+        async def test_a_failing_async_test_fails(echo_peer):
             await coro.sleep(0)
             assert 1 + 1 == 3
+
+        def test_the_yielding_fixture_was_finished_in_its_kernel_both_times():
+            assert TORN_DOWN == ["echo_peer", "echo_peer"]
         """
     )
     result.assert_outcomes(passed=7, failed=1)
@@ -146,6 +146,14 @@ def test_what_cannot_run_in_a_kernel_is_refused_by_name(run_pytest):
         async def test_fixture_that_does_not_yield(empty):
             pass
 
+        @pytest.fixture
+        async def twice():
+            yield 1
+            yield 2
+
+        async def test_fixture_that_yields_twice(twice):
+            pass
+
         @pytest.mark.plait(clock="sometimes")
         async def test_unknown_clock():
             pass
@@ -162,12 +170,13 @@ def test_what_cannot_run_in_a_kernel_is_refused_by_name(run_pytest):
             await coro.run_in_thread(plait_autojump_clock.jump, 1)
         """
     )
-    result.assert_outcomes(errors=2, failed=5)
+    result.assert_outcomes(errors=2, failed=6)
     result.stdout.fnmatch_lines_random(
         [
             "*async fixture 'wide' has scope 'module'*must be function-scoped*",
             "*fixture 'sync_outer' is synchronous but takes the async fixture 'inner'*",
             "*async fixture 'empty' did not yield a value*",
+            "*async fixture 'twice' has more than one 'yield'*",
             "*takes 'autojump', 'mock' or a MockClock, got 'sometimes'*",
             "*gets more than one MockClock*plait_autojump_clock*",
             "*DeadlockError*stopped MockClock*",
