@@ -16,6 +16,10 @@ kernel idles, ``autojump_threshold=0``), ``"mock"`` (a stopped one) or a ``MockC
 ``slow_step`` and ``max_threads`` are handed to ``plait.coro.run``. A synchronous test
 under the marker (say, through a module's ``pytestmark``) runs as usual.
 
+Hypothesis. A ``@given`` test with an ``async def`` body runs each example in a kernel of
+its own (a new mock clock each time when the marker names one); it takes synchronous
+fixtures only, since hypothesis runs many examples under one setup of them.
+
 Clock fixtures. ``plait_mock_clock`` (stopped: the test moves it with ``jump()``) and
 ``plait_autojump_clock`` give the test a ``MockClock``, and the test's kernel runs on it;
 so does any fixture whose value is a ``MockClock``. One test, one clock: a marker's clock
@@ -39,6 +43,7 @@ nothing.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import unittest
 from collections.abc import Callable
@@ -115,9 +120,15 @@ def _claimed(item: pytest.Item) -> bool:
         return False
     if item.cls is not None and issubclass(item.cls, unittest.TestCase):
         return False  # unittest runs its own (IsolatedAsyncioTestCase: on asyncio)
-    if not inspect.iscoroutinefunction(item.obj):
+    if not (inspect.iscoroutinefunction(item.obj) or _hypothesis_body(item.obj)):
         return False
     return not any(item.get_closest_marker(name) for name in _FOREIGN_MARKERS)
+
+
+def _hypothesis_body(test: Any) -> Any:
+    """The ``async def`` body of a hypothesis ``@given`` test, or None."""
+    body = getattr(getattr(test, "hypothesis", None), "inner_test", None)
+    return body if inspect.iscoroutinefunction(body) else None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -200,6 +211,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     options = _kernel_options(pyfuncitem)
     deferred = pyfuncitem.stash.get(_DEFERRED, [])
     args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    body = _hypothesis_body(pyfuncitem.obj)
+    if body is not None:
+        _run_examples(pyfuncitem, body, args, bool(deferred))
+        return True
 
     async def main() -> None:
         ready: list[_Deferred] = []
@@ -222,6 +237,31 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     main.__qualname__ = pyfuncitem.name  # the main task's name, in ps() and errors
     coro.run(main, **options)
     return True
+
+
+def _run_examples(item: pytest.Function, body: Any, args: dict[str, Any], deferred: bool) -> None:
+    """A hypothesis test: each example runs in a kernel of its own (with a new clock when
+    the marker names one), through hypothesis' ``inner_test`` hook."""
+    from plait import coro
+
+    if deferred:
+        pytest.fail(
+            f"test {item.name!r} runs once per hypothesis example, each in a kernel of its "
+            "own, but its async fixtures are set up once: give a @given test synchronous "
+            "fixtures only",
+            pytrace=False,
+        )
+
+    def example(*example_args: Any, **example_kwargs: Any) -> None:
+        test = functools.partial(body, *example_args, **example_kwargs)
+        coro.run(test, **_kernel_options(item))
+
+    handle = item.obj.hypothesis
+    handle.inner_test = example
+    try:
+        item.obj(**args)
+    finally:
+        handle.inner_test = body
 
 
 @pytest.fixture

@@ -227,3 +227,32 @@ def test_tests_of_other_plugins_and_sync_tests_are_left_alone(run_pytest):
             "*'test_left_to_pytest' requested an async fixture 'not_plaits'*",
         ]
     )
+
+
+def test_hypothesis_runs_each_example_in_a_kernel_of_its_own(run_pytest):
+    result = run_pytest(
+        """
+        import pytest
+        from hypothesis import HealthCheck, given, settings, strategies as st
+        from plait import coro
+
+        # a new clock for each example: on one clock, the sleeps would add up
+        @pytest.mark.plait(clock="autojump")
+        @settings(max_examples=25, deadline=None)
+        @given(st.floats(min_value=1, max_value=1e6))
+        async def test_each_example_sleeps_on_a_new_clock(seconds):
+            await coro.sleep(seconds)
+            assert coro.clock() == seconds
+
+        @pytest.fixture
+        async def resource():
+            return 1
+
+        @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(st.integers())
+        async def test_with_an_async_fixture(resource, n):
+            pass
+        """
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*runs once per hypothesis example*synchronous fixtures only*"])
