@@ -5,13 +5,10 @@ Installed with plait (entry point ``pytest11``), or loaded with ``-p plait.pytes
 
 Which tests. An ``async def`` test function, unless a marker of another async framework
 (``asyncio``, ``trio``, ``anyio``, ...) claims it, or it is a method of a
-``unittest.TestCase``: those keep their own runner. The marker
-``@pytest.mark.plait`` says "plait" outright and takes the kernel's options:
-
-    @pytest.mark.plait(clock="autojump")
-    async def test_retry_gives_up_after_a_minute(): ...
-
-``clock`` is ``"autojump"`` (a ``MockClock`` that jumps to the next timer whenever the
+``unittest.TestCase``: those keep their own runner. The marker ``@pytest.mark.plait``
+says "plait" outright and takes the kernel's options, as in
+``@pytest.mark.plait(clock="autojump")`` on a test of a retry that gives up after a
+minute. ``clock`` is ``"autojump"`` (a ``MockClock`` that jumps to the next timer whenever the
 kernel idles, ``autojump_threshold=0``), ``"mock"`` (a stopped one) or a ``MockClock``;
 ``slow_step`` and ``max_threads`` are handed to ``plait.coro.run``. A synchronous test
 under the marker (say, through a module's ``pytestmark``) runs as usual.

@@ -34,17 +34,21 @@ Testing. ``run(main, clock=MockClock(autojump_threshold=0))`` runs every timer o
 kernel (``sleep``, the timeout scopes, ``clock()``) on a mock clock that jumps to the next
 deadline whenever the kernel idles, so a test of a 60-second timeout takes milliseconds;
 ``MockClock().jump(s)`` moves time by hand instead. Sockets, threads and processes keep
-real time. The pytest plugin ``plait.pytest_plugin`` (installed with plait) runs each
-``async def`` test, and each test marked ``@pytest.mark.plait``, as the main task of its
-own kernel, with its async fixtures set up and torn down in that kernel:
+real time.
 
-    @pytest.mark.plait(clock="autojump")
-    async def test_gives_up_after_a_minute():
-        with pytest.raises(TaskTimeout):
-            async with timeout_after(60):
-                await Event().wait()
+>>> async def gives_up_after_a_minute():
+...     try:
+...         async with timeout_after(60):
+...             await Event().wait()
+...     except TaskTimeout:
+...         return f"gave up at {clock()} s"
+>>> run(gives_up_after_a_minute, clock=MockClock(autojump_threshold=0))
+'gave up at 60.0 s'
 
-The fixtures ``plait_mock_clock`` and ``plait_autojump_clock`` hand the test the clock its
+The pytest plugin ``plait.pytest_plugin`` (installed with plait) runs each ``async def``
+test as the main task of its own kernel, with its async fixtures set up and torn down in
+that kernel; ``@pytest.mark.plait(clock="autojump")`` runs it on such a clock, and the
+fixtures ``plait_mock_clock`` and ``plait_autojump_clock`` hand the test the clock its
 kernel runs on. A MockClock serves one kernel at a time and changes only from that
 kernel's tasks; anything else raises :class:`MockClockError`.
 """

@@ -66,9 +66,14 @@ def _seconds(value: float, what: str) -> float:
 class MockClock:
     """A clock for tests: stopped (``jump`` moves it), scaled (``rate``), or jumping to
     the next timer whenever the kernel idles (``autojump_threshold``, in real seconds).
+    An hour's sleep that returns at once:
 
-        clock = MockClock(autojump_threshold=0)
-        run(main, clock=clock)  # main's sleep(3600) returns at once; clock() says 3600 later
+    >>> from plait.coro import clock, run, sleep
+    >>> async def main():
+    ...     await sleep(3600)
+    ...     return clock()
+    >>> run(main, clock=MockClock(autojump_threshold=0))
+    3600.0
     """
 
     __slots__ = (

@@ -719,13 +719,14 @@ def run(
 
     Blocks until ``main`` and every non-daemon task it spawned have ended, then cancels
     daemon tasks, closes every thread, fd and timer of the kernel, logs tasks that
-    crashed unobserved, and returns main's result (or raises its exception).
+    crashed unobserved, and returns main's result (or raises its exception). With
+    ``clock=MockClock(...)`` the kernel's timers run on a test's clock (see ``clock.py``).
 
-        async def main():
-            await sleep(0.1)
-            return 42
-        assert run(main) == 42
-
-    ``clock=MockClock(...)`` runs the kernel's timers on a test's clock (see ``clock.py``).
+    >>> from plait.coro import sleep
+    >>> async def main():
+    ...     await sleep(0.1)
+    ...     return 42
+    >>> run(main)
+    42
     """
     return Kernel(slow_step=slow_step, max_threads=max_threads, clock=clock).run(main, *args)
