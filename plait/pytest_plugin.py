@@ -8,10 +8,13 @@ Which tests. An ``async def`` test function, unless a marker of another async fr
 ``unittest.TestCase``: those keep their own runner. The marker ``@pytest.mark.plait``
 says "plait" outright and takes the kernel's options, as in
 ``@pytest.mark.plait(clock="autojump")`` on a test of a retry that gives up after a
-minute. ``clock`` is ``"autojump"`` (a ``MockClock`` that jumps to the next timer whenever the
-kernel idles, ``autojump_threshold=0``), ``"mock"`` (a stopped one) or a ``MockClock``;
-``slow_step`` and ``max_threads`` are handed to ``plait.coro.run``. A synchronous test
-under the marker (say, through a module's ``pytestmark``) runs as usual.
+minute. ``clock`` is ``"autojump"`` (a ``MockClock`` that jumps to the next timer
+whenever the kernel idles, ``autojump_threshold=0``), ``"mock"`` (a stopped one) or a
+``MockClock``; ``slow_step`` and ``max_threads`` are handed to ``plait.coro.run``. A
+thread's or a child process's work counts as idle time to the kernel, so a test that
+awaits one inside a timeout scope wants ``clock=MockClock(autojump_threshold=...)``
+above that work's time. A synchronous test under the marker (say, through a module's
+``pytestmark``) runs as usual.
 
 Hypothesis. A ``@given`` test with an ``async def`` body runs each example in a kernel of
 its own (a new mock clock each time when the marker names one); it takes synchronous
