@@ -8,7 +8,8 @@ for a socket, a timer, another task, a thread or a process. Modules, bottom up:
 - ``traps``      the only doors between a task and the kernel
 - ``task``       Task, spawn, current_task, TaskGroup
 - ``kernel``     the loop: epoll, timers, cancellation, signals; ``run``
-- ``timeouts``   sleep, timeout_after, ignore_after
+- ``timeouts``   sleep, timeout_after, ignore_after, clock
+- ``clock``      MockClock: the kernel's time under a test's control
 - ``sync``       Lock, Event, Semaphore, BoundedSemaphore, Condition
 - ``queues``     Queue, LifoQueue, PriorityQueue
 - ``sockets``    Socket: try the system call, wait only when it would block; SocketStream
@@ -30,10 +31,33 @@ there kills the child), the ``*_async`` methods of the universal objects, and
 without interruption.
 
 Every blocking call can be bounded with ``async with timeout_after(seconds):``.
+
+Testing. ``run(main, clock=MockClock(autojump_threshold=0))`` runs every timer of the
+kernel (``sleep``, the timeout scopes, ``clock()``) on a mock clock that jumps to the next
+deadline whenever the kernel idles, so a test of a 60-second timeout takes milliseconds;
+``MockClock().jump(s)`` moves time by hand instead. Sockets, threads and processes keep
+real time.
+
+>>> async def gives_up_after_a_minute():
+...     try:
+...         async with timeout_after(60):
+...             await Event().wait()
+...     except TaskTimeout:
+...         return f"gave up at {clock()} s"
+>>> run(gives_up_after_a_minute, clock=MockClock(autojump_threshold=0))
+'gave up at 60.0 s'
+
+The pytest plugin ``plait.pytest_plugin`` (installed with plait) runs each ``async def``
+test as the main task of its own kernel, with its async fixtures set up and torn down in
+that kernel; ``@pytest.mark.plait(clock="autojump")`` runs it on such a clock, and the
+fixtures ``plait_mock_clock`` and ``plait_autojump_clock`` hand the test the clock its
+kernel runs on. A MockClock serves one kernel at a time and changes only from that
+kernel's tasks; anything else raises :class:`MockClockError`.
 """
 
 from __future__ import annotations
 
+from .clock import MockClock, MockClockError
 from .errors import (
     ClosedResourceError,
     DeadlockError,
@@ -77,6 +101,8 @@ __all__ = [
     "Kernel",
     "LifoQueue",
     "Lock",
+    "MockClock",
+    "MockClockError",
     "NoKernelError",
     "Popen",
     "PriorityQueue",

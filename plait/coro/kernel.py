@@ -24,11 +24,13 @@ which unregisters it and wakes its waiters with ``ClosedResourceError``. Each re
 remembers its owner object: if a fd number comes back with another owner (the first
 socket was dropped without ``close``), the registration is renewed rather than trusted.
 
-Timers. One heap of ``(deadline, seq, target)``; ``target`` is a sleeping task or a
-timeout scope. Cancelling a timer is free: the task or scope just stops matching ``seq``,
-and a stale entry is skipped when it comes up. When stale entries are more than half the
-heap, the heap is rebuilt without them, so short scopes around long deadlines cannot
-grow it without bound.
+Timers. The kernel reads the time in one place, ``_clock``: ``time.monotonic``, or the
+``MockClock`` of a test (``run(main, clock=...)``, see ``clock.py``), which also decides
+how long an idle ``poll()`` may wait and may jump to the next deadline. One heap of
+``(deadline, seq, target)``; ``target`` is a sleeping task or a timeout scope. Cancelling
+a timer is free: the task or scope just stops matching ``seq``, and a stale entry is
+skipped when it comes up. When stale entries are more than half the heap, the heap is
+rebuilt without them, so short scopes around long deadlines cannot grow it without bound.
 
 Cancellation is delivered at blocking points only. ``cancel(task, exc)`` on a waiting
 task takes it out of what it waits for and reschedules it with ``exc``; on a task that is
@@ -79,6 +81,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import traps
+from .clock import MockClock
 from .errors import (
     ClosedResourceError,
     DeadlockError,
@@ -136,12 +139,24 @@ class Kernel:
 
     ``slow_step``: if set (seconds), warn with :class:`SlowStepWarning` whenever one step
     of a task keeps the kernel busy longer than that. ``max_threads`` bounds the worker
-    threads of ``run_in_thread``.
+    threads of ``run_in_thread``. ``clock``: a :class:`MockClock` whose time the kernel's
+    timers follow instead of ``time.monotonic`` (see ``clock.py``).
     """
 
-    def __init__(self, *, slow_step: float | None = None, max_threads: int = 16) -> None:
+    def __init__(
+        self,
+        *,
+        slow_step: float | None = None,
+        max_threads: int = 16,
+        clock: MockClock | None = None,
+    ) -> None:
+        if clock is not None and not isinstance(clock, MockClock):
+            raise TypeError(f"clock must be a plait.coro.MockClock or None, got {clock!r}")
         self.slow_step = slow_step
         self.max_threads = max_threads
+        self.mock_clock = clock
+        # the one place the kernel reads the time
+        self._clock: Callable[[], float] = time.monotonic if clock is None else clock.current_time
         self.current: Task | None = None
         self.tasks: dict[int, Task] = {}
         self.closers: list[Callable[[], None]] = []
@@ -236,6 +251,10 @@ class Kernel:
             return target._wait_kind == WAIT_SLEEP and target._wait_obj == seq
         return target.timer_live(seq)
 
+    def time(self) -> float:
+        """The kernel's clock, in seconds: ``time.monotonic()`` or its MockClock's time."""
+        return self._clock()
+
     def release_fd(self, fileno: int) -> None:
         """Forget ``fileno`` before it is closed; its waiters get ``ClosedResourceError``."""
         entry = self._fds.pop(fileno, None)
@@ -329,6 +348,8 @@ class Kernel:
             self._close()
             raise RuntimeError("a plait kernel already runs in this thread; await instead")
         try:
+            if self.mock_clock is not None:
+                self.mock_clock._attach(self, self._epoll.fileno())
             coro, name = as_coroutine(main, args)
         except BaseException:
             self._close()
@@ -365,6 +386,8 @@ class Kernel:
 
     def _close(self) -> None:
         self._closed = True
+        if self.mock_clock is not None:
+            self.mock_clock._detach(self)
         for close in reversed(self.closers):
             try:
                 close()
@@ -416,8 +439,8 @@ class Kernel:
                 for task in targets:
                     self.cancel(task, TaskCancelled("interrupted by SIGINT (Ctrl-C)"))
 
-    def _deadlocked(self) -> bool:
-        """Called when nothing is ready, no timer is armed and no fd is registered: if no
+    def _deadlocked(self, why: str = "nothing can wake one") -> bool:
+        """Called when nothing is ready, no timer can fire and no fd is registered: if no
         task waits for a thread or a signal either, nothing can ever wake a task. Then
         cancel them all (their ``finally`` blocks run) and make run() raise."""
         if any(t._wait_kind == WAIT_EXTERNAL for t in self.tasks.values()):
@@ -428,9 +451,7 @@ class Kernel:
             table = "; ".join(
                 f"task {t.id} ({t.name}) {t.state} at {where(t)}" for t in self.tasks.values()
             )
-            self._deadlock = DeadlockError(
-                f"deadlock: every task waits and nothing can wake one: {table}"
-            )
+            self._deadlock = DeadlockError(f"deadlock: every task waits and {why}: {table}")
         for task in list(self.tasks.values()):
             self.cancel(task, TaskCancelled("deadlock: cancelled by the kernel"))
         return True
@@ -505,7 +526,7 @@ class Kernel:
                 self.wake(task, None)
                 return True, None, None
             seq = next(self._seq)
-            heapq.heappush(self._timers, (time.monotonic() + seconds, seq, task))
+            heapq.heappush(self._timers, (self._clock() + seconds, seq, task))
             task._wait_kind = WAIT_SLEEP
             task._wait_obj = seq
             return True, None, None
@@ -525,6 +546,22 @@ class Kernel:
             return True, None, None
         return False, None, TypeError(f"task {task.id} ({task.name}) yielded unknown trap {trap!r}")
 
+    def _mock_idle(self, clock: MockClock, deadline: float) -> float:
+        """poll()'s timeout when nothing is ready and the next timer, due at ``deadline``,
+        runs on ``clock``: the clock's answer (it may jump), or a deadlock verdict when
+        the clock stands still and nothing else can wake a task."""
+        timeout = clock._idle_timeout(deadline)
+        if (
+            timeout < 0
+            and not self._fds
+            and self._deadlocked(
+                "the timers wait for a stopped MockClock that no task can jump "
+                "(give it autojump_threshold or a rate)"
+            )
+        ):
+            return 0.0
+        return timeout
+
     def _loop(self, keep_going: Callable[[], bool]) -> None:
         ready = self._ready
         popleft = ready.popleft
@@ -534,7 +571,8 @@ class Kernel:
         poll = self._epoll.poll
         modify = self._epoll.modify
         unregister = self._epoll.unregister
-        monotonic = time.monotonic
+        monotonic = self._clock
+        mock_clock = self.mock_clock
         wake_r = self._wake_r
         trap_other = self._trap
         finish = self._finish
@@ -549,6 +587,8 @@ class Kernel:
                 timeout = 0
             elif timers:
                 timeout = max(0.0, timers[0][0] - monotonic())
+                if mock_clock is not None:  # a MockClock's seconds are not poll()'s
+                    timeout = self._mock_idle(mock_clock, timers[0][0])
             else:
                 timeout = -1
                 if not fds and self._deadlocked():
@@ -668,12 +708,19 @@ def where(task: Task) -> str:
     return "-"
 
 
-def run(main: Any, *args: Any, slow_step: float | None = None, max_threads: int = 16) -> Any:
+def run(
+    main: Any,
+    *args: Any,
+    slow_step: float | None = None,
+    max_threads: int = 16,
+    clock: MockClock | None = None,
+) -> Any:
     """Run the coroutine (or generator-style task) ``main(*args)`` in a new kernel.
 
     Blocks until ``main`` and every non-daemon task it spawned have ended, then cancels
     daemon tasks, closes every thread, fd and timer of the kernel, logs tasks that
-    crashed unobserved, and returns main's result (or raises its exception).
+    crashed unobserved, and returns main's result (or raises its exception). With
+    ``clock=MockClock(...)`` the kernel's timers run on a test's clock (see ``clock.py``).
 
     >>> from plait.coro import sleep
     >>> async def main():
@@ -682,4 +729,4 @@ def run(main: Any, *args: Any, slow_step: float | None = None, max_threads: int 
     >>> run(main)
     42
     """
-    return Kernel(slow_step=slow_step, max_threads=max_threads).run(main, *args)
+    return Kernel(slow_step=slow_step, max_threads=max_threads, clock=clock).run(main, *args)

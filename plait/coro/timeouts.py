@@ -8,6 +8,10 @@ swallowed (``ignore_after``, which then sets ``expired``); an expiry of an enclo
 passes through untouched. So scopes nest and the nearest deadline wins, and an inner
 scope with a later deadline than its outer one simply never fires first.
 
+Deadlines are in the kernel's clock (:meth:`Kernel.time`): ``time.monotonic``, or the
+test's ``MockClock`` given to ``run(..., clock=...)``, so a scope of 60 s on a mock clock
+expires when that clock says so.
+
 Leaving a scope early makes its timer stale; the kernel skips stale timers and rebuilds
 the heap when they pile up, so a scope costs one heap push and nothing on exit.
 
@@ -30,8 +34,10 @@ sleep = traps.sleep
 
 
 def clock() -> float:
-    """The kernel's clock (``time.monotonic``), in seconds."""
-    return time.monotonic()
+    """The clock of the kernel running in this thread, in seconds: ``time.monotonic()``,
+    or its ``MockClock``'s time. Outside a kernel, ``time.monotonic()``. Never blocks."""
+    k = traps.state.kernel
+    return time.monotonic() if k is None else k.time()
 
 
 class _Scope:
@@ -62,7 +68,7 @@ class _Scope:
         k = traps.kernel()
         self._kernel = k
         self._task = k.current
-        self.deadline = time.monotonic() + self.seconds
+        self.deadline = k.time() + self.seconds
         self._active = True
         self._seq = k.call_at(self.deadline, self)
         return self
