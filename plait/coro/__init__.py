@@ -15,7 +15,8 @@ for a socket, a timer, another task, a thread or a process. Modules, bottom up:
 - ``streams``    tcp/unix servers and connections, TLS
 - ``threads``    run_in_thread on a bounded pool
 - ``processes``  run_in_process on a plait process pool; cancelling kills the work
-- ``universal``  UniversalQueue, UniversalEvent: coroutines and threads at once
+- ``universal``  UniversalQueue, UniversalEvent: plait tasks, asyncio tasks and threads at once
+- ``aio``        from_asyncio, to_asyncio: bridges to asyncio, cancellation carried across
 - ``signals``    SignalQueue, wait_signal
 - ``monitor``    ps()
 
@@ -23,7 +24,7 @@ Blocking points (where a cancellation or an expired timeout is delivered): every
 ``await`` on ``sleep``, ``Task.join``/``wait``/``cancel``, a ``TaskGroup`` exit,
 ``Lock``/``Semaphore``/``Condition`` acquire and wait, ``Event.wait``, queue ``get``/``put``/
 ``join``, every socket and stream operation except ``close``, ``run_in_thread``,
-``run_in_process``, the ``*_async`` methods of the universal objects, and
+``run_in_process``, ``from_asyncio``, the ``*_async`` methods of the universal objects, and
 ``SignalQueue.get``. Nothing else suspends a task, so code between two of them runs
 without interruption.
 
@@ -32,6 +33,7 @@ Every blocking call can be bounded with ``async with timeout_after(seconds):``.
 
 from __future__ import annotations
 
+from .aio import BridgeCancelled, from_asyncio, to_asyncio
 from .errors import (
     ClosedResourceError,
     DeadlockError,
@@ -66,6 +68,7 @@ from .universal import UniversalEvent, UniversalQueue
 
 __all__ = [
     "BoundedSemaphore",
+    "BridgeCancelled",
     "ClosedResourceError",
     "Condition",
     "DeadlockError",
@@ -94,6 +97,7 @@ __all__ = [
     "clock",
     "current_task",
     "format_ps",
+    "from_asyncio",
     "ignore_after",
     "open_connection",
     "open_unix_connection",
@@ -107,6 +111,7 @@ __all__ = [
     "tcp_server",
     "tcp_server_socket",
     "timeout_after",
+    "to_asyncio",
     "unix_server",
     "unix_server_socket",
     "wait_signal",
