@@ -192,7 +192,7 @@ def test_a_cancelled_plait_task_cancels_its_asyncio_call():
 
     async def cancels_itself_first():
         await coro.current_task().cancel(blocking=False)  # pending before it can wait
-        await coro.from_asyncio(wait_forever())
+        await coro.from_asyncio(asyncio.Event().wait)
 
     async def others_on_the_loop():
         return len(asyncio.all_tasks()) - 1
@@ -329,29 +329,22 @@ def test_universal_queue_and_event_serve_plait_asyncio_and_threads_together():
     go = coro.UniversalEvent()
     per_producer = 200
 
-    async def plait_worker():
+    async def worker(world):  # the same coroutine function serves plait and asyncio
         await go.wait_async()
         while (item := await jobs.get_async()) is not None:
-            await results.put_async(("plait", item))
+            await results.put_async((world, item))
             jobs.task_done()
         jobs.task_done()
 
     async def plait_side():
         async with coro.TaskGroup() as g:
             for _ in range(3):
-                await g.spawn(plait_worker)
+                await g.spawn(worker, "plait")
             for n in range(per_producer):
                 await jobs.put_async(("from plait", n))
 
-    async def asyncio_worker():
-        await go.wait_async()
-        while (item := await jobs.get_async()) is not None:
-            await results.put_async(("asyncio", item))
-            jobs.task_done()
-        jobs.task_done()
-
     async def asyncio_side():
-        workers = [asyncio.create_task(asyncio_worker()) for _ in range(3)]
+        workers = [asyncio.create_task(worker("asyncio")) for _ in range(3)]
         for n in range(per_producer):
             await jobs.put_async(("from asyncio", n))
         await asyncio.gather(*workers)
