@@ -77,7 +77,7 @@ class _AsyncioLoop:
 
     def __init__(self, kernel: Any) -> None:
         self.loop = asyncio.new_event_loop()
-        self.inbox = LoopInbox(self.loop)
+        self.inbox = LoopInbox.of(self.loop)
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="plait.coro-asyncio", daemon=True)
         self._thread.start()
@@ -91,9 +91,9 @@ class _AsyncioLoop:
                 try:
                     loop.run_forever()
                 except (KeyboardInterrupt, SystemExit):
-                    # raised by an asyncio task: its call gets it (by the done-callback
-                    # the next turn runs) and stops the kernel from there
-                    continue
+                    # raised by a callback (a call's own errors go to its task): the loop
+                    # serves the kernel's other calls on; the kernel has its own Ctrl-C
+                    log.exception("asyncio code on the kernel's loop raised; the loop goes on")
             loop.run_until_complete(self._shutdown())
         finally:
             asyncio.set_event_loop(None)

@@ -16,6 +16,7 @@ import traceback
 import pytest
 
 from plait import coro
+from tests.support import run_python
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
 
@@ -304,6 +305,25 @@ def test_to_asyncio_carries_errors_and_cancellation_across():
 
     assert asyncio.run(main()) is None
     assert steps == ["plait cleanup done", "asyncio task goes on"]
+
+
+def test_a_loop_closed_without_cancelling_its_tasks_does_not_hang_the_exit():
+    program = """if True:
+        import asyncio, threading
+        from plait import coro
+
+        async def double(n):
+            await coro.sleep(0)
+            return 2 * n
+
+        loop = asyncio.new_event_loop()  # run without asyncio.run: nothing cancels the keeper
+        print(loop.run_until_complete(coro.to_asyncio(double, 21)))
+        print(sorted(t.name for t in threading.enumerate()))
+        """
+    done = run_python("-c", program, timeout=60, sys_path=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["42", "['MainThread', 'plait.coro-for-asyncio']"]
+    assert "still runs" not in done.stderr  # atexit closed the kernel at once
 
 
 def test_both_bridges_nested():
