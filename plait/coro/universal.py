@@ -30,7 +30,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import traps
@@ -54,13 +54,14 @@ class _Waiter:
         self.chosen = True
         self.kernel.wake_threadsafe(self.task, self, value)
 
-    async def wait(
+    def wait(
         self,
         waiting_for: str,
         withdraw: Callable[[], bool],
         give_back: Callable[[Any], None] | None = None,
-    ) -> Any:
-        return await traps.suspend(waiting_for, self, withdraw)
+    ) -> Awaitable[Any]:
+        """Suspend until woken; the answer comes straight from the trap (no extra frame)."""
+        return traps.suspend(waiting_for, self, withdraw)
 
 
 class LoopInbox:
