@@ -236,8 +236,9 @@ async def from_asyncio(
     """Await ``aw`` (or ``aw(*args)``) on the kernel's asyncio loop; return its result.
 
     ``aw`` is an asyncio awaitable (a coroutine, an ``asyncio.Future`` of that loop, an
-    object with ``__await__``) or a function that returns one, called on the loop (the
-    way to make objects that bind to their loop, such as a client session). Blocks the
+    object with ``__await__``) or a function that returns one, called on the loop. Make
+    objects that bind to their loop (a client session, an ``asyncio.Queue``) in an async
+    function run this way; they then serve every later call of the kernel. Blocks the
     task (never the kernel) until the asyncio side ends. A blocking point: cancellation
     cancels the asyncio side and waits up to ``cancel_timeout`` s for it to finish.
 

@@ -246,6 +246,28 @@ def test_asyncio_cancelling_its_own_side_is_a_bridge_error_not_a_plait_cancellat
     assert issubclass(coro.BridgeCancelled, concurrent.futures.CancelledError)
 
 
+def test_asyncio_objects_made_on_the_kernels_loop_serve_many_calls():
+    async def make_queue():  # on the loop the queue binds to
+        return asyncio.Queue(2)
+
+    async def main():
+        q = await coro.from_asyncio(make_queue)
+        got = []
+
+        async def consumer():
+            while (item := await coro.from_asyncio(q.get)) is not None:
+                got.append(item)
+
+        async with coro.TaskGroup() as g:
+            await g.spawn(consumer)
+            for n in range(10):
+                await coro.from_asyncio(q.put, n)  # waits while the asyncio queue is full
+            await coro.from_asyncio(q.put, None)
+        return got
+
+    assert coro.run(main) == list(range(10))
+
+
 # -- to_asyncio --------------------------------------------------------------------------
 
 
@@ -305,6 +327,19 @@ def test_to_asyncio_carries_errors_and_cancellation_across():
 
     assert asyncio.run(main()) is None
     assert steps == ["plait cleanup done", "asyncio task goes on"]
+
+
+def test_a_plait_side_cancelled_by_plait_is_a_bridge_error_in_asyncio():
+    async def cancels_itself():
+        await coro.current_task().cancel(blocking=False)
+        await coro.sleep(30)
+
+    async def main():
+        with pytest.raises(coro.BridgeCancelled, match="the plait side of a to_asyncio call"):
+            await coro.to_asyncio(cancels_itself)
+        return await coro.to_asyncio(coro.sleep, 0)  # the kernel serves on
+
+    assert asyncio.run(main()) is None
 
 
 def test_a_loop_closed_without_cancelling_its_tasks_does_not_hang_the_exit():
