@@ -11,10 +11,14 @@ each thread, not one per call.
 ``from_asyncio``. Each kernel owns at most one asyncio loop, run by a helper thread that
 the first call starts and that the kernel stops when ``run()`` returns: the tasks still
 running on it are cancelled and waited for (``JOIN_TIMEOUT``), its async generators and
-default executor are shut down, the loop is closed and the thread joined. A call files
-the awaitable with the loop and suspends the task (``SUSPEND``); the loop wraps it in an
-asyncio task whose done-callback hands the outcome back. An exception raised by the
-asyncio code arrives in the plait task as it was raised, its traceback intact.
+default executor are shut down, the loop is closed and the thread joined. A call adds
+the awaitable to the kernel's batch for the loop and suspends the task (``SUSPEND``). A
+daemon flusher task, woken by the first call of a pass of the kernel's loop, runs after
+the other tasks of that pass and hands the whole batch over: the loop's thread wakes once
+per pass and does not compete for the interpreter while the kernel still has work. The
+loop runs each call as an asyncio task that hands its outcome back when it ends. An
+exception raised by the asyncio code arrives in the plait task as it was raised, its
+traceback intact.
 
 Cancellation across. Cancelling the plait task (or an expired ``timeout_after``)
 cancels the asyncio task and keeps the plait task waiting until the asyncio side has
@@ -44,6 +48,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import CancelledError
 from typing import Any
@@ -82,6 +87,39 @@ class _AsyncioLoop:
         self._thread = threading.Thread(target=self._run, name="plait.coro-asyncio", daemon=True)
         self._thread.start()
         kernel.closers.append(self.close)
+        self._kernel = kernel
+        self._batch: list[tuple[Callable[[Any], Any], Any]] = []
+        self._flusher_idle: deque = deque()
+        self._flusher = kernel.start(self._flush_forever(), "plait.coro-asyncio flusher", True)
+
+    # -- in the kernel's thread: what its tasks send to the loop, one batch per pass --
+
+    def send(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        """Have the loop run ``fn(arg)``, after what was sent before. Never blocks."""
+        batch = self._batch
+        batch.append((fn, arg))
+        if len(batch) == 1:
+            if self._flusher_idle:
+                self._kernel.wake(self._flusher_idle.popleft(), None)
+            elif self._flusher.terminated:
+                self._flush()  # the kernel is ending: nobody will flush later
+
+    async def _flush_forever(self) -> None:
+        """Woken by the first ``send`` of a pass, it runs after the tasks of that pass: the
+        loop's thread wakes once for all they sent, not while the kernel is still busy."""
+        try:
+            while True:
+                self._flush()
+                await traps.park(self._flusher_idle, "ASYNCIO_FLUSH")
+        finally:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self.inbox.call(_run_all, batch)
+
+    # -- in the loop's thread ----------------------------------------------------------
 
     def _run(self) -> None:
         loop = self.loop
@@ -121,6 +159,11 @@ class _AsyncioLoop:
         self._thread.join(JOIN_TIMEOUT)
         if self._thread.is_alive():
             log.warning("%s still runs after %g s; left behind", self._thread.name, JOIN_TIMEOUT)
+
+
+def _run_all(batch: list[tuple[Callable[[Any], Any], Any]]) -> None:
+    for fn, arg in batch:
+        fn(arg)
 
 
 class _Call:
@@ -205,7 +248,7 @@ class _Call:
         """Cancel hook: cancel the asyncio side, keep the task waiting for its end."""
         if not self.cancelling:
             self.cancelling = True
-            self.kernel.asyncio_loop.inbox.call(self.cancel_future, None)
+            self.kernel.asyncio_loop.send(self.cancel_future, None)
             self.seq = self.kernel.call_at(time.monotonic() + self.cancel_timeout, self)
         return False
 
@@ -264,7 +307,7 @@ async def from_asyncio(
     k = traps.kernel()
     call = _Call(k, aw, fn, args, cancel_timeout)
     bridge = _asyncio_loop(k)
-    bridge.inbox.call(call.start, bridge.loop)
+    bridge.send(call.start, bridge.loop)
     try:
         return await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
     except asyncio.CancelledError as e:

@@ -231,6 +231,15 @@ def test_asyncio_side_ignoring_cancellation_is_waited_for_only_cancel_timeout(ca
     assert "did not finish 0.05 s after its cancellation" in caplog.text
 
 
+def test_a_deadlock_after_bridged_calls_is_still_reported():
+    async def main():
+        await coro.from_asyncio(asyncio.sleep(0))
+        await coro.Event().wait()  # nothing will ever set it
+
+    with pytest.raises(coro.DeadlockError, match="EVENT_WAIT"):
+        coro.run(main)
+
+
 def test_asyncio_cancelling_its_own_side_is_a_bridge_error_not_a_plait_cancellation():
     async def cancelled_by_asyncio():
         asyncio.current_task().cancel()
