@@ -288,8 +288,16 @@ async def from_asyncio(
     Raises what the asyncio code raised (its traceback kept), :class:`BridgeCancelled`
     if asyncio code cancelled it, and ``TypeError`` if ``aw`` is not awaitable.
 
-        async with timeout_after(5):
-            rows = await from_asyncio(pool.fetch, "SELECT 1")
+    >>> import asyncio
+    >>> from plait.coro import run, timeout_after
+    >>> async def fetch(sql):  # asyncio code, such as a database driver's call
+    ...     await asyncio.sleep(0.01)
+    ...     return [(1,)]
+    >>> async def main():
+    ...     async with timeout_after(5):
+    ...         return await from_asyncio(fetch, "SELECT 1")
+    >>> run(main)
+    [(1,)]
     """
     if inspect.isawaitable(aw):
         if args:
@@ -450,8 +458,15 @@ async def to_asyncio(
     s for it to end. Raises what ``fn`` raised (its traceback kept), and
     :class:`BridgeCancelled` if the plait side was cancelled by plait (its kernel shut down).
 
-        async def main():                      # asyncio code
-            data = await to_asyncio(fetch_with_plait, url)
+    >>> import asyncio
+    >>> from plait.coro import sleep
+    >>> async def double(n):  # plait code
+    ...     await sleep(0.01)
+    ...     return 2 * n
+    >>> async def main():  # asyncio code
+    ...     return await to_asyncio(double, 21)
+    >>> asyncio.run(main())
+    42
     """
     if not callable(fn) and not inspect.iscoroutine(fn):
         raise TypeError(
