@@ -474,3 +474,29 @@ def test_universal_async_methods_outside_any_loop_name_the_cause():
     waiting = q.get_async()
     with pytest.raises(coro.NoKernelError, match="neither a plait kernel nor an asyncio loop"):
         waiting.send(None)
+
+
+def test_universal_join_and_event_wait_from_asyncio_with_timeouts():
+    q = coro.UniversalQueue()
+    ev = coro.UniversalEvent()
+
+    def worker():
+        while q.get(timeout=30) is not None:
+            q.task_done()
+        q.task_done()
+        ev.set()
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):  # a timed-out wait leaves no waiter behind
+            await asyncio.wait_for(ev.wait_async(), 0.01)
+        thread = threading.Thread(target=worker)
+        thread.start()
+        for n in range(20):
+            await q.put_async(n)
+        await asyncio.wait_for(q.join_async(), 30)
+        await q.put_async(None)
+        await asyncio.wait_for(ev.wait_async(), 30)
+        thread.join(30)
+        return ev.is_set(), q.statistics()["unfinished"]
+
+    assert asyncio.run(main()) == (True, 0)
