@@ -245,6 +245,88 @@ def serve_selectors(sock: socket.socket) -> None:
                 sel.modify(s, selectors.EVENT_WRITE)
 
 
+# The bridged case: a handler that awaits one asyncio call per request, through
+# ``coro.from_asyncio`` on a plait server and directly on an asyncio server, each beside
+# the same server without the call; the differences are the cost of the call.
+BRIDGE_SERVERS = [
+    "plait streams + asyncio call",
+    "plait streams",
+    "asyncio streams + asyncio call",
+    "asyncio streams",
+]
+
+
+def serve_with_asyncio_call(name: str, sock: socket.socket) -> None:
+    """An echo server whose handler awaits ``lookup`` (one asyncio call) per request."""
+    import asyncio
+
+    async def lookup(data: bytes) -> bytes:  # a driver's call: one turn of the asyncio loop
+        await asyncio.sleep(0)
+        return data
+
+    if name.startswith("plait"):
+        from plait import coro
+
+        async def echo_bridged(client, addr):
+            stream = client.as_stream()
+            read, write, from_asyncio = stream.read, stream.write, coro.from_asyncio
+            while True:
+                data = await read(READ_SIZE)
+                if not data:
+                    break
+                await write(await from_asyncio(lookup(data)))
+
+        coro.run(coro.serve, coro.Socket(sock), echo_bridged)
+        return
+
+    async def echo_native(reader, writer):
+        while True:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                break
+            writer.write(await lookup(data))
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(echo_native, sock=sock, backlog=BACKLOG)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def run_bridge_case(bench: Bench, command: tuple[list[str], list[str]]) -> None:
+    """The bridged case at 64 B, 100 connections; prints what one asyncio call costs."""
+    size, conns = 64, 100
+    servers = start_servers(BRIDGE_SERVERS)
+    try:
+        for proc, port in servers.values():
+            run_client(command, proc, port, conns, size, collections.defaultdict(list))
+        notes = {name: {"client": [], "server": [], "busy": [], "spin": []} for name in servers}
+        variants = {
+            name: functools.partial(run_client, command, proc, port, conns, size, notes[name])
+            for name, (proc, port) in servers.items()
+        }
+        bench.case(
+            f"echo {size} B, {conns} connections, one asyncio call per request",
+            variants,
+            unit="req/s",
+        )
+        print_cpu_table(notes)
+        cpu = {name: statistics.median(note["server"]) for name, note in notes.items()}
+        bridged = cpu["plait streams + asyncio call"] - cpu["plait streams"]
+        native = cpu["asyncio streams + asyncio call"] - cpu["asyncio streams"]
+        print(
+            "  cost of one asyncio call per request (server CPU): through the bridge "
+            f"{bridged:.1f} µs, native in asyncio {native:.1f} µs"
+        )
+    finally:
+        for proc, _ in servers.values():
+            proc.kill()
+            proc.wait()
+
+
 def pin(role: str) -> None:
     """Client on the first usable core, servers on the last: no migrations, no sharing."""
     cores = sorted(os.sched_getaffinity(0))
@@ -260,7 +342,9 @@ def serve(name: str) -> None:
         binary = os.environ[_C_SERVER]
         os.set_inheritable(sock.fileno(), True)
         os.execv(binary, [binary, str(sock.fileno())])
-    if name.startswith("plait"):
+    if name.endswith("+ asyncio call"):
+        serve_with_asyncio_call(name, sock)
+    elif name.startswith("plait"):
         serve_plait(name == "plait streams", sock)
     elif name.startswith(("asyncio", "uvloop")):
         kind, style = name.split()
@@ -456,6 +540,13 @@ def main() -> None:
         help="the C client polls without blocking this long before it blocks (0: never)",
     )
     parser.add_argument("--servers", help="comma-separated subset of: " + ", ".join(SERVERS))
+    parser.add_argument(
+        "--bridge",
+        choices=["also", "only", "no"],
+        default="also",
+        help="the case of a handler that awaits an asyncio call per request (plait through "
+        "coro.from_asyncio, asyncio natively): before the others, alone, or not at all",
+    )
     parser.add_argument("--cases", help="comma-separated SIZExCONNECTIONS, e.g. 64x100,64x1000")
     args = parser.parse_args()
     resource.setrlimit(
@@ -500,7 +591,12 @@ def main() -> None:
             f"# client: {kind}, one process, epoll, {WARMUP:g} s warm-up then "
             f"{DURATION:g} s counted"
         )
-        run_cases(bench, names, cases, command)
+        if args.bridge != "no":
+            run_bridge_case(bench, command)
+        if args.bridge != "only":
+            run_cases(bench, names, cases, command)
+        else:
+            bench.close()
 
 
 def run_cases(

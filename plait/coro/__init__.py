@@ -17,7 +17,8 @@ for a socket, a timer, another task, a thread or a process. Modules, bottom up:
 - ``threads``    run_in_thread on a bounded pool
 - ``processes``  run_in_process on a plait process pool; cancelling kills the work
 - ``subprocess`` Popen with awaitable pipes, run_process; cancelling kills the child
-- ``universal``  UniversalQueue, UniversalEvent: coroutines and threads at once
+- ``universal``  UniversalQueue, UniversalEvent: plait tasks, asyncio tasks and threads at once
+- ``aio``        from_asyncio, to_asyncio: bridges to asyncio, cancellation carried across
 - ``signals``    SignalQueue, wait_signal
 - ``monitor``    ps()
 
@@ -26,7 +27,7 @@ Blocking points (where a cancellation or an expired timeout is delivered): every
 ``Lock``/``Semaphore``/``Condition`` acquire and wait, ``Event.wait``, queue ``get``/``put``/
 ``join``, every socket and stream operation except ``close``, ``run_in_thread``,
 ``run_in_process``, ``Popen.wait``/``communicate`` and ``run_process`` (a cancellation
-there kills the child), the ``*_async`` methods of the universal objects, and
+there kills the child), ``from_asyncio``, the ``*_async`` methods of the universal objects, and
 ``SignalQueue.get``. Nothing else suspends a task, so code between two of them runs
 without interruption.
 
@@ -57,6 +58,7 @@ kernel's tasks; anything else raises :class:`MockClockError`.
 
 from __future__ import annotations
 
+from .aio import BridgeCancelled, from_asyncio, to_asyncio
 from .clock import MockClock, MockClockError
 from .errors import (
     ClosedResourceError,
@@ -93,6 +95,7 @@ from .universal import UniversalEvent, UniversalQueue
 
 __all__ = [
     "BoundedSemaphore",
+    "BridgeCancelled",
     "ClosedResourceError",
     "Condition",
     "DeadlockError",
@@ -124,6 +127,7 @@ __all__ = [
     "clock",
     "current_task",
     "format_ps",
+    "from_asyncio",
     "ignore_after",
     "open_connection",
     "open_unix_connection",
@@ -138,6 +142,7 @@ __all__ = [
     "tcp_server",
     "tcp_server_socket",
     "timeout_after",
+    "to_asyncio",
     "unix_server",
     "unix_server_socket",
     "wait_signal",

@@ -1,4 +1,4 @@
-"""Queues and events shared by coroutines and ordinary threads at the same time.
+"""Queues and events shared by plait tasks, asyncio tasks and ordinary threads at once.
 
 The state (items, flag) sits behind one ``threading.Lock``. Threads wait the ordinary way,
 on a ``threading.Condition`` of that lock, with a timeout. Coroutines must never block the
@@ -10,6 +10,13 @@ under the lock, an item is never lost: if the coroutine is cancelled after it wa
 its cancel hook answers "too late", it receives the item, and the cancellation waits for
 its next blocking point.
 
+asyncio tasks use the same ``_async`` methods: where no plait kernel runs in the thread but
+an asyncio loop does, the waiter is an ``_AsyncioWaiter``, an asyncio future the waker
+resolves through the loop's :class:`LoopInbox`. One difference follows asyncio's rules: an asyncio
+task cancelled after it was chosen gives a gotten item back to the queue (asyncio code
+expects a cancelled ``get`` to have taken nothing), where a plait task keeps it; a put
+that was chosen has happened either way.
+
 Names: the thread side is the standard ``queue.Queue``/``threading.Event`` API (``put``,
 ``get``, ``wait`` with ``block``/``timeout``, raising ``queue.Empty``/``queue.Full``); the
 coroutine side is the same name with ``_async`` (``await q.get_async()``).
@@ -17,32 +24,152 @@ coroutine side is the same name with ``_async`` (``await q.get_async()``).
 
 from __future__ import annotations
 
+import asyncio
 import queue as _queue
 import threading
 import time
+import weakref
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import traps
+from .errors import NoKernelError
 
-__all__ = ["UniversalEvent", "UniversalQueue"]
+__all__ = ["LoopInbox", "UniversalEvent", "UniversalQueue"]
 
 
 class _Waiter:
-    """A coroutine parked on a universal object: its kernel, its task, and its answer."""
+    """A plait task parked on a universal object: its kernel, its task, and its answer."""
 
     __slots__ = ("kernel", "task", "item", "chosen")
 
-    def __init__(self, item: Any = None) -> None:
-        k = traps.kernel()
-        self.kernel = k
-        self.task = k.current
+    def __init__(self, kernel: Any, item: Any) -> None:
+        self.kernel = kernel
+        self.task = kernel.current
         self.item = item
         self.chosen = False
 
     def wake(self, value: Any = None) -> None:
         self.chosen = True
         self.kernel.wake_threadsafe(self.task, self, value)
+
+    def wait(
+        self,
+        waiting_for: str,
+        withdraw: Callable[[], bool],
+        give_back: Callable[[Any], None] | None = None,
+    ) -> Awaitable[Any]:
+        """Suspend until woken; the answer comes straight from the trap (no extra frame)."""
+        return traps.suspend(waiting_for, self, withdraw)
+
+
+class LoopInbox:
+    """Calls for one asyncio loop from any thread, at most one loop wake-up per batch.
+
+    ``call(fn, arg)`` appends to a deque and, unless a drain is already due, schedules one
+    with ``call_soon_threadsafe`` (``call_soon`` from the loop's own thread, which needs no
+    wake-up). The drain clears the flag before it empties the deque, so a call appended
+    meanwhile is either drained now or schedules the next drain.
+    """
+
+    __slots__ = ("loop", "_calls", "_due")
+    _of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._calls: deque = deque()
+        self._due = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> LoopInbox:
+        """The inbox of ``loop`` (one per loop, made on first use)."""
+        inbox = cls._of.get(loop)
+        if inbox is None:
+            inbox = cls._of.setdefault(loop, cls(loop))
+        return inbox
+
+    def call(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        """Run ``fn(arg)`` on the loop soon. Never blocks; dropped if the loop is closed."""
+        self._calls.append((fn, arg))
+        if not self._due:
+            self._due = True
+            loop = self.loop
+            try:
+                if asyncio._get_running_loop() is loop:
+                    loop.call_soon(self._drain)
+                else:
+                    loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is left to answer
+
+    def resolve(self, future: asyncio.Future) -> None:
+        """Set the result of ``future`` (a future of the loop) to None soon, unless done."""
+        self.call(_resolve, future)
+
+    def _drain(self) -> None:
+        self._due = False
+        calls = self._calls
+        while calls:
+            fn, arg = calls.popleft()
+            fn(arg)
+
+
+class _AsyncioWaiter:
+    """An asyncio task parked on a universal queue or event.
+
+    ``wake`` runs under the object's lock in any thread: it records the answer and
+    resolves the task's future through the loop's inbox. If the task is cancelled after it
+    was chosen, ``wait`` gives the answer back (``give_back``) and lets the cancellation
+    go: asyncio code expects a cancelled ``get`` to have taken nothing.
+    """
+
+    __slots__ = ("inbox", "future", "item", "answer", "chosen")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, item: Any) -> None:
+        self.inbox = LoopInbox.of(loop)
+        self.future = loop.create_future()
+        self.item = item
+        self.answer: Any = None
+        self.chosen = False
+
+    def wake(self, value: Any = None) -> None:
+        self.chosen = True
+        self.answer = value
+        self.inbox.resolve(self.future)
+
+    async def wait(
+        self,
+        waiting_for: str,
+        withdraw: Callable[[], bool],
+        give_back: Callable[[Any], None] | None = None,
+    ) -> Any:
+        try:
+            await self.future
+        except asyncio.CancelledError:
+            if not withdraw() and give_back is not None:
+                give_back(self.answer)
+            raise
+        return self.answer
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _waiter(item: Any = None) -> Any:
+    """A waiter for the task running in this thread: a plait task, else an asyncio task."""
+    k = traps.state.kernel
+    if k is not None:
+        return _Waiter(k, item)
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        raise NoKernelError(
+            "a universal object's *_async method was awaited with neither a plait kernel "
+            "nor an asyncio loop running in this thread; threads call put/get/wait"
+        )
+    return _AsyncioWaiter(loop, item)
 
 
 class UniversalQueue:
@@ -120,6 +247,15 @@ class UniversalQueue:
             self._not_full.notify()
         return item
 
+    def _give_back(self, item: Any) -> None:
+        """An asyncio getter chosen for ``item`` was cancelled: the next one gets it."""
+        with self._lock:
+            if self._getters:
+                self._getters.popleft().wake(item)
+            else:
+                self._items.appendleft(item)
+                self._not_empty.notify()
+
     def _has_room(self) -> bool:
         return self.maxsize <= 0 or len(self._items) < self.maxsize
 
@@ -193,10 +329,10 @@ class UniversalQueue:
         with self._lock:
             if self._items:
                 return self._get_locked()
-            waiter = _Waiter()
+            waiter = _waiter()
             self._getters.append(waiter)
-        return await traps.suspend(
-            "UNIVERSAL_GET", waiter, lambda: self._withdraw(self._getters, waiter)
+        return await waiter.wait(
+            "UNIVERSAL_GET", lambda: self._withdraw(self._getters, waiter), self._give_back
         )
 
     async def put_async(self, item: Any) -> None:
@@ -205,18 +341,18 @@ class UniversalQueue:
             if self._has_room() and not self._putters:
                 self._put_locked(item)
                 return
-            waiter = _Waiter(item)
+            waiter = _waiter(item)
             self._putters.append(waiter)
-        await traps.suspend("UNIVERSAL_PUT", waiter, lambda: self._withdraw(self._putters, waiter))
+        await waiter.wait("UNIVERSAL_PUT", lambda: self._withdraw(self._putters, waiter))
 
     async def join_async(self) -> None:
         """Block the task until every item put was marked ``task_done``."""
         with self._lock:
             if self._unfinished == 0:
                 return
-            waiter = _Waiter()
+            waiter = _waiter()
             self._joiners.append(waiter)
-        await traps.suspend("UNIVERSAL_JOIN", waiter, lambda: self._withdraw(self._joiners, waiter))
+        await waiter.wait("UNIVERSAL_JOIN", lambda: self._withdraw(self._joiners, waiter))
 
 
 class UniversalEvent:
@@ -266,6 +402,6 @@ class UniversalEvent:
         with self._lock:
             if self._flag:
                 return
-            waiter = _Waiter()
+            waiter = _waiter()
             self._waiters.append(waiter)
-        await traps.suspend("UNIVERSAL_EVENT", waiter, lambda: self._withdraw(waiter))
+        await waiter.wait("UNIVERSAL_EVENT", lambda: self._withdraw(waiter))

@@ -1,0 +1,497 @@
+"""Bridges to asyncio: ``from_asyncio`` (a plait task awaits asyncio code) and
+``to_asyncio`` (asyncio code awaits a plait coroutine).
+
+The two worlds never share a thread. A plait kernel and an asyncio loop each own one
+thread and one epoll, and a bridged call is a message from one thread to the other and an
+answer back. Each direction of a message is a deque plus a wake-up that is sent only when
+the receiver is not already due to drain the deque (``universal.LoopInbox`` towards an asyncio
+loop, ``Kernel.wake_threadsafe`` towards a kernel): a burst of calls costs one wake-up of
+each thread, not one per call.
+
+``from_asyncio``. Each kernel owns at most one asyncio loop, run by a helper thread that
+the first call starts and that the kernel stops when ``run()`` returns: the tasks still
+running on it are cancelled and waited for (``JOIN_TIMEOUT``), its async generators and
+default executor are shut down, the loop is closed and the thread joined. A call adds
+the awaitable to the kernel's batch for the loop and suspends the task (``SUSPEND``). A
+daemon flusher task, woken by the first call of a pass of the kernel's loop, runs after
+the other tasks of that pass and hands the whole batch over: the loop's thread wakes once
+per pass and does not compete for the interpreter while the kernel still has work. The
+loop runs each call as an asyncio task that hands its outcome back when it ends. An
+exception raised by the asyncio code arrives in the plait task as it was raised, its
+traceback intact.
+
+Cancellation across. Cancelling the plait task (or an expired ``timeout_after``)
+cancels the asyncio task and keeps the plait task waiting until the asyncio side has
+finished, so its ``finally`` blocks and ``async with`` exits have run before the plait
+task goes on; the cancel hook answers "too late" to the kernel to get exactly that. If the
+asyncio side has not finished ``cancel_timeout`` seconds later (it swallowed the
+cancellation, or blocks its loop), the plait task stops waiting, a warning names the call,
+and the asyncio task is left to the loop's shutdown. An asyncio task cancelled by asyncio
+code (not by the plait task) is not a plait cancellation: it raises :class:`BridgeCancelled`.
+
+``to_asyncio``. Each asyncio loop that uses it gets one plait kernel in a helper thread.
+Its main task takes calls from a ``UniversalQueue`` and runs each as a daemon task; the
+answer goes back through the loop's ``LoopInbox``. The kernel ends when the loop ends:
+a keeper task on the loop closes it when it is cancelled, which ``asyncio.run`` does to
+every task when its main coroutine is over; an ``atexit`` hook closes the kernels of loops
+that were never shut down that way. Cancelling the awaiting asyncio task cancels the
+plait task and waits (``cancel_timeout``, bounded) for it to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import inspect
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import CancelledError
+from typing import Any
+
+from . import traps
+from .errors import TaskCancelled
+from .kernel import run
+from .task import as_coroutine, spawn
+from .universal import LoopInbox, UniversalQueue
+
+__all__ = ["BridgeCancelled", "from_asyncio", "to_asyncio"]
+
+log = logging.getLogger("plait.coro")
+
+CANCEL_TIMEOUT = 5.0  # how long a cancelled call waits for the other side to finish
+JOIN_TIMEOUT = 30.0  # how long closing a helper thread waits for its work to end
+
+
+class BridgeCancelled(CancelledError):
+    """The other side of a bridged call was cancelled by its own world, not by the caller
+    (asyncio code cancelled the asyncio task of a ``from_asyncio`` call, or the kernel of a
+    ``to_asyncio`` call shut down). A ``concurrent.futures.CancelledError``, as joining a
+    cancelled plait task raises; never a cancellation of the caller itself."""
+
+
+# -- from_asyncio: a plait task awaits asyncio code --------------------------------------
+
+
+class _AsyncioLoop:
+    """The asyncio loop of one kernel and the helper thread that runs it."""
+
+    def __init__(self, kernel: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.inbox = LoopInbox.of(self.loop)
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="plait.coro-asyncio", daemon=True)
+        self._thread.start()
+        kernel.closers.append(self.close)
+        self._kernel = kernel
+        self._batch: list[tuple[Callable[[Any], Any], Any]] = []
+        self._flusher_idle: deque = deque()
+        self._flusher = kernel.start(self._flush_forever(), "plait.coro-asyncio flusher", True)
+
+    # -- in the kernel's thread: what its tasks send to the loop, one batch per pass --
+
+    def send(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        """Have the loop run ``fn(arg)``, after what was sent before. Never blocks."""
+        batch = self._batch
+        batch.append((fn, arg))
+        if len(batch) == 1:
+            if self._flusher_idle:
+                self._kernel.wake(self._flusher_idle.popleft(), None)
+            elif self._flusher.terminated:
+                self._flush()  # the kernel is ending: nobody will flush later
+
+    async def _flush_forever(self) -> None:
+        """Woken by the first ``send`` of a pass, it runs after the tasks of that pass: the
+        loop's thread wakes once for all they sent, not while the kernel is still busy."""
+        try:
+            while True:
+                self._flush()
+                await traps.park(self._flusher_idle, "ASYNCIO_FLUSH")
+        finally:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self.inbox.call(_run_all, batch)
+
+    # -- in the loop's thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)  # for asyncio code that asks get_event_loop()
+        try:
+            while not self._closing:
+                try:
+                    loop.run_forever()
+                except (KeyboardInterrupt, SystemExit):
+                    # raised by a callback (a call's own errors go to its task): the loop
+                    # serves the kernel's other calls on; the kernel has its own Ctrl-C
+                    log.exception("asyncio code on the kernel's loop raised; the loop goes on")
+            loop.run_until_complete(self._shutdown())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    async def _shutdown(self) -> None:
+        """Cancel what still runs on the loop (calls whose plait side gave up), bounded."""
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=JOIN_TIMEOUT)
+            for task in pending:
+                log.warning("asyncio task %r ignored its cancellation; left behind", task)
+        await self.loop.shutdown_asyncgens()
+        await self.loop.shutdown_default_executor()
+
+    def _stop(self, _: object) -> None:
+        self._closing = True
+        self.loop.stop()
+
+    def close(self) -> None:
+        """Kernel closer: stop the loop, let it finish its tasks, join the thread."""
+        self.inbox.call(self._stop, None)
+        self._thread.join(JOIN_TIMEOUT)
+        if self._thread.is_alive():
+            log.warning("%s still runs after %g s; left behind", self._thread.name, JOIN_TIMEOUT)
+
+
+def _run_all(batch: list[tuple[Callable[[Any], Any], Any]]) -> None:
+    for fn, arg in batch:
+        fn(arg)
+
+
+class _Call:
+    """One ``from_asyncio`` call: the plait task waiting, the asyncio future running it.
+
+    Also the timer target that bounds the wait after a cancellation (``timer_live``,
+    ``expire``: the kernel's timer protocol, as in ``timeouts.py``).
+    """
+
+    __slots__ = (
+        "kernel",
+        "task",
+        "aw",
+        "fn",
+        "args",
+        "future",
+        "cancel_timeout",
+        "started",
+        "cancelling",
+        "abandoned",
+        "waiting",
+        "seq",
+    )
+
+    def __init__(self, kernel: Any, aw: Any, fn: Any, args: tuple, cancel_timeout: float) -> None:
+        self.kernel = kernel
+        self.task = kernel.current
+        self.aw = aw
+        self.fn = fn
+        self.args = args
+        self.future: asyncio.Future | None = None
+        self.cancel_timeout = cancel_timeout
+        self.started = False
+        self.cancelling = False
+        self.abandoned = False
+        self.waiting = True
+        self.seq = -1
+
+    def __repr__(self) -> str:
+        what = self.aw if self.fn is None else getattr(self.fn, "__qualname__", self.fn)
+        return f"from_asyncio({what!r})"
+
+    # -- on the asyncio loop -----------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future = loop.create_task(self.run())
+
+    async def run(self) -> None:
+        """The asyncio task of the call: await the awaitable, hand the outcome back."""
+        self.started = True
+        wake = self.kernel.wake_threadsafe
+        try:
+            aw = self.aw
+            if self.fn is not None:
+                aw = self.fn(*self.args)
+                if not inspect.isawaitable(aw):
+                    raise TypeError(
+                        f"from_asyncio: {self.fn!r} returned {type(aw).__name__} "
+                        f"{aw!r:.60}, which is not awaitable"
+                    )
+            self.aw = None
+            value = await aw
+        except BaseException as e:  # handed to the awaiting task, raised there
+            if self.abandoned and not isinstance(e, asyncio.CancelledError):
+                log.error("%r failed after its task stopped waiting", self, exc_info=e)
+            wake(self.task, self, None, e)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+        else:
+            wake(self.task, self, value, None)
+
+    def cancel_future(self, _: object) -> None:
+        self.future.cancel()  # ``start`` ran first: the inbox keeps the order of calls
+        if not self.started:  # cancelled before its first step: ``run`` never will run
+            if inspect.iscoroutine(self.aw):
+                self.aw.close()
+            self.kernel.wake_threadsafe(self.task, self, None, asyncio.CancelledError())
+
+    # -- in the kernel's thread --------------------------------------------------------
+
+    def cancel(self) -> bool:
+        """Cancel hook: cancel the asyncio side, keep the task waiting for its end."""
+        if not self.cancelling:
+            self.cancelling = True
+            self.kernel.asyncio_loop.send(self.cancel_future, None)
+            self.seq = self.kernel.call_at(time.monotonic() + self.cancel_timeout, self)
+        return False
+
+    def timer_live(self, seq: int) -> bool:
+        return self.waiting and seq == self.seq
+
+    def expire(self, kernel: Any) -> None:
+        self.abandoned = True
+        kernel.wake_threadsafe(
+            self.task,
+            self,
+            None,
+            asyncio.CancelledError(f"gave up waiting {self.cancel_timeout:g} s for it"),
+        )
+
+
+def _asyncio_loop(kernel: Any) -> _AsyncioLoop:
+    """The kernel's asyncio loop, started on first use and closed with the kernel."""
+    bridge = getattr(kernel, "asyncio_loop", None)
+    if bridge is None:
+        bridge = kernel.asyncio_loop = _AsyncioLoop(kernel)
+    return bridge
+
+
+async def from_asyncio(
+    aw: Awaitable | Callable[..., Awaitable], *args: Any, cancel_timeout: float = CANCEL_TIMEOUT
+) -> Any:
+    """Await ``aw`` (or ``aw(*args)``) on the kernel's asyncio loop; return its result.
+
+    ``aw`` is an asyncio awaitable (a coroutine, an ``asyncio.Future`` of that loop, an
+    object with ``__await__``) or a function that returns one, called on the loop. Make
+    objects that bind to their loop (a client session, an ``asyncio.Queue``) in an async
+    function run this way; they then serve every later call of the kernel. Blocks the
+    task (never the kernel) until the asyncio side ends. A blocking point: cancellation
+    cancels the asyncio side and waits up to ``cancel_timeout`` s for it to finish.
+
+    Raises what the asyncio code raised (its traceback kept), :class:`BridgeCancelled`
+    if asyncio code cancelled it, and ``TypeError`` if ``aw`` is not awaitable.
+
+    >>> import asyncio
+    >>> from plait.coro import run, timeout_after
+    >>> async def fetch(sql):  # asyncio code, such as a database driver's call
+    ...     await asyncio.sleep(0.01)
+    ...     return [(1,)]
+    >>> async def main():
+    ...     async with timeout_after(5):
+    ...         return await from_asyncio(fetch, "SELECT 1")
+    >>> run(main)
+    [(1,)]
+    """
+    if inspect.isawaitable(aw):
+        if args:
+            if inspect.iscoroutine(aw):
+                aw.close()  # given to the bridge, which will not run it
+            raise TypeError("from_asyncio: arguments given with an awaitable; pass a function")
+        fn = None
+    elif callable(aw):
+        fn, aw = aw, None
+    else:
+        raise TypeError(
+            f"from_asyncio needs an asyncio awaitable (a coroutine, a future, an object with "
+            f"__await__) or a function returning one, not {type(aw).__name__}: {aw!r:.60}"
+        )
+    k = traps.kernel()
+    call = _Call(k, aw, fn, args, cancel_timeout)
+    bridge = _asyncio_loop(k)
+    bridge.send(call.start, bridge.loop)
+    try:
+        return await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
+    except asyncio.CancelledError as e:
+        if call.cancelling:
+            if call.abandoned:
+                log.warning(
+                    "%r did not finish %g s after its cancellation; left running",
+                    call,
+                    call.cancel_timeout,
+                )
+            await traps.sleep(0)  # delivers this task's cancellation, pending since the hook
+        raise BridgeCancelled(f"{call!r} was cancelled by asyncio code, not by this task") from e
+    except TaskCancelled:
+        # thrown at the trap itself (the cancellation was pending before the task could
+        # wait), so the hook never ran: cancel the asyncio side and wait for it now
+        call.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
+        raise
+    finally:
+        call.waiting = False
+        if call.cancelling and not call.abandoned:
+            k.timer_cancelled()
+
+
+# -- to_asyncio: asyncio code awaits a plait coroutine -----------------------------------
+
+
+class _PlaitCall:
+    """One ``to_asyncio`` call: the asyncio side waits on ``waiter`` for ``outcome``."""
+
+    __slots__ = ("fn", "args", "waiter", "outcome", "task")
+
+    def __init__(self, fn: Any, args: tuple, waiter: asyncio.Future) -> None:
+        self.fn = fn
+        self.args = args
+        self.waiter = waiter
+        self.outcome: tuple[Any, BaseException | None] | None = None
+        self.task: Any = None
+
+    def finish(self, outcome: tuple[Any, BaseException | None]) -> None:
+        """On the loop: the plait side ended."""
+        self.outcome = outcome
+        if not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class _PlaitKernel:
+    """A plait kernel in a helper thread, serving the ``to_asyncio`` calls of one loop."""
+
+    _of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    _lock = threading.Lock()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.inbox = LoopInbox.of(loop)
+        self.requests = UniversalQueue()
+        self._ended = loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, name="plait.coro-for-asyncio", daemon=True
+        )
+        self._thread.start()
+        self._keeper = loop.create_task(self._keep(), name="plait.coro to_asyncio keeper")
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _PlaitKernel:
+        kernel = cls._of.get(loop)
+        if kernel is None:
+            with cls._lock:
+                kernel = cls._of.get(loop)
+                if kernel is None:
+                    kernel = cls._of[loop] = cls(loop)
+        return kernel
+
+    def _run(self) -> None:
+        try:
+            run(self._serve)
+        finally:
+            self.inbox.resolve(self._ended)
+
+    async def _serve(self) -> None:
+        while True:
+            call = await self.requests.get_async()
+            if call is None:
+                return  # run() cancels the calls still running (daemon tasks)
+            if call.task is None:
+                call.task = await spawn(self._call, call, daemon=True)
+            else:
+                await call.task.cancel(blocking=False)
+
+    async def _call(self, call: _PlaitCall) -> None:
+        try:
+            coro, _ = as_coroutine(call.fn, call.args)
+            outcome = (await coro, None)
+        except TaskCancelled as e:
+            outcome = (None, BridgeCancelled(f"the plait side of a to_asyncio call: {e}"))
+            self.inbox.call(call.finish, outcome)
+            raise
+        except BaseException as e:  # handed to the awaiting asyncio task, raised there
+            outcome = (None, e)
+        self.inbox.call(call.finish, outcome)
+
+    async def _keep(self) -> None:
+        """Lives as long as the loop runs tasks; its cancellation closes the kernel."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self.requests.put(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._ended), JOIN_TIMEOUT)
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        """Stop the kernel (its calls are cancelled) and join its thread."""
+        with self._lock:
+            if self._of.get(self.loop) is self:
+                del self._of[self.loop]
+        self.requests.put(None)
+        self._thread.join(JOIN_TIMEOUT)
+        if self._thread.is_alive():
+            log.warning("%s still runs after %g s; left behind", self._thread.name, JOIN_TIMEOUT)
+
+
+@atexit.register
+def _close_kernels() -> None:
+    """At interpreter exit: close the kernels of loops that never cancelled their keeper."""
+    for kernel in list(_PlaitKernel._of.values()):
+        kernel.close()
+
+
+async def to_asyncio(
+    fn: Callable[..., Any], *args: Any, cancel_timeout: float = CANCEL_TIMEOUT
+) -> Any:
+    """From asyncio code: run the plait coroutine ``fn(*args)`` and return its result.
+
+    The call runs in the plait kernel of the running asyncio loop (a helper thread,
+    started on first use and closed with the loop). Blocks the asyncio task, not its loop.
+    Cancelling the asyncio task cancels the plait task and waits up to ``cancel_timeout``
+    s for it to end. Raises what ``fn`` raised (its traceback kept), and
+    :class:`BridgeCancelled` if the plait side was cancelled by plait (its kernel shut down).
+
+    >>> import asyncio
+    >>> from plait.coro import sleep
+    >>> async def double(n):  # plait code
+    ...     await sleep(0.01)
+    ...     return 2 * n
+    >>> async def main():  # asyncio code
+    ...     return await to_asyncio(double, 21)
+    >>> asyncio.run(main())
+    42
+    """
+    if not callable(fn) and not inspect.iscoroutine(fn):
+        raise TypeError(
+            f"to_asyncio needs a plait async function (or coroutine), not {type(fn).__name__}"
+        )
+    loop = asyncio.get_running_loop()
+    kernel = _PlaitKernel.of(loop)
+    call = _PlaitCall(fn, args, loop.create_future())
+    kernel.requests.put(call)
+    try:
+        await call.waiter
+    except asyncio.CancelledError:
+        if call.outcome is None:
+            kernel.requests.put(call)
+            call.waiter = loop.create_future()
+            try:
+                await asyncio.wait_for(call.waiter, cancel_timeout)
+            except asyncio.TimeoutError:
+                log.warning(
+                    "to_asyncio(%r) did not finish %g s after its cancellation; left running",
+                    fn,
+                    cancel_timeout,
+                )
+        raise
+    value, exc = call.outcome
+    if exc is not None:
+        raise exc
+    return value

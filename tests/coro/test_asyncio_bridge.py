@@ -1,0 +1,502 @@
+"""plait meets asyncio: from_asyncio, to_asyncio, and the universal objects in asyncio tasks.
+
+Every scenario runs real asyncio code (streams over real sockets, asyncio.sleep,
+asyncio.Queue) beside a real plait kernel; the leak fixture proves that the helper threads
+and loops of both bridges are gone when ``run()`` / ``asyncio.run()`` return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import traceback
+
+import pytest
+
+from plait import coro
+from tests.support import run_python
+
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
+
+
+def _bridge_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("plait.coro-")]
+
+
+async def _ticker(ticks: list) -> None:
+    while True:
+        ticks.append(1)
+        await coro.sleep(0.002)
+
+
+# -- from_asyncio ------------------------------------------------------------------------
+
+
+async def _asyncio_echo(port: int, message: bytes) -> bytes:
+    """An asyncio client over a real socket, the shape of a database driver's call."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(message)
+        await writer.drain()
+        return await reader.readexactly(len(message))
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def test_from_asyncio_runs_asyncio_streams_against_a_plait_server_while_the_kernel_runs():
+    async def echo(client, addr):
+        async with client:
+            while data := await client.recv(1000):
+                await client.sendall(data)
+
+    async def main():
+        ticks: list = []
+        ticker = await coro.spawn(_ticker, ticks, daemon=True)
+        listener = coro.tcp_server_socket("127.0.0.1", 0)
+        port = listener.getsockname()[1]
+        server = await coro.spawn(coro.serve, listener, echo, daemon=True)
+        replies = []
+        async with coro.TaskGroup() as g:
+            for n in range(20):
+                await g.spawn(coro.from_asyncio, _asyncio_echo(port, b"hello %d" % n))
+        replies = sorted(task.result for task in g.tasks)
+        before = len(ticks)
+        await coro.from_asyncio(asyncio.sleep(0.05))
+        await server.cancel()
+        await ticker.cancel()
+        return replies, len(ticks) - before
+
+    replies, ticks_while_asyncio_slept = coro.run(main)
+    assert replies == sorted(b"hello %d" % n for n in range(20))
+    assert ticks_while_asyncio_slept >= 3  # plait tasks ran while the asyncio side slept
+    assert _bridge_threads() == []
+
+
+def test_from_asyncio_takes_coroutines_futures_awaitables_and_functions():
+    class Later:
+        def __await__(self):
+            return asyncio.sleep(0.01, result="awaited").__await__()
+
+    def future_of_the_loop():
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, future.set_result, "future")
+        return future
+
+    async def add(a, b):
+        await asyncio.sleep(0)
+        return a + b
+
+    async def main():
+        return [
+            await coro.from_asyncio(add(1, 2)),
+            await coro.from_asyncio(add, 3, 4),
+            await coro.from_asyncio(Later()),
+            await coro.from_asyncio(future_of_the_loop),
+            await coro.from_asyncio(asyncio.sleep, 0, "sleep's result"),
+        ]
+
+    assert coro.run(main) == [3, 7, "awaited", "future", "sleep's result"]
+
+
+def test_each_kernel_gets_its_own_asyncio_loop_closed_when_run_returns():
+    async def running_loop():
+        return asyncio.get_running_loop()
+
+    async def main():
+        first = await coro.from_asyncio(running_loop())
+        assert await coro.from_asyncio(running_loop()) is first
+        return first
+
+    one, two = coro.run(main), coro.run(main)
+    assert one is not two
+    assert one.is_closed() and two.is_closed()
+
+
+def test_asyncio_side_raising_arrives_with_its_traceback_and_the_kernel_goes_on():
+    async def query():
+        await asyncio.sleep(0.01)
+        raise LookupError("no such row")
+
+    async def main():
+        ticks: list = []
+        ticker = await coro.spawn(_ticker, ticks, daemon=True)
+        with pytest.raises(LookupError, match="no such row") as info:
+            await coro.from_asyncio(query())
+        after = await coro.from_asyncio(asyncio.sleep(0.02, result="still works"))
+        await ticker.cancel()
+        return info.value, after, len(ticks)
+
+    error, after, ticks = coro.run(main)
+    frames = [frame.name for frame in traceback.extract_tb(error.__traceback__)]
+    assert frames[0] == "main" and frames[-1] == "query"
+    assert after == "still works" and ticks >= 2
+
+
+@pytest.mark.parametrize(
+    "bad, named",
+    [(42, "not int"), ("SELECT 1", "not str"), (None, "not NoneType")],
+)
+def test_from_asyncio_given_something_not_awaitable_raises_type_error_naming_it(bad, named):
+    async def main():
+        ticks: list = []
+        ticker = await coro.spawn(_ticker, ticks, daemon=True)
+        with pytest.raises(TypeError, match=named):
+            await coro.from_asyncio(bad)
+        with pytest.raises(TypeError, match="returned int 3, which is not awaitable"):
+            await coro.from_asyncio(len, "abc")
+        with pytest.raises(TypeError, match="arguments given with an awaitable"):
+            await coro.from_asyncio(asyncio.sleep(0), 1)
+        ok = await coro.from_asyncio(asyncio.sleep(0, result="ok"))
+        await coro.sleep(0.01)
+        await ticker.cancel()
+        return ok, len(ticks)
+
+    ok, ticks = coro.run(main)
+    assert ok == "ok" and ticks >= 2
+
+
+def test_a_plait_timeout_cancels_the_asyncio_side_and_waits_for_its_cleanup():
+    steps = []
+
+    async def slow_query():
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0.05)  # cleanup that itself waits, like a driver's rollback
+            steps.append("asyncio cleanup done")
+
+    async def main():
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(0.05):
+                await coro.from_asyncio(slow_query())
+        steps.append("plait task goes on")
+
+    coro.run(main)
+    assert steps == ["asyncio cleanup done", "plait task goes on"]
+
+
+def test_a_cancelled_plait_task_cancels_its_asyncio_call():
+    steps = []
+
+    async def wait_forever():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            steps.append("asyncio side cancelled")
+            raise
+
+    async def caller():
+        await coro.from_asyncio(wait_forever())
+
+    async def cancels_itself_first():
+        await coro.current_task().cancel(blocking=False)  # pending before it can wait
+        await coro.from_asyncio(asyncio.Event().wait)
+
+    async def others_on_the_loop():
+        return len(asyncio.all_tasks()) - 1
+
+    async def main():
+        task = await coro.spawn(caller)
+        await coro.sleep(0.05)
+        await task.cancel()
+        assert task.cancelled
+        assert await coro.from_asyncio(others_on_the_loop()) == 0  # the call had ended
+        task = await coro.spawn(cancels_itself_first)
+        await task.wait()
+        assert task.cancelled
+        assert await coro.from_asyncio(others_on_the_loop()) == 0
+
+    coro.run(main)
+    assert steps == ["asyncio side cancelled"]
+
+
+def test_asyncio_side_ignoring_cancellation_is_waited_for_only_cancel_timeout(caplog):
+    async def stubborn():
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(30)  # ignores the first cancellation; the loop's shutdown ends it
+
+    async def main():
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(0.02):
+                await coro.from_asyncio(stubborn(), cancel_timeout=0.05)
+        return await coro.from_asyncio(asyncio.sleep(0, result="next call"))
+
+    with caplog.at_level(logging.WARNING, logger="plait.coro"):
+        assert coro.run(main) == "next call"
+    assert "did not finish 0.05 s after its cancellation" in caplog.text
+
+
+def test_a_deadlock_after_bridged_calls_is_still_reported():
+    async def main():
+        await coro.from_asyncio(asyncio.sleep(0))
+        await coro.Event().wait()  # nothing will ever set it
+
+    with pytest.raises(coro.DeadlockError, match="EVENT_WAIT"):
+        coro.run(main)
+
+
+def test_asyncio_cancelling_its_own_side_is_a_bridge_error_not_a_plait_cancellation():
+    async def cancelled_by_asyncio():
+        asyncio.current_task().cancel()
+        await asyncio.sleep(1)
+
+    async def main():
+        with pytest.raises(coro.BridgeCancelled, match="cancelled by asyncio code") as info:
+            await coro.from_asyncio(cancelled_by_asyncio())
+        assert isinstance(info.value.__cause__, asyncio.CancelledError)
+        return "the task was not cancelled"
+
+    assert coro.run(main) == "the task was not cancelled"
+    assert issubclass(coro.BridgeCancelled, concurrent.futures.CancelledError)
+
+
+def test_asyncio_objects_made_on_the_kernels_loop_serve_many_calls():
+    async def make_queue():  # on the loop the queue binds to
+        return asyncio.Queue(2)
+
+    async def main():
+        q = await coro.from_asyncio(make_queue)
+        got = []
+
+        async def consumer():
+            while (item := await coro.from_asyncio(q.get)) is not None:
+                got.append(item)
+
+        async with coro.TaskGroup() as g:
+            await g.spawn(consumer)
+            for n in range(10):
+                await coro.from_asyncio(q.put, n)  # waits while the asyncio queue is full
+            await coro.from_asyncio(q.put, None)
+        return got
+
+    assert coro.run(main) == list(range(10))
+
+
+# -- to_asyncio --------------------------------------------------------------------------
+
+
+async def _plait_echo_client(port: int, message: bytes) -> bytes:
+    sock = await coro.open_connection("127.0.0.1", port)
+    async with sock:
+        stream = sock.as_stream()
+        await stream.write(message)
+        return await stream.read_exactly(len(message))
+
+
+def test_to_asyncio_runs_plait_streams_against_an_asyncio_server():
+    async def handle(reader, writer):
+        writer.write(await reader.readexactly(7))
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            replies = await asyncio.gather(
+                *(coro.to_asyncio(_plait_echo_client, port, b"ping %02d" % n) for n in range(10))
+            )
+        assert _bridge_threads() == ["plait.coro-for-asyncio"]
+        return replies
+
+    assert asyncio.run(main()) == [b"ping %02d" % n for n in range(10)]
+    assert _bridge_threads() == []  # the loop's plait kernel ended with asyncio.run
+
+
+def test_to_asyncio_carries_errors_and_cancellation_across():
+    steps = []
+
+    async def plait_fails():
+        await coro.sleep(0.01)
+        raise PermissionError("denied by plait")
+
+    async def plait_slow():
+        try:
+            await coro.sleep(30)
+        finally:
+            await coro.sleep(0.05)
+            steps.append("plait cleanup done")
+
+    async def main():
+        with pytest.raises(PermissionError) as info:
+            await coro.to_asyncio(plait_fails)
+        frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+        assert frames[0] == "main" and frames[-1] == "plait_fails"
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(coro.to_asyncio(plait_slow), 0.05)
+        steps.append("asyncio task goes on")
+        with pytest.raises(TypeError, match="not int"):
+            await coro.to_asyncio(42)
+        return await coro.to_asyncio(coro.sleep, 0)
+
+    assert asyncio.run(main()) is None
+    assert steps == ["plait cleanup done", "asyncio task goes on"]
+
+
+def test_a_plait_side_cancelled_by_plait_is_a_bridge_error_in_asyncio():
+    async def cancels_itself():
+        await coro.current_task().cancel(blocking=False)
+        await coro.sleep(30)
+
+    async def main():
+        with pytest.raises(coro.BridgeCancelled, match="the plait side of a to_asyncio call"):
+            await coro.to_asyncio(cancels_itself)
+        return await coro.to_asyncio(coro.sleep, 0)  # the kernel serves on
+
+    assert asyncio.run(main()) is None
+
+
+def test_a_loop_closed_without_cancelling_its_tasks_does_not_hang_the_exit():
+    program = """if True:
+        import asyncio, threading
+        from plait import coro
+
+        async def double(n):
+            await coro.sleep(0)
+            return 2 * n
+
+        loop = asyncio.new_event_loop()  # run without asyncio.run: nothing cancels the keeper
+        print(loop.run_until_complete(coro.to_asyncio(double, 21)))
+        print(sorted(t.name for t in threading.enumerate()))
+        """
+    done = run_python("-c", program, timeout=60, sys_path=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["42", "['MainThread', 'plait.coro-for-asyncio']"]
+    assert "still runs" not in done.stderr  # atexit closed the kernel at once
+
+
+def test_both_bridges_nested():
+    async def asyncio_side(n):
+        return await coro.to_asyncio(plait_side, n)
+
+    async def plait_side(n):
+        await coro.sleep(0)
+        return n * 2
+
+    async def main():
+        return await coro.from_asyncio(asyncio_side(21))
+
+    assert coro.run(main) == 42
+
+
+# -- the universal objects in plait tasks, asyncio tasks and threads at once ----------------
+
+
+def test_universal_queue_and_event_serve_plait_asyncio_and_threads_together():
+    jobs = coro.UniversalQueue(maxsize=8)
+    results = coro.UniversalQueue()
+    go = coro.UniversalEvent()
+    per_producer = 200
+
+    async def worker(world):  # the same coroutine function serves plait and asyncio
+        await go.wait_async()
+        while (item := await jobs.get_async()) is not None:
+            await results.put_async((world, item))
+            jobs.task_done()
+        jobs.task_done()
+
+    async def plait_side():
+        async with coro.TaskGroup() as g:
+            for _ in range(3):
+                await g.spawn(worker, "plait")
+            for n in range(per_producer):
+                await jobs.put_async(("from plait", n))
+
+    async def asyncio_side():
+        workers = [asyncio.create_task(worker("asyncio")) for _ in range(3)]
+        for n in range(per_producer):
+            await jobs.put_async(("from asyncio", n))
+        await asyncio.gather(*workers)
+
+    def thread_worker():
+        assert go.wait(30)
+        while (item := jobs.get(timeout=30)) is not None:
+            results.put(("thread", item))
+            jobs.task_done()
+        jobs.task_done()
+
+    def thread_producer():
+        for n in range(per_producer):
+            jobs.put(("from thread", n), timeout=30)
+
+    threads = [
+        threading.Thread(target=coro.run, args=(plait_side,)),
+        threading.Thread(target=asyncio.run, args=(asyncio_side(),)),
+        threading.Thread(target=thread_worker),
+        threading.Thread(target=thread_producer),
+    ]
+    for thread in threads:
+        thread.start()
+    go.set()
+    got = [results.get(timeout=30) for _ in range(3 * per_producer)]
+    for _ in range(7):  # one stop per worker: 3 plait, 3 asyncio, 1 thread
+        jobs.put(None, timeout=30)
+    assert jobs.join(timeout=30)  # every item, stops included, was marked done
+    for thread in threads:
+        thread.join(30)
+    assert results.empty()
+    handled = sorted(item for _, item in got)
+    assert handled == sorted(
+        (origin, n)
+        for origin in ("from plait", "from asyncio", "from thread")
+        for n in range(per_producer)
+    )
+    assert {world for world, _ in got} <= {"plait", "asyncio", "thread"}
+
+
+def test_a_cancelled_asyncio_get_gives_its_item_back():
+    q = coro.UniversalQueue()
+
+    async def main():
+        getter = asyncio.create_task(q.get_async())
+        await asyncio.sleep(0)  # the getter waits in the queue
+        q.put_nowait("item")  # chooses the getter and hands it the item...
+        getter.cancel()  # ...which is cancelled before it could run
+        with pytest.raises(asyncio.CancelledError):
+            await getter
+        first = q.get_nowait()
+        with pytest.raises(asyncio.TimeoutError):  # a timed-out get takes nothing either
+            await asyncio.wait_for(q.get_async(), 0.01)
+        q.put_nowait("second")
+        return first, q.get_nowait()
+
+    assert asyncio.run(main()) == ("item", "second")
+    assert q.qsize() == 0 and q.statistics()["coroutine_getters_waiting"] == 0
+
+
+def test_universal_async_methods_outside_any_loop_name_the_cause():
+    q = coro.UniversalQueue()
+    waiting = q.get_async()
+    with pytest.raises(coro.NoKernelError, match="neither a plait kernel nor an asyncio loop"):
+        waiting.send(None)
+
+
+def test_universal_join_and_event_wait_from_asyncio_with_timeouts():
+    q = coro.UniversalQueue()
+    ev = coro.UniversalEvent()
+
+    def worker():
+        while q.get(timeout=30) is not None:
+            q.task_done()
+        q.task_done()
+        ev.set()
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):  # a timed-out wait leaves no waiter behind
+            await asyncio.wait_for(ev.wait_async(), 0.01)
+        thread = threading.Thread(target=worker)
+        thread.start()
+        for n in range(20):
+            await q.put_async(n)
+        await asyncio.wait_for(q.join_async(), 30)
+        await q.put_async(None)
+        await asyncio.wait_for(ev.wait_async(), 30)
+        thread.join(30)
+        return ev.is_set(), q.statistics()["unfinished"]
+
+    assert asyncio.run(main()) == (True, 0)
