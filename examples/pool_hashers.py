@@ -8,7 +8,7 @@ The program writes files of random bytes into a temporary directory (unless it i
 paths), and beside them one named pipe that nobody writes to: opening it waits for ever,
 as reading a file on a dead network mount or a stuck device would. ``Pool.imap`` hashes
 every path with a per-task ``timeout``: the task on the pipe runs past it, its worker is
-killed (and replaced, while work remains), and that one task fails with
+killed and replaced, and that one task fails with
 ``TimeoutError``; every other file is hashed. ``--progress`` draws a progress bar
 (tqdm). At the end the parent checks every digest against one it computes itself, and
 prints the pool's statistics.

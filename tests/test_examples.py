@@ -55,8 +55,8 @@ CLAIMS: dict[str, list[str]] = {
     "pool_hashers.py": [
         r"^24 files \(24 MiB\) hashed in ",
         r"^failed: never-written\.fifo: TimeoutError: .*ran over its timeout of 2\.0 s",
-        # The killed worker is replaced only if work remains when the pool sees it gone.
-        r"^pool statistics: tasks done 24, failed 1, workers replaced [01]$",
+        # the worker killed at the timeout counts as replaced from the moment it is killed
+        r"^pool statistics: tasks done 24, failed 1, workers replaced 1$",
         r"^all 24 digests match hashlib in the parent$",
     ],
     "process_start_methods.py": [

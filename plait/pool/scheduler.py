@@ -541,8 +541,7 @@ class ProcessEngine(Engine):
             if rss is None or rss <= FAR_OVER * limit:
                 continue
             chunk = w.current()
-            w.handle.kill()
-            w.killed = True
+            self._kill(w)
             if chunk is None:
                 continue
             w.settle(chunk.id)
@@ -552,6 +551,16 @@ class ProcessEngine(Engine):
             )
             lost = WorkerLostError(w.handle.pid, -signal.SIGKILL, _what(chunk), reason)
             self._fail(chunk, lost)
+
+    def _kill(self, w: _Worker) -> None:
+        """Kill ``w`` for its task (a deadline, a cancel, its memory); it is replaced.
+
+        Counted as replaced now, before its caller is told: ``stats()`` read right after
+        the task's error then already shows it."""
+        w.handle.kill()
+        w.killed = True
+        with self.lock:
+            self.workers_replaced += 1
 
     def _fail(self, chunk: _Chunk, exc: BaseException) -> None:
         n = len(chunk.items)
@@ -572,8 +581,7 @@ class ProcessEngine(Engine):
                 chunk = w.current()
                 if chunk is None or not chunk.job.cancel_requested:
                     continue
-            w.handle.kill()
-            w.killed = True
+            self._kill(w)
             w.settle(chunk.id)
             self._fail(
                 chunk,
@@ -603,7 +611,7 @@ class ProcessEngine(Engine):
         handle.close()
         if self.state == TERMINATE or worker.idle_exit:
             return  # an idle worker is started again on demand (_start_on_demand)
-        if not retired:
+        if not retired and not worker.killed:  # one killed here is counted by _kill
             with self.lock:
                 self.workers_replaced += 1
         if self.state == RUN or not self._finished():
@@ -685,8 +693,7 @@ class ProcessEngine(Engine):
                 w.handle.signal(SOFT_SIGNAL)  # the worker raises SoftTimeoutError in it
             if chunk.deadline is None or chunk.deadline > now:
                 continue
-            w.handle.kill()
-            w.killed = True
+            self._kill(w)
             w.settle(chunk.id)
             exc = TimeoutError(
                 f"task {chunk.start} of job {chunk.job.id} ran over its timeout of "
