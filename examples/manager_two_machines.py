@@ -39,21 +39,21 @@ KEY_VARIABLE = "MANAGER_AUTHKEY"
 TIMEOUT = 60.0  # seconds a side waits for the other when both run here
 
 _results: dict[str, tuple[int, int]] = {}  # the shared objects: they live in the server
-_reports: plait.queue.Queue = plait.queue.Queue()
+_reports: plait.queue.Queue[str] = plait.queue.Queue()
 
 
 def results() -> dict[str, tuple[int, int]]:
     return _results
 
 
-def reports() -> plait.queue.Queue:
+def reports() -> plait.queue.Queue[str]:
     return _reports
 
 
 class ResultsManager(BaseManager):
     # Set by register() below; declared for type checkers.
     results: Callable[[], MutableMapping[str, tuple[int, int]]]
-    reports: Callable[[], plait.queue.Queue]
+    reports: Callable[[], plait.queue.Queue[str]]
 
 
 ResultsManager.register("results", results, proxytype=DictProxy)

@@ -72,7 +72,7 @@ def processes() -> list[int]:
 
 
 def threads() -> int:
-    results = queue.Queue(maxsize=10)
+    results: queue.Queue[int] = queue.Queue(maxsize=10)
     lock = threading.Lock()
     done = threading.Event()
     total = 0
