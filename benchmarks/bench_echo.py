@@ -81,6 +81,7 @@ READ_SIZE = 65536
 SERVERS = [
     "plait streams",
     "plait sockets",
+    "plait streams, no C core",
     "asyncio streams",
     "asyncio protocols",
     "uvloop streams",
@@ -106,8 +107,13 @@ def _listen() -> socket.socket:
     return sock
 
 
-def serve_plait(use_streams: bool, sock: socket.socket) -> None:
+def serve_plait(use_streams: bool, c_core: bool, sock: socket.socket) -> None:
     from plait import coro
+
+    if not c_core:  # the pure-Python path, as where plait._core._coro is not built
+        from plait._core import _coro
+
+        _coro.set_enabled(False)
 
     async def echo_stream(client, addr):
         stream = client.as_stream()
@@ -261,7 +267,7 @@ def serve(name: str) -> None:
         os.set_inheritable(sock.fileno(), True)
         os.execv(binary, [binary, str(sock.fileno())])
     if name.startswith("plait"):
-        serve_plait(name == "plait streams", sock)
+        serve_plait(name.startswith("plait streams"), not name.endswith("no C core"), sock)
     elif name.startswith(("asyncio", "uvloop")):
         kind, style = name.split()
         serve_asyncio(kind, style == "protocols", sock)

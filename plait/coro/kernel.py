@@ -66,6 +66,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
 import select
 import signal
@@ -98,6 +99,11 @@ from .task import (
     as_coroutine,
     report_crash,
 )
+
+try:
+    from plait._core import _coro
+except ImportError:  # not built (not Linux): the loop below runs in Python alone
+    _coro = None
 
 __all__ = ["Kernel", "run", "where"]
 
@@ -334,6 +340,8 @@ class Kernel:
             self._close()
             raise
         traps.state.kernel = self
+        if _coro is not None:
+            _coro.set_running(True)
         old_sigint = old_wakeup = None
         try:
             if threading.current_thread() is threading.main_thread():
@@ -352,6 +360,8 @@ class Kernel:
             if old_wakeup is not None:
                 signal.set_wakeup_fd(old_wakeup)
             traps.state.kernel = None
+            if _coro is not None:
+                _coro.set_running(False)
             self._close()
         if self._fatal is not None:
             raise self._fatal
@@ -540,6 +550,9 @@ class Kernel:
         finish = self._finish
         slow_step = self.slow_step
         perf_counter = time.perf_counter
+        # step 1 in C (plait._core._coro.poll), the same bookkeeping as the loop below
+        c_poll = _coro.poll if _coro is not None and _coro.enabled() else None
+        epoll_fd = self._epoll.fileno()
         # the fd table's slots, as locals like the rest: indexed per event and per wait
         MASK, READER, WRITER, OWNER = _MASK, _READER, _WRITER, _OWNER
 
@@ -553,7 +566,14 @@ class Kernel:
                 timeout = -1
                 if not fds and self._deadlocked():
                     continue
-            for fd, ev in poll(timeout):
+            if c_poll is not None:
+                milliseconds = -1 if timeout < 0 else math.ceil(timeout * 1e3)
+                if c_poll(epoll_fd, milliseconds, fds, wake_r, append):
+                    self._handle_wakeup()
+                events = ()
+            else:
+                events = poll(timeout)
+            for fd, ev in events:
                 entry = entry_of(fd)
                 if entry is None:
                     if fd == wake_r:

@@ -50,6 +50,11 @@ from typing import TYPE_CHECKING, Any
 from . import traps
 from .errors import ClosedResourceError, IncompleteRead
 
+try:
+    from plait._core import _coro
+except ImportError:  # not built (not Linux): the Python core below does the same
+    _coro = None
+
 __all__ = ["Socket", "SocketStream", "WOULD_BLOCK_READ", "WOULD_BLOCK_WRITE", "wrap"]
 
 # What a non-blocking call raises when it must wait for readability/writability. A TLS
@@ -61,7 +66,84 @@ _read_wait = traps.read_wait
 _write_wait = traps.write_wait
 
 
-class Socket:
+async def _recv(self: Socket, maxsize: int, flags: int = 0) -> bytes:
+    if self._drained:
+        self._drained = False
+        await _read_wait(self._fileno, self)
+    while True:
+        try:
+            data = self._io.recv(maxsize, flags)
+            if len(data) < maxsize:
+                self._drained = self._plain
+            return data
+        except WOULD_BLOCK_READ:
+            await _read_wait(self._fileno, self)
+        except _ssl.SSLWantWriteError:
+            await _write_wait(self._fileno, self)
+
+
+async def _recv_into(self: Socket, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    if self._drained:
+        self._drained = False
+        await _read_wait(self._fileno, self)
+    while True:
+        try:
+            count = self._io.recv_into(buffer, nbytes, flags)
+            if count < (nbytes or len(buffer)):
+                self._drained = self._plain
+            return count
+        except WOULD_BLOCK_READ:
+            await _read_wait(self._fileno, self)
+        except _ssl.SSLWantWriteError:
+            await _write_wait(self._fileno, self)
+
+
+async def _sendall(self: Socket, data: Any, flags: int = 0) -> None:
+    try:
+        sent = self._io.send(data, flags)
+    except WOULD_BLOCK_WRITE:
+        sent = 0
+    except _ssl.SSLWantReadError:
+        sent = 0
+    if sent != len(data):
+        await _send_rest(self, data, sent, flags)
+
+
+async def _send_rest(self: Socket, data: Any, sent: int, flags: int = 0) -> None:
+    with memoryview(data).cast("B") as view:
+        total = len(view)
+        try:
+            while sent < total:
+                try:
+                    sent += self._io.send(view[sent:], flags)
+                except WOULD_BLOCK_WRITE:
+                    await _write_wait(self._fileno, self)
+                except _ssl.SSLWantReadError:
+                    await _read_wait(self._fileno, self)
+        except BaseException as e:
+            e.bytes_sent = sent
+            raise
+
+
+class _PySocketCore:
+    """The fields and hot methods of :class:`Socket` in Python: its base class where the
+    C core (``plait._core._coro.SocketCore``, the same names) is not built."""
+
+    __slots__ = ("_io", "_fileno", "_drained", "_plain")
+
+    recv = _recv
+    recv_into = _recv_into
+    sendall = _sendall
+
+
+if _coro is not None:
+    _coro.set_fallbacks(_recv, _recv_into, _sendall, _send_rest, traps._outside)
+    _SocketCore: type = _coro.SocketCore
+else:
+    _SocketCore = _PySocketCore
+
+
+class Socket(_SocketCore):
     """An awaitable socket. ``Socket(sock)`` takes ownership of ``sock``.
 
     sock = Socket(socket.socket())
@@ -70,15 +152,7 @@ class Socket:
     reply = await sock.recv(100)
     """
 
-    __slots__ = (
-        "_socket",
-        "_io",
-        "_fileno",
-        "_name",
-        "_plain",
-        "_drained",
-        "__weakref__",
-    )
+    __slots__ = ("_socket", "_name", "__weakref__")
 
     def __init__(self, sock: _socket.socket) -> None:
         if isinstance(sock, Socket):
@@ -92,8 +166,10 @@ class Socket:
         self._io: Any = sock
         self._fileno = sock.fileno()
         self._name = f"socket fd {self._fileno}"
-        # see "drained" in the module notes; never for TLS, whose library buffers data
-        self._plain = not isinstance(sock, _ssl.SSLSocket)
+        # A plain socket.socket: the C core may make its system calls on the fd, and a
+        # short read drains it (see "drained" in the module notes); never TLS, whose
+        # library buffers data, nor a subclass, whose methods may do more.
+        self._plain = sock.__class__ is _socket.socket
         self._drained = False
 
     def __repr__(self) -> str:
@@ -102,6 +178,20 @@ class Socket:
     if TYPE_CHECKING:
         # The rest of the wrapped socket's API: one property per name (see _delegate).
         def __getattr__(self, name: str) -> Any: ...
+
+        # The hot methods, from _SocketCore.
+        async def recv(self, maxsize: int, flags: int = 0) -> bytes:
+            """Receive up to ``maxsize`` bytes; ``b""`` at end of stream. Blocks until data."""
+
+        async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+            """Receive into ``buffer``; return the count (0 at end of stream)."""
+
+        async def sendall(self, data: Any, flags: int = 0) -> None:
+            """Send all of ``data``. Blocks while the peer's window is full (backpressure).
+
+            If cancelled midway, the bytes already sent are not taken back; the exception
+            carries ``bytes_sent``.
+            """
 
     def fileno(self) -> int:
         """The fd, or -1 once closed."""
@@ -116,39 +206,7 @@ class Socket:
         """A buffered :class:`SocketStream` over this socket (which it then owns)."""
         return SocketStream(self)
 
-    # -- receiving ---------------------------------------------------------------------
-
-    async def recv(self, maxsize: int, flags: int = 0) -> bytes:
-        """Receive up to ``maxsize`` bytes; ``b""`` at end of stream. Blocks until data."""
-        if self._drained:
-            self._drained = False
-            await _read_wait(self._fileno, self)
-        while True:
-            try:
-                data = self._io.recv(maxsize, flags)
-                if len(data) < maxsize:
-                    self._drained = self._plain
-                return data
-            except WOULD_BLOCK_READ:
-                await _read_wait(self._fileno, self)
-            except _ssl.SSLWantWriteError:
-                await _write_wait(self._fileno, self)
-
-    async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        """Receive into ``buffer``; return the count (0 at end of stream)."""
-        if self._drained:
-            self._drained = False
-            await _read_wait(self._fileno, self)
-        while True:
-            try:
-                count = self._io.recv_into(buffer, nbytes, flags)
-                if count < (nbytes or len(buffer)):
-                    self._drained = self._plain
-                return count
-            except WOULD_BLOCK_READ:
-                await _read_wait(self._fileno, self)
-            except _ssl.SSLWantWriteError:
-                await _write_wait(self._fileno, self)
+    # -- receiving (recv and recv_into: see _SocketCore) ------------------------------
 
     async def recvfrom(self, maxsize: int, flags: int = 0) -> tuple[bytes, Any]:
         """Receive a datagram and its sender's address."""
@@ -166,7 +224,7 @@ class Socket:
             except WOULD_BLOCK_READ:
                 await _read_wait(self._fileno, self)
 
-    # -- sending -----------------------------------------------------------------------
+    # -- sending (sendall: see _SocketCore) ------------------------------------------
 
     async def send(self, data: Any, flags: int = 0) -> int:
         """Send some of ``data``; return how many bytes went. Blocks until some can go."""
@@ -177,37 +235,6 @@ class Socket:
                 await _write_wait(self._fileno, self)
             except _ssl.SSLWantReadError:
                 await _read_wait(self._fileno, self)
-
-    async def sendall(self, data: Any, flags: int = 0) -> None:
-        """Send all of ``data``. Blocks while the peer's window is full (backpressure).
-
-        If cancelled midway, the bytes already sent are not taken back; the exception
-        carries ``bytes_sent``.
-        """
-        try:
-            sent = self._io.send(data, flags)
-        except WOULD_BLOCK_WRITE:
-            sent = 0
-        except _ssl.SSLWantReadError:
-            sent = 0
-        if sent != len(data):
-            await self.send_rest(data, sent, flags)
-
-    async def send_rest(self, data: Any, sent: int, flags: int = 0) -> None:
-        """Send ``data[sent:]`` (the slow part of ``sendall``)."""
-        with memoryview(data).cast("B") as view:
-            total = len(view)
-            try:
-                while sent < total:
-                    try:
-                        sent += self._io.send(view[sent:], flags)
-                    except WOULD_BLOCK_WRITE:
-                        await _write_wait(self._fileno, self)
-                    except _ssl.SSLWantReadError:
-                        await _read_wait(self._fileno, self)
-            except BaseException as e:
-                e.bytes_sent = sent
-                raise
 
     async def sendto(self, data: Any, address: Any, flags: int = 0) -> int:
         """Send a datagram to ``address``."""
