@@ -81,7 +81,7 @@ READ_SIZE = 65536
 SERVERS = [
     "plait streams",
     "plait sockets",
-    "plait streams, no C core",
+    "plait streams (pure Python)",
     "asyncio streams",
     "asyncio protocols",
     "uvloop streams",
@@ -267,7 +267,7 @@ def serve(name: str) -> None:
         os.set_inheritable(sock.fileno(), True)
         os.execv(binary, [binary, str(sock.fileno())])
     if name.startswith("plait"):
-        serve_plait(name.startswith("plait streams"), not name.endswith("no C core"), sock)
+        serve_plait(name.startswith("plait streams"), not name.endswith("(pure Python)"), sock)
     elif name.startswith(("asyncio", "uvloop")):
         kind, style = name.split()
         serve_asyncio(kind, style == "protocols", sock)

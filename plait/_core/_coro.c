@@ -49,9 +49,9 @@
 
 /* the trap codes of plait/coro/traps.py and the wait kinds of plait/coro/task.py */
 enum { TRAP_READ_WAIT = 0, TRAP_WRITE_WAIT = 1 };
-enum { KIND_RUNNING = 0 };
+enum { KIND_RUNNING = 0, KIND_WAIT_READ = 1 };
 /* the fd table's slots of plait/coro/kernel.py: fd -> [mask, reader, writer, owner] */
-enum { SLOT_MASK = 0, SLOT_READER = 1, SLOT_WRITER = 2 };
+enum { SLOT_MASK = 0, SLOT_READER = 1, SLOT_WRITER = 2, SLOT_OWNER = 3 };
 
 #define READABLE (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)
 #define WRITABLE (EPOLLOUT | EPOLLERR | EPOLLHUP)
@@ -64,8 +64,10 @@ static PyObject *fallback_recv_into;
 static PyObject *fallback_sendall;
 static PyObject *fallback_send_rest;
 static PyObject *outside_kernel;     /* traps._outside: builds the NoKernelError */
-static PyObject *read_wait_code, *write_wait_code, *running_kind;
+static PyObject *read_wait_code, *write_wait_code, *running_kind, *wait_read_kind;
 static PyObject *str_wait_kind, *str_recv, *str_recv_into, *str_send;
+static PyObject *str_wait_obj, *str_current, *str_value, *str_exc, *str_coro, *str_throw,
+    *str_cancel_pending;
 
 /* -- SocketCore -------------------------------------------------------------------- */
 
@@ -711,6 +713,227 @@ coro_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(woken);
 }
 
+/* -- the kernel's run step --------------------------------------------------------- */
+
+/* The exception just raised, normalized and with its traceback, as `except` gives it. */
+static PyObject *
+fetch_error(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+        Py_DECREF(tb);
+    }
+    Py_XDECREF(type);
+    return value;
+}
+
+static PyObject *
+call2(PyObject *fn, PyObject *a, PyObject *b)
+{
+    PyObject *args[2] = {a, b};
+    return PyObject_Vectorcall(fn, args, 2, NULL);
+}
+
+/* File `task` as the reader of the READ_WAIT trap's fd if its registration is current:
+ * 1 if done, 0 if the kernel's _trap must handle the trap, -1 on error. */
+static int
+inline_read_wait(PyObject *task, PyObject *trap, PyObject *fds, int epfd)
+{
+    if (!PyTuple_CheckExact(trap) || PyTuple_GET_SIZE(trap) != 3)
+        return 0;
+    PyObject *code = PyTuple_GET_ITEM(trap, 0);
+    if (code != read_wait_code
+        && !(PyLong_CheckExact(code) && PyLong_AsLong(code) == TRAP_READ_WAIT))
+        return 0;
+    PyObject *fd = PyTuple_GET_ITEM(trap, 1);
+    PyObject *entry = PyDict_GetItemWithError(fds, fd); /* borrowed */
+    if (entry == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 4
+        || PyList_GET_ITEM(entry, SLOT_OWNER) != PyTuple_GET_ITEM(trap, 2)
+        || PyList_GET_ITEM(entry, SLOT_READER) != Py_None)
+        return 0;
+    long mask = PyLong_AsLong(PyList_GET_ITEM(entry, SLOT_MASK));
+    if (mask == -1 && PyErr_Occurred())
+        return -1;
+    if (!(mask & EPOLLIN)) {
+        mask |= EPOLLIN;
+        PyObject *m = PyLong_FromLong(mask);
+        if (m == NULL)
+            return -1;
+        Py_INCREF(entry);
+        PyList_SetItem(entry, SLOT_MASK, m);
+        struct epoll_event change = {.events = (uint32_t)mask, .data.fd = (int)PyLong_AsLong(fd)};
+        int failed = epoll_ctl(epfd, EPOLL_CTL_MOD, change.data.fd, &change) < 0;
+        Py_DECREF(entry);
+        if (failed) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+    }
+    if (PyObject_SetAttr(task, str_wait_kind, wait_read_kind) < 0
+        || PyObject_SetAttr(task, str_wait_obj, fd) < 0)
+        return -1;
+    Py_INCREF(task);
+    PyList_SetItem(entry, SLOT_READER, task);
+    return 1;
+}
+
+/* Run one ready task until it waits or ends: step 3 of the loop for one task. */
+static int
+run_task(PyObject *kernel, PyObject *task, PyObject *fds, int epfd, PyObject *finish,
+         PyObject *crash, PyObject *trap_other)
+{
+    if (PyObject_SetAttr(kernel, str_current, task) < 0)
+        return -1;
+    PyObject *value = PyObject_GetAttr(task, str_value);
+    if (value == NULL)
+        return -1;
+    PyObject *exc = PyObject_GetAttr(task, str_exc);
+    if (exc == NULL) {
+        Py_DECREF(value);
+        return -1;
+    }
+    if (exc == Py_None)
+        Py_CLEAR(exc);
+    if ((value != Py_None || exc != NULL)
+        && (PyObject_SetAttr(task, str_value, Py_None) < 0
+            || PyObject_SetAttr(task, str_exc, Py_None) < 0))
+        goto error;
+    PyObject *coro = PyObject_GetAttr(task, str_coro);
+    if (coro == NULL)
+        goto error;
+    for (;;) {
+        PyObject *trap;
+        PySendResult r;
+        if (exc == NULL)
+            r = PyIter_Send(coro, value, &trap);
+        else {
+            PyObject *thrower = PyObject_GetAttr(task, str_throw);
+            trap = thrower == NULL ? NULL : PyObject_CallOneArg(thrower, exc);
+            Py_XDECREF(thrower);
+            Py_CLEAR(exc);
+            r = PYGEN_NEXT;
+            if (trap == NULL) {
+                r = PYGEN_ERROR;
+                if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                    PyObject *stop = fetch_error();
+                    trap = PyObject_GetAttrString(stop, "value");
+                    Py_DECREF(stop);
+                    if (trap == NULL)
+                        goto error_coro;
+                    r = PYGEN_RETURN;
+                }
+            }
+        }
+        Py_CLEAR(value);
+        if (r == PYGEN_RETURN) {
+            PyObject *done = PyObject_CallFunctionObjArgs(finish, task, trap, Py_None, NULL);
+            Py_DECREF(trap);
+            if (done == NULL)
+                goto error_coro;
+            Py_DECREF(done);
+            break;
+        }
+        if (r == PYGEN_ERROR) {
+            PyObject *error = fetch_error();
+            PyObject *done = call2(crash, task, error);
+            Py_DECREF(error);
+            if (done == NULL)
+                goto error_coro;
+            Py_DECREF(done);
+            break;
+        }
+        PyObject *pending = PyObject_GetAttr(task, str_cancel_pending);
+        if (pending == NULL) {
+            Py_DECREF(trap);
+            goto error_coro;
+        }
+        if (pending != Py_None) {
+            Py_DECREF(trap);
+            if (PyObject_SetAttr(task, str_cancel_pending, Py_None) < 0) {
+                Py_DECREF(pending);
+                goto error_coro;
+            }
+            exc = pending;
+            continue;
+        }
+        Py_DECREF(pending);
+        int filed = inline_read_wait(task, trap, fds, epfd);
+        if (filed != 0) {
+            Py_DECREF(trap);
+            if (filed < 0)
+                goto error_coro;
+            break;
+        }
+        /* (suspended, value, exc) from the kernel's other traps */
+        PyObject *answer = call2(trap_other, task, trap);
+        Py_DECREF(trap);
+        if (answer == NULL)
+            goto error_coro;
+        if (!PyTuple_CheckExact(answer) || PyTuple_GET_SIZE(answer) != 3) {
+            Py_DECREF(answer);
+            PyErr_SetString(PyExc_TypeError, "the kernel's _trap must return a 3-tuple");
+            goto error_coro;
+        }
+        int suspended = PyObject_IsTrue(PyTuple_GET_ITEM(answer, 0));
+        if (suspended) {
+            Py_DECREF(answer);
+            if (suspended < 0)
+                goto error_coro;
+            break;
+        }
+        value = PyTuple_GET_ITEM(answer, 1);
+        Py_INCREF(value);
+        exc = PyTuple_GET_ITEM(answer, 2);
+        if (exc == Py_None)
+            exc = NULL;
+        else
+            Py_INCREF(exc);
+        Py_DECREF(answer);
+    }
+    Py_DECREF(coro);
+    return 0;
+error_coro:
+    Py_DECREF(coro);
+error:
+    Py_XDECREF(value);
+    Py_XDECREF(exc);
+    return -1;
+}
+
+static PyObject *
+coro_run_ready(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "run_ready(kernel, popleft, count, fds, epoll_fd, finish, crash, trap)");
+        return NULL;
+    }
+    PyObject *kernel = args[0], *popleft = args[1], *fds = args[3];
+    Py_ssize_t count = PyLong_AsSsize_t(args[2]);
+    int epfd = (int)PyLong_AsLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (!PyDict_CheckExact(fds)) {
+        PyErr_SetString(PyExc_TypeError, "run_ready: fds must be a dict");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *task = PyObject_CallNoArgs(popleft);
+        if (task == NULL)
+            return NULL;
+        int failed = run_task(kernel, task, fds, epfd, args[5], args[6], args[7]);
+        Py_DECREF(task);
+        if (failed)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* -- module ------------------------------------------------------------------------ */
 
 static PyObject *
@@ -764,6 +987,9 @@ static PyMethodDef coro_functions[] = {
     {"poll", (PyCFunction)(void (*)(void))coro_poll, METH_FASTCALL,
      "poll(epoll_fd, timeout_ms, fds, wake_fd, append) -> bool: one epoll_wait and the "
      "fd table's bookkeeping; True if wake_fd was ready."},
+    {"run_ready", (PyCFunction)(void (*)(void))coro_run_ready, METH_FASTCALL,
+     "run_ready(kernel, popleft, count, fds, epoll_fd, finish, crash, trap): run the first "
+     "count tasks of the ready queue, each until it waits or ends."},
     {"set_running", coro_set_running, METH_O,
      "Mark whether a plait kernel runs in this thread (operations may wait only there)."},
     {"set_enabled", coro_set_enabled, METH_O,
@@ -791,6 +1017,17 @@ PyInit__coro(void)
     read_wait_code = PyLong_FromLong(TRAP_READ_WAIT);
     write_wait_code = PyLong_FromLong(TRAP_WRITE_WAIT);
     running_kind = PyLong_FromLong(KIND_RUNNING);
+    wait_read_kind = PyLong_FromLong(KIND_WAIT_READ);
+    str_wait_obj = PyUnicode_InternFromString("_wait_obj");
+    str_current = PyUnicode_InternFromString("current");
+    str_value = PyUnicode_InternFromString("_value");
+    str_exc = PyUnicode_InternFromString("_exc");
+    str_coro = PyUnicode_InternFromString("coro");
+    str_throw = PyUnicode_InternFromString("_throw");
+    str_cancel_pending = PyUnicode_InternFromString("_cancel_pending");
+    if (!wait_read_kind || !str_wait_obj || !str_current || !str_value || !str_exc || !str_coro
+        || !str_throw || !str_cancel_pending)
+        return NULL;
     str_wait_kind = PyUnicode_InternFromString("_wait_kind");
     str_recv = PyUnicode_InternFromString("recv");
     str_recv_into = PyUnicode_InternFromString("recv_into");

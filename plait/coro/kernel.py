@@ -491,6 +491,12 @@ class Kernel:
         if task._group is not None:
             task._group.task_done(task)
 
+    def _crash(self, task: Task, error: BaseException) -> None:
+        """``task`` raised ``error``: it is over; a fatal error stops the kernel."""
+        self._finish(task, None, error)
+        if isinstance(error, _FATAL) and task is not self._main:
+            self._stop(error)
+
     def _trap(self, task: Task, trap: Any) -> tuple[bool, Any, BaseException | None]:
         """The traps that are not dispatched inline. Returns (suspended, value, exc)."""
         if trap.__class__ is not tuple or not trap:
@@ -548,10 +554,15 @@ class Kernel:
         wake_r = self._wake_r
         trap_other = self._trap
         finish = self._finish
+        crash = self._crash
         slow_step = self.slow_step
         perf_counter = time.perf_counter
         # step 1 in C (plait._core._coro.poll), the same bookkeeping as the loop below
-        c_poll = _coro.poll if _coro is not None and _coro.enabled() else None
+        c_poll = c_run = None
+        if _coro is not None and _coro.enabled():
+            c_poll = _coro.poll
+            if slow_step is None:  # step 3 in C (plait._core._coro.run_ready) but timed
+                c_run = _coro.run_ready
         epoll_fd = self._epoll.fileno()
         # the fd table's slots, as locals like the rest: indexed per event and per wait
         MASK, READER, WRITER, OWNER = _MASK, _READER, _WRITER, _OWNER
@@ -608,6 +619,10 @@ class Kernel:
             if timers and timers[0][0] <= monotonic():
                 self._fire_timers(monotonic())
 
+            if c_run is not None:
+                c_run(self, popleft, len(ready), fds, epoll_fd, finish, crash, trap_other)
+                self.current = None
+                continue
             for _ in range(len(ready)):
                 task = popleft()
                 self.current = task
@@ -628,9 +643,7 @@ class Kernel:
                         finish(task, stop.value, None)
                         break
                     except BaseException as error:
-                        finish(task, None, error)
-                        if isinstance(error, _FATAL) and task is not self._main:
-                            self._stop(error)
+                        crash(task, error)
                         break
                     exc = task._cancel_pending
                     if exc is not None:
