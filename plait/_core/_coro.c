@@ -25,19 +25,29 @@
  * hands over (set_fallbacks): TLS sockets, a socket.socket subclass, flags, a closed
  * socket, a recv_into with a count; and a sendall whose first send was short hands
  * the rest to the Python send_rest coroutine, which the operation then drives.
- * set_enabled(False) sends every call there, so one test suite runs both paths.
+ * set_enabled(False) sends every call there and makes the kernel run its Python loop,
+ * so one test suite runs both paths.
  *
  * A trap must not reach a foreign event loop: like traps.read_wait, an operation that
  * would wait outside a plait kernel raises NoKernelError. The kernel marks the thread
  * it runs in with set_running(); a thread-local flag, read without any dictionary.
  *
- * poll(epoll, timeout, fds, wake_fd, ready) is step 1 of the kernel's loop
+ * poll(epoll, timeout_ms, fds, wake_fd, append) is step 1 of the kernel's loop
  * (plait/coro/kernel.py): one epoll_wait (the GIL released while it may block), and
  * for each event the same bookkeeping as the Python loop: the waiting reader and
- * writer of the fd go to `ready` with _wait_kind RUNNING, an interest nobody waits for
- * is dropped from the epoll set. It returns whether the wake-up fd was among the
- * events. EINTR: the signal handlers run (their exception propagates) and poll
- * returns with no events, for the kernel to recompute its timeout.
+ * writer of the fd go to the ready queue (`append`) with _wait_kind RUNNING, and an
+ * interest nobody waits for is dropped from the epoll set. It returns whether the
+ * wake-up fd was among the events. EINTR: the signal handlers run (their exception
+ * propagates) and poll returns with no events, for the kernel to recompute its timeout.
+ *
+ * run_ready(kernel, popleft, count, fds, epoll, finish, crash, trap) is step 3: each of
+ * the first `count` ready tasks becomes kernel.current and gets its _value sent (or its
+ * _exc thrown) until it waits or ends, as in the Python loop. A READ_WAIT on a fd whose
+ * registration is current is filed here; any other trap goes to the kernel's _trap
+ * (which answers (suspended, value, exc)), an ending to _finish, an error to _crash, so
+ * these rules exist once, in Python. A cancellation pending when the task yields is
+ * thrown back at once, as in Python. Neither function reads the clock: the kernel's
+ * timers, and whatever clock it is given, stay in Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -64,8 +74,9 @@ static PyObject *fallback_recv_into;
 static PyObject *fallback_sendall;
 static PyObject *fallback_send_rest;
 static PyObject *outside_kernel;     /* traps._outside: builds the NoKernelError */
-static PyObject *read_wait_code, *write_wait_code, *running_kind, *wait_read_kind;
-static PyObject *str_wait_kind, *str_recv, *str_recv_into, *str_send;
+static PyObject *read_wait_code, *write_wait_code, *running_kind, *wait_read_kind, *minus_one;
+static PyObject *str_wait_kind, *str_recv, *str_recv_into, *str_send, *str_sendall,
+    *str_read_buffered;
 static PyObject *str_wait_obj, *str_current, *str_value, *str_exc, *str_coro, *str_throw,
     *str_cancel_pending;
 
@@ -101,6 +112,15 @@ core_dealloc(SocketCore *self)
     PyObject_GC_UnTrack(self);
     core_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    SocketCore *self = (SocketCore *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->fileno = -1; /* closed until __init__ gives it a socket */
+    return (PyObject *)self;
 }
 
 static PyMemberDef core_members[] = {
@@ -228,22 +248,35 @@ op_closed(Op *op, PyObject **result)
     return op_finish(op, value, result);
 }
 
+/* A read lands here first, then is copied into a bytes object of its exact size: a
+ * bytes object of `size` shrunk to what came costs a large malloc and a realloc per
+ * call. The GIL guards it: no system call here releases it, and a single-phase module
+ * cannot be loaded by an interpreter with a GIL of its own. */
+#define SCRATCH_SIZE 65536
+static char scratch[SCRATCH_SIZE];
+
 static PySendResult
 op_recv(Op *op, PyObject **result)
 {
     SocketCore *sock = op->sock;
     Py_ssize_t size = op->size;
-    PyObject *bytes = PyBytes_FromStringAndSize(NULL, size);
-    if (bytes == NULL)
-        return op_finish(op, NULL, result);
+    PyObject *bytes = NULL;
+    char *into = scratch;
+    if (size > SCRATCH_SIZE) {
+        bytes = PyBytes_FromStringAndSize(NULL, size);
+        if (bytes == NULL)
+            return op_finish(op, NULL, result);
+        into = PyBytes_AS_STRING(bytes);
+    }
     for (;;) {
-        ssize_t n = recv(sock->fileno, PyBytes_AS_STRING(bytes), (size_t)size, 0);
+        ssize_t n = recv(sock->fileno, into, (size_t)size, 0);
         if (n >= 0) {
-            if (n < size) {
+            if (n < size)
                 sock->drained = 1;
-                if (_PyBytes_Resize(&bytes, n) < 0)
-                    return op_finish(op, NULL, result);
-            }
+            if (bytes == NULL)
+                bytes = PyBytes_FromStringAndSize(scratch, n);
+            else if (n < size && _PyBytes_Resize(&bytes, n) < 0)
+                bytes = NULL;
             return op_finish(op, bytes, result);
         }
         if (errno == EINTR) {
@@ -252,13 +285,13 @@ op_recv(Op *op, PyObject **result)
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            Py_DECREF(bytes);
+            Py_XDECREF(bytes);
             return op_wait(op, 0, result);
         }
         PyErr_SetFromErrno(PyExc_OSError);
         break;
     }
-    Py_DECREF(bytes);
+    Py_XDECREF(bytes);
     return op_finish(op, NULL, result);
 }
 
@@ -335,7 +368,8 @@ op_sendall(Op *op, PyObject **result)
         Py_INCREF(Py_None);
         return op_finish(op, Py_None, result);
     }
-    op->rest = PyObject_CallFunction(fallback_send_rest, "OOni", sock, op->data, (Py_ssize_t)n, 0);
+    op->rest = PyObject_CallFunction(fallback_send_rest, "OOni", sock, op->data,
+                                     (Py_ssize_t)n, 0);
     if (op->rest == NULL)
         return op_finish(op, NULL, result);
     return op_drive_rest(op, Py_None, result);
@@ -480,7 +514,8 @@ op_repr(Op *op)
 }
 
 static PyMethodDef op_methods[] = {
-    {"send", (PyCFunction)op_send, METH_O, "Resume the operation; the kernel's answer is ignored."},
+    {"send", (PyCFunction)op_send, METH_O,
+     "Resume the operation; the kernel's answer is ignored."},
     {"throw", (PyCFunction)(void (*)(void))op_throw, METH_FASTCALL,
      "Raise the exception at the operation's wait (it is then over)."},
     {"close", (PyCFunction)op_close, METH_NOARGS, "Abandon the operation."},
@@ -580,8 +615,178 @@ static PyTypeObject SocketCoreType = {
     .tp_dealloc = (destructor)core_dealloc,
     .tp_members = core_members,
     .tp_methods = core_methods,
+    .tp_new = core_new,
+};
+
+/* -- StreamCore -------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *sock;    /* the Socket */
+    PyObject *buffer;  /* a bytearray: what was received and not yet read */
+} StreamCore;
+
+static int
+stream_traverse(StreamCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->sock);
+    Py_VISIT(self->buffer);
+    return 0;
+}
+
+static int
+stream_clear(StreamCore *self)
+{
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->buffer);
+    return 0;
+}
+
+static void
+stream_dealloc(StreamCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    stream_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef stream_members[] = {
+    {"_sock", T_OBJECT, offsetof(StreamCore, sock), 0, "the Socket under the stream"},
+    {"_buffer", T_OBJECT, offsetof(StreamCore, buffer), 0, "received, not yet read"},
+    {NULL}
+};
+
+/* read(maxbytes=-1): with an empty buffer and a count, the socket's recv itself. */
+static PyObject *
+stream_read(StreamCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "read(maxbytes=-1)");
+        return NULL;
+    }
+    if (nargs == 1 && self->buffer != NULL && PyByteArray_CheckExact(self->buffer)
+        && PyByteArray_GET_SIZE(self->buffer) == 0 && PyLong_CheckExact(args[0])
+        && self->sock != NULL && PyObject_TypeCheck(self->sock, &SocketCoreType)) {
+        int overflow;
+        long maxbytes = PyLong_AsLongAndOverflow(args[0], &overflow);
+        if (maxbytes >= 0 && !overflow)
+            return core_recv((SocketCore *)self->sock, args, 1);
+    }
+    PyObject *stack[2] = {(PyObject *)self, nargs > 0 ? args[0] : minus_one};
+    return PyObject_VectorcallMethod(str_read_buffered, stack, 2, NULL);
+}
+
+/* write(data): the socket's sendall. */
+static PyObject *
+stream_write(StreamCore *self, PyObject *data)
+{
+    if (self->sock != NULL && PyObject_TypeCheck(self->sock, &SocketCoreType))
+        return core_sendall((SocketCore *)self->sock, &data, 1);
+    if (self->sock == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "the stream has no socket");
+        return NULL;
+    }
+    return PyObject_CallMethodOneArg(self->sock, str_sendall, data);
+}
+
+static PyMethodDef stream_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))stream_read, METH_FASTCALL,
+     "read(maxbytes=-1): up to maxbytes bytes (all until end of stream if negative); b'' at "
+     "end. Awaitable; blocks until at least one byte (or end of stream) is there."},
+    {"write", (PyCFunction)stream_write, METH_O,
+     "write(data): send all of data; blocks while the peer does not keep up. Awaitable; if "
+     "cancelled midway, the exception carries bytes_sent."},
+    {NULL}
+};
+
+static PyTypeObject StreamCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "plait._core._coro.StreamCore",
+    .tp_basicsize = sizeof(StreamCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The fields and hot methods of plait.coro.SocketStream (its base class).",
+    .tp_traverse = (traverseproc)stream_traverse,
+    .tp_clear = (inquiry)stream_clear,
+    .tp_dealloc = (destructor)stream_dealloc,
+    .tp_members = stream_members,
+    .tp_methods = stream_methods,
     .tp_new = PyType_GenericNew,
 };
+
+/* The fields of plait.coro.task.Task (a class with __slots__) the loop reads and
+ * writes per step: straight at their offsets when the task is exactly a Task (the
+ * offsets come from its member descriptors, set_task_type), through getattr/setattr
+ * otherwise. */
+static PyTypeObject *task_type;
+static Py_ssize_t off_wait_kind = -1, off_wait_obj = -1, off_value = -1, off_exc = -1,
+                  off_coro = -1, off_cancel_pending = -1;
+
+static PyObject *
+task_get(PyObject *task, Py_ssize_t offset, PyObject *name)
+{
+    if (Py_TYPE(task) == task_type && offset >= 0) {
+        PyObject *value = *(PyObject **)((char *)task + offset);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(task, name);
+}
+
+static int
+task_set(PyObject *task, Py_ssize_t offset, PyObject *name, PyObject *value)
+{
+    if (Py_TYPE(task) == task_type && offset >= 0) {
+        PyObject **slot = (PyObject **)((char *)task + offset);
+        Py_INCREF(value);
+        Py_XSETREF(*slot, value);
+        return 0;
+    }
+    return PyObject_SetAttr(task, name, value);
+}
+
+static Py_ssize_t
+slot_offset(PyObject *type, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString(type, name);
+    if (descr == NULL)
+        return -2;
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY))
+            offset = member->offset;
+    }
+    Py_DECREF(descr);
+    return offset;
+}
+
+static PyObject *
+coro_set_task_type(PyObject *module, PyObject *type)
+{
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "set_task_type wants the Task class");
+        return NULL;
+    }
+    Py_ssize_t offsets[6];
+    const char *names[6] = {"_wait_kind", "_wait_obj", "_value", "_exc", "coro",
+                            "_cancel_pending"};
+    for (int i = 0; i < 6; i++) {
+        offsets[i] = slot_offset(type, names[i]);
+        if (offsets[i] == -2)
+            return NULL;
+    }
+    off_wait_kind = offsets[0];
+    off_wait_obj = offsets[1];
+    off_value = offsets[2];
+    off_exc = offsets[3];
+    off_coro = offsets[4];
+    off_cancel_pending = offsets[5];
+    Py_INCREF(type);
+    Py_XSETREF(task_type, (PyTypeObject *)type);
+    Py_RETURN_NONE;
+}
 
 /* -- the kernel's readiness step --------------------------------------------------- */
 
@@ -589,7 +794,7 @@ static PyTypeObject SocketCoreType = {
 static int
 make_ready(PyObject *task, PyObject *append)
 {
-    if (PyObject_SetAttr(task, str_wait_kind, running_kind) < 0)
+    if (task_set(task, off_wait_kind, str_wait_kind, running_kind) < 0)
         return -1;
     PyObject *r = PyObject_CallOneArg(append, task);
     if (r == NULL)
@@ -651,7 +856,8 @@ coro_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) < 3) {
             Py_DECREF(key);
-            PyErr_Format(PyExc_TypeError, "poll: the fd table's entry of fd %d is not a list", fd);
+            PyErr_Format(PyExc_TypeError, "poll: the fd table's entry of fd %d is not a list",
+                         fd);
             return NULL;
         }
         Py_INCREF(entry);
@@ -766,7 +972,8 @@ inline_read_wait(PyObject *task, PyObject *trap, PyObject *fds, int epfd)
             return -1;
         Py_INCREF(entry);
         PyList_SetItem(entry, SLOT_MASK, m);
-        struct epoll_event change = {.events = (uint32_t)mask, .data.fd = (int)PyLong_AsLong(fd)};
+        struct epoll_event change = {.events = (uint32_t)mask};
+        change.data.fd = (int)PyLong_AsLong(fd);
         int failed = epoll_ctl(epfd, EPOLL_CTL_MOD, change.data.fd, &change) < 0;
         Py_DECREF(entry);
         if (failed) {
@@ -774,8 +981,8 @@ inline_read_wait(PyObject *task, PyObject *trap, PyObject *fds, int epfd)
             return -1;
         }
     }
-    if (PyObject_SetAttr(task, str_wait_kind, wait_read_kind) < 0
-        || PyObject_SetAttr(task, str_wait_obj, fd) < 0)
+    if (task_set(task, off_wait_kind, str_wait_kind, wait_read_kind) < 0
+        || task_set(task, off_wait_obj, str_wait_obj, fd) < 0)
         return -1;
     Py_INCREF(task);
     PyList_SetItem(entry, SLOT_READER, task);
@@ -789,10 +996,10 @@ run_task(PyObject *kernel, PyObject *task, PyObject *fds, int epfd, PyObject *fi
 {
     if (PyObject_SetAttr(kernel, str_current, task) < 0)
         return -1;
-    PyObject *value = PyObject_GetAttr(task, str_value);
+    PyObject *value = task_get(task, off_value, str_value);
     if (value == NULL)
         return -1;
-    PyObject *exc = PyObject_GetAttr(task, str_exc);
+    PyObject *exc = task_get(task, off_exc, str_exc);
     if (exc == NULL) {
         Py_DECREF(value);
         return -1;
@@ -800,10 +1007,10 @@ run_task(PyObject *kernel, PyObject *task, PyObject *fds, int epfd, PyObject *fi
     if (exc == Py_None)
         Py_CLEAR(exc);
     if ((value != Py_None || exc != NULL)
-        && (PyObject_SetAttr(task, str_value, Py_None) < 0
-            || PyObject_SetAttr(task, str_exc, Py_None) < 0))
+        && (task_set(task, off_value, str_value, Py_None) < 0
+            || task_set(task, off_exc, str_exc, Py_None) < 0))
         goto error;
-    PyObject *coro = PyObject_GetAttr(task, str_coro);
+    PyObject *coro = task_get(task, off_coro, str_coro);
     if (coro == NULL)
         goto error;
     for (;;) {
@@ -847,14 +1054,14 @@ run_task(PyObject *kernel, PyObject *task, PyObject *fds, int epfd, PyObject *fi
             Py_DECREF(done);
             break;
         }
-        PyObject *pending = PyObject_GetAttr(task, str_cancel_pending);
+        PyObject *pending = task_get(task, off_cancel_pending, str_cancel_pending);
         if (pending == NULL) {
             Py_DECREF(trap);
             goto error_coro;
         }
         if (pending != Py_None) {
             Py_DECREF(trap);
-            if (PyObject_SetAttr(task, str_cancel_pending, Py_None) < 0) {
+            if (task_set(task, off_cancel_pending, str_cancel_pending, Py_None) < 0) {
                 Py_DECREF(pending);
                 goto error_coro;
             }
@@ -910,7 +1117,8 @@ coro_run_ready(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 8) {
         PyErr_SetString(PyExc_TypeError,
-                        "run_ready(kernel, popleft, count, fds, epoll_fd, finish, crash, trap)");
+                        "run_ready(kernel, popleft, count, fds, epoll_fd, finish, crash, "
+                        "trap)");
         return NULL;
     }
     PyObject *kernel = args[0], *popleft = args[1], *fds = args[3];
@@ -990,6 +1198,8 @@ static PyMethodDef coro_functions[] = {
     {"run_ready", (PyCFunction)(void (*)(void))coro_run_ready, METH_FASTCALL,
      "run_ready(kernel, popleft, count, fds, epoll_fd, finish, crash, trap): run the first "
      "count tasks of the ready queue, each until it waits or ends."},
+    {"set_task_type", coro_set_task_type, METH_O,
+     "The Task class, whose slots the loop then reads and writes at their offsets."},
     {"set_running", coro_set_running, METH_O,
      "Mark whether a plait kernel runs in this thread (operations may wait only there)."},
     {"set_enabled", coro_set_enabled, METH_O,
@@ -1012,12 +1222,14 @@ static struct PyModuleDef coro_module = {
 PyMODINIT_FUNC
 PyInit__coro(void)
 {
-    if (PyType_Ready(&SocketCoreType) < 0 || PyType_Ready(&OpType) < 0)
+    if (PyType_Ready(&SocketCoreType) < 0 || PyType_Ready(&OpType) < 0
+        || PyType_Ready(&StreamCoreType) < 0)
         return NULL;
     read_wait_code = PyLong_FromLong(TRAP_READ_WAIT);
     write_wait_code = PyLong_FromLong(TRAP_WRITE_WAIT);
     running_kind = PyLong_FromLong(KIND_RUNNING);
     wait_read_kind = PyLong_FromLong(KIND_WAIT_READ);
+    minus_one = PyLong_FromLong(-1);
     str_wait_obj = PyUnicode_InternFromString("_wait_obj");
     str_current = PyUnicode_InternFromString("current");
     str_value = PyUnicode_InternFromString("_value");
@@ -1025,13 +1237,17 @@ PyInit__coro(void)
     str_coro = PyUnicode_InternFromString("coro");
     str_throw = PyUnicode_InternFromString("_throw");
     str_cancel_pending = PyUnicode_InternFromString("_cancel_pending");
-    if (!wait_read_kind || !str_wait_obj || !str_current || !str_value || !str_exc || !str_coro
+    if (!wait_read_kind || !minus_one || !str_wait_obj || !str_current || !str_value || !str_exc || !str_coro
         || !str_throw || !str_cancel_pending)
         return NULL;
     str_wait_kind = PyUnicode_InternFromString("_wait_kind");
     str_recv = PyUnicode_InternFromString("recv");
     str_recv_into = PyUnicode_InternFromString("recv_into");
     str_send = PyUnicode_InternFromString("send");
+    str_sendall = PyUnicode_InternFromString("sendall");
+    str_read_buffered = PyUnicode_InternFromString("_read_buffered");
+    if (!str_sendall || !str_read_buffered)
+        return NULL;
     if (!read_wait_code || !write_wait_code || !running_kind || !str_wait_kind || !str_recv
         || !str_recv_into || !str_send)
         return NULL;
@@ -1041,6 +1257,12 @@ PyInit__coro(void)
     Py_INCREF(&SocketCoreType);
     if (PyModule_AddObject(m, "SocketCore", (PyObject *)&SocketCoreType) < 0) {
         Py_DECREF(&SocketCoreType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&StreamCoreType);
+    if (PyModule_AddObject(m, "StreamCore", (PyObject *)&StreamCoreType) < 0) {
+        Py_DECREF(&StreamCoreType);
         Py_DECREF(m);
         return NULL;
     }

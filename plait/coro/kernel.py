@@ -53,12 +53,24 @@ Hot loop style: the loop caches bound methods and attributes in locals because i
 once per request of every connection; the I/O traps are dispatched inline for the same
 reason, the others through small methods.
 
+The C core. Where ``plait._core._coro`` is built (Linux), steps 1 and 3 run in C:
+``poll`` makes the ``epoll_wait`` and does the fd table's bookkeeping of the loop below,
+``run_ready`` sends into each ready task and files its read wait inline; every other
+trap, a task's end and its error go through the same methods (``_trap``, ``_finish``,
+``_crash``) as in Python, so the two loops cannot drift apart in anything but the
+inline read wait. Step 2 stays in Python, and so does everything that reads the clock:
+the C side only receives the timeout. The Python loop runs where the core is not built
+and when ``slow_step`` is set (it times each step). A socket's ``recv``, ``recv_into``
+and ``sendall`` have a C form too (see ``sockets.py``). ``tests/coro`` runs the kernel
+and socket tests on both paths (the ``core`` fixture).
+
 Cost of a request: one ``recv``, one ``send`` and a share of one ``epoll_wait``, nothing
-else; the system calls are most of it, and a bare ``selectors`` loop makes the same
-ones. What this design adds in Python is this loop, one ``send()`` into the handler and
-one trap back. ``benchmarks/bench_echo.py`` measures it beside that floor, and its notes
-keep what each choice above (registrations kept across waits, a poll's events in one
-batch, waiting first after a drained read) was measured to save.
+else; the system calls are most of it, and the C echo server of the benchmarks makes
+the same ones. What this design adds above them is the handler's own frame: one
+``send()`` into it, one trap back, and the C bookkeeping around them.
+``benchmarks/bench_echo.py`` measures it beside that floor, and its notes keep what
+each choice above (registrations kept across waits, a poll's events in one batch,
+waiting first after a drained read, the C core) was measured to save.
 """
 
 from __future__ import annotations
@@ -104,6 +116,8 @@ try:
     from plait._core import _coro
 except ImportError:  # not built (not Linux): the loop below runs in Python alone
     _coro = None
+else:
+    _coro.set_task_type(Task)
 
 __all__ = ["Kernel", "run", "where"]
 

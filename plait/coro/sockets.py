@@ -22,6 +22,14 @@ later operation raises :class:`ClosedResourceError` (an ``OSError`` with ``EBADF
 Only one task at a time may wait to read (and one to write) on a socket; a second one
 gets :class:`ResourceBusy`.
 
+The hot methods, ``recv``, ``recv_into`` and ``sendall``, come from the base class
+``_SocketCore``: the C core's ``plait._core._coro.SocketCore`` where it is built, whose
+calls return awaitable C operations that make the system call on the fd and yield the
+kernel's trap tuples themselves, with no Python frame; ``_PySocketCore``, the same
+methods as coroutines, elsewhere. The C operations take only the plain path (a plain
+``socket.socket``, no flags) and hand everything else to those coroutines, which hold
+the rules: the drained read, TLS, ``bytes_sent`` on a cancelled ``sendall``.
+
 The rest of the standard API (``family``, ``getsockname``, ``setsockopt``, TLS's
 ``getpeercert``, ...) is handed to the wrapped socket by one property per name, made
 when this module loads, not by ``__getattr__``: a class with ``__getattr__`` puts *every*
@@ -34,7 +42,7 @@ cannot then specialize (several reads per echo request).
 socket buffer, so a writer that outruns its peer waits there (backpressure); there is
 no unbounded write buffer. With an empty buffer ``read`` *is* the socket's ``recv``
 (tried before any wait unless the last read drained the socket), and ``write`` *is* its
-``sendall``: both are plain methods that hand back the socket's coroutine, so an echo
+``sendall``: both are plain methods that hand back the socket's awaitable, so an echo
 server on streams runs the same frames as one on bare sockets, and the receive and send
 loops exist once.
 """
@@ -320,10 +328,34 @@ class Socket(_SocketCore):
         self.close_nowait()
 
 
-class SocketStream:
-    """A buffered byte stream over a :class:`Socket` (which the stream then owns)."""
+def _read(self: SocketStream, maxbytes: int = -1) -> Awaitable[bytes]:
+    if maxbytes >= 0 and not self._buffer:
+        # the hot path: the socket's own recv, no frame of the stream's in between
+        return self._sock.recv(maxbytes)
+    return self._read_buffered(maxbytes)
+
+
+def _write(self: SocketStream, data: bytes | bytearray | memoryview) -> Awaitable[None]:
+    return self._sock.sendall(data)
+
+
+class _PyStreamCore:
+    """The fields and hot methods of :class:`SocketStream` in Python: its base class where
+    the C core (``plait._core._coro.StreamCore``, the same names) is not built."""
 
     __slots__ = ("_sock", "_buffer")
+
+    read = _read
+    write = _write
+
+
+_StreamCore: type = _coro.StreamCore if _coro is not None else _PyStreamCore
+
+
+class SocketStream(_StreamCore):
+    """A buffered byte stream over a :class:`Socket` (which the stream then owns)."""
+
+    __slots__ = ()
 
     def __init__(self, sock: Socket) -> None:
         self._sock = sock
@@ -332,20 +364,24 @@ class SocketStream:
     def __repr__(self) -> str:
         return f"<plait.coro.SocketStream {self._sock!r}>"
 
+    if TYPE_CHECKING:
+        # The hot methods, from _StreamCore.
+        def read(self, maxbytes: int = -1) -> Awaitable[bytes]:
+            """Up to ``maxbytes`` bytes (all until end of stream if negative); ``b""`` at
+            end. Blocks until at least one byte (or end of stream) is there.
+            """
+
+        def write(self, data: bytes | bytearray | memoryview) -> Awaitable[None]:
+            """Send all of ``data``; blocks while the peer does not keep up (backpressure).
+
+            This is the socket's ``sendall``; if cancelled midway, the exception carries
+            ``bytes_sent``.
+            """
+
     @property
     def socket(self) -> Socket:
         """The :class:`Socket` under the stream."""
         return self._sock
-
-    def read(self, maxbytes: int = -1) -> Awaitable[bytes]:
-        """Up to ``maxbytes`` bytes (all until end of stream if negative); ``b""`` at end.
-
-        Blocks until at least one byte (or end of stream) is there.
-        """
-        if maxbytes >= 0 and not self._buffer:
-            # the hot path: the socket's own recv, no frame of the stream's in between
-            return self._sock.recv(maxbytes)
-        return self._read_buffered(maxbytes)
 
     async def _read_buffered(self, maxbytes: int) -> bytes:
         buffer = self._buffer
@@ -416,14 +452,6 @@ class SocketStream:
         if not line:
             raise StopAsyncIteration
         return line
-
-    def write(self, data: bytes | bytearray | memoryview) -> Awaitable[None]:
-        """Send all of ``data``; blocks while the peer does not keep up (backpressure).
-
-        This is the socket's ``sendall``; if cancelled midway, the exception carries
-        ``bytes_sent``.
-        """
-        return self._sock.sendall(data)
 
     async def writelines(self, lines: Any) -> None:
         """``write`` each item of ``lines`` in turn."""
