@@ -340,7 +340,12 @@ op_sendall(Op *op, PyObject **result)
 {
     SocketCore *sock = op->sock;
     Py_buffer view;
-    if (PyObject_GetBuffer(op->data, &view, PyBUF_SIMPLE) < 0)
+    if (PyBytes_CheckExact(op->data)) { /* what a server echoes: no buffer export needed */
+        view.obj = NULL;
+        view.buf = PyBytes_AS_STRING(op->data);
+        view.len = PyBytes_GET_SIZE(op->data);
+    }
+    else if (PyObject_GetBuffer(op->data, &view, PyBUF_SIMPLE) < 0)
         return op_finish(op, NULL, result);
     ssize_t n;
     for (;;) {
@@ -669,8 +674,11 @@ stream_read(StreamCore *self, PyObject *const *args, Py_ssize_t nargs)
         && self->sock != NULL && PyObject_TypeCheck(self->sock, &SocketCoreType)) {
         int overflow;
         long maxbytes = PyLong_AsLongAndOverflow(args[0], &overflow);
+        SocketCore *sock = (SocketCore *)self->sock;
+        if (maxbytes > 0 && !overflow && enabled && sock->plain && sock->fileno >= 0)
+            return new_op(sock, OP_RECV, NULL, maxbytes);
         if (maxbytes >= 0 && !overflow)
-            return core_recv((SocketCore *)self->sock, args, 1);
+            return core_recv(sock, args, 1);
     }
     PyObject *stack[2] = {(PyObject *)self, nargs > 0 ? args[0] : minus_one};
     return PyObject_VectorcallMethod(str_read_buffered, stack, 2, NULL);
@@ -1237,8 +1245,8 @@ PyInit__coro(void)
     str_coro = PyUnicode_InternFromString("coro");
     str_throw = PyUnicode_InternFromString("_throw");
     str_cancel_pending = PyUnicode_InternFromString("_cancel_pending");
-    if (!wait_read_kind || !minus_one || !str_wait_obj || !str_current || !str_value || !str_exc || !str_coro
-        || !str_throw || !str_cancel_pending)
+    if (!wait_read_kind || !minus_one || !str_wait_obj || !str_current || !str_value || !str_exc
+        || !str_coro || !str_throw || !str_cancel_pending)
         return NULL;
     str_wait_kind = PyUnicode_InternFromString("_wait_kind");
     str_recv = PyUnicode_InternFromString("recv");

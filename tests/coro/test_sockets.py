@@ -467,13 +467,15 @@ def test_a_cancelled_sendall_tells_how_many_bytes_went():
 
 
 def test_recv_with_flags_and_recv_into_with_a_count():
-    """The calls off the plain path (flags, nbytes) give the standard results."""
+    """The calls off the plain path (flags, nbytes, data that is not bytes) give the
+    standard results."""
 
     async def main():
         a, b = socket.socketpair()
         sa, sb = coro.Socket(a), coro.Socket(b)
         async with coro.timeout_after(5):
-            await sb.sendall(b"peek-and-read")
+            await sb.sendall(bytearray(b"peek-"))  # any bytes-like object goes
+            await sb.sendall(memoryview(b"and-read"))
             peeked = await sa.recv(4, socket.MSG_PEEK)
             buf = bytearray(32)
             count = await sa.recv_into(buf, 8)
