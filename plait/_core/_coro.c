@@ -148,36 +148,23 @@ typedef struct {
 
 static PyTypeObject OpType;
 
-static int
-op_traverse(Op *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->sock);
-    Py_VISIT(self->data);
-    Py_VISIT(self->rest);
-    return 0;
-}
-
-static int
-op_clear(Op *self)
+/* Not tracked by the cyclic GC (tracking was ~1/20 of a request): an operation holds
+ * only its socket (whose slots lead to no other object), an exact bytes or bytearray
+ * (which hold none), and the send_rest coroutine over those two, so it can be in no
+ * cycle. Other data goes to the Python coroutines. */
+static void
+op_dealloc(Op *self)
 {
     Py_CLEAR(self->sock);
     Py_CLEAR(self->data);
     Py_CLEAR(self->rest);
-    return 0;
-}
-
-static void
-op_dealloc(Op *self)
-{
-    PyObject_GC_UnTrack(self);
-    op_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    PyObject_Free(self);
 }
 
 static PyObject *
 new_op(SocketCore *sock, int kind, PyObject *data, Py_ssize_t size)
 {
-    Op *op = PyObject_GC_New(Op, &OpType);
+    Op *op = PyObject_New(Op, &OpType);
     if (op == NULL)
         return NULL;
     Py_INCREF(sock);
@@ -189,7 +176,6 @@ new_op(SocketCore *sock, int kind, PyObject *data, Py_ssize_t size)
     op->kind = (char)kind;
     op->started = 0;
     op->done = 0;
-    PyObject_GC_Track(op);
     return (PyObject *)op;
 }
 
@@ -536,10 +522,8 @@ static PyTypeObject OpType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "plait._core._coro.SocketOperation",
     .tp_basicsize = sizeof(Op),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "One recv, recv_into or sendall of a SocketCore, awaited.",
-    .tp_traverse = (traverseproc)op_traverse,
-    .tp_clear = (inquiry)op_clear,
     .tp_dealloc = (destructor)op_dealloc,
     .tp_as_async = &op_async,
     .tp_iter = PyObject_SelfIter,
@@ -586,7 +570,8 @@ core_recv(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 core_recv_into(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!enabled || !self->plain || nargs != 1 || self->fileno < 0)
+    if (!enabled || !self->plain || nargs != 1 || self->fileno < 0
+        || !PyByteArray_CheckExact(args[0]))
         return call_fallback(fallback_recv_into, self, args, nargs);
     return new_op(self, OP_RECV_INTO, args[0], 0);
 }
@@ -594,7 +579,8 @@ core_recv_into(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 core_sendall(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!enabled || !self->plain || nargs != 1 || self->fileno < 0)
+    if (!enabled || !self->plain || nargs != 1 || self->fileno < 0
+        || !(PyBytes_CheckExact(args[0]) || PyByteArray_CheckExact(args[0])))
         return call_fallback(fallback_sendall, self, args, nargs);
     return new_op(self, OP_SENDALL, args[0], 0);
 }
@@ -661,6 +647,14 @@ static PyMemberDef stream_members[] = {
     {NULL}
 };
 
+static inline int
+is_socket_core(PyObject *sock)
+{
+    return sock != NULL
+           && (Py_TYPE(sock)->tp_base == &SocketCoreType
+               || PyObject_TypeCheck(sock, &SocketCoreType));
+}
+
 /* read(maxbytes=-1): with an empty buffer and a count, the socket's recv itself. */
 static PyObject *
 stream_read(StreamCore *self, PyObject *const *args, Py_ssize_t nargs)
@@ -671,7 +665,7 @@ stream_read(StreamCore *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (nargs == 1 && self->buffer != NULL && PyByteArray_CheckExact(self->buffer)
         && PyByteArray_GET_SIZE(self->buffer) == 0 && PyLong_CheckExact(args[0])
-        && self->sock != NULL && PyObject_TypeCheck(self->sock, &SocketCoreType)) {
+        && self->sock != NULL && is_socket_core(self->sock)) {
         int overflow;
         long maxbytes = PyLong_AsLongAndOverflow(args[0], &overflow);
         SocketCore *sock = (SocketCore *)self->sock;
@@ -688,7 +682,7 @@ stream_read(StreamCore *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 stream_write(StreamCore *self, PyObject *data)
 {
-    if (self->sock != NULL && PyObject_TypeCheck(self->sock, &SocketCoreType))
+    if (self->sock != NULL && is_socket_core(self->sock))
         return core_sendall((SocketCore *)self->sock, &data, 1);
     if (self->sock == NULL) {
         PyErr_SetString(PyExc_AttributeError, "the stream has no socket");
@@ -999,10 +993,10 @@ inline_read_wait(PyObject *task, PyObject *trap, PyObject *fds, int epfd)
 
 /* Run one ready task until it waits or ends: step 3 of the loop for one task. */
 static int
-run_task(PyObject *kernel, PyObject *task, PyObject *fds, int epfd, PyObject *finish,
+run_task(PyObject *kernel_dict, PyObject *task, PyObject *fds, int epfd, PyObject *finish,
          PyObject *crash, PyObject *trap_other)
 {
-    if (PyObject_SetAttr(kernel, str_current, task) < 0)
+    if (PyDict_SetItem(kernel_dict, str_current, task) < 0)
         return -1;
     PyObject *value = task_get(task, off_value, str_value);
     if (value == NULL)
@@ -1138,16 +1132,24 @@ coro_run_ready(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "run_ready: fds must be a dict");
         return NULL;
     }
+    /* kernel.current, set per task: straight in the kernel's __dict__ */
+    PyObject *kernel_dict = PyObject_GenericGetDict(kernel, NULL);
+    if (kernel_dict == NULL)
+        return NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *task = PyObject_CallNoArgs(popleft);
         if (task == NULL)
-            return NULL;
-        int failed = run_task(kernel, task, fds, epfd, args[5], args[6], args[7]);
+            goto error;
+        int failed = run_task(kernel_dict, task, fds, epfd, args[5], args[6], args[7]);
         Py_DECREF(task);
         if (failed)
-            return NULL;
+            goto error;
     }
+    Py_DECREF(kernel_dict);
     Py_RETURN_NONE;
+error:
+    Py_DECREF(kernel_dict);
+    return NULL;
 }
 
 /* -- module ------------------------------------------------------------------------ */

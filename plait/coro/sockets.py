@@ -26,9 +26,11 @@ The hot methods, ``recv``, ``recv_into`` and ``sendall``, come from the base cla
 ``_SocketCore``: the C core's ``plait._core._coro.SocketCore`` where it is built, whose
 calls return awaitable C operations that make the system call on the fd and yield the
 kernel's trap tuples themselves, with no Python frame; ``_PySocketCore``, the same
-methods as coroutines, elsewhere. The C operations take only the plain path (a plain
-``socket.socket``, no flags) and hand everything else to those coroutines, which hold
-the rules: the drained read, TLS, ``bytes_sent`` on a cancelled ``sendall``.
+methods as coroutines, elsewhere. The C operations take the plain path, the drained
+rule included: a plain ``socket.socket`` (a subclass may do more in its methods; it
+and TLS sockets are not *plain*), no flags. They hand everything else to those
+coroutines: TLS, flags, a closed socket, and the rest of a ``sendall`` whose first
+``send`` was short (with ``bytes_sent`` if it is cancelled).
 
 The rest of the standard API (``family``, ``getsockname``, ``setsockopt``, TLS's
 ``getpeercert``, ...) is handed to the wrapped socket by one property per name, made
@@ -42,9 +44,9 @@ cannot then specialize (several reads per echo request).
 socket buffer, so a writer that outruns its peer waits there (backpressure); there is
 no unbounded write buffer. With an empty buffer ``read`` *is* the socket's ``recv``
 (tried before any wait unless the last read drained the socket), and ``write`` *is* its
-``sendall``: both are plain methods that hand back the socket's awaitable, so an echo
-server on streams runs the same frames as one on bare sockets, and the receive and send
-loops exist once.
+``sendall``: both are plain methods (from ``_StreamCore``, in C where the core is
+built) that hand back the socket's awaitable, so an echo server on streams runs the
+same frames as one on bare sockets, and the receive and send loops exist once.
 """
 
 from __future__ import annotations
