@@ -149,9 +149,10 @@ typedef struct {
 static PyTypeObject OpType;
 
 /* Not tracked by the cyclic GC (tracking was ~1/20 of a request): an operation holds
- * only its socket (whose slots lead to no other object), an exact bytes or bytearray
- * (which hold none), and the send_rest coroutine over those two, so it can be in no
- * cycle. Other data goes to the Python coroutines. */
+ * only its socket (of a class without a __dict__, whose slots lead to no other
+ * object), an exact bytes or bytearray (which hold none), and the send_rest coroutine
+ * over those two, so it can be in no cycle. Anything else takes the Python coroutines
+ * (fast_path). */
 static void
 op_dealloc(Op *self)
 {
@@ -230,6 +231,10 @@ op_closed(Op *op, PyObject **result)
     PyObject *name = op->kind == OP_SENDALL ? str_send
                      : op->kind == OP_RECV  ? str_recv
                                             : str_recv_into;
+    if (op->sock->io == NULL) {
+        PyErr_SetString(PyExc_OSError, "the socket was closed");
+        return op_finish(op, NULL, result);
+    }
     PyObject *value = PyObject_CallMethodObjArgs(op->sock->io, name, Py_None, NULL);
     return op_finish(op, value, result);
 }
@@ -548,6 +553,14 @@ call_fallback(PyObject *fn, SocketCore *self, PyObject *const *args, Py_ssize_t 
     return PyObject_Vectorcall(fn, stack, nargs + 1, NULL);
 }
 
+/* The C path: on, a plain open socket, and a class without an instance __dict__ (an
+ * operation, outside the cyclic GC, must not reach objects that could lead back to it). */
+static inline int
+fast_path(SocketCore *self)
+{
+    return enabled && self->plain && self->fileno >= 0 && Py_TYPE(self)->tp_dictoffset == 0;
+}
+
 static PyObject *
 core_recv(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -562,7 +575,7 @@ core_recv(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
         if (flags == -1 && PyErr_Occurred())
             return NULL;
     }
-    if (!enabled || !self->plain || flags != 0 || size <= 0 || self->fileno < 0)
+    if (!fast_path(self) || flags != 0 || size <= 0)
         return call_fallback(fallback_recv, self, args, nargs);
     return new_op(self, OP_RECV, NULL, size);
 }
@@ -570,8 +583,7 @@ core_recv(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 core_recv_into(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!enabled || !self->plain || nargs != 1 || self->fileno < 0
-        || !PyByteArray_CheckExact(args[0]))
+    if (!fast_path(self) || nargs != 1 || !PyByteArray_CheckExact(args[0]))
         return call_fallback(fallback_recv_into, self, args, nargs);
     return new_op(self, OP_RECV_INTO, args[0], 0);
 }
@@ -579,7 +591,7 @@ core_recv_into(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 core_sendall(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!enabled || !self->plain || nargs != 1 || self->fileno < 0
+    if (!fast_path(self) || nargs != 1
         || !(PyBytes_CheckExact(args[0]) || PyByteArray_CheckExact(args[0])))
         return call_fallback(fallback_sendall, self, args, nargs);
     return new_op(self, OP_SENDALL, args[0], 0);
@@ -669,7 +681,7 @@ stream_read(StreamCore *self, PyObject *const *args, Py_ssize_t nargs)
         int overflow;
         long maxbytes = PyLong_AsLongAndOverflow(args[0], &overflow);
         SocketCore *sock = (SocketCore *)self->sock;
-        if (maxbytes > 0 && !overflow && enabled && sock->plain && sock->fileno >= 0)
+        if (maxbytes > 0 && !overflow && fast_path(sock))
             return new_op(sock, OP_RECV, NULL, maxbytes);
         if (maxbytes >= 0 && !overflow)
             return core_recv(sock, args, 1);
