@@ -509,3 +509,26 @@ def test_a_socket_operation_reports_the_system_error():
                 await s.close()
 
     coro.run(main)
+
+
+def test_a_socket_in_a_reference_cycle_is_collected():
+    """A Socket subclass with attributes can hold its own pending operation: the cycle
+    must still be collectable (the C operations stay out of such classes)."""
+    import gc
+    import warnings
+    import weakref
+
+    class Annotated(coro.Socket):
+        pass
+
+    a, b = socket.socketpair()
+    sock = Annotated(a)
+    sock.held = sock.recv(10)  # socket -> operation -> socket
+    sock.close_nowait()
+    b.close()
+    ref = weakref.ref(sock)
+    del sock
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "never awaited"
+        gc.collect()
+    assert ref() is None
