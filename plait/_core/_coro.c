@@ -88,6 +88,8 @@ typedef struct {
     int fileno;        /* -1 once closed */
     char drained;      /* the last read was short: the next one waits first */
     char plain;        /* a plain socket.socket: C may call recv/send on the fd */
+    PyObject *fd;      /* fileno as an int, made at the first wait (fds past 256 are not
+                          cached by CPython) */
 } SocketCore;
 
 static PyTypeObject SocketCoreType;
@@ -103,6 +105,7 @@ static int
 core_clear(SocketCore *self)
 {
     Py_CLEAR(self->io);
+    Py_CLEAR(self->fd);
     return 0;
 }
 
@@ -195,17 +198,21 @@ op_wait(Op *op, int writing, PyObject **result)
         *result = NULL;
         return PYGEN_ERROR;
     }
-    PyObject *fd = PyLong_FromLong(op->sock->fileno);
-    if (fd == NULL) {
-        *result = NULL;
-        return PYGEN_ERROR;
+    SocketCore *sock = op->sock;
+    if (sock->fd == NULL || PyLong_AsLong(sock->fd) != sock->fileno) {
+        Py_XSETREF(sock->fd, PyLong_FromLong(sock->fileno));
+        if (sock->fd == NULL) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
     }
     PyObject *trap = PyTuple_New(3);
     if (trap == NULL) {
-        Py_DECREF(fd);
         *result = NULL;
         return PYGEN_ERROR;
     }
+    PyObject *fd = sock->fd;
+    Py_INCREF(fd);
     PyObject *code = writing ? write_wait_code : read_wait_code;
     Py_INCREF(code);
     PyTuple_SET_ITEM(trap, 0, code);
