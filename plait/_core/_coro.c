@@ -88,6 +88,7 @@ typedef struct {
     int fileno;        /* -1 once closed */
     char drained;      /* the last read was short: the next one waits first */
     char plain;        /* a plain socket.socket: C may call recv/send on the fd */
+    char big_reads;    /* the last read was large: the next one skips the scratch buffer */
     PyObject *fd;      /* fileno as an int, made at the first wait (fds past 256 are not
                           cached by CPython) */
 } SocketCore;
@@ -246,11 +247,14 @@ op_closed(Op *op, PyObject **result)
     return op_finish(op, value, result);
 }
 
-/* A read lands here first, then is copied into a bytes object of its exact size: a
- * bytes object of `size` shrunk to what came costs a large malloc and a realloc per
- * call. The GIL guards it: no system call here releases it, and a single-phase module
- * cannot be loaded by an interpreter with a GIL of its own. */
+/* A small read lands here first, then is copied into a bytes object of its exact
+ * size: a bytes object of `size` shrunk to what came costs a large malloc and a
+ * realloc per call. After a large read (more than BIG_READ bytes) the next one goes
+ * straight into such a bytes object instead, where the copy would cost more. The GIL
+ * guards the buffer: no system call here releases it, and a single-phase module cannot
+ * be loaded by an interpreter with a GIL of its own. */
 #define SCRATCH_SIZE 65536
+#define BIG_READ 4096
 static char scratch[SCRATCH_SIZE];
 
 static PySendResult
@@ -260,7 +264,7 @@ op_recv(Op *op, PyObject **result)
     Py_ssize_t size = op->size;
     PyObject *bytes = NULL;
     char *into = scratch;
-    if (size > SCRATCH_SIZE) {
+    if (size > SCRATCH_SIZE || (sock->big_reads && size > BIG_READ)) {
         bytes = PyBytes_FromStringAndSize(NULL, size);
         if (bytes == NULL)
             return op_finish(op, NULL, result);
@@ -271,6 +275,7 @@ op_recv(Op *op, PyObject **result)
         if (n >= 0) {
             if (n < size)
                 sock->drained = 1;
+            sock->big_reads = n > BIG_READ;
             if (bytes == NULL)
                 bytes = PyBytes_FromStringAndSize(scratch, n);
             else if (n < size && _PyBytes_Resize(&bytes, n) < 0)
