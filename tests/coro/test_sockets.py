@@ -532,3 +532,25 @@ def test_a_socket_in_a_reference_cycle_is_collected():
         warnings.simplefilter("ignore", RuntimeWarning)  # "never awaited"
         gc.collect()
     assert ref() is None
+
+
+def test_large_and_small_reads_in_turn_return_exactly_what_was_sent():
+    """Reads switch between their small and large buffers by the size of the last one."""
+    pieces = [os.urandom(n) for n in (60000, 10, 20000, 3, 65536, 1, 5000, 4097, 7)]
+
+    async def main():
+        a, b = socket.socketpair()
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        got = []
+        async with coro.timeout_after(10):
+            for piece in pieces:
+                await sb.sendall(piece)
+                data = b""
+                while len(data) < len(piece):
+                    data += await sa.recv(65536)
+                got.append(data)
+        await sa.close()
+        await sb.close()
+        return got
+
+    assert coro.run(main) == pieces
