@@ -1,6 +1,6 @@
 /*
  * plait/_core/_coro.c - the hot path of plait.coro in C: a socket's receive and send,
- * and the kernel's readiness bookkeeping.
+ * a stream's read and write, and the readiness and run steps of the kernel's loop.
  *
  * Theory of operation
  * -------------------
@@ -21,10 +21,16 @@
  * (the kernel throws into the task; the operation re-raises and is done) and
  * ClosedResourceError (the kernel throws it into a waiter of a closed fd) are theirs.
  *
+ * StreamCore, the base class of plait.coro.SocketStream, holds its _sock and _buffer;
+ * with an empty buffer its read(n) is the socket's recv(n) and its write(data) always
+ * the socket's sendall(data), without a Python frame in between.
+ *
  * Anything off the plain path goes to the Python implementation, which module setup
  * hands over (set_fallbacks): TLS sockets, a socket.socket subclass, flags, a closed
- * socket, a recv_into with a count; and a sendall whose first send was short hands
- * the rest to the Python send_rest coroutine, which the operation then drives.
+ * socket, a recv_into with a count, data or a buffer that is not exactly bytes or
+ * bytearray, a Socket subclass with an instance __dict__ (see op_dealloc); and a
+ * sendall whose first send was short hands the rest to the Python send_rest
+ * coroutine, which the operation then drives.
  * set_enabled(False) sends every call there and makes the kernel run its Python loop,
  * so one test suite runs both paths.
  *
