@@ -1,7 +1,8 @@
 """Build plait's C extensions and its ``.pth`` hook; metadata is in pyproject.toml.
 
 ``_queue``: the thread-queue engine. ``_sync``: futex locks and semaphores in shared
-memory. ``_ring``: the shared-memory ring buffer of the cross-process queues.
+memory. ``_ring``: the shared-memory ring buffer of the cross-process queues. ``_coro``: the hot path of ``plait.coro`` (socket
+operations, the kernel's readiness step); ``plait.coro`` runs the same in Python without it.
 
 ``plait-patch.pth`` goes to site-packages beside the package, in the wheel and in an
 editable install alike: with ``PLAIT_PATCH`` set, every interpreter that starts there
@@ -68,6 +69,7 @@ setup(
             depends=["plait/_core/_futex.h"],
             extra_compile_args=_FLAGS,
         ),
+        Extension("plait._core._coro", sources=["plait/_core/_coro.c"], extra_compile_args=_FLAGS),
     ]
     if ON_LINUX
     else [],

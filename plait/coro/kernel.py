@@ -55,12 +55,24 @@ Hot loop style: the loop caches bound methods and attributes in locals because i
 once per request of every connection; the I/O traps are dispatched inline for the same
 reason, the others through small methods.
 
+The C core. Where ``plait._core._coro`` is built (Linux), steps 1 and 3 run in C:
+``poll`` makes the ``epoll_wait`` and does the fd table's bookkeeping of the loop below,
+``run_ready`` sends into each ready task and files its read wait inline; every other
+trap, a task's end and its error go through the same methods (``_trap``, ``_finish``,
+``_crash``) as in Python, so the two loops cannot drift apart in anything but the
+inline read wait. Step 2 stays in Python, and so does everything that reads the clock:
+the C side only receives the timeout. The Python loop runs where the core is not built
+and when ``slow_step`` is set (it times each step). A socket's ``recv``, ``recv_into``
+and ``sendall`` have a C form too (see ``sockets.py``). ``tests/coro`` runs the kernel
+and socket tests on both paths (the ``core`` fixture).
+
 Cost of a request: one ``recv``, one ``send`` and a share of one ``epoll_wait``, nothing
-else; the system calls are most of it, and a bare ``selectors`` loop makes the same
-ones. What this design adds in Python is this loop, one ``send()`` into the handler and
-one trap back. ``benchmarks/bench_echo.py`` measures it beside that floor, and its notes
-keep what each choice above (registrations kept across waits, a poll's events in one
-batch, waiting first after a drained read) was measured to save.
+else; the system calls are most of it, and the C echo server of the benchmarks makes
+the same ones. What this design adds above them is the handler's own frame: one
+``send()`` into it, one trap back, and the C bookkeeping around them.
+``benchmarks/bench_echo.py`` measures it beside that floor, and its notes keep what
+each choice above (registrations kept across waits, a poll's events in one batch,
+waiting first after a drained read, the C core) was measured to save.
 """
 
 from __future__ import annotations
@@ -68,6 +80,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
 import select
 import signal
@@ -101,6 +114,13 @@ from .task import (
     as_coroutine,
     report_crash,
 )
+
+try:
+    from plait._core import _coro
+except ImportError:  # not built (not Linux): the loop below runs in Python alone
+    _coro = None
+else:
+    _coro.set_task_type(Task)
 
 __all__ = ["Kernel", "run", "where"]
 
@@ -355,6 +375,8 @@ class Kernel:
             self._close()
             raise
         traps.state.kernel = self
+        if _coro is not None:
+            _coro.set_running(True)
         old_sigint = old_wakeup = None
         try:
             if threading.current_thread() is threading.main_thread():
@@ -373,6 +395,8 @@ class Kernel:
             if old_wakeup is not None:
                 signal.set_wakeup_fd(old_wakeup)
             traps.state.kernel = None
+            if _coro is not None:
+                _coro.set_running(False)
             self._close()
         if self._fatal is not None:
             raise self._fatal
@@ -502,6 +526,12 @@ class Kernel:
         if task._group is not None:
             task._group.task_done(task)
 
+    def _crash(self, task: Task, error: BaseException) -> None:
+        """``task`` raised ``error``: it is over; a fatal error stops the kernel."""
+        self._finish(task, None, error)
+        if isinstance(error, _FATAL) and task is not self._main:
+            self._stop(error)
+
     def _trap(self, task: Task, trap: Any) -> tuple[bool, Any, BaseException | None]:
         """The traps that are not dispatched inline. Returns (suspended, value, exc)."""
         if trap.__class__ is not tuple or not trap:
@@ -576,8 +606,16 @@ class Kernel:
         wake_r = self._wake_r
         trap_other = self._trap
         finish = self._finish
+        crash = self._crash
         slow_step = self.slow_step
         perf_counter = time.perf_counter
+        # step 1 in C (plait._core._coro.poll), the same bookkeeping as the loop below
+        c_poll = c_run = None
+        if _coro is not None and _coro.enabled():
+            c_poll = _coro.poll
+            if slow_step is None:  # step 3 in C (plait._core._coro.run_ready) but timed
+                c_run = _coro.run_ready
+        epoll_fd = self._epoll.fileno()
         # the fd table's slots, as locals like the rest: indexed per event and per wait
         MASK, READER, WRITER, OWNER = _MASK, _READER, _WRITER, _OWNER
 
@@ -593,7 +631,14 @@ class Kernel:
                 timeout = -1
                 if not fds and self._deadlocked():
                     continue
-            for fd, ev in poll(timeout):
+            if c_poll is not None:
+                milliseconds = -1 if timeout < 0 else math.ceil(timeout * 1e3)
+                if c_poll(epoll_fd, milliseconds, fds, wake_r, append):
+                    self._handle_wakeup()
+                events = ()
+            else:
+                events = poll(timeout)
+            for fd, ev in events:
                 entry = entry_of(fd)
                 if entry is None:
                     if fd == wake_r:
@@ -628,6 +673,10 @@ class Kernel:
             if timers and timers[0][0] <= monotonic():
                 self._fire_timers(monotonic())
 
+            if c_run is not None:
+                c_run(self, popleft, len(ready), fds, epoll_fd, finish, crash, trap_other)
+                self.current = None
+                continue
             for _ in range(len(ready)):
                 task = popleft()
                 self.current = task
@@ -648,9 +697,7 @@ class Kernel:
                         finish(task, stop.value, None)
                         break
                     except BaseException as error:
-                        finish(task, None, error)
-                        if isinstance(error, _FATAL) and task is not self._main:
-                            self._stop(error)
+                        crash(task, error)
                         break
                     exc = task._cancel_pending
                     if exc is not None:

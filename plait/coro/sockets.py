@@ -22,6 +22,16 @@ later operation raises :class:`ClosedResourceError` (an ``OSError`` with ``EBADF
 Only one task at a time may wait to read (and one to write) on a socket; a second one
 gets :class:`ResourceBusy`.
 
+The hot methods, ``recv``, ``recv_into`` and ``sendall``, come from the base class
+``_SocketCore``: the C core's ``plait._core._coro.SocketCore`` where it is built, whose
+calls return awaitable C operations that make the system call on the fd and yield the
+kernel's trap tuples themselves, with no Python frame; ``_PySocketCore``, the same
+methods as coroutines, elsewhere. The C operations take the plain path, the drained
+rule included: a plain ``socket.socket`` (a subclass may do more in its methods; it
+and TLS sockets are not *plain*), no flags. They hand everything else to those
+coroutines: TLS, flags, a closed socket, and the rest of a ``sendall`` whose first
+``send`` was short (with ``bytes_sent`` if it is cancelled).
+
 The rest of the standard API (``family``, ``getsockname``, ``setsockopt``, TLS's
 ``getpeercert``, ...) is handed to the wrapped socket by one property per name, made
 when this module loads, not by ``__getattr__``: a class with ``__getattr__`` puts *every*
@@ -34,9 +44,9 @@ cannot then specialize (several reads per echo request).
 socket buffer, so a writer that outruns its peer waits there (backpressure); there is
 no unbounded write buffer. With an empty buffer ``read`` *is* the socket's ``recv``
 (tried before any wait unless the last read drained the socket), and ``write`` *is* its
-``sendall``: both are plain methods that hand back the socket's coroutine, so an echo
-server on streams runs the same frames as one on bare sockets, and the receive and send
-loops exist once.
+``sendall``: both are plain methods (from ``_StreamCore``, in C where the core is
+built) that hand back the socket's awaitable, so an echo server on streams runs the
+same frames as one on bare sockets, and the receive and send loops exist once.
 """
 
 from __future__ import annotations
@@ -50,6 +60,11 @@ from typing import TYPE_CHECKING, Any
 from . import traps
 from .errors import ClosedResourceError, IncompleteRead
 
+try:
+    from plait._core import _coro
+except ImportError:  # not built (not Linux): the Python core below does the same
+    _coro = None
+
 __all__ = ["Socket", "SocketStream", "WOULD_BLOCK_READ", "WOULD_BLOCK_WRITE", "wrap"]
 
 # What a non-blocking call raises when it must wait for readability/writability. A TLS
@@ -61,7 +76,84 @@ _read_wait = traps.read_wait
 _write_wait = traps.write_wait
 
 
-class Socket:
+async def _recv(self: Socket, maxsize: int, flags: int = 0) -> bytes:
+    if self._drained:
+        self._drained = False
+        await _read_wait(self._fileno, self)
+    while True:
+        try:
+            data = self._io.recv(maxsize, flags)
+            if len(data) < maxsize:
+                self._drained = self._plain
+            return data
+        except WOULD_BLOCK_READ:
+            await _read_wait(self._fileno, self)
+        except _ssl.SSLWantWriteError:
+            await _write_wait(self._fileno, self)
+
+
+async def _recv_into(self: Socket, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    if self._drained:
+        self._drained = False
+        await _read_wait(self._fileno, self)
+    while True:
+        try:
+            count = self._io.recv_into(buffer, nbytes, flags)
+            if count < (nbytes or len(buffer)):
+                self._drained = self._plain
+            return count
+        except WOULD_BLOCK_READ:
+            await _read_wait(self._fileno, self)
+        except _ssl.SSLWantWriteError:
+            await _write_wait(self._fileno, self)
+
+
+async def _sendall(self: Socket, data: Any, flags: int = 0) -> None:
+    try:
+        sent = self._io.send(data, flags)
+    except WOULD_BLOCK_WRITE:
+        sent = 0
+    except _ssl.SSLWantReadError:
+        sent = 0
+    if sent != len(data):
+        await _send_rest(self, data, sent, flags)
+
+
+async def _send_rest(self: Socket, data: Any, sent: int, flags: int = 0) -> None:
+    with memoryview(data).cast("B") as view:
+        total = len(view)
+        try:
+            while sent < total:
+                try:
+                    sent += self._io.send(view[sent:], flags)
+                except WOULD_BLOCK_WRITE:
+                    await _write_wait(self._fileno, self)
+                except _ssl.SSLWantReadError:
+                    await _read_wait(self._fileno, self)
+        except BaseException as e:
+            e.bytes_sent = sent
+            raise
+
+
+class _PySocketCore:
+    """The fields and hot methods of :class:`Socket` in Python: its base class where the
+    C core (``plait._core._coro.SocketCore``, the same names) is not built."""
+
+    __slots__ = ("_io", "_fileno", "_drained", "_plain")
+
+    recv = _recv
+    recv_into = _recv_into
+    sendall = _sendall
+
+
+if _coro is not None:
+    _coro.set_fallbacks(_recv, _recv_into, _sendall, _send_rest, traps._outside)
+    _SocketCore: type = _coro.SocketCore
+else:
+    _SocketCore = _PySocketCore
+
+
+class Socket(_SocketCore):
     """An awaitable socket. ``Socket(sock)`` takes ownership of ``sock``.
 
     >>> import socket
@@ -78,15 +170,7 @@ class Socket:
     b'ping'
     """
 
-    __slots__ = (
-        "_socket",
-        "_io",
-        "_fileno",
-        "_name",
-        "_plain",
-        "_drained",
-        "__weakref__",
-    )
+    __slots__ = ("_socket", "_name", "__weakref__")
 
     def __init__(self, sock: _socket.socket) -> None:
         if isinstance(sock, Socket):
@@ -100,8 +184,10 @@ class Socket:
         self._io: Any = sock
         self._fileno = sock.fileno()
         self._name = f"socket fd {self._fileno}"
-        # see "drained" in the module notes; never for TLS, whose library buffers data
-        self._plain = not isinstance(sock, _ssl.SSLSocket)
+        # A plain socket.socket: the C core may make its system calls on the fd, and a
+        # short read drains it (see "drained" in the module notes); never TLS, whose
+        # library buffers data, nor a subclass, whose methods may do more.
+        self._plain = sock.__class__ is _socket.socket
         self._drained = False
 
     def __repr__(self) -> str:
@@ -110,6 +196,20 @@ class Socket:
     if TYPE_CHECKING:
         # The rest of the wrapped socket's API: one property per name (see _delegate).
         def __getattr__(self, name: str) -> Any: ...
+
+        # The hot methods, from _SocketCore.
+        async def recv(self, maxsize: int, flags: int = 0) -> bytes:
+            """Receive up to ``maxsize`` bytes; ``b""`` at end of stream. Blocks until data."""
+
+        async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+            """Receive into ``buffer``; return the count (0 at end of stream)."""
+
+        async def sendall(self, data: Any, flags: int = 0) -> None:
+            """Send all of ``data``. Blocks while the peer's window is full (backpressure).
+
+            If cancelled midway, the bytes already sent are not taken back; the exception
+            carries ``bytes_sent``.
+            """
 
     def fileno(self) -> int:
         """The fd, or -1 once closed."""
@@ -124,39 +224,7 @@ class Socket:
         """A buffered :class:`SocketStream` over this socket (which it then owns)."""
         return SocketStream(self)
 
-    # -- receiving ---------------------------------------------------------------------
-
-    async def recv(self, maxsize: int, flags: int = 0) -> bytes:
-        """Receive up to ``maxsize`` bytes; ``b""`` at end of stream. Blocks until data."""
-        if self._drained:
-            self._drained = False
-            await _read_wait(self._fileno, self)
-        while True:
-            try:
-                data = self._io.recv(maxsize, flags)
-                if len(data) < maxsize:
-                    self._drained = self._plain
-                return data
-            except WOULD_BLOCK_READ:
-                await _read_wait(self._fileno, self)
-            except _ssl.SSLWantWriteError:
-                await _write_wait(self._fileno, self)
-
-    async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        """Receive into ``buffer``; return the count (0 at end of stream)."""
-        if self._drained:
-            self._drained = False
-            await _read_wait(self._fileno, self)
-        while True:
-            try:
-                count = self._io.recv_into(buffer, nbytes, flags)
-                if count < (nbytes or len(buffer)):
-                    self._drained = self._plain
-                return count
-            except WOULD_BLOCK_READ:
-                await _read_wait(self._fileno, self)
-            except _ssl.SSLWantWriteError:
-                await _write_wait(self._fileno, self)
+    # -- receiving (recv and recv_into: see _SocketCore) ------------------------------
 
     async def recvfrom(self, maxsize: int, flags: int = 0) -> tuple[bytes, Any]:
         """Receive a datagram and its sender's address."""
@@ -174,7 +242,7 @@ class Socket:
             except WOULD_BLOCK_READ:
                 await _read_wait(self._fileno, self)
 
-    # -- sending -----------------------------------------------------------------------
+    # -- sending (sendall: see _SocketCore) ------------------------------------------
 
     async def send(self, data: Any, flags: int = 0) -> int:
         """Send some of ``data``; return how many bytes went. Blocks until some can go."""
@@ -185,37 +253,6 @@ class Socket:
                 await _write_wait(self._fileno, self)
             except _ssl.SSLWantReadError:
                 await _read_wait(self._fileno, self)
-
-    async def sendall(self, data: Any, flags: int = 0) -> None:
-        """Send all of ``data``. Blocks while the peer's window is full (backpressure).
-
-        If cancelled midway, the bytes already sent are not taken back; the exception
-        carries ``bytes_sent``.
-        """
-        try:
-            sent = self._io.send(data, flags)
-        except WOULD_BLOCK_WRITE:
-            sent = 0
-        except _ssl.SSLWantReadError:
-            sent = 0
-        if sent != len(data):
-            await self.send_rest(data, sent, flags)
-
-    async def send_rest(self, data: Any, sent: int, flags: int = 0) -> None:
-        """Send ``data[sent:]`` (the slow part of ``sendall``)."""
-        with memoryview(data).cast("B") as view:
-            total = len(view)
-            try:
-                while sent < total:
-                    try:
-                        sent += self._io.send(view[sent:], flags)
-                    except WOULD_BLOCK_WRITE:
-                        await _write_wait(self._fileno, self)
-                    except _ssl.SSLWantReadError:
-                        await _read_wait(self._fileno, self)
-            except BaseException as e:
-                e.bytes_sent = sent
-                raise
 
     async def sendto(self, data: Any, address: Any, flags: int = 0) -> int:
         """Send a datagram to ``address``."""
@@ -301,10 +338,34 @@ class Socket:
         self.close_nowait()
 
 
-class SocketStream:
-    """A buffered byte stream over a :class:`Socket` (which the stream then owns)."""
+def _read(self: SocketStream, maxbytes: int = -1) -> Awaitable[bytes]:
+    if maxbytes >= 0 and not self._buffer:
+        # the hot path: the socket's own recv, no frame of the stream's in between
+        return self._sock.recv(maxbytes)
+    return self._read_buffered(maxbytes)
+
+
+def _write(self: SocketStream, data: bytes | bytearray | memoryview) -> Awaitable[None]:
+    return self._sock.sendall(data)
+
+
+class _PyStreamCore:
+    """The fields and hot methods of :class:`SocketStream` in Python: its base class where
+    the C core (``plait._core._coro.StreamCore``, the same names) is not built."""
 
     __slots__ = ("_sock", "_buffer")
+
+    read = _read
+    write = _write
+
+
+_StreamCore: type = _coro.StreamCore if _coro is not None else _PyStreamCore
+
+
+class SocketStream(_StreamCore):
+    """A buffered byte stream over a :class:`Socket` (which the stream then owns)."""
+
+    __slots__ = ()
 
     def __init__(self, sock: Socket) -> None:
         self._sock = sock
@@ -313,20 +374,24 @@ class SocketStream:
     def __repr__(self) -> str:
         return f"<plait.coro.SocketStream {self._sock!r}>"
 
+    if TYPE_CHECKING:
+        # The hot methods, from _StreamCore.
+        def read(self, maxbytes: int = -1) -> Awaitable[bytes]:
+            """Up to ``maxbytes`` bytes (all until end of stream if negative); ``b""`` at
+            end. Blocks until at least one byte (or end of stream) is there.
+            """
+
+        def write(self, data: bytes | bytearray | memoryview) -> Awaitable[None]:
+            """Send all of ``data``; blocks while the peer does not keep up (backpressure).
+
+            This is the socket's ``sendall``; if cancelled midway, the exception carries
+            ``bytes_sent``.
+            """
+
     @property
     def socket(self) -> Socket:
         """The :class:`Socket` under the stream."""
         return self._sock
-
-    def read(self, maxbytes: int = -1) -> Awaitable[bytes]:
-        """Up to ``maxbytes`` bytes (all until end of stream if negative); ``b""`` at end.
-
-        Blocks until at least one byte (or end of stream) is there.
-        """
-        if maxbytes >= 0 and not self._buffer:
-            # the hot path: the socket's own recv, no frame of the stream's in between
-            return self._sock.recv(maxbytes)
-        return self._read_buffered(maxbytes)
 
     async def _read_buffered(self, maxbytes: int) -> bytes:
         buffer = self._buffer
@@ -397,14 +462,6 @@ class SocketStream:
         if not line:
             raise StopAsyncIteration
         return line
-
-    def write(self, data: bytes | bytearray | memoryview) -> Awaitable[None]:
-        """Send all of ``data``; blocks while the peer does not keep up (backpressure).
-
-        This is the socket's ``sendall``; if cancelled midway, the exception carries
-        ``bytes_sent``.
-        """
-        return self._sock.sendall(data)
 
     async def writelines(self, lines: Any) -> None:
         """``write`` each item of ``lines`` in turn."""

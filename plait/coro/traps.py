@@ -25,6 +25,9 @@ The codes:
     "too late, the answer is already on its way" and the cancellation waits for the next
     blocking point instead.
 
+The C core's socket operations (``plait._core._coro``, see ``sockets.py``) yield the
+same ``READ_WAIT``/``WRITE_WAIT`` tuples from C: to the kernel they are these traps.
+
 Every trap is a blocking point: a pending cancellation or expired timeout is delivered
 there, before the task would sleep. Operations that never block (spawning, reading the
 clock, finding the current task) do not need a trap: they call the kernel running in this

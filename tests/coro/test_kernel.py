@@ -16,7 +16,7 @@ import pytest
 
 from plait import coro
 
-pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(30)]
+pytestmark = [pytest.mark.usefixtures("no_leaks", "core"), pytest.mark.timeout(30)]
 
 
 def test_run_returns_main_result_and_passes_arguments():

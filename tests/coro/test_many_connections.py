@@ -12,7 +12,7 @@ import pytest
 
 from plait import coro
 
-pytestmark = [pytest.mark.usefixtures("no_leaks")]
+pytestmark = [pytest.mark.usefixtures("no_leaks", "core")]
 
 CONNECTIONS = 10_000
 

@@ -15,7 +15,7 @@ import pytest
 
 from plait import coro
 
-pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(30)]
+pytestmark = [pytest.mark.usefixtures("no_leaks", "core"), pytest.mark.timeout(30)]
 
 
 async def echo_handler(client, addr):
@@ -388,3 +388,169 @@ def test_run_leaves_nothing_behind_even_with_a_daemon_server_still_running():
         return reply  # the server is still running: run() must cancel and close it
 
     assert coro.run(main) == b"ping"
+
+
+def test_a_socket_wait_outside_the_kernel_names_the_cause():
+    """A recv or sendall that must wait, awaited in asyncio, raises instead of yielding a
+    trap; one that needs no wait just works."""
+    import asyncio
+
+    a, b = socket.socketpair()
+    sa = coro.Socket(a)
+
+    async def in_asyncio(got):
+        b.send(b"x")
+        got.append(await sa.recv(100))  # the data is there: no wait, no kernel needed
+        await sa.recv(100)  # drained: it would wait
+
+    try:
+        got = []
+        with pytest.raises(coro.NoKernelError, match=r"plait\.coro\.run\(\)"):
+            asyncio.run(in_asyncio(got))
+        assert got == [b"x"]
+        with pytest.raises(coro.NoKernelError):
+            asyncio.run(sa.sendall(b"z" * (64 << 20)))  # fills the buffer, then must wait
+    finally:
+        sa.close_nowait()
+        b.close()
+
+
+def test_ps_shows_a_task_waiting_in_recv_and_where():
+    async def reader(sock):
+        return await sock.recv(100)
+
+    async def main():
+        a, b = socket.socketpair()
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        t = await coro.spawn(reader, sa)
+        await coro.sleep(0.01)
+        row = {info.id: info for info in coro.ps()}[t.id]
+        await sb.sendall(b"late")
+        got = await t.join()
+        await sa.close()
+        await sb.close()
+        return row, got
+
+    row, got = coro.run(main)
+    assert row.state == "READ_WAIT"
+    assert "test_sockets.py" in row.where and "reader" in row.where
+    assert got == b"late"
+
+
+def test_a_cancelled_sendall_tells_how_many_bytes_went():
+    """A sendall that had to wait for the peer, cancelled there: ``bytes_sent``."""
+    sent = []
+
+    async def writer(sock):
+        try:
+            await sock.sendall(b"x" * (16 << 20))
+        except coro.TaskCancelled as e:
+            sent.append(e.bytes_sent)
+            raise
+
+    async def main():
+        a, b = socket.socketpair()
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        t = await coro.spawn(writer, sa)
+        await coro.sleep(0.05)
+        assert t.state == "WRITE_WAIT"
+        got = len(await sb.recv(1 << 16))
+        await coro.sleep(0.01)
+        await t.cancel()
+        await sa.close()
+        await sb.close()
+        return got, t.cancelled
+
+    got, cancelled = coro.run(main)
+    assert cancelled
+    assert len(sent) == 1 and got <= sent[0] < 16 << 20
+
+
+def test_recv_with_flags_and_recv_into_with_a_count():
+    """The calls off the plain path (flags, nbytes, data that is not bytes) give the
+    standard results."""
+
+    async def main():
+        a, b = socket.socketpair()
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        async with coro.timeout_after(5):
+            await sb.sendall(bytearray(b"peek-"))  # any bytes-like object goes
+            await sb.sendall(memoryview(b"and-read"))
+            peeked = await sa.recv(4, socket.MSG_PEEK)
+            buf = bytearray(32)
+            count = await sa.recv_into(buf, 8)
+            rest = await sa.recv(100)
+            await sb.close()
+            end = await sa.recv(100)
+        await sa.close()
+        return peeked, bytes(buf[:count]), rest, end
+
+    assert coro.run(main) == (b"peek", b"peek-and", b"-read", b"")
+
+
+def test_a_socket_operation_reports_the_system_error():
+    """recv on a connection the peer reset raises ConnectionResetError, as socket does."""
+
+    async def main():
+        server = coro.tcp_server_socket("127.0.0.1", 0)
+        client = await coro.open_connection("127.0.0.1", server.getsockname()[1])
+        peer, _ = await server.accept()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        await client.sendall(b"unread")  # unread data makes close send a reset
+        await coro.sleep(0.01)
+        await peer.close()
+        try:
+            async with coro.timeout_after(5):
+                with pytest.raises(ConnectionResetError):
+                    await client.recv(100)
+                    await client.recv(100)
+        finally:
+            for s in (client, server):
+                await s.close()
+
+    coro.run(main)
+
+
+def test_a_socket_in_a_reference_cycle_is_collected():
+    """A Socket subclass with attributes can hold its own pending operation: the cycle
+    must still be collectable (the C operations stay out of such classes)."""
+    import gc
+    import warnings
+    import weakref
+
+    class Annotated(coro.Socket):
+        pass
+
+    a, b = socket.socketpair()
+    sock = Annotated(a)
+    sock.held = sock.recv(10)  # socket -> operation -> socket
+    sock.close_nowait()
+    b.close()
+    ref = weakref.ref(sock)
+    del sock
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "never awaited"
+        gc.collect()
+    assert ref() is None
+
+
+def test_large_and_small_reads_in_turn_return_exactly_what_was_sent():
+    """Reads switch between their small and large buffers by the size of the last one."""
+    pieces = [os.urandom(n) for n in (60000, 10, 20000, 3, 65536, 1, 5000, 4097, 7)]
+
+    async def main():
+        a, b = socket.socketpair()
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        got = []
+        async with coro.timeout_after(10):
+            for piece in pieces:
+                await sb.sendall(piece)
+                data = b""
+                while len(data) < len(piece):
+                    data += await sa.recv(65536)
+                got.append(data)
+        await sa.close()
+        await sb.close()
+        return got
+
+    assert coro.run(main) == pieces
