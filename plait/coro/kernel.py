@@ -127,6 +127,7 @@ __all__ = ["Kernel", "run", "where"]
 log = logging.getLogger("plait.coro")
 
 _EPOLLIN = select.EPOLLIN
+_LONGEST_POLL = 86400.0  # seconds: the longest single wait of the loop
 _EPOLLOUT = select.EPOLLOUT
 _READABLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 _WRITABLE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
@@ -624,7 +625,8 @@ class Kernel:
             if ready:
                 timeout = 0
             elif timers:
-                timeout = max(0.0, timers[0][0] - monotonic())
+                # at most a day: epoll refuses a longer wait (sleep(1e9)); the loop waits again
+                timeout = min(_LONGEST_POLL, max(0.0, timers[0][0] - monotonic()))
                 if mock_clock is not None:  # a MockClock's seconds are not poll()'s
                     timeout = self._mock_idle(mock_clock, timers[0][0])
             else:

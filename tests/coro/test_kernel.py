@@ -85,6 +85,17 @@ def test_current_task_and_sleep_order():
     assert order == [1, 2, 3]
 
 
+def test_a_sleep_longer_than_epoll_can_wait_is_cancelled_normally():
+    async def main():
+        sleeper = await coro.spawn(coro.sleep, 1e9)
+        # the nearest timer is now a billion seconds away: the loop's wait must be bounded
+        await coro.run_in_thread(time.sleep, 0.05)
+        await sleeper.cancel()
+        return sleeper.cancelled
+
+    assert coro.run(main) is True
+
+
 def test_generator_style_tasks_yield_traps_and_awaitables():
     async def double(x):
         await coro.sleep(0)
