@@ -154,7 +154,8 @@ else:
 
 
 class Socket(_SocketCore):
-    """An awaitable socket. ``Socket(sock)`` takes ownership of ``sock``.
+    """An awaitable socket. ``Socket(sock, name=None)`` takes ownership of ``sock``;
+    ``name`` is what its errors call it (``ClosedResourceError``), ``"socket fd N"`` by default.
 
     >>> import socket
     >>> from plait.coro import run, tcp_server_socket
@@ -172,7 +173,7 @@ class Socket(_SocketCore):
 
     __slots__ = ("_socket", "_name", "__weakref__")
 
-    def __init__(self, sock: _socket.socket) -> None:
+    def __init__(self, sock: _socket.socket, name: str | None = None) -> None:
         if isinstance(sock, Socket):
             raise TypeError("this socket is already a plait.coro Socket")
         sock.setblocking(False)
@@ -183,7 +184,7 @@ class Socket(_SocketCore):
         # connections the cached bound method is one more object out of the cache.
         self._io: Any = sock
         self._fileno = sock.fileno()
-        self._name = f"socket fd {self._fileno}"
+        self._name = name or f"socket fd {self._fileno}"  # what a ClosedResourceError names
         # A plain socket.socket: the C core may make its system calls on the fd, and a
         # short read drains it (see "drained" in the module notes); never TLS, whose
         # library buffers data, nor a subclass, whose methods may do more.

@@ -219,9 +219,7 @@ class Popen:
         program = _program(args)
         for name, fd in ours.items():
             what = f"the {name} pipe of process {self.pid} ({program})"
-            sock = Socket(_PipeFile(fd, what))
-            sock._name = what  # what its ClosedResourceError names
-            setattr(self, name, sock.as_stream())
+            setattr(self, name, Socket(_PipeFile(fd, what), name=what).as_stream())
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"returncode={self.returncode}"
