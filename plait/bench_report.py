@@ -11,8 +11,10 @@ current. The records below are the format: ``Run`` holds the conditions of the r
 and max (the first variant is plait), and for each peer a ``Ratio``: per round, how many
 times better plait did than that peer, with the median, min and max of those ratios.
 ``benchmarks/harness.py`` builds these records and ``dump`` writes them; ``load`` reads
-and checks them. A round where a variant gave no figure (over its cap, failed) is
-``null`` in ``figures``, and the variant's ``note`` says why.
+and checks them, meaning as well as shape: figures are finite, ratios positive, each
+ratio's peer is a variant of its case, a load average is three numbers. A round where a
+variant gave no figure (over its cap, failed) is ``null`` in ``figures``, and the
+variant's ``note`` says why.
 
 The report never runs a benchmark: it reads ``DIR/*.json`` alone. It checks every file
 and that matplotlib can be imported before it writes anything, builds ``charts/`` (one
@@ -29,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 import pathlib
 import re
@@ -250,12 +253,47 @@ def _fields(data: object, cls: type, where: str) -> dict[str, Any]:
     return values
 
 
-def _number(value: object, where: str, none: bool = False) -> float | None:
+def _number(value: object, where: str, none: bool = False, positive: bool = False) -> float | None:
+    """``value`` as a finite float (> 0 if ``positive``; None allowed if ``none``)."""
     if value is None and none:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{where} should be a number, not {value!r}")
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ValueError(
+            f"{where} should be a {'positive' if positive else 'finite'} number, not {value!r}"
+        )
     return float(value)
+
+
+def _of_type(value: object, kind: type, where: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{where} should be {kind.__name__}, not {value!r}")
+    return value
+
+
+def _conditions(data: object) -> Conditions:
+    fields = _fields(data, Conditions, "'conditions'")
+    for key in ("python", "implementation", "hostname", "cpu_model", "architecture"):
+        _of_type(fields[key], str, f"'conditions' {key!r}")
+    for key in ("cores", "cpu_count", "rounds"):
+        _of_type(fields[key], int, f"'conditions' {key!r}")
+    _number(fields["cap"], "'conditions' 'cap'")
+    for key in ("load_start", "load_end"):
+        where = f"'conditions' {key!r} (the load averages over 1, 5 and 15 minutes)"
+        loads = _list(fields[key], where)
+        if len(loads) != 3:
+            raise ValueError(f"{where} should hold 3 numbers, not {len(loads)}")
+        fields[key] = [_number(x, where) for x in loads]
+    versions = fields["versions"]
+    if not isinstance(versions, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+    ):
+        raise TypeError(
+            f"'conditions' 'versions' should map package names to versions (strings), "
+            f"not {versions!r}"
+        )
+    return Conditions(**fields)
 
 
 def _list(value: object, where: str) -> list:
@@ -273,7 +311,7 @@ def _run(data: dict) -> Run:
             _when(run[key])
         except (TypeError, ValueError):
             raise ValueError(f"{key!r} is not an ISO 8601 time: {run[key]!r}") from None
-    run["conditions"] = Conditions(**_fields(run["conditions"], Conditions, "'conditions'"))
+    run["conditions"] = _conditions(run["conditions"])
     cases = []
     for i, item in enumerate(_list(run["cases"], "'cases'")):
         case = _fields(item, Case, f"case {i}")
@@ -282,19 +320,24 @@ def _run(data: dict) -> Run:
         for v in _list(case["variants"], f"{where} 'variants'"):
             variant = _fields(v, Variant, f"a variant of {where}")
             at = f"variant {variant['name']!r} of {where}"
+            _of_type(variant["name"], str, f"the name of {at}")
             variant["figures"] = [_number(f, at, none=True) for f in _list(variant["figures"], at)]
             for key in ("median", "min", "max"):
                 variant[key] = _number(variant[key], f"{at} {key!r}", none=True)
             variants.append(Variant(**variant))
         if not variants:
             raise ValueError(f"{where} has no variants")
+        peers = [v.name for v in variants[1:]]  # the first is plait
         ratios = []
         for r in _list(case["ratios"], f"{where} 'ratios'"):
             ratio = _fields(r, Ratio, f"a ratio of {where}")
             at = f"ratio to {ratio['peer']!r} of {where}"
-            ratio["per_round"] = [_number(f, at) for f in _list(ratio["per_round"], at)]
+            if ratio["peer"] not in peers:
+                raise ValueError(f"{at}: no such peer among its variants {peers}")
+            per_round = _list(ratio["per_round"], at)
+            ratio["per_round"] = [_number(f, at, positive=True) for f in per_round]
             for key in ("median", "min", "max"):
-                ratio[key] = _number(ratio[key], f"{at} {key!r}")
+                ratio[key] = _number(ratio[key], f"{at} {key!r}", positive=True)
             ratios.append(Ratio(**ratio))
         case["variants"], case["ratios"] = variants, ratios
         cases.append(Case(**case))

@@ -10,11 +10,13 @@ says "plait" outright and takes the kernel's options, as in
 ``@pytest.mark.plait(clock="autojump")`` on a test of a retry that gives up after a
 minute. ``clock`` is ``"autojump"`` (a ``MockClock`` that jumps to the next timer
 whenever the kernel idles, ``autojump_threshold=0``), ``"mock"`` (a stopped one) or a
-``MockClock``; ``slow_step`` and ``max_threads`` are handed to ``plait.coro.run``. A
-thread's or a child process's work counts as idle time to the kernel, so a test that
-awaits one inside a timeout scope wants ``clock=MockClock(autojump_threshold=...)``
-above that work's time. A synchronous test under the marker (say, through a module's
-``pytestmark``) runs as usual.
+``MockClock``, a template: each test (say, under a module's ``pytestmark``) gets a new
+clock with its rate and threshold, starting at its time, so no test inherits another's;
+``slow_step`` and ``max_threads`` are handed to ``plait.coro.run``. A thread's or a
+child process's work counts as idle time to the kernel, so a test that awaits one inside
+a timeout scope wants ``clock=MockClock(autojump_threshold=...)`` above that work's time.
+A synchronous test under the marker (say, through a module's ``pytestmark``) runs as
+usual.
 
 Hypothesis. A ``@given`` test with an ``async def`` body runs each example in a kernel of
 its own (a new mock clock each time when the marker names one); it takes synchronous
@@ -31,6 +33,8 @@ set up later, inside the test's kernel: at pytest's setup the plugin records the
 function and its arguments in a placeholder (``_Deferred``); at the call the kernel's main
 task sets the placeholders up in pytest's order (a placeholder among another's arguments
 becomes its value), runs the test, then finishes the yielding fixtures in reverse order.
+An error in that finish is reported by pytest as an error at the test's teardown, as for
+a synchronous fixture, and does not hide the test's own outcome.
 Fixtures and test share one kernel, so a fixture may spawn tasks, open servers, hold
 sockets the test uses. Two limits follow, each refused with an error that names the
 fixture: an async fixture is function-scoped (a kernel lives for one test), and a
@@ -183,7 +187,9 @@ def _kernel_options(item: pytest.Function) -> dict[str, Any]:
         clock = MockClock(autojump_threshold=0)
     elif clock == "mock":
         clock = MockClock()
-    elif clock is not None and not isinstance(clock, MockClock):
+    elif isinstance(clock, MockClock):  # a template: each test starts on a clock of its own
+        clock = MockClock(clock.rate, clock.autojump_threshold, clock.current_time())
+    elif clock is not None:
         pytest.fail(
             f"@pytest.mark.plait(clock=...) takes 'autojump', 'mock' or a MockClock, got "
             f"{clock!r}",
@@ -216,6 +222,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         _run_examples(pyfuncitem, body, args, bool(deferred))
         return True
 
+    teardown_errors: list[BaseException] = []
+
     async def main() -> None:
         ready: list[_Deferred] = []
         try:
@@ -224,19 +232,26 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
                 ready.append(fixture)
             await pyfuncitem.obj(**{name: _value(arg) for name, arg in args.items()})
         finally:
-            error: BaseException | None = None
             for fixture in reversed(ready):
                 if fixture.generator is not None:
                     try:
                         await fixture.tear_down()
                     except BaseException as e:  # the other fixtures still finish
-                        error = error or e
-            if error is not None:
-                raise error
+                        teardown_errors.append(e)
 
     main.__qualname__ = pyfuncitem.name  # the main task's name, in ps() and errors
-    coro.run(main, **options)
+    try:
+        coro.run(main, **options)
+    finally:
+        # pytest reports a finalizer's error as an error at teardown, as for a
+        # synchronous fixture, and the test's own outcome stays its own.
+        for error in reversed(teardown_errors):
+            pyfuncitem.addfinalizer(functools.partial(_reraise, error))
     return True
+
+
+def _reraise(error: BaseException) -> None:
+    raise error
 
 
 def _run_examples(item: pytest.Function, body: Any, args: dict[str, Any], deferred: bool) -> None:

@@ -119,7 +119,46 @@ def name_a_path(data: dict) -> str:
     return "'bench' should name a file of charts/"
 
 
-@pytest.mark.parametrize("break_it", [date_in_words, figure_in_words, name_a_path])
+def ratio_to_nobody(data: dict) -> str:
+    data["cases"][0]["ratios"][0]["peer"] = "nobody"
+    return "ratio to 'nobody' of case 'sum of squares, rate': no such peer"
+
+
+def ratio_of_zero(data: dict) -> str:
+    ratio = data["cases"][0]["ratios"][0]
+    ratio["per_round"] = [0.0] * len(ratio["per_round"])
+    ratio["median"] = ratio["min"] = ratio["max"] = 0.0
+    return "should be a positive number, not 0.0"
+
+
+def median_not_a_number(data: dict) -> str:
+    data["cases"][1]["variants"][1]["median"] = float("nan")  # json writes NaN
+    return "variant 'map' of case 'sum of squares, time' 'median' should be a finite number"
+
+
+def load_in_words(data: dict) -> str:
+    data["conditions"]["load_start"] = "high"
+    return "'conditions' 'load_start' (the load averages over 1, 5 and 15 minutes) should be"
+
+
+def versions_as_a_list(data: dict) -> str:
+    data["conditions"]["versions"] = ["plait"]
+    return "'conditions' 'versions' should map package names to versions"
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        date_in_words,
+        figure_in_words,
+        name_a_path,
+        ratio_to_nobody,
+        ratio_of_zero,
+        median_not_a_number,
+        load_in_words,
+        versions_as_a_list,
+    ],
+)
 def test_a_result_with_a_broken_field_is_refused(results, capsys, break_it):
     path = results / "first.json"
     data = json.loads(path.read_text())

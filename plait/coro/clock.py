@@ -27,7 +27,10 @@ Without autojump that is the timer's distance divided by ``rate`` (forever at ra
 With autojump, the clock first waits up to the threshold for the kernel's epoll file to
 become readable: every registration is level-triggered and the thread/signal wake-up pipe
 is in the same set, so a readable epoll means "something to do" and nothing is consumed
-by looking. If the wait ends empty, the clock jumps to the timer and the kernel fires it.
+by looking. If the wait ends empty, the clock jumps to the timer and the kernel fires it. The kernel
+first drops stale timers (of scopes left early) from the top of its heap, so the clock only
+jumps to a deadline a task still waits for, and never to ``math.inf``, which means "no
+limit": a kernel whose only timers are there waits like one with none.
 
 Invariants. Time never goes backwards (``jump`` takes seconds ≥ 0; the clock's jumps land
 on the deadline, never past a later timer, so timers fire in deadline order). A clock
@@ -207,14 +210,14 @@ class MockClock:
         """Nothing is ready and the next timer is due at ``deadline``: how many real
         seconds the kernel's poll() may wait (-1: until a file, thread or signal wakes it).
         In autojump mode, first wait up to the threshold for the epoll file to become
-        readable, and if it does not, jump to ``deadline``."""
+        readable, and if it does not, jump to ``deadline``; never to ``math.inf`` (no limit)."""
         now = self.current_time()
         if deadline <= now:
             return 0.0
         wait = min((deadline - now) / self._rate, _LONGEST_WAIT) if self._rate else -1.0
         threshold = self._autojump_threshold
-        if threshold == math.inf or 0.0 <= wait <= threshold:
-            return wait
+        if threshold == math.inf or 0.0 <= wait <= threshold or deadline == math.inf:
+            return wait  # never jump to math.inf: a timer there means "no limit"
         if not self._watch.poll(threshold * 1000.0):  # idle for the whole threshold
             self._set(deadline)
         return 0.0

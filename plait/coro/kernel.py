@@ -577,20 +577,28 @@ class Kernel:
             return True, None, None
         return False, None, TypeError(f"task {task.id} ({task.name}) yielded unknown trap {trap!r}")
 
-    def _mock_idle(self, clock: MockClock, deadline: float) -> float:
-        """poll()'s timeout when nothing is ready and the next timer, due at ``deadline``,
-        runs on ``clock``: the clock's answer (it may jump), or a deadlock verdict when
-        the clock stands still and nothing else can wake a task."""
-        timeout = clock._idle_timeout(deadline)
-        if (
-            timeout < 0
-            and not self._fds
-            and self._deadlocked(
-                "the timers wait for a stopped MockClock that no task can jump "
-                "(give it autojump_threshold or a rate)"
-            )
-        ):
-            return 0.0
+    def _mock_idle(self, clock: MockClock) -> float:
+        """poll()'s timeout when nothing is ready and timers are armed on ``clock``: the
+        clock's answer for the next live timer (it may jump), or a deadlock verdict when
+        no timer can fire and nothing else can wake a task. Stale timers on top of the
+        heap go first: a clock that jumps must land on a deadline a task still waits for."""
+        timers = self._timers
+        while timers and not self._timer_live(timers[0][2], timers[0][1]):
+            heapq.heappop(timers)
+            self._stale_timers = max(0, self._stale_timers - 1)
+        timeout = clock._idle_timeout(timers[0][0]) if timers else -1.0
+        if timeout < 0 and not self._fds:
+            if not timers:
+                why = "nothing can wake one"
+            elif timers[0][0] == math.inf:
+                why = "the timers never expire (math.inf)"
+            else:
+                why = (
+                    "the timers wait for a stopped MockClock that no task can jump "
+                    "(give it autojump_threshold or a rate)"
+                )
+            if self._deadlocked(why):
+                return 0.0
         return timeout
 
     def _loop(self, keep_going: Callable[[], bool]) -> None:
@@ -628,7 +636,7 @@ class Kernel:
                 # at most a day: epoll refuses a longer wait (sleep(1e9)); the loop waits again
                 timeout = min(_LONGEST_POLL, max(0.0, timers[0][0] - monotonic()))
                 if mock_clock is not None:  # a MockClock's seconds are not poll()'s
-                    timeout = self._mock_idle(mock_clock, timers[0][0])
+                    timeout = self._mock_idle(mock_clock)
             else:
                 timeout = -1
                 if not fds and self._deadlocked():

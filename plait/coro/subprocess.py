@@ -41,6 +41,7 @@ import errno
 import os
 import signal
 import subprocess as _subprocess
+import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,10 +49,13 @@ from typing import Any
 from plait.process.child import DirectChild
 
 from . import traps
-from .errors import TaskCancelled, TaskTimeout
+from .errors import ClosedResourceError, TaskCancelled, TaskTimeout
 from .sockets import Socket, SocketStream
 from .task import TaskGroup
 from .timeouts import timeout_after
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["Popen", "run_process"]
 
@@ -216,10 +220,12 @@ class Popen:
         finally:
             for fd in theirs:
                 os.close(fd)
-        program = _program(args)
         for name, fd in ours.items():
-            what = f"the {name} pipe of process {self.pid} ({program})"
+            what = self._pipe_name(name)
             setattr(self, name, Socket(_PipeFile(fd, what), name=what).as_stream())
+
+    def _pipe_name(self, name: str) -> str:
+        return f"the {name} pipe of process {self.pid} ({_program(self.args)})"
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"returncode={self.returncode}"
@@ -310,16 +316,27 @@ class Popen:
         if input is not None:
             if isinstance(input, str):
                 raise TypeError("input must be bytes (the streams carry bytes), not str")
+            memoryview(input).release()  # TypeError naming the type, as subprocess raises
             if self.stdin is None:
                 raise ValueError("communicate(input=...) needs a Popen made with stdin=PIPE")
-        async with TaskGroup() as g:
-            if self.stdin is not None:
-                await g.spawn(self._feed, self.stdin, input)
-            if out is not None:
-                await g.spawn(_collect, self.stdout, out)
-            if err is not None:
-                await g.spawn(_collect, self.stderr, err)
-            await self.wait()
+        for name in ("stdin", "stdout", "stderr") if input is not None else ("stdout", "stderr"):
+            stream = getattr(self, name)
+            if stream is not None and stream.socket.fileno() < 0:
+                raise ClosedResourceError(self._pipe_name(name))
+        try:
+            async with TaskGroup() as g:
+                if self.stdin is not None:
+                    await g.spawn(self._feed, self.stdin, input)
+                if out is not None:
+                    await g.spawn(_collect, self.stdout, out)
+                if err is not None:
+                    await g.spawn(_collect, self.stderr, err)
+                await self.wait()
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) != 1:
+                raise
+            # One pipe failed: raise its error as subprocess would, not a group of one.
+            raise group.exceptions[0] from None
 
     @staticmethod
     async def _feed(stdin: SocketStream, data: bytes | None) -> None:
@@ -334,7 +351,9 @@ class Popen:
     async def __aenter__(self) -> Popen:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, TaskCancelled):  # cancelled or timed out: waiting cannot end it
+            self._kill_and_reap()
         for stream in (self.stdin, self.stdout, self.stderr):
             if stream is not None:
                 await stream.close()

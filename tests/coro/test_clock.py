@@ -208,6 +208,38 @@ def test_a_stopped_clock_nobody_can_jump_is_a_deadlock_not_a_hang():
         coro.run(main, clock=coro.MockClock())
 
 
+def test_autojump_skips_the_timer_of_a_scope_left_early():
+    async def main():
+        async with coro.timeout_after(60):
+            pass  # left at once: its timer stays in the heap, stale
+        async with coro.timeout_after(3600):
+            await coro.sleep(0)  # the same, one more stale timer
+        before = coro.clock()
+        await coro.run_in_thread(time.sleep, 0.05)  # idle with no live timer
+        after_thread = coro.clock()
+        await coro.sleep(5)
+        return before, after_thread, coro.clock()
+
+    assert coro.run(main, clock=coro.MockClock(autojump_threshold=0)) == (0.0, 0.0, 5.0)
+
+
+def test_autojump_never_jumps_to_an_infinite_deadline():
+    async def main():
+        async with coro.timeout_after(math.inf):  # "no limit"
+            await coro.run_in_thread(time.sleep, 0.05)
+        return coro.clock()
+
+    assert coro.run(main, clock=coro.MockClock(autojump_threshold=0)) == 0.0
+
+
+def test_an_infinite_sleep_on_an_autojump_clock_is_a_deadlock_not_a_jump():
+    async def main():
+        await coro.sleep(math.inf)
+
+    with pytest.raises(coro.DeadlockError, match=r"never expire \(math.inf\)"):
+        coro.run(main, clock=coro.MockClock(autojump_threshold=0))
+
+
 @pytest.mark.parametrize(
     "make",
     [

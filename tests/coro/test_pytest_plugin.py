@@ -170,12 +170,14 @@ def test_what_cannot_run_in_a_kernel_is_refused_by_name(run_pytest):
             await coro.run_in_thread(plait_autojump_clock.jump, 1)
         """
     )
-    result.assert_outcomes(errors=2, failed=6)
+    # a second yield is found at teardown: an error there, as for a synchronous fixture
+    result.assert_outcomes(errors=3, failed=5, passed=1)
     result.stdout.fnmatch_lines_random(
         [
             "*async fixture 'wide' has scope 'module'*must be function-scoped*",
             "*fixture 'sync_outer' is synchronous but takes the async fixture 'inner'*",
             "*async fixture 'empty' did not yield a value*",
+            "*ERROR at teardown of test_fixture_that_yields_twice*",
             "*async fixture 'twice' has more than one 'yield'*",
             "*takes 'autojump', 'mock' or a MockClock, got 'sometimes'*",
             "*gets more than one MockClock*plait_autojump_clock*",
@@ -256,3 +258,71 @@ def test_hypothesis_runs_each_example_in_a_kernel_of_its_own(run_pytest):
     )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*runs once per hypothesis example*synchronous fixtures only*"])
+
+
+def test_a_fixture_teardown_error_is_an_error_at_teardown_as_for_a_sync_fixture(run_pytest):
+    result = run_pytest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def sync_resource():
+            yield "r"
+            raise RuntimeError("sync teardown failed")
+
+        @pytest.fixture
+        async def async_resource():
+            yield "r"
+            raise RuntimeError("async teardown failed")
+
+        @pytest.fixture
+        async def second_resource():
+            yield "s"
+            raise KeyError("second teardown failed")
+
+        def test_sync_passes(sync_resource):
+            assert sync_resource == "r"
+
+        async def test_async_passes(async_resource, second_resource):
+            assert async_resource == "r"
+
+        def test_sync_fails(sync_resource):
+            assert sync_resource == "x"
+
+        async def test_async_fails(async_resource):
+            assert async_resource == "x"
+        """
+    )
+    # each test: its own outcome at the call, its fixture's error at teardown
+    result.assert_outcomes(passed=2, failed=2, errors=4)
+    result.stdout.fnmatch_lines_random(
+        [
+            "PASSED*test_sync_passes*",
+            "PASSED*test_async_passes*",
+            "*ERROR at teardown of test_async_passes*",
+            "*ERROR at teardown of test_async_fails*",
+            "FAILED*test_async_fails - AssertionError*",
+            "E*RuntimeError: async teardown failed",
+            "*KeyError: 'second teardown failed'",
+        ]
+    )
+
+
+def test_a_clock_given_to_the_marker_is_a_new_clock_for_each_test(run_pytest):
+    result = run_pytest(
+        """
+        import pytest
+        from plait import coro
+
+        pytestmark = pytest.mark.plait(clock=coro.MockClock(autojump_threshold=0, start=5))
+
+        @pytest.mark.parametrize("run", range(3))
+        async def test_each_starts_at_the_clocks_start(run):
+            assert coro.clock() == 5.0
+            await coro.sleep(3600)
+            assert coro.clock() == 3605.0
+        """,
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=3)

@@ -303,3 +303,50 @@ def test_bad_arguments_of_run_process_and_communicate_are_named():
                 await p.communicate(b"data")
 
     coro.run(main)
+
+
+def test_a_bad_input_is_the_type_error_subprocess_run_raises(run):
+    with pytest.raises(TypeError, match="bytes-like object is required, not 'int'"):
+        run(["cat"], input=12345, capture_output=True)
+    # no_leaks: the child, if one was started, is killed and reaped
+
+
+def test_communicate_names_a_pipe_the_user_closed_and_leaves_the_child_alone():
+    async def main():
+        async with coro.Popen(["cat"], stdin=PIPE, stdout=PIPE) as p:
+            await p.stdout.close()
+            with pytest.raises(coro.ClosedResourceError, match="stdout pipe of process"):
+                await p.communicate(b"x")
+            assert p.returncode is None
+            await p.stdin.close()  # cat sees the end of its input and exits
+        return p.returncode
+
+    assert coro.run(main) == 0
+
+
+def test_an_error_of_one_pipe_in_communicate_is_not_a_group():
+    async def main():
+        async with coro.Popen(["sleep", "20"], stdout=PIPE) as p:
+            stream = p.stdout
+
+            async def close_soon():
+                await coro.sleep(0.05)
+                await stream.close()
+
+            await coro.spawn(close_soon)
+            with pytest.raises(coro.ClosedResourceError, match="closed while waited on"):
+                await p.communicate()  # its wait is cancelled: the child is killed
+        return p.returncode
+
+    assert coro.run(main) == -signal.SIGKILL
+
+
+def test_a_timeout_around_async_with_popen_kills_the_child():
+    async def main():
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(0.2):
+                async with coro.Popen(["sleep", "20"], stdout=PIPE) as p:
+                    await p.stdout.read()  # waits for output that never comes
+        return p.returncode
+
+    assert coro.run(main) == -signal.SIGKILL  # not 0 after 20 s: killed, and reaped
