@@ -25,9 +25,11 @@ cancels the asyncio task and keeps the plait task waiting until the asyncio side
 finished, so its ``finally`` blocks and ``async with`` exits have run before the plait
 task goes on; the cancel hook answers "too late" to the kernel to get exactly that. If the
 asyncio side has not finished ``cancel_timeout`` seconds later (it swallowed the
-cancellation, or blocks its loop), the plait task stops waiting, a warning names the call,
-and the asyncio task is left to the loop's shutdown. An asyncio task cancelled by asyncio
-code (not by the plait task) is not a plait cancellation: it raises :class:`BridgeCancelled`.
+cancellation), the plait task stops waiting, a warning names the call, and the asyncio task
+is left to the loop's shutdown, which cancels it once more and waits ``CANCEL_TIMEOUT`` at
+most. The bound is a timer of the loop, in real time, whatever clock the kernel runs on.
+An asyncio task cancelled by asyncio code (not by the plait task) is not a plait
+cancellation: it raises :class:`BridgeCancelled`.
 
 ``to_asyncio``. Each asyncio loop that uses it gets one plait kernel in a helper thread.
 Its main task takes calls from a ``UniversalQueue`` and runs each as a daemon task; the
@@ -46,7 +48,6 @@ import contextlib
 import inspect
 import logging
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -138,12 +139,14 @@ class _AsyncioLoop:
             loop.close()
 
     async def _shutdown(self) -> None:
-        """Cancel what still runs on the loop (calls whose plait side gave up), bounded."""
+        """Cancel what still runs on the loop (calls whose plait side gave up), bounded:
+        those were cancelled and waited for already, so they get ``CANCEL_TIMEOUT`` more,
+        well within the ``JOIN_TIMEOUT`` that ``close`` waits for the thread."""
         tasks = asyncio.all_tasks() - {asyncio.current_task()}
         for task in tasks:
             task.cancel()
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=JOIN_TIMEOUT)
+            _, pending = await asyncio.wait(tasks, timeout=CANCEL_TIMEOUT)
             for task in pending:
                 log.warning("asyncio task %r ignored its cancellation; left behind", task)
         await self.loop.shutdown_asyncgens()
@@ -169,8 +172,8 @@ def _run_all(batch: list[tuple[Callable[[Any], Any], Any]]) -> None:
 class _Call:
     """One ``from_asyncio`` call: the plait task waiting, the asyncio future running it.
 
-    Also the timer target that bounds the wait after a cancellation (``timer_live``,
-    ``expire``: the kernel's timer protocol, as in ``timeouts.py``).
+    The wait after a cancellation is bounded on the loop, in real time (``loop.call_later``,
+    ``give_up``), whatever clock the kernel runs on: the bound is about the asyncio side.
     """
 
     __slots__ = (
@@ -184,11 +187,12 @@ class _Call:
         "started",
         "cancelling",
         "abandoned",
-        "waiting",
-        "seq",
+        "bound",
     )
 
-    def __init__(self, kernel: Any, aw: Any, fn: Any, args: tuple, cancel_timeout: float) -> None:
+    def __init__(
+        self, kernel: Any, aw: Any, fn: Any, args: tuple, cancel_timeout: float | None
+    ) -> None:
         self.kernel = kernel
         self.task = kernel.current
         self.aw = aw
@@ -199,8 +203,7 @@ class _Call:
         self.started = False
         self.cancelling = False
         self.abandoned = False
-        self.waiting = True
-        self.seq = -1
+        self.bound: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         what = self.aw if self.fn is None else getattr(self.fn, "__qualname__", self.fn)
@@ -214,7 +217,6 @@ class _Call:
     async def run(self) -> None:
         """The asyncio task of the call: await the awaitable, hand the outcome back."""
         self.started = True
-        wake = self.kernel.wake_threadsafe
         try:
             aw = self.aw
             if self.fn is not None:
@@ -227,20 +229,38 @@ class _Call:
             self.aw = None
             value = await aw
         except BaseException as e:  # handed to the awaiting task, raised there
-            if self.abandoned and not isinstance(e, asyncio.CancelledError):
+            if self.abandoned and not isinstance(e, asyncio.CancelledError | GeneratorExit):
                 log.error("%r failed after its task stopped waiting", self, exc_info=e)
-            wake(self.task, self, None, e)
+            self._answer(None, e)
             if isinstance(e, asyncio.CancelledError):
                 raise
         else:
-            wake(self.task, self, value, None)
+            self._answer(value, None)
 
-    def cancel_future(self, _: object) -> None:
+    def _answer(self, value: Any, exc: BaseException | None) -> None:
+        if self.bound is not None:
+            self.bound.cancel()
+        self.kernel.wake_threadsafe(self.task, self, value, exc)
+
+    def cancel_future(self, loop: asyncio.AbstractEventLoop) -> None:
         self.future.cancel()  # ``start`` ran first: the inbox keeps the order of calls
         if not self.started:  # cancelled before its first step: ``run`` never will run
             if inspect.iscoroutine(self.aw):
                 self.aw.close()
-            self.kernel.wake_threadsafe(self.task, self, None, asyncio.CancelledError())
+            self._answer(None, asyncio.CancelledError())
+        elif self.cancel_timeout is not None:
+            self.bound = loop.call_later(self.cancel_timeout, self.give_up)
+
+    def give_up(self) -> None:
+        """On the loop, ``cancel_timeout`` s after the cancellation: stop the wait."""
+        if not self.future.done():
+            self.abandoned = True
+            self.kernel.wake_threadsafe(
+                self.task,
+                self,
+                None,
+                asyncio.CancelledError(f"gave up waiting {self.cancel_timeout:g} s for it"),
+            )
 
     # -- in the kernel's thread --------------------------------------------------------
 
@@ -248,21 +268,9 @@ class _Call:
         """Cancel hook: cancel the asyncio side, keep the task waiting for its end."""
         if not self.cancelling:
             self.cancelling = True
-            self.kernel.asyncio_loop.send(self.cancel_future, None)
-            self.seq = self.kernel.call_at(time.monotonic() + self.cancel_timeout, self)
+            bridge = self.kernel.asyncio_loop
+            bridge.send(self.cancel_future, bridge.loop)
         return False
-
-    def timer_live(self, seq: int) -> bool:
-        return self.waiting and seq == self.seq
-
-    def expire(self, kernel: Any) -> None:
-        self.abandoned = True
-        kernel.wake_threadsafe(
-            self.task,
-            self,
-            None,
-            asyncio.CancelledError(f"gave up waiting {self.cancel_timeout:g} s for it"),
-        )
 
 
 def _asyncio_loop(kernel: Any) -> _AsyncioLoop:
@@ -274,7 +282,9 @@ def _asyncio_loop(kernel: Any) -> _AsyncioLoop:
 
 
 async def from_asyncio(
-    aw: Awaitable | Callable[..., Awaitable], *args: Any, cancel_timeout: float = CANCEL_TIMEOUT
+    aw: Awaitable | Callable[..., Awaitable],
+    *args: Any,
+    cancel_timeout: float | None = CANCEL_TIMEOUT,
 ) -> Any:
     """Await ``aw`` (or ``aw(*args)``) on the kernel's asyncio loop; return its result.
 
@@ -283,10 +293,12 @@ async def from_asyncio(
     objects that bind to their loop (a client session, an ``asyncio.Queue``) in an async
     function run this way; they then serve every later call of the kernel. Blocks the
     task (never the kernel) until the asyncio side ends. A blocking point: cancellation
-    cancels the asyncio side and waits up to ``cancel_timeout`` s for it to finish.
+    cancels the asyncio side and waits up to ``cancel_timeout`` s (real time, whatever the
+    kernel's clock; None: no limit) for it to finish.
 
     Raises what the asyncio code raised (its traceback kept), :class:`BridgeCancelled`
-    if asyncio code cancelled it, and ``TypeError`` if ``aw`` is not awaitable.
+    if asyncio code cancelled it, ``TypeError`` if ``aw`` is not awaitable, and
+    ``TypeError`` / ``ValueError`` for a ``cancel_timeout`` that is not a number >= 0.
 
     >>> import asyncio
     >>> from plait.coro import run, timeout_after
@@ -299,20 +311,25 @@ async def from_asyncio(
     >>> run(main)
     [(1,)]
     """
-    if inspect.isawaitable(aw):
-        if args:
-            if inspect.iscoroutine(aw):
-                aw.close()  # given to the bridge, which will not run it
-            raise TypeError("from_asyncio: arguments given with an awaitable; pass a function")
-        fn = None
-    elif callable(aw):
-        fn, aw = aw, None
-    else:
-        raise TypeError(
-            f"from_asyncio needs an asyncio awaitable (a coroutine, a future, an object with "
-            f"__await__) or a function returning one, not {type(aw).__name__}: {aw!r:.60}"
-        )
-    k = traps.kernel()
+    try:
+        _check_cancel_timeout("from_asyncio", cancel_timeout)
+        k = traps.kernel()
+        if inspect.isawaitable(aw):
+            if args:
+                raise TypeError("from_asyncio: arguments given with an awaitable; pass a function")
+            fn = None
+        elif callable(aw):
+            fn, aw = aw, None
+        else:
+            raise TypeError(
+                f"from_asyncio needs an asyncio awaitable (a coroutine, a future, an object "
+                f"with __await__) or a function returning one, not {type(aw).__name__}: "
+                f"{aw!r:.60}"
+            )
+    except BaseException:
+        if inspect.iscoroutine(aw):
+            aw.close()  # given to the bridge, which will not run it
+        raise
     call = _Call(k, aw, fn, args, cancel_timeout)
     bridge = _asyncio_loop(k)
     bridge.send(call.start, bridge.loop)
@@ -335,10 +352,19 @@ async def from_asyncio(
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
         raise
-    finally:
-        call.waiting = False
-        if call.cancelling and not call.abandoned:
-            k.timer_cancelled()
+
+
+def _check_cancel_timeout(who: str, cancel_timeout: float | None) -> None:
+    """``cancel_timeout`` is a number of seconds >= 0, or None for no limit."""
+    if cancel_timeout is None:
+        return
+    if isinstance(cancel_timeout, bool) or not isinstance(cancel_timeout, int | float):
+        raise TypeError(
+            f"{who}: cancel_timeout must be a number of seconds or None (no limit), "
+            f"not {type(cancel_timeout).__name__}: {cancel_timeout!r:.60}"
+        )
+    if not cancel_timeout >= 0:
+        raise ValueError(f"{who}: cancel_timeout must be >= 0, not {cancel_timeout!r}")
 
 
 # -- to_asyncio: asyncio code awaits a plait coroutine -----------------------------------

@@ -277,6 +277,126 @@ def test_asyncio_objects_made_on_the_kernels_loop_serve_many_calls():
     assert coro.run(main) == list(range(10))
 
 
+def test_a_daemon_tasks_first_bridged_call_during_shutdown_is_served_and_run_returns():
+    # the bridge's flusher task is started while run() shuts down: the kernel cancels it at
+    # once instead of leaving it parked (a registered socket kept the kernel polling forever)
+    steps = []
+
+    async def notify():
+        await asyncio.sleep(0.01)
+        return "notified"
+
+    async def acceptor(listener):
+        try:
+            await listener.accept()
+        finally:
+            steps.append(await coro.from_asyncio(notify))
+
+    async def main(listener):
+        await coro.spawn(acceptor, listener, daemon=True)
+        await coro.sleep(0.02)
+        return "main done"
+
+    listener = coro.tcp_server_socket("127.0.0.1", 0)  # registered while run() shuts down
+    try:
+        assert coro.run(main, listener) == "main done"
+    finally:
+        listener.close_nowait()
+    assert steps == ["notified"]
+    assert _bridge_threads() == []
+
+
+async def _cleans_up_slowly(started: threading.Event, steps: list, deaf: bool = False) -> None:
+    """asyncio code that cleans up for a while once cancelled (or ignores it, if deaf)."""
+    started.set()
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        steps.append("asyncio side cancelled")
+        await asyncio.sleep(30 if deaf else 0.1)  # the loop's shutdown cancels a deaf one
+        steps.append("asyncio cleanup done")
+        raise
+
+
+async def _cancel_once_started(steps: list, deaf: bool, cancel_timeout: float | None) -> None:
+    started = threading.Event()
+    call = coro.from_asyncio(_cleans_up_slowly, started, steps, deaf, cancel_timeout=cancel_timeout)
+    task = await coro.spawn(call)
+    await coro.run_in_thread(started.wait, 10)
+    await task.cancel()
+    assert task.cancelled
+    steps.append("plait task goes on")
+
+
+@pytest.mark.parametrize("cancel_timeout", [5.0, None])
+def test_the_cancel_bound_is_real_time_even_on_an_autojumping_mock_clock(cancel_timeout):
+    steps: list = []
+    clock = coro.MockClock(autojump_threshold=0)  # jumps to the next timer whenever idle
+    coro.run(_cancel_once_started, steps, False, cancel_timeout, clock=clock)
+    assert steps == ["asyncio side cancelled", "asyncio cleanup done", "plait task goes on"]
+
+
+def test_the_cancel_bound_fires_on_a_stopped_mock_clock(caplog):
+    steps: list = []
+    with caplog.at_level(logging.WARNING, logger="plait.coro"):
+        coro.run(_cancel_once_started, steps, True, 0.05, clock=coro.MockClock())
+    assert steps == ["asyncio side cancelled", "plait task goes on"]
+    assert "did not finish 0.05 s after its cancellation" in caplog.text
+
+
+def test_an_abandoned_call_holds_run_only_a_short_bound(monkeypatch, caplog):
+    from plait.coro import aio
+
+    monkeypatch.setattr(aio, "JOIN_TIMEOUT", 3600.0)  # the bound is not the join timeout
+    monkeypatch.setattr(aio, "CANCEL_TIMEOUT", 0.05)
+
+    async def deaf():
+        while True:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                pass
+
+    async def main():
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(0.02):
+                await coro.from_asyncio(deaf, cancel_timeout=0.05)
+        return "gave up"
+
+    with caplog.at_level(logging.WARNING):
+        assert coro.run(main) == "gave up"
+    assert "ignored its cancellation; left behind" in caplog.text
+    assert "plait.coro-asyncio still runs" not in caplog.text
+    assert _bridge_threads() == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [("5", TypeError), (True, TypeError), (-1, ValueError), (float("nan"), ValueError)],
+)
+def test_a_bad_cancel_timeout_is_refused_up_front_naming_it(bad, error):
+    async def main():
+        aw = asyncio.sleep(0)
+        with pytest.raises(error, match="cancel_timeout"):
+            await coro.from_asyncio(aw, cancel_timeout=bad)
+        assert aw.cr_frame is None  # closed: the bridge will not run it
+        with pytest.raises(error, match="cancel_timeout"):
+            await coro.from_asyncio(asyncio.sleep, 0, cancel_timeout=bad)
+        return "refused"
+
+    assert coro.run(main) == "refused"
+
+
+def test_from_asyncio_outside_a_kernel_closes_the_coroutine_it_was_given():
+    async def main():
+        aw = asyncio.sleep(0)
+        with pytest.raises(coro.NoKernelError):
+            await coro.from_asyncio(aw)
+        return aw.cr_frame is None
+
+    assert asyncio.run(main()) is True
+
+
 # -- to_asyncio --------------------------------------------------------------------------
 
 
