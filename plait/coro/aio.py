@@ -35,9 +35,14 @@ cancellation: it raises :class:`BridgeCancelled`.
 Its main task takes calls from a ``UniversalQueue`` and runs each as a daemon task; the
 answer goes back through the loop's ``LoopInbox``. The kernel ends when the loop ends:
 a keeper task on the loop closes it when it is cancelled, which ``asyncio.run`` does to
-every task when its main coroutine is over; an ``atexit`` hook closes the kernels of loops
-that were never shut down that way. Cancelling the awaiting asyncio task cancels the
-plait task and waits (``cancel_timeout``, bounded) for it to end.
+every task when its main coroutine is over. The tasks cancelled with the keeper may clean
+up through ``to_asyncio``: the keeper lets them run a step, waits until no call is in
+flight, and only then closes the kernel, which cancels what the calls spawned; a call made
+after that raises ``RuntimeError``. An ``atexit`` hook closes the kernels of loops that were
+never shut down that way. A kernel that stops by itself (one of its tasks raised
+``SystemExit``) answers its calls with :class:`BridgeCancelled` and leaves the loop, whose
+next call starts a new one. Cancelling the awaiting asyncio task cancels the plait task and
+waits (``cancel_timeout``, bounded) for it to end.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import atexit
 import contextlib
 import inspect
 import logging
+import queue
 import threading
 import weakref
 from collections import deque
@@ -373,7 +379,7 @@ def _check_cancel_timeout(who: str, cancel_timeout: float | None) -> None:
 class _PlaitCall:
     """One ``to_asyncio`` call: the asyncio side waits on ``waiter`` for ``outcome``."""
 
-    __slots__ = ("fn", "args", "waiter", "outcome", "task")
+    __slots__ = ("fn", "args", "waiter", "outcome", "task", "cancelled")
 
     def __init__(self, fn: Any, args: tuple, waiter: asyncio.Future) -> None:
         self.fn = fn
@@ -381,55 +387,112 @@ class _PlaitCall:
         self.waiter = waiter
         self.outcome: tuple[Any, BaseException | None] | None = None
         self.task: Any = None
+        self.cancelled = False  # by its asyncio side
 
     def finish(self, outcome: tuple[Any, BaseException | None]) -> None:
-        """On the loop: the plait side ended."""
-        self.outcome = outcome
+        """On the loop: the plait side ended (the first answer counts)."""
+        if self.outcome is None:
+            self.outcome = outcome
         if not self.waiter.done():
             self.waiter.set_result(None)
 
 
 class _PlaitKernel:
-    """A plait kernel in a helper thread, serving the ``to_asyncio`` calls of one loop."""
+    """A plait kernel in a helper thread, serving the ``to_asyncio`` calls of one loop.
+
+    ``closed`` (under ``_lock``): it takes no more calls. Either its loop is shutting down
+    (it stays the loop's kernel, so a late call raises instead of starting another) or its
+    kernel stopped by itself (a task raised ``SystemExit``: it leaves ``_of``, and the loop's
+    next call starts a new kernel). Every call put before ``closed`` is answered.
+    """
 
     _of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)
         self.inbox = LoopInbox.of(loop)
         self.requests = UniversalQueue()
-        self._ended = loop.create_future()
+        self.closed = False
+        self.busy = 0  # to_asyncio calls not yet returned (counted in the loop's thread)
+        self._idle: asyncio.Future | None = None
+        self._ended: asyncio.Future | None = loop.create_future()
         self._thread = threading.Thread(
             target=self._run, name="plait.coro-for-asyncio", daemon=True
         )
         self._thread.start()
-        self._keeper = loop.create_task(self._keep(), name="plait.coro to_asyncio keeper")
+        self._keeper: asyncio.Task | None = loop.create_task(
+            self._keep(), name="plait.coro to_asyncio keeper"
+        )
 
     @classmethod
-    def of(cls, loop: asyncio.AbstractEventLoop) -> _PlaitKernel:
-        kernel = cls._of.get(loop)
-        if kernel is None:
-            with cls._lock:
-                kernel = cls._of.get(loop)
-                if kernel is None:
-                    kernel = cls._of[loop] = cls(loop)
+    def submit(cls, loop: asyncio.AbstractEventLoop, call: _PlaitCall) -> _PlaitKernel:
+        """Hand ``call`` to the plait kernel of ``loop`` (started on first use)."""
+        with cls._lock:
+            kernel = cls._of.get(loop)
+            if kernel is None:
+                kernel = cls._of[loop] = cls(loop)
+            elif kernel.closed:
+                raise RuntimeError(
+                    "to_asyncio: this asyncio loop is shutting down; its plait kernel is closed"
+                )
+            kernel.requests.put(call)
+        kernel.busy += 1
         return kernel
+
+    def cancel_call(self, call: _PlaitCall) -> None:
+        """Have the kernel cancel the plait side of ``call`` (answered anyway if closed)."""
+        with self._lock:
+            if not self.closed:
+                self.requests.put(call)
+
+    def call_ended(self) -> None:
+        self.busy -= 1
+        if not self.busy and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     def _run(self) -> None:
         try:
             run(self._serve)
+        except BaseException as e:  # SystemExit and the like: the thread's end, not the process's
+            log.error("the plait kernel of an asyncio loop stopped: %r", e, exc_info=e)
         finally:
-            self.inbox.resolve(self._ended)
+            self._stopped()
+            while True:
+                try:
+                    call = self.requests.get(block=False)
+                except queue.Empty:
+                    break
+                if call is not None and call.task is None:
+                    stopped = BridgeCancelled("the plait kernel of this asyncio loop stopped")
+                    self.inbox.call(call.finish, (None, stopped))
+            if self._ended is not None:
+                self.inbox.resolve(self._ended)
+
+    def _stopped(self) -> None:
+        """The kernel stops by itself (one of its tasks raised ``SystemExit``), not by its
+        loop: it takes no more calls, and the loop's next call starts a new kernel."""
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                loop = self._loop()
+                if loop is not None and self._of.get(loop) is self:
+                    del self._of[loop]
 
     async def _serve(self) -> None:
         while True:
             call = await self.requests.get_async()
             if call is None:
-                return  # run() cancels the calls still running (daemon tasks)
+                # the loop ends and no call is in flight: what its calls spawned goes too
+                k = traps.kernel()
+                for task in list(k.tasks.values()):
+                    if task is not k.current:
+                        await task.cancel(blocking=False)
+                return
             if call.task is None:
                 call.task = await spawn(self._call, call, daemon=True)
             else:
+                call.cancelled = True
                 await call.task.cancel(blocking=False)
 
     async def _call(self, call: _PlaitCall) -> None:
@@ -437,6 +500,8 @@ class _PlaitKernel:
             coro, _ = as_coroutine(call.fn, call.args)
             outcome = (await coro, None)
         except TaskCancelled as e:
+            if not call.cancelled:
+                self._stopped()  # before the answer: the caller's next call finds a new kernel
             outcome = (None, BridgeCancelled(f"the plait side of a to_asyncio call: {e}"))
             self.inbox.call(call.finish, outcome)
             raise
@@ -444,23 +509,39 @@ class _PlaitKernel:
             outcome = (None, e)
         self.inbox.call(call.finish, outcome)
 
+    def _close_requests(self) -> None:
+        with self._lock:
+            self.closed = True
+        self.requests.put(None)
+
     async def _keep(self) -> None:
-        """Lives as long as the loop runs tasks; its cancellation closes the kernel."""
+        """Lives as long as the loop runs tasks. Its cancellation (``asyncio.run`` cancels
+        every task once its main coroutine is over) closes the kernel once the calls in
+        flight, such as cleanups of the tasks cancelled with it, have ended."""
         try:
-            await asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._ended)
+        except asyncio.CancelledError:
+            pass  # the loop is ending
+        except GeneratorExit:  # dropped with its loop, never to run again: no awaiting
+            self._close_requests()
+            raise
+        else:  # the kernel stopped by itself and answered its calls; its thread is ending
+            self._thread.join(JOIN_TIMEOUT)
+            return
+        try:
+            await asyncio.sleep(0)  # the tasks cancelled with this one make their calls
+            while self.busy:
+                self._idle = asyncio.get_running_loop().create_future()
+                await self._idle
         finally:
-            self.requests.put(None)
-            try:
+            self._close_requests()
+            with contextlib.suppress(asyncio.TimeoutError):  # close() says it
                 await asyncio.wait_for(asyncio.shield(self._ended), JOIN_TIMEOUT)
-            finally:
-                self.close()
+            self.close()
 
     def close(self) -> None:
         """Stop the kernel (its calls are cancelled) and join its thread."""
-        with self._lock:
-            if self._of.get(self.loop) is self:
-                del self._of[self.loop]
-        self.requests.put(None)
+        self._close_requests()
         self._thread.join(JOIN_TIMEOUT)
         if self._thread.is_alive():
             log.warning("%s still runs after %g s; left behind", self._thread.name, JOIN_TIMEOUT)
@@ -474,15 +555,17 @@ def _close_kernels() -> None:
 
 
 async def to_asyncio(
-    fn: Callable[..., Any], *args: Any, cancel_timeout: float = CANCEL_TIMEOUT
+    fn: Callable[..., Any], *args: Any, cancel_timeout: float | None = CANCEL_TIMEOUT
 ) -> Any:
     """From asyncio code: run the plait coroutine ``fn(*args)`` and return its result.
 
     The call runs in the plait kernel of the running asyncio loop (a helper thread,
     started on first use and closed with the loop). Blocks the asyncio task, not its loop.
     Cancelling the asyncio task cancels the plait task and waits up to ``cancel_timeout``
-    s for it to end. Raises what ``fn`` raised (its traceback kept), and
-    :class:`BridgeCancelled` if the plait side was cancelled by plait (its kernel shut down).
+    s (None: no limit) for it to end. Raises what ``fn`` raised (its traceback kept),
+    :class:`BridgeCancelled` if the plait side was cancelled by plait (its kernel shut down),
+    ``RuntimeError`` if the loop is shutting down and its kernel already closed, and
+    ``TypeError`` / ``ValueError`` for a ``cancel_timeout`` that is not a number >= 0.
 
     >>> import asyncio
     >>> from plait.coro import sleep
@@ -498,15 +581,20 @@ async def to_asyncio(
         raise TypeError(
             f"to_asyncio needs a plait async function (or coroutine), not {type(fn).__name__}"
         )
+    try:
+        _check_cancel_timeout("to_asyncio", cancel_timeout)
+    except (TypeError, ValueError):
+        if inspect.iscoroutine(fn):
+            fn.close()  # given to the bridge, which will not run it
+        raise
     loop = asyncio.get_running_loop()
-    kernel = _PlaitKernel.of(loop)
     call = _PlaitCall(fn, args, loop.create_future())
-    kernel.requests.put(call)
+    kernel = _PlaitKernel.submit(loop, call)
     try:
         await call.waiter
     except asyncio.CancelledError:
         if call.outcome is None:
-            kernel.requests.put(call)
+            kernel.cancel_call(call)
             call.waiter = loop.create_future()
             try:
                 await asyncio.wait_for(call.waiter, cancel_timeout)
@@ -517,6 +605,8 @@ async def to_asyncio(
                     cancel_timeout,
                 )
         raise
+    finally:
+        kernel.call_ended()
     value, exc = call.outcome
     if exc is not None:
         raise exc

@@ -490,6 +490,134 @@ def test_a_loop_closed_without_cancelling_its_tasks_does_not_hang_the_exit():
     assert "still runs" not in done.stderr  # atexit closed the kernel at once
 
 
+@pytest.mark.parametrize("worker_first", [True, False])
+def test_to_asyncio_in_the_cleanup_of_a_task_cancelled_by_asyncio_run_is_served(worker_first):
+    # asyncio.run cancels every task at once, the loop's keeper among them: the kernel
+    # serves the calls those tasks make as they clean up before it closes
+    steps = []
+
+    async def plait_cleanup():
+        await coro.sleep(0.01)
+        return "cleaned"
+
+    async def worker():
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            steps.append(await coro.to_asyncio(plait_cleanup))
+
+    async def main():
+        if worker_first:
+            asyncio.get_running_loop().create_task(worker())
+        steps.append(await coro.to_asyncio(plait_cleanup))  # starts the kernel and keeper
+        if not worker_first:
+            asyncio.get_running_loop().create_task(worker())
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert steps == ["cleaned", "cleaned"]
+    assert _bridge_threads() == []
+
+
+def test_to_asyncio_after_its_loop_closed_the_kernel_raises_naming_the_cause():
+    steps = []
+
+    async def double(n):
+        return 2 * n
+
+    async def late_worker():
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            for _ in range(3):
+                await asyncio.sleep(0)  # the keeper closes the idle kernel meanwhile
+            try:
+                await coro.to_asyncio(double, 21)
+            except RuntimeError as e:
+                steps.append(str(e))
+
+    async def main():
+        assert await coro.to_asyncio(double, 21) == 42
+        asyncio.get_running_loop().create_task(late_worker())
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert len(steps) == 1 and "loop is shutting down" in steps[0]
+    assert _bridge_threads() == []
+
+
+def test_a_loop_whose_plait_kernel_stopped_gets_a_new_one(caplog):
+    async def quitter():
+        raise SystemExit(3)
+
+    async def starts_a_quitter():
+        await coro.spawn(quitter)
+        await coro.sleep(30)
+
+    async def double(n):
+        return 2 * n
+
+    async def main():
+        with pytest.raises(coro.BridgeCancelled, match="SystemExit"):
+            await coro.to_asyncio(starts_a_quitter)
+        return await asyncio.wait_for(coro.to_asyncio(double, 21), 30)
+
+    with caplog.at_level(logging.ERROR, logger="plait.coro"):
+        assert asyncio.run(main()) == 42
+    assert "kernel of an asyncio loop stopped: SystemExit(3)" in caplog.text
+    assert _bridge_threads() == []
+
+
+def test_tasks_spawned_through_to_asyncio_are_cancelled_when_the_loop_ends(monkeypatch):
+    from plait.coro import aio
+
+    monkeypatch.setattr(aio, "JOIN_TIMEOUT", 3600.0)  # the end waits for nothing so long
+    steps = []
+
+    async def serve_forever():
+        try:
+            await coro.sleep(3600)
+        finally:
+            steps.append("server cancelled")
+
+    async def start_server():
+        await coro.spawn(serve_forever)  # not a daemon: run() would wait for it
+        return "started"
+
+    async def main():
+        return await coro.to_asyncio(start_server)
+
+    assert asyncio.run(main()) == "started"
+    assert steps == ["server cancelled"]
+    assert _bridge_threads() == []
+
+
+def test_to_asyncio_checks_cancel_timeout_and_takes_none_for_no_limit():
+    steps: list = []
+
+    async def cleans_up():
+        try:
+            await coro.sleep(30)
+        finally:
+            await coro.sleep(0.05)
+            steps.append("plait cleanup done")
+
+    async def main():
+        with pytest.raises(ValueError, match="cancel_timeout"):
+            await coro.to_asyncio(cleans_up, cancel_timeout=-1)
+        with pytest.raises(TypeError, match="cancel_timeout"):
+            await coro.to_asyncio(cleans_up, cancel_timeout="5")
+        task = asyncio.create_task(coro.to_asyncio(cleans_up, cancel_timeout=None))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        steps.append("asyncio goes on")
+
+    asyncio.run(main())
+    assert steps == ["plait cleanup done", "asyncio goes on"]
+
+
 def test_both_bridges_nested():
     async def asyncio_side(n):
         return await coro.to_asyncio(plait_side, n)
