@@ -545,6 +545,8 @@ class _PlaitKernel:
         self._thread.join(JOIN_TIMEOUT)
         if self._thread.is_alive():
             log.warning("%s still runs after %g s; left behind", self._thread.name, JOIN_TIMEOUT)
+        else:  # it stays the loop's (closed) kernel: it must not keep the loop alive
+            self._ended = self._keeper = self._idle = None
 
 
 @atexit.register

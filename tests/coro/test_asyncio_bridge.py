@@ -618,6 +618,28 @@ def test_to_asyncio_checks_cancel_timeout_and_takes_none_for_no_limit():
     assert steps == ["plait cleanup done", "asyncio goes on"]
 
 
+def test_loops_that_used_the_bridge_or_universal_objects_are_freed_when_they_end():
+    import gc
+    import weakref
+
+    async def one():
+        return 1
+
+    async def main(done: list):
+        event = coro.UniversalEvent()
+        asyncio.get_running_loop().call_soon(event.set)
+        await event.wait_async()
+        done.append(await coro.to_asyncio(one))
+        return weakref.ref(asyncio.get_running_loop())
+
+    done: list = []
+    loops = [asyncio.run(main(done)) for _ in range(3)]
+    gc.collect()
+    assert done == [1, 1, 1]
+    assert [loop() for loop in loops] == [None, None, None]
+    assert _bridge_threads() == []
+
+
 def test_both_bridges_nested():
     async def asyncio_side(n):
         return await coro.to_asyncio(plait_side, n)
