@@ -428,6 +428,15 @@ def test_to_asyncio_runs_plait_streams_against_an_asyncio_server():
     assert _bridge_threads() == []  # the loop's plait kernel ended with asyncio.run
 
 
+async def _plait_slow(steps: list) -> None:
+    """plait code that cleans up for a while once cancelled."""
+    try:
+        await coro.sleep(30)
+    finally:
+        await coro.sleep(0.05)
+        steps.append("plait cleanup done")
+
+
 def test_to_asyncio_carries_errors_and_cancellation_across():
     steps = []
 
@@ -435,20 +444,13 @@ def test_to_asyncio_carries_errors_and_cancellation_across():
         await coro.sleep(0.01)
         raise PermissionError("denied by plait")
 
-    async def plait_slow():
-        try:
-            await coro.sleep(30)
-        finally:
-            await coro.sleep(0.05)
-            steps.append("plait cleanup done")
-
     async def main():
         with pytest.raises(PermissionError) as info:
             await coro.to_asyncio(plait_fails)
         frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
         assert frames[0] == "main" and frames[-1] == "plait_fails"
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(coro.to_asyncio(plait_slow), 0.05)
+            await asyncio.wait_for(coro.to_asyncio(_plait_slow, steps), 0.05)
         steps.append("asyncio task goes on")
         with pytest.raises(TypeError, match="not int"):
             await coro.to_asyncio(42)
@@ -595,19 +597,12 @@ def test_tasks_spawned_through_to_asyncio_are_cancelled_when_the_loop_ends(monke
 def test_to_asyncio_checks_cancel_timeout_and_takes_none_for_no_limit():
     steps: list = []
 
-    async def cleans_up():
-        try:
-            await coro.sleep(30)
-        finally:
-            await coro.sleep(0.05)
-            steps.append("plait cleanup done")
-
     async def main():
         with pytest.raises(ValueError, match="cancel_timeout"):
-            await coro.to_asyncio(cleans_up, cancel_timeout=-1)
+            await coro.to_asyncio(_plait_slow, steps, cancel_timeout=-1)
         with pytest.raises(TypeError, match="cancel_timeout"):
-            await coro.to_asyncio(cleans_up, cancel_timeout="5")
-        task = asyncio.create_task(coro.to_asyncio(cleans_up, cancel_timeout=None))
+            await coro.to_asyncio(_plait_slow, steps, cancel_timeout="5")
+        task = asyncio.create_task(coro.to_asyncio(_plait_slow, steps, cancel_timeout=None))
         await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
