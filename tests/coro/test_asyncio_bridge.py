@@ -490,6 +490,7 @@ def test_a_loop_closed_without_cancelling_its_tasks_does_not_hang_the_exit():
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["42", "['MainThread', 'plait.coro-for-asyncio']"]
     assert "still runs" not in done.stderr  # atexit closed the kernel at once
+    assert "RuntimeError" not in done.stderr  # the keeper, dropped at exit, awaits nothing
 
 
 @pytest.mark.parametrize("worker_first", [True, False])
