@@ -25,17 +25,24 @@ cancels the asyncio task and keeps the plait task waiting until the asyncio side
 finished, so its ``finally`` blocks and ``async with`` exits have run before the plait
 task goes on; the cancel hook answers "too late" to the kernel to get exactly that. If the
 asyncio side has not finished ``cancel_timeout`` seconds later (it swallowed the
-cancellation, or blocks its loop), the plait task stops waiting, a warning names the call,
-and the asyncio task is left to the loop's shutdown. An asyncio task cancelled by asyncio
-code (not by the plait task) is not a plait cancellation: it raises :class:`BridgeCancelled`.
+cancellation), the plait task stops waiting, a warning names the call, and the asyncio task
+is left to the loop's shutdown, which cancels it once more and waits ``CANCEL_TIMEOUT`` at
+most. The bound is a timer of the loop, in real time, whatever clock the kernel runs on.
+An asyncio task cancelled by asyncio code (not by the plait task) is not a plait
+cancellation: it raises :class:`BridgeCancelled`.
 
 ``to_asyncio``. Each asyncio loop that uses it gets one plait kernel in a helper thread.
 Its main task takes calls from a ``UniversalQueue`` and runs each as a daemon task; the
 answer goes back through the loop's ``LoopInbox``. The kernel ends when the loop ends:
 a keeper task on the loop closes it when it is cancelled, which ``asyncio.run`` does to
-every task when its main coroutine is over; an ``atexit`` hook closes the kernels of loops
-that were never shut down that way. Cancelling the awaiting asyncio task cancels the
-plait task and waits (``cancel_timeout``, bounded) for it to end.
+every task when its main coroutine is over. The tasks cancelled with the keeper may clean
+up through ``to_asyncio``: the keeper lets them run a step, waits until no call is in
+flight, and only then closes the kernel, which cancels what the calls spawned; a call made
+after that raises ``RuntimeError``. An ``atexit`` hook closes the kernels of loops that were
+never shut down that way. A kernel that stops by itself (one of its tasks raised
+``SystemExit``) answers its calls with :class:`BridgeCancelled` and leaves the loop, whose
+next call starts a new one. Cancelling the awaiting asyncio task cancels the plait task and
+waits (``cancel_timeout``, bounded) for it to end.
 """
 
 from __future__ import annotations
@@ -45,8 +52,8 @@ import atexit
 import contextlib
 import inspect
 import logging
+import queue
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -138,12 +145,14 @@ class _AsyncioLoop:
             loop.close()
 
     async def _shutdown(self) -> None:
-        """Cancel what still runs on the loop (calls whose plait side gave up), bounded."""
+        """Cancel what still runs on the loop (calls whose plait side gave up), bounded:
+        those were cancelled and waited for already, so they get ``CANCEL_TIMEOUT`` more,
+        well within the ``JOIN_TIMEOUT`` that ``close`` waits for the thread."""
         tasks = asyncio.all_tasks() - {asyncio.current_task()}
         for task in tasks:
             task.cancel()
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=JOIN_TIMEOUT)
+            _, pending = await asyncio.wait(tasks, timeout=CANCEL_TIMEOUT)
             for task in pending:
                 log.warning("asyncio task %r ignored its cancellation; left behind", task)
         await self.loop.shutdown_asyncgens()
@@ -169,8 +178,8 @@ def _run_all(batch: list[tuple[Callable[[Any], Any], Any]]) -> None:
 class _Call:
     """One ``from_asyncio`` call: the plait task waiting, the asyncio future running it.
 
-    Also the timer target that bounds the wait after a cancellation (``timer_live``,
-    ``expire``: the kernel's timer protocol, as in ``timeouts.py``).
+    The wait after a cancellation is bounded on the loop, in real time (``loop.call_later``,
+    ``give_up``), whatever clock the kernel runs on: the bound is about the asyncio side.
     """
 
     __slots__ = (
@@ -184,11 +193,12 @@ class _Call:
         "started",
         "cancelling",
         "abandoned",
-        "waiting",
-        "seq",
+        "bound",
     )
 
-    def __init__(self, kernel: Any, aw: Any, fn: Any, args: tuple, cancel_timeout: float) -> None:
+    def __init__(
+        self, kernel: Any, aw: Any, fn: Any, args: tuple, cancel_timeout: float | None
+    ) -> None:
         self.kernel = kernel
         self.task = kernel.current
         self.aw = aw
@@ -199,8 +209,7 @@ class _Call:
         self.started = False
         self.cancelling = False
         self.abandoned = False
-        self.waiting = True
-        self.seq = -1
+        self.bound: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         what = self.aw if self.fn is None else getattr(self.fn, "__qualname__", self.fn)
@@ -214,7 +223,6 @@ class _Call:
     async def run(self) -> None:
         """The asyncio task of the call: await the awaitable, hand the outcome back."""
         self.started = True
-        wake = self.kernel.wake_threadsafe
         try:
             aw = self.aw
             if self.fn is not None:
@@ -227,20 +235,38 @@ class _Call:
             self.aw = None
             value = await aw
         except BaseException as e:  # handed to the awaiting task, raised there
-            if self.abandoned and not isinstance(e, asyncio.CancelledError):
+            if self.abandoned and not isinstance(e, asyncio.CancelledError | GeneratorExit):
                 log.error("%r failed after its task stopped waiting", self, exc_info=e)
-            wake(self.task, self, None, e)
+            self._answer(None, e)
             if isinstance(e, asyncio.CancelledError):
                 raise
         else:
-            wake(self.task, self, value, None)
+            self._answer(value, None)
 
-    def cancel_future(self, _: object) -> None:
+    def _answer(self, value: Any, exc: BaseException | None) -> None:
+        if self.bound is not None:
+            self.bound.cancel()
+        self.kernel.wake_threadsafe(self.task, self, value, exc)
+
+    def cancel_future(self, loop: asyncio.AbstractEventLoop) -> None:
         self.future.cancel()  # ``start`` ran first: the inbox keeps the order of calls
         if not self.started:  # cancelled before its first step: ``run`` never will run
             if inspect.iscoroutine(self.aw):
                 self.aw.close()
-            self.kernel.wake_threadsafe(self.task, self, None, asyncio.CancelledError())
+            self._answer(None, asyncio.CancelledError())
+        elif self.cancel_timeout is not None:
+            self.bound = loop.call_later(self.cancel_timeout, self.give_up)
+
+    def give_up(self) -> None:
+        """On the loop, ``cancel_timeout`` s after the cancellation: stop the wait."""
+        if not self.future.done():
+            self.abandoned = True
+            self.kernel.wake_threadsafe(
+                self.task,
+                self,
+                None,
+                asyncio.CancelledError(f"gave up waiting {self.cancel_timeout:g} s for it"),
+            )
 
     # -- in the kernel's thread --------------------------------------------------------
 
@@ -248,21 +274,9 @@ class _Call:
         """Cancel hook: cancel the asyncio side, keep the task waiting for its end."""
         if not self.cancelling:
             self.cancelling = True
-            self.kernel.asyncio_loop.send(self.cancel_future, None)
-            self.seq = self.kernel.call_at(time.monotonic() + self.cancel_timeout, self)
+            bridge = self.kernel.asyncio_loop
+            bridge.send(self.cancel_future, bridge.loop)
         return False
-
-    def timer_live(self, seq: int) -> bool:
-        return self.waiting and seq == self.seq
-
-    def expire(self, kernel: Any) -> None:
-        self.abandoned = True
-        kernel.wake_threadsafe(
-            self.task,
-            self,
-            None,
-            asyncio.CancelledError(f"gave up waiting {self.cancel_timeout:g} s for it"),
-        )
 
 
 def _asyncio_loop(kernel: Any) -> _AsyncioLoop:
@@ -274,7 +288,9 @@ def _asyncio_loop(kernel: Any) -> _AsyncioLoop:
 
 
 async def from_asyncio(
-    aw: Awaitable | Callable[..., Awaitable], *args: Any, cancel_timeout: float = CANCEL_TIMEOUT
+    aw: Awaitable | Callable[..., Awaitable],
+    *args: Any,
+    cancel_timeout: float | None = CANCEL_TIMEOUT,
 ) -> Any:
     """Await ``aw`` (or ``aw(*args)``) on the kernel's asyncio loop; return its result.
 
@@ -283,10 +299,12 @@ async def from_asyncio(
     objects that bind to their loop (a client session, an ``asyncio.Queue``) in an async
     function run this way; they then serve every later call of the kernel. Blocks the
     task (never the kernel) until the asyncio side ends. A blocking point: cancellation
-    cancels the asyncio side and waits up to ``cancel_timeout`` s for it to finish.
+    cancels the asyncio side and waits up to ``cancel_timeout`` s (real time, whatever the
+    kernel's clock; None: no limit) for it to finish.
 
     Raises what the asyncio code raised (its traceback kept), :class:`BridgeCancelled`
-    if asyncio code cancelled it, and ``TypeError`` if ``aw`` is not awaitable.
+    if asyncio code cancelled it, ``TypeError`` if ``aw`` is not awaitable, and
+    ``TypeError`` / ``ValueError`` for a ``cancel_timeout`` that is not a number >= 0.
 
     >>> import asyncio
     >>> from plait.coro import run, timeout_after
@@ -299,20 +317,25 @@ async def from_asyncio(
     >>> run(main)
     [(1,)]
     """
-    if inspect.isawaitable(aw):
-        if args:
-            if inspect.iscoroutine(aw):
-                aw.close()  # given to the bridge, which will not run it
-            raise TypeError("from_asyncio: arguments given with an awaitable; pass a function")
-        fn = None
-    elif callable(aw):
-        fn, aw = aw, None
-    else:
-        raise TypeError(
-            f"from_asyncio needs an asyncio awaitable (a coroutine, a future, an object with "
-            f"__await__) or a function returning one, not {type(aw).__name__}: {aw!r:.60}"
-        )
-    k = traps.kernel()
+    try:
+        _check_cancel_timeout("from_asyncio", cancel_timeout)
+        k = traps.kernel()
+        if inspect.isawaitable(aw):
+            if args:
+                raise TypeError("from_asyncio: arguments given with an awaitable; pass a function")
+            fn = None
+        elif callable(aw):
+            fn, aw = aw, None
+        else:
+            raise TypeError(
+                f"from_asyncio needs an asyncio awaitable (a coroutine, a future, an object "
+                f"with __await__) or a function returning one, not {type(aw).__name__}: "
+                f"{aw!r:.60}"
+            )
+    except BaseException:
+        if inspect.iscoroutine(aw):
+            aw.close()  # given to the bridge, which will not run it
+        raise
     call = _Call(k, aw, fn, args, cancel_timeout)
     bridge = _asyncio_loop(k)
     bridge.send(call.start, bridge.loop)
@@ -335,10 +358,19 @@ async def from_asyncio(
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
         raise
-    finally:
-        call.waiting = False
-        if call.cancelling and not call.abandoned:
-            k.timer_cancelled()
+
+
+def _check_cancel_timeout(who: str, cancel_timeout: float | None) -> None:
+    """``cancel_timeout`` is a number of seconds >= 0, or None for no limit."""
+    if cancel_timeout is None:
+        return
+    if isinstance(cancel_timeout, bool) or not isinstance(cancel_timeout, int | float):
+        raise TypeError(
+            f"{who}: cancel_timeout must be a number of seconds or None (no limit), "
+            f"not {type(cancel_timeout).__name__}: {cancel_timeout!r:.60}"
+        )
+    if not cancel_timeout >= 0:
+        raise ValueError(f"{who}: cancel_timeout must be >= 0, not {cancel_timeout!r}")
 
 
 # -- to_asyncio: asyncio code awaits a plait coroutine -----------------------------------
@@ -347,7 +379,7 @@ async def from_asyncio(
 class _PlaitCall:
     """One ``to_asyncio`` call: the asyncio side waits on ``waiter`` for ``outcome``."""
 
-    __slots__ = ("fn", "args", "waiter", "outcome", "task")
+    __slots__ = ("fn", "args", "waiter", "outcome", "task", "cancelled")
 
     def __init__(self, fn: Any, args: tuple, waiter: asyncio.Future) -> None:
         self.fn = fn
@@ -355,55 +387,112 @@ class _PlaitCall:
         self.waiter = waiter
         self.outcome: tuple[Any, BaseException | None] | None = None
         self.task: Any = None
+        self.cancelled = False  # by its asyncio side
 
     def finish(self, outcome: tuple[Any, BaseException | None]) -> None:
-        """On the loop: the plait side ended."""
-        self.outcome = outcome
+        """On the loop: the plait side ended (the first answer counts)."""
+        if self.outcome is None:
+            self.outcome = outcome
         if not self.waiter.done():
             self.waiter.set_result(None)
 
 
 class _PlaitKernel:
-    """A plait kernel in a helper thread, serving the ``to_asyncio`` calls of one loop."""
+    """A plait kernel in a helper thread, serving the ``to_asyncio`` calls of one loop.
+
+    ``closed`` (under ``_lock``): it takes no more calls. Either its loop is shutting down
+    (it stays the loop's kernel, so a late call raises instead of starting another) or its
+    kernel stopped by itself (a task raised ``SystemExit``: it leaves ``_of``, and the loop's
+    next call starts a new kernel). Every call put before ``closed`` is answered.
+    """
 
     _of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)
         self.inbox = LoopInbox.of(loop)
         self.requests = UniversalQueue()
-        self._ended = loop.create_future()
+        self.closed = False
+        self.busy = 0  # to_asyncio calls not yet returned (counted in the loop's thread)
+        self._idle: asyncio.Future | None = None
+        self._ended: asyncio.Future | None = loop.create_future()
         self._thread = threading.Thread(
             target=self._run, name="plait.coro-for-asyncio", daemon=True
         )
         self._thread.start()
-        self._keeper = loop.create_task(self._keep(), name="plait.coro to_asyncio keeper")
+        self._keeper: asyncio.Task | None = loop.create_task(
+            self._keep(), name="plait.coro to_asyncio keeper"
+        )
 
     @classmethod
-    def of(cls, loop: asyncio.AbstractEventLoop) -> _PlaitKernel:
-        kernel = cls._of.get(loop)
-        if kernel is None:
-            with cls._lock:
-                kernel = cls._of.get(loop)
-                if kernel is None:
-                    kernel = cls._of[loop] = cls(loop)
+    def submit(cls, loop: asyncio.AbstractEventLoop, call: _PlaitCall) -> _PlaitKernel:
+        """Hand ``call`` to the plait kernel of ``loop`` (started on first use)."""
+        with cls._lock:
+            kernel = cls._of.get(loop)
+            if kernel is None:
+                kernel = cls._of[loop] = cls(loop)
+            elif kernel.closed:
+                raise RuntimeError(
+                    "to_asyncio: this asyncio loop is shutting down; its plait kernel is closed"
+                )
+            kernel.requests.put(call)
+        kernel.busy += 1
         return kernel
+
+    def cancel_call(self, call: _PlaitCall) -> None:
+        """Have the kernel cancel the plait side of ``call`` (answered anyway if closed)."""
+        with self._lock:
+            if not self.closed:
+                self.requests.put(call)
+
+    def call_ended(self) -> None:
+        self.busy -= 1
+        if not self.busy and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     def _run(self) -> None:
         try:
             run(self._serve)
+        except BaseException as e:  # SystemExit and the like: the thread's end, not the process's
+            log.error("the plait kernel of an asyncio loop stopped: %r", e, exc_info=e)
         finally:
-            self.inbox.resolve(self._ended)
+            self._stopped()
+            while True:
+                try:
+                    call = self.requests.get(block=False)
+                except queue.Empty:
+                    break
+                if call is not None and call.task is None:
+                    stopped = BridgeCancelled("the plait kernel of this asyncio loop stopped")
+                    self.inbox.call(call.finish, (None, stopped))
+            if self._ended is not None:
+                self.inbox.resolve(self._ended)
+
+    def _stopped(self) -> None:
+        """The kernel stops by itself (one of its tasks raised ``SystemExit``), not by its
+        loop: it takes no more calls, and the loop's next call starts a new kernel."""
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                loop = self._loop()
+                if loop is not None and self._of.get(loop) is self:
+                    del self._of[loop]
 
     async def _serve(self) -> None:
         while True:
             call = await self.requests.get_async()
             if call is None:
-                return  # run() cancels the calls still running (daemon tasks)
+                # the loop ends and no call is in flight: what its calls spawned goes too
+                k = traps.kernel()
+                for task in list(k.tasks.values()):
+                    if task is not k.current:
+                        await task.cancel(blocking=False)
+                return
             if call.task is None:
                 call.task = await spawn(self._call, call, daemon=True)
             else:
+                call.cancelled = True
                 await call.task.cancel(blocking=False)
 
     async def _call(self, call: _PlaitCall) -> None:
@@ -411,6 +500,8 @@ class _PlaitKernel:
             coro, _ = as_coroutine(call.fn, call.args)
             outcome = (await coro, None)
         except TaskCancelled as e:
+            if not call.cancelled:
+                self._stopped()  # before the answer: the caller's next call finds a new kernel
             outcome = (None, BridgeCancelled(f"the plait side of a to_asyncio call: {e}"))
             self.inbox.call(call.finish, outcome)
             raise
@@ -418,26 +509,44 @@ class _PlaitKernel:
             outcome = (None, e)
         self.inbox.call(call.finish, outcome)
 
+    def _close_requests(self) -> None:
+        with self._lock:
+            self.closed = True
+        self.requests.put(None)
+
     async def _keep(self) -> None:
-        """Lives as long as the loop runs tasks; its cancellation closes the kernel."""
+        """Lives as long as the loop runs tasks. Its cancellation (``asyncio.run`` cancels
+        every task once its main coroutine is over) closes the kernel once the calls in
+        flight, such as cleanups of the tasks cancelled with it, have ended."""
         try:
-            await asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._ended)
+        except asyncio.CancelledError:
+            pass  # the loop is ending
+        except GeneratorExit:  # dropped with its loop, never to run again: no awaiting
+            self._close_requests()
+            raise
+        else:  # the kernel stopped by itself and answered its calls; its thread is ending
+            self._thread.join(JOIN_TIMEOUT)
+            return
+        try:
+            await asyncio.sleep(0)  # the tasks cancelled with this one make their calls
+            while self.busy:
+                self._idle = asyncio.get_running_loop().create_future()
+                await self._idle
         finally:
-            self.requests.put(None)
-            try:
+            self._close_requests()
+            with contextlib.suppress(asyncio.TimeoutError):  # close() says it
                 await asyncio.wait_for(asyncio.shield(self._ended), JOIN_TIMEOUT)
-            finally:
-                self.close()
+            self.close()
 
     def close(self) -> None:
         """Stop the kernel (its calls are cancelled) and join its thread."""
-        with self._lock:
-            if self._of.get(self.loop) is self:
-                del self._of[self.loop]
-        self.requests.put(None)
+        self._close_requests()
         self._thread.join(JOIN_TIMEOUT)
         if self._thread.is_alive():
             log.warning("%s still runs after %g s; left behind", self._thread.name, JOIN_TIMEOUT)
+        else:  # it stays the loop's (closed) kernel: it must not keep the loop alive
+            self._ended = self._keeper = self._idle = None
 
 
 @atexit.register
@@ -448,15 +557,17 @@ def _close_kernels() -> None:
 
 
 async def to_asyncio(
-    fn: Callable[..., Any], *args: Any, cancel_timeout: float = CANCEL_TIMEOUT
+    fn: Callable[..., Any], *args: Any, cancel_timeout: float | None = CANCEL_TIMEOUT
 ) -> Any:
     """From asyncio code: run the plait coroutine ``fn(*args)`` and return its result.
 
     The call runs in the plait kernel of the running asyncio loop (a helper thread,
     started on first use and closed with the loop). Blocks the asyncio task, not its loop.
     Cancelling the asyncio task cancels the plait task and waits up to ``cancel_timeout``
-    s for it to end. Raises what ``fn`` raised (its traceback kept), and
-    :class:`BridgeCancelled` if the plait side was cancelled by plait (its kernel shut down).
+    s (None: no limit) for it to end. Raises what ``fn`` raised (its traceback kept),
+    :class:`BridgeCancelled` if the plait side was cancelled by plait (its kernel shut down),
+    ``RuntimeError`` if the loop is shutting down and its kernel already closed, and
+    ``TypeError`` / ``ValueError`` for a ``cancel_timeout`` that is not a number >= 0.
 
     >>> import asyncio
     >>> from plait.coro import sleep
@@ -472,15 +583,20 @@ async def to_asyncio(
         raise TypeError(
             f"to_asyncio needs a plait async function (or coroutine), not {type(fn).__name__}"
         )
+    try:
+        _check_cancel_timeout("to_asyncio", cancel_timeout)
+    except (TypeError, ValueError):
+        if inspect.iscoroutine(fn):
+            fn.close()  # given to the bridge, which will not run it
+        raise
     loop = asyncio.get_running_loop()
-    kernel = _PlaitKernel.of(loop)
     call = _PlaitCall(fn, args, loop.create_future())
-    kernel.requests.put(call)
+    kernel = _PlaitKernel.submit(loop, call)
     try:
         await call.waiter
     except asyncio.CancelledError:
         if call.outcome is None:
-            kernel.requests.put(call)
+            kernel.cancel_call(call)
             call.waiter = loop.create_future()
             try:
                 await asyncio.wait_for(call.waiter, cancel_timeout)
@@ -491,6 +607,8 @@ async def to_asyncio(
                     cancel_timeout,
                 )
         raise
+    finally:
+        kernel.call_ended()
     value, exc = call.outcome
     if exc is not None:
         raise exc

@@ -200,16 +200,23 @@ class Kernel:
         self._fatal: BaseException | None = None
         self._deadlock: DeadlockError | None = None
         self._closed = False
+        self._shutting_down = False  # main and the non-daemon tasks ended: daemons go
 
     # -- the public face of the kernel for the other modules of plait.coro -------------
 
     def start(self, coro: Any, name: str, daemon: bool, group: Any = None) -> Task:
-        """Make ``coro`` a task, ready to run. Never blocks."""
+        """Make ``coro`` a task, ready to run. Never blocks.
+
+        A daemon task started while the kernel shuts down (from a ``finally`` of a task
+        being cancelled) is cancelled at once: nothing would cancel it later.
+        """
         task = Task(coro, name, daemon)
         task._group = group
         self.tasks[task.id] = task
         if not daemon:
             self._nondaemon += 1
+        elif self._shutting_down:
+            task._cancel_pending = TaskCancelled("the kernel is shutting down")
         self._ready.append(task)
         return task
 
@@ -387,6 +394,7 @@ class Kernel:
             self._main = main_task = self.start(coro, name, False)
             main_task._observed = True
             self._loop(lambda: self._nondaemon > 0)
+            self._shutting_down = True
             for task in list(self.tasks.values()):
                 self.cancel(task, TaskCancelled("the kernel is shutting down"))
             self._loop(lambda: bool(self.tasks))

@@ -70,14 +70,15 @@ class LoopInbox:
     ``call(fn, arg)`` appends to a deque and, unless a drain is already due, schedules one
     with ``call_soon_threadsafe`` (``call_soon`` from the loop's own thread, which needs no
     wake-up). The drain clears the flag before it empties the deque, so a call appended
-    meanwhile is either drained now or schedules the next drain.
+    meanwhile is either drained now or schedules the next drain. The inbox holds its loop
+    weakly (it is the value of a weak-keyed table): a loop nobody uses any more goes.
     """
 
-    __slots__ = ("loop", "_calls", "_due")
+    __slots__ = ("_loop", "_calls", "_due")
     _of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)
         self._calls: deque = deque()
         self._due = False
 
@@ -93,8 +94,11 @@ class LoopInbox:
         """Run ``fn(arg)`` on the loop soon. Never blocks; dropped if the loop is closed."""
         self._calls.append((fn, arg))
         if not self._due:
+            loop = self._loop()
+            if loop is None:
+                self._calls.clear()  # the loop is gone: nobody is left to answer
+                return
             self._due = True
-            loop = self.loop
             try:
                 if asyncio._get_running_loop() is loop:
                     loop.call_soon(self._drain)
@@ -248,7 +252,13 @@ class UniversalQueue:
         return item
 
     def _give_back(self, item: Any) -> None:
-        """An asyncio getter chosen for ``item`` was cancelled: the next one gets it."""
+        """An asyncio getter chosen for ``item`` was cancelled: the next one gets it.
+
+        With no getter waiting, ``item`` goes back to the head of the queue even if a put
+        filled its place meanwhile: the queue then holds one item more than ``maxsize``
+        until the next get (``full()`` is true, puts wait). Dropping the item or blocking
+        here, in a cancellation, would be worse: a cancelled get has taken nothing.
+        """
         with self._lock:
             if self._getters:
                 self._getters.popleft().wake(item)

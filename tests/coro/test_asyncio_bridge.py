@@ -277,6 +277,126 @@ def test_asyncio_objects_made_on_the_kernels_loop_serve_many_calls():
     assert coro.run(main) == list(range(10))
 
 
+def test_a_daemon_tasks_first_bridged_call_during_shutdown_is_served_and_run_returns():
+    # the bridge's flusher task is started while run() shuts down: the kernel cancels it at
+    # once instead of leaving it parked (a registered socket kept the kernel polling forever)
+    steps = []
+
+    async def notify():
+        await asyncio.sleep(0.01)
+        return "notified"
+
+    async def acceptor(listener):
+        try:
+            await listener.accept()
+        finally:
+            steps.append(await coro.from_asyncio(notify))
+
+    async def main(listener):
+        await coro.spawn(acceptor, listener, daemon=True)
+        await coro.sleep(0.02)
+        return "main done"
+
+    listener = coro.tcp_server_socket("127.0.0.1", 0)  # registered while run() shuts down
+    try:
+        assert coro.run(main, listener) == "main done"
+    finally:
+        listener.close_nowait()
+    assert steps == ["notified"]
+    assert _bridge_threads() == []
+
+
+async def _cleans_up_slowly(started: threading.Event, steps: list, deaf: bool = False) -> None:
+    """asyncio code that cleans up for a while once cancelled (or ignores it, if deaf)."""
+    started.set()
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        steps.append("asyncio side cancelled")
+        await asyncio.sleep(30 if deaf else 0.1)  # the loop's shutdown cancels a deaf one
+        steps.append("asyncio cleanup done")
+        raise
+
+
+async def _cancel_once_started(steps: list, deaf: bool, cancel_timeout: float | None) -> None:
+    started = threading.Event()
+    call = coro.from_asyncio(_cleans_up_slowly, started, steps, deaf, cancel_timeout=cancel_timeout)
+    task = await coro.spawn(call)
+    await coro.run_in_thread(started.wait, 10)
+    await task.cancel()
+    assert task.cancelled
+    steps.append("plait task goes on")
+
+
+@pytest.mark.parametrize("cancel_timeout", [5.0, None])
+def test_the_cancel_bound_is_real_time_even_on_an_autojumping_mock_clock(cancel_timeout):
+    steps: list = []
+    clock = coro.MockClock(autojump_threshold=0)  # jumps to the next timer whenever idle
+    coro.run(_cancel_once_started, steps, False, cancel_timeout, clock=clock)
+    assert steps == ["asyncio side cancelled", "asyncio cleanup done", "plait task goes on"]
+
+
+def test_the_cancel_bound_fires_on_a_stopped_mock_clock(caplog):
+    steps: list = []
+    with caplog.at_level(logging.WARNING, logger="plait.coro"):
+        coro.run(_cancel_once_started, steps, True, 0.05, clock=coro.MockClock())
+    assert steps == ["asyncio side cancelled", "plait task goes on"]
+    assert "did not finish 0.05 s after its cancellation" in caplog.text
+
+
+def test_an_abandoned_call_holds_run_only_a_short_bound(monkeypatch, caplog):
+    from plait.coro import aio
+
+    monkeypatch.setattr(aio, "JOIN_TIMEOUT", 3600.0)  # the bound is not the join timeout
+    monkeypatch.setattr(aio, "CANCEL_TIMEOUT", 0.05)
+
+    async def deaf():
+        while True:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                pass
+
+    async def main():
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(0.02):
+                await coro.from_asyncio(deaf, cancel_timeout=0.05)
+        return "gave up"
+
+    with caplog.at_level(logging.WARNING):
+        assert coro.run(main) == "gave up"
+    assert "ignored its cancellation; left behind" in caplog.text
+    assert "plait.coro-asyncio still runs" not in caplog.text
+    assert _bridge_threads() == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [("5", TypeError), (True, TypeError), (-1, ValueError), (float("nan"), ValueError)],
+)
+def test_a_bad_cancel_timeout_is_refused_up_front_naming_it(bad, error):
+    async def main():
+        aw = asyncio.sleep(0)
+        with pytest.raises(error, match="cancel_timeout"):
+            await coro.from_asyncio(aw, cancel_timeout=bad)
+        assert aw.cr_frame is None  # closed: the bridge will not run it
+        with pytest.raises(error, match="cancel_timeout"):
+            await coro.from_asyncio(asyncio.sleep, 0, cancel_timeout=bad)
+        return "refused"
+
+    assert coro.run(main) == "refused"
+
+
+def test_from_asyncio_outside_a_kernel_closes_the_coroutine_it_was_given():
+    async def main():
+        aw = asyncio.sleep(0)
+        with pytest.raises(coro.NoKernelError):
+            await coro.from_asyncio(aw)
+        return aw.cr_frame is None
+
+    assert asyncio.run(main()) is True
+
+
 # -- to_asyncio --------------------------------------------------------------------------
 
 
@@ -308,6 +428,15 @@ def test_to_asyncio_runs_plait_streams_against_an_asyncio_server():
     assert _bridge_threads() == []  # the loop's plait kernel ended with asyncio.run
 
 
+async def _plait_slow(steps: list) -> None:
+    """plait code that cleans up for a while once cancelled."""
+    try:
+        await coro.sleep(30)
+    finally:
+        await coro.sleep(0.05)
+        steps.append("plait cleanup done")
+
+
 def test_to_asyncio_carries_errors_and_cancellation_across():
     steps = []
 
@@ -315,20 +444,13 @@ def test_to_asyncio_carries_errors_and_cancellation_across():
         await coro.sleep(0.01)
         raise PermissionError("denied by plait")
 
-    async def plait_slow():
-        try:
-            await coro.sleep(30)
-        finally:
-            await coro.sleep(0.05)
-            steps.append("plait cleanup done")
-
     async def main():
         with pytest.raises(PermissionError) as info:
             await coro.to_asyncio(plait_fails)
         frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
         assert frames[0] == "main" and frames[-1] == "plait_fails"
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(coro.to_asyncio(plait_slow), 0.05)
+            await asyncio.wait_for(coro.to_asyncio(_plait_slow, steps), 0.05)
         steps.append("asyncio task goes on")
         with pytest.raises(TypeError, match="not int"):
             await coro.to_asyncio(42)
@@ -368,6 +490,150 @@ def test_a_loop_closed_without_cancelling_its_tasks_does_not_hang_the_exit():
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["42", "['MainThread', 'plait.coro-for-asyncio']"]
     assert "still runs" not in done.stderr  # atexit closed the kernel at once
+    assert "RuntimeError" not in done.stderr  # the keeper, dropped at exit, awaits nothing
+
+
+@pytest.mark.parametrize("worker_first", [True, False])
+def test_to_asyncio_in_the_cleanup_of_a_task_cancelled_by_asyncio_run_is_served(worker_first):
+    # asyncio.run cancels every task at once, the loop's keeper among them: the kernel
+    # serves the calls those tasks make as they clean up before it closes
+    steps = []
+
+    async def plait_cleanup():
+        await coro.sleep(0.01)
+        return "cleaned"
+
+    async def worker():
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            steps.append(await coro.to_asyncio(plait_cleanup))
+
+    async def main():
+        if worker_first:
+            asyncio.get_running_loop().create_task(worker())
+        steps.append(await coro.to_asyncio(plait_cleanup))  # starts the kernel and keeper
+        if not worker_first:
+            asyncio.get_running_loop().create_task(worker())
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert steps == ["cleaned", "cleaned"]
+    assert _bridge_threads() == []
+
+
+def test_to_asyncio_after_its_loop_closed_the_kernel_raises_naming_the_cause():
+    steps = []
+
+    async def double(n):
+        return 2 * n
+
+    async def late_worker():
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            for _ in range(3):
+                await asyncio.sleep(0)  # the keeper closes the idle kernel meanwhile
+            try:
+                await coro.to_asyncio(double, 21)
+            except RuntimeError as e:
+                steps.append(str(e))
+
+    async def main():
+        assert await coro.to_asyncio(double, 21) == 42
+        asyncio.get_running_loop().create_task(late_worker())
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert len(steps) == 1 and "loop is shutting down" in steps[0]
+    assert _bridge_threads() == []
+
+
+def test_a_loop_whose_plait_kernel_stopped_gets_a_new_one(caplog):
+    async def quitter():
+        raise SystemExit(3)
+
+    async def starts_a_quitter():
+        await coro.spawn(quitter)
+        await coro.sleep(30)
+
+    async def double(n):
+        return 2 * n
+
+    async def main():
+        with pytest.raises(coro.BridgeCancelled, match="SystemExit"):
+            await coro.to_asyncio(starts_a_quitter)
+        return await asyncio.wait_for(coro.to_asyncio(double, 21), 30)
+
+    with caplog.at_level(logging.ERROR, logger="plait.coro"):
+        assert asyncio.run(main()) == 42
+    assert "kernel of an asyncio loop stopped: SystemExit(3)" in caplog.text
+    assert _bridge_threads() == []
+
+
+def test_tasks_spawned_through_to_asyncio_are_cancelled_when_the_loop_ends(monkeypatch):
+    from plait.coro import aio
+
+    monkeypatch.setattr(aio, "JOIN_TIMEOUT", 3600.0)  # the end waits for nothing so long
+    steps = []
+
+    async def serve_forever():
+        try:
+            await coro.sleep(3600)
+        finally:
+            steps.append("server cancelled")
+
+    async def start_server():
+        await coro.spawn(serve_forever)  # not a daemon: run() would wait for it
+        return "started"
+
+    async def main():
+        return await coro.to_asyncio(start_server)
+
+    assert asyncio.run(main()) == "started"
+    assert steps == ["server cancelled"]
+    assert _bridge_threads() == []
+
+
+def test_to_asyncio_checks_cancel_timeout_and_takes_none_for_no_limit():
+    steps: list = []
+
+    async def main():
+        with pytest.raises(ValueError, match="cancel_timeout"):
+            await coro.to_asyncio(_plait_slow, steps, cancel_timeout=-1)
+        with pytest.raises(TypeError, match="cancel_timeout"):
+            await coro.to_asyncio(_plait_slow, steps, cancel_timeout="5")
+        task = asyncio.create_task(coro.to_asyncio(_plait_slow, steps, cancel_timeout=None))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        steps.append("asyncio goes on")
+
+    asyncio.run(main())
+    assert steps == ["plait cleanup done", "asyncio goes on"]
+
+
+def test_loops_that_used_the_bridge_or_universal_objects_are_freed_when_they_end():
+    import gc
+    import weakref
+
+    async def one():
+        return 1
+
+    async def main(done: list):
+        event = coro.UniversalEvent()
+        asyncio.get_running_loop().call_soon(event.set)
+        await event.wait_async()
+        done.append(await coro.to_asyncio(one))
+        return weakref.ref(asyncio.get_running_loop())
+
+    done: list = []
+    loops = [asyncio.run(main(done)) for _ in range(3)]
+    gc.collect()
+    assert done == [1, 1, 1]
+    assert [loop() for loop in loops] == [None, None, None]
+    assert _bridge_threads() == []
 
 
 def test_both_bridges_nested():
