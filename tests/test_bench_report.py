@@ -19,6 +19,14 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import harness  # noqa: E402 - benchmarks/ is not a package: found through sys.path
 
+try:
+    import matplotlib  # noqa: F401
+except ImportError:  # the docs extra is not installed (the non-default venvs of test-all)
+    matplotlib = None
+needs_matplotlib = pytest.mark.skipif(
+    matplotlib is None, reason="drawing charts needs matplotlib (the docs extra)"
+)
+
 # The harness times its calls with SIGALRM, the timer pytest-timeout's signal method uses.
 pytestmark = pytest.mark.timeout(120, method="thread")
 
@@ -176,6 +184,7 @@ def test_load_reads_back_what_the_bench_wrote(results):
     assert bench_report.load(again) == run
 
 
+@needs_matplotlib
 def test_the_report_draws_charts_and_report_md_from_the_json(results, capsys):
     before = snapshot(results)
     assert main(["bench", "--report", str(results)]) == 0
@@ -203,6 +212,7 @@ def test_the_report_draws_charts_and_report_md_from_the_json(results, capsys):
     assert snapshot(results) == after
 
 
+@needs_matplotlib
 def test_a_note_opens_the_report(results):
     (results / "NOTE.md").write_text("The machine was shared with six other sessions.\n")
     bench_report.write_report(results)
@@ -256,6 +266,7 @@ def test_results_of_another_format_version_are_refused(results, capsys, version,
     assert str(path) in message and f"{age} format" in message
 
 
+@needs_matplotlib
 def test_a_failed_report_leaves_the_previous_one_as_it_was(results, capsys):
     assert main(["bench", "--report", str(results)]) == 0
     (results / "charts" / "first.svg").unlink()  # not even a missing chart is redrawn
