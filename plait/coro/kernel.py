@@ -127,10 +127,10 @@ __all__ = ["Kernel", "run", "where"]
 log = logging.getLogger("plait.coro")
 
 _EPOLLIN = select.EPOLLIN
-_LONGEST_POLL = 86400.0  # seconds: the longest single wait of the loop
 _EPOLLOUT = select.EPOLLOUT
 _READABLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 _WRITABLE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+_LONGEST_POLL = 86400.0  # seconds: the longest single wait of the loop
 
 # Raised by a task, these stop the whole kernel and come out of run().
 _FATAL = (KeyboardInterrupt, SystemExit)
