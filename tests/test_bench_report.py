@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import signal
 import sys
 
 import pytest
@@ -295,6 +296,32 @@ def test_the_report_runs_no_benchmark(results, capsys):
     assert stopped.value.code == 2
     assert "--report runs no benchmark" in capsys.readouterr().err
     assert snapshot(results) == before
+
+
+def test_a_cap_alarm_after_the_variant_returned_does_not_escape_the_case(tmp_path):
+    # The cap's timer can expire just after a variant returned: then its alarm arrives
+    # while the harness turns the timer off, outside the ``except OverCap`` of the call.
+    # A profile hook raises the real SIGALRM at that very moment: when the harness calls
+    # setitimer for the first time after the variant returned.
+    bench = harness.Bench("late alarm", rounds=1, cap=30, name="late", json_path=tmp_path)
+    returned = []
+
+    def variant() -> float:
+        returned.append(True)
+        return 1.0
+
+    def alarm_at_the_disarm(frame, event, arg):
+        if event == "c_call" and arg is signal.setitimer and returned:
+            sys.setprofile(None)
+            signal.raise_signal(signal.SIGALRM)
+
+    sys.setprofile(alarm_at_the_disarm)
+    try:
+        figures = bench.case("one quick call", {"plait": variant})
+    finally:
+        sys.setprofile(None)
+    assert figures == {"plait": [1.0]}  # measured, not "over cap", and no OverCap escaped
+    assert bench.cases[0].variants[0].note is None
 
 
 def test_the_json_option_is_taken_off_the_command_line():
