@@ -6,6 +6,7 @@ every kind of bad input is refused with the file and the cause named and nothing
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import signal
 import sys
@@ -274,6 +275,33 @@ def test_a_failed_report_leaves_the_previous_one_as_it_was(results, capsys):
     (results / "third.json").write_text("not json")
     message = refused(results, capsys)
     assert "third.json" in message
+
+
+@needs_matplotlib
+@pytest.mark.parametrize("renames", [1, 2], ids=["old charts out", "new charts in"])
+def test_a_report_interrupted_between_its_renames_leaves_the_previous_one(results, renames):
+    # The charts are swapped by two renames. A real Ctrl-C (SIGINT) lands right after
+    # the first or the second one: the old charts must not go with the temporary tree.
+    assert bench_report.write_report(results)
+    (results / "charts" / "first.svg").write_text("the old chart")  # not what a redraw makes
+    before = snapshot(results)
+    done = []
+
+    def ctrl_c_after_a_rename(frame, event, arg):
+        if event == "c_return" and arg is os.rename:
+            done.append(arg)
+            if len(done) == renames:
+                sys.setprofile(None)
+                signal.raise_signal(signal.SIGINT)
+
+    sys.setprofile(ctrl_c_after_a_rename)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            bench_report.write_report(results)
+    finally:
+        sys.setprofile(None)
+    assert len(done) == renames
+    assert snapshot(results) == before  # no half-made report, no temporary tree left
 
 
 def test_without_matplotlib_the_report_names_the_docs_extra(results):
