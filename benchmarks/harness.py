@@ -7,7 +7,8 @@ its figure in the case's unit (or ``(figure, result)``, and then the results of 
 variants must be equal: checked after round one, outside the timed region). The variants
 run interleaved, round by round, in rotated order, so a slow minute hurts all alike. Each
 call is capped by a SIGALRM timer: a variant that overruns is reported "over cap" and
-dropped from the later rounds, it never hangs the run. Before each call the garbage of
+dropped from the later rounds, it never hangs the run (an alarm that comes once the call
+has returned, while the timer is being turned off, is void). Before each call the garbage of
 the calls before it is collected (``gc.collect``): otherwise a variant that leaves tens of
 thousands of objects behind (futures, say) makes the young-generation collections of the
 next variant, whoever it is, scan them all, and the next variant pays for the previous one.
@@ -54,8 +55,28 @@ class OverCap(Exception):
     """A variant ran past the case's time cap."""
 
 
+class _Cap:
+    """Whether a variant's call is under way: only then does the cap's alarm stop it."""
+
+    armed = False
+
+
 def _on_alarm(signum, frame):
-    raise OverCap
+    # The timer can expire after the variant returned, before it is disarmed: the
+    # handler then runs where no ``except OverCap`` would catch it, so it does nothing.
+    if _Cap.armed:
+        raise OverCap
+
+
+def _capped(fn: Callable[[], object], cap: float) -> object:
+    """``fn()``, or OverCap once it has run ``cap`` seconds; the timer is off after."""
+    try:
+        _Cap.armed = True
+        signal.setitimer(signal.ITIMER_REAL, cap)
+        return fn()
+    finally:
+        _Cap.armed = False  # first: an alarm from here on is void
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -194,9 +215,8 @@ class Bench:
                         figures[n].append(None)
                         continue
                     gc.collect()
-                    signal.setitimer(signal.ITIMER_REAL, cap)
                     try:
-                        out = variants[n]()
+                        out = _capped(variants[n], cap)
                     except OverCap:
                         notes[n] = f"over cap ({cap:g} s)"
                         figures[n].append(None)
@@ -205,8 +225,6 @@ class Bench:
                         notes[n] = f"failed: {type(exc).__name__}: {exc}"[:80]
                         figures[n].append(None)
                         continue
-                    finally:
-                        signal.setitimer(signal.ITIMER_REAL, 0)
                     if isinstance(out, tuple):
                         out, result = out
                         if r == 0:

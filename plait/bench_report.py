@@ -583,9 +583,22 @@ def write_report(directory: os.PathLike | str) -> list[pathlib.Path]:
 
 
 def _move_into_place(work: pathlib.Path, directory: pathlib.Path) -> None:
-    """Swap the finished ``charts/`` and ``report.md`` in ``work`` for those in ``directory``."""
-    old = directory / "charts"
-    if old.exists():
-        old.rename(work / "old-charts")
-    (work / "charts").rename(old)
-    os.replace(work / "report.md", directory / "report.md")
+    """Swap the finished ``charts/`` and ``report.md`` in ``work`` for those in ``directory``:
+    all of them, or, if a step fails or is interrupted (Ctrl-C), none.
+
+    Two renames swap the charts, so for a moment ``directory`` has none and the old ones
+    are in ``work``, which the caller then removes: on the way out of a failure the
+    files themselves say which steps were done, and those are undone.
+    """
+    charts, new, kept = directory / "charts", work / "charts", work / "old-charts"
+    try:
+        if charts.exists():
+            charts.rename(kept)
+        new.rename(charts)
+        os.replace(work / "report.md", directory / "report.md")
+    except BaseException:
+        if not new.exists() and charts.exists():  # the new charts went in: take them out
+            charts.rename(new)
+        if kept.exists():
+            kept.rename(charts)
+        raise

@@ -6,7 +6,9 @@ every kind of bad input is refused with the file and the cause named and nothing
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import signal
 import sys
 
 import pytest
@@ -275,6 +277,33 @@ def test_a_failed_report_leaves_the_previous_one_as_it_was(results, capsys):
     assert "third.json" in message
 
 
+@needs_matplotlib
+@pytest.mark.parametrize("renames", [1, 2], ids=["old charts out", "new charts in"])
+def test_a_report_interrupted_between_its_renames_leaves_the_previous_one(results, renames):
+    # The charts are swapped by two renames. A real Ctrl-C (SIGINT) lands right after
+    # the first or the second one: the old charts must not go with the temporary tree.
+    assert bench_report.write_report(results)
+    (results / "charts" / "first.svg").write_text("the old chart")  # not what a redraw makes
+    before = snapshot(results)
+    done = []
+
+    def ctrl_c_after_a_rename(frame, event, arg):
+        if event == "c_return" and arg is os.rename:
+            done.append(arg)
+            if len(done) == renames:
+                sys.setprofile(None)
+                signal.raise_signal(signal.SIGINT)
+
+    sys.setprofile(ctrl_c_after_a_rename)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            bench_report.write_report(results)
+    finally:
+        sys.setprofile(None)
+    assert len(done) == renames
+    assert snapshot(results) == before  # no half-made report, no temporary tree left
+
+
 def test_without_matplotlib_the_report_names_the_docs_extra(results):
     before = snapshot(results)
     code = (
@@ -295,6 +324,32 @@ def test_the_report_runs_no_benchmark(results, capsys):
     assert stopped.value.code == 2
     assert "--report runs no benchmark" in capsys.readouterr().err
     assert snapshot(results) == before
+
+
+def test_a_cap_alarm_after_the_variant_returned_does_not_escape_the_case(tmp_path):
+    # The cap's timer can expire just after a variant returned: then its alarm arrives
+    # while the harness turns the timer off, outside the ``except OverCap`` of the call.
+    # A profile hook raises the real SIGALRM at that very moment: when the harness calls
+    # setitimer for the first time after the variant returned.
+    bench = harness.Bench("late alarm", rounds=1, cap=30, name="late", json_path=tmp_path)
+    returned = []
+
+    def variant() -> float:
+        returned.append(True)
+        return 1.0
+
+    def alarm_at_the_disarm(frame, event, arg):
+        if event == "c_call" and arg is signal.setitimer and returned:
+            sys.setprofile(None)
+            signal.raise_signal(signal.SIGALRM)
+
+    sys.setprofile(alarm_at_the_disarm)
+    try:
+        figures = bench.case("one quick call", {"plait": variant})
+    finally:
+        sys.setprofile(None)
+    assert figures == {"plait": [1.0]}  # measured, not "over cap", and no OverCap escaped
+    assert bench.cases[0].variants[0].note is None
 
 
 def test_the_json_option_is_taken_off_the_command_line():

@@ -3,7 +3,11 @@
 ``Popen(args, stdout=PIPE, ...)`` starts a program at once (the standard ``subprocess``
 exec machinery does the fork and exec, so ``cwd``, ``env``, ``shell``, ``pass_fds`` and
 the exec errors are exactly the standard ones: a missing program is a
-``FileNotFoundError`` naming it). Everything after the start is plait's own:
+``FileNotFoundError`` naming it). That machinery starts the child with ``vfork``, as
+none of the options that rule it out (``preexec_fn``, ``user``, ``group``, ...) is
+offered here: the child borrows the parent's memory instead of copying its page tables,
+so the constructor blocks the kernel only until the child has called ``exec``, however
+large the parent is. Everything after the start is plait's own:
 
 - Pipes. Each ``PIPE`` is an ``os.pipe2`` made here; the child gets its end through the
   start, the parent's end is non-blocking and becomes ``stdin``/``stdout``/``stderr``, a
@@ -21,11 +25,17 @@ the exec errors are exactly the standard ones: a missing program is a
   handler, no thread. One task at a time waits on the pidfd; other waiters park and are
   woken by it. ``signal.pidfd_send_signal`` carries ``send_signal``/``terminate``/
   ``kill``, so a recycled pid can never be signalled.
-- Cancellation. A cancelled (or timed out) ``wait`` kills the child with SIGKILL and
-  reaps it before the cancellation goes on: a task that stops waiting leaves no child
-  running and no zombie. The reap after SIGKILL blocks the kernel for the moment the
-  dying process takes to end (it runs no code of its own). ``run_process`` kills and
-  reaps on any exception, as ``subprocess.run`` does.
+- Timeouts. ``wait(timeout=)`` and ``communicate(timeout=)`` are the standard ones: the
+  call raises ``subprocess.TimeoutExpired`` and the child goes on running. They are an
+  ``ignore_after`` scope inside the call, so only their own expiry becomes
+  ``TimeoutExpired``; ``communicate`` keeps its output lists and how much of its input
+  went (``_output``, ``_sent``), and a later call goes on from there.
+- Cancellation. A cancelled ``wait``, or one whose enclosing ``timeout_after`` expires,
+  kills the child with SIGKILL and reaps it before the cancellation goes on: a task that
+  stops waiting leaves no child running and no zombie. The reap after SIGKILL blocks the
+  kernel for the moment the dying process takes to end (it runs no code of its own).
+  ``communicate`` kills likewise on a cancellation or a failed pipe, and ``run_process``
+  on any exception, its own timeout included, as ``subprocess.run`` does.
 
 Ownership. Until the child is reaped the ``subprocess.Popen`` object that started it is
 kept: were this ``Popen`` dropped unwaited, the standard object's finalizer warns and
@@ -43,16 +53,16 @@ import signal
 import subprocess as _subprocess
 import sys
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from plait.process.child import DirectChild
 
 from . import traps
-from .errors import ClosedResourceError, TaskCancelled, TaskTimeout
+from .errors import ClosedResourceError, TaskCancelled
 from .sockets import Socket, SocketStream
 from .task import TaskGroup
-from .timeouts import timeout_after
+from .timeouts import ignore_after
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -147,10 +157,11 @@ def _check_stream(name: str, value: Any) -> None:
 class Popen:
     """A running child program; ``stdin``/``stdout``/``stderr`` are awaitable streams.
 
-    Starts the child at once (the constructor blocks the kernel for the fork and exec
-    only). Raises what the standard ``subprocess.Popen`` raises when the program cannot
-    start (``FileNotFoundError`` naming a missing program or ``cwd``,
-    ``PermissionError``, ...), ``TypeError``/``ValueError`` naming a bad argument.
+    Starts the child at once (the constructor blocks the kernel until the child has
+    called ``exec``, whatever the parent's size: see the module notes). Raises what the
+    standard ``subprocess.Popen`` raises when the program cannot start
+    (``FileNotFoundError`` naming a missing program or ``cwd``, ``PermissionError``,
+    ...), ``TypeError``/``ValueError`` naming a bad argument.
     The streams carry bytes.
 
     >>> from plait.coro import run
@@ -188,6 +199,9 @@ class Popen:
         self.stderr: SocketStream | None = None
         self._waiting = False  # a task waits on the pidfd
         self._waiters: deque = deque()
+        self._output: tuple[list[bytes] | None, list[bytes] | None] | None = None
+        self._input: memoryview | None = None  # communicate's input, of which _sent went
+        self._sent = 0
         ours: dict[str, int] = {}
         theirs: list[int] = []
         try:
@@ -248,29 +262,38 @@ class Popen:
             self._child.close()
         return self.returncode
 
-    async def wait(self) -> int:
+    async def wait(self, timeout: float | None = None) -> int:
         """Block until the child has ended; return its exit code (see :meth:`poll`).
 
-        A blocking point: if the task is cancelled (or its ``timeout_after`` expires)
-        here, the child is killed (SIGKILL) and reaped before the cancellation goes on.
+        Raises ``subprocess.TimeoutExpired`` if it has not ended after ``timeout``
+        seconds, and leaves it running, as ``subprocess.Popen.wait`` does. A blocking
+        point: if the task is cancelled (or an enclosing ``timeout_after`` expires) here,
+        the child is killed (SIGKILL) and reaped before the cancellation goes on.
         """
+        if timeout is not None:
+            _check_timeout(timeout)
         try:
-            while self.poll() is None:
-                if self._waiting:  # another task waits on the pidfd and wakes this one
-                    await traps.park(self._waiters, "PROCESS_WAIT")
-                    continue
-                self._waiting = True
-                try:
-                    await traps.read_wait(self._child.sentinel, self)
-                finally:
-                    self._waiting = False
-                    k = traps.kernel()
-                    while self._waiters:
-                        k.wake(self._waiters.popleft(), None)
+            if not await _within(timeout, self._ended()):
+                raise _subprocess.TimeoutExpired(self.args, timeout)
         except TaskCancelled:
             self._kill_and_reap()
             raise
         return self.returncode
+
+    async def _ended(self) -> None:
+        """Wait until the child has ended and is reaped; a cancellation leaves it alone."""
+        while self.poll() is None:
+            if self._waiting:  # another task waits on the pidfd and wakes this one
+                await traps.park(self._waiters, "PROCESS_WAIT")
+                continue
+            self._waiting = True
+            try:
+                await traps.read_wait(self._child.sentinel, self)
+            finally:
+                self._waiting = False
+                k = traps.kernel()
+                while self._waiters:
+                    k.wake(self._waiters.popleft(), None)
 
     def _kill_and_reap(self) -> None:
         """SIGKILL the child and reap it; blocks only while the killed process ends."""
@@ -291,28 +314,47 @@ class Popen:
         """SIGKILL the child (unless it has been reaped); does not wait."""
         self._child.kill()
 
-    async def communicate(self, input: bytes | None = None) -> tuple[bytes | None, bytes | None]:
+    async def communicate(
+        self, input: bytes | None = None, timeout: float | None = None
+    ) -> tuple[bytes | None, bytes | None]:
         """Write ``input`` to stdin and close it, read stdout and stderr to their end, and
         wait for the child; return ``(stdout, stderr)`` (``None`` for a stream that is not
         a pipe).
 
-        Blocks until the child has ended and closed its output. A cancellation kills the
-        child (see :meth:`wait`). ``input`` needs ``stdin=PIPE`` (``ValueError``); a child
-        that exits without reading all of it is not an error, as in ``subprocess``.
+        Blocks until the child has ended and closed its output. After ``timeout`` seconds
+        it raises ``subprocess.TimeoutExpired`` with the output so far and leaves the
+        child running, as ``subprocess`` does: a later ``communicate()`` goes on where
+        this one stopped (the rest of ``input`` included) and returns all the output.
+        Any other failure, and a cancellation, kills the child (see :meth:`wait`).
+        ``input`` needs ``stdin=PIPE`` (``ValueError``); a child that exits without
+        reading all of it is not an error, as in ``subprocess``.
         """
-        out, err = self._output_chunks()
-        await self._communicate(input, out, err)
+        if timeout is not None:
+            _check_timeout(timeout)
+        if self._output is None:
+            self._start_communication(input)
+        elif input:
+            raise ValueError("Cannot send input after starting communication")
+        try:
+            ended = await _within(timeout, self._exchange())
+        except BaseExceptionGroup as group:
+            self._kill_and_reap()
+            if len(group.exceptions) != 1:
+                raise
+            # One pipe failed: raise its error as subprocess would, not a group of one.
+            raise group.exceptions[0] from None
+        except BaseException:
+            self._kill_and_reap()
+            raise
+        out, err = self._output
+        if not ended:
+            raise _subprocess.TimeoutExpired(
+                self.args, timeout, b"".join(out) if out else None, b"".join(err) if err else None
+            )
         return _joined(out), _joined(err)
 
-    def _output_chunks(self) -> tuple[list[bytes] | None, list[bytes] | None]:
-        """Where ``_communicate`` collects stdout and stderr (``None``: not a pipe)."""
-        return (None if self.stdout is None else [], None if self.stderr is None else [])
-
-    async def _communicate(
-        self, input: bytes | None, out: list[bytes] | None, err: list[bytes] | None
-    ) -> None:
-        """``communicate``, collecting into ``out``/``err`` what has come so far, so that
-        a timeout can still report it."""
+    def _start_communication(self, input: bytes | None) -> None:
+        """Check ``communicate``'s first call; keep its input and make its output lists."""
         if input is not None:
             if isinstance(input, str):
                 raise TypeError("input must be bytes (the streams carry bytes), not str")
@@ -323,30 +365,33 @@ class Popen:
             stream = getattr(self, name)
             if stream is not None and stream.socket.fileno() < 0:
                 raise ClosedResourceError(self._pipe_name(name))
-        try:
-            async with TaskGroup() as g:
-                if self.stdin is not None:
-                    await g.spawn(self._feed, self.stdin, input)
-                if out is not None:
-                    await g.spawn(_collect, self.stdout, out)
-                if err is not None:
-                    await g.spawn(_collect, self.stderr, err)
-                await self.wait()
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) != 1:
-                raise
-            # One pipe failed: raise its error as subprocess would, not a group of one.
-            raise group.exceptions[0] from None
+        self._input = None if input is None else memoryview(input).cast("B")
+        self._output = (None if self.stdout is None else [], None if self.stderr is None else [])
 
-    @staticmethod
-    async def _feed(stdin: SocketStream, data: bytes | None) -> None:
+    async def _exchange(self) -> None:
+        """Feed stdin, collect stdout and stderr, and wait for the child, all at once."""
+        out, err = self._output
+        async with TaskGroup() as g:
+            if self.stdin is not None and self.stdin.socket.fileno() >= 0:
+                await g.spawn(self._feed)
+            if out is not None:
+                await g.spawn(_collect, self.stdout, out)
+            if err is not None:
+                await g.spawn(_collect, self.stderr, err)
+            await self._ended()
+
+    async def _feed(self) -> None:
+        """Write the rest of ``communicate``'s input to stdin, then close it (not when
+        cancelled: a later ``communicate`` goes on from ``_sent``)."""
+        stdin = self.stdin.socket
+        data = self._input
         try:
-            if data:
-                await stdin.write(data)
+            while data is not None and self._sent < len(data):
+                with data[self._sent :] as rest:
+                    self._sent += await stdin.send(rest)
         except BrokenPipeError:
             pass  # the child did not want it all
-        finally:
-            await stdin.close()
+        stdin.close_nowait()
 
     async def __aenter__(self) -> Popen:
         return self
@@ -402,28 +447,39 @@ async def run_process(
         if stdout is not None or stderr is not None:
             raise ValueError("capture_output cannot be combined with stdout or stderr")
         stdout = stderr = PIPE
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
-        raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+    if timeout is not None:
+        _check_timeout(timeout)
     async with Popen(
         args, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env, **options
     ) as p:
-        out, err = p._output_chunks()
         try:
-            if timeout is None:
-                await p._communicate(input, out, err)
-            else:
-                async with timeout_after(timeout):
-                    await p._communicate(input, out, err)
-        except TaskTimeout:
+            output, errors = await p.communicate(input, timeout)
+        except _subprocess.TimeoutExpired:
             p._kill_and_reap()
+            out, err = p._output
             raise _subprocess.TimeoutExpired(args, timeout, _joined(out), _joined(err)) from None
         except BaseException:
             p._kill_and_reap()
             raise
-    output, errors = _joined(out), _joined(err)
     if check and p.returncode:
         raise _subprocess.CalledProcessError(p.returncode, args, output, errors)
     return _subprocess.CompletedProcess(args, p.returncode, output, errors)
+
+
+def _check_timeout(timeout: Any) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+
+
+async def _within(timeout: float | None, work: Coroutine[Any, Any, None]) -> bool:
+    """Await ``work``; False if ``timeout`` seconds passed first (it is then cancelled)."""
+    if timeout is None:
+        await work
+        return True
+    async with ignore_after(timeout):
+        await work
+        return True
+    return False
 
 
 async def _collect(stream: SocketStream, chunks: list[bytes]) -> None:

@@ -252,6 +252,164 @@ def test_a_timeout_around_wait_or_run_process_kills_the_child():
     assert coro.run(main) == (True, set())
 
 
+# -- timeouts of wait and communicate, beside subprocess.Popen's ----------------------
+
+
+def test_wait_with_a_timeout_raises_timeout_expired_and_leaves_the_child_running():
+    args = ["sh", "-c", "read line; exit 5"]  # runs until its stdin has a line
+
+    def standard():
+        with subprocess.Popen(args, stdin=PIPE) as p:
+            with pytest.raises(subprocess.TimeoutExpired) as caught:
+                p.wait(timeout=0.1)
+            running = p.poll() is None
+            p.stdin.write(b"go\n")
+            p.stdin.close()
+            return caught.value, running, p.wait(timeout=30)
+
+    async def plait():
+        async with coro.Popen(args, stdin=PIPE) as p:
+            with pytest.raises(subprocess.TimeoutExpired) as caught:
+                await p.wait(timeout=0.1)
+            running = p.poll() is None
+            await p.stdin.write(b"go\n")
+            await p.stdin.close()
+            return caught.value, running, await p.wait(timeout=30)
+
+    def seen(e, running, code):
+        return type(e), e.cmd, e.timeout, e.output, str(e), running, code
+
+    assert (
+        seen(*coro.run(plait))
+        == seen(*standard())
+        == (
+            subprocess.TimeoutExpired,
+            args,
+            0.1,
+            None,
+            f"Command '{args}' timed out after 0.1 seconds",
+            True,
+            5,
+        )
+    )
+
+
+def go_when_told(code: str, go_r: int) -> list[str]:
+    """A python child that runs ``code`` after the test writes a byte to ``go_r``."""
+    return [PY, "-c", f"import os, sys; os.read(int(sys.argv[1]), 1)\n{code}", str(go_r)]
+
+
+def test_communicate_with_a_timeout_leaves_the_child_running_and_goes_on_later():
+    # The child reads all its input (it fits in the pipe), then waits for the test's go.
+    args = python(
+        "import os, sys; n = len(sys.stdin.buffer.read()); os.read(int(sys.argv[1]), 1); "
+        "print(n); print('e', file=sys.stderr)"
+    )
+    data = b"x" * 1000
+
+    def standard(go_r, go_w):
+        with subprocess.Popen(
+            [*args, str(go_r)], stdin=PIPE, stdout=PIPE, stderr=PIPE, pass_fds=[go_r]
+        ) as p:
+            os.close(go_r)
+            with pytest.raises(subprocess.TimeoutExpired) as caught:
+                p.communicate(data, timeout=0.2)
+            running = p.poll() is None
+            with pytest.raises(ValueError) as again:
+                p.communicate(b"more")
+            os.write(go_w, b"g")
+            return caught.value, running, str(again.value), p.communicate(timeout=30), p.returncode
+
+    async def plait(go_r, go_w):
+        async with coro.Popen(
+            [*args, str(go_r)], stdin=PIPE, stdout=PIPE, stderr=PIPE, pass_fds=[go_r]
+        ) as p:
+            os.close(go_r)
+            with pytest.raises(subprocess.TimeoutExpired) as caught:
+                await p.communicate(data, timeout=0.2)
+            running = p.poll() is None
+            with pytest.raises(ValueError) as again:
+                await p.communicate(b"more")
+            os.write(go_w, b"g")
+            return (
+                caught.value,
+                running,
+                str(again.value),
+                await p.communicate(timeout=30),
+                p.returncode,
+            )
+
+    def seen(e, running, again, outputs, code):
+        return (
+            e.cmd[:3],
+            e.timeout,
+            e.stdout,
+            e.stderr,
+            str(e) == f"Command '{e.cmd}' timed out after 0.2 seconds",
+            running,
+            again,
+            outputs,
+            code,
+        )
+
+    results = []
+    for scenario in (standard, lambda r, w: coro.run(plait, r, w)):
+        go_r, go_w = os.pipe()
+        try:
+            results.append(seen(*scenario(go_r, go_w)))
+        finally:
+            os.close(go_w)
+    assert (
+        results[0]
+        == results[1]
+        == (
+            args,
+            0.2,
+            None,
+            None,
+            True,
+            True,
+            "Cannot send input after starting communication",
+            (b"1000\n", b"e\n"),
+            0,
+        )
+    )
+
+
+def test_communicate_after_a_timeout_sends_the_rest_of_the_input():
+    # Unlike subprocess, whose second communicate() leaves the rest unsent: the child
+    # reads nothing until told, so most of the megabyte is still to go at the timeout.
+    data = bytes(range(256)) * 4096
+    code = "sys.stdout.buffer.write(sys.stdin.buffer.read())"
+
+    async def main(go_r, go_w):
+        async with coro.Popen(
+            go_when_told(code, go_r), stdin=PIPE, stdout=PIPE, pass_fds=[go_r]
+        ) as p:
+            os.close(go_r)
+            with pytest.raises(subprocess.TimeoutExpired):
+                await p.communicate(data, timeout=0.2)
+            os.write(go_w, b"g")
+            return await p.communicate(timeout=30)
+
+    go_r, go_w = os.pipe()
+    try:
+        assert coro.run(main, go_r, go_w) == (data, None)
+    finally:
+        os.close(go_w)
+
+
+def test_a_timeout_around_wait_with_a_timeout_still_kills_the_child():
+    async def main():
+        p = coro.Popen(["sleep", "60"])
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(0.05):
+                await p.wait(timeout=30)
+        return p.returncode
+
+    assert coro.run(main) == -signal.SIGKILL
+
+
 # -- bad input -------------------------------------------------------------------------
 
 
