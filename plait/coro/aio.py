@@ -38,8 +38,11 @@ a keeper task on the loop closes it when it is cancelled, which ``asyncio.run`` 
 every task when its main coroutine is over. The tasks cancelled with the keeper may clean
 up through ``to_asyncio``: the keeper lets them run a step, waits until no call is in
 flight, and only then closes the kernel, which cancels what the calls spawned; a call made
-after that raises ``RuntimeError``. An ``atexit`` hook closes the kernels of loops that were
-never shut down that way. A kernel that stops by itself (one of its tasks raised
+after that raises ``RuntimeError``. A loop closed without cancelling its tasks
+(``run_until_complete`` and ``close``) leaves its keeper pending: the loop holds its keeper,
+and neither the kernel nor its thread holds the loop, so the kernel closes when the loop is
+collected (``weakref.finalize``), its thread and fds with it. An ``atexit`` hook closes the
+kernels of loops still alive at exit. A kernel that stops by itself (one of its tasks raised
 ``SystemExit``) answers its calls with :class:`BridgeCancelled` and leaves the loop, whose
 next call starts a new one. Cancelling the awaiting asyncio task cancels the plait task and
 waits (``cancel_timeout``, bounded) for it to end.
@@ -416,14 +419,21 @@ class _PlaitKernel:
         self.closed = False
         self.busy = 0  # to_asyncio calls not yet returned (counted in the loop's thread)
         self._idle: asyncio.Future | None = None
-        self._ended: asyncio.Future | None = loop.create_future()
+        ended = loop.create_future()  # held by the keeper; the kernel's thread must not
+        self._ended = weakref.ref(ended)  # hold the loop, or a loop closed by hand never goes
         self._thread = threading.Thread(
             target=self._run, name="plait.coro-for-asyncio", daemon=True
         )
         self._thread.start()
-        self._keeper: asyncio.Task | None = loop.create_task(
-            self._keep(), name="plait.coro to_asyncio keeper"
-        )
+        keeper = loop.create_task(self._keep(ended), name="plait.coro to_asyncio keeper")
+        keeper._log_destroy_pending = False  # it goes with its loop, pending: that is its end
+        self._keeper: asyncio.Task | None = None
+        try:  # the loop holds its keeper (a cycle, collected with the loop)...
+            loop._plait_to_asyncio_keeper = keeper
+        except AttributeError:  # ...or, for a loop without attributes, the kernel does
+            self._keeper = keeper  # (that loop and kernel then go at exit, by the atexit hook)
+        self._gone = weakref.finalize(loop, self._close_requests)
+        self._gone.atexit = False  # at exit ``_close_kernels`` closes and joins
 
     @classmethod
     def submit(cls, loop: asyncio.AbstractEventLoop, call: _PlaitCall) -> _PlaitKernel:
@@ -466,8 +476,9 @@ class _PlaitKernel:
                 if call is not None and call.task is None:
                     stopped = BridgeCancelled("the plait kernel of this asyncio loop stopped")
                     self.inbox.call(call.finish, (None, stopped))
-            if self._ended is not None:
-                self.inbox.resolve(self._ended)
+            ended = self._ended()
+            if ended is not None:
+                self.inbox.resolve(ended)
 
     def _stopped(self) -> None:
         """The kernel stops by itself (one of its tasks raised ``SystemExit``), not by its
@@ -481,6 +492,7 @@ class _PlaitKernel:
 
     async def _serve(self) -> None:
         while True:
+            call = None  # the last call (its future, its loop) is not held while waiting
             call = await self.requests.get_async()
             if call is None:
                 # the loop ends and no call is in flight: what its calls spawned goes too
@@ -514,12 +526,13 @@ class _PlaitKernel:
             self.closed = True
         self.requests.put(None)
 
-    async def _keep(self) -> None:
+    async def _keep(self, ended: asyncio.Future) -> None:
         """Lives as long as the loop runs tasks. Its cancellation (``asyncio.run`` cancels
         every task once its main coroutine is over) closes the kernel once the calls in
-        flight, such as cleanups of the tasks cancelled with it, have ended."""
+        flight, such as cleanups of the tasks cancelled with it, have ended. ``ended``: the
+        kernel's thread ended."""
         try:
-            await asyncio.shield(self._ended)
+            await asyncio.shield(ended)
         except asyncio.CancelledError:
             pass  # the loop is ending
         except GeneratorExit:  # dropped with its loop, never to run again: no awaiting
@@ -536,17 +549,18 @@ class _PlaitKernel:
         finally:
             self._close_requests()
             with contextlib.suppress(asyncio.TimeoutError):  # close() says it
-                await asyncio.wait_for(asyncio.shield(self._ended), JOIN_TIMEOUT)
+                await asyncio.wait_for(asyncio.shield(ended), JOIN_TIMEOUT)
             self.close()
 
     def close(self) -> None:
         """Stop the kernel (its calls are cancelled) and join its thread."""
+        self._gone.detach()
         self._close_requests()
         self._thread.join(JOIN_TIMEOUT)
         if self._thread.is_alive():
             log.warning("%s still runs after %g s; left behind", self._thread.name, JOIN_TIMEOUT)
         else:  # it stays the loop's (closed) kernel: it must not keep the loop alive
-            self._ended = self._keeper = self._idle = None
+            self._keeper = self._idle = None
 
 
 @atexit.register

@@ -104,8 +104,9 @@ class LoopInbox:
                     loop.call_soon(self._drain)
                 else:
                     loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:
-                pass  # the loop is closed: nobody is left to answer
+            except RuntimeError:  # the loop is closed: nobody is left to answer
+                self._calls.clear()
+                self._due = False
 
     def resolve(self, future: asyncio.Future) -> None:
         """Set the result of ``future`` (a future of the loop) to None soon, unless done."""

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import threading
 import traceback
+import weakref
 
 import pytest
 
 from plait import coro
-from tests.support import run_python
+from tests.support import run_python, wait_until
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
 
@@ -493,6 +495,39 @@ def test_a_loop_closed_without_cancelling_its_tasks_does_not_hang_the_exit():
     assert "RuntimeError" not in done.stderr  # the keeper, dropped at exit, awaits nothing
 
 
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def new_loop(request):
+    """A loop factory; module-scoped so that it is made before the leak check starts."""
+    if request.param == "asyncio":
+        return asyncio.new_event_loop
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.new_event_loop().close()  # uvloop's first loop opens a pipe for the process's life
+    return uvloop.new_event_loop
+
+
+def test_a_loop_closed_by_hand_frees_its_plait_kernel_when_it_goes(new_loop):
+    # run_until_complete + close, as asyncio.run does not: nothing cancels the keeper, so
+    # the kernel must go with the loop (its thread and its epoll and wake-up fds)
+    async def double(n):
+        await coro.sleep(0)
+        return 2 * n
+
+    loops = []
+    for n in range(3):
+        loop = new_loop()
+        assert loop.run_until_complete(coro.to_asyncio(double, n)) == 2 * n
+        loop.close()
+        loops.append(weakref.ref(loop))
+        del loop
+
+    def collected_and_gone():  # the kernel's thread may still hold the last call a moment
+        gc.collect()
+        return not _bridge_threads()
+
+    assert wait_until(collected_and_gone, 10), _bridge_threads()
+    assert [loop() for loop in loops] == [None, None, None]
+
+
 @pytest.mark.parametrize("worker_first", [True, False])
 def test_to_asyncio_in_the_cleanup_of_a_task_cancelled_by_asyncio_run_is_served(worker_first):
     # asyncio.run cancels every task at once, the loop's keeper among them: the kernel
@@ -615,9 +650,6 @@ def test_to_asyncio_checks_cancel_timeout_and_takes_none_for_no_limit():
 
 
 def test_loops_that_used_the_bridge_or_universal_objects_are_freed_when_they_end():
-    import gc
-    import weakref
-
     async def one():
         return 1
 
