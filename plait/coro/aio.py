@@ -23,13 +23,16 @@ traceback intact.
 Cancellation across. Cancelling the plait task (or an expired ``timeout_after``)
 cancels the asyncio task and keeps the plait task waiting until the asyncio side has
 finished, so its ``finally`` blocks and ``async with`` exits have run before the plait
-task goes on; the cancel hook answers "too late" to the kernel to get exactly that. If the
-asyncio side has not finished ``cancel_timeout`` seconds later (it swallowed the
-cancellation), the plait task stops waiting, a warning names the call, and the asyncio task
-is left to the loop's shutdown, which cancels it once more and waits ``CANCEL_TIMEOUT`` at
-most. The bound is a timer of the loop, in real time, whatever clock the kernel runs on.
-An asyncio task cancelled by asyncio code (not by the plait task) is not a plait
-cancellation: it raises :class:`BridgeCancelled`.
+task goes on; the cancel hook answers "too late" to the kernel to get exactly that. The
+plait task then raises its cancellation even if the asyncio side swallowed its
+``CancelledError`` and returned a value: the value is dropped, as asyncio's own
+``timeout`` and ``TaskGroup`` do since 3.11. If the asyncio side has not finished
+``cancel_timeout`` seconds later (it ignores the cancellation), the plait task stops
+waiting, a warning names the call, and the asyncio task is left to the loop's shutdown,
+which cancels it once more and waits ``CANCEL_TIMEOUT`` at most. The bound is a timer of
+the loop, in real time, whatever clock the kernel runs on. An asyncio task cancelled by
+asyncio code (not by the plait task) is not a plait cancellation: it raises
+:class:`BridgeCancelled`.
 
 ``to_asyncio``. Each asyncio loop that uses it gets one plait kernel in a helper thread.
 Its main task takes calls from a ``UniversalQueue`` and runs each as a daemon task; the
@@ -303,7 +306,8 @@ async def from_asyncio(
     function run this way; they then serve every later call of the kernel. Blocks the
     task (never the kernel) until the asyncio side ends. A blocking point: cancellation
     cancels the asyncio side and waits up to ``cancel_timeout`` s (real time, whatever the
-    kernel's clock; None: no limit) for it to finish.
+    kernel's clock; None: no limit) for it to finish, then raises the cancellation (the
+    timeout) even if the asyncio side swallowed its own and returned: that value is dropped.
 
     Raises what the asyncio code raised (its traceback kept), :class:`BridgeCancelled`
     if asyncio code cancelled it, ``TypeError`` if ``aw`` is not awaitable, and
@@ -343,7 +347,7 @@ async def from_asyncio(
     bridge = _asyncio_loop(k)
     bridge.send(call.start, bridge.loop)
     try:
-        return await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
+        value = await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
     except asyncio.CancelledError as e:
         if call.cancelling:
             if call.abandoned:
@@ -361,6 +365,9 @@ async def from_asyncio(
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
         raise
+    if call.cancelling:  # the asyncio side swallowed the cancellation and returned:
+        await traps.sleep(0)  # this task's cancellation stands; the value is dropped
+    return value
 
 
 def _check_cancel_timeout(who: str, cancel_timeout: float | None) -> None:
@@ -578,8 +585,10 @@ async def to_asyncio(
     The call runs in the plait kernel of the running asyncio loop (a helper thread,
     started on first use and closed with the loop). Blocks the asyncio task, not its loop.
     Cancelling the asyncio task cancels the plait task and waits up to ``cancel_timeout``
-    s (None: no limit) for it to end. Raises what ``fn`` raised (its traceback kept),
-    :class:`BridgeCancelled` if the plait side was cancelled by plait (its kernel shut down),
+    s (None: no limit) for it to end, then raises ``CancelledError`` even if the plait side
+    swallowed its cancellation and returned: that value is dropped. Raises what ``fn``
+    raised (its traceback kept), :class:`BridgeCancelled` if the plait side was cancelled
+    by plait (its kernel shut down),
     ``RuntimeError`` if the loop is shutting down and its kernel already closed, and
     ``TypeError`` / ``ValueError`` for a ``cancel_timeout`` that is not a number >= 0.
 

@@ -233,6 +233,57 @@ def test_asyncio_side_ignoring_cancellation_is_waited_for_only_cancel_timeout(ca
     assert "did not finish 0.05 s after its cancellation" in caplog.text
 
 
+async def _swallows_its_cancellation(steps: list) -> str:
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        steps.append("asyncio side cancelled")
+    return "a value nobody asked for"
+
+
+def test_a_cancelled_call_stays_cancelled_when_the_asyncio_side_swallows_it():
+    steps: list = []
+
+    async def caller():
+        await coro.from_asyncio(_swallows_its_cancellation, steps)
+        steps.append("caller went on")  # never: its cancellation must not be lost
+
+    async def main():
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(0.05):
+                await coro.from_asyncio(_swallows_its_cancellation, steps)
+        task = await coro.spawn(caller)
+        await coro.sleep(0.05)
+        await task.cancel()
+        return task.cancelled
+
+    assert coro.run(main) is True
+    assert steps == ["asyncio side cancelled", "asyncio side cancelled"]
+
+
+def test_a_cancelled_to_asyncio_call_stays_cancelled_when_the_plait_side_swallows_it():
+    steps: list = []
+
+    async def swallows():
+        try:
+            await coro.sleep(30)
+        except coro.TaskCancelled:
+            steps.append("plait side cancelled")
+        return "a value nobody asked for"
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(coro.to_asyncio(swallows), 0.05)
+        task = asyncio.create_task(coro.to_asyncio(swallows))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert steps == ["plait side cancelled", "plait side cancelled"]
+
+
 def test_a_deadlock_after_bridged_calls_is_still_reported():
     async def main():
         await coro.from_asyncio(asyncio.sleep(0))
