@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import gc
 import logging
+import queue
 import threading
 import traceback
 import weakref
@@ -815,7 +816,69 @@ def test_a_cancelled_asyncio_get_gives_its_item_back():
         return first, q.get_nowait()
 
     assert asyncio.run(main()) == ("item", "second")
-    assert q.qsize() == 0 and q.statistics()["coroutine_getters_waiting"] == 0
+    assert q.qsize() == 0 and q.statistics()["getters_waiting"] == 0
+
+
+def test_a_thread_waiting_on_a_universal_queue_is_served_before_coroutines_that_came_later():
+    q = coro.UniversalQueue(maxsize=1)
+    q.put_nowait("first")
+    got: list = []
+
+    def waiting(key: str, count: int) -> bool:
+        return q.statistics()[key] == count
+
+    async def main():
+        putter = threading.Thread(target=q.put, args=("thread", True, 30))
+        putter.start()  # the queue is full: the thread waits...
+        assert wait_until(lambda: waiting("putters_waiting", 1), 10)
+        tasks = [asyncio.create_task(q.put_async(("asyncio", n))) for n in range(5)]
+        await asyncio.sleep(0)  # ...and asyncio putters queue up behind it
+        for _ in range(7):
+            got.append(await q.get_async())
+        await asyncio.gather(*tasks)
+        putter.join(30)
+        getter = threading.Thread(target=lambda: got.append(q.get(timeout=30)))
+        getter.start()  # the queue is empty: the thread waits for an item...
+        assert wait_until(lambda: waiting("getters_waiting", 1), 10)
+        tasks = [asyncio.create_task(q.get_async()) for _ in range(3)]
+        await asyncio.sleep(0)  # ...and asyncio getters queue up behind it
+        for n in range(4):
+            await q.put_async(n)
+        getter.join(30)
+        return await asyncio.gather(*tasks)
+
+    assert asyncio.run(main()) == [1, 2, 3]
+    assert got == ["first", "thread", *(("asyncio", n) for n in range(5)), 0]
+
+
+def test_an_item_given_back_by_a_cancelled_asyncio_get_keeps_the_queue_within_maxsize():
+    q = coro.UniversalQueue(maxsize=1)
+
+    async def main():
+        getter = asyncio.create_task(q.get_async())
+        await asyncio.sleep(0)  # the getter waits in the queue
+        q.put_nowait("handed")  # chooses the getter, which has not run yet: the item
+        assert q.full()  # still holds its slot...
+        with pytest.raises(queue.Full):
+            q.put_nowait("one too many")
+        putter = asyncio.create_task(q.put_async("next"))  # ...so a putter waits
+        await asyncio.sleep(0)
+        getter.cancel()  # the item goes back, into its slot: the putter waits on
+        with pytest.raises(asyncio.CancelledError):
+            await getter
+        assert (q.qsize(), q.statistics()["putters_waiting"]) == (1, 1)
+        first = await q.get_async()  # frees the slot: the putter puts
+        await putter
+        second = q.get_nowait()
+        getter = asyncio.create_task(q.get_async())
+        await asyncio.sleep(0)
+        putter = asyncio.create_task(q.put_async("waits for the getter to run"))
+        q.put_nowait("kept")  # the getter runs and keeps it: its slot goes to the putter
+        third = await getter
+        await putter
+        return first, second, third, q.get_nowait(), q.qsize()
+
+    assert asyncio.run(main()) == ("handed", "next", "kept", "waits for the getter to run", 0)
 
 
 def test_universal_async_methods_outside_any_loop_name_the_cause():
