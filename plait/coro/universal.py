@@ -33,17 +33,20 @@ coroutine side is the same name with ``_async`` (``await q.get_async()``).
 
 from __future__ import annotations
 
-import asyncio
 import queue as _queue
+import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import traps
 from .errors import NoKernelError
+
+if TYPE_CHECKING:
+    import asyncio  # imported where a loop is met: threads and plait tasks do without it
 
 __all__ = ["LoopInbox", "UniversalEvent", "UniversalQueue"]
 
@@ -119,13 +122,16 @@ class LoopInbox:
     weakly (it is the value of a weak-keyed table): a loop nobody uses any more goes.
     """
 
-    __slots__ = ("_loop", "_calls", "_due")
+    __slots__ = ("_loop", "_calls", "_due", "_running_loop")
     _of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        from asyncio import _get_running_loop
+
         self._loop = weakref.ref(loop)
         self._calls: deque = deque()
         self._due = False
+        self._running_loop = _get_running_loop
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> LoopInbox:
@@ -145,7 +151,7 @@ class LoopInbox:
                 return
             self._due = True
             try:
-                if asyncio._get_running_loop() is loop:
+                if self._running_loop() is loop:
                     loop.call_soon(self._drain)
                 else:
                     loop.call_soon_threadsafe(self._drain)
@@ -196,9 +202,11 @@ class _AsyncioWaiter:
         withdraw: Callable[[], bool],
         settle: Callable[[Any, bool], None] | None = None,
     ) -> Any:
+        from asyncio import CancelledError
+
         try:
             await self.future
-        except asyncio.CancelledError:
+        except CancelledError:
             if not withdraw() and settle is not None:
                 settle(self.answer, False)
             raise
@@ -217,7 +225,8 @@ def _waiter(item: Any = None) -> Any:
     k = traps.state.kernel
     if k is not None:
         return _Waiter(k, item)
-    loop = asyncio._get_running_loop()
+    aio = sys.modules.get("asyncio")  # never imported: no asyncio loop runs anywhere
+    loop = None if aio is None else aio._get_running_loop()
     if loop is None:
         raise NoKernelError(
             "a universal object's *_async method was awaited with neither a plait kernel "
