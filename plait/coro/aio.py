@@ -34,21 +34,22 @@ the loop, in real time, whatever clock the kernel runs on. An asyncio task cance
 asyncio code (not by the plait task) is not a plait cancellation: it raises
 :class:`BridgeCancelled`.
 
-``to_asyncio``. Each asyncio loop that uses it gets one plait kernel in a helper thread.
-Its main task takes calls from a ``UniversalQueue`` and runs each as a daemon task; the
-answer goes back through the loop's ``LoopInbox``. The kernel ends when the loop ends:
-a keeper task on the loop closes it when it is cancelled, which ``asyncio.run`` does to
-every task when its main coroutine is over. The tasks cancelled with the keeper may clean
-up through ``to_asyncio``: the keeper lets them run a step, waits until no call is in
-flight, and only then closes the kernel, which cancels what the calls spawned; a call made
-after that raises ``RuntimeError``. A loop closed without cancelling its tasks
-(``run_until_complete`` and ``close``) leaves its keeper pending: the loop holds its keeper,
-and neither the kernel nor its thread holds the loop, so the kernel closes when the loop is
-collected (``weakref.finalize``), its thread and fds with it. An ``atexit`` hook closes the
-kernels of loops still alive at exit. A kernel that stops by itself (one of its tasks raised
-``SystemExit``) answers its calls with :class:`BridgeCancelled` and leaves the loop, whose
-next call starts a new one. Cancelling the awaiting asyncio task cancels the plait task and
-waits (``cancel_timeout``, bounded) for it to end.
+``to_asyncio``. Each asyncio loop that uses it gets one plait kernel in a helper thread. Its
+main task takes calls from a ``UniversalQueue`` and runs each as a daemon task; the answer
+goes back through the loop's ``LoopInbox``. The kernel ends when the loop ends: a keeper
+task on the loop closes it when it is cancelled, which ``asyncio.run`` does to every task
+when its main coroutine is over. The tasks cancelled with the keeper may clean up through
+``to_asyncio``: the keeper lets them run a step, waits until no call is in flight, and only
+then closes the kernel, which cancels what the calls spawned; a call made after that raises
+``RuntimeError``. A loop closed without cancelling its tasks (``run_until_complete`` and
+``close``) leaves its keeper pending: the loop holds its keeper, and neither the kernel nor
+its thread holds the loop, so the kernel closes when the loop is collected
+(``weakref.finalize``), its thread and fds with it: the finalizer, which runs inside the
+garbage collector, takes no lock, it wakes a watcher task of the kernel. An ``atexit`` hook
+closes the kernels of loops still alive at exit. A kernel that stops by itself (one of its
+tasks raised ``SystemExit``) answers its calls with :class:`BridgeCancelled` and leaves the
+loop, whose next call starts a new one. Cancelling the awaiting asyncio task cancels the
+plait task and waits (``cancel_timeout``, bounded) for it to end.
 """
 
 from __future__ import annotations
@@ -428,6 +429,8 @@ class _PlaitKernel:
         self._idle: asyncio.Future | None = None
         ended = loop.create_future()  # held by the keeper; the kernel's thread must not
         self._ended = weakref.ref(ended)  # hold the loop, or a loop closed by hand never goes
+        self.loop_gone = False
+        self._watcher: tuple[Any, Any] | None = None  # (kernel, task) once the kernel runs
         self._thread = threading.Thread(
             target=self._run, name="plait.coro-for-asyncio", daemon=True
         )
@@ -439,7 +442,7 @@ class _PlaitKernel:
             loop._plait_to_asyncio_keeper = keeper
         except AttributeError:  # ...or, for a loop without attributes, the kernel does
             self._keeper = keeper  # (that loop and kernel then go at exit, by the atexit hook)
-        self._gone = weakref.finalize(loop, self._close_requests)
+        self._gone = weakref.finalize(loop, self._loop_gone)
         self._gone.atexit = False  # at exit ``_close_kernels`` closes and joins
 
     @classmethod
@@ -498,6 +501,8 @@ class _PlaitKernel:
                     del self._of[loop]
 
     async def _serve(self) -> None:
+        k = traps.kernel()
+        self._watcher = (k, k.start(self._watch(), "plait.coro to_asyncio loop watcher", True))
         while True:
             call = None  # the last call (its future, its loop) is not held while waiting
             call = await self.requests.get_async()
@@ -533,6 +538,20 @@ class _PlaitKernel:
             self.closed = True
         self.requests.put(None)
 
+    def _loop_gone(self) -> None:
+        """The loop was collected, its keeper with it. This runs in the garbage collector,
+        maybe in a thread that holds ``_lock`` or the lock of ``requests``: it takes no
+        lock, it only wakes the watcher, which closes the kernel from the kernel's thread."""
+        self.loop_gone = True
+        watcher = self._watcher
+        if watcher is not None:
+            watcher[0].wake_threadsafe(watcher[1], self)
+
+    async def _watch(self) -> None:
+        if not self.loop_gone:  # else the loop went before this task first ran
+            await traps.suspend("ASYNCIO_LOOP_GONE", self, None)
+        self._close_requests()
+
     async def _keep(self, ended: asyncio.Future) -> None:
         """Lives as long as the loop runs tasks. Its cancellation (``asyncio.run`` cancels
         every task once its main coroutine is over) closes the kernel once the calls in
@@ -543,7 +562,7 @@ class _PlaitKernel:
         except asyncio.CancelledError:
             pass  # the loop is ending
         except GeneratorExit:  # dropped with its loop, never to run again: no awaiting
-            self._close_requests()
+            self._loop_gone()
             raise
         else:  # the kernel stopped by itself and answered its calls; its thread is ending
             self._thread.join(JOIN_TIMEOUT)
