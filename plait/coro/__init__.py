@@ -58,7 +58,8 @@ kernel's tasks; anything else raises :class:`MockClockError`.
 
 from __future__ import annotations
 
-from .aio import BridgeCancelled, from_asyncio, to_asyncio
+from typing import TYPE_CHECKING, Any
+
 from .clock import MockClock, MockClockError
 from .errors import (
     ClosedResourceError,
@@ -73,7 +74,6 @@ from .errors import (
 )
 from .kernel import Kernel, run
 from .monitor import TaskInfo, format_ps, ps
-from .processes import run_in_process
 from .queues import LifoQueue, PriorityQueue, Queue
 from .signals import SignalQueue, wait_signal
 from .sockets import Socket, SocketStream
@@ -86,12 +86,44 @@ from .streams import (
     unix_server,
     unix_server_socket,
 )
-from .subprocess import Popen, run_process
 from .sync import BoundedSemaphore, Condition, Event, Lock, Semaphore
 from .task import Task, TaskGroup, current_task, spawn
 from .threads import run_in_thread
 from .timeouts import clock, ignore_after, sleep, timeout_after
 from .universal import UniversalEvent, UniversalQueue
+
+if TYPE_CHECKING:
+    from .aio import BridgeCancelled, from_asyncio, to_asyncio
+    from .processes import run_in_process
+    from .subprocess import Popen, run_process
+
+# Loaded on first use (PEP 562): the asyncio bridges import asyncio, and run_in_process and
+# the subprocesses import plait.pool and plait.process; a kernel that uses none of them
+# imports none of that.
+_LAZY = {
+    "BridgeCancelled": "aio",
+    "from_asyncio": "aio",
+    "to_asyncio": "aio",
+    "run_in_process": "processes",
+    "Popen": "subprocess",
+    "run_process": "subprocess",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BoundedSemaphore",

@@ -23,26 +23,33 @@ traceback intact.
 Cancellation across. Cancelling the plait task (or an expired ``timeout_after``)
 cancels the asyncio task and keeps the plait task waiting until the asyncio side has
 finished, so its ``finally`` blocks and ``async with`` exits have run before the plait
-task goes on; the cancel hook answers "too late" to the kernel to get exactly that. If the
-asyncio side has not finished ``cancel_timeout`` seconds later (it swallowed the
-cancellation), the plait task stops waiting, a warning names the call, and the asyncio task
-is left to the loop's shutdown, which cancels it once more and waits ``CANCEL_TIMEOUT`` at
-most. The bound is a timer of the loop, in real time, whatever clock the kernel runs on.
-An asyncio task cancelled by asyncio code (not by the plait task) is not a plait
-cancellation: it raises :class:`BridgeCancelled`.
+task goes on; the cancel hook answers "too late" to the kernel to get exactly that. The
+plait task then raises its cancellation even if the asyncio side swallowed its
+``CancelledError`` and returned a value: the value is dropped, as asyncio's own
+``timeout`` and ``TaskGroup`` do since 3.11. If the asyncio side has not finished
+``cancel_timeout`` seconds later (it ignores the cancellation), the plait task stops
+waiting, a warning names the call, and the asyncio task is left to the loop's shutdown,
+which cancels it once more and waits ``CANCEL_TIMEOUT`` at most. The bound is a timer of
+the loop, in real time, whatever clock the kernel runs on. An asyncio task cancelled by
+asyncio code (not by the plait task) is not a plait cancellation: it raises
+:class:`BridgeCancelled`.
 
-``to_asyncio``. Each asyncio loop that uses it gets one plait kernel in a helper thread.
-Its main task takes calls from a ``UniversalQueue`` and runs each as a daemon task; the
-answer goes back through the loop's ``LoopInbox``. The kernel ends when the loop ends:
-a keeper task on the loop closes it when it is cancelled, which ``asyncio.run`` does to
-every task when its main coroutine is over. The tasks cancelled with the keeper may clean
-up through ``to_asyncio``: the keeper lets them run a step, waits until no call is in
-flight, and only then closes the kernel, which cancels what the calls spawned; a call made
-after that raises ``RuntimeError``. An ``atexit`` hook closes the kernels of loops that were
-never shut down that way. A kernel that stops by itself (one of its tasks raised
-``SystemExit``) answers its calls with :class:`BridgeCancelled` and leaves the loop, whose
-next call starts a new one. Cancelling the awaiting asyncio task cancels the plait task and
-waits (``cancel_timeout``, bounded) for it to end.
+``to_asyncio``. Each asyncio loop that uses it gets one plait kernel in a helper thread. Its
+main task takes calls from a ``UniversalQueue`` and runs each as a daemon task; the answer
+goes back through the loop's ``LoopInbox``. The kernel ends when the loop ends: a keeper
+task on the loop closes it when it is cancelled, which ``asyncio.run`` does to every task
+when its main coroutine is over. The tasks cancelled with the keeper may clean up through
+``to_asyncio``: the keeper lets them run a step, waits until no call is in flight, and only
+then closes the kernel, which cancels what the calls spawned; a call made after that raises
+``RuntimeError``. A loop closed without cancelling its tasks (``run_until_complete`` and
+``close``) leaves its keeper pending: the loop holds its keeper, and neither the kernel nor
+its thread holds the loop, so the kernel closes when the loop is collected
+(``weakref.finalize``), its thread and fds with it: the finalizer, which runs inside the
+garbage collector, takes no lock, it wakes a watcher task of the kernel. An ``atexit`` hook
+closes the kernels of loops still alive at exit. A kernel that stops by itself (one of its
+tasks raised ``SystemExit``) answers its calls with :class:`BridgeCancelled` and leaves the
+loop, whose next call starts a new one. Cancelling the awaiting asyncio task cancels the
+plait task and waits (``cancel_timeout``, bounded) for it to end.
 """
 
 from __future__ import annotations
@@ -300,7 +307,8 @@ async def from_asyncio(
     function run this way; they then serve every later call of the kernel. Blocks the
     task (never the kernel) until the asyncio side ends. A blocking point: cancellation
     cancels the asyncio side and waits up to ``cancel_timeout`` s (real time, whatever the
-    kernel's clock; None: no limit) for it to finish.
+    kernel's clock; None: no limit) for it to finish, then raises the cancellation (the
+    timeout) even if the asyncio side swallowed its own and returned: that value is dropped.
 
     Raises what the asyncio code raised (its traceback kept), :class:`BridgeCancelled`
     if asyncio code cancelled it, ``TypeError`` if ``aw`` is not awaitable, and
@@ -340,7 +348,7 @@ async def from_asyncio(
     bridge = _asyncio_loop(k)
     bridge.send(call.start, bridge.loop)
     try:
-        return await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
+        value = await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
     except asyncio.CancelledError as e:
         if call.cancelling:
             if call.abandoned:
@@ -358,6 +366,9 @@ async def from_asyncio(
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await traps.suspend("ASYNCIO_WAIT", call, call.cancel)
         raise
+    if call.cancelling:  # the asyncio side swallowed the cancellation and returned:
+        await traps.sleep(0)  # this task's cancellation stands; the value is dropped
+    return value
 
 
 def _check_cancel_timeout(who: str, cancel_timeout: float | None) -> None:
@@ -416,14 +427,23 @@ class _PlaitKernel:
         self.closed = False
         self.busy = 0  # to_asyncio calls not yet returned (counted in the loop's thread)
         self._idle: asyncio.Future | None = None
-        self._ended: asyncio.Future | None = loop.create_future()
+        ended = loop.create_future()  # held by the keeper; the kernel's thread must not
+        self._ended = weakref.ref(ended)  # hold the loop, or a loop closed by hand never goes
+        self.loop_gone = False
+        self._watcher: tuple[Any, Any] | None = None  # (kernel, task) once the kernel runs
         self._thread = threading.Thread(
             target=self._run, name="plait.coro-for-asyncio", daemon=True
         )
         self._thread.start()
-        self._keeper: asyncio.Task | None = loop.create_task(
-            self._keep(), name="plait.coro to_asyncio keeper"
-        )
+        keeper = loop.create_task(self._keep(ended), name="plait.coro to_asyncio keeper")
+        keeper._log_destroy_pending = False  # it goes with its loop, pending: that is its end
+        self._keeper: asyncio.Task | None = None
+        try:  # the loop holds its keeper (a cycle, collected with the loop)...
+            loop._plait_to_asyncio_keeper = keeper
+        except AttributeError:  # ...or, for a loop without attributes, the kernel does
+            self._keeper = keeper  # (that loop and kernel then go at exit, by the atexit hook)
+        self._gone = weakref.finalize(loop, self._loop_gone)
+        self._gone.atexit = False  # at exit ``_close_kernels`` closes and joins
 
     @classmethod
     def submit(cls, loop: asyncio.AbstractEventLoop, call: _PlaitCall) -> _PlaitKernel:
@@ -466,8 +486,9 @@ class _PlaitKernel:
                 if call is not None and call.task is None:
                     stopped = BridgeCancelled("the plait kernel of this asyncio loop stopped")
                     self.inbox.call(call.finish, (None, stopped))
-            if self._ended is not None:
-                self.inbox.resolve(self._ended)
+            ended = self._ended()
+            if ended is not None:
+                self.inbox.resolve(ended)
 
     def _stopped(self) -> None:
         """The kernel stops by itself (one of its tasks raised ``SystemExit``), not by its
@@ -480,7 +501,10 @@ class _PlaitKernel:
                     del self._of[loop]
 
     async def _serve(self) -> None:
+        k = traps.kernel()
+        self._watcher = (k, k.start(self._watch(), "plait.coro to_asyncio loop watcher", True))
         while True:
+            call = None  # the last call (its future, its loop) is not held while waiting
             call = await self.requests.get_async()
             if call is None:
                 # the loop ends and no call is in flight: what its calls spawned goes too
@@ -514,16 +538,31 @@ class _PlaitKernel:
             self.closed = True
         self.requests.put(None)
 
-    async def _keep(self) -> None:
+    def _loop_gone(self) -> None:
+        """The loop was collected, its keeper with it. This runs in the garbage collector,
+        maybe in a thread that holds ``_lock`` or the lock of ``requests``: it takes no
+        lock, it only wakes the watcher, which closes the kernel from the kernel's thread."""
+        self.loop_gone = True
+        watcher = self._watcher
+        if watcher is not None:
+            watcher[0].wake_threadsafe(watcher[1], self)
+
+    async def _watch(self) -> None:
+        if not self.loop_gone:  # else the loop went before this task first ran
+            await traps.suspend("ASYNCIO_LOOP_GONE", self, None)
+        self._close_requests()
+
+    async def _keep(self, ended: asyncio.Future) -> None:
         """Lives as long as the loop runs tasks. Its cancellation (``asyncio.run`` cancels
         every task once its main coroutine is over) closes the kernel once the calls in
-        flight, such as cleanups of the tasks cancelled with it, have ended."""
+        flight, such as cleanups of the tasks cancelled with it, have ended. ``ended``: the
+        kernel's thread ended."""
         try:
-            await asyncio.shield(self._ended)
+            await asyncio.shield(ended)
         except asyncio.CancelledError:
             pass  # the loop is ending
         except GeneratorExit:  # dropped with its loop, never to run again: no awaiting
-            self._close_requests()
+            self._loop_gone()
             raise
         else:  # the kernel stopped by itself and answered its calls; its thread is ending
             self._thread.join(JOIN_TIMEOUT)
@@ -536,17 +575,18 @@ class _PlaitKernel:
         finally:
             self._close_requests()
             with contextlib.suppress(asyncio.TimeoutError):  # close() says it
-                await asyncio.wait_for(asyncio.shield(self._ended), JOIN_TIMEOUT)
+                await asyncio.wait_for(asyncio.shield(ended), JOIN_TIMEOUT)
             self.close()
 
     def close(self) -> None:
         """Stop the kernel (its calls are cancelled) and join its thread."""
+        self._gone.detach()
         self._close_requests()
         self._thread.join(JOIN_TIMEOUT)
         if self._thread.is_alive():
             log.warning("%s still runs after %g s; left behind", self._thread.name, JOIN_TIMEOUT)
         else:  # it stays the loop's (closed) kernel: it must not keep the loop alive
-            self._ended = self._keeper = self._idle = None
+            self._keeper = self._idle = None
 
 
 @atexit.register
@@ -564,8 +604,10 @@ async def to_asyncio(
     The call runs in the plait kernel of the running asyncio loop (a helper thread,
     started on first use and closed with the loop). Blocks the asyncio task, not its loop.
     Cancelling the asyncio task cancels the plait task and waits up to ``cancel_timeout``
-    s (None: no limit) for it to end. Raises what ``fn`` raised (its traceback kept),
-    :class:`BridgeCancelled` if the plait side was cancelled by plait (its kernel shut down),
+    s (None: no limit) for it to end, then raises ``CancelledError`` even if the plait side
+    swallowed its cancellation and returned: that value is dropped. Raises what ``fn``
+    raised (its traceback kept), :class:`BridgeCancelled` if the plait side was cancelled
+    by plait (its kernel shut down),
     ``RuntimeError`` if the loop is shutting down and its kernel already closed, and
     ``TypeError`` / ``ValueError`` for a ``cancel_timeout`` that is not a number >= 0.
 

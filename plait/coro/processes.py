@@ -22,11 +22,12 @@ kernel while they start, later calls do not.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-from plait.pool import Pool
+from typing import TYPE_CHECKING, Any
 
 from . import traps
+
+if TYPE_CHECKING:
+    from plait.pool import Pool
 
 __all__ = ["run_in_process"]
 
@@ -35,6 +36,8 @@ def _pool(k: Any) -> Pool:
     """The kernel's process pool, started on first use and terminated when it closes."""
     pool = getattr(k, "process_pool", None)
     if pool is None:
+        from plait.pool import Pool  # on first use: plait.coro alone does not load the pool
+
         pool = k.process_pool = Pool()
         k.closers.append(pool.terminate)
     return pool

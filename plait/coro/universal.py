@@ -10,12 +10,21 @@ under the lock, an item is never lost: if the coroutine is cancelled after it wa
 its cancel hook answers "too late", it receives the item, and the cancellation waits for
 its next blocking point.
 
+Fairness. A thread that must wait files a ``_ThreadWaiter`` (a condition of its own on the
+same lock) in the same FIFO as the coroutines: the getters, who wait only while the queue
+is empty, and the putters, with their items, who wait only while it is full. A put hands
+its item to the first getter; a get that frees a slot puts the first putter's item and
+wakes it. So whoever waited first is served first, thread or coroutine, and a stream of
+coroutines cannot starve a thread. A new put or get waits behind those already waiting.
+
 asyncio tasks use the same ``_async`` methods: where no plait kernel runs in the thread but
 an asyncio loop does, the waiter is an ``_AsyncioWaiter``, an asyncio future the waker
-resolves through the loop's :class:`LoopInbox`. One difference follows asyncio's rules: an asyncio
-task cancelled after it was chosen gives a gotten item back to the queue (asyncio code
-expects a cancelled ``get`` to have taken nothing), where a plait task keeps it; a put
-that was chosen has happened either way.
+resolves through the loop's :class:`LoopInbox`. One difference follows asyncio's rules: an
+asyncio task cancelled after it was chosen gives a gotten item back to the queue (asyncio
+code expects a cancelled ``get`` to have taken nothing), where a plait task keeps it; a put
+that was chosen has happened either way. So an item handed to an asyncio getter keeps its
+slot (``_reserved``) until the task runs: ``full()`` counts it, and an item given back goes
+to the head of the queue into that slot, never beyond ``maxsize``.
 
 Names: the thread side is the standard ``queue.Queue``/``threading.Event`` API (``put``,
 ``get``, ``wait`` with ``block``/``timeout``, raising ``queue.Empty``/``queue.Full``); the
@@ -24,17 +33,20 @@ coroutine side is the same name with ``_async`` (``await q.get_async()``).
 
 from __future__ import annotations
 
-import asyncio
 import queue as _queue
+import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import traps
 from .errors import NoKernelError
+
+if TYPE_CHECKING:
+    import asyncio  # imported where a loop is met: threads and plait tasks do without it
 
 __all__ = ["LoopInbox", "UniversalEvent", "UniversalQueue"]
 
@@ -43,6 +55,7 @@ class _Waiter:
     """A plait task parked on a universal object: its kernel, its task, and its answer."""
 
     __slots__ = ("kernel", "task", "item", "chosen")
+    reserves = False  # a gotten item is the task's once chosen: it holds no slot of the queue
 
     def __init__(self, kernel: Any, item: Any) -> None:
         self.kernel = kernel
@@ -58,10 +71,45 @@ class _Waiter:
         self,
         waiting_for: str,
         withdraw: Callable[[], bool],
-        give_back: Callable[[Any], None] | None = None,
+        settle: Callable[[Any, bool], None] | None = None,
     ) -> Awaitable[Any]:
         """Suspend until woken; the answer comes straight from the trap (no extra frame)."""
         return traps.suspend(waiting_for, self, withdraw)
+
+
+class _ThreadWaiter:
+    """A thread blocked in ``UniversalQueue.put``/``get``, filed in the same FIFO as the
+    coroutines: woken alone, on a condition of its own over the queue's lock."""
+
+    __slots__ = ("item", "chosen", "answer", "_cond")
+    reserves = False
+
+    def __init__(self, lock: threading.Lock, item: Any = None) -> None:
+        self.item = item
+        self.chosen = False
+        self.answer: Any = None
+        self._cond = threading.Condition(lock)
+
+    def wake(self, value: Any = None) -> None:
+        self.chosen = True
+        self.answer = value
+        self._cond.notify()
+
+    def wait(self, waiters: deque, timeout: float | None) -> bool:
+        """Under the lock: wait to be chosen; False (withdrawn) once ``timeout`` ran out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.chosen:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                waiters.remove(self)
+                return False
+            try:
+                self._cond.wait(remaining)
+            except BaseException:  # interrupted (Ctrl-C): gone from the queue's waiters
+                if not self.chosen:
+                    waiters.remove(self)
+                raise
+        return True
 
 
 class LoopInbox:
@@ -74,13 +122,16 @@ class LoopInbox:
     weakly (it is the value of a weak-keyed table): a loop nobody uses any more goes.
     """
 
-    __slots__ = ("_loop", "_calls", "_due")
+    __slots__ = ("_loop", "_calls", "_due", "_running_loop")
     _of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        from asyncio import _get_running_loop
+
         self._loop = weakref.ref(loop)
         self._calls: deque = deque()
         self._due = False
+        self._running_loop = _get_running_loop
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> LoopInbox:
@@ -100,12 +151,13 @@ class LoopInbox:
                 return
             self._due = True
             try:
-                if asyncio._get_running_loop() is loop:
+                if self._running_loop() is loop:
                     loop.call_soon(self._drain)
                 else:
                     loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:
-                pass  # the loop is closed: nobody is left to answer
+            except RuntimeError:  # the loop is closed: nobody is left to answer
+                self._calls.clear()
+                self._due = False
 
     def resolve(self, future: asyncio.Future) -> None:
         """Set the result of ``future`` (a future of the loop) to None soon, unless done."""
@@ -123,12 +175,14 @@ class _AsyncioWaiter:
     """An asyncio task parked on a universal queue or event.
 
     ``wake`` runs under the object's lock in any thread: it records the answer and
-    resolves the task's future through the loop's inbox. If the task is cancelled after it
-    was chosen, ``wait`` gives the answer back (``give_back``) and lets the cancellation
-    go: asyncio code expects a cancelled ``get`` to have taken nothing.
+    resolves the task's future through the loop's inbox. A gotten item stays the queue's
+    until the task runs (``reserves``: it holds its slot): ``wait`` then settles it, kept,
+    or, if the task was cancelled after it was chosen, given back, and lets the
+    cancellation go: asyncio code expects a cancelled ``get`` to have taken nothing.
     """
 
     __slots__ = ("inbox", "future", "item", "answer", "chosen")
+    reserves = True
 
     def __init__(self, loop: asyncio.AbstractEventLoop, item: Any) -> None:
         self.inbox = LoopInbox.of(loop)
@@ -146,14 +200,18 @@ class _AsyncioWaiter:
         self,
         waiting_for: str,
         withdraw: Callable[[], bool],
-        give_back: Callable[[Any], None] | None = None,
+        settle: Callable[[Any, bool], None] | None = None,
     ) -> Any:
+        from asyncio import CancelledError
+
         try:
             await self.future
-        except asyncio.CancelledError:
-            if not withdraw() and give_back is not None:
-                give_back(self.answer)
+        except CancelledError:
+            if not withdraw() and settle is not None:
+                settle(self.answer, False)
             raise
+        if settle is not None:
+            settle(self.answer, True)
         return self.answer
 
 
@@ -167,7 +225,8 @@ def _waiter(item: Any = None) -> Any:
     k = traps.state.kernel
     if k is not None:
         return _Waiter(k, item)
-    loop = asyncio._get_running_loop()
+    aio = sys.modules.get("asyncio")  # never imported: no asyncio loop runs anywhere
+    loop = None if aio is None else aio._get_running_loop()
     if loop is None:
         raise NoKernelError(
             "a universal object's *_async method was awaited with neither a plait kernel "
@@ -195,19 +254,21 @@ class UniversalQueue:
         self.maxsize = maxsize
         self._items: deque = deque()
         self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)
-        self._not_full = threading.Condition(self._lock)
         self._all_done = threading.Condition(self._lock)
-        self._getters: deque[_Waiter] = deque()  # coroutines waiting for an item
-        self._putters: deque[_Waiter] = deque()  # coroutines waiting for room, with item
+        # waiting, threads and coroutines in one FIFO each: getters for an item, putters
+        # (with their item) for room; getters wait only while the queue is empty, putters
+        # only while it is full
+        self._getters: deque = deque()
+        self._putters: deque = deque()
         self._joiners: list[_Waiter] = []
+        self._reserved = 0  # items handed to asyncio getters that have not run yet
         self._unfinished = 0
 
     def __repr__(self) -> str:
         return f"<UniversalQueue size={self.qsize()} maxsize={self.maxsize}>"
 
     def qsize(self) -> int:
-        """Number of items now in the queue."""
+        """Number of items now in the queue (not counting those handed to a waiting getter)."""
         return len(self._items)
 
     def empty(self) -> bool:
@@ -216,17 +277,17 @@ class UniversalQueue:
 
     def full(self) -> bool:
         """True if a ``put`` would wait now."""
-        return 0 < self.maxsize <= len(self._items)
+        return not self._has_room()
 
     def statistics(self) -> dict[str, int]:
-        """Counts for monitoring: items, unfinished items, coroutines waiting."""
+        """Counts for monitoring: items, unfinished items, threads and coroutines waiting."""
         with self._lock:
             return {
                 "size": len(self._items),
                 "maxsize": self.maxsize,
                 "unfinished": self._unfinished,
-                "coroutine_getters_waiting": len(self._getters),
-                "coroutine_putters_waiting": len(self._putters),
+                "getters_waiting": len(self._getters),
+                "putters_waiting": len(self._putters),
             }
 
     # -- under the lock ----------------------------------------------------------------
@@ -234,71 +295,83 @@ class UniversalQueue:
     def _put_locked(self, item: Any) -> None:
         self._unfinished += 1
         if self._getters:
-            self._getters.popleft().wake(item)
+            getter = self._getters.popleft()
+            if getter.reserves:
+                self._reserved += 1
+            getter.wake(item)
             return
         self._items.append(item)
-        self._not_empty.notify()
 
     def _get_locked(self) -> Any:
         item = self._items.popleft()
         if self._putters:
-            putter = self._putters.popleft()
-            self._items.append(putter.item)
-            self._unfinished += 1
-            putter.wake()
-            self._not_empty.notify()
-        else:
-            self._not_full.notify()
+            self._admit_putter()
         return item
 
-    def _give_back(self, item: Any) -> None:
-        """An asyncio getter chosen for ``item`` was cancelled: the next one gets it.
+    def _admit_putter(self) -> None:
+        """A slot came free and putters wait (the queue was full): the first one puts."""
+        putter = self._putters.popleft()
+        self._put_locked(putter.item)
+        putter.wake()
 
-        With no getter waiting, ``item`` goes back to the head of the queue even if a put
-        filled its place meanwhile: the queue then holds one item more than ``maxsize``
-        until the next get (``full()`` is true, puts wait). Dropping the item or blocking
-        here, in a cancellation, would be worse: a cancelled get has taken nothing.
-        """
+    def _settle(self, item: Any, kept: bool) -> None:
+        """An asyncio getter chosen for ``item`` ran: its slot comes free if it ``kept`` the
+        item; if it was cancelled instead, the item goes to the next getter, else back to
+        the head of the queue, in the slot it held: the queue never exceeds ``maxsize``."""
         with self._lock:
-            if self._getters:
-                self._getters.popleft().wake(item)
-            else:
-                self._items.appendleft(item)
-                self._not_empty.notify()
+            self._reserved -= 1
+            if not kept:
+                self._give_back(item)
+            elif self._putters and self._has_room():
+                self._admit_putter()
+
+    def _give_back(self, item: Any) -> None:
+        """A getter did not take ``item`` after all: the next getter gets it, else it goes
+        back to the head of the queue."""
+        if self._getters:
+            getter = self._getters.popleft()
+            if getter.reserves:
+                self._reserved += 1
+            getter.wake(item)
+        else:
+            self._items.appendleft(item)
 
     def _has_room(self) -> bool:
-        return self.maxsize <= 0 or len(self._items) < self.maxsize
+        return self.maxsize <= 0 or len(self._items) + self._reserved < self.maxsize
 
     # -- the thread side ---------------------------------------------------------------
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put ``item``; if full, block up to ``timeout`` s, then raise ``queue.Full``."""
-        with self._not_full:
-            if not self._has_room() or self._putters:
-                if not block:
-                    raise _queue.Full
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while not self._has_room():
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise _queue.Full
-                    self._not_full.wait(remaining)
-            self._put_locked(item)
+        with self._lock:
+            if self._has_room() and not self._putters:
+                self._put_locked(item)
+                return
+            if not block:
+                raise _queue.Full
+            waiter = _ThreadWaiter(self._lock, item)
+            self._putters.append(waiter)
+            if not waiter.wait(self._putters, timeout):
+                raise _queue.Full
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return an item; if empty, block up to ``timeout`` s, then raise
         ``queue.Empty``."""
-        with self._not_empty:
-            if not self._items:
-                if not block:
+        with self._lock:
+            if self._items:
+                return self._get_locked()
+            if not block:
+                raise _queue.Empty
+            waiter = _ThreadWaiter(self._lock)
+            self._getters.append(waiter)
+            try:
+                if not waiter.wait(self._getters, timeout):
                     raise _queue.Empty
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while not self._items:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise _queue.Empty
-                    self._not_empty.wait(remaining)
-            return self._get_locked()
+            except BaseException:
+                if waiter.chosen:  # interrupted (Ctrl-C) once handed an item: not taken
+                    self._give_back(waiter.answer)
+                raise
+            return waiter.answer
 
     def put_nowait(self, item: Any) -> None:
         """Put without waiting; raises ``queue.Full``. Safe from threads and tasks."""
@@ -342,7 +415,7 @@ class UniversalQueue:
             waiter = _waiter()
             self._getters.append(waiter)
         return await waiter.wait(
-            "UNIVERSAL_GET", lambda: self._withdraw(self._getters, waiter), self._give_back
+            "UNIVERSAL_GET", lambda: self._withdraw(self._getters, waiter), self._settle
         )
 
     async def put_async(self, item: Any) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
+import queue
 import threading
 import traceback
+import weakref
 
 import pytest
 
 from plait import coro
-from tests.support import run_python
+from tests.support import run_python, wait_until
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
 
@@ -229,6 +232,57 @@ def test_asyncio_side_ignoring_cancellation_is_waited_for_only_cancel_timeout(ca
     with caplog.at_level(logging.WARNING, logger="plait.coro"):
         assert coro.run(main) == "next call"
     assert "did not finish 0.05 s after its cancellation" in caplog.text
+
+
+async def _swallows_its_cancellation(steps: list) -> str:
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        steps.append("asyncio side cancelled")
+    return "a value nobody asked for"
+
+
+def test_a_cancelled_call_stays_cancelled_when_the_asyncio_side_swallows_it():
+    steps: list = []
+
+    async def caller():
+        await coro.from_asyncio(_swallows_its_cancellation, steps)
+        steps.append("caller went on")  # never: its cancellation must not be lost
+
+    async def main():
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(0.05):
+                await coro.from_asyncio(_swallows_its_cancellation, steps)
+        task = await coro.spawn(caller)
+        await coro.sleep(0.05)
+        await task.cancel()
+        return task.cancelled
+
+    assert coro.run(main) is True
+    assert steps == ["asyncio side cancelled", "asyncio side cancelled"]
+
+
+def test_a_cancelled_to_asyncio_call_stays_cancelled_when_the_plait_side_swallows_it():
+    steps: list = []
+
+    async def swallows():
+        try:
+            await coro.sleep(30)
+        except coro.TaskCancelled:
+            steps.append("plait side cancelled")
+        return "a value nobody asked for"
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(coro.to_asyncio(swallows), 0.05)
+        task = asyncio.create_task(coro.to_asyncio(swallows))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert steps == ["plait side cancelled", "plait side cancelled"]
 
 
 def test_a_deadlock_after_bridged_calls_is_still_reported():
@@ -493,6 +547,39 @@ def test_a_loop_closed_without_cancelling_its_tasks_does_not_hang_the_exit():
     assert "RuntimeError" not in done.stderr  # the keeper, dropped at exit, awaits nothing
 
 
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def new_loop(request):
+    """A loop factory; module-scoped so that it is made before the leak check starts."""
+    if request.param == "asyncio":
+        return asyncio.new_event_loop
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.new_event_loop().close()  # uvloop's first loop opens a pipe for the process's life
+    return uvloop.new_event_loop
+
+
+def test_a_loop_closed_by_hand_frees_its_plait_kernel_when_it_goes(new_loop):
+    # run_until_complete + close, as asyncio.run does not: nothing cancels the keeper, so
+    # the kernel must go with the loop (its thread and its epoll and wake-up fds)
+    async def double(n):
+        await coro.sleep(0)
+        return 2 * n
+
+    loops = []
+    for n in range(3):
+        loop = new_loop()
+        assert loop.run_until_complete(coro.to_asyncio(double, n)) == 2 * n
+        loop.close()
+        loops.append(weakref.ref(loop))
+        del loop
+
+    def collected_and_gone():  # the kernel's thread may still hold the last call a moment
+        gc.collect()
+        return not _bridge_threads()
+
+    assert wait_until(collected_and_gone, 10), _bridge_threads()
+    assert [loop() for loop in loops] == [None, None, None]
+
+
 @pytest.mark.parametrize("worker_first", [True, False])
 def test_to_asyncio_in_the_cleanup_of_a_task_cancelled_by_asyncio_run_is_served(worker_first):
     # asyncio.run cancels every task at once, the loop's keeper among them: the kernel
@@ -615,9 +702,6 @@ def test_to_asyncio_checks_cancel_timeout_and_takes_none_for_no_limit():
 
 
 def test_loops_that_used_the_bridge_or_universal_objects_are_freed_when_they_end():
-    import gc
-    import weakref
-
     async def one():
         return 1
 
@@ -732,7 +816,69 @@ def test_a_cancelled_asyncio_get_gives_its_item_back():
         return first, q.get_nowait()
 
     assert asyncio.run(main()) == ("item", "second")
-    assert q.qsize() == 0 and q.statistics()["coroutine_getters_waiting"] == 0
+    assert q.qsize() == 0 and q.statistics()["getters_waiting"] == 0
+
+
+def test_a_thread_waiting_on_a_universal_queue_is_served_before_coroutines_that_came_later():
+    q = coro.UniversalQueue(maxsize=1)
+    q.put_nowait("first")
+    got: list = []
+
+    def waiting(key: str, count: int) -> bool:
+        return q.statistics()[key] == count
+
+    async def main():
+        putter = threading.Thread(target=q.put, args=("thread", True, 30))
+        putter.start()  # the queue is full: the thread waits...
+        assert wait_until(lambda: waiting("putters_waiting", 1), 10)
+        tasks = [asyncio.create_task(q.put_async(("asyncio", n))) for n in range(5)]
+        await asyncio.sleep(0)  # ...and asyncio putters queue up behind it
+        for _ in range(7):
+            got.append(await q.get_async())
+        await asyncio.gather(*tasks)
+        putter.join(30)
+        getter = threading.Thread(target=lambda: got.append(q.get(timeout=30)))
+        getter.start()  # the queue is empty: the thread waits for an item...
+        assert wait_until(lambda: waiting("getters_waiting", 1), 10)
+        tasks = [asyncio.create_task(q.get_async()) for _ in range(3)]
+        await asyncio.sleep(0)  # ...and asyncio getters queue up behind it
+        for n in range(4):
+            await q.put_async(n)
+        getter.join(30)
+        return await asyncio.gather(*tasks)
+
+    assert asyncio.run(main()) == [1, 2, 3]
+    assert got == ["first", "thread", *(("asyncio", n) for n in range(5)), 0]
+
+
+def test_an_item_given_back_by_a_cancelled_asyncio_get_keeps_the_queue_within_maxsize():
+    q = coro.UniversalQueue(maxsize=1)
+
+    async def main():
+        getter = asyncio.create_task(q.get_async())
+        await asyncio.sleep(0)  # the getter waits in the queue
+        q.put_nowait("handed")  # chooses the getter, which has not run yet: the item
+        assert q.full()  # still holds its slot...
+        with pytest.raises(queue.Full):
+            q.put_nowait("one too many")
+        putter = asyncio.create_task(q.put_async("next"))  # ...so a putter waits
+        await asyncio.sleep(0)
+        getter.cancel()  # the item goes back, into its slot: the putter waits on
+        with pytest.raises(asyncio.CancelledError):
+            await getter
+        assert (q.qsize(), q.statistics()["putters_waiting"]) == (1, 1)
+        first = await q.get_async()  # frees the slot: the putter puts
+        await putter
+        second = q.get_nowait()
+        getter = asyncio.create_task(q.get_async())
+        await asyncio.sleep(0)
+        putter = asyncio.create_task(q.put_async("waits for the getter to run"))
+        q.put_nowait("kept")  # the getter runs and keeps it: its slot goes to the putter
+        third = await getter
+        await putter
+        return first, second, third, q.get_nowait(), q.qsize()
+
+    assert asyncio.run(main()) == ("handed", "next", "kept", "waits for the getter to run", 0)
 
 
 def test_universal_async_methods_outside_any_loop_name_the_cause():
