@@ -1224,37 +1224,24 @@ error:
 
 /* Ask the memory for what the next ready tasks will touch while this one runs: with a
  * thousand connections a task, its coroutine and the frame inside it are far out of
- * the cache when the task's turn comes, and each miss would stall the step. The task
- * after next is fetched first; the next one, fetched a step ago, is read for its
- * coroutine, whose object and frame come next (five lines: a handler's frame with a
- * few locals). A hint only: nothing is read that is not there. */
+ * the cache when the task's turn comes, and each miss would stall the step. The loop
+ * below takes the next two tasks off the deque a step ahead (popleft does not touch
+ * them; a peek would, with its reference count). The one after next is fetched first;
+ * the next one, fetched a step ago, is read for its coroutine, whose object and frame
+ * come next (five lines: a handler's frame with a few locals). Hints only: nothing is
+ * read that is not there. */
 #define FRAME_LINES 5
 static void
-prefetch_ahead(PyObject *ready)
+prefetch_ahead(PyObject *next, PyObject *after)
 {
-    Py_ssize_t n = Py_SIZE(ready);
-    if (n > 1) {
-        PyObject *after = PySequence_GetItem(ready, 1);
-        if (after == NULL) {
-            PyErr_Clear();
-            return;
-        }
+    if (after != NULL) {
         __builtin_prefetch(after, 1, 3);
         __builtin_prefetch((char *)after + 64, 1, 3);
-        Py_DECREF(after);
     }
-    if (n > 0) {
-        PyObject *next = PySequence_GetItem(ready, 0);
-        if (next == NULL) {
-            PyErr_Clear();
-            return;
-        }
-        if (Py_IS_TYPE(next, task_type) && off_coro >= 0) {
-            char *coro = *(char **)((char *)next + off_coro);
-            for (int line = 0; coro != NULL && line < FRAME_LINES; line++)
-                __builtin_prefetch(coro + 64 * line, 1, 3);
-        }
-        Py_DECREF(next);
+    if (next != NULL && Py_IS_TYPE(next, task_type) && off_coro >= 0) {
+        char *coro = *(char **)((char *)next + off_coro);
+        for (int line = 0; coro != NULL && line < FRAME_LINES; line++)
+            __builtin_prefetch(coro + 64 * line, 1, 3);
     }
 }
 
@@ -1280,16 +1267,21 @@ coro_run_ready(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *kernel_dict = PyObject_GenericGetDict(kernel, NULL);
     if (kernel_dict == NULL)
         return NULL;
-    /* the deque behind popleft, to look ahead in (see prefetch_ahead) */
-    PyObject *ready = PyCFunction_Check(popleft) ? PyCFunction_GET_SELF(popleft) : NULL;
-    if (ready != NULL && strcmp(Py_TYPE(ready)->tp_name, "collections.deque") != 0)
-        ready = NULL;
+    /* the next two tasks, taken off the deque a step ahead (see prefetch_ahead); put
+     * back at its front if the step fails */
+    PyObject *next = NULL, *after = NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *task = PyObject_CallNoArgs(popleft);
+        PyObject *task = next != NULL ? next : PyObject_CallNoArgs(popleft);
+        next = after;
+        after = NULL;
         if (task == NULL)
             goto error;
-        if (ready != NULL)
-            prefetch_ahead(ready);
+        if ((next == NULL && i + 1 < count && (next = PyObject_CallNoArgs(popleft)) == NULL)
+            || (i + 2 < count && (after = PyObject_CallNoArgs(popleft)) == NULL)) {
+            Py_DECREF(task);
+            goto error;
+        }
+        prefetch_ahead(next, after);
         int failed = run_task(kernel_dict, task, fds, epfd, args[5], args[6], args[7]);
         Py_DECREF(task);
         if (failed)
@@ -1299,6 +1291,22 @@ coro_run_ready(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 error:
     Py_DECREF(kernel_dict);
+    if (next != NULL || after != NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *ready = PyCFunction_Check(popleft) ? PyCFunction_GET_SELF(popleft) : NULL;
+        for (int k = 0; k < 2; k++) {
+            PyObject *t = k == 0 ? after : next;
+            if (t == NULL)
+                continue;
+            PyObject *r = ready == NULL ? NULL : PyObject_CallMethod(ready, "appendleft", "O", t);
+            if (r == NULL)
+                PyErr_WriteUnraisable(t); /* the task cannot be put back: say so */
+            Py_XDECREF(r);
+            Py_DECREF(t);
+        }
+        PyErr_Restore(type, value, tb);
+    }
     return NULL;
 }
 
