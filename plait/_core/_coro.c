@@ -60,6 +60,7 @@
 #include <structmember.h>
 
 #include <errno.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -86,6 +87,40 @@ static PyObject *str_wait_kind, *str_recv, *str_recv_into, *str_send, *str_senda
 static PyObject *str_wait_obj, *str_current, *str_value, *str_exc, *str_coro, *str_throw,
     *str_cancel_pending;
 
+/* -- fd numbers as ints ------------------------------------------------------------ */
+
+/* One int object per fd number, kept for the life of the process: CPython caches only
+ * the ints up to 256, and a fresh int per event costs an allocation, and a dict lookup
+ * with it must compare values, reading the table's own key object (a cache miss per
+ * event with a thousand connections). With these, the fd table's keys (made from a
+ * socket's `fd`) and the readiness step's lookups are the same objects: the lookup
+ * ends at the identity test. Fds past FD_INTS_MAX get plain ints. */
+#define FD_INTS_MAX 65536
+static PyObject **fd_ints;
+static int fd_ints_size;
+
+static PyObject *
+fd_int(int fd)
+{
+    if (fd < 0 || fd >= FD_INTS_MAX)
+        return PyLong_FromLong(fd);
+    if (fd >= fd_ints_size) {
+        int size = fd_ints_size ? fd_ints_size : 1024;
+        while (size <= fd)
+            size *= 2;
+        PyObject **grown = PyMem_Realloc(fd_ints, (size_t)size * sizeof(PyObject *));
+        if (grown == NULL)
+            return PyErr_NoMemory();
+        memset(grown + fd_ints_size, 0, (size_t)(size - fd_ints_size) * sizeof(PyObject *));
+        fd_ints = grown;
+        fd_ints_size = size;
+    }
+    if (fd_ints[fd] == NULL && (fd_ints[fd] = PyLong_FromLong(fd)) == NULL)
+        return NULL;
+    Py_INCREF(fd_ints[fd]);
+    return fd_ints[fd];
+}
+
 /* -- SocketCore -------------------------------------------------------------------- */
 
 typedef struct {
@@ -94,9 +129,9 @@ typedef struct {
     int fileno;        /* -1 once closed */
     char drained;      /* the last read was short: the next one waits first */
     char plain;        /* a plain socket.socket: C may call recv/send on the fd */
-    char big_reads;    /* the last read was large: the next one skips the scratch buffer */
-    PyObject *fd;      /* fileno as an int, made at the first wait (fds past 256 are not
-                          cached by CPython) */
+    Py_ssize_t big_read; /* the last read's size if it was large, else 0 (see op_recv) */
+    PyObject *fd;      /* fileno as an int (fd_int), made at the first wait */
+    int fd_of;         /* the fileno `fd` was made for: checked without reading the int */
 } SocketCore;
 
 static PyTypeObject SocketCoreType;
@@ -206,8 +241,9 @@ op_wait(Op *op, int writing, PyObject **result)
         return PYGEN_ERROR;
     }
     SocketCore *sock = op->sock;
-    if (sock->fd == NULL || PyLong_AsLong(sock->fd) != sock->fileno) {
-        Py_XSETREF(sock->fd, PyLong_FromLong(sock->fileno));
+    if (sock->fd == NULL || sock->fd_of != sock->fileno) {
+        Py_XSETREF(sock->fd, fd_int(sock->fileno));
+        sock->fd_of = sock->fileno;
         if (sock->fd == NULL) {
             *result = NULL;
             return PYGEN_ERROR;
@@ -254,37 +290,72 @@ op_closed(Op *op, PyObject **result)
 }
 
 /* A small read lands here first, then is copied into a bytes object of its exact
- * size: a bytes object of `size` shrunk to what came costs a large malloc and a
- * realloc per call. After a large read (more than BIG_READ bytes) the next one goes
- * straight into such a bytes object instead, where the copy would cost more. The GIL
- * guards the buffer: no system call here releases it, and a single-phase module cannot
- * be loaded by an interpreter with a GIL of its own. */
+ * size. A large read (more than BIG_READ bytes) goes straight into a bytes object,
+ * where the copy would cost more, of the size the last large read of this socket had,
+ * plus one byte: a stream of equal messages then fills it to one byte short, which
+ * tells that the socket is drained, and the shrink by one byte is free (the allocator's
+ * chunk keeps its size). A bytes object of the size asked for (64 KiB, say) shrunk to
+ * what came would leave a free remainder beside each message kept alive by its
+ * handler, and freeing such a message later must merge with it: cold memory, with a
+ * thousand connections, at each request. A read that fills its guess takes the rest of
+ * what is there into a bytes object of the size asked for, so that a read returns what
+ * one system call of that size would. The GIL guards the scratch buffer: no system
+ * call here releases it, and a single-phase module cannot be loaded by an interpreter
+ * with a GIL of its own. */
 #define SCRATCH_SIZE 65536
 #define BIG_READ 4096
 static char scratch[SCRATCH_SIZE];
+
+/* After a large read filled its guess of `n` bytes: the rest of what the socket has, up
+ * to `size` in all, in a new bytes object that replaces `*bytes`. -1 on error. */
+static Py_ssize_t
+recv_rest(SocketCore *sock, PyObject **bytes, Py_ssize_t n, Py_ssize_t size)
+{
+    PyObject *all = PyBytes_FromStringAndSize(NULL, size);
+    if (all == NULL)
+        return -1;
+    memcpy(PyBytes_AS_STRING(all), PyBytes_AS_STRING(*bytes), (size_t)n);
+    Py_SETREF(*bytes, all);
+    ssize_t more;
+    do
+        more = recv(sock->fileno, PyBytes_AS_STRING(all) + n, (size_t)(size - n), 0);
+    while (more < 0 && errno == EINTR);
+    /* an error after data came shows at the next call, as a short read would */
+    return more > 0 ? n + more : n;
+}
 
 static PySendResult
 op_recv(Op *op, PyObject **result)
 {
     SocketCore *sock = op->sock;
-    Py_ssize_t size = op->size;
+    Py_ssize_t size = op->size, want = size;
     PyObject *bytes = NULL;
     char *into = scratch;
-    if (size > SCRATCH_SIZE || (sock->big_reads && size > BIG_READ)) {
-        bytes = PyBytes_FromStringAndSize(NULL, size);
+    if (size > SCRATCH_SIZE || (sock->big_read && size > BIG_READ)) {
+        if (sock->big_read && sock->big_read < size)
+            want = sock->big_read + 1;
+        bytes = PyBytes_FromStringAndSize(NULL, want);
         if (bytes == NULL)
             return op_finish(op, NULL, result);
         into = PyBytes_AS_STRING(bytes);
     }
     for (;;) {
-        ssize_t n = recv(sock->fileno, into, (size_t)size, 0);
+        ssize_t n = recv(sock->fileno, into, (size_t)want, 0);
         if (n >= 0) {
-            if (n < size)
+            if (n == want && want < size) {
+                n = recv_rest(sock, &bytes, n, size);
+                if (n < 0) {
+                    Py_DECREF(bytes);
+                    return op_finish(op, NULL, result);
+                }
+                want = size;
+            }
+            if (n < want)
                 sock->drained = 1;
-            sock->big_reads = n > BIG_READ;
+            sock->big_read = n > BIG_READ ? n : 0;
             if (bytes == NULL)
                 bytes = PyBytes_FromStringAndSize(scratch, n);
-            else if (n < size && _PyBytes_Resize(&bytes, n) < 0)
+            else if (n < want && _PyBytes_Resize(&bytes, n) < 0)
                 bytes = NULL;
             return op_finish(op, bytes, result);
         }
@@ -874,10 +945,11 @@ coro_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (int i = 0; i < n; i++) {
         int fd = events[i].data.fd;
         uint32_t ev = events[i].events;
-        PyObject *key = PyLong_FromLong(fd);
+        PyObject *key = fd_int(fd);
         if (key == NULL)
             return NULL;
-        PyObject *entry = PyDict_GetItemWithError(fds, key); /* borrowed */
+        /* an int's hash is its value: the lookup need not read the key object */
+        PyObject *entry = _PyDict_GetItem_KnownHash(fds, key, (Py_hash_t)fd); /* borrowed */
         if (entry == NULL) {
             Py_DECREF(key);
             if (PyErr_Occurred())
@@ -986,12 +1058,18 @@ inline_read_wait(PyObject *task, PyObject *trap, PyObject *fds, int epfd)
     if (code != read_wait_code
         && !(PyLong_CheckExact(code) && PyLong_AsLong(code) == TRAP_READ_WAIT))
         return 0;
-    PyObject *fd = PyTuple_GET_ITEM(trap, 1);
-    PyObject *entry = PyDict_GetItemWithError(fds, fd); /* borrowed */
+    PyObject *fd = PyTuple_GET_ITEM(trap, 1), *owner = PyTuple_GET_ITEM(trap, 2);
+    /* a socket's own fd int: its hash is the number the socket keeps (see fd_int) */
+    Py_hash_t hash = Py_IS_TYPE(owner, &SocketCoreType) && ((SocketCore *)owner)->fd == fd
+                         ? (Py_hash_t)((SocketCore *)owner)->fd_of
+                         : PyObject_Hash(fd);
+    if (hash == -1)
+        return -1;
+    PyObject *entry = _PyDict_GetItem_KnownHash(fds, fd, hash); /* borrowed */
     if (entry == NULL)
         return PyErr_Occurred() ? -1 : 0;
     if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 4
-        || PyList_GET_ITEM(entry, SLOT_OWNER) != PyTuple_GET_ITEM(trap, 2)
+        || PyList_GET_ITEM(entry, SLOT_OWNER) != owner
         || PyList_GET_ITEM(entry, SLOT_READER) != Py_None)
         return 0;
     long mask = PyLong_AsLong(PyList_GET_ITEM(entry, SLOT_MASK));
@@ -1144,6 +1222,29 @@ error:
     return -1;
 }
 
+/* Ask the memory for what the next ready tasks will touch while this one runs: with a
+ * thousand connections a task, its coroutine and the frame inside it are far out of
+ * the cache when the task's turn comes, and each miss would stall the step. The loop
+ * below takes the next two tasks off the deque a step ahead (popleft does not touch
+ * them; a peek would, with its reference count). The one after next is fetched first;
+ * the next one, fetched a step ago, is read for its coroutine, whose object and frame
+ * come next (five lines: a handler's frame with a few locals). Hints only: nothing is
+ * read that is not there. */
+#define FRAME_LINES 5
+static void
+prefetch_ahead(PyObject *next, PyObject *after)
+{
+    if (after != NULL) {
+        __builtin_prefetch(after, 1, 3);
+        __builtin_prefetch((char *)after + 64, 1, 3);
+    }
+    if (next != NULL && Py_IS_TYPE(next, task_type) && off_coro >= 0) {
+        char *coro = *(char **)((char *)next + off_coro);
+        for (int line = 0; coro != NULL && line < FRAME_LINES; line++)
+            __builtin_prefetch(coro + 64 * line, 1, 3);
+    }
+}
+
 static PyObject *
 coro_run_ready(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1166,10 +1267,21 @@ coro_run_ready(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *kernel_dict = PyObject_GenericGetDict(kernel, NULL);
     if (kernel_dict == NULL)
         return NULL;
+    /* the next two tasks, taken off the deque a step ahead (see prefetch_ahead); put
+     * back at its front if the step fails */
+    PyObject *next = NULL, *after = NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *task = PyObject_CallNoArgs(popleft);
+        PyObject *task = next != NULL ? next : PyObject_CallNoArgs(popleft);
+        next = after;
+        after = NULL;
         if (task == NULL)
             goto error;
+        if ((next == NULL && i + 1 < count && (next = PyObject_CallNoArgs(popleft)) == NULL)
+            || (i + 2 < count && (after = PyObject_CallNoArgs(popleft)) == NULL)) {
+            Py_DECREF(task);
+            goto error;
+        }
+        prefetch_ahead(next, after);
         int failed = run_task(kernel_dict, task, fds, epfd, args[5], args[6], args[7]);
         Py_DECREF(task);
         if (failed)
@@ -1179,6 +1291,22 @@ coro_run_ready(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 error:
     Py_DECREF(kernel_dict);
+    if (next != NULL || after != NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *ready = PyCFunction_Check(popleft) ? PyCFunction_GET_SELF(popleft) : NULL;
+        for (int k = 0; k < 2; k++) {
+            PyObject *t = k == 0 ? after : next;
+            if (t == NULL)
+                continue;
+            PyObject *r = ready == NULL ? NULL : PyObject_CallMethod(ready, "appendleft", "O", t);
+            if (r == NULL)
+                PyErr_WriteUnraisable(t); /* the task cannot be put back: say so */
+            Py_XDECREF(r);
+            Py_DECREF(t);
+        }
+        PyErr_Restore(type, value, tb);
+    }
     return NULL;
 }
 

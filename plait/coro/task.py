@@ -81,20 +81,22 @@ _STATE_NAMES = {WAIT_READ: "READ_WAIT", WAIT_WRITE: "WRITE_WAIT", WAIT_SLEEP: "S
 class Task:
     """A coroutine run by the kernel. Create tasks with :func:`spawn`, not directly."""
 
+    # What the kernel's loop reads and writes at every step of a task comes first: it then
+    # sits in the object's first cache line, beside the reference count.
     __slots__ = (
-        "id",
-        "name",
-        "daemon",
         "coro",
-        "_send",
-        "_throw",
         "_value",
         "_exc",
         "_wait_kind",
         "_wait_obj",
+        "_cancel_pending",
+        "id",
+        "name",
+        "daemon",
+        "_send",
+        "_throw",
         "_wait_cancel",
         "_wait_state",
-        "_cancel_pending",
         "_joiners",
         "_group",
         "_result",

@@ -415,3 +415,40 @@ def test_waiting_for_a_thread_or_a_timer_is_not_a_deadlock():
         return "no deadlock"
 
     assert coro.run(main) == "no deadlock"
+
+
+def test_a_failing_run_step_puts_the_tasks_it_took_ahead_back_in_order(core):
+    """The C run step takes the next two tasks off the ready deque a step early (to
+    prefetch them); when the step fails they go back to its front, in order."""
+    from collections import deque
+
+    from plait.coro.task import Task
+
+    if core != "c":
+        pytest.skip("the C run step only")
+    from plait._core import _coro
+
+    async def done():
+        return 1
+
+    tasks = [Task(done(), f"t{i}", False) for i in range(5)]
+    ready = deque(tasks)
+    finished = []
+
+    class Kernel:
+        current = None
+
+    def finish(task, value, exc):
+        finished.append(task)
+        if task is tasks[1]:
+            raise RuntimeError("the kernel's finish failed")
+
+    def unexpected(*args):
+        raise AssertionError(f"not expected here: {args}")
+
+    with pytest.raises(RuntimeError, match="finish failed"):
+        _coro.run_ready(Kernel(), ready.popleft, len(ready), {}, -1, finish, unexpected, unexpected)
+    assert finished == tasks[:2]
+    assert list(ready) == tasks[2:]
+    for task in ready:
+        task.coro.close()

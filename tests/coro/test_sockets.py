@@ -554,3 +554,30 @@ def test_large_and_small_reads_in_turn_return_exactly_what_was_sent():
         return got
 
     assert coro.run(main) == pieces
+
+
+def test_a_read_returns_all_that_is_there_as_the_standard_socket_does():
+    """Large reads are sized by the last one; a read that outgrows it still returns all."""
+    pieces = [os.urandom(n) for n in (5000, 5000, 30000, 16384, 16384, 60000, 6000, 65536)]
+
+    def standard():
+        a, b = socket.socketpair()
+        with a, b:
+            got = []
+            for piece in pieces:
+                b.sendall(piece)
+                got.append(a.recv(65536))
+            return got
+
+    async def plait():
+        a, b = socket.socketpair()
+        async with coro.Socket(a) as sa, coro.Socket(b) as sb:
+            got = []
+            async with coro.timeout_after(10):
+                for piece in pieces:
+                    await sb.sendall(piece)
+                    got.append(await sa.recv(65536))
+            return got
+
+    assert standard() == pieces
+    assert coro.run(plait) == pieces
