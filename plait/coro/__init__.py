@@ -58,7 +58,9 @@ kernel's tasks; anything else raises :class:`MockClockError`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from plait._core.lazy import lazy_names
 
 from .clock import MockClock, MockClockError
 from .errors import (
@@ -101,28 +103,14 @@ if TYPE_CHECKING:
 # the subprocesses import plait.pool and plait.process; a kernel that uses none of them
 # imports none of that.
 _LAZY = {
-    "BridgeCancelled": "aio",
-    "from_asyncio": "aio",
-    "to_asyncio": "aio",
-    "run_in_process": "processes",
-    "Popen": "subprocess",
-    "run_process": "subprocess",
+    "BridgeCancelled": "plait.coro.aio",
+    "from_asyncio": "plait.coro.aio",
+    "to_asyncio": "plait.coro.aio",
+    "run_in_process": "plait.coro.processes",
+    "Popen": "plait.coro.subprocess",
+    "run_process": "plait.coro.subprocess",
 }
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, _LAZY)
 
 
 __all__ = [

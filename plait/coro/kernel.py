@@ -57,7 +57,9 @@ reason, the others through small methods.
 
 The C core. Where ``plait._core._coro`` is built (Linux), steps 1 and 3 run in C:
 ``poll`` makes the ``epoll_wait`` and does the fd table's bookkeeping of the loop below,
-``run_ready`` sends into each ready task and files its read wait inline; every other
+``run_ready`` sends into each ready task and files its read wait inline (it takes the
+next two tasks off the ready deque a step early, to prefetch them, and puts them back at
+its front if a step fails); every other
 trap, a task's end and its error go through the same methods (``_trap``, ``_finish``,
 ``_crash``) as in Python, so the two loops cannot drift apart in anything but the
 inline read wait. Step 2 stays in Python, and so does everything that reads the clock:
