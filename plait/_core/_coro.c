@@ -1060,7 +1060,7 @@ inline_read_wait(PyObject *task, PyObject *trap, PyObject *fds, int epfd)
         return 0;
     PyObject *fd = PyTuple_GET_ITEM(trap, 1), *owner = PyTuple_GET_ITEM(trap, 2);
     /* a socket's own fd int: its hash is the number the socket keeps (see fd_int) */
-    Py_hash_t hash = Py_IS_TYPE(owner, &SocketCoreType) && ((SocketCore *)owner)->fd == fd
+    Py_hash_t hash = is_socket_core(owner) && ((SocketCore *)owner)->fd == fd
                          ? (Py_hash_t)((SocketCore *)owner)->fd_of
                          : PyObject_Hash(fd);
     if (hash == -1)
