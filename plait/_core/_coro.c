@@ -1299,7 +1299,10 @@ error:
             PyObject *t = k == 0 ? after : next;
             if (t == NULL)
                 continue;
-            PyObject *r = ready == NULL ? NULL : PyObject_CallMethod(ready, "appendleft", "O", t);
+            PyObject *r = ready != NULL ? PyObject_CallMethod(ready, "appendleft", "O", t)
+                                        : (PyErr_SetString(PyExc_RuntimeError,
+                                                           "run_ready: no deque to put it in"),
+                                           NULL);
             if (r == NULL)
                 PyErr_WriteUnraisable(t); /* the task cannot be put back: say so */
             Py_XDECREF(r);

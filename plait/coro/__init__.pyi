@@ -1,0 +1,56 @@
+"""Types of this package for checkers: the names its ``__getattr__`` loads on first use
+(see ``__init__.py``) and the rest, imported from where they live; ``tests/test_typing.py``
+checks that this list and the package agree."""
+
+from plait.coro.aio import BridgeCancelled as BridgeCancelled
+from plait.coro.aio import from_asyncio as from_asyncio
+from plait.coro.aio import to_asyncio as to_asyncio
+from plait.coro.clock import MockClock as MockClock
+from plait.coro.clock import MockClockError as MockClockError
+from plait.coro.errors import ClosedResourceError as ClosedResourceError
+from plait.coro.errors import DeadlockError as DeadlockError
+from plait.coro.errors import IncompleteRead as IncompleteRead
+from plait.coro.errors import NoKernelError as NoKernelError
+from plait.coro.errors import ResourceBusy as ResourceBusy
+from plait.coro.errors import SlowStepWarning as SlowStepWarning
+from plait.coro.errors import TaskCancelled as TaskCancelled
+from plait.coro.errors import TaskTimeout as TaskTimeout
+from plait.coro.errors import TimeoutCancelled as TimeoutCancelled
+from plait.coro.kernel import Kernel as Kernel
+from plait.coro.kernel import run as run
+from plait.coro.monitor import TaskInfo as TaskInfo
+from plait.coro.monitor import format_ps as format_ps
+from plait.coro.monitor import ps as ps
+from plait.coro.processes import run_in_process as run_in_process
+from plait.coro.queues import LifoQueue as LifoQueue
+from plait.coro.queues import PriorityQueue as PriorityQueue
+from plait.coro.queues import Queue as Queue
+from plait.coro.signals import SignalQueue as SignalQueue
+from plait.coro.signals import wait_signal as wait_signal
+from plait.coro.sockets import Socket as Socket
+from plait.coro.sockets import SocketStream as SocketStream
+from plait.coro.streams import open_connection as open_connection
+from plait.coro.streams import open_unix_connection as open_unix_connection
+from plait.coro.streams import serve as serve
+from plait.coro.streams import tcp_server as tcp_server
+from plait.coro.streams import tcp_server_socket as tcp_server_socket
+from plait.coro.streams import unix_server as unix_server
+from plait.coro.streams import unix_server_socket as unix_server_socket
+from plait.coro.subprocess import Popen as Popen
+from plait.coro.subprocess import run_process as run_process
+from plait.coro.sync import BoundedSemaphore as BoundedSemaphore
+from plait.coro.sync import Condition as Condition
+from plait.coro.sync import Event as Event
+from plait.coro.sync import Lock as Lock
+from plait.coro.sync import Semaphore as Semaphore
+from plait.coro.task import Task as Task
+from plait.coro.task import TaskGroup as TaskGroup
+from plait.coro.task import current_task as current_task
+from plait.coro.task import spawn as spawn
+from plait.coro.threads import run_in_thread as run_in_thread
+from plait.coro.timeouts import clock as clock
+from plait.coro.timeouts import ignore_after as ignore_after
+from plait.coro.timeouts import sleep as sleep
+from plait.coro.timeouts import timeout_after as timeout_after
+from plait.coro.universal import UniversalEvent as UniversalEvent
+from plait.coro.universal import UniversalQueue as UniversalQueue
