@@ -607,9 +607,9 @@ async def to_asyncio(
     s (None: no limit) for it to end, then raises ``CancelledError`` even if the plait side
     swallowed its cancellation and returned: that value is dropped. Raises what ``fn``
     raised (its traceback kept), :class:`BridgeCancelled` if the plait side was cancelled
-    by plait (its kernel shut down),
-    ``RuntimeError`` if the loop is shutting down and its kernel already closed, and
-    ``TypeError`` / ``ValueError`` for a ``cancel_timeout`` that is not a number >= 0.
+    by plait (its kernel shut down), ``RuntimeError`` if the loop is shutting down and its
+    kernel already closed, and ``TypeError`` / ``ValueError`` for a ``cancel_timeout``
+    that is not a number >= 0.
 
     >>> import asyncio
     >>> from plait.coro import sleep

@@ -295,12 +295,16 @@ class UniversalQueue:
     def _put_locked(self, item: Any) -> None:
         self._unfinished += 1
         if self._getters:
-            getter = self._getters.popleft()
-            if getter.reserves:
-                self._reserved += 1
-            getter.wake(item)
-            return
-        self._items.append(item)
+            self._hand_to_getter(item)
+        else:
+            self._items.append(item)
+
+    def _hand_to_getter(self, item: Any) -> None:
+        """``item`` goes to the first waiting getter; an asyncio getter holds its slot."""
+        getter = self._getters.popleft()
+        if getter.reserves:
+            self._reserved += 1
+        getter.wake(item)
 
     def _get_locked(self) -> Any:
         item = self._items.popleft()
@@ -329,10 +333,7 @@ class UniversalQueue:
         """A getter did not take ``item`` after all: the next getter gets it, else it goes
         back to the head of the queue."""
         if self._getters:
-            getter = self._getters.popleft()
-            if getter.reserves:
-                self._reserved += 1
-            getter.wake(item)
+            self._hand_to_getter(item)
         else:
             self._items.appendleft(item)
 

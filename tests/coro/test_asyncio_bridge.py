@@ -234,7 +234,8 @@ def test_asyncio_side_ignoring_cancellation_is_waited_for_only_cancel_timeout(ca
     assert "did not finish 0.05 s after its cancellation" in caplog.text
 
 
-async def _swallows_its_cancellation(steps: list) -> str:
+async def _swallows_its_cancellation(steps: list, started: coro.UniversalEvent) -> str:
+    started.set()
     try:
         await asyncio.sleep(30)
     except asyncio.CancelledError:
@@ -244,17 +245,19 @@ async def _swallows_its_cancellation(steps: list) -> str:
 
 def test_a_cancelled_call_stays_cancelled_when_the_asyncio_side_swallows_it():
     steps: list = []
+    started = coro.UniversalEvent()
 
     async def caller():
-        await coro.from_asyncio(_swallows_its_cancellation, steps)
+        await coro.from_asyncio(_swallows_its_cancellation, steps, started)
         steps.append("caller went on")  # never: its cancellation must not be lost
 
     async def main():
         with pytest.raises(coro.TaskTimeout):
             async with coro.timeout_after(0.05):
-                await coro.from_asyncio(_swallows_its_cancellation, steps)
+                await coro.from_asyncio(_swallows_its_cancellation, steps, started)
+        started.clear()
         task = await coro.spawn(caller)
-        await coro.sleep(0.05)
+        await started.wait_async()  # the asyncio side runs: the cancel reaches it
         await task.cancel()
         return task.cancelled
 
@@ -264,8 +267,10 @@ def test_a_cancelled_call_stays_cancelled_when_the_asyncio_side_swallows_it():
 
 def test_a_cancelled_to_asyncio_call_stays_cancelled_when_the_plait_side_swallows_it():
     steps: list = []
+    started = coro.UniversalEvent()
 
     async def swallows():
+        started.set()
         try:
             await coro.sleep(30)
         except coro.TaskCancelled:
@@ -275,8 +280,9 @@ def test_a_cancelled_to_asyncio_call_stays_cancelled_when_the_plait_side_swallow
     async def main():
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(coro.to_asyncio(swallows), 0.05)
+        started.clear()
         task = asyncio.create_task(coro.to_asyncio(swallows))
-        await asyncio.sleep(0.05)
+        await started.wait_async()  # the plait side runs: the cancel reaches it
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
