@@ -97,13 +97,19 @@ def run_workers(
             raise RuntimeError(f"worker {p.pid} ended with exit code {p.exitcode}")
 
 
-def end(program: subprocess.Popen[bytes]) -> int:
-    """Wait for ``program`` to end (kill it past ``TIMEOUT``); return its exit code."""
+def end(program: subprocess.Popen[str]) -> int:
+    """Wait for ``program`` to end (kill it past ``TIMEOUT``), print its output; its exit code.
+
+    Its output comes through a pipe and is printed whole, after this side's lines: two
+    programs writing to one terminal could cut each other's lines in half.
+    """
     try:
-        return program.wait(TIMEOUT)
+        output, _ = program.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         program.kill()
-        return program.wait(TIMEOUT)
+        output, _ = program.communicate(timeout=TIMEOUT)
+    print(output, end="")
+    return program.wait(TIMEOUT)
 
 
 def serve(address: tuple[str, int], authkey: bytes, args: argparse.Namespace, wait: float) -> int:
@@ -117,6 +123,8 @@ def serve(address: tuple[str, int], authkey: bytes, args: argparse.Namespace, wa
                 [sys.executable, __file__, "--connect", f"127.0.0.1:{port}"]
                 + ["--workers", str(args.workers), "--limit", str(args.limit)],
                 env={**os.environ, KEY_VARIABLE: authkey.decode()},
+                stdout=subprocess.PIPE,
+                text=True,
             )
         else:
             print(f"waiting for {args.workers} workers run with --connect HOST:{port} elsewhere")
