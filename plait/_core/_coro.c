@@ -945,13 +945,15 @@ coro_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (int i = 0; i < n; i++) {
         int fd = events[i].data.fd;
         uint32_t ev = events[i].events;
-        PyObject *key = fd_int(fd);
-        if (key == NULL)
+        /* the interned int, borrowed: a reference would write to its cold line */
+        PyObject *key = fd >= 0 && fd < fd_ints_size ? fd_ints[fd] : NULL;
+        PyObject *made = NULL;
+        if (key == NULL && (key = made = fd_int(fd)) == NULL)
             return NULL;
         /* an int's hash is its value: the lookup need not read the key object */
         PyObject *entry = _PyDict_GetItem_KnownHash(fds, key, (Py_hash_t)fd); /* borrowed */
         if (entry == NULL) {
-            Py_DECREF(key);
+            Py_XDECREF(made);
             if (PyErr_Occurred())
                 return NULL;
             if (fd == wake_fd)
@@ -959,7 +961,7 @@ coro_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             continue;
         }
         if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) < 3) {
-            Py_DECREF(key);
+            Py_XDECREF(made);
             PyErr_Format(PyExc_TypeError, "poll: the fd table's entry of fd %d is not a list",
                          fd);
             return NULL;
@@ -1016,7 +1018,7 @@ coro_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         Py_DECREF(entry);
-        Py_DECREF(key);
+        Py_XDECREF(made);
         if (failed)
             return NULL;
     }

@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import traceback
 
 import pytest
 
@@ -209,6 +210,60 @@ def test_a_failing_handler_is_logged_and_the_server_keeps_serving(caplog):
         assert coro.run(main) == b"GOOD"
     assert "handler choked on bad input" in caplog.text
     assert "the server goes on" in caplog.text
+
+
+def test_a_handler_is_the_task_itself_and_a_failure_shows_its_own_frames(caplog):
+    """No wrapper coroutine between the kernel and the handler: the task bears the
+    handler's name, and no frame of the server's is in a failure's traceback."""
+
+    async def named_handler(client, addr):
+        data = await client.recv(100)
+        if data == b"fail":
+            raise KeyError("a failure deep in the handler")
+        await client.sendall(coro.current_task().name.encode())
+
+    async def main():
+        server, port = await start_echo(named_handler)
+        async with coro.timeout_after(10):
+            replies = []
+            for message in (b"name?", b"fail"):
+                client = await coro.open_connection("127.0.0.1", port)
+                await client.sendall(message)
+                replies.append(await client.recv(200))
+                await client.close()
+        await server.cancel()
+        return replies
+
+    with caplog.at_level(logging.ERROR, logger="plait.coro"):
+        name, closed = coro.run(main)
+    assert name.decode().endswith("named_handler") and closed == b""
+    failure = next(r for r in caplog.records if r.exc_info)
+    assert "the server goes on" in failure.getMessage()
+    frames = traceback.extract_tb(failure.exc_info[2])
+    assert frames[-1].name == "named_handler"
+    assert not [f for f in frames if f.filename.endswith("streams.py")], frames  # no wrapper
+
+
+def test_a_handler_that_is_not_async_is_logged_per_client_and_the_server_goes_on(caplog):
+    def not_async(client, addr):  # forgot `async`: returns None, nothing to run
+        return None
+
+    async def main():
+        server, port = await start_echo(not_async)
+        async with coro.timeout_after(10):
+            for _ in range(2):
+                client = await coro.open_connection("127.0.0.1", port)
+                assert await client.recv(10) == b""  # refused by closing, not left open
+                await client.close()
+        alive = not server.terminated
+        await server.cancel()
+        return alive
+
+    with caplog.at_level(logging.ERROR, logger="plait.coro"):
+        assert coro.run(main) is True
+    failures = [r for r in caplog.records if "the server goes on" in r.getMessage()]
+    assert len(failures) == 2
+    assert "neither a coroutine nor a generator" in str(failures[0].exc_info[1])
 
 
 def test_a_client_that_vanishes_mid_read_disturbs_nobody():
