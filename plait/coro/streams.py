@@ -118,7 +118,10 @@ class _Clients:
     def task_done(self, task: Any) -> None:
         """Kernel hook: the handler's ``task`` has ended."""
         client, address = self.entries.pop(task)
-        client.close_nowait()
+        try:
+            client.close_nowait()
+        except OSError as e:  # raised here, it would stop the kernel, not one handler
+            log.warning("closing the connection of client %r failed: %s", address, e)
         exc = task._exception
         if not isinstance(exc, Exception):  # done, cancelled, or fatal (that stops the kernel)
             return
