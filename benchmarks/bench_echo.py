@@ -116,10 +116,8 @@ and server CPU per request over 12-20 interleaved rounds for each step):
   peek at the deque increfs the task, the very miss to hide (``deque_item`` was 0.11 µs
   per request), so it takes them off a step early: 3.8% less CPU than the peek
   (interquartile 2.3-5.6%), 2.5-3.5% less than no prefetch;
-- tried and dropped: prefetching the previous message's allocator neighbours before the
-  system call (``free`` took as long), prefetching the socket and coroutine in the
-  readiness step (2% worse), the handler calling ``stream.read`` instead of bound methods
-  (no difference). With ``del data`` after the write (the message freed while hot, as a
+- tried and dropped: prefetching the socket and coroutine in the readiness step (2%
+  worse), the handler calling ``stream.read`` instead of bound methods (no difference). With ``del data`` after the write (the message freed while hot, as a
   protocol's ``data_received`` does) the same server needed 5% less CPU: the rest of
   the gap at 16 KiB x 1,000 is the messages the handlers keep;
 - ``serve`` ran each handler inside a wrapper coroutine of its own (which closed the
@@ -130,7 +128,17 @@ and server CPU per request over 12-20 interleaved rounds for each step):
   the fd int too (its reference wrote to a cold line): 11.9 misses at 64 B x 1,000, 12.1
   at 16 KiB x 1,000 (21.9 before both). Server CPU, 12 interleaved rounds: 4.5% less at
   64 B x 1,000 (interquartile 0-17%), no difference to be seen at 16 KiB x 1,000, where
-  the kernel's side of the request moved by 15% from run to run.
+  the kernel's side of the request moved by 15% from run to run;
+- the stall in ``free`` (above) was one load: glibc reads the size word of the chunk
+  after the next one, to know whether the next one is in use, and that is another
+  connection's message, out of the cache. A large read now prefetches it (and the next
+  chunk's size word) while its system call runs: the neighbours of a message are
+  messages of its size, so the address is known. ``_int_free`` went from 2-3% of the
+  server's samples (``perf``, 16 KiB x 1,000) to 0.1%. An earlier try of this had shown
+  nothing because gcc had dropped it: it takes a function whose only effect is a
+  prefetch for const and removes its calls (at -O2 every one; at -O3 those it does not
+  inline), so the prefetch helpers are now inlined by force. Which of the earlier
+  prefetch experiments were compiled away is not known.
 """
 
 from __future__ import annotations
