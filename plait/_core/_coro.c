@@ -1085,6 +1085,23 @@ call2(PyObject *fn, PyObject *a, PyObject *b)
     return PyObject_Vectorcall(fn, args, 2, NULL);
 }
 
+/* The socket each task last waited to read, for the run step's prefetch (see
+ * prefetch_ahead): the socket's object is the one per-connection object a task's step
+ * reads that its frame does not lead to without reading it. A table of addresses
+ * (never read as objects: a task or socket may be gone, and an entry overwritten by
+ * another task's), indexed by a hash of the task's. */
+#define READ_SOCKETS 4096
+static struct read_socket {
+    const void *task;
+    const char *sock;
+} read_sockets[READ_SOCKETS];
+
+static inline size_t
+read_socket_slot(const void *task)
+{
+    return (size_t)(((uint64_t)(uintptr_t)task * UINT64_C(0x9E3779B97F4A7C15)) >> 52);
+}
+
 /* File `task` as the reader of the READ_WAIT trap's fd if its registration is current:
  * 1 if done, 0 if the kernel's _trap must handle the trap, -1 on error. */
 static int
@@ -1134,6 +1151,9 @@ inline_read_wait(PyObject *task, PyObject *trap, PyObject *fds, int epfd)
         return -1;
     Py_INCREF(task);
     PyList_SetItem(entry, SLOT_READER, task);
+    struct read_socket *seen = &read_sockets[read_socket_slot(task)];
+    seen->task = task;
+    seen->sock = (const char *)owner;
     return 1;
 }
 
@@ -1266,8 +1286,9 @@ error:
  * below takes the next two tasks off the deque a step ahead (popleft does not touch
  * them; a peek would, with its reference count). The one after next is fetched first;
  * the next one, fetched a step ago, is read for its coroutine, whose object and frame
- * come next (five lines: a handler's frame with a few locals). Hints only: nothing is
- * read that is not there. */
+ * come next (five lines: a handler's frame with a few locals), and for the socket it
+ * last waited to read (read_sockets, whose entry was fetched with the task). Hints
+ * only: nothing is read that is not there. */
 #define FRAME_LINES 5
 static inline PREFETCHER void
 prefetch_ahead(PyObject *next, PyObject *after)
@@ -1275,11 +1296,17 @@ prefetch_ahead(PyObject *next, PyObject *after)
     if (after != NULL) {
         __builtin_prefetch(after, 1, 3);
         __builtin_prefetch((char *)after + 64, 1, 3);
+        __builtin_prefetch(&read_sockets[read_socket_slot(after)], 0, 3);
     }
     if (next != NULL && Py_IS_TYPE(next, task_type) && off_coro >= 0) {
         char *coro = *(char **)((char *)next + off_coro);
         for (int line = 0; coro != NULL && line < FRAME_LINES; line++)
             __builtin_prefetch(coro + 64 * line, 1, 3);
+        const struct read_socket *seen = &read_sockets[read_socket_slot(next)];
+        if (seen->task == next) {
+            __builtin_prefetch(seen->sock, 1, 3);
+            __builtin_prefetch(seen->sock + 64, 1, 3);
+        }
     }
 }
 
