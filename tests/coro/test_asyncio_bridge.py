@@ -74,9 +74,14 @@ def test_from_asyncio_runs_asyncio_streams_against_a_plait_server_while_the_kern
             while data := await client.recv(1000):
                 await client.sendall(data)
 
+    plait_ran = coro.UniversalEvent()
+
+    async def three_ticks():
+        for _ in range(3):
+            await coro.sleep(0.002)
+        plait_ran.set()
+
     async def main():
-        ticks: list = []
-        ticker = await coro.spawn(_ticker, ticks, daemon=True)
         listener = coro.tcp_server_socket("127.0.0.1", 0)
         port = listener.getsockname()[1]
         server = await coro.spawn(coro.serve, listener, echo, daemon=True)
@@ -85,15 +90,14 @@ def test_from_asyncio_runs_asyncio_streams_against_a_plait_server_while_the_kern
             for n in range(20):
                 await g.spawn(coro.from_asyncio, _asyncio_echo(port, b"hello %d" % n))
         replies = sorted(task.result for task in g.tasks)
-        before = len(ticks)
-        await coro.from_asyncio(asyncio.sleep(0.05))
+        await coro.spawn(three_ticks)
+        # the asyncio side waits for what only a plait task can do, while the kernel runs on
+        await coro.from_asyncio(asyncio.wait_for(plait_ran.wait_async(), 30))
         await server.cancel()
-        await ticker.cancel()
-        return replies, len(ticks) - before
+        return replies
 
-    replies, ticks_while_asyncio_slept = coro.run(main)
-    assert replies == sorted(b"hello %d" % n for n in range(20))
-    assert ticks_while_asyncio_slept >= 3  # plait tasks ran while the asyncio side slept
+    assert coro.run(main) == sorted(b"hello %d" % n for n in range(20))
+    assert plait_ran.is_set()  # by a plait task, while the asyncio side waited for it
     assert _bridge_threads() == []
 
 
