@@ -44,9 +44,9 @@ async def started_pid(path, timeout=10.0):
 
 
 def wait_for_path(path, timeout):
-    """Wait until ``path`` exists; whether it did within ``timeout`` seconds."""
+    """Wait until the file ``path`` has content; whether it had within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
+    while not (os.path.exists(path) and os.path.getsize(path)):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.005)
@@ -66,7 +66,7 @@ def test_returns_the_result_from_another_process_without_blocking_the_kernel(tmp
     async def ticker():
         for _ in range(5):
             await coro.sleep(0.005)
-        ticked.touch()
+        ticked.write_text("ticked")
 
     async def main():
         worker = await coro.run_in_process(os.getpid)
@@ -117,18 +117,26 @@ def test_many_concurrent_calls_share_the_bounded_pool():
 
 def test_timeout_after_kills_the_worker_running_the_call(tmp_path):
     marker = tmp_path / "pid"
+    clock = coro.MockClock()  # stopped: the timeout expires once the call runs in a worker
+
+    async def call_under_a_timeout():
+        async with coro.timeout_after(1.0):
+            await coro.run_in_process(report_pid_then_sleep, str(marker), 60)
 
     async def main():
-        await coro.run_in_process(os.getpid)  # the pool is up: the call starts at once
-        with pytest.raises(coro.TaskTimeout):
-            async with coro.timeout_after(1.0):
-                await coro.run_in_process(report_pid_then_sleep, str(marker), 60)
+        task = await coro.spawn(call_under_a_timeout)
+        started = await coro.run_in_thread(wait_for_path, str(marker), 30)
+        assert started, "the call never started in a worker"
         pid = int(marker.read_text())
+        clock.jump(1.0)
+        with pytest.raises(coro.TaskTimeout):
+            await task.join()
+        clock.rate = 1  # real time again, for the polls that follow
         await until_gone(pid)
         after = await coro.run_in_process(square, 9)  # the pool replaced the worker
         return pid, after
 
-    pid, after = coro.run(main)
+    pid, after = coro.run(main, clock=clock)
     assert after == 81
     assert not alive(pid)
 
