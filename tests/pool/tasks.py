@@ -35,6 +35,17 @@ def sleep_return(seconds, value=None):
     return value
 
 
+def return_once_path_exists(path, value=None, timeout=30.0):
+    """Return ``value`` once ``path`` exists: a task that runs until the test lets it end
+    (``TimeoutError`` if it never does)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.005)
+    return value
+
+
 def kill_self_on(x, victim):
     """Return ``x``, except for ``victim``: that item SIGKILLs its own worker."""
     if x == victim:
