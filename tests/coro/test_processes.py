@@ -12,6 +12,7 @@ import pytest
 
 from plait import coro
 from plait.pool import RemoteTraceback, WorkerLostError
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
 
@@ -45,12 +46,7 @@ async def started_pid(path, timeout=10.0):
 
 def wait_for_path(path, timeout):
     """Wait until the file ``path`` has content; whether it had within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (os.path.exists(path) and os.path.getsize(path)):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+    return bool(wait_until(lambda: os.path.exists(path) and os.path.getsize(path), timeout))
 
 
 async def until_gone(pid, timeout=10.0):

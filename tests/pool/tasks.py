@@ -7,6 +7,8 @@ import signal
 import threading
 import time
 
+from tests.support import wait_until
+
 
 def square(x):
     return x * x
@@ -38,11 +40,8 @@ def sleep_return(seconds, value=None):
 def return_once_path_exists(path, value=None, timeout=30.0):
     """Return ``value`` once ``path`` exists: a task that runs until the test lets it end
     (``TimeoutError`` if it never does)."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} did not appear within {timeout} s")
-        time.sleep(0.005)
+    if not wait_until(lambda: os.path.exists(path), timeout):
+        raise TimeoutError(f"{path} did not appear within {timeout} s")
     return value
 
 
