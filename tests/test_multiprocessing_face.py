@@ -70,8 +70,9 @@ def square(conn, x):
     conn.close()
 
 
-def serve(address, key):
-    with Listener(address, authkey=key) as listener:
+def serve(key, report):
+    with Listener(("127.0.0.1", 0), authkey=key) as listener:
+        report.send(listener.address)  # listening: the client connects at once
         with listener.accept() as conn:
             conn.send_bytes(conn.recv_bytes().upper())
 
@@ -87,21 +88,14 @@ if __name__ == "__main__":
         p.join()
         print(p.name, p.exitcode, p.is_alive())
     print(results)
-    address = ("127.0.0.1", 0)
-    with Listener(address, authkey=b"k") as probe:
-        address = probe.address
-    server = multiprocessing.Process(target=serve, args=(address, b"k"), daemon=True)
+    here, there = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=serve, args=(b"k", there), daemon=True)
     server.start()
-    for _ in range(200):
-        try:
-            conn = Client(address, authkey=b"k")
-            break
-        except ConnectionRefusedError:
-            import time; time.sleep(0.02)
-    with conn:
+    assert here.poll(30), "the server did not listen within 30 s"
+    with Client(here.recv(), authkey=b"k") as conn:
         conn.send_bytes(b"hello")
         print(conn.recv_bytes())
-    server.join(10)
+    server.join(30)
     print("server", server.exitcode, multiprocessing.active_children())
 """
 

@@ -34,6 +34,25 @@ async def _ticker(ticks: list) -> None:
         await coro.sleep(0.002)
 
 
+async def _time_out_once_started(
+    clock: coro.MockClock, started: coro.UniversalEvent, seconds: float, call, *args, **kwargs
+):
+    """``await call(*args, **kwargs)`` under ``timeout_after(seconds)`` in a task, on a
+    kernel run on the stopped ``clock``, which jumps past the deadline only once the other
+    side has set ``started``: the timeout meets that side running, however late a loaded
+    machine starts it (on real time it could expire before the call began, and the call
+    was then cancelled before it ran). Raises what the task raised: ``TaskTimeout``."""
+
+    async def timed():
+        async with coro.timeout_after(seconds):
+            return await call(*args, **kwargs)
+
+    task = await coro.spawn(timed)
+    await started.wait_async()
+    clock.jump(seconds)
+    return await task.join()
+
+
 # -- from_asyncio ------------------------------------------------------------------------
 
 
@@ -55,9 +74,14 @@ def test_from_asyncio_runs_asyncio_streams_against_a_plait_server_while_the_kern
             while data := await client.recv(1000):
                 await client.sendall(data)
 
+    plait_ran = coro.UniversalEvent()
+
+    async def three_ticks():
+        for _ in range(3):
+            await coro.sleep(0.002)
+        plait_ran.set()
+
     async def main():
-        ticks: list = []
-        ticker = await coro.spawn(_ticker, ticks, daemon=True)
         listener = coro.tcp_server_socket("127.0.0.1", 0)
         port = listener.getsockname()[1]
         server = await coro.spawn(coro.serve, listener, echo, daemon=True)
@@ -66,15 +90,14 @@ def test_from_asyncio_runs_asyncio_streams_against_a_plait_server_while_the_kern
             for n in range(20):
                 await g.spawn(coro.from_asyncio, _asyncio_echo(port, b"hello %d" % n))
         replies = sorted(task.result for task in g.tasks)
-        before = len(ticks)
-        await coro.from_asyncio(asyncio.sleep(0.05))
+        await coro.spawn(three_ticks)
+        # the asyncio side waits for what only a plait task can do, while the kernel runs on
+        await coro.from_asyncio(asyncio.wait_for(plait_ran.wait_async(), 30))
         await server.cancel()
-        await ticker.cancel()
-        return replies, len(ticks) - before
+        return replies
 
-    replies, ticks_while_asyncio_slept = coro.run(main)
-    assert replies == sorted(b"hello %d" % n for n in range(20))
-    assert ticks_while_asyncio_slept >= 3  # plait tasks ran while the asyncio side slept
+    assert coro.run(main) == sorted(b"hello %d" % n for n in range(20))
+    assert plait_ran.is_set()  # by a plait task, while the asyncio side waited for it
     assert _bridge_threads() == []
 
 
@@ -163,8 +186,11 @@ def test_from_asyncio_given_something_not_awaitable_raises_type_error_naming_it(
 
 def test_a_plait_timeout_cancels_the_asyncio_side_and_waits_for_its_cleanup():
     steps = []
+    clock = coro.MockClock()
+    started = coro.UniversalEvent()
 
     async def slow_query():
+        started.set()
         try:
             await asyncio.sleep(30)
         finally:
@@ -173,18 +199,19 @@ def test_a_plait_timeout_cancels_the_asyncio_side_and_waits_for_its_cleanup():
 
     async def main():
         with pytest.raises(coro.TaskTimeout):
-            async with coro.timeout_after(0.05):
-                await coro.from_asyncio(slow_query())
+            await _time_out_once_started(clock, started, 0.05, coro.from_asyncio, slow_query())
         steps.append("plait task goes on")
 
-    coro.run(main)
+    coro.run(main, clock=clock)
     assert steps == ["asyncio cleanup done", "plait task goes on"]
 
 
 def test_a_cancelled_plait_task_cancels_its_asyncio_call():
     steps = []
+    started = coro.UniversalEvent()
 
     async def wait_forever():
+        started.set()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -203,7 +230,7 @@ def test_a_cancelled_plait_task_cancels_its_asyncio_call():
 
     async def main():
         task = await coro.spawn(caller)
-        await coro.sleep(0.05)
+        await started.wait_async()  # the asyncio side runs: the cancel reaches it
         await task.cancel()
         assert task.cancelled
         assert await coro.from_asyncio(others_on_the_loop()) == 0  # the call had ended
@@ -217,7 +244,11 @@ def test_a_cancelled_plait_task_cancels_its_asyncio_call():
 
 
 def test_asyncio_side_ignoring_cancellation_is_waited_for_only_cancel_timeout(caplog):
+    clock = coro.MockClock()
+    started = coro.UniversalEvent()
+
     async def stubborn():
+        started.set()
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError:
@@ -225,12 +256,13 @@ def test_asyncio_side_ignoring_cancellation_is_waited_for_only_cancel_timeout(ca
 
     async def main():
         with pytest.raises(coro.TaskTimeout):
-            async with coro.timeout_after(0.02):
-                await coro.from_asyncio(stubborn(), cancel_timeout=0.05)
+            await _time_out_once_started(
+                clock, started, 0.02, coro.from_asyncio, stubborn(), cancel_timeout=0.05
+            )
         return await coro.from_asyncio(asyncio.sleep(0, result="next call"))
 
     with caplog.at_level(logging.WARNING, logger="plait.coro"):
-        assert coro.run(main) == "next call"
+        assert coro.run(main, clock=clock) == "next call"
     assert "did not finish 0.05 s after its cancellation" in caplog.text
 
 
@@ -245,6 +277,7 @@ async def _swallows_its_cancellation(steps: list, started: coro.UniversalEvent) 
 
 def test_a_cancelled_call_stays_cancelled_when_the_asyncio_side_swallows_it():
     steps: list = []
+    clock = coro.MockClock()
     started = coro.UniversalEvent()
 
     async def caller():
@@ -253,15 +286,16 @@ def test_a_cancelled_call_stays_cancelled_when_the_asyncio_side_swallows_it():
 
     async def main():
         with pytest.raises(coro.TaskTimeout):
-            async with coro.timeout_after(0.05):
-                await coro.from_asyncio(_swallows_its_cancellation, steps, started)
+            await _time_out_once_started(
+                clock, started, 0.05, coro.from_asyncio, _swallows_its_cancellation, steps, started
+            )
         started.clear()
         task = await coro.spawn(caller)
         await started.wait_async()  # the asyncio side runs: the cancel reaches it
         await task.cancel()
         return task.cancelled
 
-    assert coro.run(main) is True
+    assert coro.run(main, clock=clock) is True
     assert steps == ["asyncio side cancelled", "asyncio side cancelled"]
 
 
@@ -278,8 +312,10 @@ def test_a_cancelled_to_asyncio_call_stays_cancelled_when_the_plait_side_swallow
         return "a value nobody asked for"
 
     async def main():
+        call = asyncio.ensure_future(coro.to_asyncio(swallows))
+        await started.wait_async()  # the plait side runs: the timeout's cancel reaches it
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(coro.to_asyncio(swallows), 0.05)
+            await asyncio.wait_for(call, 0.05)
         started.clear()
         task = asyncio.create_task(coro.to_asyncio(swallows))
         await started.wait_async()  # the plait side runs: the cancel reaches it
@@ -409,8 +445,11 @@ def test_an_abandoned_call_holds_run_only_a_short_bound(monkeypatch, caplog):
 
     monkeypatch.setattr(aio, "JOIN_TIMEOUT", 3600.0)  # the bound is not the join timeout
     monkeypatch.setattr(aio, "CANCEL_TIMEOUT", 0.05)
+    clock = coro.MockClock()
+    started = coro.UniversalEvent()
 
     async def deaf():
+        started.set()
         while True:
             try:
                 await asyncio.sleep(30)
@@ -419,12 +458,13 @@ def test_an_abandoned_call_holds_run_only_a_short_bound(monkeypatch, caplog):
 
     async def main():
         with pytest.raises(coro.TaskTimeout):
-            async with coro.timeout_after(0.02):
-                await coro.from_asyncio(deaf, cancel_timeout=0.05)
+            await _time_out_once_started(
+                clock, started, 0.02, coro.from_asyncio, deaf, cancel_timeout=0.05
+            )
         return "gave up"
 
     with caplog.at_level(logging.WARNING):
-        assert coro.run(main) == "gave up"
+        assert coro.run(main, clock=clock) == "gave up"
     assert "ignored its cancellation; left behind" in caplog.text
     assert "plait.coro-asyncio still runs" not in caplog.text
     assert _bridge_threads() == []
@@ -488,8 +528,9 @@ def test_to_asyncio_runs_plait_streams_against_an_asyncio_server():
     assert _bridge_threads() == []  # the loop's plait kernel ended with asyncio.run
 
 
-async def _plait_slow(steps: list) -> None:
-    """plait code that cleans up for a while once cancelled."""
+async def _plait_slow(steps: list, started: coro.UniversalEvent) -> None:
+    """plait code that cleans up for a while once cancelled; sets ``started`` as it runs."""
+    started.set()
     try:
         await coro.sleep(30)
     finally:
@@ -499,6 +540,7 @@ async def _plait_slow(steps: list) -> None:
 
 def test_to_asyncio_carries_errors_and_cancellation_across():
     steps = []
+    started = coro.UniversalEvent()
 
     async def plait_fails():
         await coro.sleep(0.01)
@@ -509,8 +551,10 @@ def test_to_asyncio_carries_errors_and_cancellation_across():
             await coro.to_asyncio(plait_fails)
         frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
         assert frames[0] == "main" and frames[-1] == "plait_fails"
+        call = asyncio.ensure_future(coro.to_asyncio(_plait_slow, steps, started))
+        await started.wait_async()  # the plait side runs: the timeout's cancel reaches it
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(coro.to_asyncio(_plait_slow, steps), 0.05)
+            await asyncio.wait_for(call, 0.05)
         steps.append("asyncio task goes on")
         with pytest.raises(TypeError, match="not int"):
             await coro.to_asyncio(42)
@@ -690,14 +734,17 @@ def test_tasks_spawned_through_to_asyncio_are_cancelled_when_the_loop_ends(monke
 
 def test_to_asyncio_checks_cancel_timeout_and_takes_none_for_no_limit():
     steps: list = []
+    started = coro.UniversalEvent()
 
     async def main():
         with pytest.raises(ValueError, match="cancel_timeout"):
-            await coro.to_asyncio(_plait_slow, steps, cancel_timeout=-1)
+            await coro.to_asyncio(_plait_slow, steps, started, cancel_timeout=-1)
         with pytest.raises(TypeError, match="cancel_timeout"):
-            await coro.to_asyncio(_plait_slow, steps, cancel_timeout="5")
-        task = asyncio.create_task(coro.to_asyncio(_plait_slow, steps, cancel_timeout=None))
-        await asyncio.sleep(0.05)
+            await coro.to_asyncio(_plait_slow, steps, started, cancel_timeout="5")
+        task = asyncio.create_task(
+            coro.to_asyncio(_plait_slow, steps, started, cancel_timeout=None)
+        )
+        await started.wait_async()  # the plait side runs: the cancel reaches it
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -81,7 +81,9 @@ def test_current_task_and_sleep_order():
         assert coro.current_task().name.endswith("main")
         return names
 
-    assert coro.run(main) == ["test_current_task_and_sleep_order.<locals>.sleeper"] * 3
+    # on a mock clock: in real time a step delayed 10 ms between two sleepers swaps them
+    clock = coro.MockClock(autojump_threshold=0)
+    assert coro.run(main, clock=clock) == ["test_current_task_and_sleep_order.<locals>.sleeper"] * 3
     assert order == [1, 2, 3]
 
 
@@ -157,16 +159,22 @@ def test_cancellation_is_delivered_at_the_next_blocking_point():
 
 
 def test_cancel_a_task_that_is_running_a_thread_call_goes_on_at_once():
-    release = threading.Event()
+    running, release = threading.Event(), threading.Event()
+    released = []
+
+    def call():
+        running.set()
+        released.append(release.wait(30))  # False: the cancel waited for the thread
 
     async def main():
-        t = await coro.spawn(coro.run_in_thread, release.wait, 10)
-        await coro.sleep(0.05)
+        t = await coro.spawn(coro.run_in_thread, call)
+        await coro.run_in_thread(running.wait, 30)
         await t.cancel()
         release.set()
         return t.cancelled
 
     assert coro.run(main) is True
+    assert released == [True]
 
 
 def test_daemon_tasks_are_cancelled_nondaemon_tasks_are_waited_for():

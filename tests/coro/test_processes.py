@@ -12,6 +12,7 @@ import pytest
 
 from plait import coro
 from plait.pool import RemoteTraceback, WorkerLostError
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
 
@@ -43,6 +44,11 @@ async def started_pid(path, timeout=10.0):
     return int(path.read_text())
 
 
+def wait_for_path(path, timeout):
+    """Wait until the file ``path`` has content; whether it had within ``timeout`` seconds."""
+    return bool(wait_until(lambda: os.path.exists(path) and os.path.getsize(path), timeout))
+
+
 async def until_gone(pid, timeout=10.0):
     deadline = coro.clock() + timeout
     while alive(pid):
@@ -50,26 +56,25 @@ async def until_gone(pid, timeout=10.0):
         await coro.sleep(0.01)
 
 
-def test_returns_the_result_from_another_process_without_blocking_the_kernel():
-    ticks = []
+def test_returns_the_result_from_another_process_without_blocking_the_kernel(tmp_path):
+    ticked = tmp_path / "ticked"
 
     async def ticker():
-        while True:
-            ticks.append(1)
+        for _ in range(5):
             await coro.sleep(0.005)
+        ticked.write_text("ticked")
 
     async def main():
-        t = await coro.spawn(ticker, daemon=True)
         worker = await coro.run_in_process(os.getpid)
-        slept = await coro.run_in_process(time.sleep, 0.2)
+        await coro.spawn(ticker, daemon=True)
+        # the worker waits for what only the kernel, scheduling on meanwhile, can do
+        saw_ticks = await coro.run_in_process(wait_for_path, str(ticked), 30)
         value = await coro.run_in_process(square, 12)
-        await t.cancel()
-        return worker, slept, value
+        return worker, saw_ticks, value
 
-    worker, slept, value = coro.run(main)
+    worker, saw_ticks, value = coro.run(main)
     assert worker != os.getpid()
-    assert (slept, value) == (None, 144)
-    assert len(ticks) >= 5  # the kernel kept scheduling while the worker slept
+    assert (saw_ticks, value) == (True, 144)
 
 
 def test_raises_the_remote_exception_with_its_traceback():
@@ -108,18 +113,26 @@ def test_many_concurrent_calls_share_the_bounded_pool():
 
 def test_timeout_after_kills_the_worker_running_the_call(tmp_path):
     marker = tmp_path / "pid"
+    clock = coro.MockClock()  # stopped: the timeout expires once the call runs in a worker
+
+    async def call_under_a_timeout():
+        async with coro.timeout_after(1.0):
+            await coro.run_in_process(report_pid_then_sleep, str(marker), 60)
 
     async def main():
-        await coro.run_in_process(os.getpid)  # the pool is up: the call starts at once
-        with pytest.raises(coro.TaskTimeout):
-            async with coro.timeout_after(1.0):
-                await coro.run_in_process(report_pid_then_sleep, str(marker), 60)
+        task = await coro.spawn(call_under_a_timeout)
+        started = await coro.run_in_thread(wait_for_path, str(marker), 30)
+        assert started, "the call never started in a worker"
         pid = int(marker.read_text())
+        clock.jump(1.0)
+        with pytest.raises(coro.TaskTimeout):
+            await task.join()
+        clock.rate = 1  # real time again, for the polls that follow
         await until_gone(pid)
         after = await coro.run_in_process(square, 9)  # the pool replaced the worker
         return pid, after
 
-    pid, after = coro.run(main)
+    pid, after = coro.run(main, clock=clock)
     assert after == 81
     assert not alive(pid)
 

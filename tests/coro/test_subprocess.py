@@ -147,7 +147,11 @@ def test_communicate_feeds_stdin_and_collects_both_outputs():
 
 
 def test_a_child_that_closes_its_pipes_early_gives_eof_and_broken_pipe():
-    code = "import os, time; os.close(0); os.close(1); time.sleep(0.2)"
+    # The child runs on until the test signals it (a sleep could end first on a slow machine).
+    code = (
+        "import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1}); "
+        "os.close(0); os.close(1); sys.exit(0 if signal.sigtimedwait({signal.SIGUSR1}, 30) else 1)"
+    )
 
     async def main():
         async with coro.Popen(python(code), stdin=PIPE, stdout=PIPE) as p:
@@ -156,6 +160,7 @@ def test_a_child_that_closes_its_pipes_early_gives_eof_and_broken_pipe():
             closed = f"stdin pipe of process {p.pid} .* is closed"
             with pytest.raises(BrokenPipeError, match=closed):
                 await p.stdin.write(b"nobody reads this\n")
+            p.send_signal(signal.SIGUSR1)
             assert await p.wait() == 0
 
     coro.run(main)

@@ -7,6 +7,8 @@ import signal
 import threading
 import time
 
+from tests.support import wait_until
+
 
 def square(x):
     return x * x
@@ -32,6 +34,14 @@ def fail_on_odd(x):
 
 def sleep_return(seconds, value=None):
     time.sleep(seconds)
+    return value
+
+
+def return_once_path_exists(path, value=None, timeout=30.0):
+    """Return ``value`` once ``path`` exists: a task that runs until the test lets it end
+    (``TimeoutError`` if it never does)."""
+    if not wait_until(lambda: os.path.exists(path), timeout):
+        raise TimeoutError(f"{path} did not appear within {timeout} s")
     return value
 
 

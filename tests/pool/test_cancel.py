@@ -66,12 +66,13 @@ def test_calls_queued_behind_the_cancelled_one_run_on_the_replacement(tmp_path):
 
 
 def test_a_cancelled_call_waiting_in_the_worker_is_killed_when_it_comes_up(tmp_path):
-    marker = tmp_path / "pid"
+    marker, release = tmp_path / "pid", tmp_path / "release"
     with Pool(1) as pool:
-        first = pool.apply_async(tasks.sleep_return, (0.3, "first"))
+        first = pool.apply_async(tasks.return_once_path_exists, (str(release), "first"))
         doomed = pool.apply_async(report_pid_then_sleep, (str(marker), 60))  # prefetched
         assert wait_until(lambda: pool.stats().in_flight == 2, 10)
-        assert doomed.cancel() is True
+        assert doomed.cancel() is True  # while it waits in the worker, behind the first
+        release.touch()
         assert first.get(timeout=30) == "first"  # the call before it is not disturbed
         with pytest.raises(CancelledError):
             doomed.get(timeout=5)
@@ -79,14 +80,16 @@ def test_a_cancelled_call_waiting_in_the_worker_is_killed_when_it_comes_up(tmp_p
         assert pool.stats().workers_replaced == 1
 
 
-def test_cancelling_a_call_not_sent_yet_kills_nobody():
+def test_cancelling_a_call_not_sent_yet_kills_nobody(tmp_path):
+    release = tmp_path / "release"
     with Pool(1) as pool:
-        first = pool.apply_async(tasks.sleep_return, (0.3, "a"))
-        second = pool.apply_async(tasks.sleep_return, (0.3, "b"))
-        unsent = pool.apply_async(tasks.square, (4,))
+        first = pool.apply_async(tasks.return_once_path_exists, (str(release), "a"))
+        second = pool.apply_async(tasks.return_once_path_exists, (str(release), "b"))
+        unsent = pool.apply_async(tasks.square, (4,))  # the worker is busy until released
         assert unsent.cancel() is True
         with pytest.raises(CancelledError):
             unsent.get(timeout=1)
+        release.touch()
         assert (first.get(timeout=30), second.get(timeout=30)) == ("a", "b")
         assert pool.stats().workers_replaced == 0
 
@@ -125,13 +128,15 @@ def test_cancelling_a_map_kills_every_worker_running_it(tmp_path):
         assert not victims & set(pool.stats().workers)
 
 
-def test_a_thread_pool_drops_unsent_calls_but_cannot_stop_a_running_one():
+def test_a_thread_pool_drops_unsent_calls_but_cannot_stop_a_running_one(tmp_path):
+    release = tmp_path / "release"
     with ThreadPool(1) as pool:
-        running = pool.apply_async(tasks.sleep_return, (0.3, "done"))
+        running = pool.apply_async(tasks.return_once_path_exists, (str(release), "done"))
         assert wait_until(lambda: pool.stats().in_flight == 1, 10)
         waiting = pool.apply_async(tasks.square, (2,))
         assert waiting.cancel() is True
         assert running.cancel() is False
+        release.touch()
         assert running.get(timeout=30) == "done"
         with pytest.raises(CancelledError):
             waiting.get(timeout=1)

@@ -125,13 +125,15 @@ def test_imap_raises_at_the_failed_item_and_goes_on(pool):
 
 
 @pytest.mark.timeout(60)
-def test_get_timeout_raises_multiprocessing_timeout_error(pool):
-    r = pool.apply_async(tasks.sleep_return, (1.0, "late"))
+def test_get_timeout_raises_multiprocessing_timeout_error(pool, tmp_path):
+    release = tmp_path / "release"
+    r = pool.apply_async(tasks.return_once_path_exists, (str(release), "late"))
     with pytest.raises(multiprocessing.TimeoutError):
         r.get(0.05)
     assert not r.ready()
     with pytest.raises(ValueError):
         r.successful()
+    release.touch()
     assert r.get(30) == "late"
 
 

@@ -9,6 +9,7 @@ import concurrent.futures.thread
 import gc
 import os
 import signal
+import threading
 import warnings
 
 import pytest
@@ -77,13 +78,18 @@ def test_map_timeout_counts_from_the_call(cls, request):
 
 @pytest.mark.parametrize("cls", EXECUTORS)
 @pytest.mark.timeout(60)
-def test_shutdown_cancel_futures(cls, request):
+def test_shutdown_cancel_futures(cls, request, tmp_path):
     check_leaks(request, cls)
     ex = cls(1)
-    first = ex.submit(tasks.sleep_return, 0.5, "first")
+    release = tmp_path / "release"
+    first = ex.submit(tasks.return_once_path_exists, str(release), "first")
     assert wait_until(first.running, 10)
     rest = [ex.submit(tasks.square, x) for x in range(20)]
+    # the first call runs until the shutdown has cancelled the calls behind it (the last)
+    releaser = threading.Thread(target=lambda: (wait_until(rest[-1].cancelled), release.touch()))
+    releaser.start()
     ex.shutdown(wait=True, cancel_futures=True)
+    releaser.join(30)
     assert first.result() == "first"
     # The standard executor may have queued a few already; the rest never ran.
     cancelled = [f for f in rest if f.cancelled()]

@@ -42,12 +42,14 @@ def test_the_reusable_executor_is_the_same_while_its_arguments_are(no_leaks):
 
 
 @pytest.mark.timeout(90)
-def test_replacing_the_reusable_executor_does_not_wait_and_its_work_completes(no_leaks):
+def test_replacing_the_reusable_executor_does_not_wait_and_its_work_completes(no_leaks, tmp_path):
+    release = tmp_path / "release"
     ex = get_reusable_executor(max_workers=1, idle_timeout=5)
-    late = ex.submit(tasks.sleep_return, 2, "done")
+    late = ex.submit(tasks.return_once_path_exists, str(release), "done")
     other = get_reusable_executor(max_workers=2, idle_timeout=5)  # returns before `late`
     try:
-        assert not late.done()
+        assert not late.done()  # it runs until released: a replacement that waited for it hung
+        release.touch()
         assert late.result(30) == "done"
         assert other.submit(tasks.square, 3).result(30) == 9
     finally:

@@ -161,11 +161,13 @@ def test_process_started_by_another_thread_is_refused():
 def test_children_of_a_process_are_its_own():
     def outcome(mod):
         found = mod.Queue()
+        release = threading.Event()  # the child runs until the parent has looked
 
         def parent():
-            child = mod.Process(target=time.sleep, args=(0.2,))
+            child = mod.Process(target=release.wait, args=(10,))
             child.start()
             found.put(mod.active_children() == [child])
+            release.set()
             child.join(10)
             found.put(mod.active_children())
 
