@@ -438,8 +438,11 @@ class _PlaitKernel:
         keeper = loop.create_task(self._keep(ended), name="plait.coro to_asyncio keeper")
         keeper._log_destroy_pending = False  # it goes with its loop, pending: that is its end
         self._keeper: asyncio.Task | None = None
-        try:  # the loop holds its keeper (a cycle, collected with the loop)...
-            loop._plait_to_asyncio_keeper = keeper
+        try:  # the loop holds its keepers (a cycle, collected with the loop): a kernel that
+            # stopped by itself and the one that replaced it each keep theirs until it ends...
+            keepers = loop.__dict__.setdefault("_plait_to_asyncio_keepers", set())
+            keepers.add(keeper)
+            keeper.add_done_callback(keepers.discard)
         except AttributeError:  # ...or, for a loop without attributes, the kernel does
             self._keeper = keeper  # (that loop and kernel then go at exit, by the atexit hook)
         self._gone = weakref.finalize(loop, self._loop_gone)

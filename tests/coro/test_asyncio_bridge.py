@@ -13,6 +13,7 @@ import gc
 import logging
 import queue
 import threading
+import time
 import traceback
 import weakref
 
@@ -706,6 +707,41 @@ def test_a_loop_whose_plait_kernel_stopped_gets_a_new_one(caplog):
         assert asyncio.run(main()) == 42
     assert "kernel of an asyncio loop stopped: SystemExit(3)" in caplog.text
     assert _bridge_threads() == []
+
+
+def test_asyncio_run_waits_for_a_stopped_kernel_that_ends_late_even_after_a_collection(caplog):
+    """The loop's next call replaced the stopped kernel; the stopped one's keeper, which
+    asyncio.run waits for, must not be collected while that kernel's thread still ends."""
+
+    async def quitter():
+        await coro.sleep(0)
+        raise SystemExit(3)
+
+    async def slow_cleanup():
+        try:
+            await coro.sleep(30)
+        finally:
+            time.sleep(0.3)  # holds up the stopping kernel's thread
+
+    async def starts_a_quitter():
+        await coro.spawn(slow_cleanup)
+        await coro.spawn(quitter)
+        await coro.sleep(30)
+
+    async def double(n):
+        return 2 * n
+
+    async def main():
+        with pytest.raises(coro.BridgeCancelled, match="SystemExit"):
+            await coro.to_asyncio(starts_a_quitter)
+        result = await asyncio.wait_for(coro.to_asyncio(double, 21), 30)
+        gc.collect()
+        return result
+
+    with caplog.at_level(logging.ERROR, logger="plait.coro"):
+        assert asyncio.run(main()) == 42
+    assert _bridge_threads() == []
+    assert "kernel of an asyncio loop stopped: SystemExit(3)" in caplog.text
 
 
 def test_tasks_spawned_through_to_asyncio_are_cancelled_when_the_loop_ends(monkeypatch):
