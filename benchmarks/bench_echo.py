@@ -138,7 +138,19 @@ and server CPU per request over 12-20 interleaved rounds for each step):
   nothing because gcc had dropped it: it takes a function whose only effect is a
   prefetch for const and removes its calls (at -O2 every one; at -O3 those it does not
   inline), so the prefetch helpers are now inlined by force. Which of the earlier
-  prefetch experiments were compiled away is not known.
+  prefetch experiments were compiled away is not known;
+- the run step prefetches the socket the next task last waited to read (a table of
+  addresses that the inline read wait fills): ``op_am_send`` 2.9/2.7% -> 1.3-2.2% of the
+  server's samples in ``perf``, the step's functions together ~1% less; 14 interleaved
+  rounds of server CPU on a quiet machine showed no difference either way (+-5%). Tried
+  and dropped: the same table holding the addresses of the objects of the coroutine's
+  first six locals (the handler's stream, bound methods and last message), prefetched
+  with the socket: +3.6% and -2.3% in two runs at 16 KiB x 1,000, nothing at 64 B. The
+  full run after these (5 rounds, load ~1.5, plait streams x uvloop protocols): 1.10 at
+  64 B x 100, 0.87 at 64 B x 1,000 (range 0.76-1.44), 1.14 at 16 KiB x 100, 0.96 at 16
+  KiB x 1,000 (0.82-1.12); 0.94 x the C server at 64 B x 100. A run of only the
+  1,000-connection cases, 9 rounds: 1.00 and 1.00. At 1,000 connections plait streams
+  and uvloop protocols are level, within the machine's noise.
 """
 
 from __future__ import annotations
