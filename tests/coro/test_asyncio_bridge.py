@@ -687,31 +687,11 @@ def test_to_asyncio_after_its_loop_closed_the_kernel_raises_naming_the_cause():
     assert _bridge_threads() == []
 
 
-def test_a_loop_whose_plait_kernel_stopped_gets_a_new_one(caplog):
-    async def quitter():
-        raise SystemExit(3)
-
-    async def starts_a_quitter():
-        await coro.spawn(quitter)
-        await coro.sleep(30)
-
-    async def double(n):
-        return 2 * n
-
-    async def main():
-        with pytest.raises(coro.BridgeCancelled, match="SystemExit"):
-            await coro.to_asyncio(starts_a_quitter)
-        return await asyncio.wait_for(coro.to_asyncio(double, 21), 30)
-
-    with caplog.at_level(logging.ERROR, logger="plait.coro"):
-        assert asyncio.run(main()) == 42
-    assert "kernel of an asyncio loop stopped: SystemExit(3)" in caplog.text
-    assert _bridge_threads() == []
-
-
-def test_asyncio_run_waits_for_a_stopped_kernel_that_ends_late_even_after_a_collection(caplog):
-    """The loop's next call replaced the stopped kernel; the stopped one's keeper, which
-    asyncio.run waits for, must not be collected while that kernel's thread still ends."""
+@pytest.mark.parametrize("cleanup", [0.0, 0.3], ids=["at-once", "late-then-collected"])
+def test_a_loop_whose_plait_kernel_stopped_gets_a_new_one(caplog, cleanup):
+    """The loop's next call starts a new kernel. A stopped kernel whose end takes a while
+    (a task's cleanup holds its thread) is still waited for by asyncio.run, even after a
+    collection: its keeper must not go with the attribute the new kernel's took over."""
 
     async def quitter():
         await coro.sleep(0)
@@ -721,7 +701,7 @@ def test_asyncio_run_waits_for_a_stopped_kernel_that_ends_late_even_after_a_coll
         try:
             await coro.sleep(30)
         finally:
-            time.sleep(0.3)  # holds up the stopping kernel's thread
+            time.sleep(cleanup)  # holds up the stopping kernel's thread
 
     async def starts_a_quitter():
         await coro.spawn(slow_cleanup)
