@@ -117,9 +117,10 @@ and server CPU per request over 12-20 interleaved rounds for each step):
   per request), so it takes them off a step early: 3.8% less CPU than the peek
   (interquartile 2.3-5.6%), 2.5-3.5% less than no prefetch;
 - tried and dropped: prefetching the socket and coroutine in the readiness step (2%
-  worse), the handler calling ``stream.read`` instead of bound methods (no difference). With ``del data`` after the write (the message freed while hot, as a
-  protocol's ``data_received`` does) the same server needed 5% less CPU: the rest of
-  the gap at 16 KiB x 1,000 is the messages the handlers keep;
+  worse), the handler calling ``stream.read`` instead of bound methods (no difference).
+  With ``del data`` after the write (the message freed while hot, as a protocol's
+  ``data_received`` does) the same server needed 5% less CPU: the rest of the gap at
+  16 KiB x 1,000 is the messages the handlers keep;
 - ``serve`` ran each handler inside a wrapper coroutine of its own (which closed the
   client and logged a failure): every resumption went through a second coroutine and
   frame. The handler's coroutine is now the task's own, and the kernel's ``task_done``
