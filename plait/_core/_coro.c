@@ -326,8 +326,8 @@ recv_rest(SocketCore *sock, PyObject **bytes, Py_ssize_t n, Py_ssize_t size)
 }
 
 /* A function whose only effect is a prefetch is "const" to gcc, which then drops its
- * calls (gcc 12 at -O2 dropped every one, at -O3 all but two): inlined by force, the
- * prefetches stay in the caller. */
+ * calls (gcc 12: at -O2 every one, at -O3 those it did not inline): inlined by force,
+ * the prefetches stay in the caller. */
 #if defined(__GNUC__)
 #define PREFETCHER __attribute__((always_inline))
 #else
