@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import CancelledError
 
 import pytest
@@ -13,13 +12,6 @@ from tests.pool import tasks
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
-
-
-def report_pid_then_sleep(path: str, seconds: float) -> str:
-    with open(path, "w") as f:
-        f.write(str(os.getpid()))
-    time.sleep(seconds)
-    return "slept"
 
 
 def started_pid(path) -> int:
@@ -36,7 +28,7 @@ def test_cancelling_a_running_call_kills_its_worker_and_the_pool_goes_on(tmp_pat
     errors = []
     with Pool(1) as pool:
         result = pool.apply_async(
-            report_pid_then_sleep, (str(marker), 60), error_callback=errors.append
+            tasks.report_pid_and_sleep, (str(marker), 60), error_callback=errors.append
         )
         pid = started_pid(marker)
         assert not result.cancelled()
@@ -57,7 +49,7 @@ def test_cancelling_a_running_call_kills_its_worker_and_the_pool_goes_on(tmp_pat
 def test_calls_queued_behind_the_cancelled_one_run_on_the_replacement(tmp_path):
     marker = tmp_path / "pid"
     with Pool(1) as pool:
-        doomed = pool.apply_async(report_pid_then_sleep, (str(marker), 60))
+        doomed = pool.apply_async(tasks.report_pid_and_sleep, (str(marker), 60))
         behind = pool.apply_async(tasks.square, (5,))  # sent to the same worker, waits there
         pid = started_pid(marker)
         doomed.cancel()
@@ -69,7 +61,7 @@ def test_a_cancelled_call_waiting_in_the_worker_is_killed_when_it_comes_up(tmp_p
     marker, release = tmp_path / "pid", tmp_path / "release"
     with Pool(1) as pool:
         first = pool.apply_async(tasks.return_once_path_exists, (str(release), "first"))
-        doomed = pool.apply_async(report_pid_then_sleep, (str(marker), 60))  # prefetched
+        doomed = pool.apply_async(tasks.report_pid_and_sleep, (str(marker), 60))  # prefetched
         assert wait_until(lambda: pool.stats().in_flight == 2, 10)
         assert doomed.cancel() is True  # while it waits in the worker, behind the first
         release.touch()
