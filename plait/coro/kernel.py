@@ -183,6 +183,8 @@ class Kernel:
         self.current: Task | None = None
         self.tasks: dict[int, Task] = {}
         self.closers: list[Callable[[], None]] = []
+        # task id -> what to call when that task ends, however it ends (at most one each)
+        self.end_hooks: dict[int, Callable[[Task], None]] = {}
         self.signal_watchers: dict[int, list[Any]] = {}
         self.thread_pool: Any = None
         self._epoll = select.epoll()
@@ -536,6 +538,10 @@ class Kernel:
             self.wake(joiners.popleft(), None)
         if task._group is not None:
             task._group.task_done(task)
+        if self.end_hooks:
+            hook = self.end_hooks.pop(task.id, None)
+            if hook is not None:
+                hook(task)
 
     def _crash(self, task: Task, error: BaseException) -> None:
         """``task`` raised ``error``: it is over; a fatal error stops the kernel."""

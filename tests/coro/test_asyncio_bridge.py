@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import gc
 import logging
 import queue
@@ -126,6 +127,59 @@ def test_from_asyncio_takes_coroutines_futures_awaitables_and_functions():
         ]
 
     assert coro.run(main) == [3, 7, "awaited", "future", "sleep's result"]
+
+
+_LAST_ROW: contextvars.ContextVar[str] = contextvars.ContextVar("last_row", default="unset")
+
+
+async def _remember(row: str) -> asyncio.Task:
+    _LAST_ROW.set(row)  # as a driver keeps per-task state: in the task's context
+    return asyncio.current_task()
+
+
+async def _recall() -> tuple[str, asyncio.Task]:
+    return _LAST_ROW.get(), asyncio.current_task()
+
+
+def test_the_calls_of_one_plait_task_share_an_asyncio_task_and_context_as_in_asyncio():
+    async def two_calls(call):
+        first = await call(_remember("row 1"))
+        seen, second = await call(_recall())
+        return seen, first is second
+
+    async def natively(aw):  # an asyncio task awaiting the calls itself
+        return await aw
+
+    native = asyncio.run(two_calls(natively))
+
+    async def main():
+        bridged = await (await coro.spawn(two_calls, coro.from_asyncio)).join()
+        another = await (await coro.spawn(coro.from_asyncio, _recall())).join()
+        return bridged, another[0]
+
+    assert native == ("row 1", True)
+    assert coro.run(main) == (native, "unset")  # another plait task: its own context
+
+
+def test_the_asyncio_side_of_a_plait_task_ends_with_it():
+    async def others_on_the_loop():
+        return len(asyncio.all_tasks()) - 1
+
+    async def calls(n, fail):
+        await coro.from_asyncio(asyncio.sleep(0))
+        if fail:
+            raise LookupError(n)
+        return await coro.from_asyncio(asyncio.sleep(0, result=n))
+
+    async def main():
+        tasks = [await coro.spawn(calls, n, n % 3 == 0) for n in range(30)]
+        for task in tasks:
+            await task.wait()
+        done = [task.result for task in tasks if task.exception is None]
+        return done, await coro.from_asyncio(others_on_the_loop())
+
+    done, others = coro.run(main)
+    assert done == [n for n in range(30) if n % 3] and others == 0
 
 
 def test_each_kernel_gets_its_own_asyncio_loop_closed_when_run_returns():
