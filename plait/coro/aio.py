@@ -22,7 +22,10 @@ calls in a row, they see one ``asyncio.current_task()`` and one context (a conte
 variable one call sets, the next call of that plait task sees; another task's calls do
 not), and a call costs no asyncio task of its own (measured: 10% more bridged requests
 per second than a task per call). The twin ends when its plait task ends (the kernel's
-``end_hooks``), or after a call that was cancelled: the task's next call gets a new one.
+``end_hooks``; until then an idle twin is one of ``asyncio.all_tasks()``), or after a
+call that was cancelled or raised a ``BaseException`` that is not an ``Exception``: the
+task's next call gets a new one. A call handed to a twin that asyncio code cancels
+before the twin could begin it is answered with :class:`BridgeCancelled`, not lost.
 An exception raised by the asyncio code arrives in the plait task as it was raised, its
 traceback intact.
 
@@ -63,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import inspect
 import logging
 import queue
@@ -161,20 +165,33 @@ class _AsyncioLoop:
         twin = self._twins.get(call.task.id)
         if twin is not None and twin.next is not None and not twin.next.done():
             call.twin = twin
+            twin.call = call
             twin.next.set_result(call)
             return
         if twin is not None:  # busy with a call its task gave up on: left to end alone
             twin.ending = True
         twin = self._twins[call.task.id] = _Twin(call.task.id)
         call.twin = twin
+        twin.call = call
         twin.task = self.loop.create_task(
             self._serve(twin, call), name=f"plait.coro task {call.task.id} (from_asyncio)"
         )
+        twin.task.add_done_callback(functools.partial(self._twin_ended, twin))
 
     def _end_twin(self, task_id: int) -> None:
         twin = self._twins.pop(task_id, None)
         if twin is not None:
             twin.retire()
+
+    def _twin_ended(self, twin: _Twin, _: asyncio.Task) -> None:
+        """Done callback of a twin's task: a call it was handed and never began (asyncio
+        code cancelled the twin before it could resume) is answered, not lost."""
+        self._retire(twin)
+        call, twin.call = twin.call, None
+        if call is not None and call.state == _WAITING:
+            if inspect.iscoroutine(call.aw):
+                call.aw.close()
+            call.answer(None, asyncio.CancelledError("its asyncio task was cancelled first"))
 
     def _retire(self, twin: _Twin) -> None:
         """``twin`` takes no more calls (it is ending, or its call was cancelled)."""
@@ -197,7 +214,6 @@ class _AsyncioLoop:
                                 f"from_asyncio: {call.fn!r} returned {type(aw).__name__} "
                                 f"{aw!r:.60}, which is not awaitable"
                             )
-                    call.aw = None
                     value = await aw
                 except BaseException as e:  # handed to the awaiting task, raised there
                     if call.abandoned and not isinstance(e, asyncio.CancelledError | GeneratorExit):
@@ -213,7 +229,8 @@ class _AsyncioLoop:
                     call.answer(value, None)
             if twin.ending:
                 return
-            call = value = aw = None  # nothing of the last call is held while it waits
+            # nothing of the last call is held while the twin waits for the next
+            call = twin.call = value = aw = None
             twin.next = next_call = loop.create_future()
             call = await next_call
             twin.next = None
@@ -277,11 +294,12 @@ class _Twin:
     see one ``current_task()`` and one context, and each costs no task of its own.
     It ends when its plait task ends, or after a call that was cancelled."""
 
-    __slots__ = ("task_id", "task", "next", "ending")
+    __slots__ = ("task_id", "task", "call", "next", "ending")
 
     def __init__(self, task_id: int) -> None:
         self.task_id = task_id
         self.task: asyncio.Task | None = None
+        self.call: _Call | None = None  # the call it was handed, until it has answered it
         self.next: asyncio.Future | None = None  # set while it waits for its next call
         self.ending = False
 
@@ -397,7 +415,9 @@ async def from_asyncio(
     objects that bind to their loop (a client session, an ``asyncio.Queue``) in an async
     function run this way; they then serve every later call of the kernel. The calls of
     one task run in one asyncio task, in order: they share ``asyncio.current_task()`` and
-    the context (context variables), as the awaits of one asyncio task do. Blocks the
+    the context (context variables), as the awaits of one asyncio task do; after a call
+    that was cancelled, or that raised a ``BaseException`` that is not an ``Exception``,
+    the next call starts in a new asyncio task, with a new context. Blocks the
     task (never the kernel) until the asyncio side ends. A blocking point: cancellation
     cancels the asyncio side and waits up to ``cancel_timeout`` s (real time, whatever the
     kernel's clock; None: no limit) for it to finish, then raises the cancellation (the

@@ -406,6 +406,51 @@ def test_asyncio_cancelling_its_own_side_is_a_bridge_error_not_a_plait_cancellat
     assert issubclass(coro.BridgeCancelled, concurrent.futures.CancelledError)
 
 
+async def _parked(task: coro.Task, state: str) -> None:
+    while task.state != state:
+        await coro.sleep(0)
+
+
+@pytest.mark.parametrize("twin", ["idle", "new"])
+def test_a_call_whose_asyncio_task_is_cancelled_before_it_begins_is_answered(twin):
+    """asyncio code cancels the loop's other tasks (a call's own asyncio task among them)
+    after that task was handed a call and before it began it: the call must be answered
+    (BridgeCancelled), not lost with its plait task waiting forever."""
+    go = coro.Event()
+
+    async def cancel_the_others():
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+        return "cancelled the others"
+
+    async def never_begun():
+        return "ran"
+
+    async def canceller():
+        await go.wait()
+        return await coro.from_asyncio(cancel_the_others)
+
+    async def victim():
+        if twin == "idle":
+            await coro.from_asyncio(asyncio.sleep(0))  # its asyncio task waits for a call
+        await go.wait()
+        async with coro.timeout_after(30):  # the call lost: a timeout, not an answer
+            with pytest.raises(coro.BridgeCancelled, match="cancelled by asyncio code"):
+                await coro.from_asyncio(never_begun)
+            return await coro.from_asyncio(asyncio.sleep(0, result="the next call runs"))
+
+    async def main():
+        first = await coro.spawn(canceller)
+        await _parked(first, "EVENT_WAIT")
+        second = await coro.spawn(victim)
+        await _parked(second, "EVENT_WAIT")
+        go.set()  # both calls go to the loop in one batch, the canceller's first
+        return await first.join(), await second.join()
+
+    assert coro.run(main) == ("cancelled the others", "the next call runs")
+
+
 def test_asyncio_objects_made_on_the_kernels_loop_serve_many_calls():
     async def make_queue():  # on the loop the queue binds to
         return asyncio.Queue(2)
