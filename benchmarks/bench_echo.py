@@ -153,11 +153,14 @@ and server CPU per request over 12-20 interleaved rounds for each step):
   1,000-connection cases, 9 rounds: 1.00 and 1.00. At 1,000 connections plait streams
   and uvloop protocols are level, within the machine's noise.
 
-The same code on a quiet machine, the next morning (no other session, load from 0.3 to
-1.8, the benchmark's own): the full run (5 rounds, plait streams x uvloop protocols) 1.00
-at 64 B x 100, 1.00 at 64 B x 1,000, 1.12 at 16 KiB x 100, 1.03 at 16 KiB x 1,000, and
-0.92 x the C server at 64 B x 100; a run of the two 1,000-connection cases alone 1.05 and
-1.16. The per-round ranges still span 0.75-1.6 and swing both ways. What the server
+The same serving code on a quiet machine, the next morning (no other session, load 0.3
+to 1.9, the benchmark's own), plait streams x uvloop protocols at 64 B x 100, 64 B x
+1,000, 16 KiB x 100, 16 KiB x 1,000: three full runs, 1.00 / 1.00 / 1.12 / 1.03 and
+0.97 / 0.98 / 1.15 / 0.96 (5 rounds each) and 1.03 / 0.98 / 1.10 / 0.97 (9 rounds, the
+recorded one); x the C server at 64 B x 100: 0.92, 0.92, 0.92; a run of the two
+1,000-connection cases alone: 1.05 and 1.16. At 100 connections plait streams are level
+at 64 B and ahead at 16 KiB; at 1,000 connections level (0.96-1.05, once 1.16), not
+reliably ahead. The per-round ranges span 0.75-1.6 and swing both ways. What the server
 itself spends moves less, and there plait is ahead in every case: ``perf`` of one client
 run each, user space per request (plait / uvloop protocols): 0.61 / 0.71 µs at 64 B x
 100, 0.68 / 0.99 at 64 B x 1,000, 0.72 / 0.90 at 16 KiB x 100, 1.53 / 1.62 at 16 KiB x
@@ -176,7 +179,7 @@ calls of one plait task now run in one long-lived asyncio task (its twin, see
 ``plait.coro.aio``). 9 interleaved rounds, old against new server: 1.10x the requests
 per second (interquartile 1.08-1.15), server CPU 13.9 -> 12.1 µs per request. Against
 asyncio making the call natively the bridged server stays level or a little behind
-(0.92 in the full run, 0.96 in 15 interleaved rounds, interquartile 0.82-1.04): what is
+(0.92 and 0.97 in two full runs, 0.96 in 15 interleaved rounds, interquartile 0.82-1.04): what is
 left of the 5-6 µs a bridged call costs above a native one is Python on both sides (the
 call's record, the trap and the wake-up in the kernel; the hand-over, the twin's step
 and the answer on the loop), while the thread switches are shared by the ~40 calls of a
