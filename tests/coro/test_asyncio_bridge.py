@@ -161,6 +161,33 @@ def test_the_calls_of_one_plait_task_share_an_asyncio_task_and_context_as_in_asy
     assert coro.run(main) == (native, "unset")  # another plait task: its own context
 
 
+def test_after_a_cancelled_call_the_next_call_of_the_task_starts_afresh():
+    clock = coro.MockClock()
+    started = coro.UniversalEvent()
+
+    async def remember_then_wait(row):
+        _LAST_ROW.set(row)
+        started.set()
+        await asyncio.sleep(30)
+
+    async def caller():
+        first = await coro.from_asyncio(_remember("row 1"))
+        with pytest.raises(coro.TaskTimeout):
+            async with coro.timeout_after(5):
+                await coro.from_asyncio(remember_then_wait("row 2"))
+        seen, after = await coro.from_asyncio(_recall())
+        return seen, after is first
+
+    async def main():
+        task = await coro.spawn(caller)
+        await started.wait_async()  # the second call runs: its timeout meets it running
+        clock.jump(5)
+        return await task.join()
+
+    # as a new asyncio task would: a new context, a new current_task()
+    assert coro.run(main, clock=clock) == ("unset", False)
+
+
 def test_the_asyncio_side_of_a_plait_task_ends_with_it():
     async def others_on_the_loop():
         return len(asyncio.all_tasks()) - 1
