@@ -115,22 +115,19 @@ class _AsyncioLoop:
         self._batch: list[tuple[Callable[[Any], Any], Any]] = []
         self._flusher_idle: deque = deque()
         self._flusher = kernel.start(self._flush_forever(), "plait.coro-asyncio flusher", True)
-        self._twinned: set[int] = set()  # the plait tasks with a twin (kernel's thread)
         self._twins: dict[int, _Twin] = {}  # plait task id -> its twin (loop's thread)
 
     # -- in the kernel's thread: what its tasks send to the loop, one batch per pass --
 
     def call(self, call: _Call) -> None:
         """Have the calling task's twin run ``call``; the twin ends with the task."""
-        task = call.task
-        if task.id not in self._twinned:
-            self._twinned.add(task.id)
-            self._kernel.end_hooks[task.id] = self._task_ended
+        hooks = self._kernel.end_hooks  # a task's hook is there until the task ends
+        if call.task.id not in hooks:
+            hooks[call.task.id] = self._task_ended
         self.send(self._start, call)
 
     def _task_ended(self, task: Any) -> None:
         """Kernel end hook of a task that made calls: its twin ends too."""
-        self._twinned.discard(task.id)
         self.send(self._end_twin, task.id)
 
     def send(self, fn: Callable[[Any], Any], arg: Any) -> None:
@@ -179,9 +176,9 @@ class _AsyncioLoop:
         twin.task.add_done_callback(functools.partial(self._twin_ended, twin))
 
     def _end_twin(self, task_id: int) -> None:
-        twin = self._twins.pop(task_id, None)
+        twin = self._twins.get(task_id)
         if twin is not None:
-            twin.retire()
+            self._retire(twin)
 
     def _twin_ended(self, twin: _Twin, _: asyncio.Task) -> None:
         """Done callback of a twin's task: a call it was handed and never began (asyncio
@@ -220,10 +217,8 @@ class _AsyncioLoop:
                         log.error("%r failed after its task stopped waiting", call, exc_info=e)
                     call.answer(None, e)
                     if isinstance(e, asyncio.CancelledError):
-                        self._retire(twin)
-                        raise
+                        raise  # the twin ends: its done-callback retires it
                     if not isinstance(e, Exception):
-                        self._retire(twin)
                         return
                 else:
                     call.answer(value, None)
