@@ -92,8 +92,12 @@ class MockClock:
     def __init__(
         self, rate: float = 0.0, autojump_threshold: float = math.inf, start: float = 0.0
     ) -> None:
-        if isinstance(start, bool) or not isinstance(start, int | float) or math.isnan(start):
-            raise ValueError(f"start must be a number of seconds, got {start!r}")
+        if (
+            isinstance(start, bool)
+            or not isinstance(start, int | float)
+            or not math.isfinite(start)
+        ):
+            raise ValueError(f"start must be a finite number of seconds, got {start!r}")
         self._rate = _seconds(rate, "rate")
         if self._rate == math.inf:
             raise ValueError("rate must be finite")

@@ -136,6 +136,8 @@ _LONGEST_POLL = 86400.0  # seconds: the longest single wait of the loop
 
 # Raised by a task, these stop the whole kernel and come out of run().
 _FATAL = (KeyboardInterrupt, SystemExit)
+# seconds the tasks get for their finally blocks when an exception escaped the loop
+_WIND_DOWN = 5.0
 
 _READ_WAIT = traps.READ_WAIT
 _WRITE_WAIT = traps.WRITE_WAIT
@@ -151,6 +153,21 @@ _MASK = 0
 _READER = 1
 _WRITER = 2
 _OWNER = 3
+
+
+class _WakeUp:
+    """A timer's target that only ends the loop's wait (see ``Kernel._wind_down``)."""
+
+    @staticmethod
+    def timer_live(seq: int) -> bool:
+        return True
+
+    @staticmethod
+    def expire(kernel: Kernel) -> None:
+        pass
+
+
+_NO_SCOPE = _WakeUp()
 
 
 def _ignore_signal(signo: int, frame: Any) -> None:
@@ -397,11 +414,15 @@ class Kernel:
                     old_sigint = signal.signal(signal.SIGINT, _ignore_signal)
             self._main = main_task = self.start(coro, name, False)
             main_task._observed = True
-            self._loop(lambda: self._nondaemon > 0)
-            self._shutting_down = True
-            for task in list(self.tasks.values()):
-                self.cancel(task, TaskCancelled("the kernel is shutting down"))
-            self._loop(lambda: bool(self.tasks))
+            try:
+                self._loop(lambda: self._nondaemon > 0)
+                self._shutting_down = True
+                for task in list(self.tasks.values()):
+                    self.cancel(task, TaskCancelled("the kernel is shutting down"))
+                self._loop(lambda: bool(self.tasks))
+            except BaseException as escaped:
+                self._wind_down(escaped)
+                raise
         finally:
             if old_sigint is not None:
                 signal.signal(signal.SIGINT, old_sigint)
@@ -421,6 +442,23 @@ class Kernel:
             raise main_task._exception or TaskCancelled("the main task was cancelled")
         return main_task.result
 
+    def _wind_down(self, escaped: BaseException) -> None:
+        """``escaped`` came out of the loop itself, not out of a task: a signal handler
+        raised it (pytest-timeout's, say) while the kernel waited. Cancel every task and
+        run them for up to ``_WIND_DOWN`` seconds, so that their ``finally`` blocks (an
+        async fixture's teardown) run inside the kernel as in a shut-down; ``_close``
+        then closes what is left. ``escaped`` is what run() raises."""
+        self._shutting_down = True
+        for task in list(self.tasks.values()):
+            self.cancel(task, TaskCancelled(f"stopping: {escaped!r} escaped the kernel's loop"))
+        if self.mock_clock is None:  # a timer that ends the wait below in time
+            self.call_at(self._clock() + _WIND_DOWN, _NO_SCOPE)
+        deadline = time.monotonic() + _WIND_DOWN
+        try:
+            self._loop(lambda: bool(self.tasks) and time.monotonic() < deadline)
+        except BaseException as again:
+            log.warning("tasks left unfinished: %r escaped the kernel's loop again", again)
+
     def _close(self) -> None:
         self._closed = True
         if self.mock_clock is not None:
@@ -434,13 +472,18 @@ class Kernel:
         for task in list(self._crashed):
             if not task._observed:
                 report_crash(task)
-        for task in list(self.tasks.values()):
-            task.coro.close()
-        self._fds.clear()
-        self._epoll.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        self._timers.clear()
+        try:
+            for task in list(self.tasks.values()):
+                try:
+                    task.coro.close()
+                except Exception as e:  # a finally block that awaits finds no kernel
+                    log.warning("task %d (%s) did not finish: %r", task.id, task.name, e)
+        finally:
+            self._fds.clear()
+            self._epoll.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._timers.clear()
 
     def _handle_wakeup(self) -> None:
         """The wake-up pipe is readable: threads handed results or signals arrived."""
@@ -476,9 +519,14 @@ class Kernel:
                 for task in targets:
                     self.cancel(task, TaskCancelled("interrupted by SIGINT (Ctrl-C)"))
 
+    def _waits_for_io(self) -> bool:
+        """Whether a task waits for a fd. A registration outlives its wait (see
+        ``_register``): an event on a fd no task waits for wakes nobody."""
+        return any(e[_READER] is not None or e[_WRITER] is not None for e in self._fds.values())
+
     def _deadlocked(self, why: str = "nothing can wake one") -> bool:
-        """Called when nothing is ready, no timer can fire and no fd is registered: if no
-        task waits for a thread or a signal either, nothing can ever wake a task. Then
+        """Called when nothing is ready, no timer can fire and no task waits for a fd: if
+        no task waits for a thread or a signal either, nothing can ever wake a task. Then
         cancel them all (their ``finally`` blocks run) and make run() raise."""
         if any(t._wait_kind == WAIT_EXTERNAL for t in self.tasks.values()):
             return False
@@ -603,7 +651,7 @@ class Kernel:
             heapq.heappop(timers)
             self._stale_timers = max(0, self._stale_timers - 1)
         timeout = clock._idle_timeout(timers[0][0]) if timers else -1.0
-        if timeout < 0 and not self._fds:
+        if timeout < 0 and not self._waits_for_io():
             if not timers:
                 why = "nothing can wake one"
             elif timers[0][0] == math.inf:
@@ -655,7 +703,7 @@ class Kernel:
                     timeout = self._mock_idle(mock_clock)
             else:
                 timeout = -1
-                if not fds and self._deadlocked():
+                if not self._waits_for_io() and self._deadlocked():
                     continue
             if c_poll is not None:
                 milliseconds = -1 if timeout < 0 else math.ceil(timeout * 1e3)

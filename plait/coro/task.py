@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from . import traps
-from .errors import TaskCancelled
+from .errors import TaskCancelled, TimeoutCancelled
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -319,6 +319,8 @@ class TaskGroup:
         Raises ``RuntimeError`` once the group has exited or while it shuts down (a task
         failed, or the block raised).
         """
+        if self._owner is None:
+            raise RuntimeError("this TaskGroup has not been entered: spawn inside 'async with'")
         if self._closed:
             raise RuntimeError("this TaskGroup has already exited; spawn into a live group")
         if self._aborting:
@@ -356,13 +358,16 @@ class TaskGroup:
             self.exceptions.append(exc)
             self._keep_fatal(exc)
             owner = self._owner
+            pending = owner._cancel_pending if owner is not None else None
             if (
                 not self._aborting
                 and not self._exiting
                 and owner is not None
-                and owner._cancel_pending is None
+                and (pending is None or isinstance(pending, TimeoutCancelled))
             ):
                 # Interrupt the block, unless a cancellation is on its way to it already.
+                # A timeout on its way is replaced (the kernel lets a cancel replace a
+                # timeout): a scope inside the block could swallow it, as ignore_after does.
                 self._abort = TaskCancelled(
                     f"the block of a TaskGroup interrupted: task {task.id} ({task.name}) failed"
                 )

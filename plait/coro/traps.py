@@ -40,6 +40,7 @@ loop with a tuple.
 
 from __future__ import annotations
 
+import numbers
 import threading
 import types
 from collections import deque
@@ -128,7 +129,19 @@ def sleep(seconds: float) -> Generator[tuple, Any, None]:
     """
     if state.kernel is None:
         raise _outside("sleep")
+    if seconds.__class__ is not float and seconds.__class__ is not int:
+        seconds = _seconds(seconds)
+    if seconds != seconds:  # NaN: a deadline that is never due and never passed
+        raise ValueError("sleep() needs a number of seconds, got nan")
     yield (SLEEP, seconds, None)
+
+
+def _seconds(seconds: Any) -> float:
+    """``sleep``'s argument when it is not a plain int or float, as a float; a clear
+    error for what is not a real number (a string, None), raised in the calling task."""
+    if isinstance(seconds, numbers.Real):
+        return float(seconds)
+    raise TypeError(f"sleep() needs a number of seconds, got {seconds!r}")
 
 
 @types.coroutine

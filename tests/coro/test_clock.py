@@ -208,6 +208,32 @@ def test_a_stopped_clock_nobody_can_jump_is_a_deadlock_not_a_hang():
         coro.run(main, clock=coro.MockClock())
 
 
+def test_a_socket_read_earlier_does_not_hide_a_deadlock_on_a_stopped_clock():
+    # the socket's epoll registration outlives the read, but no task waits for it
+    a, b = socket.socketpair()
+
+    async def main():
+        sa, sb = coro.Socket(a), coro.Socket(b)
+        reader = await coro.spawn(sa.recv, 10)
+        await coro.sleep(0)  # the reader waits: its fd is registered
+        await sb.sendall(b"x")
+        assert await reader.join() == b"x"
+        await coro.sleep(1)  # nobody can jump the clock
+
+    try:
+        with pytest.raises(coro.DeadlockError, match="stopped MockClock"):
+            coro.run(main, clock=coro.MockClock())
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("start", [math.inf, -math.inf, math.nan])
+def test_a_clock_must_start_at_a_finite_time(start):
+    with pytest.raises(ValueError, match="start must be a finite number of seconds"):
+        coro.MockClock(start=start)
+
+
 def test_autojump_skips_the_timer_of_a_scope_left_early():
     async def main():
         async with coro.timeout_after(60):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import fractions
 import gc
 import logging
+import math
 import os
 import signal
 import threading
@@ -381,6 +383,70 @@ def test_system_exit_in_a_task_stops_the_kernel_and_comes_out_of_run():
         coro.run(main)
     assert info.value.code == 3
     assert cleaned == ["main finally"]
+
+
+@pytest.mark.parametrize(
+    "seconds, error, match",
+    [
+        (math.nan, ValueError, "got nan"),
+        ("1", TypeError, "got '1'"),
+        (None, TypeError, "got None"),
+    ],
+)
+def test_sleep_refuses_what_is_not_a_number_of_seconds_in_the_calling_task(seconds, error, match):
+    # as time.sleep does; the kernel and its other tasks go on
+    async def other():
+        await coro.sleep(0.01)
+        return "other done"
+
+    async def main():
+        t = await coro.spawn(other)
+        with pytest.raises(error, match=match):
+            await coro.sleep(seconds)
+        await coro.sleep(fractions.Fraction(1, 100))  # a real number that is not a float
+        return await t.join()
+
+    assert coro.run(main) == "other done"
+
+
+def test_an_exception_raised_by_a_signal_handler_while_the_kernel_waits_winds_it_down():
+    # pytest-timeout's SIGALRM handler raises so: the tasks' finally blocks still run
+    # inside the kernel, run() raises that exception, and the kernel's fds are closed
+    class Alarm(BaseException):
+        pass
+
+    def on_alarm(signo, frame):
+        raise Alarm("from the handler")
+
+    finished = []
+
+    async def worker():
+        try:
+            await coro.Event().wait()
+        finally:
+            await coro.sleep(0)  # a finally block that awaits, as closing a stream does
+            finished.append("worker")
+
+    async def main():
+        await coro.spawn(worker)
+        try:
+            await coro.sleep(30)
+        finally:
+            await coro.sleep(0)
+            finished.append("main")
+
+    fds = len(os.listdir("/proc/self/fd"))
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(Alarm, match="from the handler") as info:
+            coro.run(main)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert info.value.__context__ is None
+    assert sorted(finished) == ["main", "worker"]
+    assert len(os.listdir("/proc/self/fd")) == fds
 
 
 def test_a_deadlock_is_reported_instead_of_hanging():
