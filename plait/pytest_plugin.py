@@ -36,9 +36,16 @@ becomes its value), runs the test, then finishes the yielding fixtures in revers
 An error in that finish is reported by pytest as an error at the test's teardown, as for
 a synchronous fixture, and does not hide the test's own outcome.
 Fixtures and test share one kernel, so a fixture may spawn tasks, open servers, hold
-sockets the test uses. Two limits follow, each refused with an error that names the
-fixture: an async fixture is function-scoped (a kernel lives for one test), and a
-synchronous fixture cannot take an async one (it is set up before the kernel starts).
+sockets the test uses. Limits follow, each refused with an error that names the
+fixture: an async fixture is function-scoped (a kernel lives for one test); a
+synchronous fixture cannot take an async one (it is set up before the kernel starts),
+nor can ``request.getfixturevalue`` ask for one once the kernel runs; and an async
+fixture's ``MockClock`` cannot be the kernel's clock (return it from a synchronous one).
+An async fixture of a test class runs on the test's instance, as a synchronous one does.
+
+Tasks left running. When the test and its fixtures are done, the tasks they left
+running (a server in ``accept``, a sleeper) are cancelled, and their ``finally`` blocks
+run before the kernel ends: a test never waits for them.
 
 Cost. Loading the plugin imports pytest and the standard library only; ``plait.coro`` is
 imported by the first test the plugin runs, so a test run without such tests pays
@@ -103,6 +110,7 @@ class _Deferred:
 
 
 _DEFERRED = pytest.StashKey[list[_Deferred]]()
+_STARTED = pytest.StashKey[bool]()  # the test's kernel runs: too late to defer a fixture
 
 
 def _value(arg: Any) -> Any:
@@ -159,14 +167,32 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: SubRequest
             "function-scoped (a synchronous fixture of a wider scope is fine)",
             pytrace=False,
         )
+    if item.stash.get(_STARTED, False):
+        pytest.fail(
+            f"async fixture {fixturedef.argname!r} was asked for after the test's kernel "
+            "started (request.getfixturevalue in an async test or fixture): plait sets "
+            "async fixtures up before the test runs; name it among the test's arguments",
+            pytrace=False,
+        )
     kwargs = {name: request.getfixturevalue(name) for name in fixturedef.argnames}
-    instance = request.instance
-    if instance is not None and getattr(type(instance), func.__name__, None) is func:
-        func = func.__get__(instance)  # a fixture defined in the test's class
-    deferred = _Deferred(fixturedef.argname, func, kwargs)
+    deferred = _Deferred(fixturedef.argname, _bound(func, request.instance), kwargs)
     fixturedef.cached_result = (deferred, fixturedef.cache_key(request), None)
     item.stash.setdefault(_DEFERRED, []).append(deferred)
     return deferred
+
+
+def _bound(func: Callable[..., Any], instance: Any) -> Callable[..., Any]:
+    """A fixture function defined in the test's class, bound to the test's instance, as
+    pytest binds a synchronous one: pytest may hand it over bound to the instance it
+    made at collection, or (older pytest) not bound at all."""
+    if instance is None:
+        return func
+    owner = getattr(func, "__self__", None)
+    if owner is not None:
+        return func.__func__.__get__(instance) if isinstance(instance, type(owner)) else func
+    if getattr(type(instance), func.__name__, None) is func:
+        return func.__get__(instance)
+    return func
 
 
 def _kernel_options(item: pytest.Function) -> dict[str, Any]:
@@ -225,11 +251,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     teardown_errors: list[BaseException] = []
 
     async def main() -> None:
+        pyfuncitem.stash[_STARTED] = True
         ready: list[_Deferred] = []
         try:
             for fixture in deferred:
                 await fixture.set_up()
                 ready.append(fixture)
+                _refuse_late_clock(fixture)
             await pyfuncitem.obj(**{name: _value(arg) for name, arg in args.items()})
         finally:
             for fixture in reversed(ready):
@@ -238,6 +266,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
                         await fixture.tear_down()
                     except BaseException as e:  # the other fixtures still finish
                         teardown_errors.append(e)
+            _cancel_left_behind()
 
     main.__qualname__ = pyfuncitem.name  # the main task's name, in ps() and errors
     try:
@@ -252,6 +281,33 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 def _reraise(error: BaseException) -> None:
     raise error
+
+
+def _refuse_late_clock(fixture: _Deferred) -> None:
+    """An async fixture's MockClock comes when the test's kernel already runs on its own
+    clock: it cannot drive it, and a test that trusted it would wait in real time."""
+    from plait.coro import MockClock, traps
+
+    clock = traps.kernel().mock_clock
+    if isinstance(fixture.value, MockClock) and fixture.value is not clock:
+        pytest.fail(
+            f"async fixture {fixture.name!r} returned a MockClock, but the test's kernel "
+            "had started on " + ("real time" if clock is None else "another clock") + ": "
+            "make the fixture synchronous, so that the kernel starts on its clock",
+            pytrace=False,
+        )
+
+
+def _cancel_left_behind() -> None:
+    """Cancel the tasks the test and its fixtures left running (their ``finally``
+    blocks run before the kernel ends): a server task left in ``accept`` would
+    otherwise keep the test from ending, and a sleeper would make it last longer."""
+    from plait.coro import TaskCancelled, traps
+
+    kernel = traps.kernel()
+    for task in list(kernel.tasks.values()):
+        if task is not kernel.current:
+            kernel.cancel(task, TaskCancelled("the test ended: a task it left running"))
 
 
 def _run_examples(item: pytest.Function, body: Any, args: dict[str, Any], deferred: bool) -> None:

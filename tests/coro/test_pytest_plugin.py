@@ -168,10 +168,24 @@ def test_what_cannot_run_in_a_kernel_is_refused_by_name(run_pytest):
 
         async def test_jump_from_a_thread(plait_autojump_clock):
             await coro.run_in_thread(plait_autojump_clock.jump, 1)
+
+        @pytest.fixture
+        async def late():
+            return 1
+
+        async def test_async_fixture_asked_for_inside_the_kernel(request):
+            request.getfixturevalue("late")
+
+        @pytest.fixture
+        async def async_clock():
+            return coro.MockClock(autojump_threshold=0)
+
+        async def test_clock_of_an_async_fixture(async_clock):
+            pass
         """
     )
     # a second yield is found at teardown: an error there, as for a synchronous fixture
-    result.assert_outcomes(errors=3, failed=5, passed=1)
+    result.assert_outcomes(errors=3, failed=7, passed=1)
     result.stdout.fnmatch_lines_random(
         [
             "*async fixture 'wide' has scope 'module'*must be function-scoped*",
@@ -183,6 +197,8 @@ def test_what_cannot_run_in_a_kernel_is_refused_by_name(run_pytest):
             "*gets more than one MockClock*plait_autojump_clock*",
             "*DeadlockError*stopped MockClock*",
             "*MockClockError*called from thread*",
+            "*async fixture 'late' was asked for after the test's kernel started*",
+            "*async fixture 'async_clock' returned a MockClock*had started on real time*",
         ]
     )
 
@@ -326,3 +342,122 @@ def test_a_clock_given_to_the_marker_is_a_new_clock_for_each_test(run_pytest):
         "no:randomly",
     )
     result.assert_outcomes(passed=3)
+
+
+def test_an_async_fixture_of_a_test_class_runs_on_the_test_instance(run_pytest):
+    # as a synchronous fixture of the class does
+    result = run_pytest(
+        """
+        import pytest
+        from plait import coro
+
+        class TestState:
+            @pytest.fixture
+            def sync_fix(self):
+                self.sync_seen = True
+
+            @pytest.fixture
+            async def async_fix(self):
+                await coro.sleep(0)
+                self.async_seen = True
+                return self
+
+            async def test_sync_fixture(self, sync_fix):
+                assert self.sync_seen
+
+            async def test_async_fixture(self, async_fix):
+                assert async_fix is self
+                assert self.async_seen
+        """
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_tasks_a_test_leaves_running_are_cancelled_when_it_ends(run_pytest):
+    result = run_pytest(
+        """
+        import socket
+        import pytest
+        from plait import coro
+
+        CLEANED = []
+
+        @pytest.fixture
+        async def server():
+            sock = coro.Socket(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+
+            async def serve():
+                try:
+                    await sock.accept()
+                finally:
+                    await sock.close()
+                    CLEANED.append("server")
+
+            await coro.spawn(serve)
+            yield sock
+            CLEANED.append("fixture")
+
+        async def test_leaves_a_server_in_accept(server):
+            async def waiter():
+                try:
+                    await coro.Event().wait()
+                finally:
+                    CLEANED.append("waiter")
+
+            await coro.spawn(waiter)
+
+        @pytest.mark.plait(clock="mock")
+        async def test_leaves_a_sleeper_on_a_stopped_clock():
+            await coro.spawn(coro.sleep, 3600)
+
+        def test_after():
+            assert sorted(CLEANED) == ["fixture", "server", "waiter"]
+        """,
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=3)
+
+
+def test_a_test_stopped_by_pytest_timeout_reports_the_timeout_and_tears_down(run_pytest):
+    # pytest-timeout's SIGALRM handler raises out of the kernel's wait: the async
+    # fixture's teardown still runs in the kernel, and the kernel's fds are closed
+    result = run_pytest(
+        """
+        import os
+        import socket
+        import pytest
+        from plait import coro
+
+        FDS = []
+        TORN_DOWN = []
+
+        def test_first():
+            FDS.append(len(os.listdir("/proc/self/fd")))
+
+        @pytest.fixture
+        async def resource():
+            yield "r"
+            await coro.sleep(0)  # a teardown that awaits, as closing a stream does
+            TORN_DOWN.append("resource")
+
+        @pytest.mark.timeout(1, method="signal")
+        async def test_hangs(resource):
+            a, b = socket.socketpair()
+            try:
+                await coro.Socket(a).recv(1)  # nobody writes
+            finally:
+                a.close()
+                b.close()
+
+        def test_after():
+            assert TORN_DOWN == ["resource"]
+            assert len(os.listdir("/proc/self/fd")) == FDS[0]
+        """,
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*test_hangs*Timeout*"])
