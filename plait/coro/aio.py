@@ -634,10 +634,15 @@ class _PlaitKernel:
             coro, _ = as_coroutine(call.fn, call.args)
             outcome = (await coro, None)
         except TaskCancelled as e:
-            if not call.cancelled:
-                self._stopped()  # before the answer: the caller's next call finds a new kernel
-            outcome = (None, BridgeCancelled(f"the plait side of a to_asyncio call: {e}"))
-            self.inbox.call(call.finish, outcome)
+            k = traps.kernel()
+            if not call.cancelled and (k._fatal is not None or k._deadlock is not None):
+                # the kernel stops (a task raised SystemExit, say), before the answer: the
+                # caller's next call finds a new kernel. Plait code that cancelled this
+                # task leaves the kernel serving, and it stays the loop's.
+                self._stopped()
+            cancelled = BridgeCancelled(f"the plait side of a to_asyncio call: {e}")
+            cancelled.__cause__ = e  # where plait cancelled it
+            self.inbox.call(call.finish, (None, cancelled))
             raise
         except BaseException as e:  # handed to the awaiting asyncio task, raised there
             outcome = (None, e)
@@ -686,13 +691,15 @@ class _PlaitKernel:
             self._close_requests()
             with contextlib.suppress(asyncio.TimeoutError):  # close() says it
                 await asyncio.wait_for(asyncio.shield(ended), JOIN_TIMEOUT)
-            self.close()
+            # the wait above was the bound: a thread that has not ended by now is not
+            # waited for again, in the loop's thread
+            self.close(JOIN_TIMEOUT if ended.done() else 0)
 
-    def close(self) -> None:
-        """Stop the kernel (its calls are cancelled) and join its thread."""
+    def close(self, timeout: float = JOIN_TIMEOUT) -> None:
+        """Stop the kernel (its calls are cancelled) and join its thread (``timeout``)."""
         self._gone.detach()
         self._close_requests()
-        self._thread.join(JOIN_TIMEOUT)
+        self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("%s still runs after %g s; left behind", self._thread.name, JOIN_TIMEOUT)
         else:  # it stays the loop's (closed) kernel: it must not keep the loop alive
@@ -743,7 +750,12 @@ async def to_asyncio(
         raise
     loop = asyncio.get_running_loop()
     call = _PlaitCall(fn, args, loop.create_future())
-    kernel = _PlaitKernel.submit(loop, call)
+    try:
+        kernel = _PlaitKernel.submit(loop, call)
+    except RuntimeError:
+        if inspect.iscoroutine(fn):
+            fn.close()  # refused: the bridge will not run it
+        raise
     try:
         await call.waiter
     except asyncio.CancelledError:

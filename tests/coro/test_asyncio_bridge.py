@@ -696,12 +696,35 @@ def test_a_plait_side_cancelled_by_plait_is_a_bridge_error_in_asyncio():
         await coro.current_task().cancel(blocking=False)
         await coro.sleep(30)
 
-    async def main():
-        with pytest.raises(coro.BridgeCancelled, match="the plait side of a to_asyncio call"):
-            await coro.to_asyncio(cancels_itself)
-        return await coro.to_asyncio(coro.sleep, 0)  # the kernel serves on
+    async def long_call(started):
+        started.set()
+        try:
+            await coro.sleep(30)
+        except coro.TaskCancelled:
+            steps.append("the plait side of the other call was cancelled")
+            raise
 
-    assert asyncio.run(main()) is None
+    steps = []
+
+    async def main():
+        started = coro.UniversalEvent()
+        other = asyncio.create_task(coro.to_asyncio(long_call, started, cancel_timeout=None))
+        await asyncio.wait_for(started.wait_async(), 30)
+        with pytest.raises(
+            coro.BridgeCancelled, match="the plait side of a to_asyncio call"
+        ) as info:
+            await coro.to_asyncio(cancels_itself)
+        assert isinstance(info.value.__cause__, coro.TaskCancelled)  # where plait cancelled
+        threads = [t.name for t in threading.enumerate()].count("plait.coro-for-asyncio")
+        # the kernel serves on, and it is still the loop's: cancelling the other call
+        # reaches its plait side
+        other.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await other
+        return threads, await coro.to_asyncio(coro.sleep, 0)
+
+    assert asyncio.run(main()) == (1, None)
+    assert steps == ["the plait side of the other call was cancelled"]
 
 
 def test_a_loop_closed_without_cancelling_its_tasks_does_not_hang_the_exit():
