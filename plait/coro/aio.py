@@ -45,14 +45,15 @@ asyncio code (not by the plait task) is not a plait cancellation: it raises
 
 ``to_asyncio``. Each asyncio loop that uses it gets one plait kernel in a helper thread. Its
 main task takes calls from a ``UniversalQueue`` and runs each as a daemon task; the answer
-goes back through the loop's ``LoopInbox``. The kernel ends when the loop ends: a keeper
-task on the loop closes it when it is cancelled, which ``asyncio.run`` does to every task
-when its main coroutine is over. The tasks cancelled with the keeper may clean up through
-``to_asyncio``: the keeper lets them run a step, waits until no call is in flight, and only
-then closes the kernel, which cancels what the calls spawned; a call made after that raises
-``RuntimeError``. A loop closed without cancelling its tasks (``run_until_complete`` and
-``close``) leaves its keeper pending: the loop holds its keeper, and neither the kernel nor
-its thread holds the loop, so the kernel closes when the loop is collected
+goes back through the loop's ``LoopInbox``. The kernel ends when the loop ends: a keeper,
+an asynchronous generator of the loop (not a task, so code that cancels or awaits every
+other task never meets it), is closed by ``loop.shutdown_asyncgens()``, which
+``asyncio.run`` calls once its cancel sweep is over. The tasks of that sweep may clean up
+through ``to_asyncio``; the keeper waits until no call is in flight, and only then closes
+the kernel, which cancels what the calls spawned; a call made after that raises
+``RuntimeError``. A loop closed without ``shutdown_asyncgens`` (``run_until_complete`` and
+``close``) leaves its keeper suspended: the loop holds its keeper, and neither the kernel
+nor its thread holds the loop, so the kernel closes when the loop is collected
 (``weakref.finalize``), its thread and fds with it: the finalizer, which runs inside the
 garbage collector, takes no lock, it wakes a watcher task of the kernel. An ``atexit`` hook
 closes the kernels of loops still alive at exit. A kernel that stops by itself (one of its
@@ -73,7 +74,7 @@ import queue
 import threading
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
@@ -542,14 +543,16 @@ class _PlaitKernel:
             target=self._run, name="plait.coro-for-asyncio", daemon=True
         )
         self._thread.start()
-        keeper = loop.create_task(self._keep(ended), name="plait.coro to_asyncio keeper")
-        keeper._log_destroy_pending = False  # it goes with its loop, pending: that is its end
-        self._keeper: asyncio.Task | None = None
-        try:  # the loop holds its keepers (a cycle, collected with the loop): a kernel that
-            # stopped by itself and the one that replaced it each keep theirs until it ends...
-            keepers = loop.__dict__.setdefault("_plait_to_asyncio_keepers", set())
-            keepers.add(keeper)
-            keeper.add_done_callback(keepers.discard)
+        keeper = self._keep(ended)
+        try:  # to its first yield: the loop's first-iteration hook makes it one of its own
+            keeper.asend(None).send(None)
+        except StopIteration:
+            pass
+        self._keeper: AsyncGenerator | None = None
+        try:  # the loop holds its keepers (a cycle, collected with the loop; a keeper holds
+            # its loop through the finalizer hook asyncio gave it): a kernel that stopped by
+            # itself and the one that replaced it each keep theirs until the loop ends...
+            loop.__dict__.setdefault("_plait_to_asyncio_keepers", []).append(keeper)
         except AttributeError:  # ...or, for a loop without attributes, the kernel does
             self._keeper = keeper  # (that loop and kernel then go at exit, by the atexit hook)
         self._gone = weakref.finalize(loop, self._loop_gone)
@@ -667,33 +670,32 @@ class _PlaitKernel:
             await traps.suspend("ASYNCIO_LOOP_GONE", self, None)
         self._close_requests()
 
-    async def _keep(self, ended: asyncio.Future) -> None:
-        """Lives as long as the loop runs tasks. Its cancellation (``asyncio.run`` cancels
-        every task once its main coroutine is over) closes the kernel once the calls in
-        flight, such as cleanups of the tasks cancelled with it, have ended. ``ended``: the
-        kernel's thread ended."""
+    async def _keep(self, ended: asyncio.Future) -> AsyncGenerator[None, None]:
+        """An asynchronous generator of the loop: the loop closes it when it ends, in
+        ``loop.shutdown_asyncgens()``, which ``asyncio.run`` calls once its cancel sweep is
+        over (and a loop closed with care calls too). Then the kernel closes, once the
+        calls in flight have ended. Not a task, so code that cancels, or waits for, every
+        other task of a loop that goes on never meets it. ``ended``: the kernel's thread
+        ended."""
         try:
-            await asyncio.shield(ended)
-        except asyncio.CancelledError:
-            pass  # the loop is ending
-        except GeneratorExit:  # dropped with its loop, never to run again: no awaiting
-            self._loop_gone()
-            raise
-        else:  # the kernel stopped by itself and answered its calls; its thread is ending
-            self._thread.join(JOIN_TIMEOUT)
-            return
-        try:
-            await asyncio.sleep(0)  # the tasks cancelled with this one make their calls
-            while self.busy:
-                self._idle = asyncio.get_running_loop().create_future()
-                await self._idle
+            yield
         finally:
-            self._close_requests()
-            with contextlib.suppress(asyncio.TimeoutError):  # close() says it
-                await asyncio.wait_for(asyncio.shield(ended), JOIN_TIMEOUT)
-            # the wait above was the bound: a thread that has not ended by now is not
-            # waited for again, in the loop's thread
-            self.close(JOIN_TIMEOUT if ended.done() else 0)
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # closed by the collector, not by its loop: no awaiting
+                self._loop_gone()
+                return
+            try:
+                while self.busy:
+                    self._idle = asyncio.get_running_loop().create_future()
+                    await self._idle
+            finally:
+                self._close_requests()
+                with contextlib.suppress(asyncio.TimeoutError):  # close() says it
+                    await asyncio.wait_for(asyncio.shield(ended), JOIN_TIMEOUT)
+                # the wait above was the bound: a thread that has not ended by now is not
+                # waited for again, in the loop's thread
+                self.close(JOIN_TIMEOUT if ended.done() else 0)
 
     def close(self, timeout: float = JOIN_TIMEOUT) -> None:
         """Stop the kernel (its calls are cancelled) and join its thread (``timeout``)."""
@@ -708,7 +710,7 @@ class _PlaitKernel:
 
 @atexit.register
 def _close_kernels() -> None:
-    """At interpreter exit: close the kernels of loops that never cancelled their keeper."""
+    """At interpreter exit: close the kernels of loops that never closed their keeper."""
     for kernel in list(_PlaitKernel._of.values()):
         kernel.close()
 
