@@ -18,48 +18,62 @@ large the parent is. Everything after the start is plait's own:
   ``readline``, ``async for line in p.stdout``, and ``write``, which returns once every
   byte is in the pipe (backpressure, no unbounded buffer). At the end of the child's
   output a read returns ``b""``; a write to a stdin the child closed (or left by
-  exiting) raises ``BrokenPipeError`` naming the process.
+  exiting) raises ``BrokenPipeError`` naming the process. A pipe goes one way: reading
+  stdin or writing stdout raises ``io.UnsupportedOperation``, as in ``subprocess``.
 - Waiting. The child is held by a :class:`~plait.process.child.DirectChild`: a *pidfd*,
   readable once the child has ended. ``await p.wait()`` waits for it with the kernel's
   read-wait trap, like any socket, then reaps the child (``waitpid``): no SIGCHLD
   handler, no thread. One task at a time waits on the pidfd; other waiters park and are
   woken by it. ``signal.pidfd_send_signal`` carries ``send_signal``/``terminate``/
-  ``kill``, so a recycled pid can never be signalled.
+  ``kill``, so a recycled pid can never be signalled. If something else reaps the
+  child (SIGCHLD set to SIG_IGN makes the system do it, or an ``os.wait()`` elsewhere),
+  its status is lost and its exit code is 0, as ``subprocess`` reports it; that holds for
+  a child reaped before its pidfd could be opened too, whose pid is then never signalled.
 - Timeouts. ``wait(timeout=)`` and ``communicate(timeout=)`` are the standard ones: the
   call raises ``subprocess.TimeoutExpired`` and the child goes on running. They are an
   ``ignore_after`` scope inside the call, so only their own expiry becomes
   ``TimeoutExpired``; ``communicate`` keeps its output lists and how much of its input
-  went (``_output``, ``_sent``), and a later call goes on from there.
+  went (``_output``, ``_sent``), and a later call goes on from there. A NaN timeout is
+  a ``ValueError`` before anything starts; a negative one has passed already.
 - Cancellation. A cancelled ``wait``, or one whose enclosing ``timeout_after`` expires,
   kills the child with SIGKILL and reaps it before the cancellation goes on: a task that
-  stops waiting leaves no child running and no zombie. The reap after SIGKILL blocks the
-  kernel for the moment the dying process takes to end (it runs no code of its own).
+  stops waiting leaves no child running and no zombie. After the SIGKILL the task waits
+  for the pidfd through the kernel, as ``wait`` does, while the dying process frees its
+  memory (a large one takes a while), so the other tasks run meanwhile; a cancellation
+  that comes during that wait is put off to the task's next blocking point.
   ``communicate`` kills likewise on a cancellation or a failed pipe, and ``run_process``
-  on any exception, its own timeout included, as ``subprocess.run`` does.
+  on any exception, its own timeout included, as ``subprocess.run`` does. A mistake of
+  the caller's does not kill: a bad timeout, a call outside the kernel, or another task
+  reading (writing) a pipe ``communicate`` needs, which is ``ResourceBusy`` naming the
+  pipe and leaves ``communicate`` where a timeout would.
 
 Ownership. Until the child is reaped the ``subprocess.Popen`` object that started it is
 kept: were this ``Popen`` dropped unwaited, the standard object's finalizer warns and
 reaps the child later, as it does for any abandoned child. Once plait reaped the child it
 sets that object's ``returncode``, so it never waits on a pid that may have been reused.
 The pipes belong to this object: ``async with Popen(...) as p:`` closes them at the end
-and waits for the child (a cancellation there kills it).
+and waits for the child (a cancellation there kills it), and ``communicate`` closes each
+output pipe it read to the end, as ``subprocess`` does. ``communicate``'s input is held as
+a memoryview until it has all gone (or can no longer go), then released, so a
+``bytearray`` given as input can change size again.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import signal
 import subprocess as _subprocess
 import sys
 from collections import deque
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from plait.process.child import DirectChild
+from plait.process.child import ChildHandle, DirectChild
 
 from . import traps
-from .errors import ClosedResourceError, TaskCancelled
+from .errors import ClosedResourceError, ResourceBusy, TaskCancelled
 from .sockets import Socket, SocketStream
 from .task import TaskGroup
 from .timeouts import ignore_after
@@ -77,7 +91,12 @@ _Arg = str | bytes | os.PathLike
 
 
 class _PipeFile:
-    """The parent's end of a pipe, with the calls a :class:`Socket` makes on its socket."""
+    """The parent's end of a pipe, with the calls a :class:`Socket` makes on its socket.
+
+    A pipe goes one way: ``_ReadEnd`` (the child's stdout or stderr) and ``_WriteEnd``
+    (its stdin) each refuse the other direction with ``io.UnsupportedOperation`` naming
+    the pipe, as the standard ``subprocess`` file objects do.
+    """
 
     __slots__ = ("_fd", "_what")
 
@@ -94,12 +113,45 @@ class _PipeFile:
     def setblocking(self, flag: bool) -> None:
         os.set_blocking(self._fd, flag)
 
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self, _close: Any = os.close) -> None:
+        if self._fd >= 0:  # a Popen dropped with its pipes open: close them, as files do
+            _close(self._fd)
+
+
+class _ReadEnd(_PipeFile):
+    """The parent's end of the child's stdout or stderr."""
+
+    __slots__ = ()
+
     def recv(self, maxsize: int, flags: int = 0) -> bytes:
         return os.read(self._fd, maxsize)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         with memoryview(buffer).cast("B") as view:
             return os.readv(self._fd, [view[: nbytes or len(view)]])
+
+    def send(self, *args: Any) -> int:
+        raise io.UnsupportedOperation(
+            f"cannot write to {self._what}: it carries the child's output"
+        )
+
+
+class _WriteEnd(_PipeFile):
+    """The parent's end of the child's stdin."""
+
+    __slots__ = ()
+
+    def recv(self, *args: Any) -> Any:
+        raise io.UnsupportedOperation(
+            f"cannot read from {self._what}: it carries the child's input"
+        )
+
+    recv_into = recv
 
     def send(self, data: Any, flags: int = 0) -> int:
         try:
@@ -109,14 +161,20 @@ class _PipeFile:
                 errno.EPIPE, f"{self._what} is closed: the child closed it or has exited"
             ) from None
 
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
-    def __del__(self, _close: Any = os.close) -> None:
-        if self._fd >= 0:  # a Popen dropped with its pipes open: close them, as files do
-            _close(self._fd)
+class _LostChild(ChildHandle):
+    """A child that ended and was reaped behind our back (SIGCHLD ignored, or an
+    ``os.wait()`` elsewhere) before a pidfd could watch it. Its status is lost: its exit
+    code is 0, as ``subprocess`` reports it; its pid is never signalled (another process
+    may have it now)."""
+
+    returncode = 0
+
+    def poll(self) -> int:
+        return 0
+
+    def send_signal(self, signum: int) -> None:
+        pass
 
 
 def _program(args: Any) -> str:
@@ -222,8 +280,12 @@ class Popen:
                 **given,
             )
             self.pid = self._starter.pid
+            self._child: ChildHandle
             try:
-                self._child = DirectChild(self.pid, holds_lifeline=False)
+                self._child = DirectChild(self.pid, holds_lifeline=False, lost_exitcode=0)
+            except ProcessLookupError:
+                self._child = _LostChild()
+                self._starter.returncode = 0  # so its finalizer never waits on the pid
             except OSError:
                 self._starter.returncode = -signal.SIGKILL  # DirectChild killed and reaped it
                 raise
@@ -236,7 +298,8 @@ class Popen:
                 os.close(fd)
         for name, fd in ours.items():
             what = self._pipe_name(name)
-            setattr(self, name, Socket(_PipeFile(fd, what), name=what).as_stream())
+            end = _WriteEnd(fd, what) if name == "stdin" else _ReadEnd(fd, what)
+            setattr(self, name, Socket(end, name=what).as_stream())
 
     def _pipe_name(self, name: str) -> str:
         return f"the {name} pipe of process {self.pid} ({_program(self.args)})"
@@ -270,13 +333,13 @@ class Popen:
         point: if the task is cancelled (or an enclosing ``timeout_after`` expires) here,
         the child is killed (SIGKILL) and reaped before the cancellation goes on.
         """
-        if timeout is not None:
-            _check_timeout(timeout)
+        _check_timeout(timeout)
+        traps.kernel()  # NoKernelError outside the kernel, before anything is under way
         try:
-            if not await _within(timeout, self._ended()):
+            if not await _within(timeout, self._ended):
                 raise _subprocess.TimeoutExpired(self.args, timeout)
         except TaskCancelled:
-            self._kill_and_reap()
+            await self._kill_and_reap()
             raise
         return self.returncode
 
@@ -295,12 +358,32 @@ class Popen:
                 while self._waiters:
                     k.wake(self._waiters.popleft(), None)
 
-    def _kill_and_reap(self) -> None:
-        """SIGKILL the child and reap it; blocks only while the killed process ends."""
-        if self.poll() is None:
-            self._child.kill()
+    async def _kill_and_reap(self) -> None:
+        """SIGKILL the child and reap it once it has ended.
+
+        The killed process may take a while to end (it frees its memory first): the task
+        waits for the pidfd like ``wait``, so the other tasks run meanwhile, and a
+        cancellation that comes then does not cut the wait short: it is delivered at the
+        task's next blocking point, once the child is reaped. Where no kernel runs any more
+        (it closes a task that never finished) the wait blocks instead.
+        """
+        self._drop_input()  # nothing more goes to the child
+        if self.poll() is not None:
+            return
+        self._child.kill()
+        if traps.state.kernel is None:
             self._child.wait()
             self.poll()
+            return
+        postponed = []
+        while self.poll() is None:
+            try:
+                await self._ended()
+            except TaskCancelled as e:
+                postponed.append(e)
+        k = traps.kernel()
+        for cancellation in postponed:
+            k.cancel(k.current, cancellation)
 
     def send_signal(self, signum: int) -> None:
         """Send ``signum`` to the child, unless it has been reaped; never blocks."""
@@ -329,28 +412,34 @@ class Popen:
         ``input`` needs ``stdin=PIPE`` (``ValueError``); a child that exits without
         reading all of it is not an error, as in ``subprocess``.
         """
-        if timeout is not None:
-            _check_timeout(timeout)
+        _check_timeout(timeout)
+        traps.kernel()  # NoKernelError outside the kernel, before anything is under way
         if self._output is None:
             self._start_communication(input)
         elif input:
             raise ValueError("Cannot send input after starting communication")
         try:
-            ended = await _within(timeout, self._exchange())
+            ended = await _within(timeout, self._exchange)
         except BaseExceptionGroup as group:
-            self._kill_and_reap()
             if len(group.exceptions) != 1:
+                await self._kill_and_reap()
                 raise
             # One pipe failed: raise its error as subprocess would, not a group of one.
-            raise group.exceptions[0] from None
+            # Another task using the pipe is the caller's mistake, not the child's: the
+            # child goes on, and a later call goes on from here, as after a timeout.
+            error = group.exceptions[0]
+            if not isinstance(error, ResourceBusy):
+                await self._kill_and_reap()
+            raise error from None
         except BaseException:
-            self._kill_and_reap()
+            await self._kill_and_reap()
             raise
         out, err = self._output
         if not ended:
             raise _subprocess.TimeoutExpired(
                 self.args, timeout, b"".join(out) if out else None, b"".join(err) if err else None
             )
+        self._drop_input()
         return _joined(out), _joined(err)
 
     def _start_communication(self, input: bytes | None) -> None:
@@ -369,36 +458,65 @@ class Popen:
         self._output = (None if self.stdout is None else [], None if self.stderr is None else [])
 
     async def _exchange(self) -> None:
-        """Feed stdin, collect stdout and stderr, and wait for the child, all at once."""
+        """Feed stdin, collect stdout and stderr, and wait for the child, all at once.
+        A pipe already closed was fed or read to its end by an earlier call."""
         out, err = self._output
         async with TaskGroup() as g:
             if self.stdin is not None and self.stdin.socket.fileno() >= 0:
                 await g.spawn(self._feed)
-            if out is not None:
-                await g.spawn(_collect, self.stdout, out)
-            if err is not None:
-                await g.spawn(_collect, self.stderr, err)
+            if out is not None and self.stdout.socket.fileno() >= 0:
+                await g.spawn(self._collect, "stdout", out)
+            if err is not None and self.stderr.socket.fileno() >= 0:
+                await g.spawn(self._collect, "stderr", err)
             await self._ended()
 
     async def _feed(self) -> None:
         """Write the rest of ``communicate``'s input to stdin, then close it (not when
         cancelled: a later ``communicate`` goes on from ``_sent``)."""
         stdin = self.stdin.socket
-        data = self._input
         try:
-            while data is not None and self._sent < len(data):
-                with data[self._sent :] as rest:
+            # _input is looked up anew each time: a kill from another task drops it.
+            while self._input is not None and self._sent < len(self._input):
+                with self._input[self._sent :] as rest:
                     self._sent += await stdin.send(rest)
         except BrokenPipeError:
             pass  # the child did not want it all
+        except ResourceBusy:
+            raise self._busy("stdin", "writes to") from None
+        self._drop_input()
         stdin.close_nowait()
+
+    async def _collect(self, name: str, chunks: list[bytes]) -> None:
+        """Read the stdout or stderr pipe to its end into ``chunks``, then close it, as
+        ``subprocess`` closes its file at the end."""
+        stream = getattr(self, name)
+        try:
+            while chunk := await stream.read(65536):
+                chunks.append(chunk)
+        except ResourceBusy:
+            raise self._busy(name, "reads") from None
+        await stream.close()
+
+    def _busy(self, name: str, does: str) -> ResourceBusy:
+        return ResourceBusy(
+            f"another task {does} {self._pipe_name(name)}: communicate() needs the pipe "
+            "to itself"
+        )
+
+    def _drop_input(self) -> None:
+        """Release ``communicate``'s view of its input, so the caller's buffer (a
+        ``bytearray``, say) can change size again."""
+        if self._input is not None:
+            self._input.release()
+            self._input = None
 
     async def __aenter__(self) -> Popen:
         return self
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if isinstance(exc, TaskCancelled):  # cancelled or timed out: waiting cannot end it
-            self._kill_and_reap()
+            await self._kill_and_reap()
+        self._drop_input()  # stdin closes here: the rest of the input can never go
         for stream in (self.stdin, self.stdout, self.stderr):
             if stream is not None:
                 await stream.close()
@@ -447,19 +565,14 @@ async def run_process(
         if stdout is not None or stderr is not None:
             raise ValueError("capture_output cannot be combined with stdout or stderr")
         stdout = stderr = PIPE
-    if timeout is not None:
-        _check_timeout(timeout)
+    _check_timeout(timeout)
     async with Popen(
         args, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env, **options
     ) as p:
         try:
             output, errors = await p.communicate(input, timeout)
-        except _subprocess.TimeoutExpired:
-            p._kill_and_reap()
-            out, err = p._output
-            raise _subprocess.TimeoutExpired(args, timeout, _joined(out), _joined(err)) from None
-        except BaseException:
-            p._kill_and_reap()
+        except BaseException:  # TimeoutExpired (with the output so far) included
+            await p._kill_and_reap()
             raise
     if check and p.returncode:
         raise _subprocess.CalledProcessError(p.returncode, args, output, errors)
@@ -467,25 +580,25 @@ async def run_process(
 
 
 def _check_timeout(timeout: Any) -> None:
+    """A timeout is ``None`` or a number of seconds; a negative one has passed already, as
+    in ``subprocess``. NaN is refused: it would never pass, nor count as passed."""
+    if timeout is None:
+        return
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+    if timeout != timeout:
+        raise ValueError("timeout must be a number of seconds, not nan")
 
 
-async def _within(timeout: float | None, work: Coroutine[Any, Any, None]) -> bool:
-    """Await ``work``; False if ``timeout`` seconds passed first (it is then cancelled)."""
+async def _within(timeout: float | None, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+    """Await ``work()``; False if ``timeout`` seconds passed first (it is then cancelled)."""
     if timeout is None:
-        await work
+        await work()
         return True
     async with ignore_after(timeout):
-        await work
+        await work()
         return True
     return False
-
-
-async def _collect(stream: SocketStream, chunks: list[bytes]) -> None:
-    """Read ``stream`` to its end into ``chunks``."""
-    while chunk := await stream.read(65536):
-        chunks.append(chunk)
 
 
 def _joined(chunks: list[bytes] | None) -> bytes | None:

@@ -13,8 +13,11 @@ Blocking waits never reap while they block: ``wait(None)`` sleeps in
 ``waitid(P_PIDFD, WNOWAIT)``, ``wait(timeout)`` in ``poll`` on the pidfd, and both then
 reap through ``poll``, which keeps ``is_alive`` in other threads responsive. If something
 else reaped the child (a program that calls ``os.wait()`` or sets SIGCHLD to SIG_IGN),
-the status is lost: the exit code becomes 255, as ``multiprocessing`` reports a child it
-cannot account for, instead of ``join`` waiting forever.
+the status is lost: the exit code becomes ``lost_exitcode``, 255 by default as
+``multiprocessing`` reports a child it cannot account for (``subprocess`` says 0), instead
+of ``join`` waiting forever. A child reaped that way before its pidfd could be opened
+cannot be watched at all: ``DirectChild`` raises ``ProcessLookupError`` and signals
+nothing, as its pid may already belong to another process.
 
 Two chores every start method does around a fork live here too: ``flush_std_streams``
 (before ``fork`` and ``os._exit``) and ``stdin_from_devnull`` (in a forked child).
@@ -98,22 +101,34 @@ class ChildHandle:
 class DirectChild(ChildHandle):
     """A child of this process: its pid, a pidfd as sentinel, and its exit code once reaped."""
 
-    def __init__(self, pid: int, holds_lifeline: bool) -> None:
+    def __init__(
+        self, pid: int, holds_lifeline: bool, lost_exitcode: int = UNKNOWN_EXITCODE
+    ) -> None:
         """Take charge of the child ``pid``, just created by this process.
 
-        Raises ``OSError`` (with the errno of ``pidfd_open``, e.g. ``EMFILE`` when this
-        process is out of fds) if no pidfd can be opened: the child is then SIGKILLed and
-        reaped before the error propagates, so a failed start leaves no zombie and no
-        orphan behind.
+        ``lost_exitcode`` is the exit code reported if something else reaps the child
+        (see the module notes). Raises ``OSError`` (with the errno of ``pidfd_open``, e.g.
+        ``EMFILE`` when this process is out of fds) if no pidfd can be opened: the child
+        is then SIGKILLed and reaped before the error propagates, so a failed start leaves
+        no zombie and no orphan behind. ``ProcessLookupError`` (``ESRCH``) means the child
+        has ended and was reaped already, its status lost; its pid is not signalled then,
+        as another process may have it now.
         """
         self.pid = pid
         self.returncode: int | None = None
         try:
             self.sentinel = os.pidfd_open(pid)
         except OSError as e:
-            kill_and_reap(pid)
+            if e.errno != errno.ESRCH:
+                kill_and_reap(pid)
             if holds_lifeline:
                 lifeline.release()
+            if e.errno == errno.ESRCH:
+                raise ProcessLookupError(
+                    e.errno,
+                    f"cannot watch child {pid}: it has ended and something else reaped it "
+                    "(SIGCHLD ignored, or an os.wait() elsewhere), so its exit status is lost",
+                ) from e
             raise OSError(
                 e.errno,
                 f"cannot watch child {pid}: pidfd_open failed ({e.strerror}); "
@@ -121,6 +136,7 @@ class DirectChild(ChildHandle):
             ) from e
         self._lock = _thread.allocate_lock()
         self._holds_lifeline = holds_lifeline
+        self._lost_exitcode = lost_exitcode
 
     def poll(self) -> int | None:
         """The exit code if the child has ended (reaping it), else ``None``; never blocks."""
@@ -135,7 +151,7 @@ class DirectChild(ChildHandle):
             pid, status = os.waitpid(self.pid, os.WNOHANG)
         except ChildProcessError:
             if self.sentinel >= 0 and wait_readable(self.sentinel, 0):
-                self.returncode = UNKNOWN_EXITCODE
+                self.returncode = self._lost_exitcode
             pid = 0
         if pid:
             self.returncode = os.waitstatus_to_exitcode(status)

@@ -3,16 +3,24 @@ waits on the pidfd, and cancellation that kills and reaps the child."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import io
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
+import warnings
+from unittest import mock
 
 import pytest
 
 from plait import coro
-from tests.support import child_pids
+from plait.process.child import DirectChild
+from tests.support import child_pids, open_fds, run_in_child
 
 pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.timeout(60)]
 
@@ -513,3 +521,239 @@ def test_a_timeout_around_async_with_popen_kills_the_child():
         return p.returncode
 
     assert coro.run(main) == -signal.SIGKILL  # not 0 after 20 s: killed, and reaped
+
+
+# -- what subprocess does in the corners ----------------------------------------------
+
+
+def test_a_timeout_before_any_output_reports_none(run):
+    with pytest.raises(subprocess.TimeoutExpired) as caught:
+        run(["sleep", "60"], capture_output=True, timeout=0.2)
+    assert (caught.value.stdout, caught.value.stderr) == (None, None)
+
+
+def test_communicate_closes_each_output_pipe_at_its_end():
+    # The child writes, closes stdout, says so on `ready`, and finishes when told.
+    code = (
+        "import os, sys; print('out', flush=True); os.close(1); os.write(int(sys.argv[2]), b'r'); "
+        "os.read(int(sys.argv[1]), 1); print('err', file=sys.stderr)"
+    )
+
+    def standard(go_r, go_w, ready_r, ready_w):
+        before = open_fds()
+        p = subprocess.Popen(
+            [*python(code), str(go_r), str(ready_w)],
+            stdout=PIPE,
+            stderr=PIPE,
+            pass_fds=[go_r, ready_w],
+        )
+        os.read(ready_r, 1)
+        with pytest.raises(subprocess.TimeoutExpired) as caught:
+            p.communicate(timeout=0.2)
+        left_then = len(open_fds() - before)
+        os.write(go_w, b"g")
+        return caught.value.stdout, left_then, p.communicate(timeout=30), open_fds() - before
+
+    async def plait(go_r, go_w, ready_r, ready_w):
+        before = open_fds()
+        p = coro.Popen(
+            [*python(code), str(go_r), str(ready_w)],
+            stdout=PIPE,
+            stderr=PIPE,
+            pass_fds=[go_r, ready_w],
+        )
+        os.read(ready_r, 1)
+        with pytest.raises(subprocess.TimeoutExpired) as caught:
+            await p.communicate(timeout=0.2)
+        left_then = len(open_fds() - before) - 1  # the pidfd, which subprocess has not
+        os.write(go_w, b"g")
+        return caught.value.stdout, left_then, await p.communicate(timeout=30), open_fds() - before
+
+    results = []
+    for scenario in (standard, lambda *fds: coro.run(plait, *fds)):
+        go_r, go_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        try:
+            results.append(scenario(go_r, go_w, ready_r, ready_w))
+        finally:
+            for fd in (go_r, go_w, ready_r, ready_w):
+                os.close(fd)
+    # At the timeout only stderr is open; at the end no pipe is, though p is still alive.
+    assert results[0] == results[1] == (b"out\n", 1, (b"out\n", b"err\n"), set())
+
+
+def test_communicate_lets_go_of_a_bytearray_input():
+    def standard():
+        data = bytearray(b"hello\n")
+        p = subprocess.Popen(["cat"], stdin=PIPE, stdout=PIPE)
+        output = p.communicate(data)
+        data.extend(b"more")  # BufferError while communicate holds on to it
+        return output, bytes(data)
+
+    async def plait():
+        data = bytearray(b"hello\n")
+        async with coro.Popen(["cat"], stdin=PIPE, stdout=PIPE) as p:
+            output = await p.communicate(data)
+            data.extend(b"more")
+            # A communicate that is cancelled kills the child, and lets go too.
+            big = bytearray(4 << 20)  # more than the pipe holds: still going when cancelled
+            async with coro.Popen(["sleep", "60"], stdin=PIPE) as q:
+                with pytest.raises(coro.TaskTimeout):
+                    async with coro.timeout_after(0.1):
+                        await q.communicate(big)
+            big.extend(b"more")
+            assert q.returncode == -signal.SIGKILL
+        return output, bytes(data)
+
+    assert coro.run(plait) == standard() == ((b"hello\n", None), b"hello\nmore")
+
+
+def test_a_pipe_used_the_wrong_way_round_is_an_unsupported_operation_naming_it():
+    def standard():
+        with subprocess.Popen(["cat"], stdin=PIPE, stdout=PIPE) as p:
+            errors = []
+            for call in (lambda: p.stdout.write(b"x"), lambda: p.stdin.read(10)):
+                with pytest.raises(io.UnsupportedOperation) as caught:
+                    call()
+                errors.append(type(caught.value))
+            p.stdin.close()
+        return errors, p.returncode
+
+    async def plait():
+        async with coro.Popen(["cat"], stdin=PIPE, stdout=PIPE) as p:
+            errors = []
+            for call, name in (
+                (lambda: p.stdout.write(b"x"), "stdout"),
+                (lambda: p.stdin.read(10), "stdin"),
+            ):
+                with pytest.raises(
+                    io.UnsupportedOperation, match=f"{name} pipe of process {p.pid}"
+                ):
+                    await call()
+                errors.append(io.UnsupportedOperation)
+            await p.stdin.close()
+        return errors, p.returncode
+
+    assert coro.run(plait) == standard() == ([io.UnsupportedOperation] * 2, 0)
+
+
+def lost_statuses():
+    """With SIGCHLD ignored the system reaps each child as it ends, and its exit status is
+    lost: what ``subprocess`` and plait report then, side by side."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    args = ["sh", "-c", "echo out; exit 3"]
+    standard = subprocess.run(args, capture_output=True, check=True)
+    killed = subprocess.Popen(["sleep", "60"])
+    killed.kill()
+    seen = {"standard": (standard.returncode, standard.stdout, killed.wait(timeout=30))}
+
+    # A child reaped before plait could open its pidfd: wait until the system reaped it.
+    pidfd_open = os.pidfd_open
+
+    def late_pidfd_open(pid, flags=0):
+        while os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.001)
+        return pidfd_open(pid, flags)
+
+    async def plait():
+        done = await coro.run_process(args, capture_output=True, check=True)
+        p = coro.Popen(["sleep", "60"])
+        p.kill()
+        with mock.patch.object(os, "pidfd_open", late_pidfd_open):
+            early = coro.Popen(["true"])
+        return (done.returncode, done.stdout, await p.wait()), await early.wait(), early.poll()
+
+    seen["plait"] = coro.run(plait)
+    return seen
+
+
+def test_a_status_the_system_reaped_away_is_exit_code_0_as_in_subprocess():
+    assert run_in_child(lost_statuses) == {
+        "standard": (0, b"out\n", 0),
+        "plait": ((0, b"out\n", 0), 0, 0),
+    }
+
+
+# -- usage errors leave the child alone ------------------------------------------------
+
+
+def test_a_nan_timeout_is_refused_before_anything_starts():
+    async def main():
+        async with coro.Popen(["cat"], stdin=PIPE, stdout=PIPE) as p:
+            for call in (
+                lambda: p.wait(timeout=math.nan),
+                lambda: p.communicate(b"hi", timeout=math.nan),
+            ):
+                with pytest.raises(
+                    ValueError, match="timeout must be a number of seconds, not nan"
+                ):
+                    await call()
+            running = p.returncode
+            output = await p.communicate(b"still here\n")
+        return running, output
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = coro.run(main)
+        gc.collect()
+    assert result == (None, (b"still here\n", None))
+    assert [str(w.message) for w in seen] == []  # no "coroutine ... was never awaited"
+
+
+def test_wait_and_communicate_outside_the_kernel_raise_and_leave_the_child_alone():
+    p = coro.Popen(["cat"], stdin=PIPE, stdout=PIPE)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for call in (lambda: p.wait(timeout=1), lambda: p.communicate(b"x")):
+            with pytest.raises(coro.NoKernelError):
+                asyncio.run(call())
+        gc.collect()
+    assert p.returncode is None
+    assert [str(w.message) for w in seen] == []
+
+    async def finish():
+        return await p.communicate(b"done\n")
+
+    assert coro.run(finish) == (b"done\n", None)
+
+
+def test_communicate_beside_another_reader_names_the_pipe_and_leaves_the_child_alone():
+    async def main(go_r, go_w):
+        async with coro.Popen(
+            go_when_told("print('late')", go_r), stdout=PIPE, pass_fds=[go_r]
+        ) as p:
+            reader = await coro.spawn(p.stdout.read)  # waits: nothing comes before the go
+            await coro.sleep(0)
+            with pytest.raises(coro.ResourceBusy, match=f"stdout pipe of process {p.pid}"):
+                await p.communicate()
+            running = p.returncode
+            os.write(go_w, b"g")
+            return running, await reader.join(), await p.wait()
+
+    go_r, go_w = os.pipe()
+    try:
+        assert coro.run(main, go_r, go_w) == (None, b"late\n", 0)
+    finally:
+        os.close(go_r)
+        os.close(go_w)
+
+
+# -- a killed child is reaped through the kernel ---------------------------------------
+
+
+def test_a_cancelled_wait_reaps_the_killed_child_without_blocking_the_kernel(monkeypatch):
+    blocking_waits = []
+    monkeypatch.setattr(
+        DirectChild, "wait", lambda self, timeout=None: blocking_waits.append(self.pid)
+    )
+
+    async def main():
+        p = coro.Popen(["sleep", "60"])
+        t = await coro.spawn(p.wait)
+        await coro.sleep(0.05)
+        await t.cancel()
+        return t.cancelled, p.returncode, p.pid
+
+    cancelled, code, pid = coro.run(main)
+    assert (cancelled, code, blocking_waits) == (True, -signal.SIGKILL, [])
+    assert pid not in child_pids()  # reaped: not even a zombie
