@@ -434,7 +434,7 @@ class Kernel:
             self._close()
         if self._fatal is not None:
             raise self._fatal
-        if self._deadlock is not None and (main_task.cancelled or main_task._exception):
+        if self._deadlock is not None:  # main's result too: the tasks left after it hung
             raise self._deadlock from main_task._exception
         if self._interrupted == "late" or (self._interrupted and main_task.cancelled):
             raise KeyboardInterrupt

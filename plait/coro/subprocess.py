@@ -52,7 +52,8 @@ kept: were this ``Popen`` dropped unwaited, the standard object's finalizer warn
 reaps the child later, as it does for any abandoned child. Once plait reaped the child it
 sets that object's ``returncode``, so it never waits on a pid that may have been reused.
 The pipes belong to this object: ``async with Popen(...) as p:`` closes them at the end
-and waits for the child (a cancellation there kills it), and ``communicate`` closes each
+and waits for the child (a cancellation, ``KeyboardInterrupt`` or ``SystemExit`` there
+kills it), and ``communicate`` closes each
 output pipe it read to the end, as ``subprocess`` does. ``communicate``'s input is held as
 a memoryview until it has all gone (or can no longer go), then released, so a
 ``bytearray`` given as input can change size again.
@@ -514,7 +515,9 @@ class Popen:
         return self
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, TaskCancelled):  # cancelled or timed out: waiting cannot end it
+        # cancelled, timed out, or the program stops (KeyboardInterrupt, SystemExit):
+        # waiting for the child cannot end it, and nothing would bound that wait
+        if isinstance(exc, TaskCancelled | KeyboardInterrupt | SystemExit):
             await self._kill_and_reap()
         self._drop_input()  # stdin closes here: the rest of the input can never go
         for stream in (self.stdin, self.stdout, self.stderr):

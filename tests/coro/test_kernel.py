@@ -468,6 +468,25 @@ def test_a_deadlock_is_reported_instead_of_hanging():
     assert cleaned == ["consumer finally"]
 
 
+def test_a_deadlock_of_the_tasks_left_after_main_returned_is_reported_too():
+    # run() waits for them; once they hang, run() raises rather than hand back main's result
+    cleaned = []
+
+    async def waiter():
+        try:
+            await coro.Event().wait()
+        finally:
+            cleaned.append("waiter finally")
+
+    async def main():
+        await coro.spawn(waiter)
+        return "main's result"
+
+    with pytest.raises(coro.DeadlockError, match=r"waiter\) EVENT_WAIT"):
+        coro.run(main)
+    assert cleaned == ["waiter finally"]
+
+
 def test_waiting_for_a_thread_or_a_timer_is_not_a_deadlock():
     async def main():
         ev = coro.Event()

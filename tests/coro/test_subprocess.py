@@ -757,3 +757,21 @@ def test_a_cancelled_wait_reaps_the_killed_child_without_blocking_the_kernel(mon
     cancelled, code, pid = coro.run(main)
     assert (cancelled, code, blocking_waits) == (True, -signal.SIGKILL, [])
     assert pid not in child_pids()  # reaped: not even a zombie
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_a_block_left_by_keyboardinterrupt_or_systemexit_kills_the_child(error):
+    # waiting for a child that was not asked to end could last forever (subprocess waits
+    # 0.25 s for it on KeyboardInterrupt and leaves it running)
+    seen = {}
+
+    async def main():
+        async with coro.Popen(["sleep", "60"]) as p:
+            seen["p"] = p
+            raise error
+
+    with pytest.raises(error):
+        coro.run(main)
+    p = seen["p"]
+    assert p.returncode == -signal.SIGKILL
+    assert p.pid not in child_pids()
