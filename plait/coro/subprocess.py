@@ -53,10 +53,10 @@ reaps the child later, as it does for any abandoned child. Once plait reaped the
 sets that object's ``returncode``, so it never waits on a pid that may have been reused.
 The pipes belong to this object: ``async with Popen(...) as p:`` closes them at the end
 and waits for the child (a cancellation, ``KeyboardInterrupt`` or ``SystemExit`` there
-kills it), and ``communicate`` closes each
-output pipe it read to the end, as ``subprocess`` does. ``communicate``'s input is held as
-a memoryview until it has all gone (or can no longer go), then released, so a
-``bytearray`` given as input can change size again.
+kills it), and ``communicate`` closes each output pipe it read to the end, as
+``subprocess`` does. ``communicate``'s input is held as a memoryview until it has all
+gone (or can no longer go), then released, so a ``bytearray`` given as input can change
+size again.
 """
 
 from __future__ import annotations
