@@ -155,6 +155,14 @@ _WRITER = 2
 _OWNER = 3
 
 
+def _foreign(task: Task) -> RuntimeError:
+    return RuntimeError(
+        f"task {task.id} ({task.name}) waits in another plait kernel: a plait.coro Lock, "
+        "Event, Semaphore, Condition or Queue serves the tasks of one kernel; between "
+        "kernels or threads, use UniversalQueue or UniversalEvent"
+    )
+
+
 class _WakeUp:
     """A timer's target that only ends the loop's wait (see ``Kernel._wind_down``)."""
 
@@ -242,7 +250,14 @@ class Kernel:
         return task
 
     def wake(self, task: Task, value: Any = None, exc: BaseException | None = None) -> None:
-        """Make a waiting task ready; it will get ``value`` (or ``exc``) from its trap."""
+        """Make a waiting task ready; it will get ``value`` (or ``exc``) from its trap.
+
+        Raises ``RuntimeError`` for a task of another kernel: a ``Lock`` or ``Event`` of
+        ``plait.coro`` shared by two kernels (two threads, or ``to_asyncio`` calls of two
+        asyncio loops) would have this kernel run that task in its thread.
+        """
+        if self.tasks.get(task.id) is not task:
+            raise _foreign(task)
         task._value = value
         task._exc = exc
         task._wait_kind = RUNNING
@@ -610,7 +625,10 @@ class Kernel:
             )
         code = trap[0]
         if code == _PARK:
-            trap[1].append(task)
+            waiters = trap[1]
+            if waiters and self.tasks.get(waiters[0].id) is not waiters[0]:
+                return False, None, _foreign(waiters[0])
+            waiters.append(task)
             task._wait_kind = WAIT_PARK
             task._wait_obj = trap[1]
             task._wait_state = trap[2]

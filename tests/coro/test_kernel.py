@@ -449,6 +449,51 @@ def test_an_exception_raised_by_a_signal_handler_while_the_kernel_waits_winds_it
     assert len(os.listdir("/proc/self/fd")) == fds
 
 
+def test_a_lock_or_event_shared_by_two_kernels_is_refused_by_name():
+    # two threads, two kernels, one plait Event: the second kernel must not run (or
+    # queue) the first kernel's task; UniversalEvent is the object for that
+    ev = coro.Event()
+    lock = coro.Lock()
+    parked, done = threading.Event(), threading.Event()
+    seen = {}
+
+    async def first():
+        waiter = await coro.spawn(ev.wait)
+        await lock.acquire()
+        blocked = await coro.spawn(lock.acquire)
+        await coro.sleep(0)  # both wait now
+        seen["task"] = waiter
+        parked.set()
+        await coro.run_in_thread(done.wait, 30)
+        await waiter.cancel()
+        await blocked.cancel()
+        lock.release()
+
+    thread = threading.Thread(target=coro.run, args=(first,))
+    thread.start()
+    try:
+        assert parked.wait(30)
+
+        async def second():
+            errors = []
+            for attempt in (ev.set, lock.acquire, seen["task"].join):
+                try:
+                    outcome = attempt()
+                    if outcome is not None:
+                        await outcome
+                except RuntimeError as e:
+                    errors.append(str(e))
+            return errors
+
+        errors = coro.run(second)
+    finally:
+        done.set()
+        thread.join(30)
+    assert len(errors) == 3
+    assert all("another plait kernel" in e for e in errors), errors
+    assert "UniversalEvent" in errors[0]
+
+
 def test_a_deadlock_is_reported_instead_of_hanging():
     cleaned = []
 
