@@ -17,14 +17,28 @@ its item to the first getter; a get that frees a slot puts the first putter's it
 wakes it. So whoever waited first is served first, thread or coroutine, and a stream of
 coroutines cannot starve a thread. A new put or get waits behind those already waiting.
 
+The invariant behind fairness: a putter waits only while there is no room. So whatever frees
+room (a get, a getter that settles its item) admits putters, first come first served, while
+there is room; one slot can admit several, since an item that goes straight to a plait
+getter takes no slot.
+
 asyncio tasks use the same ``_async`` methods: where no plait kernel runs in the thread but
 an asyncio loop does, the waiter is an ``_AsyncioWaiter``, an asyncio future the waker
 resolves through the loop's :class:`LoopInbox`. One difference follows asyncio's rules: an
 asyncio task cancelled after it was chosen gives a gotten item back to the queue (asyncio
 code expects a cancelled ``get`` to have taken nothing), where a plait task keeps it; a put
-that was chosen has happened either way. So an item handed to an asyncio getter keeps its
-slot (``_reserved``) until the task runs: ``full()`` counts it, and an item given back goes
-to the head of the queue into that slot, never beyond ``maxsize``.
+that was chosen has happened either way. A thread interrupted (Ctrl-C) after it was chosen
+gives its item back too. So an item handed to an asyncio or thread getter keeps its slot
+(``_reserved``) until the getter runs, as it would sit in a ``queue.Queue``: ``full()``
+counts it, and an item given back goes to the head of the queue into that slot, never
+beyond ``maxsize``.
+
+A waiter that can never run again is passed over: ``wake`` answers False when an asyncio
+waiter's loop was closed by hand, and the waker tries the next one, so a dead getter takes
+no item and holds no slot, and a dead putter's item is not put (its put never returned). A
+task destroyed with its closed loop withdraws, or gives back an item handed to it just
+before the loop closed, if it can take the lock without waiting (see
+``_AsyncioWaiter.wait``).
 
 Names: the thread side is the standard ``queue.Queue``/``threading.Event`` API (``put``,
 ``get``, ``wait`` with ``block``/``timeout``, raising ``queue.Empty``/``queue.Full``); the
@@ -63,17 +77,22 @@ class _Waiter:
         self.item = item
         self.chosen = False
 
-    def wake(self, value: Any = None) -> None:
+    def wake(self, value: Any = None) -> bool:
         self.chosen = True
         self.kernel.wake_threadsafe(self.task, self, value)
+        return True
 
     def wait(
         self,
         waiting_for: str,
+        lock: threading.Lock,
         withdraw: Callable[[], bool],
         settle: Callable[[Any, bool], None] | None = None,
     ) -> Awaitable[Any]:
-        """Suspend until woken; the answer comes straight from the trap (no extra frame)."""
+        """Suspend until woken; the answer comes straight from the trap (no extra frame).
+
+        ``lock`` and ``settle`` serve the asyncio waiter: a chosen plait task always keeps
+        its answer."""
         return traps.suspend(waiting_for, self, withdraw)
 
 
@@ -82,7 +101,7 @@ class _ThreadWaiter:
     coroutines: woken alone, on a condition of its own over the queue's lock."""
 
     __slots__ = ("item", "chosen", "answer", "_cond")
-    reserves = False
+    reserves = True  # a gotten item holds its slot until the thread runs (Ctrl-C gives it back)
 
     def __init__(self, lock: threading.Lock, item: Any = None) -> None:
         self.item = item
@@ -90,10 +109,11 @@ class _ThreadWaiter:
         self.answer: Any = None
         self._cond = threading.Condition(lock)
 
-    def wake(self, value: Any = None) -> None:
+    def wake(self, value: Any = None) -> bool:
         self.chosen = True
         self.answer = value
         self._cond.notify()
+        return True
 
     def wait(self, waiters: deque, timeout: float | None) -> bool:
         """Under the lock: wait to be chosen; False (withdrawn) once ``timeout`` ran out."""
@@ -141,27 +161,37 @@ class LoopInbox:
             inbox = cls._of.setdefault(loop, cls(loop))
         return inbox
 
-    def call(self, fn: Callable[[Any], Any], arg: Any) -> None:
-        """Run ``fn(arg)`` on the loop soon. Never blocks; dropped if the loop is closed."""
+    def call(self, fn: Callable[[Any], Any], arg: Any) -> bool:
+        """Run ``fn(arg)`` on the loop soon. Never blocks; False, and dropped, if the loop is
+        closed or gone: nobody is left to run it.
+
+        A loop closed by hand after this returned True drops the call unseen: ``close``
+        discards what was scheduled.
+        """
+        loop = self._loop()
+        # ask the loop, not ``_due``: a loop closed by hand with a drain due leaves the flag
+        # up for good, and calls appended then would never run
+        if loop is None or loop.is_closed():
+            self._calls.clear()
+            return False
         self._calls.append((fn, arg))
         if not self._due:
-            loop = self._loop()
-            if loop is None:
-                self._calls.clear()  # the loop is gone: nobody is left to answer
-                return
             self._due = True
             try:
                 if self._running_loop() is loop:
                     loop.call_soon(self._drain)
                 else:
                     loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # the loop is closed: nobody is left to answer
+            except RuntimeError:  # closed meanwhile, in its own thread
                 self._calls.clear()
                 self._due = False
+                return False
+        return True
 
-    def resolve(self, future: asyncio.Future) -> None:
-        """Set the result of ``future`` (a future of the loop) to None soon, unless done."""
-        self.call(_resolve, future)
+    def resolve(self, future: asyncio.Future) -> bool:
+        """Set the result of ``future`` (a future of the loop) to None soon, unless done;
+        False if the loop is closed."""
+        return self.call(_resolve, future)
 
     def _drain(self) -> None:
         self._due = False
@@ -175,13 +205,14 @@ class _AsyncioWaiter:
     """An asyncio task parked on a universal queue or event.
 
     ``wake`` runs under the object's lock in any thread: it records the answer and
-    resolves the task's future through the loop's inbox. A gotten item stays the queue's
+    resolves the task's future through the loop's inbox, or answers False if the task can
+    never run (its loop is closed, or it was destroyed). A gotten item stays the queue's
     until the task runs (``reserves``: it holds its slot): ``wait`` then settles it, kept,
     or, if the task was cancelled after it was chosen, given back, and lets the
     cancellation go: asyncio code expects a cancelled ``get`` to have taken nothing.
     """
 
-    __slots__ = ("inbox", "future", "item", "answer", "chosen")
+    __slots__ = ("inbox", "future", "item", "answer", "chosen", "abandoned")
     reserves = True
 
     def __init__(self, loop: asyncio.AbstractEventLoop, item: Any) -> None:
@@ -190,15 +221,22 @@ class _AsyncioWaiter:
         self.item = item
         self.answer: Any = None
         self.chosen = False
+        self.abandoned = False
 
-    def wake(self, value: Any = None) -> None:
+    def wake(self, value: Any = None) -> bool:
+        if self.abandoned:
+            return False
+        self.answer = value  # before the future resolves: the task reads it without the lock
+        if not self.inbox.resolve(self.future):
+            self.answer = None
+            return False
         self.chosen = True
-        self.answer = value
-        self.inbox.resolve(self.future)
+        return True
 
     async def wait(
         self,
         waiting_for: str,
+        lock: threading.Lock,
         withdraw: Callable[[], bool],
         settle: Callable[[Any, bool], None] | None = None,
     ) -> Any:
@@ -209,6 +247,17 @@ class _AsyncioWaiter:
         except CancelledError:
             if not withdraw() and settle is not None:
                 settle(self.answer, False)
+            raise
+        except GeneratorExit:
+            # destroyed without running again (its loop was closed by hand), perhaps by the
+            # garbage collector in the middle of a call on this very object in this thread:
+            # so take the lock only if it is free; if not, ``wake`` passes this waiter over
+            # (an item handed to it meanwhile is lost with it)
+            self.abandoned = True
+            if lock.acquire(blocking=False):
+                lock.release()  # free: this thread is not inside a call on the object
+                if not withdraw() and settle is not None:
+                    settle(self.answer, False)
             raise
         if settle is not None:
             settle(self.answer, True)
@@ -233,6 +282,21 @@ def _waiter(item: Any = None) -> Any:
             "nor an asyncio loop running in this thread; threads call put/get/wait"
         )
     return _AsyncioWaiter(loop, item)
+
+
+def _withdraw_locked(waiters: Any, waiter: Any) -> bool:
+    """Under the lock: take a waiter that gives up out of ``waiters``; False if it was
+    chosen already (its answer stands)."""
+    if waiter.chosen:
+        return False
+    if waiter in waiters:  # else it was passed over as one that can never run
+        waiters.remove(waiter)
+    return True
+
+
+def _check_timeout(timeout: float) -> None:
+    if not timeout >= 0:  # NaN too: compared with anything, it is False
+        raise ValueError("'timeout' must be a non-negative number")
 
 
 class UniversalQueue:
@@ -294,48 +358,46 @@ class UniversalQueue:
 
     def _put_locked(self, item: Any) -> None:
         self._unfinished += 1
-        if self._getters:
-            self._hand_to_getter(item)
-        else:
+        if not self._hand_to_getter(item):
             self._items.append(item)
 
-    def _hand_to_getter(self, item: Any) -> None:
-        """``item`` goes to the first waiting getter; an asyncio getter holds its slot."""
-        getter = self._getters.popleft()
-        if getter.reserves:
-            self._reserved += 1
-        getter.wake(item)
+    def _hand_to_getter(self, item: Any) -> bool:
+        """``item`` goes to the first waiting getter that can still run, which holds its
+        slot if it ``reserves``; False if there is none."""
+        while self._getters:
+            getter = self._getters.popleft()
+            if getter.wake(item):
+                if getter.reserves:
+                    self._reserved += 1
+                return True
+        return False
 
     def _get_locked(self) -> Any:
         item = self._items.popleft()
-        if self._putters:
-            self._admit_putter()
+        self._admit_putters()
         return item
 
-    def _admit_putter(self) -> None:
-        """A slot came free and putters wait (the queue was full): the first one puts."""
-        putter = self._putters.popleft()
-        self._put_locked(putter.item)
-        putter.wake()
+    def _admit_putters(self) -> None:
+        """Room may have come free: putters wait only while there is none, so the first
+        ones put, while there is room (an item a plait getter takes holds no slot)."""
+        while self._putters and self._has_room():
+            putter = self._putters.popleft()
+            if putter.wake():  # else it can never run: its put does not happen
+                self._put_locked(putter.item)
 
     def _settle(self, item: Any, kept: bool) -> None:
-        """An asyncio getter chosen for ``item`` ran: its slot comes free if it ``kept`` the
-        item; if it was cancelled instead, the item goes to the next getter, else back to
-        the head of the queue, in the slot it held: the queue never exceeds ``maxsize``."""
         with self._lock:
-            self._reserved -= 1
-            if not kept:
-                self._give_back(item)
-            elif self._putters and self._has_room():
-                self._admit_putter()
+            self._settle_locked(item, kept)
 
-    def _give_back(self, item: Any) -> None:
-        """A getter did not take ``item`` after all: the next getter gets it, else it goes
-        back to the head of the queue."""
-        if self._getters:
-            self._hand_to_getter(item)
-        else:
+    def _settle_locked(self, item: Any, kept: bool) -> None:
+        """A getter that holds a slot for ``item`` ran: the slot comes free if it ``kept``
+        the item; if it was cancelled or interrupted instead, the item goes to the next
+        getter, else back to the head of the queue, in that slot: the queue never exceeds
+        ``maxsize``."""
+        self._reserved -= 1
+        if not kept and not self._hand_to_getter(item):
             self._items.appendleft(item)
+        self._admit_putters()
 
     def _has_room(self) -> bool:
         return self.maxsize <= 0 or len(self._items) + self._reserved < self.maxsize
@@ -343,7 +405,13 @@ class UniversalQueue:
     # -- the thread side ---------------------------------------------------------------
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        """Put ``item``; if full, block up to ``timeout`` s, then raise ``queue.Full``."""
+        """Put ``item``; if full, block up to ``timeout`` s, then raise ``queue.Full``.
+
+        Raises ``ValueError`` for a negative (or NaN) ``timeout`` when it could wait, as
+        ``queue.Queue`` does: a put into an unbounded queue never waits.
+        """
+        if block and timeout is not None and self.maxsize > 0:
+            _check_timeout(timeout)
         with self._lock:
             if self._has_room() and not self._putters:
                 self._put_locked(item)
@@ -357,7 +425,9 @@ class UniversalQueue:
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return an item; if empty, block up to ``timeout`` s, then raise
-        ``queue.Empty``."""
+        ``queue.Empty``. Raises ``ValueError`` for a negative (or NaN) ``timeout``."""
+        if block and timeout is not None:
+            _check_timeout(timeout)
         with self._lock:
             if self._items:
                 return self._get_locked()
@@ -370,8 +440,9 @@ class UniversalQueue:
                     raise _queue.Empty
             except BaseException:
                 if waiter.chosen:  # interrupted (Ctrl-C) once handed an item: not taken
-                    self._give_back(waiter.answer)
+                    self._settle_locked(waiter.answer, False)
                 raise
+            self._settle_locked(waiter.answer, True)
             return waiter.answer
 
     def put_nowait(self, item: Any) -> None:
@@ -403,10 +474,7 @@ class UniversalQueue:
 
     def _withdraw(self, waiters: Any, waiter: _Waiter) -> bool:
         with self._lock:
-            if waiter.chosen:
-                return False
-            waiters.remove(waiter)
-            return True
+            return _withdraw_locked(waiters, waiter)
 
     async def get_async(self) -> Any:
         """Remove and return an item; blocks the task (not the kernel) while empty."""
@@ -416,7 +484,10 @@ class UniversalQueue:
             waiter = _waiter()
             self._getters.append(waiter)
         return await waiter.wait(
-            "UNIVERSAL_GET", lambda: self._withdraw(self._getters, waiter), self._settle
+            "UNIVERSAL_GET",
+            self._lock,
+            lambda: self._withdraw(self._getters, waiter),
+            self._settle,
         )
 
     async def put_async(self, item: Any) -> None:
@@ -427,7 +498,9 @@ class UniversalQueue:
                 return
             waiter = _waiter(item)
             self._putters.append(waiter)
-        await waiter.wait("UNIVERSAL_PUT", lambda: self._withdraw(self._putters, waiter))
+        await waiter.wait(
+            "UNIVERSAL_PUT", self._lock, lambda: self._withdraw(self._putters, waiter)
+        )
 
     async def join_async(self) -> None:
         """Block the task until every item put was marked ``task_done``."""
@@ -436,7 +509,9 @@ class UniversalQueue:
                 return
             waiter = _waiter()
             self._joiners.append(waiter)
-        await waiter.wait("UNIVERSAL_JOIN", lambda: self._withdraw(self._joiners, waiter))
+        await waiter.wait(
+            "UNIVERSAL_JOIN", self._lock, lambda: self._withdraw(self._joiners, waiter)
+        )
 
 
 class UniversalEvent:
@@ -470,16 +545,19 @@ class UniversalEvent:
             self._flag = False
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block the thread until set; return the flag (False if ``timeout`` ran out)."""
+        """Block the thread until set; True, or False if ``timeout`` ran out.
+
+        As with ``threading.Event``, a ``set`` while the thread waits wakes it with True
+        even if ``clear`` follows before the thread runs.
+        """
         with self._lock:
-            return self._cond.wait_for(lambda: self._flag, timeout)
+            if self._flag:
+                return True
+            return self._cond.wait(timeout)  # only ``set`` notifies
 
     def _withdraw(self, waiter: _Waiter) -> bool:
         with self._lock:
-            if waiter.chosen:
-                return False
-            self._waiters.remove(waiter)
-            return True
+            return _withdraw_locked(self._waiters, waiter)
 
     async def wait_async(self) -> None:
         """Block the task (not the kernel) until the event is set."""
@@ -488,4 +566,4 @@ class UniversalEvent:
                 return
             waiter = _waiter()
             self._waiters.append(waiter)
-        await waiter.wait("UNIVERSAL_EVENT", lambda: self._withdraw(waiter))
+        await waiter.wait("UNIVERSAL_EVENT", self._lock, lambda: self._withdraw(waiter))
