@@ -222,6 +222,7 @@ class Kernel:
         self._inbox: deque = deque()
         self._notified = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_lock = threading.Lock()  # see wake_threadsafe
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self._crashed: weakref.WeakSet[Task] = weakref.WeakSet()
         self._main: Task | None = None
@@ -277,10 +278,15 @@ class Kernel:
         self._inbox.append((task, token, value, exc))
         if not self._notified:
             self._notified = True
-            try:
-                os.write(self._wake_w, b"\0")
-            except (BlockingIOError, OSError):
-                pass  # the pipe is full (a wake-up is pending anyway) or the kernel closed
+            # under the lock that _close closes the pipe with: a write after the close
+            # could land in a file that took the fd number meanwhile
+            with self._wake_lock:
+                if self._closed:
+                    return
+                try:
+                    os.write(self._wake_w, b"\0")
+                except BlockingIOError:
+                    pass  # the pipe is full: a wake-up is pending anyway
 
     def cancel(self, task: Task, exc: BaseException) -> None:
         """Deliver ``exc`` to ``task`` at its current or next blocking point."""
@@ -496,8 +502,9 @@ class Kernel:
         finally:
             self._fds.clear()
             self._epoll.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            with self._wake_lock:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
             self._timers.clear()
 
     def _handle_wakeup(self) -> None:
