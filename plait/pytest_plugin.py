@@ -45,9 +45,14 @@ An async fixture of a test class runs on the test's instance, as a synchronous o
 
 Tasks left running. When the test and its fixtures are done, the tasks they left
 running (a server in ``accept``, a sleeper) are cancelled, and their ``finally`` blocks
-run before the kernel ends: a test never waits for them.
+run before the kernel ends: a test never waits for them. A task that crashed and was
+never joined fails a test that passed otherwise, with its exception (in an exception
+group of all such tasks): outside a test the kernel only logs it, and an assertion that
+failed in a spawned task would pass unseen. An error in an async fixture's setup fails
+the test (it is set up in the test's call) rather than erroring it.
 
-Cost. Loading the plugin imports pytest and the standard library only; ``plait.coro`` is
+Cost. Loading the plugin imports pytest and the standard library only (on 3.10 also the
+``exceptiongroup`` backport, which pytest uses there); ``plait.coro`` is
 imported by the first test the plugin runs, so a test run without such tests pays
 nothing.
 """
@@ -56,6 +61,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import unittest
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -64,6 +70,9 @@ import pytest
 
 if TYPE_CHECKING:
     from _pytest.fixtures import SubRequest
+
+if sys.version_info < (3, 11):  # a dependency of pytest there too
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["plait_autojump_clock", "plait_mock_clock"]
 
@@ -239,6 +248,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not _claimed(pyfuncitem):
         return None
     from plait import coro
+    from plait.coro import traps
 
     options = _kernel_options(pyfuncitem)
     deferred = pyfuncitem.stash.get(_DEFERRED, [])
@@ -252,6 +262,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     async def main() -> None:
         pyfuncitem.stash[_STARTED] = True
+        traps.kernel().kept_crashes = []  # see _raise_crashes
         ready: list[_Deferred] = []
         try:
             for fixture in deferred:
@@ -267,6 +278,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
                     except BaseException as e:  # the other fixtures still finish
                         teardown_errors.append(e)
             _cancel_left_behind()
+        _raise_crashes()  # once the test passed: its own failure comes first
 
     main.__qualname__ = pyfuncitem.name  # the main task's name, in ps() and errors
     try:
@@ -295,6 +307,23 @@ def _refuse_late_clock(fixture: _Deferred) -> None:
             "had started on " + ("real time" if clock is None else "another clock") + ": "
             "make the fixture synchronous, so that the kernel starts on its clock",
             pytrace=False,
+        )
+
+
+def _raise_crashes() -> None:
+    """Fail the test with the errors of the tasks it spawned that crashed and were never
+    joined: outside a test the kernel logs them, and a failed assertion in a spawned task
+    would pass unseen."""
+    from plait.coro import traps
+
+    crashed = [task for task in traps.kernel().kept_crashes or () if not task._observed]
+    for task in crashed:
+        task._observed = True
+    if crashed:
+        raise BaseExceptionGroup(
+            "tasks of the test crashed and were never joined: "
+            + ", ".join(f"task {task.id} ({task.name})" for task in crashed),
+            [task._exception for task in crashed],
         )
 
 

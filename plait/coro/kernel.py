@@ -208,6 +208,9 @@ class Kernel:
         self.current: Task | None = None
         self.tasks: dict[int, Task] = {}
         self.closers: list[Callable[[], None]] = []
+        # the tasks that crashed, kept alive for whoever set a list here (the pytest
+        # plugin): a crashed task that is collected unjoined is logged, and then gone
+        self.kept_crashes: list[Task] | None = None
         # task id -> what to call when that task ends, however it ends (at most one each)
         self.end_hooks: dict[int, Callable[[Task], None]] = {}
         self.signal_watchers: dict[int, list[Any]] = {}
@@ -600,6 +603,8 @@ class Kernel:
         else:
             task._exception = exc
             self._crashed.add(task)
+            if self.kept_crashes is not None:
+                self.kept_crashes.append(task)
         del self.tasks[task.id]
         if not task.daemon:
             self._nondaemon -= 1

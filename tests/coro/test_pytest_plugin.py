@@ -461,3 +461,33 @@ def test_a_test_stopped_by_pytest_timeout_reports_the_timeout_and_tears_down(run
     )
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*test_hangs*Timeout*"])
+
+
+def test_a_task_that_crashed_unjoined_fails_the_test_that_spawned_it(run_pytest):
+    result = run_pytest(
+        """
+        from plait import coro
+
+        async def checks():
+            await coro.sleep(0)
+            assert 1 + 1 == 3, "the spawned task's check"
+
+        async def test_spawns_a_failing_check():
+            await coro.spawn(checks)
+            await coro.sleep(0.01)
+
+        async def test_joins_it_and_expects_the_failure():
+            task = await coro.spawn(checks)
+            try:
+                await task.join()
+            except AssertionError:
+                pass
+        """
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*tasks of the test crashed and were never joined: task * (checks)*",
+            "*AssertionError: the spawned task's check*",
+        ]
+    )
