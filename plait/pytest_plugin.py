@@ -52,9 +52,8 @@ failed in a spawned task would pass unseen. An error in an async fixture's setup
 the test (it is set up in the test's call) rather than erroring it.
 
 Cost. Loading the plugin imports pytest and the standard library only (on 3.10 also the
-``exceptiongroup`` backport, which pytest uses there); ``plait.coro`` is
-imported by the first test the plugin runs, so a test run without such tests pays
-nothing.
+``exceptiongroup`` backport, which pytest uses there); ``plait.coro`` is imported by the
+first test the plugin runs, so a test run without such tests pays nothing.
 """
 
 from __future__ import annotations
