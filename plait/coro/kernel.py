@@ -295,6 +295,8 @@ class Kernel:
         """Deliver ``exc`` to ``task`` at its current or next blocking point."""
         if task.terminated:
             return
+        if self.tasks.get(task.id) is not task:  # before its wait is undone here
+            raise _foreign(task)
         if task._wait_kind == RUNNING or not self._unwait(task):
             pending = task._cancel_pending
             if pending is None or (

@@ -476,7 +476,7 @@ def test_a_lock_or_event_shared_by_two_kernels_is_refused_by_name():
 
         async def second():
             errors = []
-            for attempt in (ev.set, lock.acquire, seen["task"].join):
+            for attempt in (ev.set, lock.acquire, seen["task"].join, seen["task"].cancel):
                 try:
                     outcome = attempt()
                     if outcome is not None:
@@ -489,7 +489,7 @@ def test_a_lock_or_event_shared_by_two_kernels_is_refused_by_name():
     finally:
         done.set()
         thread.join(30)
-    assert len(errors) == 3
+    assert len(errors) == 4
     assert all("another plait kernel" in e for e in errors), errors
     assert "UniversalEvent" in errors[0]
 
