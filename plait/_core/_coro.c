@@ -313,8 +313,14 @@ static Py_ssize_t
 recv_rest(SocketCore *sock, PyObject **bytes, Py_ssize_t n, Py_ssize_t size)
 {
     PyObject *all = PyBytes_FromStringAndSize(NULL, size);
-    if (all == NULL)
-        return -1;
+    if (all == NULL) {
+        /* no memory for the rest (a huge size asked for): what came is the read, as a
+         * short one; the rest stays in the socket for the next */
+        if (!PyErr_ExceptionMatches(PyExc_MemoryError))
+            return -1;
+        PyErr_Clear();
+        return n;
+    }
     memcpy(PyBytes_AS_STRING(all), PyBytes_AS_STRING(*bytes), (size_t)n);
     Py_SETREF(*bytes, all);
     ssize_t more;
@@ -1031,26 +1037,22 @@ coro_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 drop |= EPOLLOUT;
         }
         if (!failed && drop) {
+            /* No task waits for these events: stop watching them. A fd closed behind
+             * plait's back (its file kept open by a copy) refuses the change: the entry
+             * goes, since nothing can manage that registration any more. */
             mask &= ~drop;
-            if (mask) {
+            struct epoll_event change = {.events = (uint32_t)mask, .data.fd = fd};
+            if (mask && epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &change) == 0) {
                 PyObject *m = PyLong_FromLong(mask);
                 if (m == NULL)
                     failed = 1;
-                else {
+                else
                     PyList_SetItem(entry, SLOT_MASK, m);
-                    struct epoll_event change = {.events = (uint32_t)mask, .data.fd = fd};
-                    if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &change) < 0) {
-                        PyErr_SetFromErrno(PyExc_OSError);
-                        failed = 1;
-                    }
-                }
             }
             else {
+                if (!mask)
+                    (void)epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
                 failed = PyDict_DelItem(fds, key) < 0;
-                if (!failed && epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL) < 0) {
-                    PyErr_SetFromErrno(PyExc_OSError);
-                    failed = 1;
-                }
             }
         }
         Py_DECREF(entry);
@@ -1132,19 +1134,16 @@ inline_read_wait(PyObject *task, PyObject *trap, PyObject *fds, int epfd)
         return -1;
     if (!(mask & EPOLLIN)) {
         mask |= EPOLLIN;
+        struct epoll_event change = {.events = (uint32_t)mask};
+        change.data.fd = (int)PyLong_AsLong(fd);
+        /* a failure is the task's, not the kernel's: the kernel's _trap makes the same
+         * change and hands its error to the task */
+        if (epoll_ctl(epfd, EPOLL_CTL_MOD, change.data.fd, &change) < 0)
+            return 0;
         PyObject *m = PyLong_FromLong(mask);
         if (m == NULL)
             return -1;
-        Py_INCREF(entry);
         PyList_SetItem(entry, SLOT_MASK, m);
-        struct epoll_event change = {.events = (uint32_t)mask};
-        change.data.fd = (int)PyLong_AsLong(fd);
-        int failed = epoll_ctl(epfd, EPOLL_CTL_MOD, change.data.fd, &change) < 0;
-        Py_DECREF(entry);
-        if (failed) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
     }
     if (task_set(task, off_wait_kind, str_wait_kind, wait_read_kind) < 0
         || task_set(task, off_wait_obj, str_wait_obj, fd) < 0)

@@ -389,21 +389,24 @@ class Kernel:
         want = _EPOLLIN if reading else _EPOLLOUT
         slot = _READER if reading else _WRITER
         if entry is None or entry[_OWNER] is not owner:
+            if fd < 0:
+                raise ClosedResourceError(repr(owner))
             if entry is not None:
                 self.release_fd(fd)  # a stale registration of a fd number now reused
-            entry = fds[fd] = [want, None, None, owner]  # _MASK, _READER, _WRITER, _OWNER
             try:
                 self._epoll.register(fd, want)
             except FileExistsError:
                 self._epoll.modify(fd, want)
+            # in the table once epoll has it: a failed registration leaves no entry
+            entry = fds[fd] = [want, None, None, owner]  # _MASK, _READER, _WRITER, _OWNER
         elif entry[slot] is not None:
             raise ResourceBusy(
                 f"task {entry[slot].id} already waits to {'read' if reading else 'write'} "
                 f"fd {fd}; two tasks cannot wait for the same event of one socket"
             )
         elif not entry[_MASK] & want:
+            self._epoll.modify(fd, entry[_MASK] | want)
             entry[_MASK] |= want
-            self._epoll.modify(fd, entry[_MASK])
         entry[slot] = task
         task._wait_kind = kind
         task._wait_obj = fd
@@ -668,7 +671,7 @@ class Kernel:
                 self._register(
                     task, trap[1], trap[2], WAIT_READ if code == _READ_WAIT else WAIT_WRITE
                 )
-            except (ResourceBusy, OSError) as e:
+            except (ResourceBusy, OSError, ValueError) as e:  # the task's, not the kernel's
                 return False, None, e
             return True, None, None
         return False, None, TypeError(f"task {task.id} ({task.name}) yielded unknown trap {trap!r}")
@@ -768,14 +771,17 @@ class Kernel:
                         append(task)
                     elif entry[MASK] & _EPOLLOUT:
                         drop |= _EPOLLOUT
-                if drop:
+                if drop:  # no task waits for these events: stop watching them
                     mask = entry[MASK] & ~drop
-                    if mask:
-                        entry[MASK] = mask
-                        modify(fd, mask)
-                    else:
-                        del fds[fd]
-                        unregister(fd)
+                    try:
+                        if mask:
+                            modify(fd, mask)
+                            entry[MASK] = mask
+                        else:
+                            del fds[fd]
+                            unregister(fd)
+                    except OSError:  # closed behind plait's back: nothing can manage it
+                        fds.pop(fd, None)
             if timers and timers[0][0] <= monotonic():
                 self._fire_timers(monotonic())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import fractions
 import gc
 import logging
@@ -492,6 +493,33 @@ def test_a_lock_or_event_shared_by_two_kernels_is_refused_by_name():
     assert len(errors) == 4
     assert all("another plait kernel" in e for e in errors), errors
     assert "UniversalEvent" in errors[0]
+
+
+def test_a_wait_on_a_closed_or_bad_fd_is_the_task_s_error_not_the_kernel_s():
+    # -1 (a closed socket's fileno) and a fd number nothing has open: the waiting task
+    # gets the error, the kernel keeps no entry for it, and the other tasks go on
+    from plait.coro import traps
+
+    r = 9999  # a fd number nothing has open
+    with pytest.raises(OSError):
+        os.fstat(r)
+
+    async def other():
+        await coro.sleep(0.01)
+        return "other done"
+
+    async def main():
+        t = await coro.spawn(other)
+        owner = object()
+        with pytest.raises(coro.ClosedResourceError, match="is closed"):
+            await traps.read_wait(-1, owner)
+        with pytest.raises(OSError) as info:
+            await traps.read_wait(r, owner)
+        assert info.value.errno == errno.EBADF
+        assert -1 not in traps.kernel()._fds and r not in traps.kernel()._fds
+        return await t.join()
+
+    assert coro.run(main) == "other done"
 
 
 def test_a_deadlock_is_reported_instead_of_hanging():
