@@ -200,6 +200,10 @@ class Kernel:
     ) -> None:
         if clock is not None and not isinstance(clock, MockClock):
             raise TypeError(f"clock must be a plait.coro.MockClock or None, got {clock!r}")
+        if isinstance(max_threads, bool) or not isinstance(max_threads, int):
+            raise TypeError(f"max_threads must be an int, got {max_threads!r}")
+        if max_threads < 1:
+            raise ValueError(f"max_threads must be at least 1, got {max_threads}")
         self.slow_step = slow_step
         self.max_threads = max_threads
         self.mock_clock = clock
@@ -299,8 +303,12 @@ class Kernel:
             raise _foreign(task)
         if task._wait_kind == RUNNING or not self._unwait(task):
             pending = task._cancel_pending
+            # A cancel replaces a pending timeout; of two timeouts the outer scope's (the
+            # one entered first) wins: the inner one's would be caught inside it, and the
+            # outer deadline, whose timer has fired, would never come again.
             if pending is None or (
-                isinstance(pending, TimeoutCancelled) and not isinstance(exc, TimeoutCancelled)
+                isinstance(pending, TimeoutCancelled)
+                and (not isinstance(exc, TimeoutCancelled) or exc.scope._seq < pending.scope._seq)
             ):
                 task._cancel_pending = exc
             return

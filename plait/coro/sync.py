@@ -204,8 +204,10 @@ class Condition:
         """
         self._check_owner("wait")
         self._lock.release()
+        notified = False
         try:
             await traps.park(self._waiters, "CONDITION_WAIT")
+            notified = True
         finally:
             cancelled: BaseException | None = None
             while True:
@@ -215,6 +217,8 @@ class Condition:
                 except TaskCancelled as e:  # the lock must come back before we go on
                     cancelled = e
             if cancelled is not None:
+                if notified:  # this task will not act on its notification: pass it on
+                    self.notify(1)
                 raise cancelled
 
     async def wait_for(self, predicate: Callable[[], Any]) -> Any:

@@ -41,7 +41,7 @@ def clock() -> float:
 
 
 class _Scope:
-    __slots__ = ("seconds", "deadline", "expired", "_task", "_kernel", "_seq", "_active")
+    __slots__ = ("seconds", "deadline", "expired", "_fired", "_task", "_kernel", "_seq", "_active")
 
     def __init__(self, seconds: float) -> None:
         if seconds is None or seconds != seconds:
@@ -49,6 +49,7 @@ class _Scope:
         self.seconds = seconds
         self.deadline = 0.0
         self.expired = False
+        self._fired = False  # its timer fired (the block may have ended first)
         self._active = False
 
     def __repr__(self) -> str:
@@ -59,7 +60,7 @@ class _Scope:
         return self._active and seq == self._seq
 
     def expire(self, kernel: Any) -> None:
-        self.expired = True
+        self._fired = True
         kernel.cancel(self._task, TimeoutCancelled(self))
 
     async def __aenter__(self) -> _Scope:
@@ -69,6 +70,7 @@ class _Scope:
         self._kernel = k
         self._task = k.current
         self.deadline = k.time() + self.seconds
+        self.expired = self._fired = False
         self._active = True
         self._seq = k.call_at(self.deadline, self)
         return self
@@ -79,10 +81,12 @@ class _Scope:
         task = self._task
         pending = task._cancel_pending
         if isinstance(pending, TimeoutCancelled) and pending.scope is self:
-            task._cancel_pending = None
-        if not self.expired:
+            task._cancel_pending = None  # the block ended before the expiry reached it
+        if not self._fired:
             self._kernel.timer_cancelled()
-        return isinstance(exc, TimeoutCancelled) and exc.scope is self
+        # expired: the block was cut short by this scope, not merely outlived its deadline
+        self.expired = isinstance(exc, TimeoutCancelled) and exc.scope is self
+        return self.expired
 
 
 class timeout_after(_Scope):  # noqa: N801 - named like a function, as in curio

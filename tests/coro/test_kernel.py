@@ -522,6 +522,17 @@ def test_a_wait_on_a_closed_or_bad_fd_is_the_task_s_error_not_the_kernel_s():
     assert coro.run(main) == "other done"
 
 
+@pytest.mark.parametrize(
+    "max_threads, error", [(0, ValueError), (-5, ValueError), (2.5, TypeError), ("x", TypeError)]
+)
+def test_max_threads_is_checked_when_the_kernel_is_made(max_threads, error):
+    async def main():
+        pass
+
+    with pytest.raises(error, match="max_threads"):
+        coro.run(main, max_threads=max_threads)
+
+
 def test_a_deadlock_is_reported_instead_of_hanging():
     cleaned = []
 

@@ -197,3 +197,34 @@ def test_a_getter_chosen_for_an_item_keeps_it_even_if_cancelled():
         return getter.result, q.qsize()
 
     assert coro.run(main) == ("precious", 0)
+
+
+def test_a_notified_condition_waiter_cancelled_before_it_has_the_lock_passes_it_on():
+    # it will not act on its notification, so the next waiter gets it (asyncio does the
+    # same since 3.13, gh-112202); the notification is not lost
+    async def main():
+        cond = coro.Condition()
+        seen = []
+
+        async def waiter(name):
+            async with cond:
+                try:
+                    await cond.wait()
+                    seen.append((name, "woke"))
+                except coro.TaskCancelled:
+                    seen.append((name, "cancelled"))
+                    raise
+
+        first = await coro.spawn(waiter, "first")
+        second = await coro.spawn(waiter, "second")
+        await coro.sleep(0)  # both wait
+        async with cond:
+            cond.notify(1)  # to the first, which then waits for the lock held here
+            await coro.sleep(0)
+            await first.cancel(blocking=False)
+        async with coro.timeout_after(30):
+            await first.wait()
+            await second.wait()
+        return seen
+
+    assert coro.run(main) == [("first", "cancelled"), ("second", "woke")]

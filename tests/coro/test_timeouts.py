@@ -122,3 +122,57 @@ def test_heap_rebuild_keeps_sleepers_and_live_scopes():
         return sorted(woke)
 
     assert coro.run(main, clock=coro.MockClock(autojump_threshold=0)) == list(range(20))
+
+
+def test_of_two_nested_timeouts_that_pass_together_the_outer_one_is_not_lost():
+    # both deadlines pass while the task runs: the inner scope must not take the
+    # expiry, catch it and let the block run on past the outer deadline (asyncio's
+    # timeouts give the outer one too)
+    clock = coro.MockClock()
+
+    async def main():
+        log = []
+        try:
+            async with coro.timeout_after(10):
+                try:
+                    async with coro.timeout_after(5):
+                        clock.jump(20)  # both timers fire before the task waits again
+                        await coro.sleep(0)
+                except coro.TaskTimeout:
+                    log.append("inner")
+                await coro.sleep(100)
+                log.append("the outer block ran on")
+        except coro.TaskTimeout:
+            log.append("outer")
+        return log
+
+    assert coro.run(main, clock=clock) == ["outer"]
+
+
+def test_ignore_after_expired_says_whether_the_block_was_cut_short():
+    # a deadline that passes after the block's last wait, before it ends, cuts nothing
+    # short; a scope used again starts afresh
+    clock = coro.MockClock(autojump_threshold=0)
+
+    async def main():
+        scope = coro.ignore_after(1)
+        q = coro.Queue()
+
+        async def hand_over():
+            await coro.sleep(0)
+            q.put_nowait("item")  # the block's task is ready with it...
+            clock.jump(2)  # ...when the timer fires: the block ends without waiting again
+
+        await coro.spawn(hand_over)
+        async with scope:
+            got = await q.get()
+        assert got == "item"
+        finished = scope.expired
+        async with scope:
+            await coro.sleep(0)
+        again = scope.expired
+        async with scope:
+            await coro.sleep(5)  # cut short
+        return finished, again, scope.expired
+
+    assert coro.run(main, clock=clock) == (False, False, True)
