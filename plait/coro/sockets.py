@@ -13,7 +13,15 @@ cost more than the wait. So the next read waits first (the socket is *drained*) 
 reads when epoll says so. Nothing can be missed: the registration is
 level-triggered, so bytes that did arrive meanwhile are reported by the very next
 ``poll``. TLS sockets never take this shortcut, since the TLS library may hold decrypted
-bytes that epoll cannot see.
+bytes that epoll cannot see. Nor does a read that asks for nothing (``recv(0)`` is ``b""``
+at once, as ``socket.recv(0)`` is), and closing a socket clears the flag: a closed socket
+must reach its ``ClosedResourceError``, never a wait on fd -1.
+
+An ``ssl.SSLSocket`` is taken only connected and not listening. The standard library
+makes the TLS object of an SSLSocket when it connects, and only through a blocking
+``connect``: a non-blocking one leaves it without TLS, and its ``accept`` returns plain
+sockets, so either would send and receive plaintext. TLS on a connection of plait's comes
+from ``open_connection(ssl=...)`` and ``serve(ssl=...)``, which wrap connected sockets.
 
 Blocking points: ``accept``, ``connect``, ``recv*``, ``send*``, ``do_handshake`` — each can
 be cancelled or timed out there. ``close`` never blocks: it tells the kernel to forget the
@@ -77,7 +85,10 @@ _write_wait = traps.write_wait
 
 
 async def _recv(self: Socket, maxsize: int, flags: int = 0) -> bytes:
-    if self._drained:
+    # A closed socket goes straight to its _Closed, whose recv raises (close clears
+    # _drained too); recv(0) and a negative size go straight to the socket's b"" or
+    # ValueError, as in the standard library.
+    if self._drained and maxsize > 0 and self._fileno >= 0:
         self._drained = False
         await _read_wait(self._fileno, self)
     while True:
@@ -93,7 +104,7 @@ async def _recv(self: Socket, maxsize: int, flags: int = 0) -> bytes:
 
 
 async def _recv_into(self: Socket, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-    if self._drained:
+    if self._drained and self._fileno >= 0 and (nbytes or len(buffer)) > 0:  # as in _recv
         self._drained = False
         await _read_wait(self._fileno, self)
     while True:
@@ -115,7 +126,9 @@ async def _sendall(self: Socket, data: Any, flags: int = 0) -> None:
         sent = 0
     except _ssl.SSLWantReadError:
         sent = 0
-    if sent != len(data):
+    # The byte count: len() of a typed buffer (an array('i'), a cast memoryview) counts
+    # its items. Bytes, the common case, need no memoryview for it.
+    if sent != (len(data) if data.__class__ is bytes else memoryview(data).nbytes):
         await _send_rest(self, data, sent, flags)
 
 
@@ -176,6 +189,8 @@ class Socket(_SocketCore):
     def __init__(self, sock: _socket.socket, name: str | None = None) -> None:
         if isinstance(sock, Socket):
             raise TypeError("this socket is already a plait.coro Socket")
+        if isinstance(sock, _ssl.SSLSocket):
+            _check_tls(sock)
         sock.setblocking(False)
         self._socket = sock
         # The object of recv/send calls: the socket, or a _Closed once closed. Its methods
@@ -282,17 +297,48 @@ class Socket(_SocketCore):
                 await _read_wait(self._fileno, self)
 
     async def connect(self, address: Any) -> None:
-        """Connect to ``address``; raises ``ConnectionRefusedError`` etc. naming it."""
+        """Connect to ``address``; raises ``ConnectionRefusedError`` etc. naming it.
+
+        Blocks until connected; for a Unix socket whose listener's backlog is full, until
+        the listener makes room, as a blocking ``connect`` does.
+        """
         sock = self._checked()
         try:
             sock.connect(address)
             return
-        except WOULD_BLOCK_WRITE:
-            pass
+        except WOULD_BLOCK_WRITE as e:
+            # EINPROGRESS (or EINTR): the connection is under way, and the fd becomes
+            # writable when it is made or has failed. EAGAIN: no connection is under way,
+            # and the fd is writable at once, so a wait would report a connection that is
+            # not there.
+            if e.errno == errno.EAGAIN:
+                if sock.family != _socket.AF_UNIX:  # no free local port, for instance
+                    raise OSError(e.errno, f"connect to {address!r} failed: {e.strerror}") from e
+                await self._connect_when_room(address)
+                return
         await _write_wait(self._fileno, self)
         err = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
         if err:
             raise OSError(err, f"connect to {address!r} failed: {errno.errorcode.get(err, err)}")
+
+    async def _connect_when_room(self, address: Any) -> None:
+        """Try a Unix connect again until the listener's backlog has room.
+
+        Nothing tells when it has (the fd is writable all along), so the task sleeps
+        between tries: 1 ms at first, doubling up to 100 ms. The caller's timeout or a
+        cancellation ends the tries; ``close`` from another task ends them with
+        ``ClosedResourceError``.
+        """
+        delay = 0.001
+        while True:
+            await traps.sleep(delay)
+            try:
+                self._checked().connect(address)
+                return
+            except BlockingIOError as e:
+                if e.errno != errno.EAGAIN:
+                    raise
+            delay = min(delay * 2, 0.1)
 
     async def do_handshake(self) -> None:
         """Run the TLS handshake of an ``ssl.SSLSocket`` (``do_handshake_on_connect=False``)."""
@@ -329,6 +375,7 @@ class Socket(_SocketCore):
         if k is not None:
             k.release_fd(self._fileno)
         self._fileno = -1
+        self._drained = False  # a read of a closed socket must not wait first
         self._io = _Closed(self._name)
         self._socket.close()
 
@@ -418,6 +465,8 @@ class SocketStream(_StreamCore):
         """Exactly ``nbytes`` bytes; raises :class:`IncompleteRead` (``EOFError``) if the
         stream ends first (``partial`` holds what came). Blocks until they are all there.
         """
+        if nbytes < 0:
+            raise ValueError(f"read_exactly needs a count of 0 or more bytes, got {nbytes}")
         buffer = self._buffer
         while len(buffer) < nbytes:
             chunk = await self._sock.recv(max(65536, nbytes - len(buffer)))
@@ -439,7 +488,7 @@ class SocketStream(_StreamCore):
         buffer = self._buffer
         start = 0
         while True:
-            end = buffer.find(b"\n", start)
+            end = buffer.find(b"\n", start, limit)  # a newline past the limit is too late
             if end >= 0:
                 end += 1
                 line = bytes(buffer[:end])
@@ -478,6 +527,22 @@ class SocketStream(_StreamCore):
 
     async def __aexit__(self, *exc: Any) -> None:
         self._sock.close_nowait()
+
+
+def _check_tls(sock: _ssl.SSLSocket) -> None:
+    """Refuse an SSLSocket that would talk plaintext (see the module notes)."""
+    if sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN):
+        raise ValueError(
+            "a listening ssl.SSLSocket accepts plain sockets, without TLS: listen on a "
+            "plain socket and pass the context as serve(..., ssl=context)"
+        )
+    try:
+        sock.getpeername()
+    except OSError as e:
+        raise ValueError(
+            "an ssl.SSLSocket that is not connected would connect without TLS: use "
+            "open_connection(host, port, ssl=context), or wrap a connected socket"
+        ) from e
 
 
 class _Closed:

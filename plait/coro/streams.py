@@ -7,6 +7,14 @@ logged with the client's address and the server goes on; its connection is close
 the handler ends, however it ends. Cancelling the server cancels its handlers and waits
 for them. ``tcp_server``/``unix_server`` are listen + serve in one call.
 
+An ``accept`` that fails does not end the server either, as in asyncio and trio. Out of
+fds or memory (``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``): the server logs an error
+and stops accepting for a moment (the clients wait in the listen backlog); the handlers
+already running go on and, as they end, free what the next ``accept`` needs. A
+connection that failed in the backlog (``ECONNABORTED``, and the network errors Linux
+hands on from ``accept``): the server takes the next one. Any other error, such as the
+listener closed under it, ends the server.
+
 Clients: ``open_connection(host, port)``/``open_unix_connection(path)`` return a connected
 :class:`Socket`. TLS: pass an ``ssl.SSLContext`` as ``ssl=`` on either side; the handshake
 runs before the handler or the caller gets the socket.
@@ -40,6 +48,29 @@ log = logging.getLogger("plait.coro")
 
 
 Handler = Callable[[Socket, Any], Awaitable[Any]]
+
+# accept errors that leave the listener sound (see the module notes); the second set is
+# trio's, after accept(2): Linux hands on a new connection's pending network error
+_ACCEPT_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_PAUSE = 0.5  # seconds without accepting after one of those (asyncio: 1 s, trio: 0.1 s)
+_ACCEPT_CONNECTION_FAILED = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "ECONNRESET",
+        "EPROTO",
+        "EPERM",
+        "ETIMEDOUT",
+        "ENETDOWN",
+        "ENETUNREACH",
+        "ENONET",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+    )
+    if hasattr(errno, name)
+)
 
 
 def tcp_server_socket(
@@ -139,10 +170,25 @@ class _Clients:
             )
 
 
+def _wrap_tls(sock: Socket, context: _ssl.SSLContext, **kwargs: Any) -> Socket:
+    """``sock``, which is connected, as a TLS :class:`Socket` (the handshake still to do).
+
+    A peer that reset the connection meanwhile leaves the standard library's SSLSocket
+    without TLS, which :class:`Socket` refuses; to the caller that is the peer gone.
+    """
+    raw = context.wrap_socket(sock.socket, do_handshake_on_connect=False, **kwargs)
+    try:
+        return Socket(raw)
+    except ValueError as e:
+        raw.close()
+        raise ConnectionResetError(
+            errno.ECONNRESET, "the peer reset the connection before the TLS handshake"
+        ) from e
+
+
 async def _tls_client(handler: Handler, entry: list, context: _ssl.SSLContext) -> Any:
     """The TLS handshake, then the handler on the TLS socket (which ``entry`` then holds)."""
-    raw = context.wrap_socket(entry[0].socket, server_side=True, do_handshake_on_connect=False)
-    entry[0] = client = Socket(raw)  # the SSL socket took over the fd
+    entry[0] = client = _wrap_tls(entry[0], context, server_side=True)  # it took over the fd
     await client.do_handshake()
     return await handler(client, entry[1])
 
@@ -151,12 +197,34 @@ async def serve(server: Socket, handler: Handler, *, ssl: _ssl.SSLContext | None
     """Accept connections on ``server`` forever, one ``handler(client, address)`` task each.
 
     Blocks until cancelled; then cancels the handlers still running, waits for them,
-    and closes ``server``.
+    and closes ``server``. A failed ``accept`` is logged or skipped (see the module
+    notes); any other error ends the server as a cancellation does, and is raised.
     """
     clients = _Clients()
     try:
         while True:
-            client, address = await server.accept()
+            try:
+                client, address = await server.accept()
+            except OSError as e:
+                if e.errno in _ACCEPT_OUT_OF_RESOURCES:
+                    log.error(
+                        "accept on %s failed: %s; no new connections for %s s (the %d "
+                        "running go on)",
+                        server.getsockname(),
+                        e,
+                        _ACCEPT_PAUSE,
+                        len(clients.entries),
+                    )
+                    await traps.sleep(_ACCEPT_PAUSE)
+                    continue
+                if e.errno in _ACCEPT_CONNECTION_FAILED:
+                    log.debug(
+                        "accept on %s: a connection failed in the backlog: %s",
+                        server.getsockname(),
+                        e,
+                    )
+                    continue
+                raise
             if client.family != _socket.AF_UNIX:
                 client.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             clients.add(handler, client, address, ssl)
@@ -233,8 +301,7 @@ async def open_connection(
 
 async def _client_tls(sock: Socket, ssl: _ssl.SSLContext | bool, hostname: str) -> Socket:
     context = _ssl.create_default_context() if ssl is True else ssl
-    raw = context.wrap_socket(sock.socket, server_hostname=hostname, do_handshake_on_connect=False)
-    tls = Socket(raw)
+    tls = _wrap_tls(sock, context, server_hostname=hostname)
     try:
         await tls.do_handshake()
     except BaseException:
