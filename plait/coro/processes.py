@@ -15,8 +15,15 @@ running it is killed with SIGKILL (``finally`` blocks in the worker do not run) 
 replaced by the pool. If the answer is already on its way back, the cancellation waits
 for the task's next blocking point and the answer is delivered first.
 
-Starting the pool forks its workers from the kernel's thread: the first call holds the
-kernel while they start, later calls do not.
+The workers start by ``forkserver``, whatever the program's start method: a worker forked
+from the kernel's process would inherit every fd open there at that moment, the kernel's
+epoll and wake-up pipe, the signal wake-up fd (a signal sent to a worker would reach the
+parent's ``SignalQueue``) and any socket, which then stays open in the worker after the
+parent closes it, so its peer never sees EOF. A forkserver child inherits only what it
+is sent; functions still travel as above. As with ``spawn``, the server runs the main
+script again as ``__mp_main__``, so a script that calls ``run_in_process`` needs the
+``if __name__ == "__main__":`` guard. Starting the pool (and the fork server, once per
+process) holds the kernel during the first call; later calls do not.
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ def _pool(k: Any) -> Pool:
     pool = getattr(k, "process_pool", None)
     if pool is None:
         from plait.pool import Pool  # on first use: plait.coro alone does not load the pool
+        from plait.process import get_context
 
-        pool = k.process_pool = Pool()
+        # workers that inherit none of the kernel's fds: see the essay above
+        pool = k.process_pool = Pool(context=get_context("forkserver"))
         k.closers.append(pool.terminate)
     return pool
 

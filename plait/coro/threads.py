@@ -7,13 +7,22 @@ puts a job on the pool's list and suspends the task; the worker that takes the j
 worker, cancelling the task removes it; once a worker runs it, a thread cannot be stopped,
 so cancellation is delivered to the task at once and the late result is dropped (the
 worker stays busy until ``f`` returns). ``run()`` waits for busy workers when it closes
-(30 s at most, then it logs them and leaves them behind).
+(30 s at most for all of them, then it logs those still busy and leaves them behind).
+
+The pool's invariant: every job on the list has a worker of its own, one that ``submit``
+woke or a thread it started, until ``max_threads`` run; past that, jobs wait for the busy
+workers, which look at the list before they wait. ``_idle`` counts the workers that wait
+and were not woken yet, and ``submit`` takes a worker off it as it wakes it (not the
+worker, once it runs): two jobs submitted in one step must not both count on the same
+idle worker, or they run one after the other, and a job that waits for the other never
+returns.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -52,14 +61,15 @@ class _ThreadPool:
     def submit(self, job: _Job) -> None:
         with self._cond:
             self._jobs.append(job)
-            if self._idle == 0 and len(self._threads) < self._max:
+            if self._idle:
+                self._idle -= 1  # this worker is taken: the next job needs another
+                self._cond.notify()
+            elif len(self._threads) < self._max:
                 thread = threading.Thread(
                     target=self._work, name=f"plait.coro-worker-{len(self._threads)}", daemon=True
                 )
                 self._threads.append(thread)
                 thread.start()
-            else:
-                self._cond.notify()
 
     def withdraw(self, job: _Job) -> bool:
         """Cancel hook: drop a job no worker took yet. Always lets the cancellation go."""
@@ -75,10 +85,9 @@ class _ThreadPool:
         wake = self._kernel.wake_threadsafe
         while True:
             with self._cond:
-                self._idle += 1
-                while not self._jobs:
-                    self._cond.wait()
-                self._idle -= 1
+                while not self._jobs:  # a busy worker that woke another may take its job
+                    self._idle += 1
+                    self._cond.wait()  # whoever wakes it took it off ``_idle``
                 job = self._jobs.popleft()
                 if job is _STOP:
                     return
@@ -89,15 +98,17 @@ class _ThreadPool:
                 wake(job.task, job, None, e)
             else:
                 wake(job.task, job, result, None)
-            del job
+                del result
+            del job  # an idle worker keeps neither the job nor its result alive
 
     def shutdown(self) -> None:
         with self._cond:
             self._jobs.clear()
             self._jobs.extend(_STOP for _ in self._threads)
             self._cond.notify_all()
+        deadline = time.monotonic() + _JOIN_TIMEOUT  # one wait for all, not one each
         for thread in self._threads:
-            thread.join(_JOIN_TIMEOUT)
+            thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning(
                     "%s still runs a job after %g s; left behind", thread.name, _JOIN_TIMEOUT

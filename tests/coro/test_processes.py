@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import signal
+import socket
 import threading
 import time
 
@@ -194,3 +196,26 @@ def test_bad_input_is_named():
 def test_awaited_outside_the_kernel_raises_no_kernel_error():
     with pytest.raises(coro.NoKernelError):
         asyncio.run(coro.run_in_process(square, 2))
+
+
+def test_a_socket_the_parent_closes_is_closed_for_its_peer_though_a_worker_started_meanwhile():
+    async def main():
+        mine, peer = socket.socketpair()
+        with peer:
+            await coro.run_in_process(square, 2)  # the kernel's pool starts while both are open
+            mine.close()
+            peer.settimeout(10)
+            return await coro.run_in_thread(peer.recv, 1)
+
+    assert coro.run(main) == b""  # EOF: no worker holds a copy of the closed end
+
+
+def signal_wakeup_fd():
+    return signal.set_wakeup_fd(-1)
+
+
+def test_a_worker_does_not_write_its_signals_to_the_kernels_wakeup_pipe():
+    async def main():
+        return await coro.run_in_process(signal_wakeup_fd)
+
+    assert coro.run(main) == -1

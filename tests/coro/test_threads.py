@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -153,3 +155,89 @@ def test_universal_get_cancelled_by_timeout_loses_no_item():
         return await q.get_async()
 
     assert coro.run(main) == "later"
+
+
+async def until_idle(workers: int) -> None:
+    """Wait until ``workers`` worker threads of the kernel's pool wait for a job."""
+    pool = coro.traps.kernel().thread_pool
+    deadline = coro.clock() + 10
+    while True:
+        await coro.sleep(0.005)  # a step of the kernel's, even if they already wait
+        if pool._idle == workers:
+            return
+        assert coro.clock() < deadline, f"{pool._idle} idle workers, not {workers}"
+
+
+def test_jobs_submitted_together_run_together_when_one_worker_is_idle():
+    all_three = threading.Barrier(3, timeout=10)  # each job waits for the other two
+
+    async def main():
+        await coro.run_in_thread(int)
+        await until_idle(1)
+        tasks = [await coro.spawn(coro.run_in_thread, all_three.wait) for _ in range(3)]
+        return sorted([await task.join() for task in tasks])
+
+    assert coro.run(main, max_threads=16) == [0, 1, 2]
+
+
+def test_an_idle_worker_keeps_no_result_alive():
+    class Result:
+        pass
+
+    async def main():
+        result = weakref.ref(await coro.run_in_thread(Result))
+        await until_idle(1)
+        gc.collect()
+        return result() is None
+
+    assert coro.run(main)
+
+
+class JoinClock:
+    """The pool's clock while it closes: time passes only in a join that gives up."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_closing_waits_once_for_all_stuck_workers(monkeypatch, caplog):
+    monkeypatch.setattr(coro.threads, "_JOIN_TIMEOUT", 0.2)
+    clock = JoinClock()
+    monkeypatch.setattr(coro.threads, "time", clock)
+    release = threading.Event()
+    all_started = threading.Barrier(4, timeout=10)  # three stuck jobs and main's call
+
+    def stuck():
+        all_started.wait()
+        release.wait(30)
+
+    def timed(worker):
+        join = worker.join
+
+        def join_on_the_clock(timeout=None):
+            join(timeout)
+            if worker.is_alive():
+                clock.now += timeout  # it waited all it was given
+
+        return join_on_the_clock
+
+    async def main():
+        tasks = [await coro.spawn(coro.run_in_thread, stuck) for _ in range(3)]
+        await coro.run_in_thread(all_started.wait)
+        workers = list(coro.traps.kernel().thread_pool._threads)
+        for worker in workers:
+            worker.join = timed(worker)
+        for task in tasks:
+            await task.cancel()  # the tasks go on; their threads stay busy
+        return workers
+
+    workers = coro.run(main)
+    release.set()
+    for worker in workers:
+        threading.Thread.join(worker, 10)
+    assert not any(worker.is_alive() for worker in workers)
+    assert caplog.text.count("left behind") == 3
+    assert clock.now <= 0.2  # one wait for the three, not 0.2 s each
