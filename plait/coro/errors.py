@@ -48,6 +48,9 @@ class TaskTimeout(TimeoutError):
         super().__init__(f"operation timed out after {seconds:g} s")
         self.seconds = seconds
 
+    def __reduce__(self) -> tuple:  # its args are the message, not what __init__ takes
+        return type(self), (self.seconds,), self.__dict__
+
 
 class NoKernelError(RuntimeError):
     """A plait trap was awaited outside ``plait.coro.run()`` (or in a foreign event loop)."""
@@ -68,6 +71,10 @@ class ClosedResourceError(OSError):
 
     def __init__(self, what: str) -> None:
         super().__init__(errno.EBADF, f"{what} is closed")
+        self.what = what
+
+    def __reduce__(self) -> tuple:  # as TaskTimeout's: to cross a process boundary
+        return type(self), (self.what,), self.__dict__
 
 
 class IncompleteRead(EOFError):
@@ -77,6 +84,9 @@ class IncompleteRead(EOFError):
         super().__init__(f"end of stream after {len(partial)} of {expected} bytes")
         self.partial = partial
         self.expected = expected
+
+    def __reduce__(self) -> tuple:  # as TaskTimeout's: to cross a process boundary
+        return type(self), (self.partial, self.expected), self.__dict__
 
 
 class SlowStepWarning(RuntimeWarning):

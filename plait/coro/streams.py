@@ -17,7 +17,8 @@ listener closed under it, ends the server.
 
 Clients: ``open_connection(host, port)``/``open_unix_connection(path)`` return a connected
 :class:`Socket`. TLS: pass an ``ssl.SSLContext`` as ``ssl=`` on either side; the handshake
-runs before the handler or the caller gets the socket.
+runs before the handler or the caller gets the socket. A server lets go of a client that
+has not finished its handshake after ``handshake_timeout`` (60 s, as in asyncio).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 from . import traps
 from .sockets import Socket
 from .task import as_coroutine
+from .timeouts import ignore_after
 
 __all__ = [
     "open_connection",
@@ -127,10 +129,11 @@ class _Clients:
     through (a frame and its cache lines per request, on a busy server).
     """
 
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "handshake_timeout")
 
-    def __init__(self) -> None:
+    def __init__(self, handshake_timeout: float | None = None) -> None:
         self.entries: dict[Any, list] = {}  # task -> [client socket, address]
+        self.handshake_timeout = handshake_timeout
 
     def add(self, handler: Handler, client: Socket, address: Any, context: Any) -> None:
         entry = [client, address]
@@ -139,7 +142,7 @@ class _Clients:
                 coro, name = as_coroutine(handler, (client, address))
             else:
                 name = "tls:" + getattr(handler, "__qualname__", repr(handler))
-                coro = _tls_client(handler, entry, context)
+                coro = _tls_client(handler, entry, context, self.handshake_timeout)
         except Exception:
             client.close_nowait()
             log.exception("handler %r failed for client %r; the server goes on", handler, address)
@@ -159,7 +162,7 @@ class _Clients:
         task._observed = True
         if isinstance(exc, ConnectionError):  # the client vanished: normal life for a server
             log.debug("client %r went away: %s", address, exc)
-        elif isinstance(exc, _ssl.SSLError):  # a client that cannot speak TLS with us
+        elif isinstance(exc, _ssl.SSLError | _HandshakeTimeout):  # cannot or will not speak TLS
             log.warning("TLS with client %r failed: %s", address, exc)
         else:
             log.error(
@@ -186,21 +189,53 @@ def _wrap_tls(sock: Socket, context: _ssl.SSLContext, **kwargs: Any) -> Socket:
         ) from e
 
 
-async def _tls_client(handler: Handler, entry: list, context: _ssl.SSLContext) -> Any:
-    """The TLS handshake, then the handler on the TLS socket (which ``entry`` then holds)."""
+class _HandshakeTimeout(TimeoutError):
+    """A client did not finish its TLS handshake within the server's handshake_timeout."""
+
+
+async def _tls_client(
+    handler: Handler, entry: list, context: _ssl.SSLContext, timeout: float | None
+) -> Any:
+    """The TLS handshake, then the handler on the TLS socket (which ``entry`` then holds).
+    A client that does not finish its handshake in ``timeout`` s is let go: a silent one
+    would hold its connection for ever, before any handler could time it out."""
     entry[0] = client = _wrap_tls(entry[0], context, server_side=True)  # it took over the fd
-    await client.do_handshake()
+    if timeout is None:
+        await client.do_handshake()
+    else:
+        async with ignore_after(timeout) as scope:
+            await client.do_handshake()
+        if scope.expired:
+            raise _HandshakeTimeout(f"no TLS handshake within {timeout:g} s")
     return await handler(client, entry[1])
 
 
-async def serve(server: Socket, handler: Handler, *, ssl: _ssl.SSLContext | None = None) -> None:
+async def serve(
+    server: Socket,
+    handler: Handler,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    handshake_timeout: float | None = 60.0,
+) -> None:
     """Accept connections on ``server`` forever, one ``handler(client, address)`` task each.
+
+    With ``ssl``, a client that has not finished its TLS handshake after
+    ``handshake_timeout`` s (``None``: no limit; asyncio's default is 60 s too) is
+    disconnected, with a warning in the log.
 
     Blocks until cancelled; then cancels the handlers still running, waits for them,
     and closes ``server``. A failed ``accept`` is logged or skipped (see the module
     notes); any other error ends the server as a cancellation does, and is raised.
     """
-    clients = _Clients()
+    if handshake_timeout is not None and (
+        isinstance(handshake_timeout, bool)
+        or not isinstance(handshake_timeout, int | float)
+        or not handshake_timeout > 0
+    ):
+        raise ValueError(
+            f"handshake_timeout must be a number of seconds > 0 or None, got {handshake_timeout!r}"
+        )
+    clients = _Clients(handshake_timeout)
     try:
         while True:
             try:
@@ -240,12 +275,13 @@ async def tcp_server(
     handler: Handler,
     *,
     ssl: _ssl.SSLContext | None = None,
+    handshake_timeout: float | None = 60.0,
     backlog: int = 1024,
     reuse_address: bool = True,
 ) -> None:
     """Listen on ``host:port`` and :func:`serve` forever (until cancelled)."""
     sock = tcp_server_socket(host, port, backlog=backlog, reuse_address=reuse_address)
-    await serve(sock, handler, ssl=ssl)
+    await serve(sock, handler, ssl=ssl, handshake_timeout=handshake_timeout)
 
 
 async def unix_server(path: str, handler: Handler, *, backlog: int = 1024) -> None:

@@ -431,6 +431,9 @@ def test_run_leaves_nothing_behind_even_with_a_daemon_server_still_running():
     """A daemon server, a name lookup in a worker thread, an open client: after run()
     returns, every fd, thread and epoll object of the kernel is gone (no_leaks checks)."""
 
+    async def handler(client, addr):
+        pass
+
     async def main():
         listener = coro.tcp_server_socket("127.0.0.1", 0)
         port = listener.getsockname()[1]
@@ -665,3 +668,43 @@ def test_a_huge_recv_after_a_large_read_keeps_what_came():
             await sb.close()
 
     assert coro.run(main) == b"B" * 20000 + b"C" * 10
+
+
+def test_a_tls_client_that_never_shakes_hands_is_let_go(certificate, caplog):
+    # before any handler runs: a silent client would hold its connection for ever
+    cert, key = certificate
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def handler(client, addr):
+        pass
+
+    async def main():
+        listener = coro.tcp_server_socket("127.0.0.1", 0)
+        port = listener.getsockname()[1]
+        server = await coro.spawn(
+            coro.serve(listener, handler, ssl=server_ctx, handshake_timeout=0.2)
+        )
+        silent = coro.Socket(socket.create_connection(("127.0.0.1", port)))
+        try:
+            async with coro.timeout_after(30):
+                return await silent.recv(100)  # the server closes the connection
+        finally:
+            await silent.close()
+            await server.cancel()
+
+    with caplog.at_level(logging.WARNING, logger="plait.coro"):
+        assert coro.run(main) == b""
+    assert "no TLS handshake within 0.2 s" in caplog.text
+
+
+def test_a_handshake_timeout_that_is_not_a_duration_is_refused():
+    async def main():
+        listener = coro.tcp_server_socket("127.0.0.1", 0)
+        try:
+            await coro.serve(listener, lambda c, a: None, handshake_timeout=-1)
+        finally:
+            await listener.close()
+
+    with pytest.raises(ValueError, match="handshake_timeout"):
+        coro.run(main)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from plait import coro
@@ -176,3 +178,23 @@ def test_ignore_after_expired_says_whether_the_block_was_cut_short():
         return finished, again, scope.expired
 
     assert coro.run(main, clock=clock) == (False, False, True)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        coro.TaskTimeout(1.5),
+        coro.ClosedResourceError("<plait.coro.Socket fd=7>"),
+        coro.IncompleteRead(b"ab", 5),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_plait_coro_errors_cross_a_process_boundary(error):
+    # a run_in_process worker or a pool task may raise them: pickled there, read here
+    again = pickle.loads(pickle.dumps(error))
+    assert (type(again), again.args, str(again), vars(again)) == (
+        type(error),
+        error.args,
+        str(error),
+        vars(error),
+    )
