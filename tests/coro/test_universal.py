@@ -277,6 +277,13 @@ def test_a_getter_interrupted_after_it_was_handed_an_item_leaves_it_in_the_queue
 # -- asyncio getters whose loop is closed by hand -------------------------------------
 
 
+async def _start_getters(q: coro.UniversalQueue, tasks: list, n: int = 1) -> None:
+    """Start ``n`` asyncio tasks that wait in ``q.get_async()``, into ``tasks``."""
+    for _ in range(n):
+        tasks.append(asyncio.get_running_loop().create_task(q.get_async()))
+    await asyncio.sleep(0)
+
+
 def _run_and_close(loop: asyncio.AbstractEventLoop, coroutine) -> None:
     loop.run_until_complete(coroutine)
     loop.close()
@@ -287,11 +294,7 @@ def test_a_getter_left_waiting_on_a_loop_closed_by_hand_takes_nothing():
     loop = asyncio.new_event_loop()
     tasks: list = []
 
-    async def start_a_background_getter():
-        tasks.append(asyncio.get_running_loop().create_task(q.get_async()))
-        await asyncio.sleep(0)
-
-    _run_and_close(loop, start_a_background_getter())  # the getter task waits, forever
+    _run_and_close(loop, _start_getters(q, tasks))  # the getter task waits, forever
     q.put("precious", timeout=30)  # nobody is left to take it: it stays in the queue
     assert q.get(timeout=30) == "precious"
     q.put("next", timeout=30)  # and no slot is held for the dead getter
@@ -305,12 +308,7 @@ def test_a_getter_closed_with_its_loop_withdraws_and_gives_back_what_it_was_hand
     loop = asyncio.new_event_loop()
     tasks: list = []
 
-    async def start_background_getters():
-        for _ in range(2):
-            tasks.append(asyncio.get_running_loop().create_task(q.get_async()))
-        await asyncio.sleep(0)
-
-    loop.run_until_complete(start_background_getters())
+    loop.run_until_complete(_start_getters(q, tasks, 2))
     q.put("handed", timeout=30)  # the loop is stopped, not closed: the first getter's
     loop.close()  # wake-up is due, and closing the loop drops it
     assert q.full() and q.statistics()["getters_waiting"] == 1
@@ -330,12 +328,8 @@ def test_a_getter_destroyed_inside_a_call_on_the_queue_in_its_thread_is_passed_o
     loop = asyncio.new_event_loop()
     tasks: list = []
 
-    async def start_a_background_getter():
-        tasks.append(asyncio.get_running_loop().create_task(q.get_async()))
-        await asyncio.sleep(0)
-
     try:
-        loop.run_until_complete(start_a_background_getter())  # stopped, not closed
+        loop.run_until_complete(_start_getters(q, tasks))  # stopped, not closed
         with q._lock:  # as a call on the queue in this thread holds it
             tasks[0].get_coro().close()
         q.put("x", timeout=30)
