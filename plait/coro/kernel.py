@@ -175,7 +175,7 @@ class _WakeUp:
         pass
 
 
-_NO_SCOPE = _WakeUp()
+_WAKE_UP = _WakeUp()
 
 
 def _ignore_signal(signo: int, frame: Any) -> None:
@@ -264,8 +264,15 @@ class Kernel:
         ``plait.coro`` shared by two kernels (two threads, or ``to_asyncio`` calls of two
         asyncio loops) would have this kernel run that task in its thread.
         """
-        if self.tasks.get(task.id) is not task:
+        if not self._owns(task):
             raise _foreign(task)
+        self._ready_with(task, value, exc)
+
+    def _owns(self, task: Task) -> bool:
+        return self.tasks.get(task.id) is task
+
+    def _ready_with(self, task: Task, value: Any, exc: BaseException | None) -> None:
+        """``wake`` for a task known to be this kernel's (from its own tables)."""
         task._value = value
         task._exc = exc
         task._wait_kind = RUNNING
@@ -299,7 +306,7 @@ class Kernel:
         """Deliver ``exc`` to ``task`` at its current or next blocking point."""
         if task.terminated:
             return
-        if self.tasks.get(task.id) is not task:  # before its wait is undone here
+        if not self._owns(task):  # before its wait is undone here
             raise _foreign(task)
         if task._wait_kind == RUNNING or not self._unwait(task):
             pending = task._cancel_pending
@@ -312,7 +319,7 @@ class Kernel:
             ):
                 task._cancel_pending = exc
             return
-        self.wake(task, None, exc)
+        self._ready_with(task, None, exc)
 
     def call_at(self, deadline: float, scope: Any) -> int:
         """Arm a timer that calls ``scope.expire(seq)`` at ``deadline``; returns ``seq``."""
@@ -349,7 +356,7 @@ class Kernel:
             pass  # already gone from the epoll set (closed behind our back)
         for task in (entry[_READER], entry[_WRITER]):
             if task is not None:
-                self.wake(
+                self._ready_with(
                     task, None, ClosedResourceError(f"file {fileno}, closed while waited on,")
                 )
 
@@ -489,7 +496,7 @@ class Kernel:
         for task in list(self.tasks.values()):
             self.cancel(task, TaskCancelled(f"stopping: {escaped!r} escaped the kernel's loop"))
         if self.mock_clock is None:  # a timer that ends the wait below in time
-            self.call_at(self._clock() + _WIND_DOWN, _NO_SCOPE)
+            self.call_at(self._clock() + _WIND_DOWN, _WAKE_UP)
         deadline = time.monotonic() + _WIND_DOWN
         try:
             self._loop(lambda: bool(self.tasks) and time.monotonic() < deadline)
@@ -539,7 +546,7 @@ class Kernel:
         while inbox:
             task, token, value, exc = inbox.popleft()
             if task._wait_kind == WAIT_EXTERNAL and task._wait_obj is token:
-                self.wake(task, value, exc)
+                self._ready_with(task, value, exc)
         for signo in signals.replace(b"\0", b""):
             watchers = self.signal_watchers.get(signo)
             if watchers:
@@ -595,7 +602,7 @@ class Kernel:
             _, seq, target = heapq.heappop(timers)
             if target.__class__ is Task:
                 if target._wait_kind == WAIT_SLEEP and target._wait_obj == seq:
-                    self.wake(target, None)
+                    self._ready_with(target, None, None)
                 else:
                     self._stale_timers -= 1
             elif target.timer_live(seq):
@@ -623,7 +630,7 @@ class Kernel:
             self._nondaemon -= 1
         joiners = task._joiners
         while joiners:
-            self.wake(joiners.popleft(), None)
+            self._ready_with(joiners.popleft(), None, None)
         if task._group is not None:
             task._group.task_done(task)
         if self.end_hooks:
@@ -651,7 +658,7 @@ class Kernel:
         code = trap[0]
         if code == _PARK:
             waiters = trap[1]
-            if waiters and self.tasks.get(waiters[0].id) is not waiters[0]:
+            if waiters and not self._owns(waiters[0]):
                 return False, None, _foreign(waiters[0])
             waiters.append(task)
             task._wait_kind = WAIT_PARK
@@ -661,7 +668,7 @@ class Kernel:
         if code == _SLEEP:
             seconds = trap[1]
             if seconds <= 0:
-                self.wake(task, None)
+                self._ready_with(task, None, None)
                 return True, None, None
             seq = next(self._seq)
             heapq.heappush(self._timers, (self._clock() + seconds, seq, task))

@@ -750,7 +750,7 @@ def test_a_cancelled_wait_reaps_the_killed_child_without_blocking_the_kernel(mon
     async def main():
         p = coro.Popen(["sleep", "60"])
         t = await coro.spawn(p.wait)
-        await coro.sleep(0.05)
+        await coro.sleep(0)  # one step: the wait is on the child's pidfd
         await t.cancel()
         return t.cancelled, p.returncode, p.pid
 
