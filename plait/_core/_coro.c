@@ -133,6 +133,7 @@ typedef struct {
     int fd_of;         /* the fileno `fd` was made for: checked without reading the int */
     char *last_big;    /* where that read's bytes object was: an address, never read */
     PyObject *fd;      /* fileno as an int (fd_int), made at the first wait */
+    PyObject *registration; /* the fd table's owner of fd: a weak reference to this */
 } SocketCore;
 
 static PyTypeObject SocketCoreType;
@@ -141,6 +142,7 @@ static int
 core_traverse(SocketCore *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->io);
+    Py_VISIT(self->registration);
     return 0;
 }
 
@@ -149,6 +151,7 @@ core_clear(SocketCore *self)
 {
     Py_CLEAR(self->io);
     Py_CLEAR(self->fd);
+    Py_CLEAR(self->registration);
     return 0;
 }
 
@@ -174,6 +177,8 @@ static PyMemberDef core_members[] = {
     {"_fileno", T_INT, offsetof(SocketCore, fileno), 0, "the fd, -1 once closed"},
     {"_drained", T_BOOL, offsetof(SocketCore, drained), 0, "the next read waits first"},
     {"_plain", T_BOOL, offsetof(SocketCore, plain), 0, "a plain socket.socket"},
+    {"_registration", T_OBJECT, offsetof(SocketCore, registration), 0,
+     "the kernel's weak reference to this socket, the owner of its fd's registration"},
     {NULL}
 };
 
@@ -1116,17 +1121,24 @@ inline_read_wait(PyObject *task, PyObject *trap, PyObject *fds, int epfd)
         && !(PyLong_CheckExact(code) && PyLong_AsLong(code) == TRAP_READ_WAIT))
         return 0;
     PyObject *fd = PyTuple_GET_ITEM(trap, 1), *owner = PyTuple_GET_ITEM(trap, 2);
-    /* a socket's own fd int: its hash is the number the socket keeps (see fd_int) */
-    Py_hash_t hash = is_socket_core(owner) && ((SocketCore *)owner)->fd == fd
-                         ? (Py_hash_t)((SocketCore *)owner)->fd_of
-                         : PyObject_Hash(fd);
+    /* what the fd table keeps as the owner: a socket's registration, else the owner */
+    PyObject *key = owner;
+    Py_hash_t hash;
+    if (is_socket_core(owner)) {
+        SocketCore *sock = (SocketCore *)owner;
+        key = sock->registration; /* NULL before its first wait: matches no entry */
+        /* a socket's own fd int: its hash is the number the socket keeps (see fd_int) */
+        hash = sock->fd == fd ? (Py_hash_t)sock->fd_of : PyObject_Hash(fd);
+    }
+    else
+        hash = PyObject_Hash(fd);
     if (hash == -1)
         return -1;
     PyObject *entry = _PyDict_GetItem_KnownHash(fds, fd, hash); /* borrowed */
     if (entry == NULL)
         return PyErr_Occurred() ? -1 : 0;
     if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 4
-        || PyList_GET_ITEM(entry, SLOT_OWNER) != owner
+        || PyList_GET_ITEM(entry, SLOT_OWNER) != key
         || PyList_GET_ITEM(entry, SLOT_READER) != Py_None)
         return 0;
     long mask = PyLong_AsLong(PyList_GET_ITEM(entry, SLOT_MASK));

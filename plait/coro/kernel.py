@@ -21,8 +21,12 @@ costs no ``epoll_ctl`` at all. When epoll reports an event nobody waits for, tha
 interest is dropped (``modify``; ``unregister`` when no interest is left, because EPOLLHUP
 is reported even for an empty mask). Closing a ``Socket`` calls :meth:`Kernel.release_fd`,
 which unregisters it and wakes its waiters with ``ClosedResourceError``. Each registration
-remembers its owner object: if a fd number comes back with another owner (the first
-socket was dropped without ``close``), the registration is renewed rather than trusted.
+remembers its owner: if a fd number comes back with another owner, the registration is
+renewed rather than trusted. A socket is remembered by its *registration*, a weak
+reference to it that the socket keeps (``_registration``), so the table never keeps a
+socket alive: a socket dropped without ``close`` is collected, which closes its fd, and
+the registration's callback first takes the fd out of epoll and the table
+(``_owner_gone``). Any other owner (a subprocess's pidfd) is held as itself.
 
 Timers. The kernel reads the time in one place, ``_clock``: ``time.monotonic``, or the
 ``MockClock`` of a test (``run(main, clock=...)``, see ``clock.py``), which also decides
@@ -155,6 +159,53 @@ _WRITER = 2
 _OWNER = 3
 
 
+class _Registration(weakref.ref):
+    """The fd table's owner of a socket's fd: a weak reference to the socket, which keeps
+    it in its ``_registration`` (the C core compares the two without a call). When the
+    socket is collected, ``_owner_gone`` runs before its fd is closed."""
+
+    __slots__ = ("fd", "kernel")
+
+    def __new__(cls, owner: object, fd: int, kernel: weakref.ref) -> _Registration:
+        self = super().__new__(cls, owner, _owner_gone)
+        self.fd = fd
+        self.kernel = kernel
+        return self
+
+    def __init__(self, owner: object, fd: int, kernel: weakref.ref) -> None:
+        super().__init__(owner, _owner_gone)
+
+
+def _owner_gone(registration: _Registration) -> None:
+    """A socket dropped without ``close`` is being collected; its fd is still open.
+
+    Taking it out of epoll now matters: once the fd is closed, a copy of it (in a forked
+    child) would keep reporting events that no fd number can unregister. The table entry
+    is removed in the kernel's own thread only; elsewhere it stays, stale and harmless
+    (its owner is dead, so a new owner of the number renews it), rather than change the
+    table under the kernel's feet.
+    """
+    kernel = registration.kernel()
+    if kernel is None or kernel._closed:
+        return
+    fd = registration.fd
+    entry = kernel._fds.get(fd)
+    if entry is None or entry[_OWNER] is not registration:
+        return
+    try:
+        kernel._epoll.unregister(fd)
+    except (OSError, ValueError):
+        pass  # closed behind plait's back, or the epoll itself is closed
+    if traps.state.kernel is kernel:
+        kernel._fds.pop(fd, None)
+
+
+def _owner_key(owner: Any) -> Any:
+    """What the fd table's owner slot holds for ``owner``: its registration if it keeps
+    one (a socket; None before its first wait, which matches no entry), else itself."""
+    return getattr(owner, "_registration", owner)
+
+
 def _foreign(task: Task) -> RuntimeError:
     return RuntimeError(
         f"task {task.id} ({task.name}) waits in another plait kernel: a plait.coro Lock, "
@@ -221,6 +272,7 @@ class Kernel:
         self.thread_pool: Any = None
         self._epoll = select.epoll()
         self._fds: dict[int, list] = {}  # the fd table (see _MASK)
+        self._self_ref = weakref.ref(self)  # what a socket's _Registration holds
         self._ready: deque[Task] = deque()
         self._timers: list[tuple[float, int, Any]] = []
         self._stale_timers = 0
@@ -403,17 +455,21 @@ class Kernel:
         reading = kind == WAIT_READ
         want = _EPOLLIN if reading else _EPOLLOUT
         slot = _READER if reading else _WRITER
-        if entry is None or entry[_OWNER] is not owner:
+        key = _owner_key(owner)
+        if entry is None or entry[_OWNER] is not key:
             if fd < 0:
                 raise ClosedResourceError(repr(owner))
             if entry is not None:
                 self.release_fd(fd)  # a stale registration of a fd number now reused
+            if key is not owner and (key is None or key.kernel is not self._self_ref):
+                # a socket's first wait in this kernel: a registration of its own
+                key = owner._registration = _Registration(owner, fd, self._self_ref)
             try:
                 self._epoll.register(fd, want)
             except FileExistsError:
                 self._epoll.modify(fd, want)
             # in the table once epoll has it: a failed registration leaves no entry
-            entry = fds[fd] = [want, None, None, owner]  # _MASK, _READER, _WRITER, _OWNER
+            entry = fds[fd] = [want, None, None, key]  # _MASK, _READER, _WRITER, _OWNER
         elif entry[slot] is not None:
             raise ResourceBusy(
                 f"task {entry[slot].id} already waits to {'read' if reading else 'write'} "
@@ -741,6 +797,7 @@ class Kernel:
         epoll_fd = self._epoll.fileno()
         # the fd table's slots, as locals like the rest: indexed per event and per wait
         MASK, READER, WRITER, OWNER = _MASK, _READER, _WRITER, _OWNER
+        owner_key = _owner_key
 
         while keep_going():
             timers = self._timers
@@ -835,7 +892,11 @@ class Kernel:
                     if trap.__class__ is tuple and trap[0] == _READ_WAIT:
                         fd = trap[1]
                         entry = entry_of(fd)
-                        if entry is not None and entry[OWNER] is trap[2] and entry[READER] is None:
+                        if (
+                            entry is not None
+                            and entry[OWNER] is owner_key(trap[2])
+                            and entry[READER] is None
+                        ):
                             if not entry[MASK] & _EPOLLIN:
                                 entry[MASK] |= _EPOLLIN
                                 modify(fd, entry[MASK])

@@ -152,7 +152,7 @@ class _PySocketCore:
     """The fields and hot methods of :class:`Socket` in Python: its base class where the
     C core (``plait._core._coro.SocketCore``, the same names) is not built."""
 
-    __slots__ = ("_io", "_fileno", "_drained", "_plain")
+    __slots__ = ("_io", "_fileno", "_drained", "_plain", "_registration")
 
     recv = _recv
     recv_into = _recv_into
@@ -205,6 +205,7 @@ class Socket(_SocketCore):
         # library buffers data, nor a subclass, whose methods may do more.
         self._plain = sock.__class__ is _socket.socket
         self._drained = False
+        self._registration = None  # the kernel's weak hold on it (kernel.py, _Registration)
 
     def __repr__(self) -> str:
         return f"<plait.coro.Socket {self._socket!r}>"

@@ -10,6 +10,7 @@ import array
 import asyncio
 import errno
 import functools
+import gc
 import logging
 import os
 import resource
@@ -19,6 +20,7 @@ import ssl
 import pytest
 
 from plait import coro
+from plait.coro import traps
 from tests.support import run_in_child
 
 pytestmark = [pytest.mark.usefixtures("no_leaks", "core"), pytest.mark.timeout(30)]
@@ -275,3 +277,82 @@ def test_sendall_of_a_typed_buffer_sends_every_byte_when_send_is_short():
         return got
 
     assert coro.run(main) == data.tobytes()
+
+
+def _epoll_watches(epoll_fd: int) -> set[int]:
+    """The fds an epoll instance watches, as Linux reports them (``tfd:`` lines)."""
+    with open(f"/proc/self/fdinfo/{epoll_fd}") as info:
+        return {int(line.split()[1]) for line in info if line.startswith("tfd:")}
+
+
+@pytest.mark.parametrize("dup", [False, True], ids=["alone", "with a copy of its fd"])
+def test_a_socket_dropped_without_close_is_collected_and_the_kernel_forgets_it(dup):
+    """A handler that returns without closing its connection: the socket is collected
+    (closing its fd, so the peer sees EOF) and leaves neither its fd table entry nor its
+    epoll registration behind, even while a copy of the fd (a forked child's, here a dup)
+    keeps the connection open and readable."""
+
+    async def main():
+        kernel = traps.kernel()
+        peer, dropped = map(coro.Socket, socket.socketpair())
+        fd = dropped.fileno()
+        copy = os.dup(fd) if dup else None
+        try:
+            await peer.sendall(b"x")
+            assert await dropped.recv(100) == b"x"
+            reading = await coro.spawn(dropped.recv, 100)  # registers the fd, then waits
+            await coro.sleep(0)
+            assert fd in kernel._fds and fd in _epoll_watches(kernel._epoll.fileno())
+            await reading.cancel()
+            del dropped, reading
+            gc.collect()
+            assert fd not in kernel._fds
+            assert fd not in _epoll_watches(kernel._epoll.fileno())
+            if copy is None:
+                async with coro.timeout_after(5):
+                    assert await peer.recv(100) == b""  # the dropped socket's fd closed
+            else:
+                await peer.sendall(b"readable, for nobody")
+                await coro.sleep(0.01)  # the loop goes round with the copy readable
+                assert fd not in _epoll_watches(kernel._epoll.fileno())
+                assert os.read(copy, 100) == b"readable, for nobody"
+        finally:
+            if copy is not None:
+                os.close(copy)
+            await peer.close()
+
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        coro.run(main)
+
+
+def test_a_socket_dropped_in_another_thread_leaves_its_fd_number_usable():
+    """The last reference to a registered socket goes in a worker thread: the kernel's
+    table is left alone there (its entry goes stale), and a new socket that gets the same
+    fd number is registered afresh and works."""
+
+    async def main():
+        kernel = traps.kernel()
+        peer, dropped = map(coro.Socket, socket.socketpair())
+        fd = dropped.fileno()
+        reading = await coro.spawn(dropped.recv, 100)
+        await coro.sleep(0)
+        await reading.cancel()
+        del reading
+        holder = [dropped]
+        del dropped
+        await coro.run_in_thread(holder.clear)
+        assert fd not in _epoll_watches(kernel._epoll.fileno())
+        assert await peer.recv(100) == b""
+        await peer.close()
+        again, other = map(coro.Socket, socket.socketpair())
+        assert fd in (again.fileno(), other.fileno())
+        async with again, other:
+            for sender, receiver in ((again, other), (other, again)):
+                waiting = await coro.spawn(receiver.recv, 100)
+                await coro.sleep(0)
+                await sender.sendall(b"through the reused number")
+                async with coro.timeout_after(5):
+                    assert await waiting.join() == b"through the reused number"
+
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        coro.run(main)
