@@ -719,7 +719,9 @@ core_recv(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 core_recv_into(SocketCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!fast_path(self) || nargs != 1 || !PyByteArray_CheckExact(args[0]))
+    /* an empty buffer goes to Python too, which returns 0 at once as recv(0) does */
+    if (!fast_path(self) || nargs != 1 || !PyByteArray_CheckExact(args[0])
+        || PyByteArray_GET_SIZE(args[0]) == 0)
         return call_fallback(fallback_recv_into, self, args, nargs);
     return new_op(self, OP_RECV_INTO, args[0], 0);
 }

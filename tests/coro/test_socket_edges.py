@@ -187,12 +187,14 @@ def test_reads_of_zero_bytes_return_at_once_after_a_short_read():
         a.sendall(b"x")
         assert b.recv(100) == b"x"
         assert b.recv(0) == b""  # the standard socket, blocking: b"" at once
+        assert b.recv_into(bytearray()) == 0
 
     async def main():
         sa, sb = await short_read_pair("zero")
         stream = sb.as_stream()
         async with coro.timeout_after(5):
             assert await sb.recv(0) == b""
+            assert await sb.recv_into(bytearray()) == 0
             assert await stream.read(0) == b""
             await sa.sendall(b"after")
             assert await stream.read(100) == b"after"
