@@ -176,27 +176,36 @@ class _Registration(weakref.ref):
         super().__init__(owner, _owner_gone)
 
 
-def _owner_gone(registration: _Registration) -> None:
+def _owner_gone(
+    registration: _Registration,
+    _state: Any = traps.state,
+    _owner: int = _OWNER,
+    _getpid: Callable[[], int] = os.getpid,
+) -> None:
     """A socket dropped without ``close`` is being collected; its fd is still open.
 
     Taking it out of epoll now matters: once the fd is closed, a copy of it (in a forked
     child) would keep reporting events that no fd number can unregister. The table entry
     is removed in the kernel's own thread only; elsewhere it stays, stale and harmless
     (its owner is dead, so a new owner of the number renews it), rather than change the
-    table under the kernel's feet.
+    table under the kernel's feet. In a forked child nothing is done: the child shares
+    the parent's epoll set, and the socket is the parent's too.
+
+    What it uses is bound as defaults: at interpreter exit, a socket collected after
+    this module's globals were cleared still finds them.
     """
     kernel = registration.kernel()
-    if kernel is None or kernel._closed:
+    if kernel is None or kernel._closed or kernel._pid != _getpid():
         return
     fd = registration.fd
     entry = kernel._fds.get(fd)
-    if entry is None or entry[_OWNER] is not registration:
+    if entry is None or entry[_owner] is not registration:
         return
     try:
         kernel._epoll.unregister(fd)
     except (OSError, ValueError):
         pass  # closed behind plait's back, or the epoll itself is closed
-    if traps.state.kernel is kernel:
+    if _state.kernel is kernel:
         kernel._fds.pop(fd, None)
 
 
@@ -273,6 +282,7 @@ class Kernel:
         self._epoll = select.epoll()
         self._fds: dict[int, list] = {}  # the fd table (see _MASK)
         self._self_ref = weakref.ref(self)  # what a socket's _Registration holds
+        self._pid = os.getpid()  # a forked child shares the epoll set: it must not change it
         self._ready: deque[Task] = deque()
         self._timers: list[tuple[float, int, Any]] = []
         self._stale_timers = 0
@@ -402,15 +412,21 @@ class Kernel:
         entry = self._fds.pop(fileno, None)
         if entry is None:
             return
-        try:
-            self._epoll.unregister(fileno)
-        except OSError:
-            pass  # already gone from the epoll set (closed behind our back)
+        if self._in_owner_process():
+            try:
+                self._epoll.unregister(fileno)
+            except OSError:
+                pass  # already gone from the epoll set (closed behind our back)
         for task in (entry[_READER], entry[_WRITER]):
             if task is not None:
                 self._ready_with(
                     task, None, ClosedResourceError(f"file {fileno}, closed while waited on,")
                 )
+
+    def _in_owner_process(self) -> bool:
+        """False in a child forked from this kernel's process, which shares its epoll set:
+        a socket the child closes or drops stays registered for the parent."""
+        return os.getpid() == self._pid
 
     def statistics(self) -> dict[str, int]:
         """Counts for monitoring: tasks, ready tasks, registered fds, timers (stale too)."""

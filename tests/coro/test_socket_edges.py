@@ -16,6 +16,9 @@ import os
 import resource
 import socket
 import ssl
+import subprocess
+import sys
+import warnings
 
 import pytest
 
@@ -344,7 +347,8 @@ def test_a_socket_dropped_in_another_thread_leaves_its_fd_number_usable():
         del dropped
         await coro.run_in_thread(holder.clear)
         assert fd not in _epoll_watches(kernel._epoll.fileno())
-        assert await peer.recv(100) == b""
+        async with coro.timeout_after(5):
+            assert await peer.recv(100) == b""
         await peer.close()
         again, other = map(coro.Socket, socket.socketpair())
         assert fd in (again.fileno(), other.fileno())
@@ -358,3 +362,77 @@ def test_a_socket_dropped_in_another_thread_leaves_its_fd_number_usable():
 
     with pytest.warns(ResourceWarning, match="unclosed"):
         coro.run(main)
+
+
+@pytest.mark.parametrize("how", ["drops", "closes"])
+def test_a_forked_child_that_drops_or_closes_a_socket_leaves_the_parent_its_registration(how):
+    """A child forked from the kernel's thread shares the kernel's epoll set: its copy of
+    a socket going away must not take the parent's registration with it."""
+    held = []
+
+    async def main():
+        kernel = traps.kernel()
+        sock, peer = map(coro.Socket, socket.socketpair())
+        fd = sock.fileno()
+        reading = await coro.spawn(sock.recv, 100)  # registered for reading
+        await coro.sleep(0)
+        await reading.cancel()
+        held.append(sock)
+        del sock, reading
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork of a threaded process
+            pid = os.fork()
+        if pid == 0:
+            if how == "drops":
+                held.clear()
+                gc.collect()
+            else:
+                held[0].close_nowait()
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert fd in kernel._fds and fd in _epoll_watches(kernel._epoll.fileno())
+        waiting = await coro.spawn(held[0].recv, 100)
+        await coro.sleep(0)
+        await peer.sendall(b"still the parent's")
+        try:
+            async with coro.timeout_after(5):
+                assert await waiting.join() == b"still the parent's"
+        finally:
+            await held.pop().close()
+            await peer.close()
+
+    coro.run(main)
+
+
+_EXIT_WITH_A_REGISTERED_SOCKET = """
+import json, socket, threading
+from plait import coro
+
+registered = threading.Event()
+
+async def main():
+    a, b = map(coro.Socket, socket.socketpair())
+    reading = await coro.spawn(a.recv, 10)
+    await coro.sleep(0)
+    await reading.cancel()
+    json._held = [a, b]  # in a module whose globals are cleared after plait's at exit
+    del a, b, reading
+    registered.set()
+    await coro.sleep(1000)
+
+threading.Thread(target=coro.run, args=(main,), daemon=True).start()
+assert registered.wait(10)
+print("exiting", flush=True)
+"""
+
+
+def test_a_registered_socket_collected_at_interpreter_exit_is_quiet():
+    """The registration's callback may run after the kernel module's globals are gone:
+    nothing is printed ("Exception ignored in ...")."""
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::ResourceWarning", "-c", _EXIT_WITH_A_REGISTERED_SOCKET],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "exiting\n", "")
