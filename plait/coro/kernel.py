@@ -177,10 +177,7 @@ class _Registration(weakref.ref):
 
 
 def _owner_gone(
-    registration: _Registration,
-    _state: Any = traps.state,
-    _owner: int = _OWNER,
-    _getpid: Callable[[], int] = os.getpid,
+    registration: _Registration, _state: Any = traps.state, _owner: int = _OWNER
 ) -> None:
     """A socket dropped without ``close`` is being collected; its fd is still open.
 
@@ -195,7 +192,7 @@ def _owner_gone(
     this module's globals were cleared still finds them.
     """
     kernel = registration.kernel()
-    if kernel is None or kernel._closed or kernel._pid != _getpid():
+    if kernel is None or kernel._closed or not kernel._in_owner_process():
         return
     fd = registration.fd
     entry = kernel._fds.get(fd)
@@ -423,10 +420,11 @@ class Kernel:
                     task, None, ClosedResourceError(f"file {fileno}, closed while waited on,")
                 )
 
-    def _in_owner_process(self) -> bool:
+    def _in_owner_process(self, _getpid: Callable[[], int] = os.getpid) -> bool:
         """False in a child forked from this kernel's process, which shares its epoll set:
-        a socket the child closes or drops stays registered for the parent."""
-        return os.getpid() == self._pid
+        a socket the child closes or drops stays registered for the parent. (``getpid``
+        is bound: ``_owner_gone`` calls this at interpreter exit too.)"""
+        return _getpid() == self._pid
 
     def statistics(self) -> dict[str, int]:
         """Counts for monitoring: tasks, ready tasks, registered fds, timers (stale too)."""

@@ -172,7 +172,7 @@ class Task:
     async def wait(self) -> None:
         """Block until the task has terminated, however it ended. Never raises its error.
         ``RuntimeError`` for a task of another kernel (its end could not wake this one)."""
-        if not self.terminated and traps.kernel().tasks.get(self.id) is not self:
+        if not self.terminated and not traps.kernel()._owns(self):
             raise RuntimeError(
                 f"task {self.id} ({self.name}) runs in another plait kernel: a task can "
                 "only be awaited from its own kernel"
