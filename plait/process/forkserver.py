@@ -229,14 +229,19 @@ class ForkHelper:
         mine.setblocking(True)  # as for the fork server: no default timeout
         theirs.setblocking(True)
         flush_std_streams()
+        # A Ctrl-C that reaches the helper before it ignores SIGINT would stop it: it
+        # waits, blocked, until then (ignoring a signal discards it if pending).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT,))
         try:
             pid = os.fork()
         except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             mine.close()
             theirs.close()
             raise
         if pid == 0:
-            _be_helper(mine, theirs)
+            _be_helper(mine, theirs, mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         theirs.close()
         self.pid = pid
         self._control: socket.socket | None = mine
@@ -297,13 +302,15 @@ class ForkHelper:
 _helpers: set[ForkHelper] = set()
 
 
-def _be_helper(mine: socket.socket, theirs: socket.socket) -> None:
-    """In the helper, just forked: serve ``theirs`` until the owner closes it; exit."""
+def _be_helper(mine: socket.socket, theirs: socket.socket, mask: set) -> None:
+    """In the helper, just forked with SIGINT blocked: serve ``theirs`` until the owner
+    closes it; exit. ``mask`` is the owner's signal mask, restored once SIGINT is ignored."""
     code = 0
     try:
-        mine.close()
         int_handler = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # see serve
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        mine.close()
         _serve(theirs, int_handler)
     except BaseException:
         import traceback  # noqa: PLC0415 - only a failing helper pays for it
@@ -343,11 +350,14 @@ def _ensure_server() -> socket.socket:
         fd = theirs.fileno()
         try:
             argv = child_command(f"from plait.process.forkserver import serve;serve({fd})")
+            # SIGINT blocked until serve ignores it: a Ctrl-C while Python starts would
+            # stop the server (and the next start would have to spawn another).
             pid = os.posix_spawn(
                 argv[0],
                 argv,
                 os.environ,
                 file_actions=[STDIN_FROM_DEVNULL, (os.POSIX_SPAWN_DUP2, fd, fd)],
+                setsigmask=(signal.SIGINT,),
             )
         except BaseException:
             mine.close()
@@ -469,8 +479,10 @@ def serve(control_fd: int) -> None:
     import _pickle  # noqa: PLC0415 - see bootstrap.load_and_run
 
     # Ctrl-C in a terminal signals the whole process group: the parent decides what
-    # happens to its children, the server must not die of it.
+    # happens to its children, the server must not die of it. It started with SIGINT
+    # blocked; ignoring it discards one that came while Python started.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT,))
     # posix_spawn's dup2 cleared close-on-exec: a program the parent's ``__main__`` runs
     # here while it is preloaded must not inherit the control socket.
     os.set_inheritable(control_fd, False)

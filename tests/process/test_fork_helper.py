@@ -157,6 +157,43 @@ def test_ctrl_c_does_not_stop_the_helper_and_its_children_get_the_owner_s_handle
     assert handler == "default_int_handler"
 
 
+# Set by the next test: the helper it forks gets a Ctrl-C in its first step, before it
+# can ignore SIGINT (it asks for the owner's handler first).
+CTRL_C_AT_FORK = {"on": False}
+
+
+def _ctrl_c_in_the_child() -> None:
+    if not CTRL_C_AT_FORK["on"]:
+        return
+    CTRL_C_AT_FORK["on"] = False  # this copy only: the helper's own children stay quiet
+    getsignal = signal.getsignal
+
+    def getsignal_after_a_ctrl_c(signum):
+        signal.getsignal = getsignal
+        os.kill(os.getpid(), signal.SIGINT)
+        return getsignal(signum)
+
+    signal.getsignal = getsignal_after_a_ctrl_c
+
+
+os.register_at_fork(after_in_child=_ctrl_c_in_the_child)
+
+
+def test_a_ctrl_c_the_moment_the_helper_is_forked_does_not_stop_it():
+    CTRL_C_AT_FORK["on"] = True
+    try:
+        helper = ForkHelper()
+    finally:
+        CTRL_C_AT_FORK["on"] = False
+    try:
+        with Running():
+            _, (parent, _, _, handler) = started_through(helper, report)
+        assert parent == helper.pid
+        assert handler == "default_int_handler"
+    finally:
+        assert helper.close(10), "the fork helper did not exit when its owner closed it"
+
+
 def test_a_process_forked_from_the_owner_does_not_keep_the_helper_alive(helper):
     p = FORK.Process(target=targets.sleep, args=(30,))
     p.start()  # holds a copy of every fd the owner had, but the helper's socket

@@ -294,6 +294,32 @@ def test_fork_server_exits_when_its_parent_is_killed(tmp_path):
     assert wait_until(lambda: not pid_alive(server_pid), 20)
 
 
+FORKSERVER_CTRL_C = """
+import os, signal, sys
+import plait.process
+from plait.process import forkserver
+
+if __name__ == "__main__":
+    forkserver.ensure_running()  # returns once spawned: the server's Python still starts
+    server = forkserver._server_pid
+    os.kill(server, signal.SIGINT)  # as a terminal's Ctrl-C reaches the process group
+    p = plait.process.get_context("forkserver").Process(target=sys.exit, args=(3,))
+    p.start(); p.join(30)
+    print(server, forkserver._server_pid, p.exitcode, flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_ctrl_c_while_the_fork_server_starts_does_not_stop_it(tmp_path):
+    script = tmp_path / "fs_ctrl_c.py"
+    script.write_text(FORKSERVER_CTRL_C)
+    out = run_python(str(script), timeout=50)
+    assert out.returncode == 0, out.stderr
+    server, serving, exitcode = map(int, out.stdout.split())
+    assert (serving, exitcode) == (server, 3)
+    assert "KeyboardInterrupt" not in out.stderr
+
+
 @FORKS_FROM_THREADS
 @pytest.mark.timeout(60)
 def test_daemon_started_from_a_short_lived_thread_outlives_the_thread(method, no_leaks):
