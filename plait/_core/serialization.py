@@ -31,7 +31,10 @@ whose message names the type of the object and the reason the picklers gave.
 from __future__ import annotations
 
 import copyreg
+import io
 import pickle
+import pickletools
+import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -41,9 +44,12 @@ __all__ = [
     "PROTOCOL",
     "dumps",
     "dumps_oob",
+    "in_band",
     "loads",
     "register_reducer",
+    "PicklingAttributeError",
     "PicklingError",
+    "PicklingTypeError",
     "UnpicklingError",
 ]
 
@@ -96,11 +102,25 @@ def dumps_oob(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
         return _by_value(obj, first, buffers.append), buffers
 
 
+class PicklingTypeError(pickle.PicklingError, TypeError):
+    """The ``PicklingError`` of an object the C pickler refused with ``TypeError`` (one
+    with no reducer: a lock, a socket): code written for the standard pickler's error
+    catches it still."""
+
+
+class PicklingAttributeError(pickle.PicklingError, AttributeError):
+    """The ``PicklingError`` of an object the C pickler refused with ``AttributeError``
+    (a local object, before Python 3.14), for the same reason."""
+
+
+_REFUSAL_ERRORS = {TypeError: PicklingTypeError, AttributeError: PicklingAttributeError}
+
+
 def _by_value(obj: Any, first: BaseException, buffer_callback) -> bytes:
     try:
         return _cloudpickle().dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
     except Exception as second:
-        raise pickle.PicklingError(
+        raise _REFUSAL_ERRORS.get(type(first), pickle.PicklingError)(
             f"cannot pickle {type(obj).__qualname__!s} object: {first}"
             + ("" if str(second) == str(first) else f"; cloudpickle: {second}")
         ) from second
@@ -113,6 +133,44 @@ def loads(data: bytes | bytearray | memoryview, buffers: Iterable[Any] | None = 
     corrupt payload.
     """
     return _loads(data, buffers=buffers)
+
+
+_NEXT_BUFFER, _FRAME = pickle.NEXT_BUFFER[0], pickle.FRAME[0]
+_BYTEARRAY8 = pickle.BYTEARRAY8
+_U64 = struct.Struct("<Q")
+
+
+def in_band(payload: bytes | memoryview, buffers: list[Any]) -> bytes:
+    """The pickle ``loads(payload, buffers)`` would read, with its buffers in-band, made
+    without unpickling: a peer's pickle is not run to be converted.
+
+    Each ``NEXT_BUFFER`` becomes a ``BYTEARRAY8`` holding that buffer (a following
+    ``READONLY_BUFFER`` still applies), and the frames go (their lengths would be wrong;
+    a pickle needs none). Raises ``pickle.UnpicklingError`` for a payload that is not a
+    pickle or does not use exactly ``len(buffers)`` buffers.
+    """
+    view = memoryview(payload).cast("B")
+    parts: list[Any] = []
+    start = used = 0
+    try:
+        for op, _, pos in pickletools.genops(io.BytesIO(view)):
+            code = op.code.encode("latin-1")[0]
+            if code == _FRAME:
+                parts.append(view[start:pos])
+                start = pos + 1 + 8
+            elif code == _NEXT_BUFFER:
+                if used == len(buffers):
+                    raise pickle.UnpicklingError("the pickle uses more buffers than it came with")
+                data = memoryview(buffers[used]).cast("B")
+                used += 1
+                parts += (view[start:pos], _BYTEARRAY8, _U64.pack(data.nbytes), data)
+                start = pos + 1
+    except ValueError as exc:  # what genops raises for bytes that are not a pickle
+        raise pickle.UnpicklingError(f"not a pickle: {exc}") from None
+    if used != len(buffers):
+        raise pickle.UnpicklingError(f"the pickle used {used} of its {len(buffers)} buffers")
+    parts.append(view[start:])
+    return b"".join(parts)
 
 
 def register_reducer(type_: type, reduce: Callable[[Any], Any]) -> None:

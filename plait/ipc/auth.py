@@ -96,9 +96,11 @@ def _handshake(conn: Connection, timeout: float, peer: str):
         raise AuthenticationError(f"{peer}: {exc}") from None
     except TimeoutError as exc:
         raise AuthenticationError(f"{peer}: no handshake within {timeout:g} s") from exc
-    except (OSError, EOFError, ValueError) as exc:
+    except Exception as exc:  # what a peer's garbage makes the framing raise, among others
         raise AuthenticationError(f"{peer}: handshake failed: {type(exc).__name__}: {exc}") from exc
-    channel.set_deadline(None)
+    finally:
+        if not conn.closed:
+            channel.set_deadline(None)
 
 
 def deliver_challenge(connection: Any, authkey: bytes, *, timeout: float | None = None) -> None:

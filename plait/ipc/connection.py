@@ -43,6 +43,7 @@ import copyreg
 import errno
 import math
 import operator
+import os
 import pickle
 import select
 import socket
@@ -334,20 +335,33 @@ class Connection:
             payload, buffers, fds = self._channel.recv(limit)
         except _BREAKING as exc:
             if isinstance(exc, MessageTooLarge) and exc.limit == maxlength:
-                # As the standard library: a duplex end can still send, never read again.
-                if self._writable:
-                    self._readable = False
-                else:
-                    self.close()
-                raise OSError("bad message length") from exc
+                raise self._too_long() from exc
             self.close()  # the rest of the frame is still in the socket
             raise
-        if not buffers and not fds:
+        if fds:
+            for fd in fds:
+                os.close(fd)
+            raise OSError(
+                "the message carries file descriptors (a connection or socket sent with "
+                "send()): only recv() can receive it"
+            )
+        if not buffers:
             return payload
-        # A pickle with out-of-band buffers: rebuild it and pickle it in-band.
-        with fdpass.FdSupply(fds):
-            obj = _pickle_loads(payload, buffers=buffers)
-        return memoryview(serialization.dumps(obj))
+        # A pickle with out-of-band buffers, made in-band without being unpickled: the
+        # bytes of a peer not yet authenticated must not run (see ``plait.ipc.auth``).
+        data = memoryview(serialization.in_band(payload, buffers))
+        if maxlength is not None and data.nbytes > maxlength:
+            raise self._too_long()
+        return data
+
+    def _too_long(self) -> OSError:
+        """The error for a message past ``recv_bytes``'s ``maxlength``. As in the standard
+        library, the connection can never read again: a duplex end can still send."""
+        if self._writable:
+            self._readable = False
+        else:
+            self.close()
+        return OSError("bad message length")
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         """Whether a message (or end of file) is waiting; waits up to ``timeout`` seconds.

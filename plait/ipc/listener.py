@@ -195,6 +195,7 @@ class Listener:
         self._family = family
         self._address = sock.getsockname() if family != "AF_UNIX" else address
         self._unlink = family == "AF_UNIX" and not _is_abstract(address)
+        self._pid = os.getpid()  # the socket file belongs to this process, not to a fork
         self._authkey = authkey
         self._handshake_timeout = handshake_timeout
         self._max_message_size = max_message_size
@@ -253,11 +254,15 @@ class Listener:
         return conn
 
     def close(self) -> None:
-        """Stop listening (idempotent); removes the socket file of a Unix listener."""
+        """Stop listening (idempotent); removes the socket file of a Unix listener,
+        unless this is a forked copy (the process that made it still listens there)."""
         sock, self._socket = self._socket, None
         if sock is None:
             return
         sock.close()
+        if self._pid != os.getpid():
+            self._tempdir = None
+            return
         if self._unlink:
             try:
                 os.unlink(self._address)

@@ -29,6 +29,14 @@ def test_unpicklable_object_names_the_type():
         serialization.dumps(threading.Lock())
 
 
+def test_the_refusal_is_also_the_error_the_standard_pickler_raises():
+    with pytest.raises(TypeError) as refused:  # what pickle.dumps(lock) raises
+        serialization.dumps(threading.Lock())
+    assert isinstance(refused.value, pickle.PicklingError)
+    back = pickle.loads(pickle.dumps(refused.value))  # it travels, as errors of tasks do
+    assert type(back) is type(refused.value) and back.args == refused.value.args
+
+
 def test_out_of_band_buffers_are_not_copied_into_the_payload():
     big = bytearray(1 << 20)
     payload, buffers = serialization.dumps_oob(pickle.PickleBuffer(big))

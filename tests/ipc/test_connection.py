@@ -192,6 +192,55 @@ def test_bytes_and_pickles_interoperate(api):
         assert (pickle.loads(b.recv_bytes()) == arr).all()
 
 
+class _Sprung:
+    count = 0
+
+
+def _spring(value):
+    _Sprung.count += 1
+    return value
+
+
+class Trap:
+    """Unpickling it calls ``_spring``."""
+
+    def __reduce__(self):
+        return _spring, ("sprung",)
+
+
+def test_recv_bytes_gives_an_out_of_band_pickle_in_band_without_unpickling_it():
+    arr = np.arange(100_000)
+    with pipe(plait.ipc) as (a, b):
+        a.send({"trap": Trap(), "arr": arr, "ro": pickle.PickleBuffer(b"read-only")})
+        _Sprung.count = 0
+        data = b.recv_bytes()
+        assert _Sprung.count == 0  # bytes out, nothing run
+        got = pickle.loads(data)
+        assert _Sprung.count == 1 and got["trap"] == "sprung"
+        assert np.array_equal(got["arr"], arr)
+        assert bytes(got["ro"]) == b"read-only" and memoryview(got["ro"]).readonly
+        a.send(arr)
+        with pytest.raises(OSError, match="bad message length"):
+            b.recv_bytes(1000)  # measured in-band, as the standard library would see it
+
+
+def test_recv_bytes_of_a_message_carrying_a_connection_names_the_cause():
+    with pipe(plait.ipc) as (a, b), pipe(plait.ipc) as (x, y):
+        a.send(x)
+        with pytest.raises(OSError, match="only recv"):
+            b.recv_bytes()
+        a.send("next")
+        assert b.recv() == "next"
+
+
+def test_sending_an_unpicklable_object_raises_type_error_and_sends_nothing(api):
+    with pipe(api) as (a, b):
+        with pytest.raises(TypeError, match="_thread.lock"):
+            a.send({"lock": threading.Lock()})
+        a.send("next")
+        assert b.recv() == "next"
+
+
 def test_closed_connection_raises_oserror(api):
     a, b = api.Pipe()
     a.close()

@@ -9,7 +9,9 @@ import errno
 import gc
 import hmac
 import os
+import pickle
 import socket
+import struct
 import threading
 
 import pytest
@@ -152,6 +154,22 @@ def test_unix_listener_removes_its_socket_file(api, tmp_path):
     assert not os.path.exists(path)
 
 
+@pytest.mark.timeout(30)
+def test_a_forked_child_closing_its_copy_leaves_the_socket_file(api, tmp_path):
+    path = str(tmp_path / "sock")
+    with api.Listener(path, authkey=KEY) as listener:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                listener.close()
+            finally:
+                os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert os.path.exists(path)
+        good_client_round_trip(api, listener)
+    assert not os.path.exists(path)
+
+
 # -- plait only: hostile and broken clients -------------------------------------------
 
 
@@ -196,6 +214,57 @@ def test_listener_serves_a_good_client_after_garbage(guarded):
         with pytest.raises(plait.ipc.AuthenticationError):
             guarded.accept()
     good_client_round_trip(plait.ipc, guarded)
+
+
+SPRUNG: list[int] = []
+
+
+def _spring() -> int:
+    SPRUNG.append(os.getpid())
+    return 0
+
+
+class Trap:
+    """Unpickling it calls ``_spring``: a stand-in for code an attacker wants run."""
+
+    def __reduce__(self):
+        return _spring, ()
+
+
+def a_frame_with_an_out_of_band_buffer(obj) -> bytes:
+    """A well-formed frame holding ``obj``'s pickle with one out-of-band buffer."""
+    buffers = []
+    payload = pickle.dumps(
+        (obj, pickle.PickleBuffer(bytearray(8))), 5, buffer_callback=buffers.append
+    )
+    body = [bytes(b.raw()) for b in buffers]
+    header = framing.HEADER.pack(framing.INLINE, 0, 0, len(body), len(payload))
+    return header + struct.pack(f"<{len(body)}Q", *map(len, body)) + payload + b"".join(body)
+
+
+@pytest.mark.timeout(30)
+def test_a_client_without_the_key_gets_no_pickle_of_its_own_unpickled(guarded):
+    SPRUNG.clear()
+    with raw_client(guarded) as sock:
+        with serving(guarded, accept_one) as errors:
+            sock.recv(4096)  # the challenge; the answer is a pickle that calls _spring
+            sock.sendall(a_frame_with_an_out_of_band_buffer(Trap()))
+    assert len(errors) == 1 and isinstance(errors[0], plait.ipc.AuthenticationError)
+    assert SPRUNG == []
+    good_client_round_trip(plait.ipc, guarded)
+
+
+@pytest.mark.timeout(30)
+def test_a_failed_handshake_with_a_timeout_leaves_the_connection_without_one():
+    a, b = plait.ipc.Pipe()
+    with a, b:
+        with pytest.raises(plait.ipc.AuthenticationError, match="no handshake"):
+            auth.deliver_challenge(a, KEY, timeout=0.1)  # b never answers
+        b.recv_bytes()  # the challenge
+        b.send_bytes(b"late")
+        assert a.recv_bytes() == b"late"  # no deadline left behind
+        a.send_bytes(b"still usable")
+        assert b.recv_bytes() == b"still usable"
 
 
 @pytest.mark.timeout(30)
