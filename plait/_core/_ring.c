@@ -503,6 +503,14 @@ Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
                    h->capacity - (h->reserved - h->head) < need + reserve;
         if (!full)
             break;
+        if (deadline == 0 && h->head < h->claimed) {
+            /* A put that does not sleep reaps for itself: an entry whose getter died
+             * copying it holds its space (and the space after it) for good. */
+            uint64_t head = h->head;
+            reap_dead(self, &wake_getters, &wake_putters);
+            if (h->head != head)
+                continue;
+        }
         uint32_t seq = h->gets;
         __atomic_fetch_add(&h->putters, 1, __ATOMIC_SEQ_CST);
         ring_unlock(self);
@@ -586,6 +594,8 @@ Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
         write_entry(self, start, &e);
     }
     publish(self, &wake_getters);
+    if (h->tail <= start)  /* behind an earlier entry, unpublished: is its putter alive? */
+        reap_dead(self, &wake_getters, &wake_putters);
     ring_unlock(self);
     wake_after_unlock(self, wake_getters, wake_putters);
     result = Py_NewRef(Py_True);
@@ -630,6 +640,14 @@ Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     for (;;) {
         while (h->claimed == h->tail) {
+            if (deadline == 0 && h->tail < h->reserved) {
+                /* A get that does not sleep reaps for itself: an entry whose putter
+                 * died unpublished would hide every later one from it. */
+                uint64_t tail = h->tail;
+                reap_dead(self, &wake_getters, &wake_putters);
+                if (h->tail != tail)
+                    continue;
+            }
             uint32_t seq = h->puts;
             __atomic_fetch_add(&h->getters, 1, __ATOMIC_SEQ_CST);
             ring_unlock(self);
@@ -835,6 +853,26 @@ Ring_arm_doorbell(RingObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* _reap(): free what dead processes hold (see reap_dead), for a caller about to wait
+ * on the doorbell, which only a publish rings. */
+static PyObject *
+Ring_reap(RingObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_ready(self) < 0)
+        return NULL;
+    struct ring_header *h = self->h;
+    if (__atomic_load_n(&h->tail, __ATOMIC_ACQUIRE) == __atomic_load_n(&h->reserved, __ATOMIC_ACQUIRE) &&
+        __atomic_load_n(&h->head, __ATOMIC_ACQUIRE) == __atomic_load_n(&h->claimed, __ATOMIC_ACQUIRE))
+        Py_RETURN_NONE;  /* nothing in flight */
+    int wake_getters = 0, wake_putters = 0;
+    if (ring_lock(self) < 0)
+        return NULL;
+    reap_dead(self, &wake_getters, &wake_putters);
+    ring_unlock(self);
+    wake_after_unlock(self, wake_getters, wake_putters);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Ring_statistics(RingObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -891,6 +929,8 @@ static PyMethodDef Ring_methods[] = {
     {"_attach", (PyCFunction)(void (*)(void))Ring_attach, METH_VARARGS | METH_KEYWORDS,
      "_attach(buffer, send_sock, recv_sock, create=False, maxsize=0, joinable=False, "
      "doorbell=-1)"},
+    {"_reap", (PyCFunction)Ring_reap, METH_NOARGS,
+     "Free the entries of processes that died putting or getting them."},
     {"_arm_doorbell", (PyCFunction)Ring_arm_doorbell, METH_NOARGS,
      "Make the doorbell fd readable exactly while an entry is published (see the source)."},
     {NULL, NULL, 0, NULL},

@@ -80,6 +80,7 @@ __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
 
 DEFAULT_CAPACITY = 32 * 1024 * 1024
 _SPILL_BUFFER = 64 * 1024 * 1024
+_REAP_EVERY = 1.0  # seconds: how often a reader's poll looks for a putter that died
 _PROTOCOL = serialization.PROTOCOL
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -157,11 +158,14 @@ class Queue:
 
     def __getstate__(self):
         if self._closed:
-            raise ValueError(f"Queue {self!r} is closed")
+            raise self._closed_error()
         return self._block, self._send, self._recv, self._doorbell, self._maxsize
 
     def __setstate__(self, state) -> None:
         self._setup(*state, False)
+
+    def _closed_error(self) -> Exception:
+        return ValueError(f"Queue {self!r} is closed")
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"qsize={self._ring.qsize()}"
@@ -178,7 +182,7 @@ class Queue:
         ``pickle.PicklingError`` if ``obj`` cannot be pickled (nothing is put).
         """
         if self._closed:
-            raise ValueError(f"Queue {self!r} is closed")
+            raise self._closed_error()
         oob: list[pickle.PickleBuffer] = []  # per call: threads may put at once
         try:
             payload = _dumps(obj, _PROTOCOL, buffer_callback=oob.append)
@@ -246,7 +250,7 @@ class Queue:
         item is consumed).
         """
         if self._closed:
-            raise ValueError(f"Queue {self!r} is closed")
+            raise self._closed_error()
         entry = self._ring.get(block, timeout)
         if entry.__class__ is bytes:
             return _loads(entry)
@@ -380,7 +384,20 @@ class _End:
         """Whether an item waits, waiting up to ``timeout`` seconds (None: forever)."""
         poller = select.poll()
         poller.register(self.fileno(), select.POLLIN)
-        return bool(poller.poll(_milliseconds(timeout)))
+        ring = self._queue._ring
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # Only a publish rings the doorbell, and the entry of a putter that died in
+            # its put holds back the ones after it until somebody reaps it: do, now and
+            # again while waiting.
+            ring._reap()
+            wait = _REAP_EVERY
+            if deadline is not None:
+                wait = min(deadline - time.monotonic(), wait)
+            if poller.poll(_milliseconds(max(wait, 0.0))):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def recv(self, *, timeout: float | None = None) -> Any:
         """``get()``: the next item; blocks until one arrives, or up to ``timeout``
@@ -438,10 +455,20 @@ class JoinableQueue(Queue):
 class SimpleQueue(Queue):
     """An unbounded queue, as ``multiprocessing.SimpleQueue``: ``put``, ``get``,
     ``empty``, ``close``. Its ``put`` and ``get`` are ``Queue``'s (so they also take
-    ``block`` and ``timeout``; ``get()`` blocks until an item arrives).
+    ``block`` and ``timeout``; ``get()`` blocks until an item arrives). Once closed,
+    they and ``empty`` raise ``OSError``, as the standard one's closed pipe does.
     """
 
     def __init__(self, *, ctx: Any = None, capacity: int = DEFAULT_CAPACITY) -> None:
         super().__init__(0, ctx=ctx, capacity=capacity)
+
+    def _closed_error(self) -> Exception:
+        return OSError("handle is closed")  # the standard one's closed pipe says so
+
+    def empty(self) -> bool:
+        """Whether the queue is empty now; ``OSError`` once closed."""
+        if self._closed:
+            raise self._closed_error()
+        return super().empty()
 
     __class_getitem__ = classmethod(types.GenericAlias)

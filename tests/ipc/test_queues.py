@@ -114,6 +114,15 @@ def test_simple_queue_matches(api, no_shm_leaks):
     q.close()
 
 
+def test_a_closed_simple_queue_raises_oserror_as_a_closed_pipe_does(api, no_shm_leaks):
+    q = api.SimpleQueue()
+    q.put(1)
+    q.close()
+    for call in (q.get, q.empty, lambda: q.put(2)):
+        with pytest.raises(OSError, match="handle is closed"):
+            call()
+
+
 # -- plait only ------------------------------------------------------------------------------
 
 
@@ -161,6 +170,47 @@ def test_producer_killed_in_put_leaves_a_usable_queue(size, no_shm_leaks):
     # A large item is copied in without the ring's lock: the one the producer was
     # copying when it died never arrives and is counted lost. A small one is never lost.
     assert q.statistics()["lost"] <= (1 if size >= 256 * 1024 else 0)
+
+
+def _put_one(q, item):
+    q.put(item)
+
+
+@pytest.mark.parametrize(
+    "put_after, reader",
+    [("the death", "wait"), ("the reservation", "get_nowait"), ("the reservation", "poll")],
+)
+def test_items_behind_a_producer_killed_in_its_put_reach_readers_that_never_sleep(
+    put_after, reader, no_shm_leaks
+):
+    """A large item is reserved, then copied in: a producer killed while copying leaves
+    an entry that holds back every later one until somebody sees it died. A blocking
+    ``get`` sleeps and then looks; ``get_nowait``, the reader's ``poll`` and a put that
+    finds the entry in its way (it rings the doorbell ``wait`` watches) look too."""
+    from plait.ipc.connection import wait
+
+    q = Queue(capacity=1 << 28)
+    child = start(PLAIT.Process, _put_one, q, b"x" * (80 << 20))  # a third of the ring at most
+    assert wait_until(lambda: q.statistics()["bytes_used"] > 0, 20, interval=0)
+    if put_after == "the reservation":  # while the producer lives: nobody reaps it yet
+        q.put("after")
+    os.kill(child.pid, signal.SIGKILL)
+    assert finish(child) == -signal.SIGKILL
+    if put_after == "the death":
+        q.put("after")
+    if reader == "wait":
+        assert wait([q._reader], 10) == [q._reader]
+    elif reader == "poll":
+        assert q._reader.poll(10)
+    got = []
+    for _ in range(1000):
+        try:
+            got.append(q.get_nowait())
+        except queue.Empty:
+            break
+    if len(got) == 2:  # the producer finished its copy before the kill
+        got = got[1:]
+    assert got == ["after"]
 
 
 def _get_forever(q):
