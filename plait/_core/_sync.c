@@ -439,7 +439,7 @@ SemLock_attach(SemLockObject *self, PyObject *args, PyObject *kwds)
     }
     struct shared_sem *s = (struct shared_sem *)((char *)view.buf + offset);
     if (kind >= 0) {
-        if (kind > KIND_EVENT || value < 0 || value > PLAIT_SEM_MAX || maxvalue < 1 ||
+        if (kind > KIND_EVENT || value < 0 || value > PLAIT_SEM_MAX || maxvalue < 0 ||
             maxvalue > PLAIT_SEM_MAX || value > maxvalue) {
             PyBuffer_Release(&view);
             PyErr_Format(PyExc_ValueError,

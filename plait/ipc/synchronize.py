@@ -195,17 +195,16 @@ class BoundedSemaphore(Semaphore):
 
     def __init__(self, value: int = 1) -> None:
         value = _initial(value)
-        if value == 0:
-            raise ValueError("a BoundedSemaphore needs an initial value >= 1")
-        self._create(SEMAPHORE, value, value)
+        self._create(SEMAPHORE, value, value)  # 0 too: it can never be released
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}(value={self._get_value()}, maxvalue={self.maxvalue})>"
 
 
 def _initial(value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not isinstance(value, int):
         raise TypeError(f"semaphore value must be an int, not {type(value).__name__}")
+    value = int(value)  # True is 1, as for the standard semaphores
     if value < 0:
         raise ValueError("semaphore initial value must be >= 0")
     if value > SEM_VALUE_MAX:

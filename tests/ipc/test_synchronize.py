@@ -21,7 +21,6 @@ from plait._core import fdpass
 from plait.ipc import Pipe
 from plait.ipc.synchronize import (
     Barrier,
-    BoundedSemaphore,
     Condition,
     Event,
     Lock,
@@ -130,6 +129,15 @@ def test_semaphores_match(api, no_shm_leaks):
     with pytest.raises(ValueError):
         bounded.release()
     assert bounded.get_value() == 2
+
+
+def test_the_edge_values_of_semaphores_match(api, no_shm_leaks):
+    empty = api.BoundedSemaphore(0)  # allowed: it can never be acquired nor released
+    assert empty.acquire(False) is False
+    with pytest.raises(ValueError):
+        empty.release()
+    assert api.Semaphore(True).get_value() == 1  # a bool is an int
+    assert api.BoundedSemaphore(False).acquire(timeout=0.01) is False
 
 
 def _hold_and_note(sem, counter, lock):
@@ -350,8 +358,6 @@ def test_bad_input_names_the_cause():
         Semaphore(-1)
     with pytest.raises(TypeError, match="int"):
         Semaphore("3")
-    with pytest.raises(ValueError, match=">= 1"):
-        BoundedSemaphore(0)
     with pytest.raises(TypeError, match="Lock or RLock"):
         Condition(Semaphore())
     with pytest.raises(ValueError, match="parties"):
