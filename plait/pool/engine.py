@@ -167,8 +167,8 @@ class Engine:
         """The next chunk to send as ``(job, start, items)``, or None.
 
         ``timed_ok``: the worker is idle, so a job with a per-task timeout may go to it
-        (a timed task must start when it is sent). ``limit`` caps the items (a worker's
-        remaining ``maxtasksperchild`` quota).
+        (a timed task must start when it is sent). ``limit`` caps the items (the cluster
+        engine merges chunks up to its target).
         """
         with self.lock:
             ready = self.ready
@@ -216,6 +216,15 @@ class Engine:
                 self.wake()
         self.run_deferred()  # its error_callback
         return True
+
+    def drop_unsent(self, job) -> None:
+        """Drop ``job``'s items not sent yet; the items running finish (``IMapJob.abandon``)."""
+        with self.lock:
+            self.lazy_open.discard(job)
+            self.tasks_failed += len(job.buffer)
+            job.buffer.clear()
+            job.done = True  # nor are chunks of it that a dead worker held sent again
+            self.wake()
 
     def cancel_pending(self) -> None:
         """Cancel the futures of jobs not sent yet (``shutdown(cancel_futures=True)``)."""

@@ -12,6 +12,13 @@ executor only) is a per-task limit: the worker is killed and replaced, the futur
 with ``TimeoutError``; ``soft_timeout=`` (at most ``task_timeout``) raises
 ``SoftTimeoutError`` inside the task first, so that it can clean up.
 
+At interpreter exit each executor still alive finishes the work submitted to it, also
+after ``shutdown(wait=False)`` or without any shutdown, as the standard executors do: a
+hook run by ``threading._shutdown`` (the standard executors' own place, before the
+non-daemon threads are joined and before ``atexit`` hooks) shuts it down and waits.
+So a ``ThreadPoolExecutor``'s task may still use a ``Pool``, which is terminated later,
+at ``atexit`` (``plait.pool.pool``).
+
 ``get_reusable_executor()`` returns one process executor across calls, whose workers exit
 when idle and come back with work.
 
@@ -33,9 +40,11 @@ the tasks it takes with ``BrokenThreadPool`` (``plait.pool.errors``, ``threadpoo
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -48,6 +57,19 @@ from plait.process.cpu import process_cpu_count
 _Future = concurrent.futures.Future
 
 __all__ = ["ProcessPoolExecutor", "ThreadPoolExecutor", "get_reusable_executor"]
+
+_live_executors: weakref.WeakSet = weakref.WeakSet()
+
+
+def _python_exit() -> None:
+    """At exit: each live executor finishes its work (the standard hook's name)."""
+    for executor in list(_live_executors):
+        executor.shutdown(wait=True)
+
+
+threading._register_atexit(_python_exit)
+# A forked child inherits the set but not the executors' threads: they are not its own.
+os.register_at_fork(after_in_child=_live_executors.clear)
 
 
 def _standard_internal(cls: str, name: str) -> Callable[..., Any]:
@@ -87,6 +109,7 @@ class _Executor(concurrent.futures.Executor):
         pool._warn_unclosed = False  # an executor dropped unshut does not warn either
         self._max_workers = max_workers  # the standard executors' name, read by programs
         self._shutdown = False
+        _live_executors.add(self)
 
     def submit(
         self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
@@ -158,14 +181,19 @@ class _Executor(concurrent.futures.Executor):
 
 
 def _results(results: IMapIterator, deadline: float | None) -> Iterator[Any]:
-    while True:
-        try:
-            if deadline is None:
-                yield results.next()
-            else:
-                yield results.next(max(0.0, deadline - time.monotonic()))
-        except StopIteration:
-            return
+    try:
+        while True:
+            try:
+                if deadline is None:
+                    yield results.next()
+                else:
+                    yield results.next(max(0.0, deadline - time.monotonic()))
+            except StopIteration:
+                return
+    finally:
+        # Also when the caller stops early (closes the iterator, drops it, gets a timeout
+        # or a task's error): the standard map cancels the futures not started.
+        results._job.abandon()
 
 
 class ProcessPoolExecutor(_Executor, concurrent.futures.ProcessPoolExecutor):

@@ -478,6 +478,14 @@ class IMapJob(Job):
         self.pulled = index + 1
         self.fail_chunk(index, 1, exc)
 
+    def abandon(self) -> None:
+        """Its consumer is gone (an executor's ``map`` closed early, or that raised): read
+        no more input and never send the items not sent yet, as the standard executor's
+        ``map`` cancels its futures not started."""
+        with self._source_lock:
+            self.close_source(concurrent.futures.CancelledError("the map was closed"))
+        self.engine.drop_unsent(self)
+
     def finished(self) -> bool:
         """Whether all input was read and every outcome is known."""
         return self.source is None and self._delivered >= self.pulled

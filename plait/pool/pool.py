@@ -44,6 +44,7 @@ from plait.pool.results import (
     check_buffersize,
     check_task_timeout,
     check_timeout,
+    check_wait_timeout,
 )
 from plait.pool.scheduler import ProcessEngine
 from plait.pool.threadpool import ThreadEngine
@@ -149,7 +150,8 @@ class Pool:
     context=None)``: ``processes`` defaults to ``cpu_count()`` (in a pool's worker, its
     share: see ``default_processes``); ``initializer(*initargs)``
     runs in each worker when it starts; a worker is replaced after
-    ``maxtasksperchild`` tasks; ``context`` chooses the start method.
+    ``maxtasksperchild`` tasks (a chunk of a map-style call is one task, as in the
+    standard pool); ``context`` chooses the start method.
     ``backend="dask"``/``"ray"`` with ``address=`` (and ``backend_options=``) runs the
     same jobs on a cluster instead (``plait.pool.backends``). ``worker_env={...}`` is set
     in each worker's environment; ``cap_threads=True`` caps the BLAS/OpenMP threads of
@@ -524,10 +526,10 @@ class Pool:
     def join(self, timeout: float | None = None) -> None:
         """Wait for the workers to exit, after ``close()`` or ``terminate()``.
 
-        Blocks up to ``timeout`` seconds (None: no limit). Raises ``ValueError`` if the
-        pool is still running.
+        Blocks up to ``timeout`` seconds (None: no limit; negative: do not wait). Raises
+        ``ValueError`` if the pool is still running.
         """
-        timeout = check_timeout(timeout)
+        timeout = check_wait_timeout(timeout)
         if self._engine.state == RUN:
             raise ValueError("Pool is still running")
         self._engine.join(timeout)
@@ -579,7 +581,8 @@ class ThreadPool(Pool):
     """``Pool``'s interface on threads of this process (nothing is pickled).
 
     ``ThreadPool(processes=None, initializer=None, initargs=())``. A thread cannot be
-    stopped, so per-task ``timeout=`` raises ``ValueError`` here; use ``Pool`` for it.
+    stopped, so per-task ``timeout=`` raises ``ValueError`` here; use ``Pool`` for it,
+    and ``terminate()`` does not wait for the tasks that are running.
     """
 
     _thread_workers = True
@@ -594,6 +597,15 @@ class ThreadPool(Pool):
 
     def _make_engine(self, processes, initializer, initargs, maxtasks, context):
         return ThreadEngine(processes, initializer, initargs)
+
+    def terminate(self) -> None:
+        """Stop now; pending results fail with ``PoolTerminatedError``. Never blocks.
+
+        A thread cannot be stopped: one running a task finishes it and then exits,
+        taking nothing new (``join()`` waits for it), as in ``multiprocessing.pool``.
+        """
+        self._state = TERMINATE
+        self._engine.terminate()
 
     def _check_timeout_supported(self, timeout: TaskTimeout | None) -> None:
         if timeout is not None:

@@ -42,6 +42,7 @@ __all__ = [
     "check_buffersize",
     "check_task_timeout",
     "check_timeout",
+    "check_wait_timeout",
     "job_counter",
 ]
 
@@ -57,6 +58,15 @@ def check_timeout(timeout: float | None, what: str = "timeout") -> float | None:
     if timeout < 0 or math.isnan(timeout):
         raise ValueError(f"{what} must be a non-negative number of seconds, not {timeout!r}")
     return float(timeout)
+
+
+def check_wait_timeout(timeout: float | None) -> float | None:
+    """The ``timeout`` of a call that waits (``get``, ``wait``, ``next``, ``join``): as
+    ``check_timeout``, except that a negative one means "do not wait", as in the standard
+    library's waits (a deadline computed as ``deadline - now`` may have passed already)."""
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout < 0:
+        return 0.0
+    return check_timeout(timeout)
 
 
 class TaskTimeout(NamedTuple):
@@ -136,8 +146,9 @@ class ApplyResult:
         return self._job.cancel_requested
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the result is ready or ``timeout`` seconds pass (``None``: no limit)."""
-        timeout = check_timeout(timeout)
+        """Block until the result is ready or ``timeout`` seconds pass (``None``: no limit;
+        negative: do not wait)."""
+        timeout = check_wait_timeout(timeout)
         job = self._job
         with job.cond:
             job.cond.wait_for(lambda: job.ready, timeout)
@@ -193,7 +204,7 @@ class IMapIterator:
     def next(self, timeout: float | None = None) -> Any:
         """The next result; see the class docstring for what it raises."""
         if timeout is not None:
-            timeout = check_timeout(timeout)
+            timeout = check_wait_timeout(timeout)
         job = self._job
         if job.pulled - self._yielded <= job.low_water:
             job.top_up(self._yielded)

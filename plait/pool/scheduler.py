@@ -41,12 +41,13 @@ The crash-handling state machine, per worker:
   after a short wait (a fork holds the GIL; the caller of the failed task runs first),
   a wait that doubles, up to a second, while workers keep dying by themselves before
   answering anything (an initializer that raises): no fork loop.
-- A worker that reached its ``maxtasksperchild`` quota is sent no more items, exits on
-  its own after its last result, and is replaced without counting as lost. So is one
-  that said it is over its memory limit (``RETIRING``, after answering); the chunks it
-  held but had not started go to the others, blaming none. One ``FAR_OVER`` its limit
-  while busy (read every ``CHECK_SECONDS``, see ``memory``) is killed: its current
-  chunk fails with a ``WorkerLostError`` naming the figures.
+- A worker that reached its ``maxtasksperchild`` quota is sent no more chunks (a chunk
+  is one task, as in the standard pool), exits on its own after its last result, and is
+  replaced without counting as lost. So is one that said it is over its memory limit
+  (``RETIRING``, after answering); the chunks it held but had not started go to the
+  others, blaming none. One ``FAR_OVER`` its limit while busy (read every
+  ``CHECK_SECONDS``, see ``memory``) is killed: its current chunk fails with a
+  ``WorkerLostError`` naming the figures.
 - With ``idle_timeout``, a worker idle that long while nothing waits is sent the exit
   message (``idle_exit``) and not replaced; workers start again when work comes.
 - A chunk of a job with a per-task ``timeout`` is one item, is sent only to an idle
@@ -148,7 +149,7 @@ class _Worker:
         self.handle = handle
         self.outstanding: deque[_Chunk] = deque()
         self.exclusive = False  # running a timed task: nothing else is sent
-        self.quota = quota  # items it may still be sent (maxtasksperchild)
+        self.quota = quota  # chunks it may still be sent (maxtasksperchild)
         self.killed = False  # killed here (a deadline, a cancel): send it nothing more
         self.stopped = False  # its pipe broke: send it nothing more
         self.estimated = 0.0  # estimated seconds of its outstanding chunks...
@@ -388,11 +389,8 @@ class ProcessEngine(Engine):
 
     def _next_chunk(self, worker: _Worker, count: int, batch: list) -> _Chunk | None:
         idle = not worker.outstanding and not batch
-        quota = worker.quota
-        if quota is not None:
-            quota -= sum(len(c.items) for c in batch)  # counted when sent
-            if quota <= 0:
-                return None  # an empty chunk would answer nobody
+        if worker.quota is not None and worker.quota <= len(batch):  # counted when sent
+            return None
         retry = self._retry
         while retry:
             chunk = retry[0]
@@ -401,10 +399,8 @@ class ProcessEngine(Engine):
                 continue
             if chunk.job.timed and not idle:
                 return None
-            if quota is not None and len(chunk.items) > quota:
-                return None
             return retry.popleft()
-        taken = self.take_chunk(count, idle, quota)
+        taken = self.take_chunk(count, idle, None)
         if taken is None:
             return None
         self._chunk_ids += 1
@@ -438,7 +434,7 @@ class ProcessEngine(Engine):
         for chunk in batch:
             worker.hold(chunk)
             if worker.quota is not None:
-                worker.quota -= len(chunk.items)
+                worker.quota -= 1
             job = chunk.job
             if job.timed:
                 worker.exclusive = True

@@ -4,10 +4,12 @@ Each worker thread takes a chunk from the shared job queue (``Engine.take_chunk`
 under the engine's lock, runs it without the lock, and reports the outcome. Nothing is
 pickled: arguments, functions and results are passed as they are, as in
 ``multiprocessing.pool.ThreadPool``. A thread cannot be stopped from outside, so a
-thread pool takes no per-task timeout, and ``terminate()`` waits for the tasks that
-are running (the unsent ones fail with ``PoolTerminatedError``). A worker whose
-initializer raised answers each task it takes with ``BrokenThreadPool`` (the standard
-executor's error for it; a ``RuntimeError``), the initializer's exception as its cause.
+thread pool takes no per-task timeout, and ``terminate()`` fails the unsent tasks with
+``PoolTerminatedError`` and returns without waiting for the running ones: each thread
+finishes its task, then sees the state and exits without taking another (``join``
+waits for them). A worker whose initializer raised answers each task it takes with
+``BrokenThreadPool`` (the standard executor's error for it; a ``RuntimeError``), the
+initializer's exception as its cause.
 """
 
 from __future__ import annotations

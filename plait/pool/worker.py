@@ -358,7 +358,8 @@ def worker_main(
     thread_cap: int | None = None,
     memory_limit: int | None = None,
 ) -> None:
-    """Run chunks from ``conn`` until told to exit, the pipe closes or ``maxtasks`` items ran.
+    """Run chunks from ``conn`` until told to exit, the pipe closes or ``maxtasks`` chunks ran
+    (a chunk is one task, as in the standard pool).
 
     ``progress`` is the shared word in which the id of each chunk is written before it runs.
     The worker started as a daemon (it dies with the pool's process, see
@@ -425,7 +426,7 @@ def worker_main(
                     values, errors = _run(func, kind, items)
                 seconds = clock() - started
             progress.value = -chunk_id  # finished: its answer is on the way
-            done += len(items)
+            done += 1
             if _is_big(values):
                 if waiting:
                     _send(conn, waiting)

@@ -45,6 +45,15 @@ def return_once_path_exists(path, value=None, timeout=30.0):
     return value
 
 
+def log_once_path_exists(log, path, value):
+    """``return_once_path_exists``, then append ``value`` to the file ``log``: the log
+    says which tasks ran, in which order."""
+    return_once_path_exists(path)
+    with open(log, "a") as f:
+        f.write(f"{value}\n")
+    return value
+
+
 def kill_self_on(x, victim):
     """Return ``x``, except for ``victim``: that item SIGKILLs its own worker."""
     if x == victim:

@@ -7,6 +7,7 @@ import gc
 import multiprocessing
 import multiprocessing.pool
 import pickle
+import threading
 import types
 import warnings
 import weakref
@@ -138,6 +139,26 @@ def test_get_timeout_raises_multiprocessing_timeout_error(pool, tmp_path):
 
 
 @pytest.mark.timeout(60)
+def test_a_negative_timeout_does_not_wait(pool, tmp_path):
+    # A timeout computed as "deadline - now" may be past: no error, the call just does
+    # not wait (it returns what is ready, or raises TimeoutError).
+    ready = pool.apply_async(tasks.square, (3,))
+    ready.wait(30)
+    assert ready.get(-0.5) == 9
+    assert ready.wait(-1) is None
+    release = tmp_path / "release"
+    late = pool.apply_async(tasks.return_once_path_exists, (str(release), "late"))
+    assert late.wait(-1) is None
+    with pytest.raises(multiprocessing.TimeoutError):
+        late.get(-1)
+    it = pool.imap(tasks.return_once_path_exists, [str(release)])
+    with pytest.raises(multiprocessing.TimeoutError):
+        it.next(-1)
+    release.touch()
+    assert (late.get(30), it.next(30)) == ("late", None)
+
+
+@pytest.mark.timeout(60)
 def test_unpicklable_result_and_exception_arrive_as_errors(pool):
     with pytest.raises(multiprocessing.pool.MaybeEncodingError):
         pool.apply(tasks.unpicklable_result)
@@ -183,6 +204,19 @@ def test_initializer_and_maxtasksperchild(face, request):
         assert len(set(pids)) == 3
         p.close()
         p.join()
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.timeout(60)
+def test_maxtasksperchild_counts_a_chunk_as_one_task(face, request):
+    check_leaks(request, face)
+    with face.Pool(2, maxtasksperchild=1) as p:
+        pids = p.map(tasks.pid, range(300), chunksize=100)
+        p.close()
+        p.join()
+    # Each chunk of 100 ran whole in one worker, which then retired.
+    assert [len(set(pids[i : i + 100])) for i in (0, 100, 200)] == [1, 1, 1]
+    assert len(set(pids)) == 3
 
 
 def consume(iterator) -> list:
@@ -248,6 +282,30 @@ def test_thread_pool(face, request):
         p.close()
         p.join()
     assert unpicklable == [1]
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.timeout(60)
+def test_thread_pool_terminate_does_not_wait_for_the_running_task(face, request):
+    check_leaks(request, face)
+    started, release = threading.Event(), threading.Event()
+    finished, ran = [], []
+
+    def block():
+        started.set()
+        release.wait(30)  # the old terminate() waited this long
+        finished.append("blocked task")
+
+    p = face.ThreadPool(1)
+    p.apply_async(block)
+    assert started.wait(30)
+    queued = [p.apply_async(ran.append, (i,)) for i in range(3)]
+    p.terminate()
+    assert finished == []  # terminate() returned while the task still ran
+    release.set()
+    p.join()  # waits for the released thread, which exits without taking another task
+    assert (finished, ran) == (["blocked task"], [])
+    assert not any(r.ready() and r.successful() for r in queued)
 
 
 @pytest.mark.parametrize("face", FACES)

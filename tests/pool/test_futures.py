@@ -18,7 +18,7 @@ import plait.futures
 from plait.futures import WorkerLostError
 from plait.pool.errors import TimeoutError
 from tests.pool import tasks
-from tests.support import wait_until
+from tests.support import run_python, wait_until
 
 EXECUTORS = [
     pytest.param(concurrent.futures.ProcessPoolExecutor, id="std-process"),
@@ -95,6 +95,57 @@ def test_shutdown_cancel_futures(cls, request, tmp_path):
     cancelled = [f for f in rest if f.cancelled()]
     assert len(cancelled) >= 15
     assert all(f.result() == x * x for x, f in enumerate(rest) if not f.cancelled())
+
+
+EXIT_PROGRAM = """
+import sys
+import time
+
+from {module} import {name}
+
+
+def work(i):
+    time.sleep(0.2)  # still queued or running when the main thread ends
+    print("task", i, "ran", flush=True)
+
+
+if __name__ == "__main__":
+    executor = {name}(1)
+    for i in range(3):
+        executor.submit(work, i)
+    if sys.argv[1] == "shutdown(wait=False)":
+        executor.shutdown(wait=False)
+"""
+
+
+@pytest.mark.parametrize("cls", EXECUTORS)
+@pytest.mark.parametrize("ending", ["shutdown(wait=False)", "no shutdown"])
+@pytest.mark.timeout(120)
+def test_the_work_submitted_is_done_at_interpreter_exit(cls, ending, tmp_path):
+    program = tmp_path / "program.py"
+    program.write_text(EXIT_PROGRAM.format(module=cls.__module__, name=cls.__name__))
+    run = run_python(program, ending, timeout=60, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [f"task {i} ran" for i in range(3)]
+
+
+@pytest.mark.parametrize("cls", EXECUTORS)
+@pytest.mark.timeout(60)
+def test_closing_a_map_early_cancels_the_tasks_not_started(cls, request, tmp_path):
+    check_leaks(request, cls)
+    log, release, open_path = tmp_path / "log", tmp_path / "release", tmp_path / "open"
+    open_path.touch()
+    paths = [str(open_path)] + [str(release)] * 11  # the first task returns, the rest wait
+    with cls(1) as ex:
+        it = ex.map(tasks.log_once_path_exists, [str(log)] * 12, paths, range(12), chunksize=1)
+        assert next(it) == 0
+        it.close()
+        release.touch()
+    ran = [int(line) for line in log.read_text().split()]
+    # What ran: the first, the one running, and the few sent ahead of it to the worker
+    # (the standard process executor queues two ahead); the rest was cancelled.
+    assert ran == list(range(len(ran)))
+    assert 1 <= len(ran) <= 4
 
 
 @pytest.mark.timeout(60)
