@@ -32,6 +32,7 @@ other machines, and the default key would be a secret nobody chose.
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import weakref
 from dataclasses import dataclass
@@ -110,7 +111,6 @@ class BaseManager:
     """
 
     _registry: dict[str, Registration] = {}
-    _own_typeids: frozenset[str] = frozenset()
     _Server = Server
 
     def __init__(
@@ -176,17 +176,14 @@ class BaseManager:
 
         With ``create_method`` the class gets a method ``typeid(*args, **kwds)`` that
         makes the object in the server and returns a proxy (``proxytype``, by default an
-        ``AutoProxy`` of the ``exposed`` methods, by default the public ones). Raises
-        ``TypeError`` for a typeid that is not a string, ``ValueError`` for a typeid
-        already registered with this very class.
+        ``AutoProxy`` of the ``exposed`` methods, by default the public ones). A typeid
+        registered again replaces the earlier registration, as in the standard library.
+        Raises ``TypeError`` for a typeid that is not a string.
         """
         if not isinstance(typeid, str):
             raise TypeError(f"typeid must be a str, not {type(typeid).__name__}")
         if "_registry" not in cls.__dict__:
             cls._registry = dict(cls._registry)
-            cls._own_typeids = frozenset()
-        if typeid in cls._own_typeids:
-            raise ValueError(f"typeid {typeid!r} is already registered with {cls.__name__}")
         if proxytype is None:
             proxytype = AutoProxy
         exposed = exposed or getattr(proxytype, "_exposed_", None)
@@ -201,7 +198,6 @@ class BaseManager:
             dict(method_to_typeid) if method_to_typeid else None,
             proxytype,
         )
-        cls._own_typeids = cls._own_typeids | {typeid}
         if create_method:
 
             def create(self, *args, **kwds):
@@ -310,6 +306,7 @@ class BaseManager:
             self._serializer,
             self._state,
             self._shutdown_timeout,
+            os.getpid(),
         )
         self._finalizer.atexit = False
         atexit.register(self._finalizer)  # before plait.process joins its children
@@ -405,10 +402,13 @@ class BaseManager:
 
 
 def _stop_server(
-    process, address, authkey: bytes, serializer: str, state: State, timeout: float
+    process, address, authkey: bytes, serializer: str, state: State, timeout: float, pid: int
 ) -> None:
-    """Ask the server to stop, join its process (terminate, then kill, if it lingers)."""
-    if state.value == State.SHUTDOWN:
+    """Ask the server to stop, join its process (terminate, then kill, if it lingers).
+
+    Only in the process that started it (``pid``): a forked child's copy of the manager,
+    shut down or collected there, leaves it running, as the standard one does."""
+    if state.value == State.SHUTDOWN or os.getpid() != pid:
         return
     state.value = State.SHUTDOWN
     if process.is_alive():

@@ -60,6 +60,7 @@ import weakref
 from concurrent.futures import Future
 from typing import Any
 
+from plait._core.errors import AuthenticationError
 from plait.ipc.listener import HANDSHAKE_TIMEOUT
 from plait.managers import rings
 from plait.managers.protocol import ERROR, PROXY, RETURN, RemoteError
@@ -113,10 +114,12 @@ class RemoteTraceback(Exception):
         return self.tb
 
 
-class ManagerGoneError(ConnectionError):
+class ManagerGoneError(BrokenPipeError, EOFError):
     """The manager's server was shut down or died; its objects are gone.
 
-    Carries ``address``, ``typeid`` and ``method`` of the call that found out.
+    Carries ``address``, ``typeid`` and ``method`` of the call that found out. A
+    ``BrokenPipeError`` (a ``ConnectionError``) and an ``EOFError``: what the standard
+    proxies raise when their server is gone, so handlers written for them catch it.
     """
 
     def __init__(self, address: Any, typeid: str | None, method: str | None, why: str) -> None:
@@ -316,7 +319,11 @@ class _Client:
         if conn is None:
             try:
                 conn = self.connection()
-            except OSError as exc:
+            except (OSError, AuthenticationError) as exc:
+                if isinstance(exc, AuthenticationError) and not isinstance(
+                    exc.__cause__, OSError | EOFError
+                ):
+                    raise  # the keys differ; a handshake cut short is a server going away
                 raise ManagerGoneError(
                     self.address, typeid, method, f"cannot be reached: {exc}"
                 ) from exc

@@ -204,28 +204,39 @@ class RingLink:
 class Outbox:
     """The server's end of one connection's outbox: ``send`` a reply as its socket would."""
 
-    __slots__ = ("conn", "ring", "block", "token")
+    __slots__ = ("conn", "ring", "block", "token", "socket_next")
 
     # ring: this connection's outbox; block: its memory (the fd travels once, then the
-    # server's hello closes it: close_fd), token: what the client's requests start with.
+    # server's hello closes it: close_fd), token: what the client's requests start with;
+    # socket_next: ON_SOCKET was put, and the reply then failed to pickle: its error
+    # reply follows on the socket, where the client reads.
 
     def __init__(self, conn) -> None:
         self.conn = conn
         self.ring, self.block = make_ring(OUTBOX_CAPACITY)
         self.token = os.urandom(TOKEN_SIZE)
+        self.socket_next = False
 
     def send(self, reply) -> None:
         """Raises ``OSError`` when the client is gone or stopped reading; the pickling
-        error of a reply that cannot be sent (nothing was sent)."""
+        error of a reply that cannot be sent (nothing was sent: send the error reply
+        next). ``ON_SOCKET`` goes first: the client reads the socket only once it sees
+        it, and a reply larger than the socket's buffer waits for that."""
+        if self.socket_next:
+            self.socket_next = False
+            self.conn.send(reply)
+            return
         try:
             payload = _dumps(reply, PROTOCOL)
         except Exception:  # fds: the socket's collector may take it
-            self.conn.send(reply)
             self._put(ON_SOCKET)
+            self.socket_next = True
+            self.conn.send(reply)
+            self.socket_next = False
             return
         if len(payload) > RING_MESSAGE_MAX:
-            self.conn.send_bytes(payload)
             self._put(ON_SOCKET)
+            self.conn.send_bytes(payload)
             return
         self._put(payload)
 

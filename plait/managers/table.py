@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from plait.managers.policy import Attempt, Verdict, mode_of
-from plait.managers.protocol import ERROR, PROXY, RETURN
+from plait.managers.protocol import ERROR, PROXY, RETURN, RemoteError
 from plait.managers.proxy import NotExposedError, error_reply, public_methods
 
 __all__ = ["Entry", "Registration", "Session", "Table"]
@@ -110,6 +110,8 @@ class Table:
             result = getattr(obj, method)(*args, **kwds)
         except Exception as exc:
             return error_reply(exc)
+        except BaseException as exc:  # SystemExit, say: the serving thread goes on
+            return error_reply(_escaped(exc, f"{entry.typeid}.{method}()"))
         to_typeid = entry.to_typeid
         if to_typeid is not None and method in to_typeid:
             return self._proxy_reply(result, to_typeid[method], session)
@@ -129,7 +131,12 @@ class Table:
             raise KeyError(f"typeid {typeid!r} is not registered with this manager") from None
         if make is None:
             raise TypeError(f"typeid {typeid!r} has no callable in this manager's server")
-        obj = make(*args, **kwds)
+        try:
+            obj = make(*args, **kwds)
+        except Exception:
+            raise
+        except BaseException as exc:  # as in ``call``
+            raise _escaped(exc, f"making a {typeid!r} object") from exc
         ident, exposed, _ = self._register(obj, typeid, session)
         return ident, exposed
 
@@ -270,3 +277,12 @@ class Table:
         return "\n".join(
             f"  {ident}:       refcount={refs}\n    {str(obj)[:75]}" for ident, refs, obj in entries
         )
+
+
+def _escaped(exc: BaseException, what: str) -> RemoteError:
+    """The error a caller gets for ``SystemExit`` (or the like) raised by ``what`` in
+    the server: raised there as it is, it would end the caller instead (the standard
+    server's thread died of it, and its caller got ``EOFError``)."""
+    error = RemoteError(f"{what} raised {exc!r} in the manager's server")
+    error.__cause__ = exc
+    return error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 import types
 
 import pytest
@@ -205,3 +206,56 @@ def test_blocking_queue_and_event_calls_across_processes(family, plait_no_leaks)
             error = type(exc).__name__
         assert error == "Full"
         del q, results, ev_in, ev_out, bounded
+
+
+def test_a_typeid_registered_again_replaces_the_first(family):
+    class Again(family.managers.BaseManager):
+        pass
+
+    Again.register("thing", list)
+    Again.register("thing", dict)  # a notebook cell run twice, a module imported twice
+    with Again(ctx=family.mp.get_context("fork")) as m:
+        assert m.thing(a=1).copy() == {"a": 1}
+
+
+def _shut_down_in_the_child(m, done):
+    m.shutdown()  # a library's cleanup in a worker that inherited the manager
+    done.set()
+
+
+def test_shutdown_in_a_forked_child_leaves_the_parent_s_server_running(family):
+    ctx = family.mp.get_context("fork")
+    with family.manager() as m:
+        d = m.dict(a=1)
+        done = ctx.Event()
+        p = ctx.Process(target=_shut_down_in_the_child, args=(m, done))
+        p.start()
+        p.join(30)
+        assert (p.exitcode, done.is_set()) == (0, True)
+        assert d["a"] == 1
+        del d
+
+
+def _get_until_gone(q, connected, out):
+    q.qsize()  # this thread's connection is made
+    connected.set()
+    try:
+        q.get()
+    except (EOFError, BrokenPipeError):  # what programs written for the standard one catch
+        out.append("gone")
+
+
+def test_a_call_blocked_when_the_server_dies_raises_what_standard_handlers_catch(family):
+    m = family.manager()
+    try:
+        q = m.Queue()
+        out, connected = [], threading.Event()
+        t = threading.Thread(target=_get_until_gone, args=(q, connected, out))
+        t.start()
+        assert connected.wait(30)
+        time.sleep(0.5)  # for the get to reach the server: it is killed while it waits
+        m._process.kill()
+        t.join(30)
+        assert out == ["gone"]
+    finally:
+        m.shutdown()

@@ -77,6 +77,52 @@ def test_large_requests_and_replies_travel_on_the_socket(no_leaks):
 
 
 @pytest.mark.timeout(60)
+def test_a_reply_larger_than_the_socket_buffers_reaches_its_client_and_others_go_on(no_leaks):
+    big = b"x" * (8 << 20)  # the socket holds a fraction: the client must be reading
+    with _fork_manager() as m:
+        d = m.dict()
+        d["big"] = big
+        others = []
+
+        def read_it_too(proxy):
+            others.append(proxy["big"] == big)
+
+        reader = threading.Thread(target=read_it_too, args=(d,))
+        reader.start()  # another connection of this process, served by the same thread
+        assert d["big"] == big
+        reader.join(30)
+        d["small"] = 1
+        assert others == [True] and d["small"] == 1
+        del d, reader
+
+
+class _LockMaker:
+    def make(self):
+        return threading.Lock()
+
+
+class _LockManager(SyncManager):
+    pass
+
+
+_LockManager.register("LockMaker", _LockMaker)
+
+
+@pytest.mark.timeout(60)
+def test_a_reply_that_pickles_nowhere_gets_its_error_and_the_rings_go_on(no_leaks):
+    m = _LockManager(ctx=pmp.get_context("fork"))
+    m.start()
+    with m:
+        maker = m.LockMaker()
+        with pytest.raises(RemoteError, match="cannot send the reply"):
+            maker.make()  # announced on the socket before it failed: the error follows it
+        d = m.dict()
+        d["after"] = 1
+        assert d["after"] == 1
+        del d, maker
+
+
+@pytest.mark.timeout(60)
 def test_objects_carrying_fds_travel_on_the_socket(no_leaks):
     here, there = pmp.Pipe()
     with _fork_manager() as m:

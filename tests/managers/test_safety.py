@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import plait.multiprocessing as pmp
 from plait._core.framing import HEADER, PLAIN
 from plait.ipc import Client
-from plait.managers import BaseManager, ManagerGoneError, SyncManager, batch
+from plait.managers import BaseManager, ManagerGoneError, RemoteError, SyncManager, batch
 from tests.support import run_python, wait_until
 
 from . import targets
@@ -92,8 +92,6 @@ def test_tcp_needs_a_key_and_errors_name_the_cause():
         SyncManager(address=("127.0.0.1", 0), authkey=b"")
     with pytest.raises(ValueError, match="serializer"):
         SyncManager(serializer="json")
-    with pytest.raises(ValueError, match="'Counter'"):
-        CounterManager.register("Counter", targets.Counter)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -433,3 +431,36 @@ def test_a_proxy_in_the_server_finalized_under_the_table_lock(no_leaks):
         assert not collector.is_alive(), "the finalizer deadlocked on the server's lock"
         assert lst[:] == [1]
         del d, lst
+
+
+class _Exits:
+    def __init__(self, at_birth=False):
+        if at_birth:
+            raise SystemExit(4)
+
+    def exit(self):
+        raise SystemExit(3)  # sys.exit() in a method, or argparse refusing its input
+
+    def ping(self):
+        return "pong"
+
+
+class _ExitManager(BaseManager):
+    pass
+
+
+_ExitManager.register("Exits", _Exits)
+_ExitManager.register("dict", dict)
+
+
+@pytest.mark.timeout(60)
+def test_system_exit_in_a_managed_method_is_an_error_of_that_call_only(no_leaks):
+    with _ExitManager(ctx=pmp.get_context("fork")) as m:
+        keep, obj = m.dict(a=1), m.Exits()
+        with pytest.raises(RemoteError, match=r"Exits.exit\(\) raised SystemExit\(3\)"):
+            obj.exit()
+        with pytest.raises(RemoteError, match="SystemExit"):
+            m.Exits(at_birth=True)
+        # The caller's session lives on: its objects, its connection.
+        assert (keep.get("a"), obj.ping(), m._number_of_objects()) == (1, "pong", 2)
+        del keep, obj
