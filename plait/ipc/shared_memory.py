@@ -353,6 +353,11 @@ class SharedMemory:
             _made_here.discard(self._made)
             self._made = None
 
+    def _is_unlinked(self) -> bool:
+        """Whether the block was unlinked (by any process); False once closed here."""
+        block = self._block
+        return block is not None and bool(_META.unpack_from(block.mm, self._meta_at)[2])
+
     def unlink(self) -> None:
         """Make the name unusable for new attaches; users keep the memory until they close.
 

@@ -49,10 +49,10 @@ that must wait goes to a thread, which gives the connection back to the loop aft
 reply; a connection whose calls keep waiting (a consumer of a contended queue) keeps
 its thread.
 
-While a thread serves a connection, the loop still watches its socket for hang-up
-(``POLLRDHUP``): a client killed in the middle of a call that will never return (a
-``wait`` on an event nobody sets) has its objects released at once; the thread itself
-ends when its call does.
+While a thread serves a connection (a local one it took from the loop, or a TCP one
+from the start), the loop still watches its socket for hang-up (``POLLRDHUP``): a client
+killed in the middle of a call that will never return (a ``wait`` on an event nobody
+sets) has its objects released at once; the thread itself ends when its call does.
 
 Local clients and their rings
 -----------------------------
@@ -250,6 +250,7 @@ class Server:
         self._watched: dict[int, _Served] = {}
         self._incoming: list[_Served] = []  # to serve in the loop (admitted, or given back)
         self._finished: list[_Served] = []  # to close (their threads are done)
+        self._to_watch: list[_Served] = []  # served by their threads: watch for hang-up
         self._watch_parent = watch_parent
         self._spin = SpinBudget()  # the loop's spin before it blocks in poll
         self._stopping = False
@@ -380,9 +381,13 @@ class Server:
 
     def _take_handovers(self, poller) -> None:
         with self._lock:
+            to_watch, self._to_watch = self._to_watch, []
             incoming, self._incoming = self._incoming, []
             finished, self._finished = self._finished, []
         watched = self._watched
+        for served in to_watch:  # before finished: its thread may be done already
+            watched[served.fd] = served
+            poller.register(served.fd, _HANGUP)
         for served in finished:
             if watched.get(served.fd) is served:
                 del watched[served.fd]
@@ -430,8 +435,8 @@ class Server:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            rest = [*self._incoming, *self._finished, *self._watched.values()]
-            self._incoming, self._finished = [], []
+            rest = [*self._incoming, *self._finished, *self._to_watch, *self._watched.values()]
+            self._incoming, self._finished, self._to_watch = [], [], []
             self._watched.clear()
         for served in rest:  # handed over while the loop was stopping, or still in a call
             served.conn.close()
@@ -488,16 +493,25 @@ class Server:
             if not isinstance(sid, bytes):
                 return
             session = self.table.join(sid)
+            served = _Served(conn, sid, session)
             if conn._channel.unix and not self._stopping:
                 # Local clients go to the loop. TCP ones keep their thread: a stream peer
                 # could stall the loop in the middle of a frame.
-                served = _Served(conn, sid, session)
                 if len(hello) == 4 and hello[2] == "rings":
                     self._give_rings(served, hello[3])
                 self._hand_back(served, self._incoming)
                 conn = session = None
                 return
-            self._serve(conn, session)
+            # The loop watches it for hang-up meanwhile, as a looped connection's thread,
+            # and closes and releases it once this thread hands it back.
+            with self._lock:
+                self._to_watch.append(served)
+            self._wake()
+            conn = session = None
+            try:
+                self._serve(served.conn, served.session)
+            finally:
+                self._hand_back(served, self._finished)
         finally:
             if conn is not None:
                 conn.close()

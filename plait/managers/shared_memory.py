@@ -16,7 +16,9 @@ and the kernel frees the memory with its last holder. A server killed outright
 while some process holds it, and goes with the last. Nothing is ever left in
 ``/dev/shm``.
 
-``release_segment`` unlinks one block early; ``list_segments`` names those tracked.
+``release_segment`` unlinks one block early; ``list_segments`` names those tracked. A
+block a user unlinked is let go at the next of these requests (or of ``track_segment``),
+so that its memory goes with its last user, not with the server.
 They are requests of the server itself (``dispatch(conn, None, 'list_segments')``).
 """
 
@@ -55,6 +57,7 @@ class SharedMemoryServer(Server):
             self._segments[segment_name] = block
         if old is not None:
             old.close()
+        self._let_go_of_unlinked()
 
     def release_segment(self, session: Any, segment_name: str) -> None:
         """Unlink the block ``segment_name`` and stop holding it (nothing if not tracked)."""
@@ -62,11 +65,23 @@ class SharedMemoryServer(Server):
             block = self._segments.pop(segment_name, None)
         if block is not None:
             _destroy(block)
+        self._let_go_of_unlinked()
 
     def list_segments(self, session: Any) -> list[str]:
         """The names of the blocks this server holds."""
+        self._let_go_of_unlinked()
         with self._segments_lock:
             return list(self._segments)
+
+    def _let_go_of_unlinked(self) -> None:
+        """Stop holding the blocks a user unlinked (``shm.unlink()``, the standard idiom
+        when done): the server's hold would keep their memory until it stops. Looked at
+        whenever a block is tracked, released or listed."""
+        with self._segments_lock:
+            gone = [name for name, block in self._segments.items() if block._is_unlinked()]
+            blocks = [self._segments.pop(name) for name in gone]
+        for block in blocks:
+            block.close()
 
     def _close(self) -> None:
         try:

@@ -223,6 +223,25 @@ def test_shared_memory_manager_holds_blocks_until_shutdown(family, plait_no_leak
         shared_memory.ShareableList(name=held)
 
 
+def _maps_of(pid: int, name: str) -> list[str]:
+    stem = name.split("@")[0]  # plait's names carry their maker's address after the @
+    with open(f"/proc/{pid}/maps") as f:
+        return [line for line in f if stem in line]
+
+
+def test_a_block_its_user_unlinked_is_not_held_by_the_server(family, plait_no_leaks):
+    with family.managers.SharedMemoryManager(ctx=fork_context(family)) as smm:
+        block = smm.SharedMemory(size=1 << 20)
+        name = block.name
+        block.close()
+        block.unlink()  # done with it: its memory should go now, not at shutdown
+        nxt = smm.SharedMemory(size=64)
+        assert _maps_of(smm._process.pid, name) == []
+        if family.name == "plait":  # its server holds the blocks (the standard one, names)
+            assert _maps_of(smm._process.pid, nxt.name) != []
+        nxt.close()
+
+
 def test_shared_memory_server_ignores_sigint(family):
     smm = family.managers.SharedMemoryManager(ctx=fork_context(family))
     smm.start()

@@ -390,9 +390,10 @@ def test_creating_objects_leaves_the_connection_to_the_loop(no_leaks):
 
 
 @pytest.mark.timeout(60)
-def test_client_killed_in_a_call_that_never_returns_releases_its_objects(no_leaks):
+@pytest.mark.parametrize("address", [None, ("127.0.0.1", 0)], ids=["unix", "tcp"])
+def test_client_killed_in_a_call_that_never_returns_releases_its_objects(address, no_leaks):
     ctx = pmp.get_context("fork")
-    with SyncManager(ctx=ctx, authkey=b"k") as m:
+    with SyncManager(address=address, ctx=ctx, authkey=b"k") as m:
         ready = m.Event()
         child = ctx.Process(target=targets.create_then_wait_forever, args=(m.address, b"k", ready))
         child.start()
