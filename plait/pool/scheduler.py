@@ -21,6 +21,23 @@ Nothing polls: a worker's death wakes the scheduler through its pidfd sentinel, 
 job through the wake pipe (written only when no wake-up is pending), a timeout through
 ``wait``'s timeout.
 
+Never blocked by a worker
+-------------------------
+A worker's reader thread drains its pipe (``worker``), but it needs the GIL to do so, and
+a task inside a long C call that holds the GIL keeps it from reading: a send that does
+not fit the pipe would then block this thread, and with it ``terminate()``, every
+deadline and every other worker, until the task returns. So a message goes to a busy
+worker (one with chunks outstanding) only if it fits now: the scheduler pickles it
+first (``_measure``; the pickle is what it sends), asks the kernel how much of the
+socket's send buffer the records not read yet still take (``SIOCOUTQ``) and sends only
+if the message fits in the rest (``_Worker.fits``). Otherwise its chunks go back to the
+front of the line (a lone chunk keeps its pickle), where any worker with room takes
+them, and that worker is ``full``: it gets nothing until it answers. A message goes to
+an idle worker whatever its size: its reader is waiting for it, so the send takes as
+long as the copy. The check costs one ``ioctl`` per message to a busy worker, and the
+pickle is made once either way (``Connection.send`` would make it); a worker's pipe
+holds megabytes, so small chunks always pass.
+
 The crash-handling state machine, per worker:
 
 - A worker runs its chunks in the order sent (``outstanding``, FIFO) and writes each
@@ -72,16 +89,21 @@ lock guards what callers share with it (the job queue, jobs, statistics).
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import select
 import signal
+import socket
 import sys
+import termios
 import threading
 import time
 from collections import deque
 from concurrent.futures import CancelledError
 
-from plait._core import serialization
+from plait._core import segment, serialization
+from plait._core.framing import SEGMENT_THRESHOLD
 from plait.ipc import wait
 from plait.pool.engine import CLOSE, RUN, TERMINATE, Engine
 from plait.pool.errors import (
@@ -91,7 +113,7 @@ from plait.pool.errors import (
     WorkerLostError,
 )
 from plait.pool.memory import CHECK_SECONDS, FAR_OVER, format_bytes, resident_bytes
-from plait.pool.worker import MEMORY_REPORT, RETIRING, SOFT, SOFT_SIGNAL, nbytes
+from plait.pool.worker import MEMORY_REPORT, RETIRING, SOFT, SOFT_SIGNAL, UNREADABLE, nbytes
 
 __all__ = ["ProcessEngine"]
 
@@ -107,7 +129,19 @@ _MAX_BACKOFF = 1.0  # the longest wait before replacing workers that keep dying 
 
 
 class _Chunk:
-    __slots__ = ("id", "job", "start", "items", "deadline", "soft_deadline", "estimate", "heavy")
+    __slots__ = (
+        "id",
+        "job",
+        "start",
+        "items",
+        "deadline",
+        "soft_deadline",
+        "estimate",
+        "heavy",
+        "message",
+        "alone",
+        "payload",
+    )
 
     def __init__(self, chunk_id: int, job, start: int, items: list) -> None:
         self.id = chunk_id
@@ -120,6 +154,25 @@ class _Chunk:
         self.heavy = bool(items) and nbytes(items[0]) * len(items) >= HEAVY_BYTES
         # Its cost in seconds, or None: unknown, or too many bytes to hold many of.
         self.estimate: float | None = None if self.heavy else job.estimate(len(items))
+        self.message = 0  # the id of the first chunk of the message it was sent in
+        self.alone = False  # it travels in a message of its own (see _unreadable)
+        self.payload: bytes | None = None  # its message, pickled, while it waits (_send)
+
+
+def _measure(message: list) -> tuple[bytes | None, int | None]:
+    """The pickle of ``message`` when it is all ``Connection.send`` would send of it (no
+    out-of-band buffers), and how many bytes the message takes in the pipe (None: not
+    known, the pickler needs ``Connection.send``'s help: a connection inside)."""
+    try:
+        payload, buffers = serialization.dumps_oob(message)
+    except Exception:
+        return None, None
+    if not buffers:
+        return payload, len(payload)
+    size = len(payload) + sum(memoryview(b).nbytes for b in buffers)
+    if size >= SEGMENT_THRESHOLD and segment.available():
+        return None, 4096  # it travels in a shared-memory segment: the pipe takes its fd
+    return None, size
 
 
 def _what(chunk: _Chunk) -> str:
@@ -143,6 +196,9 @@ class _Worker:
         "retiring",
         "idle_since",
         "idle_exit",
+        "full",
+        "sndbuf",
+        "unread",
     )
 
     def __init__(self, handle, quota: int | None) -> None:
@@ -158,10 +214,26 @@ class _Worker:
         self.retiring: int | None = None  # its resident bytes when it said it exits
         self.idle_since: float | None = None  # with an idle_timeout: idle from then on
         self.idle_exit = False  # told to exit after idle_timeout: not replaced
+        self.full = False  # a message did not fit its pipe: it gets none until it answers
+        fd = handle.conn.fileno()
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            self.sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.unread = array.array("i", [0])  # filled by ioctl (see fits)
         # "Is another answer waiting?" after each one: a poll object made once, not
         # per call as Connection.poll makes it.
         self.poller = select.poll()
         self.poller.register(handle.conn.fileno(), select.POLLIN)
+
+    def fits(self, size: int) -> bool:
+        """Whether a message of ``size`` bytes goes into the pipe now without waiting
+        for the worker to read: the memory the kernel charges for the records not read
+        yet (``SIOCOUTQ``; a record costs up to a quarter more than its bytes, and a small
+        one a page) stays within the socket's send buffer, where a send would block."""
+        charge = size + size // 4 + 4096
+        if charge > self.sndbuf:
+            return False
+        fcntl.ioctl(self.handle.conn.fileno(), termios.TIOCOUTQ, self.unread, True)
+        return self.unread[0] + charge <= self.sndbuf
 
     def hold(self, chunk: _Chunk) -> None:
         self.outstanding.append(chunk)
@@ -178,6 +250,7 @@ class _Worker:
         outstanding = self.outstanding
         if not outstanding:
             return None
+        self.full = False  # it read what was sent before that answer
         if chunk_id is None or outstanding[0].id == chunk_id:
             chunk = outstanding.popleft()
         else:
@@ -206,7 +279,7 @@ class _Worker:
 
     def room(self, batched: int) -> bool:
         """Whether one more chunk may go to it, ``batched`` being already on their way."""
-        if self.exclusive or self.quota == 0 or self.killed or self.stopped:
+        if self.exclusive or self.quota == 0 or self.killed or self.stopped or self.full:
             return False
         if self.retiring is not None or self.idle_exit:
             return False
@@ -373,7 +446,7 @@ class ProcessEngine(Engine):
                 if chunk is None:
                     break
                 batch.append(chunk)
-                if chunk.job.timed or chunk.heavy:
+                if chunk.job.timed or chunk.heavy or chunk.alone:
                     # A timed task travels alone; a heavy chunk ends its message, and the next
                     # goes to the least busy worker: a worker starts on a chunk once
                     # the whole message is in, and the others wait while it is sent.
@@ -397,7 +470,7 @@ class ProcessEngine(Engine):
             if chunk.job.done:
                 retry.popleft()
                 continue
-            if chunk.job.timed and not idle:
+            if (chunk.job.timed and not idle) or (chunk.alone and batch):
                 return None
             return retry.popleft()
         taken = self.take_chunk(count, idle, None)
@@ -407,6 +480,9 @@ class ProcessEngine(Engine):
         return _Chunk(self._chunk_ids, *taken)
 
     def _send(self, worker: _Worker, batch: list[_Chunk]) -> None:
+        """Send ``batch`` to ``worker`` as one message, unless it is busy and the message
+        does not fit its pipe: then the batch goes back to the front of the line and the
+        worker gets nothing more until it answers (see "Never blocked by a worker")."""
         message = [
             (
                 c.id,
@@ -417,8 +493,23 @@ class ProcessEngine(Engine):
             )
             for c in batch
         ]
+        payload = batch[0].payload if len(batch) == 1 else None
+        if payload is not None:
+            size: int | None = len(payload)
+        else:
+            payload, size = _measure(message)
+        if worker.outstanding and (size is None or not worker.fits(size)):
+            worker.full = True
+            if len(batch) == 1:
+                batch[0].payload = payload  # not pickled again when it goes
+            self._retry.extendleft(reversed(batch))
+            return
+        conn = worker.handle.conn
         try:
-            worker.handle.conn.send(message)
+            if payload is None:
+                conn.send(message)
+            else:
+                conn.send_bytes(payload)
         except (BrokenPipeError, ConnectionError, EOFError):
             # The worker is dying; its sentinel will tell. The batch never reached it.
             self._retry.extendleft(reversed(batch))
@@ -432,6 +523,8 @@ class ProcessEngine(Engine):
             self._fail(batch[0], exc)
             return
         for chunk in batch:
+            chunk.message = batch[0].id
+            chunk.payload = None
             worker.hold(chunk)
             if worker.quota is not None:
                 worker.quota -= 1
@@ -464,7 +557,15 @@ class ProcessEngine(Engine):
                 answers.append((None, None, exc, 0.0))
             else:
                 if type(message) is tuple:
-                    if message[0] < 0:  # a notice, not an answer
+                    if message[0] == UNREADABLE:  # after the answers before it
+                        self._answer(worker, answers)
+                        answers = []
+                        try:
+                            error = loads(message[1])
+                        except Exception as exc:
+                            error = MaybeEncodingError(exc, "the error of an unreadable message")
+                        self._unreadable(worker, error)
+                    elif message[0] < 0:  # a notice, not an answer
                         self._notice(worker, message[0], message[1])
                     else:
                         answers.append(message)
@@ -476,10 +577,40 @@ class ProcessEngine(Engine):
                             answers.append((chunk_id, None, exc, 0.0))
             if len(answers) >= len(worker.outstanding) or not worker.poller.poll(0):
                 break
+        self._answer(worker, answers)
+
+    def _answer(self, worker: _Worker, answers: list) -> None:
         if answers:
             with self.lock:
                 self._settle(worker, answers)
             self.run_deferred()
+
+    def _unreadable(self, worker: _Worker, error: BaseException) -> None:
+        """The worker could not unpickle its oldest message without an answer: ``error``.
+
+        One chunk alone in it fails with ``error``; several go back to the front of the
+        line, each to travel in a message of its own, so that only the culprit fails. They
+        count for no quota: none ran.
+        """
+        worker.answered = True
+        outstanding = worker.outstanding
+        if not outstanding:
+            return  # settled already: its worker was killed
+        message = outstanding[0].message
+        chunks = []
+        while outstanding and outstanding[0].message == message:
+            chunk = worker.settle(outstanding[0].id)
+            chunks.append(chunk)
+            if worker.quota is not None:
+                worker.quota += 1
+            if chunk.job.timed:
+                worker.exclusive = False
+        if len(chunks) == 1:
+            self._fail(chunks[0], error)
+            return
+        for chunk in chunks:
+            chunk.alone = True
+        self._retry.extendleft(reversed(chunks))
 
     def _settle(self, worker: _Worker, answers: list) -> None:
         """Hand ``answers`` to their jobs; consecutive chunks of one job as one outcome."""

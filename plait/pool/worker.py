@@ -7,6 +7,7 @@ A worker owns one end of a ``Pipe``; the pool's scheduler owns the other. Messag
     scheduler -> worker   [(chunk_id, func, kind, items, hold), ...]   or None: "exit now"
     worker -> scheduler   (chunk_id, values, errors, seconds)      one answer
                           [(chunk_id, answer_bytes), ...]          a batch of answers
+                          (notice, value, None, 0.0)               a notice (notice < 0)
 
 The scheduler sends chunks in batches (one message, one system call, for many small
 chunks), and the worker answers in batches too: a chunk's answer waits while the next
@@ -41,7 +42,19 @@ Why a reader thread: the scheduler sends the next chunk while this worker comput
 current one (prefetch). If both the next chunk and the current result were larger than
 a socket buffer, the scheduler would block sending while the worker blocks sending back:
 a deadlock. The reader thread always drains the pipe into ``inbox``, so the scheduler's
-send always completes, and the scheduler bounds how many chunks are in the inbox.
+send always completes, and the scheduler bounds how many chunks are in the inbox. (A
+task that holds the GIL in a long C call stops the reader too: the scheduler then sends
+a busy worker only what fits its pipe, see ``scheduler``.)
+
+A message that does not unpickle here (an argument whose class the worker cannot
+import, a ``__reduce__`` that raises on this side) fails none of the chunks before it or
+after it, and the worker stays: it answers the answers waiting, then the notice
+``UNREADABLE`` with the error, pickled on its own as a batch's answers are (its
+traceback says where unpickling failed). The
+scheduler knows which chunks that message carried (the oldest ones without an answer):
+one alone fails with that error; several are sent again one per message, so that the
+one whose arguments do not unpickle fails alone. Such a message counts for no chunk of
+``maxtasks``: none ran.
 
 Soft timeouts: a task with a soft timeout runs alone on its worker (as every timed task,
 see ``scheduler``), with ``SOFT`` in its kind. At the soft deadline the scheduler sends
@@ -80,6 +93,7 @@ __all__ = [
     "SOFT",
     "SOFT_SIGNAL",
     "STAR",
+    "UNREADABLE",
     "ExceptionWithTraceback",
     "RemoteException",
     "mapstar",
@@ -98,6 +112,7 @@ SOFT_SIGNAL = signal.SIGUSR1  # what the scheduler sends at a task's soft deadli
 # Notices, sent as answers with these chunk ids: (notice, resident bytes, None, 0.0).
 MEMORY_REPORT = -1  # a fresh worker's resident set (when the pool has a memory limit)
 RETIRING = -2  # over the memory limit after a task: this worker exits now
+UNREADABLE = -3  # a message did not unpickle here: (UNREADABLE, error_bytes, None, 0.0)
 # In a worker: how many CPUs a pool made there uses by default (its share of the machine).
 CPU_SHARE_ENV = "PLAIT_CPU_SHARE"
 _FUNC_CACHE_SIZE = 64
@@ -144,9 +159,12 @@ def rebuild_exc(exc: BaseException, tb: str) -> BaseException:
     return exc
 
 
-def _remote(exc: BaseException) -> object:
-    """``exc`` ready to be sent: with its traceback, or a picklable stand-in."""
-    wrapped = ExceptionWithTraceback(exc, exc.__traceback__)
+def _remote(exc: BaseException, context: str = "") -> RemoteException:
+    """``exc`` ready to be sent: with its traceback (after ``context``, a line saying
+    where it happened), or a picklable stand-in."""
+    wrapped: RemoteException = ExceptionWithTraceback(exc, exc.__traceback__)
+    if context:
+        wrapped = RemoteException(exc, f"\n{context}{wrapped.tb}")
     try:  # an exception whose class cannot be rebuilt from its args fails on loads
         serialization.loads(serialization.dumps(wrapped))
     except Exception as why:
@@ -247,8 +265,8 @@ def _reader(conn, inbox: deque, ready: threading.Semaphore) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             message = None
-        except Exception as exc:  # a batch that cannot be unpickled here
-            message = [("unpicklable", exc)]
+        except Exception as exc:  # a message that cannot be unpickled here
+            message = [(UNREADABLE, exc)]
         if message is None:
             inbox.append(None)
             ready.release()
@@ -402,8 +420,14 @@ def worker_main(
             message = inbox.popleft()
             if message is None:
                 break
-            if message[0] == "unpicklable":
-                raise message[1]
+            if message[0] == UNREADABLE:  # answer what ran before it first
+                if waiting:
+                    _send(conn, waiting)
+                    waiting = []
+                context = f"(the arguments sent to worker {os.getpid()} did not unpickle there)"
+                error = serialization.dumps(_remote(message[1], context))
+                conn.send((UNREADABLE, error, None, 0.0))
+                continue
             chunk_id, func_bytes, kind, items, hold = message
             if waiting and (not hold or len(waiting) >= BATCH_ANSWERS or clock() >= flush_at):
                 _send(conn, waiting)

@@ -1,0 +1,180 @@
+"""The scheduler is never held up by one worker, and a message a worker cannot read fails
+only its own task.
+
+A task inside a long C call that holds the GIL (``hold_gil``: libc's ``pause`` called
+through ``ctypes.PyDLL``, which keeps the GIL) stops its worker from reading its pipe,
+while a big chunk waits to be sent to it. ``terminate()``, another worker's deadline and
+another worker's death must all be handled while that task still runs; it writes a file
+when it is let go (``SIGUSR2``), so the tests see that it had not ended.
+"""
+
+from __future__ import annotations
+
+import multiprocessing.pool
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+import plait.multiprocessing.pool
+from plait.pool import Pool, TimeoutError, WorkerLostError
+from tests.pool import tasks
+from tests.support import wait_until
+
+FACES = [
+    pytest.param(multiprocessing.pool, id="multiprocessing"),
+    pytest.param(plait.multiprocessing.pool, id="plait"),
+]
+# Larger than any pipe's send buffer (plait asks for 2 MiB, which the kernel doubles), and
+# pickled in-band: it cannot be in the pipe while the worker does not read.
+BIG = b"x" * (16 << 20)
+
+
+def hold_gil(data, started, done):
+    """The first call holds the GIL until its worker gets SIGUSR2; the others return."""
+    import ctypes  # noqa: PLC0415 - only in the worker
+
+    if os.path.exists(started):
+        return len(data)
+    signal.signal(signal.SIGUSR2, lambda signum, frame: None)  # ends the pause below
+    Path(started).write_text(str(os.getpid()))
+    ctypes.PyDLL(None).pause()  # in C, the GIL held, until a signal
+    Path(done).touch()
+    return len(data)
+
+
+class GilHolder:
+    """A map of big items whose first task holds its worker's GIL (``hold_gil``)."""
+
+    def __init__(self, pool, tmp_path: Path) -> None:
+        self.started = tmp_path / "started"
+        self.done = tmp_path / "done"
+        args = [(BIG, str(self.started), str(self.done))] * 3
+        self.result = pool.starmap_async(hold_gil, args, chunksize=1)
+        assert wait_until(lambda: self.started.exists() and self.started.read_text(), 30)
+        self.pid = int(self.started.read_text())
+
+    def release(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGUSR2)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("face", FACES)
+def test_terminate_returns_while_a_task_holds_the_gil_and_a_big_chunk_waits(
+    face, tmp_path, request
+):
+    if face is plait.multiprocessing.pool:
+        request.getfixturevalue("no_leaks")
+    pool = face.Pool(1)
+    holder = GilHolder(pool, tmp_path)
+    stopper = threading.Thread(target=pool.terminate, daemon=True)
+    stopper.start()
+    stopper.join(30)
+    returned = not stopper.is_alive()
+    if not returned:
+        holder.release()  # let it end, so that the test fails instead of hanging
+        stopper.join(60)
+    assert returned, "terminate() waited for the task that holds the GIL"
+    assert not holder.done.exists()
+    pool.join()
+
+
+@pytest.mark.timeout(120)
+def test_a_deadline_fires_while_another_worker_holds_the_gil(tmp_path, no_leaks):
+    with Pool(2) as pool:
+        timed_started = tmp_path / "timed"
+        timed = pool.apply_async(tasks.report_pid_and_sleep, (str(timed_started), 60), timeout=3)
+        assert wait_until(lambda: timed_started.exists() and timed_started.read_text(), 30)
+        holder = GilHolder(pool, tmp_path)
+        timed.wait(30)
+        fired = timed.ready()
+        still_held = not holder.done.exists()
+        holder.release()
+        assert fired, "the deadline waited for the task that holds the GIL"
+        assert still_held
+        with pytest.raises(TimeoutError, match="ran over its timeout"):
+            timed.get(0)
+        assert holder.result.get(60) == [len(BIG)] * 3
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_death_is_handled_while_another_worker_holds_the_gil(tmp_path, no_leaks):
+    with Pool(2) as pool:
+        victim_pid = tmp_path / "victim"
+        victim = pool.apply_async(tasks.report_pid_and_sleep, (str(victim_pid), 60))
+        assert wait_until(lambda: victim_pid.exists() and victim_pid.read_text(), 30)
+        holder = GilHolder(pool, tmp_path)
+        os.kill(int(victim_pid.read_text()), signal.SIGKILL)
+        victim.wait(30)
+        failed = victim.ready()
+        still_held = not holder.done.exists()
+        holder.release()
+        assert failed, "the death waited for the task that holds the GIL"
+        assert still_held
+        with pytest.raises(WorkerLostError):
+            victim.get(0)
+        assert holder.result.get(60) == [len(BIG)] * 3
+
+
+# -- arguments that do not unpickle in the worker ---------------------------------------
+
+
+def refuse(value):
+    raise ValueError(f"{value} does not unpickle here")
+
+
+class Unreadable:
+    """Pickles, but unpickling it raises ``ValueError`` (in the worker)."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def __reduce__(self):
+        return refuse, (self.value,)
+
+
+def outcomes(iterator) -> list:
+    """Each value of ``iterator``, or the ``ValueError`` it raised in its place, as text."""
+    out = []
+    while True:
+        try:
+            out.append(iterator.next(30))
+        except StopIteration:
+            return out
+        except ValueError as exc:
+            out.append(str(exc))
+
+
+@pytest.mark.timeout(60)
+def test_an_argument_that_does_not_unpickle_fails_its_own_task_only(no_leaks):
+    with Pool(1) as pool:
+        (pid,) = pool.stats().workers
+        got = outcomes(pool.imap(tasks.square, [0, Unreadable(1), 2, 3], 1))
+        assert got == [0, "1 does not unpickle here", 4, 9]
+        with pytest.raises(ValueError, match="7 does not unpickle here") as info:
+            pool.apply(tasks.square, (Unreadable(7),))
+        assert "did not unpickle" in str(info.value.__cause__)
+        assert pool.stats().workers == (pid,)
+        assert pool.stats().workers_replaced == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("maxtasks", [None, 3])
+def test_unreadable_chunks_among_many_small_ones_fail_alone(maxtasks, no_leaks):
+    items = list(range(2000))
+    items[700] = Unreadable(700)
+    items[1500] = Unreadable(1500)
+    with Pool(2, maxtasksperchild=maxtasks) as pool:
+        got = outcomes(pool.imap(tasks.square, items, 1))
+        failed = [i for i, value in enumerate(got) if isinstance(value, str)]
+        assert failed == [700, 1500]
+        assert all(got[i] == i * i for i in range(2000) if i not in failed)
+        got = outcomes(pool.imap(tasks.square, items, 7))  # a chunk fails as a whole
+        failed = [i for i, value in enumerate(got) if isinstance(value, str)]
+        assert failed == [*range(700, 707), *range(1498, 1505)]
+        assert pool.stats().workers_replaced == 0
