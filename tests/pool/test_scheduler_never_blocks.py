@@ -10,6 +10,7 @@ when it is let go (``SIGUSR2``), so the tests see that it had not ended.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing.pool
 import os
 import signal
@@ -84,41 +85,43 @@ def test_terminate_returns_while_a_task_holds_the_gil_and_a_big_chunk_waits(
     pool.join()
 
 
+def ready_while_the_gil_is_held(pool, tmp_path: Path, result, act=lambda: None) -> bool:
+    """Whether ``result`` became ready (after ``act()``) while another worker's task
+    still held its GIL; that task is then let go and must finish."""
+    holder = GilHolder(pool, tmp_path)
+    act()
+    result.wait(30)
+    ready, still_held = result.ready(), not holder.done.exists()
+    holder.release()
+    assert holder.result.get(60) == [len(BIG)] * 3
+    return ready and still_held
+
+
+def started_task(pool, tmp_path: Path, **options):
+    """A task that reports its worker's pid, then sleeps a minute; and that pid."""
+    pid_file = tmp_path / "pid"
+    result = pool.apply_async(tasks.report_pid_and_sleep, (str(pid_file), 60), **options)
+    assert wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30)
+    return result, int(pid_file.read_text())
+
+
 @pytest.mark.timeout(120)
 def test_a_deadline_fires_while_another_worker_holds_the_gil(tmp_path, no_leaks):
     with Pool(2) as pool:
-        timed_started = tmp_path / "timed"
-        timed = pool.apply_async(tasks.report_pid_and_sleep, (str(timed_started), 60), timeout=3)
-        assert wait_until(lambda: timed_started.exists() and timed_started.read_text(), 30)
-        holder = GilHolder(pool, tmp_path)
-        timed.wait(30)
-        fired = timed.ready()
-        still_held = not holder.done.exists()
-        holder.release()
-        assert fired, "the deadline waited for the task that holds the GIL"
-        assert still_held
+        timed, _ = started_task(pool, tmp_path, timeout=3)
+        assert ready_while_the_gil_is_held(pool, tmp_path, timed)
         with pytest.raises(TimeoutError, match="ran over its timeout"):
             timed.get(0)
-        assert holder.result.get(60) == [len(BIG)] * 3
 
 
 @pytest.mark.timeout(120)
 def test_a_worker_death_is_handled_while_another_worker_holds_the_gil(tmp_path, no_leaks):
     with Pool(2) as pool:
-        victim_pid = tmp_path / "victim"
-        victim = pool.apply_async(tasks.report_pid_and_sleep, (str(victim_pid), 60))
-        assert wait_until(lambda: victim_pid.exists() and victim_pid.read_text(), 30)
-        holder = GilHolder(pool, tmp_path)
-        os.kill(int(victim_pid.read_text()), signal.SIGKILL)
-        victim.wait(30)
-        failed = victim.ready()
-        still_held = not holder.done.exists()
-        holder.release()
-        assert failed, "the death waited for the task that holds the GIL"
-        assert still_held
+        victim, pid = started_task(pool, tmp_path)
+        kill = functools.partial(os.kill, pid, signal.SIGKILL)
+        assert ready_while_the_gil_is_held(pool, tmp_path, victim, kill)
         with pytest.raises(WorkerLostError):
             victim.get(0)
-        assert holder.result.get(60) == [len(BIG)] * 3
 
 
 # -- arguments that do not unpickle in the worker ---------------------------------------
