@@ -1,8 +1,9 @@
 """What both engines share: the queue of jobs with items to send, pool state, statistics.
 
 An *engine* runs a pool's jobs on its workers: ``scheduler.ProcessEngine`` on processes,
-``threadpool.ThreadEngine`` on threads. Callers' threads add work (``submit``,
-``add_items`` from an ``imap`` consumer) and the engine's own thread(s) take chunks
+``threadpool.ThreadEngine`` on threads. Callers' threads add work (``submit``, and
+``add_items`` from the reader of an ``imap`` input: its consumer or its feeder thread,
+see ``jobs``) and the engine's own thread(s) take chunks
 (``take_chunk``) and report outcomes through the jobs. One re-entrant lock, ``lock``,
 guards the queue, the jobs' buffers and the statistics (re-entrant: an engine settles
 several outcomes under one hold of it). ``wake()`` tells the engine there is something
@@ -138,7 +139,8 @@ class Engine:
                 self._queue(job)
 
     def add_items(self, job, start: int, items: list) -> None:
-        """More input of a lazy job (read by its consumer), ``start`` its first index."""
+        """More input of a lazy job (read by its consumer or feeder), ``start`` its first
+        index."""
         with self.lock:
             if self.state == TERMINATE:
                 exc = PoolTerminatedError("pool terminated")
@@ -150,9 +152,13 @@ class Engine:
             self._queue(job)
 
     def source_done(self, job) -> None:
-        """A lazy job read all its input."""
+        """A lazy job reads no more input (it may end after its last outcome came)."""
         with self.lock:
             self.lazy_open.discard(job)
+            bar = job.progress
+            if bar is not None and job.finished():
+                self.defer(bar.close)
+                job.progress = None
             self.wake()
 
     def _queue(self, job) -> None:

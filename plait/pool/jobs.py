@@ -31,18 +31,50 @@ outside the lock (``Engine.defer``), and the outcome is *ready* once the callbac
 run, as in ``multiprocessing.pool``. A map (``MapJob``) resolves on its first failed
 item (the standard behaviour): its other chunks still unsent are dropped.
 
-Laziness (``IMapJob``): the input iterator is read by the *consumer's* thread, when its
-iterator asks for the next result, up to ``window()`` items ahead of what it has
-consumed: an endless generator holds a bounded number of items, and a generator that
-blocks never blocks the engine. The window follows the chunk size, so adaptive chunks
-keep every worker fed. An input iterator that raises fails the item at that position,
-and the iteration ends after it, as in ``multiprocessing``. With a fixed ``chunksize``
-the input is read in whole chunks and an input that raises inside a chunk fails that
-chunk: its items read before the error never run and the error takes their place
-(``multiprocessing`` cuts chunks as it reads, and the same program sees the same
-sequence on both). Outcomes are kept as their chunks arrive, ``(values, {position:
-exception} or None)``, no object per item: by first index for an ordered iterator, in
-arrival order for an unordered one.
+Laziness (``IMapJob``): the input iterator is read ahead of what the consumer took,
+up to ``window()`` items: an endless generator holds a bounded number of items. The
+window follows the chunk size, so adaptive chunks keep every worker fed; with a
+``buffersize`` it is that many tasks. Input is read once less than half the window is
+left ahead (``low_water``), up to the full window, so the reader wakes in batches, not
+once per consumed item. Who reads:
+
+- An input held in memory (the iterator of a list, tuple, range, dict, set, str or
+  bytes: ``IN_MEMORY``) cannot block: its consumer reads it, in window-size slices,
+  when its iterator asks for the next result (``top_up``), and no thread is started.
+- Any other input (a generator, a file, a queue's getter) may be slow or block until
+  the consumer does something (a crawler whose results feed its own input): a *feeder*
+  thread of the job reads it (``_feed``), and neither ``imap()``, the iterator's
+  ``next()`` nor ``Pool.close()`` ever read it in the caller's thread, as in
+  ``multiprocessing``, whose task handler thread reads every input. Each item goes to
+  the engine as soon as it is read (each chunk, with a fixed ``chunksize``): nothing
+  read waits behind a read that blocks. The feeder sleeps on ``_bell`` while the window
+  is full; the consumer rings it once it took enough (``top_up``). The bell is a
+  ``SimpleQueue``, rung without any lock, so that an iterator dropped in any thread
+  (``consumer_gone``, from its ``__del__``, which may run in the middle of any code,
+  the feeder's own) stops its feeder without a lock-order hazard.
+- ``Pool.close`` lifts the window (``drain``): the feeder (started then for an input
+  in memory) reads the rest in the background, as ``multiprocessing`` does, and
+  ``join`` waits for it. A job with a ``buffersize`` reads no more instead: its input
+  may be endless.
+
+The reader holds ``_source_lock`` while it reads (two readers of an input in memory
+take turns: the consumer and, after ``close``, the feeder); nothing else takes it, so
+a feeder blocked in the user's generator blocks no one. Items read are committed under
+the engine's lock, which is also where the source is closed (``close_source``:
+terminate, ``abandon``, ``close`` with a ``buffersize``): items read after that are
+dropped, and a feeder that is blocked in the generator when its pool is terminated
+leaves once the generator returns (it is a daemon thread: it never keeps the process
+alive). A feeder ends when its input ends, when its source is closed, or when its
+consumer's iterator is dropped (before ``close``).
+
+An input iterator that raises fails the item at that position, and the iteration ends
+after it, as in ``multiprocessing``. With a fixed ``chunksize`` the input is read in
+whole chunks and an input that raises inside a chunk fails that chunk: its items read
+before the error never run and the error takes their place (``multiprocessing`` cuts
+chunks as it reads, and the same program sees the same sequence on both). Outcomes are
+kept as their chunks arrive, ``(values, {position: exception} or None)``, no object
+per item: by first index for an ordered iterator, in arrival order for an unordered
+one.
 """
 
 from __future__ import annotations
@@ -50,6 +82,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import math
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -75,30 +108,61 @@ CHUNK_BYTES = 8 << 20  # big items (arrays, bytes) travel a few per chunk: no hu
 MAX_CHUNK = 100_000
 MAX_IMAP_CHUNK = 4096
 MIN_WINDOW = 1024  # items an imap reads ahead of its consumer, at the least
+SMALL_SEGMENT = 64  # shorter additions are copied into the buffer's own last segment
+
+# The iterators of inputs held in memory: reading them never blocks (see the essay).
+IN_MEMORY = frozenset(
+    type(iter(container))
+    for container in (
+        [],
+        (),
+        range(0),
+        range(1 << 64),
+        "",
+        "\u20ac",
+        b"",
+        bytearray(),
+        {},
+        {}.values(),
+        {}.items(),
+        set(),
+    )
+)
 
 
 class Buffer:
     """Items not sent yet, as whole lists: cutting a chunk is a slice, not a loop per item.
 
     Items enter at the end in input order and leave from the front, so the index of an
-    item is the count of items that left before it (``next_index``).
+    item is the count of items that left before it (``next_index``). Items added a few at
+    a time (a feeder hands them over one by one) are copied into a last segment the
+    buffer made itself (``_tail``), so that cutting a chunk of them stays one slice.
     """
 
-    __slots__ = ("_segments", "_offset", "_len", "next_index")
+    __slots__ = ("_segments", "_offset", "_len", "_tail", "next_index")
 
     def __init__(self) -> None:
         self._segments: deque[list] = deque()
         self._offset = 0  # items of the first segment already taken
         self._len = 0
+        self._tail: list | None = None  # the last segment, if this buffer made it
         self.next_index = 0
 
     def __len__(self) -> int:
         return self._len
 
     def extend(self, items: list) -> None:
-        if items:
-            self._segments.append(items)
-            self._len += len(items)
+        if not items:
+            return
+        segments, tail = self._segments, self._tail
+        if len(items) >= SMALL_SEGMENT:
+            segments.append(items)
+        elif tail is not None and segments and segments[-1] is tail:
+            tail.extend(items)
+        else:
+            self._tail = list(items)
+            segments.append(self._tail)
+        self._len += len(items)
 
     def take(self, size: int) -> tuple[int, list]:
         """Remove up to ``size`` items from the front; return (index of the first, items)."""
@@ -135,6 +199,7 @@ class Buffer:
         self._segments.clear()
         self._offset = 0
         self._len = 0
+        self._tail = None
 
 
 class Job:
@@ -370,8 +435,11 @@ class MapJob(Outcome, Job):
 class IMapJob(Job):
     """``imap``/``imap_unordered``: input read lazily, outcomes kept by chunk.
 
-    The consumer (``results.IMapIterator``) reads input through ``top_up`` and takes
-    arrived chunks from ``chunks`` (``ordered``) or ``arrived``, under ``cond``.
+    The consumer (``results.IMapIterator``) counts what it took in ``consumed``, asks
+    for more input through ``top_up`` and takes arrived chunks from ``chunks``
+    (``ordered``) or ``arrived``, under ``cond``. ``source`` turns None, under the
+    engine's lock and with ``cond`` notified, once no more input will be read (the input
+    ended, raised, or was closed); ``pulled`` then counts every position.
     """
 
     lazy = True
@@ -394,97 +462,117 @@ class IMapJob(Job):
         self.ordered = ordered
         self._buffersize = buffersize  # tasks read ahead of the consumer, at most
         self.source: Iterator | None = iter(iterable)
-        self._source_lock = threading.Lock()
+        self._in_memory = type(self.source) in IN_MEMORY
+        self._source_lock = threading.Lock()  # held by the thread reading the source
         self._workers = workers
-        self.pulled = 0  # items read from the source
+        self.pulled = 0  # positions read from the source (an input's error takes one)
+        self.consumed = 0  # results the consumer took (its iterator counts them)
         self._delivered = 0  # outcomes known
-        self.low_water = MIN_WINDOW  # read more input once this little is left ahead
+        self.low_water = -1  # the consumer calls top_up once this little is left ahead
+        self._unbounded = False  # Pool.close: read the rest, no window
+        self._consumer_gone = False  # its iterator was dropped
+        self._feeder: threading.Thread | None = None
+        self._bell: queue.SimpleQueue = queue.SimpleQueue()  # wakes the feeder
         self.chunks: dict[int, tuple[list, dict | None]] = {}  # ordered: by first index
         self.arrived: deque = deque()  # unordered: chunks in arrival order
         self.lock = threading.Lock()  # the consumer takes it directly, once per item
         self.cond = threading.Condition(self.lock)
 
     def window(self) -> int:
+        """Items read ahead of the consumer, at most (plus the rest of a chunk)."""
         if self._buffersize is not None:
             return self._buffersize * (self.chunksize or 1)
-        size = self.next_size(self._workers)
+        with self.engine.lock:
+            size = self.next_size(self._workers)
         return max(MIN_WINDOW, size * self._workers * 4)
 
-    def top_up(self, consumed: int) -> None:
-        """Read the source until ``window()`` items are pulled but not yet ``consumed``.
+    # -- the consumer's side ----------------------------------------------------------
 
-        Reads only once less than half the window is left, so the source is read (and
-        the engine woken) in batches, not once per consumed item.
-        """
+    def start(self) -> None:
+        """Begin reading (``imap`` calls it; never blocks on the input): an input in
+        memory reads its first window now, any other starts its feeder."""
+        if self._in_memory:
+            self.top_up()
+        else:
+            self._make_feeder().start()
+
+    def top_up(self) -> None:
+        """More input once the consumer took enough (it calls this when at most
+        ``low_water`` items are left ahead): an input in memory is read here, up to
+        ``window()`` items ahead; a feeder is rung. Never blocks on the input."""
+        if self._feeder is not None:
+            if self._unbounded:
+                self.low_water = -1  # the feeder reads the rest without being rung
+            else:
+                self._bell.put(None)
+            return
         if self.source is None:
             self.low_water = -1  # nothing more to read: the consumer stops checking
             return
         window = self.window()
         self.low_water = window // 2
-        ahead = self.pulled - consumed
-        if ahead > self.low_water:
-            return
-        self._pull(window - ahead)
+        ahead = self.pulled - self.consumed
+        if ahead <= self.low_water:
+            self._read(window - ahead)
+
+    def consumer_gone(self) -> None:
+        """Its iterator was dropped: the feeder reads no more once its window is full
+        (after ``close`` it still reads the rest, which ``join`` waits for). Takes no
+        lock: it runs from ``__del__``, in whatever thread dropped the iterator."""
+        self._consumer_gone = True
+        self._bell.put(None)
+
+    # -- the pool's side ----------------------------------------------------------------
 
     def drain(self) -> None:
-        """At ``Pool.close``: read the rest of the source now, as the standard pool does.
+        """At ``Pool.close``: the rest of the input is read in the background, as the
+        standard pool does (``join`` waits for it); never blocks on the input.
 
         A job with a ``buffersize`` reads no more (its input may be endless): its consumer
         gets the results of what was read, then ``RuntimeError``.
         """
-        if self._buffersize is None:
-            self._pull(None)
-            return
-        with self._source_lock:
-            self.close_source(
-                RuntimeError("the pool was closed: the rest of the input was not read (buffersize)")
-            )
-        self.engine.source_done(self)
-
-    def _pull(self, want: int | None) -> None:
-        with self._source_lock:
+        engine = self.engine
+        with engine.lock:
             if self.source is None:
                 return
-            start = self.pulled
-            items: list = []
-            failure = None
-            chunksize = self.chunksize
-            if want is not None and chunksize is not None:
-                want = -(-want // chunksize) * chunksize  # whole chunks: see the essay
-            try:
-                items.extend(itertools.islice(self.source, want))
-            except Exception as exc:
-                failure = exc
-                if chunksize is not None:
-                    del items[len(items) - len(items) % chunksize :]
-            end = start + len(items)
-            if failure is not None or want is None or len(items) < want:
-                self.source = None
-            self.pulled = end
-            if failure is not None:
-                self.pulled = end + 1
-                self.fail_chunk(end, 1, failure)
-            if items:
-                self.engine.add_items(self, start, items)
-            if self.source is None:
-                self.engine.source_done(self)
+            if self._buffersize is not None:
+                self.close_source(
+                    RuntimeError(
+                        "the pool was closed: the rest of the input was not read (buffersize)"
+                    )
+                )
+                feeder = None
+            else:
+                self._unbounded = True
+                self.low_water = -1
+                feeder = self._make_feeder() if self._feeder is None else None
+        engine.run_deferred()
+        if feeder is not None:
+            feeder.start()
+        else:
+            self._bell.put(None)
 
     def close_source(self, exc: BaseException) -> None:
-        """Stop reading input (the pool was terminated): ``exc`` ends the iteration."""
+        """Stop reading input (under the engine's lock): ``exc`` ends the iteration.
+
+        Items a reader has in hand are dropped when it commits them; a feeder blocked
+        in the input leaves when the input returns."""
         if self.source is None:
             return
-        self.source = None
         index = self.pulled
         self.pulled = index + 1
+        self._end_source()
         self.fail_chunk(index, 1, exc)
 
     def abandon(self) -> None:
         """Its consumer is gone (an executor's ``map`` closed early, or that raised): read
         no more input and never send the items not sent yet, as the standard executor's
         ``map`` cancels its futures not started."""
-        with self._source_lock:
+        engine = self.engine
+        with engine.lock:
             self.close_source(concurrent.futures.CancelledError("the map was closed"))
-        self.engine.drop_unsent(self)
+            engine.drop_unsent(self)
+        engine.run_deferred()
 
     def finished(self) -> bool:
         """Whether all input was read and every outcome is known."""
@@ -499,3 +587,108 @@ class IMapJob(Job):
             else:
                 self.arrived.append(chunk)
             self.cond.notify()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _make_feeder(self) -> threading.Thread:
+        # A daemon: one blocked in the user's generator never keeps the process alive.
+        feeder = threading.Thread(target=self._feed, name=f"plait-imap-{self.id}", daemon=True)
+        self._feeder = feeder
+        return feeder
+
+    def _feed(self) -> None:
+        """The feeder thread: read while there is room, until reading ends."""
+        try:
+            while (want := self._room()) != 0:
+                self._read(want)
+        except BaseException as exc:  # not the input's (those are items): never a silent hang
+            with self.engine.lock:
+                self.close_source(exc)
+            self.engine.run_deferred()
+
+    def _room(self) -> int | None:
+        """Wait (the feeder) until input may be read; return how many items (None: the
+        rest), or 0 when reading has ended."""
+        while True:
+            if self.source is None:
+                return 0
+            if self._unbounded:
+                return None
+            if self._consumer_gone:
+                with self.engine.lock:
+                    if self.source is not None and not self._unbounded:
+                        self._end_source()
+                continue
+            window = self.window()
+            low_water = window // 2
+            if self.pulled - self.consumed <= low_water:
+                self.low_water = -1  # reading: the consumer need not ring
+                return window - (self.pulled - self.consumed)
+            # Publish the mark, then look again: a consumer that counted after the first
+            # look sees the mark and rings.
+            self.low_water = low_water
+            if self.pulled - self.consumed > low_water:
+                self._bell.get()
+
+    def _read(self, want: int | None) -> None:
+        """Read up to ``want`` items (None: all the rest) and commit them to the engine.
+
+        An input in memory is read in slices; any other item by item (chunk by chunk
+        with a fixed ``chunksize``), each committed before the next read, which may block.
+        """
+        chunksize = self.chunksize
+        if want is not None and chunksize is not None:
+            want = -(-want // chunksize) * chunksize  # whole chunks: see the essay
+        if self._in_memory:
+            step = want if want is not None else self.window()
+        else:
+            step = chunksize or 1
+        with self._source_lock:
+            source = self.source
+            while source is not None and (want is None or want > 0):
+                if self._consumer_gone and not self._unbounded:
+                    return  # the feeder's _room ends the source
+                size = step if want is None else min(step, want)
+                items: list = []
+                failure = None
+                try:
+                    items.extend(itertools.islice(source, size))
+                except Exception as exc:
+                    failure = exc
+                    if chunksize is not None:
+                        del items[len(items) - len(items) % chunksize :]
+                ended = failure is not None or len(items) < size
+                if not self._commit(items, failure, ended) or ended:
+                    return
+                if want is not None:
+                    want -= size
+
+    def _commit(self, items: list, failure: Exception | None, ended: bool) -> bool:
+        """Hand what was read to the engine; False if the source was closed meanwhile
+        (the items are dropped)."""
+        engine = self.engine
+        with engine.lock:
+            if self.source is None:
+                return False
+            start = self.pulled
+            end = start + len(items)
+            self.pulled = end if failure is None else end + 1
+            if items:
+                engine.add_items(self, start, items)
+            if failure is not None:
+                self.fail_chunk(end, 1, failure)
+            if ended:
+                self._end_source()
+        if failure is not None or ended:
+            engine.run_deferred()
+        return True
+
+    def _end_source(self) -> None:
+        """No more input will be read (under the engine's lock): tell the engine, the
+        consumer (waiting for a result that will not come) and the feeder."""
+        self.source = None
+        self.low_water = -1
+        self.engine.source_done(self)
+        with self.cond:
+            self.cond.notify_all()
+        self._bell.put(None)

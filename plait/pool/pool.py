@@ -478,7 +478,7 @@ class Pool:
         if progress:
             job.progress = _progress.bar(_progress.length_hint(iterable))
         self._engine.submit(job)
-        job.top_up(0)
+        job.start()
         return cls(job)
 
     def _check_timeout_supported(self, timeout: TaskTimeout | None) -> None:
@@ -503,7 +503,9 @@ class Pool:
     def close(self) -> None:
         """Accept no more work; the workers exit once the accepted work is done.
 
-        Unread input of ``imap`` iterators is read now, as the standard pool does.
+        Returns at once. The rest of the input of ``imap`` iterators is read in the
+        background, as the standard pool does, and ``join`` waits for it (an ``imap``
+        with a ``buffersize`` reads no more: see ``IMapJob.drain``).
         """
         engine = self._engine
         with engine.lock:

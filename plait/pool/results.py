@@ -11,12 +11,14 @@ and has nothing else: the standard interface of ``multiprocessing.pool``
 ``concurrent.futures.Future``. The job holds no reference back, so a result its caller
 drops is freed at once, and with it a lazy job nothing else holds.
 
-An ``imap`` iterator is the consumer of its job's outcomes: it asks the job to read
-more input when fewer than ``low_water`` items are read ahead of what it yielded
-(``IMapJob.top_up``), and walks through the job's arrived chunks one at a time, so a
-result costs no lock per item. ``next(timeout)`` raises ``TimeoutError`` when the next
-result is not ready in time and re-raises a failed item's exception (the iteration
-then goes on with the next item).
+An ``imap`` iterator is the consumer of its job's outcomes: it counts what it took
+(``IMapJob.consumed``), asks the job for more input when at most ``low_water`` items
+are read ahead of that (``IMapJob.top_up``: that never blocks on the input, which a
+feeder thread reads unless it is held in memory), and walks through the job's arrived
+chunks one at a time, so a result costs no lock per item. ``next(timeout)`` raises
+``TimeoutError`` when the next result is not ready in time and re-raises a failed
+item's exception (the iteration then goes on with the next item). An iterator dropped
+before its input was read stops the reading (``IMapJob.consumer_gone``).
 """
 
 from __future__ import annotations
@@ -192,7 +194,6 @@ class IMapIterator:
         self._job = job
         self._lock = job.lock  # the lock of job.cond, taken directly: a C call per item
         self._cond = job.cond
-        self._yielded = 0  # results handed to the consumer
         self._index = 0  # ordered: the index of the first item of the next chunk
         self._values: list = []  # the chunk being consumed...
         self._failed: dict | None = None
@@ -206,18 +207,18 @@ class IMapIterator:
         if timeout is not None:
             timeout = check_wait_timeout(timeout)
         job = self._job
-        if job.pulled - self._yielded <= job.low_water:
-            job.top_up(self._yielded)
+        if job.pulled - job.consumed <= job.low_water:
+            job.top_up()
         with self._lock:
             if self._pos >= len(self._values) and not self._next_chunk():
                 self._wait_chunk(timeout)
             pos = self._pos
             self._pos = pos + 1
-            self._yielded += 1
+            job.consumed += 1
             value = self._values[pos]
             failed = self._failed
-        if job.pulled - self._yielded <= job.low_water:
-            job.top_up(self._yielded)
+        if job.pulled - job.consumed <= job.low_water:
+            job.top_up()
         if failed is not None and pos in failed:
             raise failed[pos]
         return value
@@ -229,7 +230,7 @@ class IMapIterator:
         deadline = None if timeout is None else time.monotonic() + timeout
         job = self._job
         while not self._next_chunk():
-            if job.source is None and self._yielded >= job.pulled:
+            if job.source is None and job.consumed >= job.pulled:
                 raise StopIteration
             if deadline is None:
                 self._cond.wait()
@@ -255,8 +256,11 @@ class IMapIterator:
         self._pos = 0
         return True
 
+    def __del__(self) -> None:
+        self._job.consumer_gone()
+
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} job={self._job.id} yielded={self._yielded}>"
+        return f"<{type(self).__name__} job={self._job.id} yielded={self._job.consumed}>"
 
 
 class IMapUnorderedIterator(IMapIterator):

@@ -174,10 +174,13 @@ def test_imap_over_an_endless_generator_stays_bounded(pool):
             pulled += 1
             yield pulled
 
+    threads = set(threading.enumerate())
     for i, value in enumerate(pool.imap(tasks.square, count())):
         assert value == (i + 1) ** 2
         if i == 1000:
             break
+    # The iterator is dropped: the thread reading the generator stops and ends.
+    assert wait_until(lambda: set(threading.enumerate()) <= threads, 10)
     assert pulled < 200_000
     seen = pulled
     time.sleep(0.1)
