@@ -169,15 +169,15 @@ def test_an_argument_that_does_not_unpickle_fails_its_own_task_only(no_leaks):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("maxtasks", [None, 3])
 def test_unreadable_chunks_among_many_small_ones_fail_alone(maxtasks, no_leaks):
-    items = list(range(2000))
-    items[700] = Unreadable(700)
-    items[1500] = Unreadable(1500)
+    items = list(range(200))
+    items[70] = Unreadable(70)
+    items[150] = Unreadable(150)
     with Pool(2, maxtasksperchild=maxtasks) as pool:
         got = outcomes(pool.imap(tasks.square, items, 1))
         failed = [i for i, value in enumerate(got) if isinstance(value, str)]
-        assert failed == [700, 1500]
-        assert all(got[i] == i * i for i in range(2000) if i not in failed)
+        assert failed == [70, 150]
+        assert all(got[i] == i * i for i in range(200) if i not in failed)
         got = outcomes(pool.imap(tasks.square, items, 7))  # a chunk fails as a whole
         failed = [i for i, value in enumerate(got) if isinstance(value, str)]
-        assert failed == [*range(700, 707), *range(1498, 1505)]
+        assert failed == [*range(70, 77), *range(147, 154)]
         assert pool.stats().workers_replaced == 0
