@@ -110,6 +110,8 @@ class Table:
             result = getattr(obj, method)(*args, **kwds)
         except Exception as exc:
             return error_reply(exc)
+        except KeyboardInterrupt:
+            raise  # Ctrl-C in the thread of serve_forever(): it stops the server
         except BaseException as exc:  # SystemExit, say: the serving thread goes on
             return error_reply(_escaped(exc, f"{entry.typeid}.{method}()"))
         to_typeid = entry.to_typeid
@@ -133,7 +135,7 @@ class Table:
             raise TypeError(f"typeid {typeid!r} has no callable in this manager's server")
         try:
             obj = make(*args, **kwds)
-        except Exception:
+        except (Exception, KeyboardInterrupt):
             raise
         except BaseException as exc:  # as in ``call``
             raise _escaped(exc, f"making a {typeid!r} object") from exc
