@@ -107,6 +107,18 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
         time.sleep(interval)
 
 
+def outcomes_of(iterator, error: type) -> list:
+    """Every value of a pool's result ``iterator``, or the ``error`` it raised in its place."""
+    outcomes = []
+    while True:
+        try:
+            outcomes.append(iterator.next(30))
+        except StopIteration:
+            return outcomes
+        except error as exc:
+            outcomes.append(exc)
+
+
 def stop_helper_processes() -> None:
     """Stop the long-lived helper processes this process may have started.
 

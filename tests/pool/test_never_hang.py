@@ -15,19 +15,7 @@ import pytest
 
 from plait.pool import MaybeEncodingError, Pool, TimeoutError, WorkerLostError
 from tests.pool import tasks
-from tests.support import wait_until
-
-
-def outcomes_of(iterator, error: type) -> list:
-    """Every value of a pool's result ``iterator``, or the ``error`` it raised in its place."""
-    outcomes = []
-    while True:
-        try:
-            outcomes.append(iterator.next(30))
-        except StopIteration:
-            return outcomes
-        except error as exc:
-            outcomes.append(exc)
+from tests.support import outcomes_of, wait_until
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 import plait.multiprocessing.pool
 from plait.pool import Pool, TimeoutError, WorkerLostError
 from tests.pool import tasks
-from tests.support import wait_until
+from tests.support import outcomes_of, wait_until
 
 FACES = [
     pytest.param(multiprocessing.pool, id="multiprocessing"),
@@ -143,14 +143,7 @@ class Unreadable:
 
 def outcomes(iterator) -> list:
     """Each value of ``iterator``, or the ``ValueError`` it raised in its place, as text."""
-    out = []
-    while True:
-        try:
-            out.append(iterator.next(30))
-        except StopIteration:
-            return out
-        except ValueError as exc:
-            out.append(str(exc))
+    return [str(o) if isinstance(o, ValueError) else o for o in outcomes_of(iterator, ValueError)]
 
 
 @pytest.mark.timeout(60)
